@@ -1,0 +1,274 @@
+//! Groups: validated subject and description, settings, pictures and the metadata a connector reports.
+
+use serde::{Deserialize, Serialize};
+
+use crate::clock::Timestamp;
+use crate::ids::GroupJid;
+use crate::phone::PhoneNumber;
+
+/// A group's name: 1 to 100 characters (WhatsApp's limit), no control characters.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct GroupSubject(String);
+
+impl GroupSubject {
+    pub const MAX_CHARS: usize = 100;
+
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        let n = s.chars().count();
+        if n == 0 {
+            return Err("must not be empty".into());
+        }
+        if n > Self::MAX_CHARS {
+            return Err(format!("must be at most {} characters (got {n})", Self::MAX_CHARS));
+        }
+        if s.chars().any(char::is_control) {
+            return Err("must not contain control characters such as line breaks".into());
+        }
+        Ok(Self(s.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A group's description: at most 2048 characters (WhatsApp's limit). Empty means none.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct GroupDescription(String);
+
+impl GroupDescription {
+    pub const MAX_CHARS: usize = 2048;
+
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let n = s.chars().count();
+        if n > Self::MAX_CHARS {
+            return Err(format!("must be at most {} characters (got {n})", Self::MAX_CHARS));
+        }
+        Ok(Self(s.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Disappearing messages: the timers WhatsApp offers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub enum Disappearing {
+    #[default]
+    #[serde(rename = "off")]
+    Off,
+    #[serde(rename = "24h")]
+    Day,
+    #[serde(rename = "7d")]
+    Week,
+    #[serde(rename = "90d")]
+    NinetyDays,
+}
+
+impl Disappearing {
+    pub fn seconds(self) -> u32 {
+        match self {
+            Self::Off => 0,
+            Self::Day => 86_400,
+            Self::Week => 604_800,
+            Self::NinetyDays => 7_776_000,
+        }
+    }
+
+    pub fn from_seconds(s: u32) -> Option<Self> {
+        [Self::Off, Self::Day, Self::Week, Self::NinetyDays].into_iter().find(|d| d.seconds() == s)
+    }
+}
+
+/// Group settings as WhatsApp has them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct GroupSettings {
+    /// Only admins can send messages.
+    pub announce_only: bool,
+    /// Only admins can edit the subject, description and picture.
+    pub locked_info: bool,
+    /// New members joining by link need an admin's approval.
+    pub join_approval: bool,
+    /// Disappearing-messages timer.
+    pub disappearing_messages: Disappearing,
+}
+
+/// A change to some settings; absent fields stay as they are.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GroupSettingsPatch {
+    pub announce_only: Option<bool>,
+    pub locked_info: Option<bool>,
+    pub join_approval: Option<bool>,
+    pub disappearing_messages: Option<Disappearing>,
+}
+
+impl GroupSettingsPatch {
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+
+    pub fn apply(&self, s: &mut GroupSettings) {
+        if let Some(v) = self.announce_only {
+            s.announce_only = v;
+        }
+        if let Some(v) = self.locked_info {
+            s.locked_info = v;
+        }
+        if let Some(v) = self.join_approval {
+            s.join_approval = v;
+        }
+        if let Some(v) = self.disappearing_messages {
+            s.disappearing_messages = v;
+        }
+    }
+
+    /// The patch that turns default settings into `s`.
+    pub fn from_settings(s: &GroupSettings) -> Self {
+        Self {
+            announce_only: Some(s.announce_only),
+            locked_info: Some(s.locked_info),
+            join_approval: Some(s.join_approval),
+            disappearing_messages: Some(s.disappearing_messages),
+        }
+    }
+}
+
+/// A member's role in a group.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum MemberRole {
+    /// The creator ("super admin"): no other admin can remove or demote them.
+    Creator,
+    Admin,
+    Member,
+}
+
+impl MemberRole {
+    pub fn is_admin(self) -> bool {
+        matches!(self, Self::Creator | Self::Admin)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct GroupMember {
+    pub phone: PhoneNumber,
+    pub role: MemberRole,
+}
+
+/// A group as the network reports it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupMetadata {
+    pub jid: GroupJid,
+    pub subject: String,
+    pub description: Option<String>,
+    pub creator: Option<PhoneNumber>,
+    pub created_at: Timestamp,
+    pub settings: GroupSettings,
+    pub members: Vec<GroupMember>,
+}
+
+/// A group picture: a JPEG or PNG image, size-checked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GroupPicture {
+    bytes: Vec<u8>,
+    format: PictureFormat,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PictureFormat {
+    Jpeg,
+    Png,
+}
+
+impl PictureFormat {
+    pub fn mime(self) -> &'static str {
+        match self {
+            Self::Jpeg => "image/jpeg",
+            Self::Png => "image/png",
+        }
+    }
+}
+
+impl GroupPicture {
+    /// The largest picture accepted, in bytes.
+    pub const MAX_BYTES: usize = 5 * 1024 * 1024;
+
+    /// Checks the size and the file signature (not the declared content type, which clients get wrong).
+    pub fn parse(bytes: Vec<u8>) -> Result<Self, String> {
+        if bytes.is_empty() {
+            return Err("is empty".into());
+        }
+        if bytes.len() > Self::MAX_BYTES {
+            return Err(format!("is {} bytes; the limit is {} bytes", bytes.len(), Self::MAX_BYTES));
+        }
+        let format = if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
+            PictureFormat::Jpeg
+        } else if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
+            PictureFormat::Png
+        } else {
+            return Err("is not a JPEG or PNG image".into());
+        };
+        Ok(Self { bytes, format })
+    }
+
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    pub fn format(&self) -> PictureFormat {
+        self.format
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subjects_are_one_to_a_hundred_characters() {
+        assert!(GroupSubject::parse("").is_err());
+        assert!(GroupSubject::parse("   ").is_err());
+        assert_eq!(GroupSubject::parse(" War room ").unwrap().as_str(), "War room");
+        assert!(GroupSubject::parse(&"é".repeat(100)).is_ok(), "characters, not bytes");
+        assert!(GroupSubject::parse(&"a".repeat(101)).unwrap_err().contains("101"));
+        assert!(GroupSubject::parse("two\nlines").is_err());
+    }
+
+    #[test]
+    fn descriptions_are_at_most_2048_characters() {
+        assert!(GroupDescription::parse(&"x".repeat(2048)).is_ok());
+        assert!(GroupDescription::parse(&"x".repeat(2049)).is_err());
+    }
+
+    #[test]
+    fn pictures_are_checked_by_signature_and_size() {
+        assert_eq!(GroupPicture::parse(vec![0xFF, 0xD8, 0xFF, 0xE0]).unwrap().format(), PictureFormat::Jpeg);
+        assert_eq!(GroupPicture::parse(b"\x89PNG\r\n\x1a\n....".to_vec()).unwrap().format(), PictureFormat::Png);
+        assert!(GroupPicture::parse(b"GIF89a".to_vec()).is_err());
+        assert!(GroupPicture::parse(Vec::new()).is_err());
+        let mut big = vec![0xFF, 0xD8, 0xFF];
+        big.resize(GroupPicture::MAX_BYTES + 1, 0);
+        assert!(GroupPicture::parse(big).unwrap_err().contains("limit"));
+    }
+
+    #[test]
+    fn disappearing_timers_round_trip_through_seconds() {
+        for d in [Disappearing::Off, Disappearing::Day, Disappearing::Week, Disappearing::NinetyDays] {
+            assert_eq!(Disappearing::from_seconds(d.seconds()), Some(d));
+        }
+        assert_eq!(Disappearing::from_seconds(3600), None);
+    }
+
+    #[test]
+    fn a_settings_patch_changes_only_what_it_names() {
+        let mut s = GroupSettings { announce_only: true, ..GroupSettings::default() };
+        GroupSettingsPatch { join_approval: Some(true), ..Default::default() }.apply(&mut s);
+        assert!(s.announce_only && s.join_approval && !s.locked_info);
+    }
+}

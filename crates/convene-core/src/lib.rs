@@ -1,0 +1,24 @@
+//! Convene's domain: identifiers, parsed inputs, participant outcomes, the connector and store ports, and the clock.
+//!
+//! This crate does no I/O and depends on neither axum nor sqlx, so the service, the sandbox and the store can all be
+//! tested against it without a server.
+#![forbid(unsafe_code)]
+
+pub mod clock;
+pub mod connector;
+pub mod group;
+pub mod ids;
+pub mod outcome;
+pub mod phone;
+pub mod store;
+
+pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
+pub use connector::{Connector, ConnectorError, ConnectorKind, InstanceState};
+pub use group::{
+    Disappearing, GroupDescription, GroupMember, GroupMetadata, GroupPicture, GroupSettings, GroupSettingsPatch,
+    GroupSubject, MemberRole,
+};
+pub use ids::{CreationKey, GroupId, GroupJid, InstanceId};
+pub use outcome::{AddRequest, ParticipantChange, ParticipantOutcome, ParticipantResult};
+pub use phone::{PhoneNumber, PhoneParseError};
+pub use store::{DbError, Store};

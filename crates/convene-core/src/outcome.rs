@@ -1,0 +1,161 @@
+//! What happened to each participant of a create or a participant change. A closed set with names: every API
+//! reports these, never raw network codes alone.
+
+use serde::{Deserialize, Serialize};
+
+use crate::clock::Timestamp;
+use crate::phone::PhoneNumber;
+
+/// The participant changes WhatsApp offers. Creation reports like `Add`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ParticipantChange {
+    Add,
+    Remove,
+    Promote,
+    Demote,
+}
+
+/// What happened to one participant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ParticipantOutcome {
+    /// Now a member.
+    Added,
+    /// Their privacy settings refused the add, and a private invite was sent instead.
+    InviteSent,
+    /// Their privacy settings refused the add (or they blocked the number); no invite was sent.
+    PrivacyBlocked,
+    /// They left the group recently and cannot be added back yet.
+    RecentlyLeft,
+    /// Already a member.
+    AlreadyMember,
+    /// The number has no WhatsApp account.
+    NotOnWhatsapp,
+    /// Not a valid phone number.
+    InvalidNumber,
+    /// Removed from the group.
+    Removed,
+    /// Made an admin.
+    Promoted,
+    /// No longer an admin.
+    Demoted,
+    /// Not a member, so they cannot be removed, promoted or demoted.
+    NotMember,
+    /// The network refused the change, e.g. removing or demoting the group's creator.
+    NotAllowed,
+    /// Any other refusal; the raw network code is reported beside it.
+    Failed,
+}
+
+impl ParticipantOutcome {
+    /// Did the requested change take effect?
+    pub fn is_success(self) -> bool {
+        matches!(self, Self::Added | Self::Removed | Self::Promoted | Self::Demoted)
+    }
+
+    /// A sentence for people, used in dialects that carry a message.
+    pub fn message(self) -> &'static str {
+        match self {
+            Self::Added => "The participant was added successfully",
+            Self::InviteSent => "The participant's privacy settings do not allow adding them; a private invite was sent",
+            Self::PrivacyBlocked => "The participant's privacy settings do not allow adding them",
+            Self::RecentlyLeft => "The participant left the group recently and cannot be added yet",
+            Self::AlreadyMember => "The participant is already in the group",
+            Self::NotOnWhatsapp => "The number does not have a WhatsApp account",
+            Self::InvalidNumber => "The number is not a valid phone number",
+            Self::Removed => "The participant was removed",
+            Self::Promoted => "The participant is now an admin",
+            Self::Demoted => "The participant is no longer an admin",
+            Self::NotMember => "The participant is not in the group",
+            Self::NotAllowed => "WhatsApp does not allow this change for this participant",
+            Self::Failed => "WhatsApp refused the change",
+        }
+    }
+
+    /// Maps a WhatsApp per-participant status code for `change` to an outcome. Both connectors use this, so the
+    /// sandbox and the real network are read by one rule.
+    pub fn from_wa_status(change: ParticipantChange, code: u16) -> Self {
+        use ParticipantChange::{Add, Demote, Promote, Remove};
+        match (change, code) {
+            (Add, 200) => Self::Added,
+            (Remove, 200) => Self::Removed,
+            (Promote, 200) => Self::Promoted,
+            (Demote, 200) => Self::Demoted,
+            (Add, 403) => Self::PrivacyBlocked,
+            (Add, 408) => Self::RecentlyLeft,
+            (Add, 409) => Self::AlreadyMember,
+            (Add, 404) => Self::NotOnWhatsapp,
+            (Remove | Promote | Demote, 404) => Self::NotMember,
+            (Remove | Promote | Demote, 403 | 406) => Self::NotAllowed,
+            _ => Self::Failed,
+        }
+    }
+}
+
+/// The private-invite code WhatsApp returns with a 403 privacy refusal (`<add_request>`): sending it in a group
+/// invite message lets the person join until it expires.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct AddRequest {
+    pub code: String,
+    pub expires_at: Timestamp,
+}
+
+/// One participant's result from the network.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParticipantResult {
+    pub phone: PhoneNumber,
+    pub outcome: ParticipantOutcome,
+    /// The raw WhatsApp status code, where the network gave one.
+    pub code: Option<u16>,
+    pub add_request: Option<AddRequest>,
+}
+
+impl ParticipantResult {
+    /// A result read from a WhatsApp status code.
+    pub fn from_wa(change: ParticipantChange, phone: PhoneNumber, code: u16, add_request: Option<AddRequest>) -> Self {
+        Self { phone, outcome: ParticipantOutcome::from_wa_status(change, code), code: Some(code), add_request }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ParticipantChange::*;
+    use super::ParticipantOutcome::*;
+    use super::*;
+
+    #[test]
+    fn whatsapp_codes_map_to_named_outcomes() {
+        let cases = [
+            (Add, 200, Added),
+            (Add, 403, PrivacyBlocked),
+            (Add, 408, RecentlyLeft),
+            (Add, 409, AlreadyMember),
+            (Add, 404, NotOnWhatsapp),
+            (Add, 500, Failed),
+            (Remove, 200, Removed),
+            (Remove, 404, NotMember),
+            (Remove, 406, NotAllowed),
+            (Promote, 200, Promoted),
+            (Promote, 404, NotMember),
+            (Demote, 200, Demoted),
+            (Demote, 403, NotAllowed),
+            (Demote, 409, Failed),
+        ];
+        for (change, code, want) in cases {
+            assert_eq!(ParticipantOutcome::from_wa_status(change, code), want, "{change:?} {code}");
+        }
+    }
+
+    #[test]
+    fn outcomes_serialise_as_snake_case_names() {
+        assert_eq!(serde_json::to_string(&NotOnWhatsapp).unwrap(), "\"not_on_whatsapp\"");
+        assert_eq!(serde_json::to_string(&InviteSent).unwrap(), "\"invite_sent\"");
+    }
+
+    #[test]
+    fn only_effective_changes_count_as_success() {
+        assert!(Added.is_success() && Removed.is_success());
+        assert!(!PrivacyBlocked.is_success() && !AlreadyMember.is_success() && !InviteSent.is_success());
+    }
+}

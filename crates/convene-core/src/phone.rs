@@ -1,0 +1,171 @@
+//! Phone numbers, parsed once at the edge with libphonenumber's metadata (the `phonenumber` crate), never by hand.
+
+use std::fmt;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// A valid international phone number, kept as its E.164 digits without the `+` (`17137157533`): the form WhatsApp
+/// uses in user JIDs.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PhoneNumber(String);
+
+/// Why a participant string is not a phone number.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PhoneParseError {
+    #[error("is empty")]
+    Empty,
+    #[error("is a group id (…@g.us), not a person's number")]
+    GroupJid,
+    #[error("is not a phone number or a WhatsApp user id (use digits with the country code, e.g. +17137157533)")]
+    NotANumber,
+    #[error("is not a valid phone number for its country code")]
+    Invalid,
+}
+
+/// The user-JID suffixes people send: `@c.us` (older APIs) and `@s.whatsapp.net` (the protocol).
+const USER_SUFFIXES: [&str; 2] = ["@c.us", "@s.whatsapp.net"];
+
+impl PhoneNumber {
+    /// Accepts `+1 713-715-7533`, `17137157533`, `0017137157533`, `17137157533@c.us` and
+    /// `17137157533@s.whatsapp.net` (a `:device` part is dropped). Numbers without `+` are read as international.
+    pub fn parse(input: &str) -> Result<Self, PhoneParseError> {
+        let s = input.trim();
+        if s.is_empty() {
+            return Err(PhoneParseError::Empty);
+        }
+        if s.ends_with("@g.us") || s.ends_with("-group") {
+            return Err(PhoneParseError::GroupJid);
+        }
+        let mut number = s;
+        if let Some((user, server)) = s.split_once('@') {
+            if !USER_SUFFIXES.iter().any(|suffix| &suffix[1..] == server) {
+                return Err(PhoneParseError::NotANumber);
+            }
+            number = user.split_once(':').map_or(user, |(u, _device)| u);
+        }
+        if !number.chars().all(|c| c.is_ascii_digit() || matches!(c, '+' | ' ' | '-' | '(' | ')' | '.')) {
+            return Err(PhoneParseError::NotANumber);
+        }
+        if number.chars().filter(|c| *c == '+').count() > usize::from(number.starts_with('+')) {
+            return Err(PhoneParseError::NotANumber);
+        }
+        let international = if number.starts_with('+') {
+            number.to_owned()
+        } else if let Some(rest) = number.strip_prefix("00") {
+            format!("+{rest}")
+        } else {
+            format!("+{number}")
+        };
+        let parsed = phonenumber::parse(None, &international).map_err(|_| PhoneParseError::Invalid)?;
+        if !phonenumber::is_valid(&parsed) {
+            return Err(PhoneParseError::Invalid);
+        }
+        let e164 = parsed.format().mode(phonenumber::Mode::E164).to_string();
+        Ok(Self(e164.trim_start_matches('+').to_owned()))
+    }
+
+    /// The digits, country code first, no `+`.
+    pub fn digits(&self) -> &str {
+        &self.0
+    }
+
+    /// `+17137157533`.
+    pub fn e164(&self) -> String {
+        format!("+{}", self.0)
+    }
+
+    /// `17137157533@c.us`, the chat id the Green API and Wawp dialects use.
+    pub fn c_us(&self) -> String {
+        format!("{}@c.us", self.0)
+    }
+
+    /// `17137157533@s.whatsapp.net`, the protocol's user JID.
+    pub fn user_jid(&self) -> String {
+        format!("{}@s.whatsapp.net", self.0)
+    }
+}
+
+impl fmt::Display for PhoneNumber {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "+{}", self.0)
+    }
+}
+
+impl Serialize for PhoneNumber {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.e164())
+    }
+}
+
+impl<'de> Deserialize<'de> for PhoneNumber {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Self::parse(&s).map_err(|e| serde::de::Error::custom(format!("phone number {e}")))
+    }
+}
+
+impl utoipa::PartialSchema for PhoneNumber {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .description(Some("An international phone number in E.164 form."))
+            .examples([serde_json::json!("+17137157533")])
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for PhoneNumber {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_accepted_spelling_gives_the_same_number() {
+        for input in [
+            "+1 713-715-7533",
+            "17137157533",
+            "0017137157533",
+            "17137157533@c.us",
+            "17137157533@s.whatsapp.net",
+            "17137157533:12@s.whatsapp.net",
+            " +1 (713) 715.7533 ",
+        ] {
+            let n = PhoneNumber::parse(input).unwrap_or_else(|e| panic!("{input:?}: {e}"));
+            assert_eq!(n.digits(), "17137157533", "{input:?}");
+        }
+    }
+
+    #[test]
+    fn numbers_from_the_seed_documents_parse() {
+        for input in ["+595981048477", "+18647351567", "+447700176576", "79001234568@c.us", "+12123334444"] {
+            assert!(PhoneNumber::parse(input).is_ok(), "{input}");
+        }
+    }
+
+    #[test]
+    fn group_jids_are_refused_as_people() {
+        assert_eq!(PhoneNumber::parse("120363043968066561@g.us"), Err(PhoneParseError::GroupJid));
+        assert_eq!(PhoneNumber::parse("120363019502650977-group"), Err(PhoneParseError::GroupJid));
+    }
+
+    #[test]
+    fn junk_is_not_a_number_and_impossible_numbers_are_invalid() {
+        assert_eq!(PhoneNumber::parse(""), Err(PhoneParseError::Empty));
+        assert_eq!(PhoneNumber::parse("   "), Err(PhoneParseError::Empty));
+        assert_eq!(PhoneNumber::parse("bob"), Err(PhoneParseError::NotANumber));
+        assert_eq!(PhoneNumber::parse("123@lid"), Err(PhoneParseError::NotANumber));
+        assert_eq!(PhoneNumber::parse("1+2"), Err(PhoneParseError::NotANumber));
+        assert_eq!(PhoneNumber::parse("+1 000"), Err(PhoneParseError::Invalid));
+        assert_eq!(PhoneNumber::parse("12345"), Err(PhoneParseError::Invalid));
+    }
+
+    #[test]
+    fn renderings_are_consistent() {
+        let n = PhoneNumber::parse("+1 713 715 7533").unwrap();
+        assert_eq!(n.e164(), "+17137157533");
+        assert_eq!(n.c_us(), "17137157533@c.us");
+        assert_eq!(n.user_jid(), "17137157533@s.whatsapp.net");
+        assert_eq!(serde_json::to_string(&n).unwrap(), "\"+17137157533\"");
+    }
+}

@@ -1,0 +1,160 @@
+//! One account on the sandbox network, behind Convene's `Connector` port.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use convene_core::connector::{CreateGroupRequest, CreatedGroup};
+use convene_core::{
+    Connector, ConnectorError, ConnectorKind, CreationKey, GroupDescription, GroupJid, GroupMetadata, GroupPicture,
+    GroupSettingsPatch, GroupSubject, InstanceState, ParticipantChange, ParticipantResult, PhoneNumber, Timestamp,
+};
+
+use crate::world::{check_description, check_subject};
+use crate::{InboxKind, SandboxError, SandboxNetwork};
+
+#[derive(Clone, Debug)]
+pub struct SandboxConnector {
+    network: Arc<SandboxNetwork>,
+    account: PhoneNumber,
+}
+
+impl SandboxConnector {
+    pub(crate) fn new(network: Arc<SandboxNetwork>, account: PhoneNumber) -> Self {
+        Self { network, account }
+    }
+
+    pub fn account(&self) -> &PhoneNumber {
+        &self.account
+    }
+}
+
+/// Only a failure to save the world reaches a connector call; the change was rolled back, so nothing happened.
+impl From<SandboxError> for ConnectorError {
+    fn from(e: SandboxError) -> Self {
+        ConnectorError::Other(e.to_string())
+    }
+}
+
+#[async_trait]
+impl Connector for SandboxConnector {
+    fn kind(&self) -> ConnectorKind {
+        ConnectorKind::Sandbox
+    }
+
+    async fn state(&self) -> InstanceState {
+        self.network.delay().await;
+        InstanceState::Connected
+    }
+
+    async fn own_number(&self) -> Option<PhoneNumber> {
+        self.network.delay().await;
+        Some(self.account.clone())
+    }
+
+    async fn create_group(&self, request: &CreateGroupRequest) -> Result<CreatedGroup, ConnectorError> {
+        self.network.delay().await;
+        self.network.mutate(|w, env| w.create_group(&self.account, request, env))
+    }
+
+    async fn find_created_group(&self, key: &CreationKey) -> Result<Option<GroupMetadata>, ConnectorError> {
+        self.network.delay().await;
+        Ok(self.network.read(|w, _| w.find_created_group(&self.account, &key.0)))
+    }
+
+    async fn group_metadata(&self, group: &GroupJid) -> Result<GroupMetadata, ConnectorError> {
+        self.network.delay().await;
+        self.network.read(|w, _| w.group_metadata(&self.account, group))
+    }
+
+    async fn joined_groups(&self) -> Result<Vec<GroupMetadata>, ConnectorError> {
+        self.network.delay().await;
+        Ok(self.network.read(|w, _| w.joined_groups(&self.account)))
+    }
+
+    async fn change_participants(
+        &self,
+        group: &GroupJid,
+        change: ParticipantChange,
+        people: &[PhoneNumber],
+    ) -> Result<Vec<ParticipantResult>, ConnectorError> {
+        self.network.delay().await;
+        self.network.mutate(|w, env| w.change_participants(&self.account, group, change, people, env))
+    }
+
+    async fn invite_link(&self, group: &GroupJid, reset: bool) -> Result<String, ConnectorError> {
+        self.network.delay().await;
+        self.network.mutate(|w, _| w.invite_link(&self.account, group, reset))
+    }
+
+    async fn set_subject(&self, group: &GroupJid, subject: &GroupSubject) -> Result<(), ConnectorError> {
+        self.network.delay().await;
+        self.network.mutate(|w, _| {
+            w.edit(&self.account, group, false, |g| {
+                check_subject(subject.as_str())?;
+                g.subject = subject.as_str().to_owned();
+                Ok(())
+            })
+        })
+    }
+
+    async fn set_description(&self, group: &GroupJid, description: &GroupDescription) -> Result<(), ConnectorError> {
+        self.network.delay().await;
+        let d = description.as_str();
+        self.network.mutate(|w, _| {
+            w.edit(&self.account, group, false, |g| {
+                check_description(d)?;
+                g.description = (!d.is_empty()).then(|| d.to_owned());
+                Ok(())
+            })
+        })
+    }
+
+    async fn set_settings(&self, group: &GroupJid, patch: &GroupSettingsPatch) -> Result<(), ConnectorError> {
+        self.network.delay().await;
+        self.network.mutate(|w, _| {
+            w.edit(&self.account, group, true, |g| {
+                patch.apply(&mut g.settings);
+                Ok(())
+            })
+        })
+    }
+
+    async fn set_picture(&self, group: &GroupJid, _picture: &GroupPicture) -> Result<(), ConnectorError> {
+        self.network.delay().await;
+        self.network.mutate(|w, _| {
+            w.edit(&self.account, group, false, |g| {
+                g.has_picture = true;
+                Ok(())
+            })
+        })
+    }
+
+    async fn leave(&self, group: &GroupJid) -> Result<(), ConnectorError> {
+        self.network.delay().await;
+        self.network.mutate(|w, env| w.leave(&self.account, group, env))
+    }
+
+    async fn send_text(&self, to: &PhoneNumber, text: &str) -> Result<(), ConnectorError> {
+        self.network.delay().await;
+        let kind = InboxKind::Text { text: text.to_owned() };
+        self.network.mutate(|w, env| w.send(&self.account, to, kind, env))
+    }
+
+    async fn send_group_invite(
+        &self,
+        to: &PhoneNumber,
+        group: &GroupJid,
+        subject: &str,
+        code: &str,
+        expires_at: Timestamp,
+    ) -> Result<(), ConnectorError> {
+        self.network.delay().await;
+        let kind = InboxKind::GroupInvite {
+            group: group.clone(),
+            subject: subject.to_owned(),
+            code: code.to_owned(),
+            expires_at,
+        };
+        self.network.mutate(|w, env| w.send(&self.account, to, kind, env))
+    }
+}

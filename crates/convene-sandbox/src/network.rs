@@ -1,0 +1,176 @@
+//! The shared network: the world behind a mutex, saved to its file after every change.
+
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use convene_core::{Clock, GroupJid, PhoneNumber};
+
+use crate::connector::SandboxConnector;
+use crate::world::{Env, World};
+use crate::{Faults, InboxMessage, JoinResult, Person, PersonPatch, SandboxConfig, SandboxError, SandboxGroup};
+
+pub struct SandboxNetwork {
+    config: SandboxConfig,
+    clock: Arc<dyn Clock>,
+    path: Option<PathBuf>,
+    state: Mutex<State>,
+}
+
+struct State {
+    world: World,
+    /// The file's current content, to skip rewriting an unchanged world and to roll back a change that could not
+    /// be saved.
+    saved: Vec<u8>,
+}
+
+impl std::fmt::Debug for SandboxNetwork {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SandboxNetwork").field("path", &self.path).field("config", &self.config).finish()
+    }
+}
+
+impl SandboxNetwork {
+    /// `path: None` keeps the world in memory only; otherwise it is loaded from that file if it exists, and the file
+    /// is rewritten (atomically, synced) after every change, before the call returns.
+    pub fn open(
+        path: Option<PathBuf>,
+        config: SandboxConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Arc<Self>, SandboxError> {
+        config.faults.validate()?;
+        let fresh = || World::new(config.seed, config.faults.clone());
+        let (world, saved) = match &path {
+            Some(p) if p.exists() => {
+                let bytes = fs::read(p).map_err(|e| io_error(p, &e))?;
+                (World::from_json(&bytes).map_err(|e| SandboxError::Io(format!("{}: {e}", p.display())))?, bytes)
+            }
+            _ => (fresh(), Vec::new()),
+        };
+        let network = Arc::new(Self { config, clock, path, state: Mutex::new(State { world, saved }) });
+        // Writes a new world's file now, so that a bad path fails at start-up rather than on the first group.
+        network.mutate(|_, _| Ok::<_, SandboxError>(()))?;
+        Ok(network)
+    }
+
+    /// A connector acting as `account`, which becomes a registered WhatsApp user of the world.
+    pub fn connector(self: &Arc<Self>, account: PhoneNumber) -> SandboxConnector {
+        let registered = self.mutate(|w, env| {
+            w.register(&account, env);
+            Ok::<_, SandboxError>(())
+        });
+        if let Err(e) = registered {
+            tracing::error!(error = %e, %account, "could not save the sandbox account");
+        }
+        SandboxConnector::new(Arc::clone(self), account)
+    }
+
+    pub fn upsert_person(&self, phone: &PhoneNumber, patch: &PersonPatch) -> Result<Person, SandboxError> {
+        self.mutate(|w, env| Ok(w.upsert_person(phone, patch, env)))
+    }
+
+    pub fn person(&self, phone: &PhoneNumber) -> Person {
+        self.read(|w, env| w.person(phone, env))
+    }
+
+    pub fn group(&self, jid: &GroupJid) -> Result<SandboxGroup, SandboxError> {
+        self.read(|w, _| w.group(jid))
+    }
+
+    /// All groups, in creation order.
+    pub fn groups(&self) -> Vec<SandboxGroup> {
+        self.read(|w, _| w.groups())
+    }
+
+    /// The person leaves the group of their own accord: adding them back answers 408 for a while.
+    pub fn person_leaves(&self, jid: &GroupJid, phone: &PhoneNumber) -> Result<(), SandboxError> {
+        self.mutate(|w, env| w.person_leaves(jid, phone, env))
+    }
+
+    /// The person accepts the private invite (the add request of a 403 refusal) to the group.
+    pub fn accept_invite(&self, phone: &PhoneNumber, jid: &GroupJid) -> Result<JoinResult, SandboxError> {
+        self.mutate(|w, env| w.accept_invite(phone, jid, env))
+    }
+
+    /// The person opens `https://chat.whatsapp.com/<code>` (the code or the whole link).
+    pub fn join_by_link(&self, phone: &PhoneNumber, invite_code: &str) -> Result<JoinResult, SandboxError> {
+        self.mutate(|w, env| w.join_by_link(phone, invite_code, env))
+    }
+
+    /// Messages connectors sent to the person, oldest first.
+    pub fn inbox(&self, phone: &PhoneNumber) -> Vec<InboxMessage> {
+        self.read(|w, _| w.inbox(phone))
+    }
+
+    pub fn set_faults(&self, faults: Faults) -> Result<(), SandboxError> {
+        self.mutate(|w, _| w.set_faults(faults))
+    }
+
+    pub fn faults(&self) -> Faults {
+        self.read(|w, _| w.faults().clone())
+    }
+
+    /// The injected latency, slept before every connector call (without holding the lock).
+    pub(crate) async fn delay(&self) {
+        let ms = self.read(|w, _| w.faults().latency_ms);
+        if ms > 0 {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) fn read<T>(&self, f: impl FnOnce(&World, &Env) -> T) -> T {
+        let env = Env::new(&self.config, self.clock.now());
+        f(&self.lock().world, &env)
+    }
+
+    /// Runs a change and saves the world if it changed, whatever `f` returned (a failed call may still have moved
+    /// the generator, and a lost reply still created its group). If saving fails, the change is undone and the
+    /// call fails: the file is the truth.
+    pub(crate) fn mutate<T, E: From<SandboxError>>(
+        &self,
+        f: impl FnOnce(&mut World, &Env) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let env = Env::new(&self.config, self.clock.now());
+        let mut state = self.lock();
+        let result = f(&mut state.world, &env);
+        let Some(path) = &self.path else { return result };
+        let bytes = serde_json::to_vec_pretty(&state.world).map_err(|e| SandboxError::Io(e.to_string()))?;
+        if bytes != state.saved {
+            if let Err(e) = write_atomically(path, &bytes) {
+                if !state.saved.is_empty() {
+                    state.world = World::from_json(&state.saved)?;
+                }
+                return Err(io_error(path, &e).into());
+            }
+            state.saved = bytes;
+        }
+        result
+    }
+}
+
+fn io_error(path: &Path, e: &std::io::Error) -> SandboxError {
+    SandboxError::Io(format!("{}: {e}", path.display()))
+}
+
+/// Temp file in the same directory, fsync, rename over the old file, fsync the directory: after a crash the file
+/// holds either the old world or the new one, never a torn mix.
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    fs::create_dir_all(dir)?;
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let mut file = File::create(&tmp)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    drop(file);
+    fs::rename(&tmp, path)?;
+    #[cfg(unix)]
+    File::open(dir)?.sync_all()?;
+    Ok(())
+}

@@ -1,0 +1,563 @@
+//! The persisted world and the network's rules. No I/O, no clock, no locks: the caller passes the time in [`Env`].
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::Duration;
+
+use convene_core::connector::{CreateGroupRequest, CreatedGroup};
+use convene_core::{
+    AddRequest, ConnectorError, GroupDescription, GroupJid, GroupMember, GroupMetadata, GroupSubject, MemberRole,
+    ParticipantChange, ParticipantResult, PhoneNumber, Timestamp,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    Faults, GroupAddPrivacy, InboxKind, InboxMessage, JoinResult, Person, PersonPatch, SandboxConfig, SandboxError,
+    SandboxGroup,
+};
+
+/// What a call needs besides the world: the configuration and the time.
+pub(crate) struct Env<'a> {
+    pub config: &'a SandboxConfig,
+    pub now: Timestamp,
+    /// How the world sees a number it has never been told about.
+    pub unknown: PersonState,
+}
+
+impl<'a> Env<'a> {
+    pub fn new(config: &'a SandboxConfig, now: Timestamp) -> Self {
+        let unknown = PersonState { registered: config.unknown_numbers_registered, ..PersonState::default() };
+        Self { config, now, unknown }
+    }
+}
+
+/// SplitMix64: tiny, good enough for ids and fault draws, and its whole state is one persisted number.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(transparent)]
+pub(crate) struct Rng(u64);
+
+impl Rng {
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        ((u128::from(self.next_u64()) * u128::from(n)) >> 64) as u64
+    }
+
+    /// True with probability `rate`; a zero rate draws nothing, so fault-free runs keep their sequence.
+    fn chance(&mut self, rate: f64) -> bool {
+        rate > 0.0 && ((self.next_u64() >> 11) as f64 / (1u64 << 53) as f64) < rate
+    }
+
+    fn code(&mut self, len: usize) -> String {
+        const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+        (0..len).map(|_| char::from(ALPHABET[self.below(ALPHABET.len() as u64) as usize])).collect()
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct PersonState {
+    registered: bool,
+    group_add: GroupAddPrivacy,
+    contacts: BTreeSet<PhoneNumber>,
+    blocked: BTreeSet<PhoneNumber>,
+    name: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct GroupState {
+    info: SandboxGroup,
+    /// The add-request code each person got with their latest 403 privacy refusal.
+    add_requests: BTreeMap<PhoneNumber, AddRequest>,
+    /// When each person last left of their own accord.
+    left_at: BTreeMap<PhoneNumber, Timestamp>,
+}
+
+impl GroupState {
+    fn role(&self, phone: &PhoneNumber) -> Option<MemberRole> {
+        self.info.members.iter().find(|m| &m.phone == phone).map(|m| m.role)
+    }
+
+    fn is_full(&self, env: &Env) -> bool {
+        self.info.members.len() >= env.config.max_group_size
+    }
+
+    fn join(&mut self, phone: &PhoneNumber, role: MemberRole) {
+        self.info.members.push(GroupMember { phone: phone.clone(), role });
+        self.add_requests.remove(phone);
+        self.info.pending_join_requests.retain(|p| p != phone);
+    }
+
+    fn remove(&mut self, phone: &PhoneNumber) {
+        self.info.members.retain(|m| &m.phone != phone);
+        self.ensure_admin();
+    }
+
+    /// When no admin remains, the longest-standing member becomes one, so that a group is never left without anyone
+    /// able to manage it (WhatsApp does much the same).
+    fn ensure_admin(&mut self) {
+        if !self.info.members.iter().any(|m| m.role.is_admin())
+            && let Some(oldest) = self.info.members.first_mut()
+        {
+            oldest.role = MemberRole::Admin;
+        }
+    }
+
+    fn metadata(&self) -> GroupMetadata {
+        let g = &self.info;
+        GroupMetadata {
+            jid: g.jid.clone(),
+            subject: g.subject.clone(),
+            description: g.description.clone(),
+            creator: Some(g.creator.clone()),
+            created_at: g.created_at,
+            settings: g.settings,
+            members: g.members.clone(),
+        }
+    }
+
+    /// The per-person add rule shared by creation and `change_participants(Add)`: a WhatsApp status code and, on a
+    /// privacy refusal, the add request the person can accept later.
+    fn add(
+        &mut self,
+        adder: &PhoneNumber,
+        phone: &PhoneNumber,
+        person: &PersonState,
+        rng: &mut Rng,
+        env: &Env,
+    ) -> (u16, Option<AddRequest>) {
+        if !person.registered {
+            return (404, None);
+        }
+        if self.role(phone).is_some() {
+            return (409, None);
+        }
+        if self.is_full(env) {
+            return (500, None);
+        }
+        if person.blocked.contains(adder) {
+            return (403, None);
+        }
+        if let Some(left) = self.left_at.get(phone)
+            && left.plus(Duration::from_secs(env.config.recently_left_secs)) > env.now
+        {
+            return (408, None);
+        }
+        let allowed = match person.group_add {
+            GroupAddPrivacy::Everyone => true,
+            GroupAddPrivacy::Contacts => person.contacts.contains(adder),
+            GroupAddPrivacy::Nobody => false,
+        };
+        if !allowed {
+            let request = AddRequest {
+                code: rng.code(16),
+                expires_at: env.now.plus(Duration::from_secs(env.config.add_request_ttl_secs)),
+            };
+            self.add_requests.insert(phone.clone(), request.clone());
+            return (403, Some(request));
+        }
+        self.join(phone, MemberRole::Member);
+        (200, None)
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct World {
+    rng: Rng,
+    faults: Faults,
+    people: BTreeMap<PhoneNumber, PersonState>,
+    /// In creation order; groups are never deleted, so positions are stable.
+    groups: Vec<GroupState>,
+    inboxes: BTreeMap<PhoneNumber, Vec<InboxMessage>>,
+    #[serde(skip)]
+    by_jid: HashMap<GroupJid, usize>,
+}
+
+fn rejected(code: u16, text: impl Into<String>) -> ConnectorError {
+    ConnectorError::Rejected { code, text: text.into() }
+}
+
+impl World {
+    pub fn new(seed: u64, faults: Faults) -> Self {
+        Self {
+            rng: Rng(seed),
+            faults,
+            people: BTreeMap::new(),
+            groups: Vec::new(),
+            inboxes: BTreeMap::new(),
+            by_jid: HashMap::new(),
+        }
+    }
+
+    pub fn from_json(bytes: &[u8]) -> Result<Self, SandboxError> {
+        let mut world: Self =
+            serde_json::from_slice(bytes).map_err(|e| SandboxError::Io(format!("unreadable: {e}")))?;
+        world.by_jid = world.groups.iter().enumerate().map(|(i, g)| (g.info.jid.clone(), i)).collect();
+        Ok(world)
+    }
+
+    pub fn faults(&self) -> &Faults {
+        &self.faults
+    }
+
+    pub fn set_faults(&mut self, faults: Faults) -> Result<(), SandboxError> {
+        faults.validate()?;
+        self.faults = faults;
+        Ok(())
+    }
+
+    /// The error-rate draw every changing connector call makes before it does anything.
+    fn inject_error(&mut self) -> Result<(), ConnectorError> {
+        if self.rng.chance(self.faults.error_rate) {
+            return Err(ConnectorError::Other("injected fault".into()));
+        }
+        Ok(())
+    }
+
+    fn person_state<'a>(&'a self, phone: &PhoneNumber, env: &'a Env) -> &'a PersonState {
+        self.people.get(phone).unwrap_or(&env.unknown)
+    }
+
+    fn index(&self, jid: &GroupJid) -> Result<usize, SandboxError> {
+        self.by_jid.get(jid).copied().ok_or(SandboxError::UnknownGroup)
+    }
+
+    /// The group, if `account` is in it: outsiders cannot tell a group they are not in from one that does not exist.
+    fn member_group(&self, jid: &GroupJid, account: &PhoneNumber) -> Result<usize, ConnectorError> {
+        let i = self.index(jid).map_err(|_| ConnectorError::GroupNotFound)?;
+        self.groups[i].role(account).map(|_| i).ok_or(ConnectorError::GroupNotFound)
+    }
+
+    fn admin_group(&self, jid: &GroupJid, account: &PhoneNumber) -> Result<usize, ConnectorError> {
+        let i = self.member_group(jid, account)?;
+        match self.groups[i].role(account) {
+            Some(role) if role.is_admin() => Ok(i),
+            _ => Err(ConnectorError::NotAdmin),
+        }
+    }
+
+    // ---- scripting ----
+
+    pub fn register(&mut self, account: &PhoneNumber, env: &Env) {
+        let person = self.people.entry(account.clone()).or_insert_with(|| env.unknown.clone());
+        person.registered = true;
+    }
+
+    pub fn person(&self, phone: &PhoneNumber, env: &Env) -> Person {
+        let p = self.person_state(phone, env);
+        Person {
+            phone: phone.clone(),
+            registered: p.registered,
+            group_add: p.group_add,
+            contacts: p.contacts.iter().cloned().collect(),
+            blocked: p.blocked.iter().cloned().collect(),
+            name: p.name.clone(),
+        }
+    }
+
+    pub fn upsert_person(&mut self, phone: &PhoneNumber, patch: &PersonPatch, env: &Env) -> Person {
+        let p = self.people.entry(phone.clone()).or_insert_with(|| env.unknown.clone());
+        if let Some(registered) = patch.registered {
+            p.registered = registered;
+        }
+        if let Some(group_add) = patch.group_add {
+            p.group_add = group_add;
+        }
+        p.contacts.extend(patch.add_contacts.iter().cloned());
+        for c in &patch.remove_contacts {
+            p.contacts.remove(c);
+        }
+        p.blocked.extend(patch.block.iter().cloned());
+        for b in &patch.unblock {
+            p.blocked.remove(b);
+        }
+        if patch.name.is_some() {
+            p.name.clone_from(&patch.name);
+        }
+        self.person(phone, env)
+    }
+
+    pub fn group(&self, jid: &GroupJid) -> Result<SandboxGroup, SandboxError> {
+        Ok(self.groups[self.index(jid)?].info.clone())
+    }
+
+    pub fn groups(&self) -> Vec<SandboxGroup> {
+        self.groups.iter().map(|g| g.info.clone()).collect()
+    }
+
+    pub fn inbox(&self, phone: &PhoneNumber) -> Vec<InboxMessage> {
+        self.inboxes.get(phone).cloned().unwrap_or_default()
+    }
+
+    pub fn person_leaves(&mut self, jid: &GroupJid, phone: &PhoneNumber, env: &Env) -> Result<(), SandboxError> {
+        let i = self.index(jid)?;
+        let g = &mut self.groups[i];
+        if g.role(phone).is_none() {
+            return Err(SandboxError::NotMember);
+        }
+        g.remove(phone);
+        g.left_at.insert(phone.clone(), env.now);
+        Ok(())
+    }
+
+    pub fn accept_invite(
+        &mut self,
+        phone: &PhoneNumber,
+        jid: &GroupJid,
+        env: &Env,
+    ) -> Result<JoinResult, SandboxError> {
+        let i = self.index(jid)?;
+        if !self.person_state(phone, env).registered {
+            return Err(SandboxError::NotRegistered);
+        }
+        let g = &mut self.groups[i];
+        if g.role(phone).is_some() {
+            return Err(SandboxError::AlreadyMember);
+        }
+        let request = g.add_requests.get(phone).ok_or(SandboxError::NotInvited)?;
+        if request.expires_at <= env.now {
+            return Err(SandboxError::InviteExpired);
+        }
+        if g.is_full(env) {
+            return Err(SandboxError::GroupFull);
+        }
+        // An invite from an admin needs no approval.
+        g.join(phone, MemberRole::Member);
+        Ok(JoinResult::Joined)
+    }
+
+    pub fn join_by_link(&mut self, phone: &PhoneNumber, code: &str, env: &Env) -> Result<JoinResult, SandboxError> {
+        let code = code.trim().trim_start_matches("https://chat.whatsapp.com/");
+        let g = self.groups.iter().position(|g| g.info.invite_code == code).ok_or(SandboxError::InvalidInviteCode)?;
+        if !self.person_state(phone, env).registered {
+            return Err(SandboxError::NotRegistered);
+        }
+        let g = &mut self.groups[g];
+        if g.role(phone).is_some() {
+            return Err(SandboxError::AlreadyMember);
+        }
+        if g.is_full(env) {
+            return Err(SandboxError::GroupFull);
+        }
+        if g.info.settings.join_approval {
+            if !g.info.pending_join_requests.contains(phone) {
+                g.info.pending_join_requests.push(phone.clone());
+            }
+            return Ok(JoinResult::Pending);
+        }
+        g.join(phone, MemberRole::Member);
+        Ok(JoinResult::Joined)
+    }
+
+    // ---- connector calls, made as `account` ----
+
+    pub fn create_group(
+        &mut self,
+        account: &PhoneNumber,
+        request: &CreateGroupRequest,
+        env: &Env,
+    ) -> Result<CreatedGroup, ConnectorError> {
+        self.inject_error()?;
+        check_subject(request.subject.as_str())?;
+        if let Some(d) = &request.description {
+            check_description(d.as_str())?;
+        }
+        let jid = loop {
+            let jid = GroupJid::parse(&format!("120363{:012}@g.us", self.rng.below(1_000_000_000_000)))
+                .expect("digits make a valid group jid");
+            if !self.by_jid.contains_key(&jid) {
+                break jid;
+            }
+        };
+        let mut group = GroupState {
+            info: SandboxGroup {
+                jid: jid.clone(),
+                subject: request.subject.as_str().to_owned(),
+                description: request.description.as_ref().map(|d| d.as_str().to_owned()).filter(|d| !d.is_empty()),
+                creator: account.clone(),
+                created_at: env.now,
+                settings: request.settings,
+                members: vec![GroupMember { phone: account.clone(), role: MemberRole::Creator }],
+                invite_code: self.rng.code(22),
+                creation_key: request.key.0.clone(),
+                pending_join_requests: Vec::new(),
+                has_picture: false,
+            },
+            add_requests: BTreeMap::new(),
+            left_at: BTreeMap::new(),
+        };
+        let participants = request
+            .participants
+            .iter()
+            .filter(|p| *p != account)
+            .map(|p| {
+                let person = self.people.get(p).unwrap_or(&env.unknown);
+                let (code, add_request) = group.add(account, p, person, &mut self.rng, env);
+                ParticipantResult::from_wa(ParticipantChange::Add, p.clone(), code, add_request)
+            })
+            .collect();
+        let metadata = group.metadata();
+        self.by_jid.insert(jid, self.groups.len());
+        self.groups.push(group);
+        if self.rng.chance(self.faults.reply_lost_rate) {
+            return Err(ConnectorError::OutcomeUnknown);
+        }
+        Ok(CreatedGroup { metadata, participants })
+    }
+
+    pub fn find_created_group(&self, account: &PhoneNumber, key: &str) -> Option<GroupMetadata> {
+        self.groups.iter().find(|g| &g.info.creator == account && g.info.creation_key == key).map(GroupState::metadata)
+    }
+
+    pub fn group_metadata(&self, account: &PhoneNumber, jid: &GroupJid) -> Result<GroupMetadata, ConnectorError> {
+        Ok(self.groups[self.member_group(jid, account)?].metadata())
+    }
+
+    pub fn joined_groups(&self, account: &PhoneNumber) -> Vec<GroupMetadata> {
+        self.groups.iter().filter(|g| g.role(account).is_some()).map(GroupState::metadata).collect()
+    }
+
+    pub fn change_participants(
+        &mut self,
+        account: &PhoneNumber,
+        jid: &GroupJid,
+        change: ParticipantChange,
+        people: &[PhoneNumber],
+        env: &Env,
+    ) -> Result<Vec<ParticipantResult>, ConnectorError> {
+        self.inject_error()?;
+        let i = self.admin_group(jid, account)?;
+        let World { groups, people: persons, rng, .. } = self;
+        let g = &mut groups[i];
+        let results = people
+            .iter()
+            .map(|p| {
+                let (code, add_request) = match (change, g.role(p)) {
+                    (ParticipantChange::Add, _) => g.add(account, p, persons.get(p).unwrap_or(&env.unknown), rng, env),
+                    (_, None) => (404, None),
+                    (ParticipantChange::Remove | ParticipantChange::Demote, Some(MemberRole::Creator)) => (406, None),
+                    (ParticipantChange::Remove, Some(_)) => {
+                        g.remove(p);
+                        (200, None)
+                    }
+                    (ParticipantChange::Promote, Some(_)) => {
+                        set_role(g, p, |r| if r == MemberRole::Member { MemberRole::Admin } else { r });
+                        (200, None)
+                    }
+                    (ParticipantChange::Demote, Some(_)) => {
+                        set_role(g, p, |_| MemberRole::Member);
+                        g.ensure_admin();
+                        (200, None)
+                    }
+                };
+                ParticipantResult::from_wa(change, p.clone(), code, add_request)
+            })
+            .collect();
+        Ok(results)
+    }
+
+    pub fn invite_link(
+        &mut self,
+        account: &PhoneNumber,
+        jid: &GroupJid,
+        reset: bool,
+    ) -> Result<String, ConnectorError> {
+        if reset {
+            self.inject_error()?;
+        }
+        let i = self.admin_group(jid, account)?;
+        if reset {
+            self.groups[i].info.invite_code = self.rng.code(22);
+        }
+        Ok(format!("https://chat.whatsapp.com/{}", self.groups[i].info.invite_code))
+    }
+
+    /// Changes the group's info (`admin_only`, or while the info is locked: admins only). `f` may still refuse.
+    pub fn edit(
+        &mut self,
+        account: &PhoneNumber,
+        jid: &GroupJid,
+        admin_only: bool,
+        f: impl FnOnce(&mut SandboxGroup) -> Result<(), ConnectorError>,
+    ) -> Result<(), ConnectorError> {
+        self.inject_error()?;
+        let i = self.member_group(jid, account)?;
+        if admin_only || self.groups[i].info.settings.locked_info {
+            self.admin_group(jid, account)?;
+        }
+        f(&mut self.groups[i].info)
+    }
+
+    pub fn leave(&mut self, account: &PhoneNumber, jid: &GroupJid, env: &Env) -> Result<(), ConnectorError> {
+        self.inject_error()?;
+        self.member_group(jid, account)?;
+        self.person_leaves(jid, account, env).map_err(|_| ConnectorError::GroupNotFound)
+    }
+
+    /// Delivers a message. Like WhatsApp, a message to someone who blocked the sender is accepted but never arrives.
+    pub fn send(
+        &mut self,
+        account: &PhoneNumber,
+        to: &PhoneNumber,
+        kind: InboxKind,
+        env: &Env,
+    ) -> Result<(), ConnectorError> {
+        self.inject_error()?;
+        let recipient = self.person_state(to, env);
+        if !recipient.registered {
+            return Err(rejected(404, format!("{to} is not on WhatsApp")));
+        }
+        if !recipient.blocked.contains(account) {
+            let message = InboxMessage { from: account.clone(), at: env.now, kind };
+            self.inboxes.entry(to.clone()).or_default().push(message);
+        }
+        Ok(())
+    }
+}
+
+fn set_role(g: &mut GroupState, phone: &PhoneNumber, f: impl FnOnce(MemberRole) -> MemberRole) {
+    if let Some(m) = g.info.members.iter_mut().find(|m| &m.phone == phone) {
+        m.role = f(m.role);
+    }
+}
+
+pub(crate) fn check_subject(s: &str) -> Result<(), ConnectorError> {
+    let n = s.chars().count();
+    if n == 0 || n > GroupSubject::MAX_CHARS {
+        return Err(rejected(406, format!("subject must be 1 to {} characters", GroupSubject::MAX_CHARS)));
+    }
+    Ok(())
+}
+
+pub(crate) fn check_description(s: &str) -> Result<(), ConnectorError> {
+    if s.chars().count() > GroupDescription::MAX_CHARS {
+        return Err(rejected(406, format!("description must be at most {} characters", GroupDescription::MAX_CHARS)));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_codes_are_alphanumeric_and_seed_dependent() {
+        let (mut a, mut b) = (Rng(1), Rng(2));
+        let code = a.code(22);
+        assert_eq!(code.len(), 22);
+        assert!(code.bytes().all(|c| c.is_ascii_alphanumeric()));
+        assert_ne!(code, b.code(22));
+    }
+
+    #[test]
+    fn a_zero_rate_never_draws_and_a_full_rate_always_hits() {
+        let mut rng = Rng(7);
+        assert!(!rng.chance(0.0));
+        assert_eq!(rng.0, 7, "no draw for a zero rate");
+        assert!((0..100).all(|_| rng.chance(1.0)));
+    }
+}

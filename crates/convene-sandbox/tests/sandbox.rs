@@ -1,0 +1,401 @@
+//! The sandbox's WhatsApp rules, as a connector sees them.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use convene_core::connector::{CreateGroupRequest, CreatedGroup};
+use convene_core::{
+    Clock, Connector, ConnectorError, CreationKey, GroupDescription, GroupJid, GroupSettings, GroupSettingsPatch,
+    GroupSubject, ManualClock, MemberRole, ParticipantChange, ParticipantOutcome, PhoneNumber, Timestamp,
+};
+use convene_sandbox::{
+    Faults, GroupAddPrivacy, InboxKind, JoinResult, PersonPatch, SandboxConfig, SandboxConnector, SandboxError,
+    SandboxNetwork,
+};
+
+const DAY: Duration = Duration::from_secs(86_400);
+
+fn phone(n: u16) -> PhoneNumber {
+    PhoneNumber::parse(&format!("+1713715{n:04}")).unwrap()
+}
+
+struct TestWorld {
+    net: Arc<SandboxNetwork>,
+    clock: ManualClock,
+    /// Account 1000, the creator of the groups in these tests.
+    owner: SandboxConnector,
+}
+
+fn world_with(config: SandboxConfig) -> TestWorld {
+    let clock = ManualClock::new(Timestamp::from_millis(1_795_000_000_000));
+    let net = SandboxNetwork::open(None, config, Arc::new(clock.clone())).unwrap();
+    let owner = net.connector(phone(1000));
+    TestWorld { net, clock, owner }
+}
+
+fn world() -> TestWorld {
+    world_with(SandboxConfig::default())
+}
+
+fn request(participants: &[PhoneNumber]) -> CreateGroupRequest {
+    CreateGroupRequest {
+        subject: GroupSubject::parse("War room").unwrap(),
+        description: None,
+        participants: participants.to_vec(),
+        settings: GroupSettings::default(),
+        key: CreationKey::new(),
+    }
+}
+
+fn set_privacy(net: &SandboxNetwork, who: &PhoneNumber, group_add: GroupAddPrivacy) {
+    net.upsert_person(who, &PersonPatch { group_add: Some(group_add), ..Default::default() }).unwrap();
+}
+
+async fn create(c: &SandboxConnector, participants: &[PhoneNumber]) -> CreatedGroup {
+    c.create_group(&request(participants)).await.unwrap()
+}
+
+fn outcomes(created: &CreatedGroup) -> Vec<ParticipantOutcome> {
+    created.participants.iter().map(|p| p.outcome).collect()
+}
+
+#[tokio::test]
+async fn the_creator_and_people_with_privacy_everyone_become_members() {
+    // Arrange
+    let w = world();
+    // Act
+    let created = create(&w.owner, &[phone(1), phone(1000), phone(2)]).await;
+    // Assert: the creator in the participant list is ignored
+    assert_eq!(outcomes(&created), [ParticipantOutcome::Added, ParticipantOutcome::Added]);
+    let members = &created.metadata.members;
+    assert_eq!((&members[0].phone, members[0].role), (&phone(1000), MemberRole::Creator));
+    assert_eq!(members.len(), 3);
+    assert_eq!(w.net.group(&created.metadata.jid).unwrap().members, *members);
+}
+
+#[tokio::test]
+async fn contacts_privacy_admits_only_adders_in_the_persons_contacts() {
+    // Arrange: 1 has 1000 in their contacts, 2 does not
+    let w = world();
+    let patch = PersonPatch {
+        group_add: Some(GroupAddPrivacy::Contacts),
+        add_contacts: vec![phone(1000)],
+        ..Default::default()
+    };
+    w.net.upsert_person(&phone(1), &patch).unwrap();
+    set_privacy(&w.net, &phone(2), GroupAddPrivacy::Contacts);
+    // Act
+    let created = create(&w.owner, &[phone(1), phone(2)]).await;
+    // Assert
+    assert_eq!(outcomes(&created), [ParticipantOutcome::Added, ParticipantOutcome::PrivacyBlocked]);
+    assert_eq!(created.participants[1].code, Some(403));
+    assert!(created.participants[1].add_request.is_some());
+}
+
+#[tokio::test]
+async fn nobody_privacy_refuses_with_an_add_request_valid_for_three_days() {
+    let w = world();
+    set_privacy(&w.net, &phone(1), GroupAddPrivacy::Nobody);
+    let created = create(&w.owner, &[phone(1)]).await;
+    let result = &created.participants[0];
+    assert_eq!(result.outcome, ParticipantOutcome::PrivacyBlocked);
+    let add_request = result.add_request.as_ref().expect("a 403 privacy refusal carries an add request");
+    assert_eq!(add_request.expires_at, w.clock.now().plus(3 * DAY));
+    assert_eq!(created.metadata.members.len(), 1, "the group exists with only its creator");
+}
+
+#[tokio::test]
+async fn someone_who_blocked_the_adder_is_refused_without_an_add_request() {
+    let w = world();
+    w.net.upsert_person(&phone(1), &PersonPatch { block: vec![phone(1000)], ..Default::default() }).unwrap();
+    let created = create(&w.owner, &[phone(1)]).await;
+    assert_eq!(created.participants[0].outcome, ParticipantOutcome::PrivacyBlocked);
+    assert_eq!(created.participants[0].add_request, None);
+}
+
+#[tokio::test]
+async fn unregistered_numbers_are_not_on_whatsapp() {
+    // Arrange: 1 is explicitly unregistered; in the second world unknown numbers are unregistered too
+    let w = world();
+    w.net.upsert_person(&phone(1), &PersonPatch { registered: Some(false), ..Default::default() }).unwrap();
+    let strict = world_with(SandboxConfig { unknown_numbers_registered: false, ..Default::default() });
+    // Act
+    let created = create(&w.owner, &[phone(1), phone(2)]).await;
+    let strict_created = create(&strict.owner, &[phone(2)]).await;
+    // Assert
+    assert_eq!(outcomes(&created), [ParticipantOutcome::NotOnWhatsapp, ParticipantOutcome::Added]);
+    assert_eq!(outcomes(&strict_created), [ParticipantOutcome::NotOnWhatsapp]);
+    assert!(!strict.net.person(&phone(2)).registered);
+    assert!(strict.net.person(&phone(1000)).registered, "a connector's own account is registered");
+}
+
+#[tokio::test]
+async fn someone_who_left_cannot_be_added_back_until_recently_left_secs_pass() {
+    // Arrange
+    let w = world();
+    let jid = create(&w.owner, &[phone(1)]).await.metadata.jid;
+    w.net.person_leaves(&jid, &phone(1)).unwrap();
+    let one = [phone(1)];
+    let add = || w.owner.change_participants(&jid, ParticipantChange::Add, &one);
+    // Act / Assert
+    w.clock.advance(DAY - Duration::from_secs(1));
+    assert_eq!(add().await.unwrap()[0].outcome, ParticipantOutcome::RecentlyLeft);
+    w.clock.advance(Duration::from_secs(1));
+    assert_eq!(add().await.unwrap()[0].outcome, ParticipantOutcome::Added);
+}
+
+#[tokio::test]
+async fn a_removed_member_can_be_added_back_at_once() {
+    let w = world();
+    let jid = create(&w.owner, &[phone(1)]).await.metadata.jid;
+    let removed = w.owner.change_participants(&jid, ParticipantChange::Remove, &[phone(1), phone(2)]).await.unwrap();
+    assert_eq!(
+        removed.iter().map(|r| r.outcome).collect::<Vec<_>>(),
+        [ParticipantOutcome::Removed, ParticipantOutcome::NotMember]
+    );
+    let added = w.owner.change_participants(&jid, ParticipantChange::Add, &[phone(1), phone(1)]).await.unwrap();
+    assert_eq!(
+        added.iter().map(|r| r.outcome).collect::<Vec<_>>(),
+        [ParticipantOutcome::Added, ParticipantOutcome::AlreadyMember]
+    );
+}
+
+#[tokio::test]
+async fn an_accepted_invite_makes_a_member_and_an_expired_one_is_refused() {
+    // Arrange: 1 and 2 refuse adds, so each gets an add request
+    let w = world();
+    set_privacy(&w.net, &phone(1), GroupAddPrivacy::Nobody);
+    set_privacy(&w.net, &phone(2), GroupAddPrivacy::Nobody);
+    let jid = create(&w.owner, &[phone(1), phone(2)]).await.metadata.jid;
+    // Act / Assert
+    assert_eq!(w.net.accept_invite(&phone(1), &jid), Ok(JoinResult::Joined));
+    assert_eq!(w.net.accept_invite(&phone(3), &jid), Err(SandboxError::NotInvited));
+    w.clock.advance(3 * DAY);
+    assert_eq!(w.net.accept_invite(&phone(2), &jid), Err(SandboxError::InviteExpired));
+    let members: Vec<_> = w.net.group(&jid).unwrap().members.into_iter().map(|m| m.phone).collect();
+    assert_eq!(members, [phone(1000), phone(1)]);
+}
+
+#[tokio::test]
+async fn anyone_can_join_by_link_until_the_link_is_reset() {
+    // Arrange
+    let w = world();
+    let jid = create(&w.owner, &[]).await.metadata.jid;
+    let link = w.owner.invite_link(&jid, false).await.unwrap();
+    // Act
+    let joined = w.net.join_by_link(&phone(1), &link);
+    let new_link = w.owner.invite_link(&jid, true).await.unwrap();
+    // Assert
+    assert_eq!(joined, Ok(JoinResult::Joined));
+    assert_ne!(new_link, link);
+    assert_eq!(w.net.join_by_link(&phone(2), &link), Err(SandboxError::InvalidInviteCode));
+    let code = new_link.trim_start_matches("https://chat.whatsapp.com/");
+    assert_eq!(code, w.net.group(&jid).unwrap().invite_code);
+    assert_eq!(w.net.join_by_link(&phone(2), code), Ok(JoinResult::Joined));
+    assert_eq!(w.net.join_by_link(&phone(2), code), Err(SandboxError::AlreadyMember));
+}
+
+#[tokio::test]
+async fn with_join_approval_a_link_join_becomes_a_pending_request() {
+    let w = world();
+    let mut req = request(&[]);
+    req.settings.join_approval = true;
+    let jid = w.owner.create_group(&req).await.unwrap().metadata.jid;
+    let code = w.net.group(&jid).unwrap().invite_code;
+    assert_eq!(w.net.join_by_link(&phone(1), &code), Ok(JoinResult::Pending));
+    let group = w.net.group(&jid).unwrap();
+    assert_eq!(group.pending_join_requests, [phone(1)]);
+    assert_eq!(group.members.len(), 1);
+}
+
+#[tokio::test]
+async fn the_creator_cannot_be_removed_or_demoted() {
+    // Arrange: 1 is promoted to admin and tries to get rid of the creator
+    let w = world();
+    let jid = create(&w.owner, &[phone(1)]).await.metadata.jid;
+    let admin = w.net.connector(phone(1));
+    let promoted = w.owner.change_participants(&jid, ParticipantChange::Promote, &[phone(1)]).await.unwrap();
+    assert_eq!(promoted[0].outcome, ParticipantOutcome::Promoted);
+    // Act
+    let removed = admin.change_participants(&jid, ParticipantChange::Remove, &[phone(1000)]).await.unwrap();
+    let demoted = admin.change_participants(&jid, ParticipantChange::Demote, &[phone(1000)]).await.unwrap();
+    // Assert
+    assert_eq!((removed[0].outcome, removed[0].code), (ParticipantOutcome::NotAllowed, Some(406)));
+    assert_eq!(demoted[0].outcome, ParticipantOutcome::NotAllowed);
+    assert_eq!(w.net.group(&jid).unwrap().members[0].role, MemberRole::Creator);
+}
+
+#[tokio::test]
+async fn a_member_who_is_not_an_admin_cannot_change_participants_or_settings() {
+    let w = world();
+    let jid = create(&w.owner, &[phone(1)]).await.metadata.jid;
+    let member = w.net.connector(phone(1));
+    let added = member.change_participants(&jid, ParticipantChange::Add, &[phone(2)]).await;
+    assert_eq!(added, Err(ConnectorError::NotAdmin));
+    assert_eq!(member.set_settings(&jid, &GroupSettingsPatch::default()).await, Err(ConnectorError::NotAdmin));
+    assert_eq!(member.invite_link(&jid, false).await, Err(ConnectorError::NotAdmin));
+    let outsider = w.net.connector(phone(2));
+    assert_eq!(outsider.group_metadata(&jid).await, Err(ConnectorError::GroupNotFound));
+}
+
+#[tokio::test]
+async fn locked_info_limits_subject_changes_to_admins() {
+    let w = world();
+    let jid = create(&w.owner, &[phone(1)]).await.metadata.jid;
+    let member = w.net.connector(phone(1));
+    let subject = GroupSubject::parse("Renamed").unwrap();
+    assert_eq!(member.set_subject(&jid, &subject).await, Ok(()));
+    let lock = GroupSettingsPatch { locked_info: Some(true), ..Default::default() };
+    w.owner.set_settings(&jid, &lock).await.unwrap();
+    assert_eq!(member.set_subject(&jid, &subject).await, Err(ConnectorError::NotAdmin));
+    let description = GroupDescription::parse("Plans").unwrap();
+    w.owner.set_description(&jid, &description).await.unwrap();
+    let group = w.net.group(&jid).unwrap();
+    assert_eq!((group.subject.as_str(), group.description.as_deref()), ("Renamed", Some("Plans")));
+}
+
+#[tokio::test]
+async fn participants_beyond_the_group_size_limit_get_500() {
+    let w = world_with(SandboxConfig { max_group_size: 3, ..Default::default() });
+    let created = create(&w.owner, &[phone(1), phone(2), phone(3)]).await;
+    assert_eq!(outcomes(&created), [ParticipantOutcome::Added, ParticipantOutcome::Added, ParticipantOutcome::Failed]);
+    assert_eq!(created.participants[2].code, Some(500));
+    assert_eq!(
+        w.net.join_by_link(&phone(4), &w.net.group(&created.metadata.jid).unwrap().invite_code),
+        Err(SandboxError::GroupFull)
+    );
+}
+
+#[tokio::test]
+async fn when_the_last_admin_leaves_the_oldest_member_becomes_admin() {
+    let w = world();
+    let created = create(&w.owner, &[phone(1), phone(2)]).await;
+    let jid = created.metadata.jid;
+    w.owner.leave(&jid).await.unwrap();
+    let group = w.net.group(&jid).unwrap();
+    assert_eq!((&group.members[0].phone, group.members[0].role), (&phone(1), MemberRole::Admin));
+    assert_eq!(group.members[1].role, MemberRole::Member);
+    assert!(w.owner.joined_groups().await.unwrap().is_empty());
+    let again = w.net.connector(phone(1)).change_participants(&jid, ParticipantChange::Add, &[phone(1000)]).await;
+    assert_eq!(again.unwrap()[0].outcome, ParticipantOutcome::RecentlyLeft, "leaving counts as leaving");
+}
+
+#[tokio::test]
+async fn messages_reach_registered_inboxes_unless_the_recipient_blocked_the_sender() {
+    let w = world();
+    w.net.upsert_person(&phone(9), &PersonPatch { registered: Some(false), ..Default::default() }).unwrap();
+    w.net.upsert_person(&phone(2), &PersonPatch { block: vec![phone(1000)], ..Default::default() }).unwrap();
+    let jid = create(&w.owner, &[]).await.metadata.jid;
+    let expires_at = w.clock.now().plus(3 * DAY);
+    w.owner.send_text(&phone(1), "hello").await.unwrap();
+    w.owner.send_group_invite(&phone(1), &jid, "War room", "abc", expires_at).await.unwrap();
+    let inbox = w.net.inbox(&phone(1));
+    assert_eq!(inbox[0].kind, InboxKind::Text { text: "hello".into() });
+    assert!(matches!(&inbox[1].kind, InboxKind::GroupInvite { code, .. } if code == "abc"));
+    let refused = w.owner.send_text(&phone(9), "hello").await;
+    assert!(matches!(refused, Err(ConnectorError::Rejected { code: 404, .. })), "{refused:?}");
+    assert_eq!(w.owner.send_text(&phone(2), "hello").await, Ok(()), "WhatsApp accepts it...");
+    assert!(w.net.inbox(&phone(2)).is_empty(), "...but never delivers it");
+}
+
+#[tokio::test]
+async fn a_created_group_survives_reopening_the_world_file_and_the_generator_continues() {
+    // Arrange
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("world").join("sandbox.json");
+    let clock = Arc::new(ManualClock::new(Timestamp::from_millis(1_795_000_000_000)));
+    let net = SandboxNetwork::open(Some(path.clone()), SandboxConfig::default(), clock.clone()).unwrap();
+    let first = create(&net.connector(phone(1000)), &[phone(1)]).await.metadata;
+    drop(net);
+    // Act
+    let net = SandboxNetwork::open(Some(path), SandboxConfig::default(), clock).unwrap();
+    let second = create(&net.connector(phone(1000)), &[]).await.metadata;
+    // Assert
+    let reloaded = net.group(&first.jid).unwrap();
+    assert_eq!(reloaded.members, first.members);
+    assert_ne!(second.jid, first.jid);
+    assert_eq!(net.groups().len(), 2);
+}
+
+#[tokio::test]
+async fn the_same_seed_and_calls_give_the_same_ids_and_other_seeds_do_not() {
+    async fn run(seed: u64) -> Vec<String> {
+        let w = world_with(SandboxConfig { seed, ..Default::default() });
+        set_privacy(&w.net, &phone(1), GroupAddPrivacy::Nobody);
+        let mut ids = Vec::new();
+        for _ in 0..3 {
+            let created = create(&w.owner, &[phone(1)]).await;
+            ids.push(created.metadata.jid.to_string());
+            ids.push(created.participants[0].add_request.clone().unwrap().code);
+            ids.push(w.owner.invite_link(&created.metadata.jid, true).await.unwrap());
+        }
+        ids
+    }
+    let a = run(7).await;
+    assert!(GroupJid::parse(&a[0]).is_some_and(|j| j.user().len() == 18 && j.user().starts_with("120363")));
+    assert_eq!(a, run(7).await);
+    assert_ne!(a, run(8).await);
+}
+
+#[tokio::test]
+async fn a_lost_reply_still_creates_a_group_that_find_created_group_finds() {
+    // Arrange
+    let w = world();
+    w.net.set_faults(Faults { reply_lost_rate: 1.0, ..Default::default() }).unwrap();
+    let req = request(&[phone(1)]);
+    // Act
+    let result = w.owner.create_group(&req).await;
+    // Assert
+    assert_eq!(result, Err(ConnectorError::OutcomeUnknown));
+    let found = w.owner.find_created_group(&req.key).await.unwrap().expect("the group was created");
+    assert_eq!(found.members.len(), 2);
+    assert_eq!(w.net.groups().len(), 1);
+    assert_eq!(w.owner.find_created_group(&CreationKey::new()).await, Ok(None));
+}
+
+#[tokio::test]
+async fn an_injected_error_creates_nothing() {
+    let w = world();
+    w.net.set_faults(Faults { error_rate: 1.0, ..Default::default() }).unwrap();
+    let req = request(&[phone(1)]);
+    let result = w.owner.create_group(&req).await;
+    assert_eq!(result, Err(ConnectorError::Other("injected fault".into())));
+    assert!(w.net.groups().is_empty());
+    assert_eq!(w.owner.find_created_group(&req.key).await, Ok(None));
+}
+
+#[tokio::test]
+async fn fault_rates_outside_zero_to_one_are_refused() {
+    let w = world();
+    let refused = w.net.set_faults(Faults { error_rate: 1.5, ..Default::default() });
+    assert!(matches!(refused, Err(SandboxError::InvalidFaults(_))));
+    assert_eq!(w.net.faults(), Faults::default());
+}
+
+#[tokio::test]
+async fn injected_latency_delays_every_call() {
+    let w = world();
+    w.net.set_faults(Faults { latency_ms: 30, ..Default::default() }).unwrap();
+    let started = std::time::Instant::now();
+    w.owner.joined_groups().await.unwrap();
+    assert!(started.elapsed() >= Duration::from_millis(30));
+}
+
+#[tokio::test]
+async fn a_group_whose_reply_was_lost_is_on_disk_before_the_call_returns() {
+    // Arrange
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sandbox.json");
+    let clock = Arc::new(ManualClock::new(Timestamp::from_millis(1_795_000_000_000)));
+    let lossy = SandboxConfig { faults: Faults { reply_lost_rate: 1.0, ..Default::default() }, ..Default::default() };
+    let net = SandboxNetwork::open(Some(path.clone()), lossy, clock.clone()).unwrap();
+    let req = request(&[]);
+    assert_eq!(net.connector(phone(1000)).create_group(&req).await, Err(ConnectorError::OutcomeUnknown));
+    drop(net);
+    // Act: the gateway "crashed"; a new process opens the same world
+    let net = SandboxNetwork::open(Some(path), SandboxConfig::default(), clock).unwrap();
+    // Assert: the world file kept its faults and the group
+    assert_eq!(net.faults().reply_lost_rate, 1.0);
+    let found = net.connector(phone(1000)).find_created_group(&req.key).await.unwrap();
+    assert!(found.is_some());
+}

@@ -50,7 +50,9 @@ pub enum InstanceState {
     Disconnected,
     LoggedOut,
     /// WhatsApp has paused this number (code 103: created too many groups).
-    TemporarilyBanned { until: Option<Timestamp> },
+    TemporarilyBanned {
+        until: Option<Timestamp>,
+    },
 }
 
 impl InstanceState {

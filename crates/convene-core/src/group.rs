@@ -34,7 +34,8 @@ impl GroupSubject {
     }
 }
 
-/// A group's description: at most 2048 characters (WhatsApp's limit). Empty means none.
+/// A group's description: at most 2048 characters (WhatsApp's limit), line breaks and tabs allowed but no other
+/// control characters. Empty means none.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(transparent)]
 pub struct GroupDescription(String);
@@ -46,6 +47,9 @@ impl GroupDescription {
         let n = s.chars().count();
         if n > Self::MAX_CHARS {
             return Err(format!("must be at most {} characters (got {n})", Self::MAX_CHARS));
+        }
+        if s.chars().any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t')) {
+            return Err("must not contain control characters other than line breaks and tabs".into());
         }
         Ok(Self(s.to_owned()))
     }
@@ -244,6 +248,8 @@ mod tests {
     fn descriptions_are_at_most_2048_characters() {
         assert!(GroupDescription::parse(&"x".repeat(2048)).is_ok());
         assert!(GroupDescription::parse(&"x".repeat(2049)).is_err());
+        assert!(GroupDescription::parse("line one\nline two\ttabbed").is_ok());
+        assert!(GroupDescription::parse("nul \0 byte").is_err());
     }
 
     #[test]

@@ -36,8 +36,9 @@ impl fmt::Display for InstanceId {
 pub struct GroupId(pub Uuid);
 
 impl GroupId {
+    /// Time-ordered (UUID v7), so groups created in the same millisecond still list in creation order.
     pub fn new() -> Self {
-        Self(Uuid::new_v4())
+        Self(Uuid::now_v7())
     }
 }
 

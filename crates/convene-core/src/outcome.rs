@@ -58,7 +58,9 @@ impl ParticipantOutcome {
     pub fn message(self) -> &'static str {
         match self {
             Self::Added => "The participant was added successfully",
-            Self::InviteSent => "The participant's privacy settings do not allow adding them; a private invite was sent",
+            Self::InviteSent => {
+                "The participant's privacy settings do not allow adding them; a private invite was sent"
+            }
             Self::PrivacyBlocked => "The participant's privacy settings do not allow adding them",
             Self::RecentlyLeft => "The participant left the group recently and cannot be added yet",
             Self::AlreadyMember => "The participant is already in the group",

@@ -1,14 +1,43 @@
-//! The store port (`convene_core::Store`) on SQL databases. SQLite today; a PostgreSQL store is meant to follow
-//! with the same tables (see `migrations/sqlite/0001_init.sql`) and the same query text: every query uses `$N`
-//! placeholders, which both SQLite and PostgreSQL accept.
+//! The store port (`convene_core::Store`) on SQL databases: SQLite (`SqliteStore`) and PostgreSQL (`PostgresStore`).
+//! Both have the same tables (`migrations/{sqlite,postgres}/`) and run the same queries (`sql`): every query uses `$N`
+//! placeholders and column types that read and write as the same Rust types on both.
 //!
 //! The database is reached only through this crate, so `convene-core` stays free of sqlx.
 #![forbid(unsafe_code)]
 
+use std::sync::Arc;
+
+use convene_core::{DbError, Store};
+
 mod cursor;
 mod error;
+mod migrate;
+mod postgres;
+mod scratch;
+mod sql;
 mod sqlite;
 mod stored;
 
 pub use cursor::parse_group_cursor;
+pub use postgres::PostgresStore;
+pub use scratch::ScratchDatabase;
 pub use sqlite::SqliteStore;
+
+/// Opens the store that `url`'s scheme names: `sqlite:` (`sqlite://path/to/file.db`, `sqlite::memory:`) or
+/// `postgres:`/`postgresql:` (`postgres://user@host/database`). Any other scheme is `DbError::Other`.
+pub async fn connect(url: &str) -> Result<Arc<dyn Store>, DbError> {
+    match scheme(url) {
+        "sqlite" => Ok(Arc::new(SqliteStore::connect(url).await?)),
+        "postgres" | "postgresql" => Ok(Arc::new(PostgresStore::connect(url).await?)),
+        // Name the scheme only: the URL may hold a password.
+        scheme => Err(error::other(format!(
+            "unsupported database URL scheme `{scheme}`: use sqlite:, postgres: or postgresql: \
+             (e.g. sqlite://data/convene.db or postgres://user@host/convene)"
+        ))),
+    }
+}
+
+/// What comes before the URL's first `:`, or the whole string when it has none.
+fn scheme(url: &str) -> &str {
+    url.split_once(':').map_or(url, |(scheme, _)| scheme)
+}

@@ -1,1 +1,110 @@
-fn main() {}
+//! `convene`: the command line. Parses arguments, sets up logging and calls into `convene-server`.
+#![forbid(unsafe_code)]
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use convene_server::{AppState, Config};
+use tokio_util::sync::CancellationToken;
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(name = "convene", version, about = "Self-hosted WhatsApp group gateway")]
+struct Cli {
+    /// Config file (TOML) layered over the defaults; `CONVENE_*` environment variables override both.
+    #[arg(long, global = true, env = "CONVENE_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the API. On the first start: creates the database, an admin API key and a sandbox instance.
+    Serve,
+    /// Create or upgrade the database schema, then exit.
+    Migrate,
+    /// Print the OpenAPI document, or write it to a file.
+    Openapi {
+        /// Write here instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Configuration helpers.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Print the default configuration, every key commented.
+    Default,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_env("CONVENE_LOG").unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve => serve(&Config::load(cli.config.as_deref())?).await,
+        Command::Migrate => {
+            let config = Config::load(cli.config.as_deref())?;
+            AppState::open_with_system_clock(&config).await?;
+            println!("database {} is up to date", config.database_url);
+            Ok(())
+        }
+        Command::Openapi { out } => {
+            let json = convene_server::openapi_json();
+            match out {
+                Some(path) => std::fs::write(&path, json).with_context(|| format!("writing {}", path.display())),
+                None => {
+                    print!("{json}");
+                    Ok(())
+                }
+            }
+        }
+        Command::Config { command: ConfigCommand::Default } => {
+            print!("{}", convene_server::config::DEFAULT_CONFIG);
+            Ok(())
+        }
+    }
+}
+
+async fn serve(config: &Config) -> anyhow::Result<()> {
+    let state = AppState::open_with_system_clock(config).await?;
+    if let Some(first) =
+        state.service.bootstrap(config.bootstrap_sandbox_instance).await.map_err(|e| anyhow::anyhow!("{e}"))?
+    {
+        println!("Convene is set up. This admin API key is shown only once; keep it:");
+        println!("  API key:   {}", first.api_key);
+        if let Some((instance, token)) = &first.instance {
+            println!("A sandbox instance is ready:");
+            println!("  id:        {}", instance.id);
+            println!("  token:     {token}");
+            if let Some(phone) = &instance.phone {
+                println!("  number:    {}", phone.e164());
+            }
+        }
+    }
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("listening on {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    println!("Listening on http://{addr} (API docs: http://{addr}/docs)");
+    let shutdown = CancellationToken::new();
+    let on_signal = shutdown.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            tracing::info!("shutting down");
+            on_signal.cancel();
+        }
+    });
+    convene_server::serve(listener, state, config, shutdown).await?;
+    Ok(())
+}

@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# Starts a throwaway PostgreSQL server for the store tests and prints its URL as the last line of stdout:
+#
+#   export TEST_DATABASE_URL="$(bash .ci/postgres.sh [DATA_DIR] | tail -n 1)"
+#
+# The server listens on 127.0.0.1:55432 only, with superuser `postgres` and `trust` authentication: it is for tests,
+# never for data anyone wants to keep. DATA_DIR (default /tmp/convene-pg) holds the cluster and its log, server.log.
+# PostgreSQL comes from Debian's apt, and only when no `initdb` is found on PATH or in /usr/lib/postgresql/*/bin.
+# Safe to run again: a server already answering on the port is reused, and a stopped cluster is started again.
+# PostgreSQL refuses to run as root, so as root the server runs as the system user `convene-pg`, created if missing.
+# Stop it with: pg_ctl -D DATA_DIR stop (as that user when run as root).
+set -euo pipefail
+
+data_dir="${1:-/tmp/convene-pg}"
+port=55432
+url="postgres://postgres@127.0.0.1:${port}/postgres"
+os_user=convene-pg
+
+log() { echo "postgres.sh: $*" >&2; }
+
+# The directory holding initdb, pg_ctl and pg_isready: PATH first, then the newest Debian server package.
+find_bin_dir() {
+    if command -v initdb >/dev/null 2>&1; then
+        dirname "$(readlink -f "$(command -v initdb)")"
+        return
+    fi
+    local dir
+    dir="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)"
+    if [[ -n "$dir" && -x "$dir/initdb" ]]; then
+        echo "$dir"
+    fi
+}
+
+bin_dir="$(find_bin_dir)"
+if [[ -z "$bin_dir" ]]; then
+    log "no initdb found: installing postgresql from apt"
+    sudo=()
+    if [[ "$(id -u)" -ne 0 ]]; then
+        sudo=(sudo)
+    fi
+    "${sudo[@]}" apt-get update -qq >&2
+    DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends postgresql >&2
+    bin_dir="$(find_bin_dir)"
+    [[ -n "$bin_dir" ]] || { log "postgresql installed but initdb still not found"; exit 1; }
+fi
+
+pg_isready="$bin_dir/pg_isready"
+[[ -x "$pg_isready" ]] || pg_isready="pg_isready"
+ready() { "$pg_isready" -q -h 127.0.0.1 -p "$port" -U postgres -d postgres; }
+
+if ready; then
+    log "a server already answers on 127.0.0.1:${port}: reusing it"
+    echo "$url"
+    exit 0
+fi
+
+# Runs a server command as the user that owns the cluster: ourselves, or `convene-pg` when we are root.
+as_owner() {
+    if [[ "$(id -u)" -eq 0 ]]; then
+        runuser -u "$os_user" -- "$@"
+    else
+        "$@"
+    fi
+}
+
+if [[ "$(id -u)" -eq 0 ]] && ! id "$os_user" >/dev/null 2>&1; then
+    useradd --system --no-create-home --shell /usr/sbin/nologin "$os_user"
+fi
+
+mkdir -p "$data_dir"
+if [[ "$(id -u)" -eq 0 ]]; then
+    chown "$os_user" "$data_dir"
+fi
+chmod 700 "$data_dir"
+
+if [[ ! -f "$data_dir/PG_VERSION" ]]; then
+    log "creating a cluster in $data_dir"
+    # --locale=C: byte-order collation and no dependence on which locales the machine has generated.
+    as_owner "$bin_dir/initdb" -D "$data_dir" -U postgres --auth=trust -E UTF8 --locale=C >&2
+fi
+
+log "starting the server on 127.0.0.1:${port} (log: $data_dir/server.log)"
+# No Unix socket: the tests use TCP, and a socket path would depend on the data dir's length and permissions.
+# fsync=off: nothing here needs to survive a crash, and every test creates and drops a database.
+as_owner "$bin_dir/pg_ctl" -D "$data_dir" -l "$data_dir/server.log" -w -t 30 \
+    -o "-p ${port} -c listen_addresses=127.0.0.1 -c unix_socket_directories='' -c fsync=off" start >&2 || {
+    log "the server did not start; the end of its log:"
+    tail -n 20 "$data_dir/server.log" >&2 || true
+    exit 1
+}
+
+for _ in $(seq 1 30); do
+    if ready; then
+        echo "$url"
+        exit 0
+    fi
+    sleep 1
+done
+log "the server started but does not accept connections after 30 s; the end of its log:"
+tail -n 20 "$data_dir/server.log" >&2 || true
+exit 1

@@ -1,0 +1,411 @@
+//! `/v1/groups`: create, read, change and leave groups; participants; invite links; pictures.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Request, State};
+use axum::http::{StatusCode, header};
+use convene_core::store::{GroupListQuery, GroupRecord};
+use convene_core::{
+    GroupId, GroupJid, GroupMember, GroupPicture, GroupSettings, GroupSettingsPatch, InstanceId, ParticipantChange,
+    Timestamp,
+};
+use serde::{Deserialize, Serialize};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::instances::parse_instance_id;
+use crate::AppState;
+use crate::auth::AccountKey;
+use crate::error::{ApiError, ErrorBody, Result};
+use crate::extract::{ApiJson, ApiPath, ApiQuery};
+use crate::service::{GroupChange, GroupView, NewGroup, ParticipantReport};
+
+/// Form overhead allowed on top of the largest picture.
+const PICTURE_FORM_OVERHEAD: usize = 64 * 1024;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    let picture = OpenApiRouter::new()
+        .routes(routes!(set_picture))
+        .layer(DefaultBodyLimit::max(GroupPicture::MAX_BYTES + PICTURE_FORM_OVERHEAD));
+    OpenApiRouter::new()
+        .routes(routes!(create_group, list_groups))
+        .routes(routes!(get_group, update_group))
+        .routes(routes!(leave_group))
+        .routes(routes!(change_participants))
+        .routes(routes!(get_invite_link))
+        .routes(routes!(reset_invite_link))
+        .merge(picture)
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GroupIn {
+    /// The instance that creates the group and becomes its creator.
+    pub instance_id: InstanceId,
+    /// 1 to 100 characters.
+    #[schema(example = "INCIDENT-999 | War room")]
+    pub subject: String,
+    /// At most 2048 characters.
+    #[schema(example = "Checkout failures in EU. Runbook: https://example.com/rb/42")]
+    pub description: Option<String>,
+    /// Phone numbers with country code: `+1 713-715-7533`, `17137157533`, `17137157533@c.us` and
+    /// `17137157533@s.whatsapp.net` are all accepted. Duplicates are collapsed.
+    #[schema(example = json!(["+17137157533", "+18647351567"]))]
+    pub participants: Vec<String>,
+    /// Settings to apply at creation; absent ones take WhatsApp's defaults (all off).
+    #[serde(default)]
+    pub settings: GroupSettingsPatch,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct GroupOut {
+    pub id: GroupId,
+    pub instance_id: InstanceId,
+    /// The WhatsApp group id.
+    pub jid: GroupJid,
+    #[schema(example = "INCIDENT-999 | War room")]
+    pub subject: String,
+    pub description: Option<String>,
+    pub settings: GroupSettings,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    /// When this instance left the group.
+    pub left_at: Option<Timestamp>,
+    /// Members as the network reports them now; absent in listings and when the instance is no longer in the group.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub members: Option<Vec<GroupMember>>,
+}
+
+impl GroupOut {
+    fn from_record(r: GroupRecord, members: Option<Vec<GroupMember>>) -> Self {
+        Self {
+            id: r.id,
+            instance_id: r.instance_id,
+            jid: r.jid,
+            subject: r.subject,
+            description: r.description,
+            settings: r.settings,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+            left_at: r.left_at,
+            members,
+        }
+    }
+}
+
+impl From<GroupView> for GroupOut {
+    fn from(v: GroupView) -> Self {
+        Self::from_record(v.record, v.members)
+    }
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct GroupCreatedOut {
+    pub group: GroupOut,
+    /// One entry per requested participant, in request order (duplicates collapsed).
+    pub participants: Vec<ParticipantReport>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct GroupListOut {
+    pub groups: Vec<GroupOut>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ListParams {
+    /// Only this instance's groups.
+    pub instance_id: Option<String>,
+    /// From a previous page's `next_cursor`.
+    pub cursor: Option<String>,
+    /// Page size, 1 to 500 (default 50).
+    pub limit: Option<u32>,
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct GroupParams {
+    /// Which instance acts, when the group is named by WhatsApp id and several instances are in it.
+    pub instance_id: Option<String>,
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GroupPatch {
+    #[schema(example = "INCIDENT-999 | Resolved")]
+    pub subject: Option<String>,
+    /// An empty string clears the description.
+    pub description: Option<String>,
+    pub settings: Option<GroupSettingsPatch>,
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ParticipantsIn {
+    #[schema(example = json!(["+447700176576", "+17137157533"]))]
+    pub participants: Vec<String>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ParticipantsOut {
+    pub participants: Vec<ParticipantReport>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct InviteLinkOut {
+    #[schema(example = "https://chat.whatsapp.com/Fq3jXh2Lk9PqRs7TuVwXyZ")]
+    pub invite_link: String,
+}
+
+/// The participant change named in the path.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ParticipantAction {
+    Add,
+    Remove,
+    Promote,
+    Demote,
+}
+
+impl From<ParticipantAction> for ParticipantChange {
+    fn from(a: ParticipantAction) -> Self {
+        match a {
+            ParticipantAction::Add => Self::Add,
+            ParticipantAction::Remove => Self::Remove,
+            ParticipantAction::Promote => Self::Promote,
+            ParticipantAction::Demote => Self::Demote,
+        }
+    }
+}
+
+async fn resolve(state: &AppState, group: &str, params: &GroupParams) -> Result<GroupRecord> {
+    let instance = params.instance_id.as_deref().map(parse_instance_id).transpose()?;
+    state.service.resolve_group(group, instance).await
+}
+
+/// Create a group. It is created even when some participants cannot be added; `participants` says who and why.
+#[utoipa::path(post, path = "/groups", tag = "groups", operation_id = "v1.group.create",
+    request_body(content = GroupIn, example = json!({
+        "instance_id": 7103000001_i64,
+        "subject": "INCIDENT-999 | War room",
+        "description": "Checkout failures in EU",
+        "participants": ["+17137157533", "+18647351567"],
+        "settings": {"announce_only": false, "join_approval": true}
+    })),
+    responses((status = 201, body = GroupCreatedOut), (status = 404, body = ErrorBody),
+        (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)),
+    security(("api_key" = [])))]
+async fn create_group(
+    State(state): State<AppState>,
+    _key: AccountKey,
+    ApiJson(input): ApiJson<GroupIn>,
+) -> Result<(StatusCode, Json<GroupCreatedOut>)> {
+    let new = NewGroup {
+        subject: input.subject,
+        description: input.description,
+        participants: input.participants,
+        settings: input.settings,
+    };
+    let created = state.service.create_group(input.instance_id, new).await?;
+    Ok((StatusCode::CREATED, Json(GroupCreatedOut { group: created.group.into(), participants: created.participants })))
+}
+
+/// List groups in creation order, a page at a time.
+#[utoipa::path(get, path = "/groups", tag = "groups", operation_id = "v1.group.list", params(ListParams),
+    responses((status = 200, body = GroupListOut), (status = 422, body = ErrorBody)), security(("api_key" = [])))]
+async fn list_groups(
+    State(state): State<AppState>,
+    _key: AccountKey,
+    ApiQuery(params): ApiQuery<ListParams>,
+) -> Result<Json<GroupListOut>> {
+    let limit = params.limit.unwrap_or(50);
+    if !(1..=500).contains(&limit) {
+        return Err(ApiError::field("limit", "must be between 1 and 500"));
+    }
+    let instance_id = params.instance_id.as_deref().map(parse_instance_id).transpose()?;
+    let page = state.service.list_groups(&GroupListQuery { instance_id, cursor: params.cursor, limit }).await?;
+    Ok(Json(GroupListOut {
+        groups: page.groups.into_iter().map(|g| GroupOut::from_record(g, None)).collect(),
+        next_cursor: page.next_cursor,
+    }))
+}
+
+/// Get a group with its current members, by our uuid or its WhatsApp id.
+#[utoipa::path(get, path = "/groups/{group}", tag = "groups", operation_id = "v1.group.get",
+    params(("group" = String, Path, description = "Group uuid or WhatsApp id (…@g.us)"), GroupParams),
+    responses((status = 200, body = GroupOut), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(("api_key" = [])))]
+async fn get_group(
+    State(state): State<AppState>,
+    _key: AccountKey,
+    ApiPath(group): ApiPath<String>,
+    ApiQuery(params): ApiQuery<GroupParams>,
+) -> Result<Json<GroupOut>> {
+    let record = resolve(&state, &group, &params).await?;
+    Ok(Json(state.service.group(record).await?.into()))
+}
+
+/// Change a group's subject, description or settings.
+#[utoipa::path(patch, path = "/groups/{group}", tag = "groups", operation_id = "v1.group.update",
+    params(("group" = String, Path, description = "Group uuid or WhatsApp id (…@g.us)"), GroupParams),
+    request_body(content = GroupPatch, example = json!({"subject": "INCIDENT-999 | Resolved", "settings": {"announce_only": true}})),
+    responses((status = 200, body = GroupOut), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 422, body = ErrorBody)),
+    security(("api_key" = [])))]
+async fn update_group(
+    State(state): State<AppState>,
+    _key: AccountKey,
+    ApiPath(group): ApiPath<String>,
+    ApiQuery(params): ApiQuery<GroupParams>,
+    ApiJson(patch): ApiJson<GroupPatch>,
+) -> Result<Json<GroupOut>> {
+    let record = resolve(&state, &group, &params).await?;
+    let change = GroupChange {
+        subject: patch.subject,
+        description: patch.description,
+        settings: patch.settings.unwrap_or_default(),
+    };
+    Ok(Json(state.service.update_group(record, change).await?.into()))
+}
+
+/// Leave a group. Convene keeps its record, marked with `left_at`.
+#[utoipa::path(post, path = "/groups/{group}/leave", tag = "groups", operation_id = "v1.group.leave",
+    params(("group" = String, Path, description = "Group uuid or WhatsApp id (…@g.us)"), GroupParams),
+    responses((status = 200, body = GroupOut), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(("api_key" = [])))]
+async fn leave_group(
+    State(state): State<AppState>,
+    _key: AccountKey,
+    ApiPath(group): ApiPath<String>,
+    ApiQuery(params): ApiQuery<GroupParams>,
+) -> Result<Json<GroupOut>> {
+    let record = resolve(&state, &group, &params).await?;
+    let record = state.service.leave_group(record).await?;
+    Ok(Json(GroupOut::from_record(record, None)))
+}
+
+/// Add, remove, promote or demote participants, with an outcome for each.
+#[utoipa::path(post, path = "/groups/{group}/participants/{action}", tag = "participants",
+    operation_id = "v1.group.participants",
+    params(("group" = String, Path, description = "Group uuid or WhatsApp id (…@g.us)"),
+        ("action" = ParticipantAction, Path, description = "add, remove, promote or demote"), GroupParams),
+    request_body = ParticipantsIn,
+    responses((status = 200, body = ParticipantsOut), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 422, body = ErrorBody)),
+    security(("api_key" = [])))]
+async fn change_participants(
+    State(state): State<AppState>,
+    _key: AccountKey,
+    ApiPath((group, action)): ApiPath<(String, String)>,
+    ApiQuery(params): ApiQuery<GroupParams>,
+    ApiJson(input): ApiJson<ParticipantsIn>,
+) -> Result<Json<ParticipantsOut>> {
+    let change: ParticipantAction =
+        serde_json::from_value(serde_json::Value::String(action.clone())).map_err(|_| {
+            ApiError::NotFound(format!("no participant action `{action}`: use add, remove, promote or demote"))
+        })?;
+    let record = resolve(&state, &group, &params).await?;
+    let participants = state.service.change_participants(&record, change.into(), &input.participants).await?;
+    Ok(Json(ParticipantsOut { participants }))
+}
+
+/// The group's invite link (the instance must be an admin).
+#[utoipa::path(get, path = "/groups/{group}/invite-link", tag = "groups", operation_id = "v1.group.invite_link.get",
+    params(("group" = String, Path, description = "Group uuid or WhatsApp id (…@g.us)"), GroupParams),
+    responses((status = 200, body = InviteLinkOut), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("api_key" = [])))]
+async fn get_invite_link(
+    State(state): State<AppState>,
+    _key: AccountKey,
+    ApiPath(group): ApiPath<String>,
+    ApiQuery(params): ApiQuery<GroupParams>,
+) -> Result<Json<InviteLinkOut>> {
+    let record = resolve(&state, &group, &params).await?;
+    Ok(Json(InviteLinkOut { invite_link: state.service.invite_link(&record, false).await? }))
+}
+
+/// Revoke the invite link and get a new one.
+#[utoipa::path(post, path = "/groups/{group}/invite-link/reset", tag = "groups",
+    operation_id = "v1.group.invite_link.reset",
+    params(("group" = String, Path, description = "Group uuid or WhatsApp id (…@g.us)"), GroupParams),
+    responses((status = 200, body = InviteLinkOut), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("api_key" = [])))]
+async fn reset_invite_link(
+    State(state): State<AppState>,
+    _key: AccountKey,
+    ApiPath(group): ApiPath<String>,
+    ApiQuery(params): ApiQuery<GroupParams>,
+) -> Result<Json<InviteLinkOut>> {
+    let record = resolve(&state, &group, &params).await?;
+    Ok(Json(InviteLinkOut { invite_link: state.service.invite_link(&record, true).await? }))
+}
+
+/// Set the group picture: a JPEG or PNG of at most 5 MiB, sent as the raw body (`Content-Type: image/jpeg` or
+/// `image/png`) or as `multipart/form-data` with the image in a part named `file`.
+#[utoipa::path(put, path = "/groups/{group}/picture", tag = "groups", operation_id = "v1.group.picture.set",
+    params(("group" = String, Path, description = "Group uuid or WhatsApp id (…@g.us)"), GroupParams),
+    request_body(description = "The image", content(
+        (Vec<u8> = "image/jpeg"), (Vec<u8> = "image/png"), (PictureForm = "multipart/form-data"))),
+    responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("api_key" = [])))]
+async fn set_picture(
+    State(state): State<AppState>,
+    _key: AccountKey,
+    ApiPath(group): ApiPath<String>,
+    ApiQuery(params): ApiQuery<GroupParams>,
+    request: Request,
+) -> Result<StatusCode> {
+    let bytes = picture_bytes(request).await?;
+    let picture = GroupPicture::parse(bytes).map_err(|m| ApiError::field("file", format!("the picture {m}")))?;
+    let record = resolve(&state, &group, &params).await?;
+    state.service.set_picture(&record, &picture).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// A multipart form carrying a picture.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct PictureForm {
+    /// The JPEG or PNG image.
+    #[schema(value_type = String, format = Binary)]
+    file: Vec<u8>,
+}
+
+async fn picture_bytes(request: Request) -> Result<Vec<u8>> {
+    let content_type = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+        .unwrap_or_default();
+    let too_large = |status: StatusCode, text: String| {
+        if status == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::PayloadTooLarge(format!("the picture may be at most {} bytes", GroupPicture::MAX_BYTES))
+        } else {
+            ApiError::BadRequest(text)
+        }
+    };
+    match content_type.as_str() {
+        "image/jpeg" | "image/png" => Bytes::from_request(request, &())
+            .await
+            .map(|b| b.to_vec())
+            .map_err(|r| too_large(r.status(), r.body_text())),
+        "multipart/form-data" => {
+            let mut form =
+                Multipart::from_request(request, &()).await.map_err(|r| ApiError::BadRequest(r.body_text()))?;
+            while let Some(field) = form.next_field().await.map_err(|e| too_large(e.status(), e.body_text()))? {
+                if field.name() == Some("file") {
+                    let bytes = field.bytes().await.map_err(|e| too_large(e.status(), e.body_text()))?;
+                    return Ok(bytes.to_vec());
+                }
+            }
+            Err(ApiError::field("file", "the form has no part named `file`"))
+        }
+        _ => Err(ApiError::UnsupportedMediaType(
+            "send the picture as image/jpeg, image/png or multipart/form-data with a `file` part".into(),
+        )),
+    }
+}

@@ -1,0 +1,47 @@
+//! The native API, `/v1`: one module per resource, each exporting `router()`.
+
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::AppState;
+
+pub mod groups;
+pub mod instances;
+pub mod sandbox;
+pub mod system;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Convene",
+        description = "Self-hosted WhatsApp group gateway: create and run WhatsApp groups by API, with an outcome \
+                       for every participant. Every `/v1` call takes `Authorization: Bearer <API key>`. Errors are \
+                       JSON `{code, detail, fields?}`.",
+        license(name = "MIT")
+    ),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "instances", description = "Connected WhatsApp numbers (sandbox numbers for now)."),
+        (name = "groups", description = "Groups, named by our uuid or by their WhatsApp id (`…@g.us`)."),
+        (name = "participants", description = "Adding, removing, promoting and demoting people, with an outcome each."),
+        (name = "sandbox", description = "Scripting the built-in simulated WhatsApp network."),
+        (name = "system", description = "Health and readiness."),
+    )
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme("api_key", SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)));
+    }
+}
+
+/// Every documented route, with its OpenAPI description.
+pub fn router() -> OpenApiRouter<AppState> {
+    let v1 = OpenApiRouter::new().merge(instances::router()).merge(groups::router()).merge(sandbox::router());
+    OpenApiRouter::with_openapi(ApiDoc::openapi()).nest("/v1", v1).merge(system::router())
+}

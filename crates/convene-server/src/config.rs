@@ -1,0 +1,119 @@
+//! Configuration in layers: the shipped defaults, then an optional file, then `CONVENE_*` environment variables.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use convene_sandbox::SandboxConfig;
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use serde::Deserialize;
+
+/// The defaults, with a comment on every key; `convene config default` prints them.
+pub const DEFAULT_CONFIG: &str = include_str!("../../../config.default.toml");
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Address the HTTP server listens on.
+    pub listen: SocketAddr,
+    /// `sqlite://<file>` (created if missing) or `postgres://user@host/database`.
+    pub database_url: String,
+    /// Directory for the sandbox world file and other local state.
+    pub data_dir: PathBuf,
+    /// Largest JSON request body, in bytes.
+    pub max_body_bytes: usize,
+    /// Create a sandbox instance on the first start.
+    pub bootstrap_sandbox_instance: bool,
+    /// The simulated network.
+    pub sandbox: SandboxConfig,
+}
+
+impl Config {
+    /// The top-level keys, as the environment may name them.
+    const KEYS: [&'static str; 6] =
+        ["listen", "database_url", "data_dir", "max_body_bytes", "bootstrap_sandbox_instance", "sandbox"];
+
+    /// Defaults, then `file` if given, then the environment.
+    pub fn load(file: Option<&Path>) -> Result<Self, Box<figment::Error>> {
+        let mut figment = Figment::from(Toml::string(DEFAULT_CONFIG));
+        if let Some(file) = file {
+            figment = figment.merge(Toml::file_exact(file));
+        }
+        // Only variables naming a configuration key: others (CONVENE_LOG, CONVENE_CONFIG, a test's own) are not
+        // configuration, and a file with an unknown key is still refused.
+        let env = Env::prefixed("CONVENE_")
+            .filter(|key| {
+                let top = key.as_str().split("__").next().unwrap_or_default();
+                Self::KEYS.iter().any(|k| k.eq_ignore_ascii_case(top))
+            })
+            .split("__");
+        Self::load_from(figment.merge(env))
+    }
+
+    /// The seam tests use: any figment, validated.
+    pub fn load_from(figment: Figment) -> Result<Self, Box<figment::Error>> {
+        let config: Self = figment.extract()?;
+        config.validate().map_err(|e| Box::new(figment::Error::from(e)))?;
+        Ok(config)
+    }
+
+    /// The defaults alone (no file, no environment), with `data_dir` and the database placed under `dir`: what
+    /// tests start from.
+    pub fn for_directory(dir: &Path) -> Self {
+        let mut config: Self =
+            Figment::from(Toml::string(DEFAULT_CONFIG)).extract().expect("the shipped defaults are valid");
+        config.data_dir = dir.to_path_buf();
+        config.database_url = format!("sqlite://{}", dir.join("convene.db").display());
+        config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+        config
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        let scheme = self.database_url.split_once(':').map_or("", |(scheme, _)| scheme);
+        if !matches!(scheme, "sqlite" | "postgres" | "postgresql") {
+            // The scheme only: the URL may hold a password.
+            return Err(format!(
+                "database_url scheme `{scheme}` is not supported: use sqlite://<file> or postgres://user@host/database"
+            ));
+        }
+        if self.max_body_bytes < 1024 {
+            return Err("max_body_bytes must be at least 1024".into());
+        }
+        self.sandbox.faults.validate().map_err(|e| format!("sandbox.faults: {e}"))
+    }
+
+    /// The sandbox world file.
+    pub fn sandbox_path(&self) -> PathBuf {
+        self.data_dir.join("sandbox.json")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shipped_defaults_load() {
+        let c = Config::load_from(Figment::from(Toml::string(DEFAULT_CONFIG))).unwrap();
+        assert_eq!(c.listen, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(c.database_url, "sqlite://data/convene.db");
+        assert_eq!(c.sandbox.seed, 1);
+    }
+
+    #[test]
+    fn a_file_layer_overrides_the_defaults() {
+        let figment = Figment::from(Toml::string(DEFAULT_CONFIG))
+            .merge(Toml::string("listen = \"127.0.0.1:9999\"\n[sandbox]\nseed = 42"));
+        let c = Config::load_from(figment).unwrap();
+        assert_eq!(c.listen.port(), 9999);
+        assert_eq!(c.sandbox.seed, 42);
+    }
+
+    #[test]
+    fn unknown_keys_and_unsupported_databases_are_refused() {
+        let typo = Figment::from(Toml::string(DEFAULT_CONFIG)).merge(Toml::string("lisen = \"x\""));
+        assert!(Config::load_from(typo).is_err());
+        let pg = Figment::from(Toml::string(DEFAULT_CONFIG)).merge(Toml::string("database_url = \"mysql://x\""));
+        assert!(Config::load_from(pg).unwrap_err().to_string().contains("not supported"));
+    }
+}

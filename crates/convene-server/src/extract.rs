@@ -1,0 +1,76 @@
+//! Wrappers around axum's extractors so that a bad body, path or query gets the same JSON error shape as
+//! everything else, with the status that says what is wrong (400 syntax, 413 size, 415 type, 422 fields).
+
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
+
+use crate::error::ApiError;
+
+/// A JSON body.
+pub struct ApiJson<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(v)) => Ok(Self(v)),
+            Err(rejection) => Err(json_rejection(&rejection)),
+        }
+    }
+}
+
+pub fn json_rejection(rejection: &JsonRejection) -> ApiError {
+    let text = rejection.body_text();
+    match rejection {
+        JsonRejection::MissingJsonContentType(_) => {
+            ApiError::UnsupportedMediaType("the body must be JSON, sent with `Content-Type: application/json`".into())
+        }
+        JsonRejection::JsonDataError(_) => {
+            // axum names the path of the bad value: "…: participants[1]: invalid type: …".
+            let detail = text.trim_start_matches("Failed to deserialize the JSON body into the target type: ");
+            match detail.split_once(": ") {
+                Some((field, message)) if !field.contains(' ') => ApiError::field(field, message),
+                _ => ApiError::field("body", detail),
+            }
+        }
+        _ if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            ApiError::PayloadTooLarge("the request body is larger than this endpoint accepts".into())
+        }
+        _ => ApiError::BadRequest(format!("the body is not valid JSON: {text}")),
+    }
+}
+
+/// Path parameters.
+pub struct ApiPath<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiPath<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|p| Self(p.0))
+            .map_err(|r: PathRejection| ApiError::BadRequest(r.body_text()))
+    }
+}
+
+/// Query parameters.
+pub struct ApiQuery<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        axum::extract::Query::<T>::from_request_parts(parts, state).await.map(|q| Self(q.0)).map_err(
+            |r: QueryRejection| {
+                let text = r.body_text();
+                let detail = text.trim_start_matches("Failed to deserialize query string: ");
+                ApiError::field("query", detail)
+            },
+        )
+    }
+}

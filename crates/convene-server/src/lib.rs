@@ -1,0 +1,90 @@
+//! Convene's server: configuration, the group service, the native HTTP API and its OpenAPI document, and the
+//! wiring that starts them. The binary (`convene`) only parses the command line and calls in here.
+#![forbid(unsafe_code)]
+
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::Uri;
+use convene_core::{Clock, Store, SystemClock};
+use convene_sandbox::SandboxNetwork;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use utoipa_swagger_ui::SwaggerUi;
+
+pub mod api;
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod extract;
+pub mod service;
+
+pub use config::Config;
+use error::ApiError;
+pub use service::{Bootstrap, Service};
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub service: Service,
+}
+
+impl AppState {
+    /// Opens the store (creating and migrating it) and the sandbox world, and starts the service.
+    pub async fn open(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
+        let store = convene_store::connect(&config.database_url).await.context("opening the database")?;
+        std::fs::create_dir_all(&config.data_dir)
+            .with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
+        let sandbox = SandboxNetwork::open(Some(config.sandbox_path()), config.sandbox.clone(), clock.clone())
+            .with_context(|| format!("opening the sandbox world {}", config.sandbox_path().display()))?;
+        let service = Service::start(store.clone(), sandbox, clock).await.map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        Ok(Self { store, service })
+    }
+
+    /// `open` with the wall clock.
+    pub async fn open_with_system_clock(config: &Config) -> anyhow::Result<Self> {
+        Self::open(config, Arc::new(SystemClock)).await
+    }
+}
+
+/// The OpenAPI document, as `/openapi.json` serves it and `convene openapi` writes it.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api::router().split_for_parts().1
+}
+
+/// The whole HTTP application: the API, `/openapi.json`, the docs page at `/docs`, JSON 404 and 405 answers.
+pub fn router(state: AppState, max_body_bytes: usize) -> Router {
+    let (api, spec) = api::router().split_for_parts();
+    // The validator badge would call swagger.io from the reader's browser: off, so the page stays local.
+    let docs = SwaggerUi::new("/docs")
+        .url("/openapi.json", spec)
+        .config(utoipa_swagger_ui::Config::new(["/openapi.json"]).validator_url("none"));
+    api.merge(docs)
+        .fallback(|uri: Uri| async move { ApiError::NotFound(format!("no route {}", uri.path())) })
+        .method_not_allowed_fallback(|uri: Uri| async move {
+            ApiError::MethodNotAllowed(format!("{} does not take this method; see /docs", uri.path()))
+        })
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .with_state(state)
+}
+
+/// Serves until `shutdown` is cancelled, then finishes the requests in flight.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    config: &Config,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let app = router(state, config.max_body_bytes);
+    axum::serve(listener, app).with_graceful_shutdown(async move { shutdown.cancelled().await }).await
+}
+
+/// The OpenAPI document as committed in `openapi.json`: pretty JSON with a final newline.
+pub fn openapi_json() -> String {
+    let mut json = openapi().to_pretty_json().expect("the OpenAPI document serialises");
+    json.push('\n');
+    json
+}

@@ -1,0 +1,701 @@
+//! The group service: every API (native and, later, the provider dialects) calls this, so each rule — validation,
+//! participant parsing, outcome reporting — is written once.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, RwLock};
+
+use convene_core::connector::CreateGroupRequest;
+use convene_core::store::{GroupListQuery, GroupPage, GroupRecord, InstanceRecord};
+use convene_core::{
+    AddRequest, Clock, Connector, ConnectorError, ConnectorKind, CreationKey, GroupDescription, GroupId, GroupJid,
+    GroupMember, GroupMetadata, GroupPicture, GroupSettings, GroupSettingsPatch, GroupSubject, InstanceId,
+    InstanceState, ParticipantChange, ParticipantOutcome, ParticipantResult, PhoneNumber, PhoneParseError, Store,
+    Timestamp,
+};
+use convene_sandbox::SandboxNetwork;
+use serde::Serialize;
+
+use crate::auth;
+use crate::error::{ApiError, FieldError, Result};
+
+/// Most participants one request may name: a group holds 1024 members, the creator included.
+pub const MAX_PARTICIPANTS_PER_REQUEST: usize = 1023;
+/// Longest instance name.
+const MAX_INSTANCE_NAME_CHARS: usize = 100;
+
+#[derive(Clone)]
+pub struct Service {
+    store: Arc<dyn Store>,
+    sandbox: Arc<SandboxNetwork>,
+    clock: Arc<dyn Clock>,
+    connectors: Arc<RwLock<HashMap<InstanceId, Arc<dyn Connector>>>>,
+}
+
+/// What happened to one requested participant, keyed by what the caller sent.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct ParticipantReport {
+    /// The participant as the request named it.
+    #[schema(example = "+1 713-715-7533")]
+    pub input: String,
+    /// The normalised number; absent when the input is not a valid number.
+    pub phone: Option<PhoneNumber>,
+    pub outcome: ParticipantOutcome,
+    /// The raw WhatsApp status code, where the network gave one (e.g. 403, 408, 409).
+    #[schema(example = 200)]
+    pub code: Option<u16>,
+    /// On a privacy refusal: the network's private-invite code and its expiry.
+    pub add_request: Option<AddRequest>,
+    /// The outcome in words.
+    pub message: String,
+}
+
+impl ParticipantReport {
+    fn new(input: &str, phone: Option<PhoneNumber>, outcome: ParticipantOutcome, code: Option<u16>) -> Self {
+        Self { input: input.to_owned(), phone, outcome, code, add_request: None, message: outcome.message().into() }
+    }
+
+    fn from_result(input: &str, r: ParticipantResult) -> Self {
+        Self { add_request: r.add_request, ..Self::new(input, Some(r.phone), r.outcome, r.code) }
+    }
+}
+
+/// Participant inputs after parsing: the numbers to send to the network, and the inputs that are not valid numbers.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct ParsedParticipants {
+    pub numbers: Vec<(String, PhoneNumber)>,
+    pub invalid: Vec<String>,
+}
+
+impl ParsedParticipants {
+    pub fn phones(&self) -> Vec<PhoneNumber> {
+        self.numbers.iter().map(|(_, p)| p.clone()).collect()
+    }
+
+    /// Reports in request order: the network's results for the numbers, `invalid_number` for the rest. A number the
+    /// network left out of its answer is reported as `failed` rather than dropped.
+    fn reports(&self, results: Vec<ParticipantResult>) -> Vec<ParticipantReport> {
+        let mut by_phone: HashMap<PhoneNumber, ParticipantResult> =
+            results.into_iter().map(|r| (r.phone.clone(), r)).collect();
+        let mut reports: Vec<ParticipantReport> = self
+            .numbers
+            .iter()
+            .map(|(input, phone)| match by_phone.remove(phone) {
+                Some(r) => ParticipantReport::from_result(input, r),
+                None => ParticipantReport::new(input, Some(phone.clone()), ParticipantOutcome::Failed, None),
+            })
+            .collect();
+        reports.extend(
+            self.invalid
+                .iter()
+                .map(|input| ParticipantReport::new(input, None, ParticipantOutcome::InvalidNumber, None)),
+        );
+        reports
+    }
+}
+
+/// Parses participant inputs. Duplicates (after normalising) collapse into the first; numbers that are not valid
+/// become `invalid_number` outcomes; things that are not people at all (group ids, the instance's own number,
+/// words) are field errors naming `{field}[i]`.
+pub fn parse_participants(
+    field: &str,
+    inputs: &[String],
+    own_number: Option<&PhoneNumber>,
+) -> std::result::Result<ParsedParticipants, Vec<FieldError>> {
+    let mut errors = Vec::new();
+    if inputs.len() > MAX_PARTICIPANTS_PER_REQUEST {
+        errors.push(FieldError::new(
+            field,
+            format!("at most {MAX_PARTICIPANTS_PER_REQUEST} participants per request (got {})", inputs.len()),
+        ));
+        return Err(errors);
+    }
+    let mut parsed = ParsedParticipants::default();
+    let mut seen_numbers = HashSet::new();
+    let mut seen_invalid = HashSet::new();
+    for (i, input) in inputs.iter().enumerate() {
+        let at = format!("{field}[{i}]");
+        match PhoneNumber::parse(input) {
+            Ok(phone) if Some(&phone) == own_number => errors.push(FieldError::new(
+                at,
+                format!("{} is this instance's own number; the creator is always in the group", phone.e164()),
+            )),
+            Ok(phone) => {
+                if seen_numbers.insert(phone.clone()) {
+                    parsed.numbers.push((input.clone(), phone));
+                }
+            }
+            Err(PhoneParseError::Invalid) => {
+                if seen_invalid.insert(input.trim().to_owned()) {
+                    parsed.invalid.push(input.clone());
+                }
+            }
+            Err(e) => errors.push(FieldError::new(at, format!("`{input}` {e}"))),
+        }
+    }
+    if errors.is_empty() { Ok(parsed) } else { Err(errors) }
+}
+
+/// A request to create a group, as the caller sent it.
+#[derive(Clone, Debug, Default)]
+pub struct NewGroup {
+    pub subject: String,
+    pub description: Option<String>,
+    pub participants: Vec<String>,
+    pub settings: GroupSettingsPatch,
+}
+
+/// A change to a group's subject, description and settings.
+#[derive(Clone, Debug, Default)]
+pub struct GroupChange {
+    pub subject: Option<String>,
+    pub description: Option<String>,
+    pub settings: GroupSettingsPatch,
+}
+
+/// A group record, with the live member list when the network could be asked.
+#[derive(Clone, Debug)]
+pub struct GroupView {
+    pub record: GroupRecord,
+    pub members: Option<Vec<GroupMember>>,
+}
+
+#[derive(Clone, Debug)]
+pub struct CreatedGroupView {
+    pub group: GroupView,
+    pub participants: Vec<ParticipantReport>,
+}
+
+impl Service {
+    /// Builds the service and a connector for every stored instance.
+    pub async fn start(store: Arc<dyn Store>, sandbox: Arc<SandboxNetwork>, clock: Arc<dyn Clock>) -> Result<Self> {
+        let service = Self { store, sandbox, clock, connectors: Arc::default() };
+        for instance in service.store.list_instances().await? {
+            service.attach_connector(&instance);
+        }
+        Ok(service)
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    pub fn sandbox(&self) -> &Arc<SandboxNetwork> {
+        &self.sandbox
+    }
+
+    pub fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
+    fn attach_connector(&self, instance: &InstanceRecord) {
+        let connector: Option<Arc<dyn Connector>> = match (instance.kind, &instance.phone) {
+            (ConnectorKind::Sandbox, Some(phone)) => Some(Arc::new(self.sandbox.connector(phone.clone()))),
+            _ => None,
+        };
+        let mut map = self.connectors.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        match connector {
+            Some(c) => map.insert(instance.id, c),
+            None => map.remove(&instance.id),
+        };
+    }
+
+    fn connector(&self, id: InstanceId) -> Result<Arc<dyn Connector>> {
+        let map = self.connectors.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        map.get(&id).cloned().ok_or_else(|| {
+            ConnectorError::NotConnected(format!("instance {id} has no connection in this build")).into()
+        })
+    }
+
+    // ---------- instances ----------
+
+    /// Creates an instance and its connection. Returns the record and the instance token (shown once).
+    pub async fn create_instance(
+        &self,
+        kind: ConnectorKind,
+        name: Option<&str>,
+        phone: Option<&str>,
+    ) -> Result<(InstanceRecord, String)> {
+        let mut errors = Vec::new();
+        if kind != ConnectorKind::Sandbox {
+            errors.push(FieldError::new(
+                "kind",
+                "only `sandbox` instances are available in this build; real WhatsApp numbers are not supported yet",
+            ));
+        }
+        if let Some(name) = name {
+            let n = name.trim().chars().count();
+            if n == 0 || n > MAX_INSTANCE_NAME_CHARS || name.chars().any(char::is_control) {
+                errors.push(FieldError::new(
+                    "name",
+                    format!("must be 1 to {MAX_INSTANCE_NAME_CHARS} characters, without control characters"),
+                ));
+            }
+        }
+        let phone = match phone.map(PhoneNumber::parse) {
+            None => None,
+            Some(Ok(p)) => Some(p),
+            Some(Err(e)) => {
+                errors.push(FieldError::new("phone", format!("{e}")));
+                None
+            }
+        };
+        if !errors.is_empty() {
+            return Err(ApiError::Validation(errors));
+        }
+        let taken: HashSet<PhoneNumber> =
+            self.store.list_instances().await?.into_iter().filter_map(|i| i.phone).collect();
+        let phone = match phone {
+            Some(p) if taken.contains(&p) => {
+                return Err(ApiError::Conflict(format!("another instance already uses {}", p.e164())));
+            }
+            Some(p) => p,
+            None => next_sandbox_number(&taken),
+        };
+        let token = auth::new_instance_token();
+        let mut record = InstanceRecord {
+            id: InstanceId(0),
+            kind,
+            name: name.map_or_else(|| format!("Sandbox {}", phone.e164()), |n| n.trim().to_owned()),
+            phone: Some(phone),
+            token_hash: auth::hash_secret(&token),
+            created_at: self.clock.now(),
+        };
+        // Random ten-digit ids; a clash is astronomically rare, so a few tries are plenty.
+        for _ in 0..8 {
+            record.id = random_instance_id();
+            match self.store.insert_instance(&record).await {
+                Ok(()) => {
+                    self.attach_connector(&record);
+                    return Ok((record, token));
+                }
+                Err(convene_core::DbError::Conflict) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(ApiError::internal(anyhow::anyhow!("could not find a free instance id")))
+    }
+
+    pub async fn instance(&self, id: InstanceId) -> Result<(InstanceRecord, InstanceState)> {
+        let record = self.store.get_instance(id).await.map_err(|e| not_found(e, || format!("no instance {id}")))?;
+        let state = self.instance_state(id).await;
+        Ok((record, state))
+    }
+
+    pub async fn instance_state(&self, id: InstanceId) -> InstanceState {
+        match self.connector(id) {
+            Ok(c) => c.state().await,
+            Err(_) => InstanceState::Disconnected,
+        }
+    }
+
+    pub async fn list_instances(&self) -> Result<Vec<(InstanceRecord, InstanceState)>> {
+        let mut out = Vec::new();
+        for record in self.store.list_instances().await? {
+            let state = self.instance_state(record.id).await;
+            out.push((record, state));
+        }
+        Ok(out)
+    }
+
+    pub async fn delete_instance(&self, id: InstanceId) -> Result<()> {
+        self.store.delete_instance(id).await.map_err(|e| not_found(e, || format!("no instance {id}")))?;
+        self.connectors.write().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&id);
+        Ok(())
+    }
+
+    // ---------- groups ----------
+
+    pub async fn create_group(&self, instance_id: InstanceId, new: NewGroup) -> Result<CreatedGroupView> {
+        let instance = self
+            .store
+            .get_instance(instance_id)
+            .await
+            .map_err(|e| not_found(e, || format!("no instance {instance_id}")))?;
+        let mut errors = Vec::new();
+        let subject = GroupSubject::parse(&new.subject).map_err(|m| errors.push(FieldError::new("subject", m))).ok();
+        let description = match new.description.as_deref() {
+            None | Some("") => None,
+            Some(d) => GroupDescription::parse(d).map_err(|m| errors.push(FieldError::new("description", m))).ok(),
+        };
+        if new.participants.is_empty() {
+            errors.push(FieldError::new("participants", "name at least one participant, as WhatsApp requires"));
+        }
+        let participants = parse_participants("participants", &new.participants, instance.phone.as_ref())
+            .map_err(|mut e| errors.append(&mut e))
+            .ok();
+        let (Some(subject), Some(participants), true) = (subject, participants, errors.is_empty()) else {
+            return Err(ApiError::Validation(errors));
+        };
+        let connector = self.connector(instance_id)?;
+        let mut settings = GroupSettings::default();
+        new.settings.apply(&mut settings);
+        let request = CreateGroupRequest {
+            subject,
+            description,
+            participants: participants.phones(),
+            settings,
+            key: CreationKey::new(),
+        };
+        let (metadata, results) = match connector.create_group(&request).await {
+            Ok(created) => (created.metadata, created.participants),
+            // The reply was lost: the group may exist. Look for it before telling the caller anything.
+            Err(ConnectorError::OutcomeUnknown) => match connector.find_created_group(&request.key).await? {
+                Some(metadata) => {
+                    let results = results_from_membership(&metadata, &request.participants);
+                    (metadata, results)
+                }
+                None => return Err(ConnectorError::OutcomeUnknown.into()),
+            },
+            Err(e) => return Err(e.into()),
+        };
+        let now = self.clock.now();
+        let record = GroupRecord {
+            id: GroupId::new(),
+            instance_id,
+            jid: metadata.jid.clone(),
+            subject: metadata.subject.clone(),
+            description: metadata.description.clone(),
+            settings: metadata.settings,
+            created_at: now,
+            updated_at: now,
+            left_at: None,
+        };
+        self.store.insert_group(&record).await?;
+        Ok(CreatedGroupView {
+            group: GroupView { record, members: Some(metadata.members) },
+            participants: participants.reports(results),
+        })
+    }
+
+    /// Finds a group by our uuid or by its JID (`…@g.us` or Z-API's `…-group`). A JID that several of our
+    /// instances are in needs `instance_id` to say which.
+    pub async fn resolve_group(&self, reference: &str, instance_id: Option<InstanceId>) -> Result<GroupRecord> {
+        let reference = reference.trim();
+        if let Ok(id) = uuid::Uuid::parse_str(reference) {
+            let record = self
+                .store
+                .get_group(GroupId(id))
+                .await
+                .map_err(|e| not_found(e, || format!("no group {reference}")))?;
+            return match instance_id {
+                Some(i) if i != record.instance_id => {
+                    Err(ApiError::NotFound(format!("no group {reference} on instance {i}")))
+                }
+                _ => Ok(record),
+            };
+        }
+        let Some(jid) = GroupJid::parse(reference) else {
+            return Err(ApiError::NotFound(format!("`{reference}` is neither a group uuid nor a group id (…@g.us)")));
+        };
+        let mut found = self.store.find_groups_by_jid(&jid, instance_id).await?;
+        match found.len() {
+            0 => match instance_id {
+                Some(instance_id) => self.import_group(instance_id, jid).await,
+                None => Err(ApiError::NotFound(format!(
+                    "no group {jid} among the groups Convene knows; for a group the instance joined elsewhere, \
+                     add `instance_id`"
+                ))),
+            },
+            1 => Ok(found.remove(0)),
+            n => Err(ApiError::Conflict(format!(
+                "{n} instances are in group {jid}; add `instance_id` to say which one acts"
+            ))),
+        }
+    }
+
+    /// Records a group the instance is in but Convene did not create (added by someone else, joined by link), so
+    /// it can be managed like any other.
+    async fn import_group(&self, instance_id: InstanceId, jid: GroupJid) -> Result<GroupRecord> {
+        self.store
+            .get_instance(instance_id)
+            .await
+            .map_err(|e| not_found(e, || format!("no instance {instance_id}")))?;
+        let metadata = match self.connector(instance_id)?.group_metadata(&jid).await {
+            Ok(m) => m,
+            Err(ConnectorError::GroupNotFound) => {
+                return Err(ApiError::NotFound(format!("instance {instance_id} is not in group {jid}")));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let now = self.clock.now();
+        let record = GroupRecord {
+            id: GroupId::new(),
+            instance_id,
+            jid,
+            subject: metadata.subject,
+            description: metadata.description,
+            settings: metadata.settings,
+            created_at: now,
+            updated_at: now,
+            left_at: None,
+        };
+        match self.store.insert_group(&record).await {
+            Ok(()) => Ok(record),
+            // Imported by a concurrent request: use that record.
+            Err(convene_core::DbError::Conflict) => {
+                let mut found = self.store.find_groups_by_jid(&record.jid, Some(instance_id)).await?;
+                found.pop().ok_or_else(|| ApiError::internal(anyhow::anyhow!("group record vanished")))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// A group with its live members; the stored copy is refreshed from the network.
+    pub async fn group(&self, mut record: GroupRecord) -> Result<GroupView> {
+        if record.left_at.is_some() {
+            return Ok(GroupView { record, members: None });
+        }
+        let connector = self.connector(record.instance_id)?;
+        match connector.group_metadata(&record.jid).await {
+            Ok(metadata) => {
+                if refresh_record(&mut record, &metadata) {
+                    record.updated_at = self.clock.now();
+                    self.store.update_group(&record).await?;
+                }
+                Ok(GroupView { record, members: Some(metadata.members) })
+            }
+            // Removed by someone else: we still know the group, but not its members.
+            Err(ConnectorError::GroupNotFound) => Ok(GroupView { record, members: None }),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub async fn list_groups(&self, query: &GroupListQuery) -> Result<GroupPage> {
+        if let Some(cursor) = &query.cursor
+            && !convene_store::parse_group_cursor(cursor)
+        {
+            return Err(ApiError::field("cursor", "is not a cursor this server gave out"));
+        }
+        Ok(self.store.list_groups(query).await?)
+    }
+
+    pub async fn update_group(&self, mut record: GroupRecord, change: GroupChange) -> Result<GroupView> {
+        let mut errors = Vec::new();
+        let subject = change
+            .subject
+            .as_deref()
+            .map(GroupSubject::parse)
+            .transpose()
+            .map_err(|m| errors.push(FieldError::new("subject", m)))
+            .ok()
+            .flatten();
+        let description = change
+            .description
+            .as_deref()
+            .map(GroupDescription::parse)
+            .transpose()
+            .map_err(|m| errors.push(FieldError::new("description", m)))
+            .ok()
+            .flatten();
+        if !errors.is_empty() {
+            return Err(ApiError::Validation(errors));
+        }
+        if subject.is_none() && description.is_none() && change.settings.is_empty() {
+            return Err(ApiError::field("body", "name at least one of subject, description, settings"));
+        }
+        self.ensure_member(&record)?;
+        let connector = self.connector(record.instance_id)?;
+        if let Some(subject) = &subject {
+            connector.set_subject(&record.jid, subject).await?;
+            record.subject = subject.as_str().to_owned();
+        }
+        if let Some(description) = &description {
+            connector.set_description(&record.jid, description).await?;
+            record.description = Some(description.as_str().to_owned()).filter(|d| !d.is_empty());
+        }
+        if !change.settings.is_empty() {
+            connector.set_settings(&record.jid, &change.settings).await?;
+            change.settings.apply(&mut record.settings);
+        }
+        record.updated_at = self.clock.now();
+        self.store.update_group(&record).await?;
+        self.group(record).await
+    }
+
+    pub async fn set_picture(&self, record: &GroupRecord, picture: &GroupPicture) -> Result<()> {
+        self.ensure_member(record)?;
+        Ok(self.connector(record.instance_id)?.set_picture(&record.jid, picture).await?)
+    }
+
+    pub async fn leave_group(&self, mut record: GroupRecord) -> Result<GroupRecord> {
+        self.ensure_member(&record)?;
+        match self.connector(record.instance_id)?.leave(&record.jid).await {
+            // Already gone on the network: record it.
+            Ok(()) | Err(ConnectorError::GroupNotFound) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let now = self.clock.now();
+        record.left_at = Some(now);
+        record.updated_at = now;
+        self.store.update_group(&record).await?;
+        Ok(record)
+    }
+
+    pub async fn change_participants(
+        &self,
+        record: &GroupRecord,
+        change: ParticipantChange,
+        inputs: &[String],
+    ) -> Result<Vec<ParticipantReport>> {
+        self.ensure_member(record)?;
+        let instance = self.store.get_instance(record.instance_id).await?;
+        if inputs.is_empty() {
+            return Err(ApiError::field("participants", "name at least one participant"));
+        }
+        let parsed =
+            parse_participants("participants", inputs, instance.phone.as_ref()).map_err(ApiError::Validation)?;
+        let phones = parsed.phones();
+        let results = if phones.is_empty() {
+            Vec::new()
+        } else {
+            self.connector(record.instance_id)?.change_participants(&record.jid, change, &phones).await?
+        };
+        Ok(parsed.reports(results))
+    }
+
+    pub async fn invite_link(&self, record: &GroupRecord, reset: bool) -> Result<String> {
+        self.ensure_member(record)?;
+        Ok(self.connector(record.instance_id)?.invite_link(&record.jid, reset).await?)
+    }
+
+    fn ensure_member(&self, record: &GroupRecord) -> Result<()> {
+        match record.left_at {
+            Some(at) => Err(ApiError::Conflict(format!("this instance left group {} at {at}", record.jid))),
+            None => Ok(()),
+        }
+    }
+
+    /// First start: an admin API key, and a ready sandbox instance when `with_instance`. Returns what to print, or
+    /// `None` when the gateway was set up before.
+    pub async fn bootstrap(&self, with_instance: bool) -> Result<Option<Bootstrap>> {
+        if self.store.count_api_keys().await? > 0 {
+            return Ok(None);
+        }
+        let (api_key, record) = auth::new_api_key("admin", self.clock.now());
+        let instance = if with_instance && self.store.list_instances().await?.is_empty() {
+            Some(self.create_instance(ConnectorKind::Sandbox, None, None).await?)
+        } else {
+            None
+        };
+        // The key goes in last: if anything above failed, the next start tries the whole bootstrap again.
+        self.store.insert_api_key(&record).await?;
+        Ok(Some(Bootstrap { api_key, instance }))
+    }
+}
+
+pub struct Bootstrap {
+    pub api_key: String,
+    pub instance: Option<(InstanceRecord, String)>,
+}
+
+/// After a lost reply the network's answer per participant is gone; membership says who got in.
+fn results_from_membership(metadata: &GroupMetadata, requested: &[PhoneNumber]) -> Vec<ParticipantResult> {
+    let members: HashSet<&PhoneNumber> = metadata.members.iter().map(|m| &m.phone).collect();
+    requested
+        .iter()
+        .map(|p| ParticipantResult {
+            phone: p.clone(),
+            outcome: if members.contains(p) { ParticipantOutcome::Added } else { ParticipantOutcome::Failed },
+            code: None,
+            add_request: None,
+        })
+        .collect()
+}
+
+/// Copies what the network says into the record; true when anything changed.
+fn refresh_record(record: &mut GroupRecord, metadata: &GroupMetadata) -> bool {
+    let before = (record.subject.clone(), record.description.clone(), record.settings);
+    record.subject.clone_from(&metadata.subject);
+    record.description.clone_from(&metadata.description);
+    record.settings = metadata.settings;
+    before != (record.subject.clone(), record.description.clone(), record.settings)
+}
+
+fn not_found(e: convene_core::DbError, what: impl FnOnce() -> String) -> ApiError {
+    match e {
+        convene_core::DbError::NotFound => ApiError::NotFound(what()),
+        other => other.into(),
+    }
+}
+
+fn random_instance_id() -> InstanceId {
+    let mut buf = [0u8; 8];
+    getrandom::fill(&mut buf).expect("the operating system's random source is available");
+    let span = u64::try_from(InstanceId::MAX - InstanceId::MIN + 1).expect("positive span");
+    InstanceId(InstanceId::MIN + i64::try_from(u64::from_le_bytes(buf) % span).expect("fits"))
+}
+
+/// The first free number of the sandbox range +1 201-555-01xx, then +1 201-555-02xx and on (libphonenumber's own
+/// example range, so always valid).
+fn next_sandbox_number(taken: &HashSet<PhoneNumber>) -> PhoneNumber {
+    (100..10_000)
+        .filter_map(|n| PhoneNumber::parse(&format!("+1201555{n:04}")).ok())
+        .find(|p| !taken.contains(p))
+        .expect("ten thousand sandbox numbers are enough")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn inputs(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn participants_collapse_duplicates_and_keep_the_first_spelling() {
+        let parsed =
+            parse_participants("p", &inputs(&["+1 713-715-7533", "17137157533@c.us", "+18647351567"]), None).unwrap();
+        assert_eq!(parsed.numbers.len(), 2);
+        assert_eq!(parsed.numbers[0].0, "+1 713-715-7533");
+        assert!(parsed.invalid.is_empty());
+    }
+
+    #[test]
+    fn invalid_numbers_become_outcomes_not_errors() {
+        let parsed = parse_participants("p", &inputs(&["+1 000", "+17137157533", "+1 000"]), None).unwrap();
+        assert_eq!(parsed.invalid, vec!["+1 000".to_owned()]);
+        let reports = parsed.reports(vec![]);
+        assert_eq!(reports[0].outcome, ParticipantOutcome::Failed, "left out by the network");
+        assert_eq!(reports[1].outcome, ParticipantOutcome::InvalidNumber);
+    }
+
+    #[test]
+    fn group_ids_own_number_and_words_are_field_errors_naming_each_entry() {
+        let own = PhoneNumber::parse("+17137157533").unwrap();
+        let errors = parse_participants(
+            "participants",
+            &inputs(&["120363043968066561@g.us", "+1 713 715 7533", "bob"]),
+            Some(&own),
+        )
+        .unwrap_err();
+        let fields: Vec<_> = errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, ["participants[0]", "participants[1]", "participants[2]"]);
+        assert!(errors[0].message.contains("group"));
+        assert!(errors[1].message.contains("own number"));
+    }
+
+    #[test]
+    fn too_many_participants_is_one_error() {
+        let many: Vec<String> =
+            (0..=MAX_PARTICIPANTS_PER_REQUEST).map(|i| format!("+1201555{:04}", i % 10_000)).collect();
+        let errors = parse_participants("participants", &many, None).unwrap_err();
+        assert_eq!(errors.len(), 1);
+    }
+
+    #[test]
+    fn sandbox_numbers_are_valid_and_skip_taken_ones() {
+        let first = next_sandbox_number(&HashSet::new());
+        assert_eq!(first.e164(), "+12015550100");
+        let second = next_sandbox_number(&HashSet::from([first.clone()]));
+        assert_eq!(second.e164(), "+12015550101");
+    }
+
+    #[test]
+    fn random_instance_ids_are_ten_digits() {
+        for _ in 0..100 {
+            let id = random_instance_id();
+            assert!((InstanceId::MIN..=InstanceId::MAX).contains(&id.0));
+        }
+    }
+}

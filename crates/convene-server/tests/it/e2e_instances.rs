@@ -1,0 +1,99 @@
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::helpers::spawn_app;
+
+#[tokio::test]
+async fn instances_are_created_listed_read_and_deleted() {
+    let app = spawn_app().await;
+    let (status, created) = app.post("/v1/instances", json!({"name": "Support", "phone": "+1 201-555-0142"})).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert_eq!(created["phone"], "+12015550142");
+    assert_eq!(created["state"]["status"], "connected");
+    assert_eq!(created["token"].as_str().unwrap().len(), 50);
+    let id = created["id"].as_i64().unwrap();
+    assert!((1_000_000_000..=9_999_999_999).contains(&id));
+
+    let (_, list) = app.get("/v1/instances").await;
+    assert_eq!(list.as_array().unwrap().len(), 2);
+    assert!(list.as_array().unwrap().iter().all(|i| i.get("token").is_none()), "tokens are shown only once");
+    let (status, one) = app.get(&format!("/v1/instances/{id}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(one["name"], "Support");
+
+    let res =
+        app.client.delete(app.url(&format!("/v1/instances/{id}"))).bearer_auth(&app.api_key).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    let (status, _) = app.get(&format!("/v1/instances/{id}")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = app.get("/v1/instances/abc").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn bad_instance_requests_name_every_bad_field() {
+    let app = spawn_app().await;
+    let (status, body) = app.post("/v1/instances", json!({"kind": "whatsapp", "name": "", "phone": "bob"})).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let fields: Vec<_> = body["fields"].as_array().unwrap().iter().map(|f| f["field"].as_str().unwrap()).collect();
+    assert_eq!(fields, ["kind", "name", "phone"]);
+    let (status, _) = app.post("/v1/instances", json!({"kind": "telegram"})).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    let (status, body) = app.post("/v1/instances", json!({"phone": app.instance_phone})).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+}
+
+#[tokio::test]
+async fn groups_of_a_deleted_instance_are_gone_from_convene_but_not_from_the_network() {
+    let app = spawn_app().await;
+    let created = app.create_group("Orphan", &["+17137157533"]).await;
+    let res = app
+        .client
+        .delete(app.url(&format!("/v1/instances/{}", app.instance_id)))
+        .bearer_auth(&app.api_key)
+        .send()
+        .await;
+    assert_eq!(res.unwrap().status(), StatusCode::NO_CONTENT);
+    let (status, _) = app.get(&format!("/v1/groups/{}", created["group"]["id"].as_str().unwrap())).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = app.get(&format!("/v1/sandbox/groups/{}", created["group"]["jid"].as_str().unwrap())).await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn everything_written_survives_a_restart_and_no_second_key_is_made() {
+    // Arrange: a group created, then the server stopped.
+    let app = spawn_app().await;
+    let created = app.create_group("Durable", &["+17137157533"]).await;
+    let (api_key, instance_id) = (app.api_key.clone(), app.instance_id);
+    let (dir, database) = app.stop().await;
+    assert!(dir.path().join("sandbox.json").exists());
+
+    // Act: open the same directory (and database) again.
+    let mut config = convene_server::Config::for_directory(dir.path());
+    if let Some(db) = &database {
+        config.database_url = db.url().to_owned();
+    } else {
+        assert!(dir.path().join("convene.db").exists());
+    }
+    let state = convene_server::AppState::open_with_system_clock(&config).await.unwrap();
+
+    // Assert: no new bootstrap, the key still works, the group is known here and on the network.
+    assert!(state.service.bootstrap(true).await.unwrap().is_none());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let server = tokio::spawn({
+        let shutdown = shutdown.clone();
+        async move { convene_server::serve(listener, state, &config, shutdown).await }
+    });
+    let client = reqwest::Client::new();
+    let id = created["group"]["id"].as_str().unwrap();
+    let res = client.get(format!("http://{addr}/v1/groups/{id}")).bearer_auth(&api_key).send().await.unwrap();
+    let (status, body) = crate::helpers::read(res).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["members"].as_array().unwrap().len(), 2);
+    assert_eq!(body["instance_id"], instance_id);
+    shutdown.cancel();
+    server.await.unwrap().unwrap();
+}

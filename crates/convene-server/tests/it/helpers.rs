@@ -1,0 +1,151 @@
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use convene_core::{ManualClock, Timestamp};
+use convene_server::{AppState, Config};
+use convene_store::ScratchDatabase;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use tempfile::TempDir;
+use tokio_util::sync::CancellationToken;
+
+/// 2026-11-23T00:00:00Z: tests run on a clock they drive.
+pub const START: Timestamp = Timestamp::from_millis(1_795_392_000_000);
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub client: reqwest::Client,
+    pub api_key: String,
+    /// The bootstrap sandbox instance.
+    pub instance_id: i64,
+    pub instance_phone: String,
+    pub clock: ManualClock,
+    pub dir: TempDir,
+    /// The PostgreSQL database of this test, when the suite runs on PostgreSQL (`TEST_DATABASE_URL`).
+    pub database: Option<ScratchDatabase>,
+    shutdown: CancellationToken,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+/// Starts a server on a random loopback port with its own data directory, bootstrapped as on a first run.
+pub async fn spawn_app() -> TestApp {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let clock = ManualClock::new(START);
+    let (config, database) = test_config(dir.path()).await;
+    let state = AppState::open(&config, Arc::new(clock.clone())).await.expect("app state");
+    let first = state.service.bootstrap(true).await.expect("bootstrap").expect("first run");
+    let (instance, _token) = first.instance.expect("bootstrap instance");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let shutdown = CancellationToken::new();
+    let server = tokio::spawn({
+        let shutdown = shutdown.clone();
+        async move { convene_server::serve(listener, state, &config, shutdown).await }
+    });
+    TestApp {
+        addr,
+        client: reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("client"),
+        api_key: first.api_key,
+        instance_id: instance.id.0,
+        instance_phone: instance.phone.expect("sandbox number").e164(),
+        clock,
+        dir,
+        database,
+        shutdown,
+        server,
+    }
+}
+
+/// The defaults for a data directory, on SQLite, or on a fresh PostgreSQL database when `TEST_DATABASE_URL` names a
+/// server: the PostgreSQL leg of the suite runs every end-to-end test there.
+pub async fn test_config(dir: &std::path::Path) -> (Config, Option<ScratchDatabase>) {
+    let mut config = Config::for_directory(dir);
+    let database = match std::env::var("TEST_DATABASE_URL").ok().filter(|u| !u.is_empty()) {
+        Some(server) => {
+            let db = ScratchDatabase::create(&server).await.expect("TEST_DATABASE_URL answers");
+            config.database_url = db.url().to_owned();
+            Some(db)
+        }
+        None => None,
+    };
+    (config, database)
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// An authenticated JSON request; returns the status and the parsed body (`Value::Null` when empty).
+    pub async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        let mut req = self.client.request(method, self.url(path)).bearer_auth(&self.api_key);
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let res = req.send().await.expect("request");
+        read(res).await
+    }
+
+    pub async fn get(&self, path: &str) -> (StatusCode, Value) {
+        self.call(Method::GET, path, None).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.call(Method::POST, path, Some(body)).await
+    }
+
+    pub async fn patch(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.call(Method::PATCH, path, Some(body)).await
+    }
+
+    pub async fn put(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.call(Method::PUT, path, Some(body)).await
+    }
+
+    /// Creates a group on the bootstrap instance and returns the whole 201 body.
+    pub async fn create_group(&self, subject: &str, participants: &[&str]) -> Value {
+        let (status, body) = self
+            .post(
+                "/v1/groups",
+                json!({"instance_id": self.instance_id, "subject": subject, "participants": participants}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body
+    }
+
+    /// Scripts a sandbox person.
+    pub async fn person(&self, phone: &str, patch: Value) {
+        let (status, body) = self.put(&format!("/v1/sandbox/people/{phone}"), patch).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+
+    /// Stops the server and waits for it to finish; the data stays for a restart.
+    pub async fn stop(self) -> (TempDir, Option<ScratchDatabase>) {
+        self.shutdown.cancel();
+        self.server.await.expect("server task").expect("server io");
+        (self.dir, self.database)
+    }
+}
+
+pub async fn read(res: reqwest::Response) -> (StatusCode, Value) {
+    let status = res.status();
+    let text = res.text().await.expect("body");
+    let value = if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or_else(|_| panic!("{status}: body is not JSON: {text}"))
+    };
+    (status, value)
+}
+
+/// The outcome reported for `input` in a participants list.
+pub fn outcome_of<'a>(participants: &'a Value, input: &str) -> &'a Value {
+    participants
+        .as_array()
+        .expect("participants array")
+        .iter()
+        .find(|p| p["input"] == input)
+        .unwrap_or_else(|| panic!("no report for {input} in {participants}"))
+}

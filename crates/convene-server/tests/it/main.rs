@@ -1,0 +1,11 @@
+//! End-to-end tests: a real server on 127.0.0.1, a fresh SQLite file and sandbox world per test.
+
+mod browser;
+mod e2e_errors;
+mod e2e_groups;
+mod e2e_instances;
+mod e2e_participants;
+mod e2e_sandbox;
+mod helpers;
+mod openapi;
+mod router;

@@ -1,0 +1,158 @@
+//! `PostgresStore`: the store on a PostgreSQL database, with the same tables and the same queries (`sql`) as
+//! `SqliteStore`.
+//!
+//! Migrations are the files in `migrations/postgres/`, compiled in. Each is applied in its own transaction together
+//! with its row in `schema_migrations`, and every migration transaction first takes one advisory lock
+//! (`pg_advisory_xact_lock`, released at commit or rollback): replicas starting at once on one database wait for each
+//! other instead of racing to create the same tables, and a migration that fails leaves nothing behind.
+
+use async_trait::async_trait;
+use convene_core::store::{ApiKeyRecord, DbResult, GroupListQuery, GroupPage, GroupRecord, InstanceRecord};
+use convene_core::{GroupId, GroupJid, InstanceId, Store};
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::{Postgres, Transaction};
+
+use crate::error::{db_err, other};
+use crate::migrate::{Migration, refuse_newer};
+use crate::sql::{self, Backend, ReadRow, Statement};
+
+const MIGRATIONS: &[Migration] = &[(1, include_str!("../migrations/postgres/0001_init.sql"))];
+
+/// The advisory lock key that migration transactions hold: "convene" in ASCII. Any process migrating a Convene
+/// schema in this database takes the same one.
+const MIGRATION_LOCK: i64 = 0x0063_6f6e_7665_6e65;
+
+/// The store on PostgreSQL. Cloning shares the connection pool.
+#[derive(Clone, Debug)]
+pub struct PostgresStore {
+    pool: PgPool,
+}
+
+impl PostgresStore {
+    /// Connects to and migrates the database at `url`, `postgres://user:password@host:port/database`
+    /// (`postgresql://` works too). The database must exist. The connection is not encrypted: sqlx is built without
+    /// TLS, so keep the server on a trusted network.
+    pub async fn connect(url: &str) -> DbResult<Self> {
+        let scheme = crate::scheme(url);
+        if !matches!(scheme, "postgres" | "postgresql") {
+            // Name the scheme only: the URL may hold a password.
+            return Err(other(format!(
+                "a `{scheme}:` URL is not a PostgreSQL URL (expected postgres://user@host/database or postgresql://…)"
+            )));
+        }
+        let pool = PgPoolOptions::new().connect(url).await.map_err(db_err)?;
+        migrate(&pool).await?;
+        Ok(Self { pool })
+    }
+
+    /// Waits for queries in flight, then closes every connection. Later calls on this store fail.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// A transaction holding the migration lock.
+async fn begin_locked(pool: &PgPool) -> DbResult<Transaction<'static, Postgres>> {
+    let mut tx = pool.begin().await.map_err(db_err)?;
+    sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(MIGRATION_LOCK).execute(&mut *tx).await.map_err(db_err)?;
+    Ok(tx)
+}
+
+async fn migrate(pool: &PgPool) -> DbResult<()> {
+    // Under the lock too: two concurrent `CREATE TABLE IF NOT EXISTS` of one table can both try to create it.
+    let mut tx = begin_locked(pool).await?;
+    sqlx::raw_sql("CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT NOT NULL PRIMARY KEY)")
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+    let current: Option<i64> =
+        sqlx::query_scalar("SELECT MAX(version) FROM schema_migrations").fetch_one(&mut *tx).await.map_err(db_err)?;
+    tx.commit().await.map_err(db_err)?;
+    refuse_newer(current, MIGRATIONS)?;
+    for &(version, sql) in MIGRATIONS {
+        let mut tx = begin_locked(pool).await?;
+        let applied = sqlx::query("SELECT 1 FROM schema_migrations WHERE version = $1")
+            .bind(version)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_err)?
+            .is_some();
+        if applied {
+            continue; // dropping `tx` rolls it back and releases the lock
+        }
+        sqlx::raw_sql(sql).execute(&mut *tx).await.map_err(db_err)?;
+        sqlx::query("INSERT INTO schema_migrations (version) VALUES ($1)")
+            .bind(version)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
+        tracing::info!(version, "applied PostgreSQL migration");
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl Backend for PostgresStore {
+    async fn execute(&self, statement: Statement) -> DbResult<u64> {
+        let done = statement.query::<Postgres>().execute(&self.pool).await.map_err(db_err)?;
+        Ok(done.rows_affected())
+    }
+
+    async fn fetch<T: Send>(&self, statement: Statement, read: ReadRow<T>) -> DbResult<Vec<T>> {
+        let rows = statement.query::<Postgres>().fetch_all(&self.pool).await.map_err(db_err)?;
+        rows.iter().map(|row| read(row)).collect()
+    }
+}
+
+/// Every query is in `sql`, shared with `SqliteStore`.
+#[async_trait]
+impl Store for PostgresStore {
+    async fn insert_api_key(&self, key: &ApiKeyRecord) -> DbResult<()> {
+        sql::insert_api_key(self, key).await
+    }
+
+    async fn find_api_key(&self, secret_hash: &str) -> DbResult<Option<ApiKeyRecord>> {
+        sql::find_api_key(self, secret_hash).await
+    }
+
+    async fn count_api_keys(&self) -> DbResult<u64> {
+        sql::count_api_keys(self).await
+    }
+
+    async fn insert_instance(&self, instance: &InstanceRecord) -> DbResult<()> {
+        sql::insert_instance(self, instance).await
+    }
+
+    async fn get_instance(&self, id: InstanceId) -> DbResult<InstanceRecord> {
+        sql::get_instance(self, id).await
+    }
+
+    async fn list_instances(&self) -> DbResult<Vec<InstanceRecord>> {
+        sql::list_instances(self).await
+    }
+
+    async fn delete_instance(&self, id: InstanceId) -> DbResult<()> {
+        sql::delete_instance(self, id).await
+    }
+
+    async fn insert_group(&self, group: &GroupRecord) -> DbResult<()> {
+        sql::insert_group(self, group).await
+    }
+
+    async fn get_group(&self, id: GroupId) -> DbResult<GroupRecord> {
+        sql::get_group(self, id).await
+    }
+
+    async fn find_groups_by_jid(&self, jid: &GroupJid, instance_id: Option<InstanceId>) -> DbResult<Vec<GroupRecord>> {
+        sql::find_groups_by_jid(self, jid, instance_id).await
+    }
+
+    async fn list_groups(&self, query: &GroupListQuery) -> DbResult<GroupPage> {
+        sql::list_groups(self, query).await
+    }
+
+    async fn update_group(&self, group: &GroupRecord) -> DbResult<()> {
+        sql::update_group(self, group).await
+    }
+}

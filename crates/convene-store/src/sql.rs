@@ -1,0 +1,276 @@
+//! The store's queries, written once for both backends. A query is a `Statement`: its SQL text and its values, in
+//! placeholder order. A backend only says how to run a statement on its pool (`Backend`); which SQL, which value goes
+//! to which placeholder, rows back into records (`stored`) and paging (`cursor`) are shared.
+//!
+//! The SQL is what SQLite and PostgreSQL both accept: `$N` placeholders, row-value comparison, `LIMIT`. Every column
+//! holds text, a 64-bit integer or a flag (see the two `0001_init.sql`), so one set of Rust types reads and writes
+//! both.
+
+use async_trait::async_trait;
+use convene_core::store::{ApiKeyRecord, DbResult, GroupListQuery, GroupPage, GroupRecord, InstanceRecord};
+use convene_core::{DbError, GroupId, GroupJid, InstanceId, Timestamp};
+use sqlx::query::Query;
+use sqlx::{Database, Encode, Type};
+
+use crate::cursor::{GroupCursor, page_size};
+use crate::error::other;
+use crate::stored::{self, Columns};
+
+/// One value bound to a placeholder. Text is copied: the drivers copy it into their own buffers anyway.
+pub(crate) enum Arg {
+    Text(Option<String>),
+    Int(Option<i64>),
+    Flag(bool),
+}
+
+impl From<&str> for Arg {
+    fn from(s: &str) -> Self {
+        Self::Text(Some(s.to_owned()))
+    }
+}
+
+impl From<String> for Arg {
+    fn from(s: String) -> Self {
+        Self::Text(Some(s))
+    }
+}
+
+impl From<Option<&str>> for Arg {
+    fn from(s: Option<&str>) -> Self {
+        Self::Text(s.map(str::to_owned))
+    }
+}
+
+impl From<Option<String>> for Arg {
+    fn from(s: Option<String>) -> Self {
+        Self::Text(s)
+    }
+}
+
+impl From<i64> for Arg {
+    fn from(n: i64) -> Self {
+        Self::Int(Some(n))
+    }
+}
+
+impl From<Option<i64>> for Arg {
+    fn from(n: Option<i64>) -> Self {
+        Self::Int(n)
+    }
+}
+
+impl From<bool> for Arg {
+    fn from(b: bool) -> Self {
+        Self::Flag(b)
+    }
+}
+
+/// SQL text and the values for its `$1`, `$2`, … in order.
+pub(crate) struct Statement {
+    sql: &'static str,
+    args: Vec<Arg>,
+}
+
+impl Statement {
+    fn new(sql: &'static str) -> Self {
+        Self { sql, args: Vec::new() }
+    }
+
+    fn bind(mut self, value: impl Into<Arg>) -> Self {
+        self.args.push(value.into());
+        self
+    }
+
+    /// The statement as a sqlx query on `DB`. Values are bound as `Option`s so that a NULL keeps its type: PostgreSQL
+    /// must know the type of `$1` in `$1 IS NULL`.
+    pub(crate) fn query<'q, DB>(&self) -> Query<'q, DB, DB::Arguments>
+    where
+        DB: Database,
+        for<'e> Option<&'e str>: Encode<'e, DB> + Type<DB>,
+        for<'e> Option<i64>: Encode<'e, DB> + Type<DB>,
+        for<'e> bool: Encode<'e, DB> + Type<DB>,
+    {
+        self.args.iter().fold(sqlx::query(self.sql), |query, arg| match arg {
+            Arg::Text(s) => query.bind(s.as_deref()),
+            Arg::Int(n) => query.bind(*n),
+            Arg::Flag(b) => query.bind(*b),
+        })
+    }
+}
+
+/// Reads one result row into a value: `stored::group` and the like.
+pub(crate) type ReadRow<T> = fn(&dyn Columns) -> DbResult<T>;
+
+/// How one backend runs a statement. Everything else about a query is in this module.
+#[async_trait]
+pub(crate) trait Backend: Send + Sync {
+    /// Runs a statement that returns no rows; the number of rows it changed.
+    async fn execute(&self, statement: Statement) -> DbResult<u64>;
+
+    /// Runs a query and reads every row it returns with `read`.
+    async fn fetch<T: Send>(&self, statement: Statement, read: ReadRow<T>) -> DbResult<Vec<T>>;
+}
+
+/// The `SELECT` list that `stored::instance` reads, followed by the rest of the query.
+macro_rules! select_instances {
+    ($rest:literal) => {
+        concat!("SELECT id, kind, name, phone, token_hash, created_at FROM instances ", $rest)
+    };
+}
+
+/// The `SELECT` list that `stored::group` reads, followed by the rest of the query.
+macro_rules! select_groups {
+    ($rest:literal) => {
+        concat!(
+            "SELECT id, instance_id, jid, subject, description, announce_only, locked_info, join_approval, ",
+            "disappearing_seconds, created_at, updated_at, left_at FROM groups ",
+            $rest
+        )
+    };
+}
+
+fn group_id(id: GroupId) -> String {
+    id.0.hyphenated().to_string()
+}
+
+/// The first row, or `NotFound` when there is none.
+fn one<T>(rows: Vec<T>) -> DbResult<T> {
+    rows.into_iter().next().ok_or(DbError::NotFound)
+}
+
+/// `Ok` when the statement changed a row, `NotFound` when it matched none.
+fn changed_some(rows_affected: u64) -> DbResult<()> {
+    if rows_affected == 0 { Err(DbError::NotFound) } else { Ok(()) }
+}
+
+pub(crate) async fn insert_api_key(db: &impl Backend, key: &ApiKeyRecord) -> DbResult<()> {
+    let statement =
+        Statement::new("INSERT INTO api_keys (id, name, prefix, secret_hash, created_at) VALUES ($1, $2, $3, $4, $5)")
+            .bind(key.id.hyphenated().to_string())
+            .bind(key.name.as_str())
+            .bind(key.prefix.as_str())
+            .bind(key.secret_hash.as_str())
+            .bind(key.created_at.as_millis());
+    db.execute(statement).await.map(drop)
+}
+
+pub(crate) async fn find_api_key(db: &impl Backend, secret_hash: &str) -> DbResult<Option<ApiKeyRecord>> {
+    let statement =
+        Statement::new("SELECT id, name, prefix, secret_hash, created_at FROM api_keys WHERE secret_hash = $1")
+            .bind(secret_hash);
+    Ok(db.fetch(statement, stored::api_key).await?.into_iter().next())
+}
+
+pub(crate) async fn count_api_keys(db: &impl Backend) -> DbResult<u64> {
+    let statement = Statement::new("SELECT COUNT(*) AS n FROM api_keys");
+    one(db.fetch(statement, |row| stored::count("COUNT(*) FROM api_keys", row.int("n")?)).await?)
+}
+
+pub(crate) async fn insert_instance(db: &impl Backend, instance: &InstanceRecord) -> DbResult<()> {
+    let statement = Statement::new(
+        "INSERT INTO instances (id, kind, name, phone, token_hash, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(instance.id.0)
+    .bind(instance.kind.as_str())
+    .bind(instance.name.as_str())
+    .bind(instance.phone.as_ref().map(|p| p.digits()))
+    .bind(instance.token_hash.as_str())
+    .bind(instance.created_at.as_millis());
+    db.execute(statement).await.map(drop)
+}
+
+pub(crate) async fn get_instance(db: &impl Backend, id: InstanceId) -> DbResult<InstanceRecord> {
+    let statement = Statement::new(select_instances!("WHERE id = $1")).bind(id.0);
+    one(db.fetch(statement, stored::instance).await?)
+}
+
+pub(crate) async fn list_instances(db: &impl Backend) -> DbResult<Vec<InstanceRecord>> {
+    db.fetch(Statement::new(select_instances!("ORDER BY created_at, id")), stored::instance).await
+}
+
+pub(crate) async fn delete_instance(db: &impl Backend, id: InstanceId) -> DbResult<()> {
+    // The instance's groups go with it: groups.instance_id is ON DELETE CASCADE.
+    changed_some(db.execute(Statement::new("DELETE FROM instances WHERE id = $1").bind(id.0)).await?)
+}
+
+pub(crate) async fn insert_group(db: &impl Backend, group: &GroupRecord) -> DbResult<()> {
+    let s = &group.settings;
+    let statement = Statement::new(
+        "INSERT INTO groups (id, instance_id, jid, subject, description, announce_only, locked_info, \
+         join_approval, disappearing_seconds, created_at, updated_at, left_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+    )
+    .bind(group_id(group.id))
+    .bind(group.instance_id.0)
+    .bind(group.jid.as_str())
+    .bind(group.subject.as_str())
+    .bind(group.description.as_deref())
+    .bind(s.announce_only)
+    .bind(s.locked_info)
+    .bind(s.join_approval)
+    .bind(i64::from(s.disappearing_messages.seconds()))
+    .bind(group.created_at.as_millis())
+    .bind(group.updated_at.as_millis())
+    .bind(group.left_at.map(Timestamp::as_millis));
+    db.execute(statement).await.map(drop)
+}
+
+pub(crate) async fn get_group(db: &impl Backend, id: GroupId) -> DbResult<GroupRecord> {
+    let statement = Statement::new(select_groups!("WHERE id = $1")).bind(group_id(id));
+    one(db.fetch(statement, stored::group).await?)
+}
+
+pub(crate) async fn find_groups_by_jid(
+    db: &impl Backend,
+    jid: &GroupJid,
+    instance_id: Option<InstanceId>,
+) -> DbResult<Vec<GroupRecord>> {
+    let statement =
+        Statement::new(select_groups!("WHERE jid = $1 AND ($2 IS NULL OR instance_id = $2) ORDER BY created_at, id"))
+            .bind(jid.as_str())
+            .bind(instance_id.map(|i| i.0));
+    db.fetch(statement, stored::group).await
+}
+
+/// A cursor that is not one this store wrote fails with `DbError::Other("invalid cursor")`; check it first with
+/// `parse_group_cursor`.
+pub(crate) async fn list_groups(db: &impl Backend, query: &GroupListQuery) -> DbResult<GroupPage> {
+    let after = match query.cursor.as_deref() {
+        Some(c) => Some(GroupCursor::decode(c).ok_or_else(|| other("invalid cursor"))?),
+        None => None,
+    };
+    let size = page_size(query.limit);
+    // One row more than the page holds tells whether there is a next page.
+    let statement = Statement::new(select_groups!(
+        "WHERE ($1 IS NULL OR instance_id = $1) AND ($2 IS NULL OR (created_at, id) > ($2, $3)) \
+         ORDER BY created_at, id LIMIT $4"
+    ))
+    .bind(query.instance_id.map(|i| i.0))
+    .bind(after.map(|c| c.created_at.as_millis()))
+    .bind(after.map(|c| group_id(c.id)))
+    .bind(i64::from(size) + 1);
+    let mut groups = db.fetch(statement, stored::group).await?;
+    let more = groups.len() > size as usize;
+    groups.truncate(size as usize);
+    let next_cursor =
+        more.then(|| groups.last().map(|g| GroupCursor { created_at: g.created_at, id: g.id }.encode())).flatten();
+    Ok(GroupPage { groups, next_cursor })
+}
+
+pub(crate) async fn update_group(db: &impl Backend, group: &GroupRecord) -> DbResult<()> {
+    let s = &group.settings;
+    let statement = Statement::new(
+        "UPDATE groups SET subject = $2, description = $3, announce_only = $4, locked_info = $5, \
+         join_approval = $6, disappearing_seconds = $7, updated_at = $8, left_at = $9 WHERE id = $1",
+    )
+    .bind(group_id(group.id))
+    .bind(group.subject.as_str())
+    .bind(group.description.as_deref())
+    .bind(s.announce_only)
+    .bind(s.locked_info)
+    .bind(s.join_approval)
+    .bind(i64::from(s.disappearing_messages.seconds()))
+    .bind(group.updated_at.as_millis())
+    .bind(group.left_at.map(Timestamp::as_millis));
+    changed_some(db.execute(statement).await?)
+}

@@ -1,0 +1,225 @@
+//! The contract on PostgreSQL, each case in a database of its own, and what only PostgreSQL has: a server that
+//! several replicas migrate at once, and rows edited behind the store's back.
+//!
+//! The server is `TEST_DATABASE_URL` (`.ci/postgres.sh` starts one and prints it); its user must be allowed to
+//! `CREATE DATABASE`. When the variable is unset, every test here says it was skipped and passes.
+
+use std::future::Future;
+
+use convene_core::store::{GroupListQuery, GroupRecord, InstanceRecord};
+use convene_core::{ConnectorKind, DbError, GroupId, GroupJid, InstanceId, PhoneNumber, Store, Timestamp};
+use convene_store::{PostgresStore, ScratchDatabase};
+use sqlx::postgres::PgPool;
+
+/// Runs `test` with the URL of a fresh database, then drops the database, also when `test` panics. Without
+/// `TEST_DATABASE_URL`, prints that `name` was skipped and returns.
+pub async fn on_fresh_database<F, Fut>(name: &str, test: F)
+where
+    F: FnOnce(String) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let Some(server) = std::env::var("TEST_DATABASE_URL").ok().filter(|u| !u.is_empty()) else {
+        println!("skipped {name}: TEST_DATABASE_URL is not set");
+        return;
+    };
+    let db = ScratchDatabase::create(&server).await.expect("TEST_DATABASE_URL answers and may create databases");
+    // A task of its own, so that a panic comes back here as an error instead of skipping the drop.
+    let outcome = tokio::spawn(test(db.url().to_owned())).await;
+    db.drop_now().await.unwrap();
+    if let Err(e) = outcome {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}
+
+fn instance(id: i64) -> InstanceRecord {
+    InstanceRecord {
+        id: InstanceId(id),
+        kind: ConnectorKind::Whatsapp,
+        name: "main".into(),
+        phone: Some(PhoneNumber::parse("+595981048477").unwrap()),
+        token_hash: "hash".into(),
+        created_at: Timestamp::from_millis(1_795_000_000_000),
+    }
+}
+
+macro_rules! contract_on_postgres {
+    ($($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test]
+            async fn $case() {
+                on_fresh_database(stringify!($case), |url| async move {
+                    let store = PostgresStore::connect(&url).await.unwrap();
+                    crate::contract::$case(&store).await;
+                    store.close().await;
+                })
+                .await;
+            }
+        )*
+    };
+}
+
+contract_on_postgres!(
+    api_keys_round_trip_and_are_counted,
+    instances_round_trip_with_and_without_a_phone,
+    groups_round_trip_with_every_field_set_and_unset,
+    a_duplicate_instance_id_is_a_conflict,
+    a_duplicate_api_key_hash_is_a_conflict,
+    a_second_record_for_one_instance_and_jid_is_a_conflict,
+    a_duplicate_group_id_is_a_conflict,
+    missing_records_are_not_found,
+    deleting_an_instance_deletes_its_groups_and_nothing_else,
+    updating_a_group_replaces_only_its_mutable_fields,
+    groups_are_found_by_jid_on_every_instance_or_on_one,
+    seven_groups_in_pages_of_three_come_as_three_three_and_one,
+    a_last_page_that_is_exactly_full_has_no_next_cursor,
+    listing_by_instance_pages_through_that_instances_groups_only,
+    listing_with_no_groups_gives_one_empty_page,
+    a_zero_limit_is_read_as_one,
+    a_malformed_cursor_is_refused,
+);
+
+#[tokio::test]
+async fn data_survives_closing_the_pool_and_reconnecting() {
+    on_fresh_database("data_survives_closing_the_pool_and_reconnecting", |url| async move {
+        // Arrange
+        let store = PostgresStore::connect(&url).await.unwrap();
+        store.insert_instance(&instance(7_103_000_001)).await.unwrap();
+        store.close().await;
+
+        // Act
+        let reopened = PostgresStore::connect(&url).await.unwrap();
+
+        // Assert
+        assert_eq!(reopened.get_instance(InstanceId(7_103_000_001)).await.unwrap(), instance(7_103_000_001));
+        reopened.close().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn replicas_starting_at_once_migrate_the_database_once() {
+    on_fresh_database("replicas_starting_at_once_migrate_the_database_once", |url| async move {
+        // Act
+        let starts: Vec<_> = (0..6)
+            .map(|_| {
+                let url = url.clone();
+                tokio::spawn(async move { PostgresStore::connect(&url).await })
+            })
+            .collect();
+        let mut stores = Vec::new();
+        for start in starts {
+            stores.push(start.await.unwrap().expect("every replica starts"));
+        }
+
+        // Assert
+        let versions: Vec<i64> = sqlx::query_scalar("SELECT version FROM schema_migrations")
+            .fetch_all(&PgPool::connect(&url).await.unwrap())
+            .await
+            .unwrap();
+        assert_eq!(versions, [1]);
+        for store in &stores {
+            assert_eq!(store.count_api_keys().await.unwrap(), 0);
+            store.close().await;
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_url_for_another_database_is_refused() {
+    // Act
+    let result = PostgresStore::connect("sqlite://data/convene.db").await;
+
+    // Assert
+    match result {
+        Err(DbError::Other(e)) => assert!(e.to_string().contains("not a PostgreSQL URL"), "{e}"),
+        other => panic!("expected an error, got {:?}", other.map(|_| ())),
+    }
+}
+
+#[tokio::test]
+async fn a_stored_value_that_no_longer_parses_is_an_error_naming_its_column() {
+    on_fresh_database("a_stored_value_that_no_longer_parses_is_an_error_naming_its_column", |url| async move {
+        // Arrange
+        let store = PostgresStore::connect(&url).await.unwrap();
+        store.insert_instance(&instance(7_103_000_001)).await.unwrap();
+        let raw = PgPool::connect(&url).await.unwrap();
+
+        for (edit, column) in [
+            ("UPDATE instances SET phone = 'bob'", "instances.phone"),
+            ("UPDATE instances SET phone = NULL, kind = 'telegram'", "instances.kind"),
+        ] {
+            sqlx::raw_sql(edit).execute(&raw).await.unwrap();
+
+            // Act
+            let result = store.get_instance(InstanceId(7_103_000_001)).await;
+
+            // Assert
+            match result {
+                Err(DbError::Other(e)) => assert!(e.to_string().contains(column), "{e}"),
+                other => panic!("expected an error naming {column}, got {other:?}"),
+            }
+        }
+        store.close().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_group_with_a_corrupt_jid_fails_the_listing_that_reaches_it() {
+    on_fresh_database("a_group_with_a_corrupt_jid_fails_the_listing_that_reaches_it", |url| async move {
+        // Arrange
+        let store = PostgresStore::connect(&url).await.unwrap();
+        store.insert_instance(&instance(7_103_000_001)).await.unwrap();
+        let group = GroupRecord {
+            id: GroupId::new(),
+            instance_id: InstanceId(7_103_000_001),
+            jid: GroupJid::parse("120363043968066561@g.us").unwrap(),
+            subject: "s".into(),
+            description: None,
+            settings: Default::default(),
+            created_at: Timestamp::from_millis(1),
+            updated_at: Timestamp::from_millis(1),
+            left_at: None,
+        };
+        store.insert_group(&group).await.unwrap();
+        sqlx::raw_sql("UPDATE groups SET jid = 'not-a-jid'")
+            .execute(&PgPool::connect(&url).await.unwrap())
+            .await
+            .unwrap();
+
+        // Act
+        let result = store.list_groups(&GroupListQuery { limit: 10, ..Default::default() }).await;
+
+        // Assert
+        match result {
+            Err(DbError::Other(e)) => assert!(e.to_string().contains("groups.jid"), "{e}"),
+            other => panic!("expected an error naming groups.jid, got {other:?}"),
+        }
+        store.close().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_database_migrated_by_a_newer_build_is_refused() {
+    on_fresh_database("a_database_migrated_by_a_newer_build_is_refused", |url| async move {
+        // Arrange
+        let store = PostgresStore::connect(&url).await.unwrap();
+        store.close().await;
+        sqlx::raw_sql("INSERT INTO schema_migrations (version) VALUES (9999)")
+            .execute(&PgPool::connect(&url).await.unwrap())
+            .await
+            .unwrap();
+
+        // Act
+        let result = PostgresStore::connect(&url).await;
+
+        // Assert
+        match result {
+            Err(DbError::Other(e)) => assert!(e.to_string().contains("9999"), "{e}"),
+            other => panic!("expected a refusal, got {:?}", other.map(|_| ())),
+        }
+    })
+    .await;
+}

@@ -64,10 +64,7 @@ impl FromRequestParts<AppState> for AccountKey {
             .map(str::trim)
             .filter(|t| !t.is_empty())
             .ok_or(ApiError::Unauthorized("the Authorization header must be `Bearer <API key>`"))?;
-        match state.store.find_api_key(&hash_secret(token)).await? {
-            Some(key) => Ok(Self(key)),
-            None => Err(ApiError::Unauthorized("unknown API key")),
-        }
+        state.service.account_key(token).await.map(Self)
     }
 }
 

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
+use axum::extract::Request;
 use axum::http::Uri;
 use convene_core::{Clock, Store, SystemClock};
 use convene_sandbox::SandboxNetwork;
@@ -17,6 +18,7 @@ use utoipa_swagger_ui::SwaggerUi;
 pub mod api;
 pub mod auth;
 pub mod config;
+pub mod dialects;
 pub mod error;
 pub mod extract;
 pub mod service;
@@ -55,9 +57,11 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     api::router().split_for_parts().1
 }
 
-/// The whole HTTP application: the API, `/openapi.json`, the docs page at `/docs`, JSON 404 and 405 answers.
+/// The whole HTTP application: the API, the provider dialects, `/openapi.json`, the docs page at `/docs`, JSON 404
+/// and 405 answers.
 pub fn router(state: AppState, max_body_bytes: usize) -> Router {
     let (api, spec) = api::router().split_for_parts();
+    let api = api.merge(dialects::router());
     // The validator badge would call swagger.io from the reader's browser: off, so the page stays local.
     let docs = SwaggerUi::new("/docs")
         .url("/openapi.json", spec)
@@ -78,8 +82,31 @@ pub async fn serve(
     config: &Config,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    let app = router(state, config.max_body_bytes);
-    axum::serve(listener, app).with_graceful_shutdown(async move { shutdown.cancelled().await }).await
+    let app = tower::ServiceExt::<Request>::map_request(router(state, config.max_body_bytes), collapse_leading_slashes);
+    axum::serve(listener, axum::ServiceExt::<Request>::into_make_service(app))
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await
+}
+
+/// Green API's clients build `host + "/waInstance…"`, so a host configured with a trailing slash sends
+/// `//waInstance…`. Routing happens after this, so one rule serves every route.
+fn collapse_leading_slashes(mut request: Request) -> Request {
+    let path = request.uri().path();
+    if path.starts_with("//") {
+        let collapsed = format!("/{}", path.trim_start_matches('/'));
+        let path_and_query = match request.uri().query() {
+            Some(q) => format!("{collapsed}?{q}"),
+            None => collapsed,
+        };
+        let mut parts = request.uri().clone().into_parts();
+        if let Ok(pq) = path_and_query.parse() {
+            parts.path_and_query = Some(pq);
+            if let Ok(uri) = Uri::from_parts(parts) {
+                *request.uri_mut() = uri;
+            }
+        }
+    }
+    request
 }
 
 /// The OpenAPI document as committed in `openapi.json`: pretty JSON with a final newline.

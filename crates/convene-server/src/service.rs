@@ -142,6 +142,8 @@ pub struct NewGroup {
     pub description: Option<String>,
     pub participants: Vec<String>,
     pub settings: GroupSettingsPatch,
+    /// Send a private invite to whoever privacy settings keep out; `None` takes the instance's default (off).
+    pub auto_invite: Option<bool>,
 }
 
 /// A change to a group's subject, description and settings.
@@ -361,10 +363,48 @@ impl Service {
             left_at: None,
         };
         self.store.insert_group(&record).await?;
-        Ok(CreatedGroupView {
-            group: GroupView { record, members: Some(metadata.members) },
-            participants: participants.reports(results),
-        })
+        let mut reports = participants.reports(results);
+        if new.auto_invite.unwrap_or(false) {
+            self.invite_refused(connector.as_ref(), &record, &mut reports).await;
+        }
+        Ok(CreatedGroupView { group: GroupView { record, members: Some(metadata.members) }, participants: reports })
+    }
+
+    /// The invite fallback: each participant refused for privacy gets a private invite — a group-invite message
+    /// carrying the network's add-request code, or, when the network gave none, the invite link by text — and is
+    /// then reported as `invite_sent`. A failed send leaves `privacy_blocked`.
+    async fn invite_refused(&self, connector: &dyn Connector, record: &GroupRecord, reports: &mut [ParticipantReport]) {
+        let mut link: Option<String> = None;
+        for report in reports.iter_mut().filter(|r| r.outcome == ParticipantOutcome::PrivacyBlocked) {
+            let Some(phone) = &report.phone else { continue };
+            let sent = match &report.add_request {
+                Some(request) => {
+                    connector
+                        .send_group_invite(phone, &record.jid, &record.subject, &request.code, request.expires_at)
+                        .await
+                }
+                None => {
+                    if link.is_none() {
+                        link = connector.invite_link(&record.jid, false).await.ok();
+                    }
+                    match &link {
+                        Some(link) => {
+                            let text =
+                                format!("You are invited to join the WhatsApp group \"{}\": {link}", record.subject);
+                            connector.send_text(phone, &text).await
+                        }
+                        None => Err(ConnectorError::NotAdmin),
+                    }
+                }
+            };
+            match sent {
+                Ok(()) => {
+                    report.outcome = ParticipantOutcome::InviteSent;
+                    report.message = ParticipantOutcome::InviteSent.message().to_owned();
+                }
+                Err(e) => tracing::warn!(group = %record.jid, phone = %phone, error = %e, "private invite not sent"),
+            }
+        }
     }
 
     /// Finds a group by our uuid or by its JID (`…@g.us` or Z-API's `…-group`). A JID that several of our
@@ -531,11 +571,14 @@ impl Service {
         Ok(record)
     }
 
+    /// Adds, removes, promotes or demotes people. `auto_invite` (adds only) sends private invites to those privacy
+    /// settings keep out; `None` takes the instance's default (off).
     pub async fn change_participants(
         &self,
         record: &GroupRecord,
         change: ParticipantChange,
         inputs: &[String],
+        auto_invite: Option<bool>,
     ) -> Result<Vec<ParticipantReport>> {
         self.ensure_member(record)?;
         let instance = self.store.get_instance(record.instance_id).await?;
@@ -545,12 +588,49 @@ impl Service {
         let parsed =
             parse_participants("participants", inputs, instance.phone.as_ref()).map_err(ApiError::Validation)?;
         let phones = parsed.phones();
-        let results = if phones.is_empty() {
-            Vec::new()
-        } else {
-            self.connector(record.instance_id)?.change_participants(&record.jid, change, &phones).await?
-        };
-        Ok(parsed.reports(results))
+        if phones.is_empty() {
+            return Ok(parsed.reports(Vec::new()));
+        }
+        let connector = self.connector(record.instance_id)?;
+        let results = connector.change_participants(&record.jid, change, &phones).await?;
+        let mut reports = parsed.reports(results);
+        if change == ParticipantChange::Add && auto_invite.unwrap_or(false) {
+            self.invite_refused(connector.as_ref(), record, &mut reports).await;
+        }
+        Ok(reports)
+    }
+
+    // ---------- credentials of the provider dialects ----------
+
+    /// The instance named by id whose token is `token` (Green API, Z-API, Wawp); `Unauthorized` otherwise, without
+    /// saying which part was wrong.
+    pub async fn instance_by_token(&self, id: &str, token: &str) -> Result<InstanceRecord> {
+        const REFUSED: ApiError = ApiError::Unauthorized("unknown instance or wrong instance token");
+        let id = InstanceId::parse(id).ok_or(REFUSED)?;
+        match self.store.get_instance(id).await {
+            Ok(instance) if instance.token_hash == auth::hash_secret(token) => Ok(instance),
+            Ok(_) | Err(convene_core::DbError::NotFound) => Err(REFUSED),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The instance whose own number is `phone` (2Chat's `from_number`).
+    pub async fn instance_by_phone(&self, phone: &str) -> Result<InstanceRecord> {
+        let phone = PhoneNumber::parse(phone).map_err(|e| ApiError::field("from_number", format!("`{phone}` {e}")))?;
+        self.store
+            .list_instances()
+            .await?
+            .into_iter()
+            .find(|i| i.phone.as_ref() == Some(&phone))
+            .ok_or_else(|| ApiError::NotFound(format!("no instance is connected with number {}", phone.e164())))
+    }
+
+    /// A valid account API key (native Bearer, 2Chat `X-User-API-Key`, Z-API `Client-Token`).
+    pub async fn account_key(&self, secret: &str) -> Result<convene_core::store::ApiKeyRecord> {
+        match self.store.find_api_key(&auth::hash_secret(secret.trim())).await? {
+            Some(key) if !secret.trim().is_empty() => Ok(key),
+            _ => Err(ApiError::Unauthorized("unknown API key")),
+        }
     }
 
     pub async fn invite_link(&self, record: &GroupRecord, reset: bool) -> Result<String> {

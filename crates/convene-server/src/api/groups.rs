@@ -55,6 +55,9 @@ pub struct GroupIn {
     /// Settings to apply at creation; absent ones take WhatsApp's defaults (all off).
     #[serde(default)]
     pub settings: GroupSettingsPatch,
+    /// Send a private invite to each participant whose privacy settings refuse the add (outcome `invite_sent`).
+    /// Off unless set.
+    pub auto_invite: Option<bool>,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -146,6 +149,8 @@ pub struct GroupPatch {
 pub struct ParticipantsIn {
     #[schema(example = json!(["+447700176576", "+17137157533"]))]
     pub participants: Vec<String>,
+    /// For `add`: send a private invite to each participant whose privacy settings refuse the add.
+    pub auto_invite: Option<bool>,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -207,6 +212,7 @@ async fn create_group(
         description: input.description,
         participants: input.participants,
         settings: input.settings,
+        auto_invite: input.auto_invite,
     };
     let created = state.service.create_group(input.instance_id, new).await?;
     Ok((StatusCode::CREATED, Json(GroupCreatedOut { group: created.group.into(), participants: created.participants })))
@@ -307,7 +313,8 @@ async fn change_participants(
             ApiError::NotFound(format!("no participant action `{action}`: use add, remove, promote or demote"))
         })?;
     let record = resolve(&state, &group, &params).await?;
-    let participants = state.service.change_participants(&record, change.into(), &input.participants).await?;
+    let participants =
+        state.service.change_participants(&record, change.into(), &input.participants, input.auto_invite).await?;
     Ok(Json(ParticipantsOut { participants }))
 }
 

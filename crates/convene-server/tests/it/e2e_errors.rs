@@ -157,3 +157,13 @@ async fn no_input_makes_the_server_fail() {
     let (status, _) = app.get("/healthz").await;
     assert_eq!(status, StatusCode::OK, "still serving");
 }
+
+#[tokio::test]
+async fn a_doubled_leading_slash_is_served_like_a_single_one() {
+    // Green API clients configured with a trailing-slash host send `//waInstance…`.
+    let app = spawn_app().await;
+    let res = app.client.get(format!("http://{}//v1/instances?x=1", app.addr)).bearer_auth(&app.api_key).send().await;
+    let (status, body) = crate::helpers::read(res.unwrap()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body.is_array());
+}

@@ -143,3 +143,54 @@ async fn an_instance_that_is_not_admin_is_refused() {
     let (status, _) = app.get(&format!("/v1/groups/120363000000000001@g.us?instance_id={}", second["id"])).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn with_auto_invite_a_privacy_refusal_becomes_a_private_invite_the_person_can_accept() {
+    // Arrange: one person refuses adds from strangers, one more is added later the same way.
+    let app = spawn_app().await;
+    app.person("+17137157533", json!({"group_add": "nobody"})).await;
+    app.person("+18647351567", json!({"group_add": "contacts"})).await;
+
+    // Act
+    let (status, created) = app
+        .post(
+            "/v1/groups",
+            json!({"instance_id": app.instance_id, "subject": "Invited", "participants": ["+17137157533"], "auto_invite": true}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let jid = created["group"]["jid"].as_str().unwrap();
+    let (_, added) = app
+        .post(
+            &format!("/v1/groups/{jid}/participants/add"),
+            json!({"participants": ["+18647351567"], "auto_invite": true}),
+        )
+        .await;
+
+    // Assert: both reported as invited, each got a group invite carrying the network's code, and accepting works.
+    let invited = outcome_of(&created["participants"], "+17137157533");
+    assert_eq!(invited["outcome"], "invite_sent", "{invited}");
+    assert_eq!(outcome_of(&added["participants"], "+18647351567")["outcome"], "invite_sent");
+    let (_, inbox) = app.get("/v1/sandbox/people/+17137157533/inbox").await;
+    assert_eq!(inbox[0]["kind"]["type"], "group_invite", "{inbox}");
+    assert_eq!(inbox[0]["kind"]["group"], jid);
+    assert_eq!(inbox[0]["kind"]["code"], invited["add_request"]["code"]);
+    assert_eq!(inbox[0]["from"], app.instance_phone);
+    for phone in ["+17137157533", "+18647351567"] {
+        let (status, body) =
+            app.post(&format!("/v1/sandbox/groups/{jid}/accept-invite"), json!({"phone": phone})).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let (_, group) = app.get(&format!("/v1/groups/{jid}")).await;
+    assert_eq!(group["members"].as_array().unwrap().len(), 3);
+}
+
+#[tokio::test]
+async fn without_auto_invite_nobody_is_messaged() {
+    let app = spawn_app().await;
+    app.person("+17137157533", json!({"group_add": "nobody"})).await;
+    let created = app.create_group("Quiet", &["+17137157533"]).await;
+    assert_eq!(outcome_of(&created["participants"], "+17137157533")["outcome"], "privacy_blocked");
+    let (_, inbox) = app.get("/v1/sandbox/people/+17137157533/inbox").await;
+    assert_eq!(inbox, json!([]));
+}

@@ -1,0 +1,17 @@
+//! The hosted gateways' own HTTP APIs, so their customers move over by changing a base URL: 2Chat, Z-API, Green API
+//! and Wawp. A dialect only translates — it parses the provider's request, calls the group service, and shapes the
+//! provider's response and errors. No validation, pacing or outcome rule is written here.
+
+use axum::Router;
+
+use crate::AppState;
+
+pub mod green;
+pub mod twochat;
+pub mod wawp;
+pub mod zapi;
+
+/// Every dialect's routes; they live at their providers' own paths, beside `/v1`.
+pub fn router() -> Router<AppState> {
+    Router::new().merge(green::router()).merge(zapi::router()).merge(twochat::router()).merge(wawp::router())
+}

@@ -14,6 +14,8 @@ pub enum ParticipantChange {
     Remove,
     Promote,
     Demote,
+    /// Let in someone who asked to join by link while join approval is on.
+    Approve,
 }
 
 /// What happened to one participant.
@@ -44,6 +46,8 @@ pub enum ParticipantOutcome {
     NotMember,
     /// The network refused the change, e.g. removing or demoting the group's creator.
     NotAllowed,
+    /// There is no pending request to join from this person to approve.
+    NoJoinRequest,
     /// Any other refusal; the raw network code is reported beside it.
     Failed,
 }
@@ -71,6 +75,7 @@ impl ParticipantOutcome {
             Self::Demoted => "The participant is no longer an admin",
             Self::NotMember => "The participant is not in the group",
             Self::NotAllowed => "WhatsApp does not allow this change for this participant",
+            Self::NoJoinRequest => "The participant has not asked to join the group",
             Self::Failed => "WhatsApp refused the change",
         }
     }
@@ -78,15 +83,16 @@ impl ParticipantOutcome {
     /// Maps a WhatsApp per-participant status code for `change` to an outcome. Both connectors use this, so the
     /// sandbox and the real network are read by one rule.
     pub fn from_wa_status(change: ParticipantChange, code: u16) -> Self {
-        use ParticipantChange::{Add, Demote, Promote, Remove};
+        use ParticipantChange::{Add, Approve, Demote, Promote, Remove};
         match (change, code) {
-            (Add, 200) => Self::Added,
+            (Add | Approve, 200) => Self::Added,
             (Remove, 200) => Self::Removed,
             (Promote, 200) => Self::Promoted,
             (Demote, 200) => Self::Demoted,
             (Add, 403) => Self::PrivacyBlocked,
             (Add, 408) => Self::RecentlyLeft,
-            (Add, 409) => Self::AlreadyMember,
+            (Add | Approve, 409) => Self::AlreadyMember,
+            (Approve, 404) => Self::NoJoinRequest,
             (Add, 404) => Self::NotOnWhatsapp,
             (Remove | Promote | Demote, 404) => Self::NotMember,
             (Remove | Promote | Demote, 403 | 406) => Self::NotAllowed,
@@ -143,6 +149,9 @@ mod tests {
             (Demote, 200, Demoted),
             (Demote, 403, NotAllowed),
             (Demote, 409, Failed),
+            (Approve, 200, Added),
+            (Approve, 404, NoJoinRequest),
+            (Approve, 409, AlreadyMember),
         ];
         for (change, code, want) in cases {
             assert_eq!(ParticipantOutcome::from_wa_status(change, code), want, "{change:?} {code}");

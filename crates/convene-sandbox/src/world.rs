@@ -438,6 +438,13 @@ impl World {
             .map(|p| {
                 let (code, add_request) = match (change, g.role(p)) {
                     (ParticipantChange::Add, _) => g.add(account, p, persons.get(p).unwrap_or(&env.unknown), rng, env),
+                    (ParticipantChange::Approve, Some(_)) => (409, None),
+                    (ParticipantChange::Approve, None) if !g.info.pending_join_requests.contains(p) => (404, None),
+                    (ParticipantChange::Approve, None) if g.is_full(env) => (500, None),
+                    (ParticipantChange::Approve, None) => {
+                        g.join(p, MemberRole::Member);
+                        (200, None)
+                    }
                     (_, None) => (404, None),
                     (ParticipantChange::Remove | ParticipantChange::Demote, Some(MemberRole::Creator)) => (406, None),
                     (ParticipantChange::Remove, Some(_)) => {

@@ -172,6 +172,7 @@ pub enum ParticipantAction {
     Remove,
     Promote,
     Demote,
+    Approve,
 }
 
 impl From<ParticipantAction> for ParticipantChange {
@@ -181,6 +182,7 @@ impl From<ParticipantAction> for ParticipantChange {
             ParticipantAction::Remove => Self::Remove,
             ParticipantAction::Promote => Self::Promote,
             ParticipantAction::Demote => Self::Demote,
+            ParticipantAction::Approve => Self::Approve,
         }
     }
 }
@@ -292,11 +294,11 @@ async fn leave_group(
     Ok(Json(GroupOut::from_record(record, None)))
 }
 
-/// Add, remove, promote or demote participants, with an outcome for each.
+/// Add, remove, promote or demote participants, or approve requests to join, with an outcome for each.
 #[utoipa::path(post, path = "/groups/{group}/participants/{action}", tag = "participants",
     operation_id = "v1.group.participants",
     params(("group" = String, Path, description = "Group uuid or WhatsApp id (…@g.us)"),
-        ("action" = ParticipantAction, Path, description = "add, remove, promote or demote"), GroupParams),
+        ("action" = ParticipantAction, Path, description = "add, remove, promote, demote or approve"), GroupParams),
     request_body = ParticipantsIn,
     responses((status = 200, body = ParticipantsOut), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 422, body = ErrorBody)),
@@ -310,7 +312,7 @@ async fn change_participants(
 ) -> Result<Json<ParticipantsOut>> {
     let change: ParticipantAction =
         serde_json::from_value(serde_json::Value::String(action.clone())).map_err(|_| {
-            ApiError::NotFound(format!("no participant action `{action}`: use add, remove, promote or demote"))
+            ApiError::NotFound(format!("no participant action `{action}`: use add, remove, promote, demote or approve"))
         })?;
     let record = resolve(&state, &group, &params).await?;
     let participants =

@@ -66,4 +66,18 @@ async fn join_approval_turns_a_link_join_into_a_pending_request() {
     assert_eq!(body["result"], "pending");
     let (_, network) = app.get(&format!("/v1/sandbox/groups/{}", created["group"]["jid"].as_str().unwrap())).await;
     assert_eq!(network["pending_join_requests"], json!(["+18647351567"]));
+
+    // An admin approves the request; approving someone who never asked says so.
+    let (status, body) = app
+        .post(
+            &format!("/v1/groups/{id}/participants/approve"),
+            json!({"participants": ["+18647351567", "+447700176576"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(crate::helpers::outcome_of(&body["participants"], "+18647351567")["outcome"], "added");
+    assert_eq!(crate::helpers::outcome_of(&body["participants"], "+447700176576")["outcome"], "no_join_request");
+    let (_, network) = app.get(&format!("/v1/sandbox/groups/{}", created["group"]["jid"].as_str().unwrap())).await;
+    assert_eq!(network["pending_join_requests"], json!([]));
+    assert_eq!(network["members"].as_array().unwrap().len(), 3);
 }

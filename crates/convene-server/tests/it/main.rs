@@ -1,6 +1,10 @@
 //! End-to-end tests: a real server on 127.0.0.1, a fresh SQLite file and sandbox world per test.
 
 mod browser;
+mod dialect_green;
+mod dialect_twochat;
+mod dialect_wawp;
+mod dialect_zapi;
 mod e2e_errors;
 mod e2e_groups;
 mod e2e_instances;

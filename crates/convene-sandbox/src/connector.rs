@@ -43,7 +43,10 @@ impl Connector for SandboxConnector {
 
     async fn state(&self) -> InstanceState {
         self.network.delay().await;
-        InstanceState::Connected
+        match self.network.ban(&self.account) {
+            Some(until) => InstanceState::TemporarilyBanned { until: Some(until) },
+            None => InstanceState::Connected,
+        }
     }
 
     async fn own_number(&self) -> Option<PhoneNumber> {

@@ -35,6 +35,8 @@ pub struct SandboxConfig {
     pub add_request_ttl_secs: u64,
     /// Latency and failures to inject.
     pub faults: Faults,
+    /// WhatsApp's own limits on creating groups; off unless switched on.
+    pub network_limits: NetworkLimits,
 }
 
 impl Default for SandboxConfig {
@@ -46,8 +48,43 @@ impl Default for SandboxConfig {
             recently_left_secs: 86_400,
             add_request_ttl_secs: 3 * 86_400,
             faults: Faults::default(),
+            network_limits: NetworkLimits::default(),
         }
     }
+}
+
+/// The network's own limits on group creation, as WhatsApp applies them to a number that creates too fast: a
+/// creation too soon after the last one, or past the daily allowance, is refused with `rate-overlimit` (429), and a
+/// number refused `ban_after_hits` times within a day is temporarily banned (code 103) for `ban_secs`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct NetworkLimits {
+    pub enabled: bool,
+    /// Least time between two creations by one number, in seconds.
+    pub min_interval_secs: u64,
+    /// Most creations by one number in any 24 hours.
+    pub max_per_day: u32,
+    /// Refusals within 24 hours that get the number banned.
+    pub ban_after_hits: u32,
+    /// How long a ban lasts, in seconds.
+    pub ban_secs: u64,
+}
+
+impl Default for NetworkLimits {
+    fn default() -> Self {
+        Self { enabled: false, min_interval_secs: 120, max_per_day: 50, ban_after_hits: 3, ban_secs: 86_400 }
+    }
+}
+
+/// What the network's limits did so far.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct NetworkStats {
+    /// Creations refused with `rate-overlimit`.
+    pub rate_limit_hits: u64,
+    /// Temporary bans handed out.
+    pub bans: u64,
+    /// Groups created, in all.
+    pub groups_created: u64,
 }
 
 /// Trouble to inject into connector calls. All zero by default.

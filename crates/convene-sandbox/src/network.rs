@@ -10,7 +10,10 @@ use convene_core::{Clock, GroupJid, PhoneNumber};
 
 use crate::connector::SandboxConnector;
 use crate::world::{Env, World};
-use crate::{Faults, InboxMessage, JoinResult, Person, PersonPatch, SandboxConfig, SandboxError, SandboxGroup};
+use crate::{
+    Faults, InboxMessage, JoinResult, NetworkLimits, NetworkStats, Person, PersonPatch, SandboxConfig, SandboxError,
+    SandboxGroup,
+};
 
 pub struct SandboxNetwork {
     config: SandboxConfig,
@@ -41,7 +44,7 @@ impl SandboxNetwork {
         clock: Arc<dyn Clock>,
     ) -> Result<Arc<Self>, SandboxError> {
         config.faults.validate()?;
-        let fresh = || World::new(config.seed, config.faults.clone());
+        let fresh = || World::new(config.seed, config.faults.clone(), config.network_limits.clone());
         let (world, saved) = match &path {
             Some(p) if p.exists() => {
                 let bytes = fs::read(p).map_err(|e| io_error(p, &e))?;
@@ -110,6 +113,28 @@ impl SandboxNetwork {
 
     pub fn faults(&self) -> Faults {
         self.read(|w, _| w.faults().clone())
+    }
+
+    /// WhatsApp's creation limits as the sandbox applies them.
+    pub fn network_limits(&self) -> NetworkLimits {
+        self.read(|w, _| w.network_limits().clone())
+    }
+
+    pub fn set_network_limits(&self, limits: NetworkLimits) -> Result<(), SandboxError> {
+        self.mutate(|w, _| {
+            w.set_network_limits(limits);
+            Ok(())
+        })
+    }
+
+    /// Rate-limit refusals, bans and creations so far.
+    pub fn stats(&self) -> NetworkStats {
+        self.read(|w, _| w.stats().clone())
+    }
+
+    /// The end of `account`'s temporary ban, while one runs.
+    pub fn ban(&self, account: &PhoneNumber) -> Option<convene_core::Timestamp> {
+        self.read(|w, env| w.ban(account, env.now))
     }
 
     /// The injected latency, slept before every connector call (without holding the lock).

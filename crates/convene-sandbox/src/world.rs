@@ -11,8 +11,8 @@ use convene_core::{
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    Faults, GroupAddPrivacy, InboxKind, InboxMessage, JoinResult, Person, PersonPatch, SandboxConfig, SandboxError,
-    SandboxGroup,
+    Faults, GroupAddPrivacy, InboxKind, InboxMessage, JoinResult, NetworkLimits, NetworkStats, Person, PersonPatch,
+    SandboxConfig, SandboxError, SandboxGroup,
 };
 
 /// What a call needs besides the world: the configuration and the time.
@@ -169,6 +169,13 @@ impl GroupState {
 pub(crate) struct World {
     rng: Rng,
     faults: Faults,
+    #[serde(default)]
+    limits: NetworkLimits,
+    /// Per number: creations and limit refusals within the last day, and a ban's end.
+    #[serde(default)]
+    accounts: BTreeMap<PhoneNumber, AccountLimits>,
+    #[serde(default)]
+    stats: NetworkStats,
     people: BTreeMap<PhoneNumber, PersonState>,
     /// In creation order; groups are never deleted, so positions are stable.
     groups: Vec<GroupState>,
@@ -177,15 +184,46 @@ pub(crate) struct World {
     by_jid: HashMap<GroupJid, usize>,
 }
 
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+struct AccountLimits {
+    creations: Vec<Timestamp>,
+    hits: Vec<Timestamp>,
+    banned_until: Option<Timestamp>,
+}
+
+const DAY: Duration = Duration::from_secs(86_400);
+
+impl AccountLimits {
+    fn forget_older_than_a_day(&mut self, now: Timestamp) {
+        self.creations.retain(|t| t.plus(DAY) > now);
+        self.hits.retain(|t| t.plus(DAY) > now);
+    }
+
+    fn ban(&self, now: Timestamp) -> Option<Timestamp> {
+        self.banned_until.filter(|until| *until > now)
+    }
+
+    /// When the limits would next allow a creation, if not now.
+    fn refused_until(&self, limits: &NetworkLimits, now: Timestamp) -> Option<Timestamp> {
+        let too_soon = self.creations.last().map(|t| t.plus(Duration::from_secs(limits.min_interval_secs)));
+        let over_day = (self.creations.len() >= limits.max_per_day as usize)
+            .then(|| self.creations[self.creations.len() - limits.max_per_day.max(1) as usize].plus(DAY));
+        [too_soon, over_day].into_iter().flatten().filter(|t| *t > now).max()
+    }
+}
+
 fn rejected(code: u16, text: impl Into<String>) -> ConnectorError {
     ConnectorError::Rejected { code, text: text.into() }
 }
 
 impl World {
-    pub fn new(seed: u64, faults: Faults) -> Self {
+    pub fn new(seed: u64, faults: Faults, limits: NetworkLimits) -> Self {
         Self {
             rng: Rng(seed),
             faults,
+            limits,
+            accounts: BTreeMap::new(),
+            stats: NetworkStats::default(),
             people: BTreeMap::new(),
             groups: Vec::new(),
             inboxes: BTreeMap::new(),
@@ -207,6 +245,50 @@ impl World {
     pub fn set_faults(&mut self, faults: Faults) -> Result<(), SandboxError> {
         faults.validate()?;
         self.faults = faults;
+        Ok(())
+    }
+
+    pub fn network_limits(&self) -> &NetworkLimits {
+        &self.limits
+    }
+
+    pub fn set_network_limits(&mut self, limits: NetworkLimits) {
+        self.limits = limits;
+    }
+
+    pub fn stats(&self) -> &NetworkStats {
+        &self.stats
+    }
+
+    /// The ban on `account`, if one is running.
+    pub fn ban(&self, account: &PhoneNumber, now: Timestamp) -> Option<Timestamp> {
+        self.accounts.get(account).and_then(|a| a.ban(now))
+    }
+
+    /// The network's creation limits for `account`: a running ban, or a refusal that may start one. Counts the
+    /// creation when it is allowed.
+    fn admit_creation(&mut self, account: &PhoneNumber, now: Timestamp) -> Result<(), ConnectorError> {
+        let limits = self.limits.clone();
+        let state = self.accounts.entry(account.clone()).or_default();
+        state.forget_older_than_a_day(now);
+        if let Some(until) = state.ban(now) {
+            return Err(ConnectorError::TemporarilyBanned { until: Some(until) });
+        }
+        if limits.enabled
+            && let Some(until) = state.refused_until(&limits, now)
+        {
+            state.hits.push(now);
+            self.stats.rate_limit_hits += 1;
+            if state.hits.len() >= limits.ban_after_hits.max(1) as usize {
+                let until = now.plus(Duration::from_secs(limits.ban_secs));
+                state.banned_until = Some(until);
+                self.stats.bans += 1;
+                return Err(ConnectorError::TemporarilyBanned { until: Some(until) });
+            }
+            return Err(ConnectorError::RateLimited { retry_after: Some(now.until(until)) });
+        }
+        state.creations.push(now);
+        self.stats.groups_created += 1;
         Ok(())
     }
 
@@ -366,6 +448,7 @@ impl World {
         if let Some(d) = &request.description {
             check_description(d.as_str())?;
         }
+        self.admit_creation(account, env.now)?;
         let jid = loop {
             let jid = GroupJid::parse(&format!("120363{:012}@g.us", self.rng.below(1_000_000_000_000)))
                 .expect("digits make a valid group jid");

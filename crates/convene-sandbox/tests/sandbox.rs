@@ -9,8 +9,8 @@ use convene_core::{
     GroupSubject, ManualClock, MemberRole, ParticipantChange, ParticipantOutcome, PhoneNumber, Timestamp,
 };
 use convene_sandbox::{
-    Faults, GroupAddPrivacy, InboxKind, JoinResult, PersonPatch, SandboxConfig, SandboxConnector, SandboxError,
-    SandboxNetwork,
+    Faults, GroupAddPrivacy, InboxKind, JoinResult, NetworkLimits, PersonPatch, SandboxConfig, SandboxConnector,
+    SandboxError, SandboxNetwork,
 };
 
 const DAY: Duration = Duration::from_secs(86_400);
@@ -398,4 +398,57 @@ async fn a_group_whose_reply_was_lost_is_on_disk_before_the_call_returns() {
     assert_eq!(net.faults().reply_lost_rate, 1.0);
     let found = net.connector(phone(1000)).find_created_group(&req.key).await.unwrap();
     assert!(found.is_some());
+}
+
+#[tokio::test]
+async fn network_limits_are_off_by_default() {
+    let w = world();
+    for _ in 0..5 {
+        create(&w.owner, &[phone(1)]).await;
+    }
+    assert_eq!(w.net.stats().rate_limit_hits, 0);
+    assert_eq!(w.net.stats().groups_created, 5);
+}
+
+#[tokio::test]
+async fn creating_too_fast_is_rate_limited_then_banned_and_the_ban_ends() {
+    // Arrange: at most one creation a minute, a ban of an hour after two refusals.
+    let limits =
+        NetworkLimits { enabled: true, min_interval_secs: 60, max_per_day: 100, ban_after_hits: 2, ban_secs: 3600 };
+    let w = world_with(SandboxConfig { network_limits: limits, ..SandboxConfig::default() });
+    create(&w.owner, &[phone(1)]).await;
+
+    // Act + Assert: too soon is refused with the wait, a second refusal bans the number.
+    w.clock.advance(Duration::from_secs(20));
+    let refused = w.owner.create_group(&request(&[phone(1)])).await.unwrap_err();
+    assert_eq!(refused, ConnectorError::RateLimited { retry_after: Some(Duration::from_secs(40)) });
+    let banned = w.owner.create_group(&request(&[phone(1)])).await.unwrap_err();
+    let until = w.clock.now().plus(Duration::from_secs(3600));
+    assert_eq!(banned, ConnectorError::TemporarilyBanned { until: Some(until) });
+    assert_eq!(w.owner.state().await, convene_core::InstanceState::TemporarilyBanned { until: Some(until) });
+    w.clock.advance(Duration::from_secs(600));
+    assert!(matches!(w.owner.create_group(&request(&[])).await, Err(ConnectorError::TemporarilyBanned { .. })));
+    assert_eq!(w.net.stats().bans, 1);
+    assert_eq!(w.net.stats().rate_limit_hits, 2);
+    assert_eq!(w.net.groups().len(), 1, "nothing refused was created");
+
+    w.clock.advance(Duration::from_secs(3600));
+    assert_eq!(w.owner.state().await, convene_core::InstanceState::Connected);
+    create(&w.owner, &[phone(1)]).await;
+}
+
+#[tokio::test]
+async fn the_daily_allowance_counts_the_last_24_hours() {
+    let limits =
+        NetworkLimits { enabled: true, min_interval_secs: 0, max_per_day: 3, ban_after_hits: 10, ban_secs: 60 };
+    let w = world_with(SandboxConfig { network_limits: limits, ..SandboxConfig::default() });
+    for _ in 0..3 {
+        create(&w.owner, &[]).await;
+        w.clock.advance(Duration::from_secs(3600));
+    }
+    let refused = w.owner.create_group(&request(&[])).await.unwrap_err();
+    // The first creation was 3 h ago: it leaves the window in 21 h.
+    assert_eq!(refused, ConnectorError::RateLimited { retry_after: Some(Duration::from_secs(21 * 3600)) });
+    w.clock.advance(Duration::from_secs(21 * 3600));
+    create(&w.owner, &[]).await;
 }

@@ -5,7 +5,9 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use convene_core::{GroupJid, PhoneNumber};
-use convene_sandbox::{Faults, InboxMessage, JoinResult, Person, PersonPatch, SandboxError, SandboxGroup};
+use convene_sandbox::{
+    Faults, InboxMessage, JoinResult, NetworkLimits, NetworkStats, Person, PersonPatch, SandboxError, SandboxGroup,
+};
 use serde::{Deserialize, Serialize};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -25,6 +27,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(accept_invite))
         .routes(routes!(join_by_link))
         .routes(routes!(get_faults, set_faults))
+        .routes(routes!(get_network_limits, set_network_limits))
+        .routes(routes!(network_stats))
 }
 
 impl From<SandboxError> for ApiError {
@@ -196,4 +200,33 @@ async fn set_faults(
 ) -> Result<Json<Faults>> {
     state.service.sandbox().set_faults(faults)?;
     Ok(Json(state.service.sandbox().faults()))
+}
+
+/// WhatsApp's creation limits as the sandbox enforces them.
+#[utoipa::path(get, path = "/sandbox/network-limits", tag = "sandbox", operation_id = "v1.sandbox.network_limits.get",
+    responses((status = 200, body = NetworkLimits)), security(("api_key" = [])))]
+async fn get_network_limits(State(state): State<AppState>, _key: AccountKey) -> Json<NetworkLimits> {
+    Json(state.service.sandbox().network_limits())
+}
+
+/// Switch the network's creation limits on or off, or change them: too-fast creations are refused with
+/// `rate-overlimit` and repeated refusals get the number temporarily banned.
+#[utoipa::path(put, path = "/sandbox/network-limits", tag = "sandbox", operation_id = "v1.sandbox.network_limits.set",
+    request_body(content = NetworkLimits, example = json!({"enabled": true, "min_interval_secs": 120, "max_per_day": 50,
+        "ban_after_hits": 3, "ban_secs": 86400})),
+    responses((status = 200, body = NetworkLimits), (status = 422, body = ErrorBody)), security(("api_key" = [])))]
+async fn set_network_limits(
+    State(state): State<AppState>,
+    _key: AccountKey,
+    ApiJson(limits): ApiJson<NetworkLimits>,
+) -> Result<Json<NetworkLimits>> {
+    state.service.sandbox().set_network_limits(limits)?;
+    Ok(Json(state.service.sandbox().network_limits()))
+}
+
+/// What the network's limits did so far: refusals, bans, groups created.
+#[utoipa::path(get, path = "/sandbox/stats", tag = "sandbox", operation_id = "v1.sandbox.stats",
+    responses((status = 200, body = NetworkStats)), security(("api_key" = [])))]
+async fn network_stats(State(state): State<AppState>, _key: AccountKey) -> Json<NetworkStats> {
+    Json(state.service.sandbox().stats())
 }

@@ -9,6 +9,7 @@ pub mod connector;
 pub mod group;
 pub mod ids;
 pub mod outcome;
+pub mod pacing;
 pub mod phone;
 pub mod store;
 
@@ -20,5 +21,6 @@ pub use group::{
 };
 pub use ids::{CreationKey, GroupId, GroupJid, InstanceId};
 pub use outcome::{AddRequest, ParticipantChange, ParticipantOutcome, ParticipantResult};
+pub use pacing::PacingPolicy;
 pub use phone::{PhoneNumber, PhoneParseError};
 pub use store::{DbError, Store};

@@ -8,6 +8,7 @@ use crate::clock::Timestamp;
 use crate::connector::ConnectorKind;
 use crate::group::GroupSettings;
 use crate::ids::{GroupId, GroupJid, InstanceId};
+use crate::pacing::PacingPolicy;
 use crate::phone::PhoneNumber;
 
 #[derive(Debug, thiserror::Error)]
@@ -74,6 +75,136 @@ pub struct GroupListQuery {
     pub limit: u32,
 }
 
+// ---------- instance settings, pacing and creation jobs ----------
+
+/// What an instance does by default; changed through the API.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct InstanceSettings {
+    /// Overrides the pacing default of the instance's kind.
+    pub pacing: Option<PacingPolicy>,
+    /// Send private invites to people privacy settings keep out, unless a request says otherwise.
+    pub auto_invite: bool,
+    /// Numbers added to every group the instance creates and made admins.
+    pub backup_admins: Vec<PhoneNumber>,
+}
+
+/// A pause the network imposed on an instance's creations (a `rate-overlimit` or a temporary ban).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InstancePause {
+    pub until: Timestamp,
+    pub reason: String,
+}
+
+/// One attempt to create a group on the network, written before the network is asked. Pacing counts these.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CreationAttempt {
+    pub id: Uuid,
+    pub instance_id: InstanceId,
+    pub job_id: Option<Uuid>,
+    pub started_at: Timestamp,
+    pub finished_at: Option<Timestamp>,
+    /// `created`, `found` (reconciled), `unknown`, `rate_limited`, `banned`, `failed`; `None` while under way.
+    pub outcome: Option<String>,
+    pub detail: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum JobState {
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+impl JobState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Running => "running",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Queued, Self::Running, Self::Succeeded, Self::Failed, Self::Cancelled]
+            .into_iter()
+            .find(|j| j.as_str() == s)
+    }
+
+    pub fn is_final(self) -> bool {
+        matches!(self, Self::Succeeded | Self::Failed | Self::Cancelled)
+    }
+}
+
+/// A queued group creation. The request and the result are JSON the service owns; the store keeps them as text.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JobRecord {
+    pub id: Uuid,
+    pub batch_id: Option<Uuid>,
+    pub state: JobState,
+    /// The instances the job may run on (a pool of numbers).
+    pub instance_ids: Vec<InstanceId>,
+    /// Set by the first attempt: after an attempt with an unknown outcome the job must be reconciled on that
+    /// instance before anything else.
+    pub pinned_instance_id: Option<InstanceId>,
+    pub request: String,
+    /// Travels with every attempt, so the network can be searched for a group an attempt may have created.
+    pub creation_key: String,
+    pub attempts: u32,
+    pub next_run_at: Timestamp,
+    pub needs_reconcile: bool,
+    pub last_error: Option<String>,
+    pub result: Option<String>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct JobListQuery {
+    pub state: Option<JobState>,
+    pub batch_id: Option<Uuid>,
+    /// 1 to 500.
+    pub limit: u32,
+}
+
+// ---------- idempotency keys ----------
+
+/// A native API request sent with an `Idempotency-Key`, kept so that sending it again answers the same without
+/// doing it twice. One per (API key, idempotency key).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IdempotencyRecord {
+    /// The account API key the request came with: the same idempotency key under two API keys is two records.
+    pub api_key_id: Uuid,
+    /// The `Idempotency-Key` header: 1 to 255 printable ASCII characters.
+    pub key: String,
+    /// What the request was (method, path, query, body hash); opaque to the store.
+    pub fingerprint: String,
+    /// When the request started. It also tells this use of the key from a later one that took over the record.
+    pub created_at: Timestamp,
+    /// The answer; `None` while the request is in progress.
+    pub response: Option<IdempotentResponse>,
+}
+
+/// The answer to replay.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IdempotentResponse {
+    pub status: u16,
+    pub content_type: Option<String>,
+    pub body: String,
+}
+
+/// What `Store::begin_idempotent_request` found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum IdempotencyClaim {
+    /// The record is new (or replaced one that had expired or was abandoned): run the request.
+    Claimed,
+    /// A live record holds the key: replay it, or refuse.
+    Existing(IdempotencyRecord),
+}
+
 #[async_trait]
 pub trait Store: Send + Sync {
     async fn insert_api_key(&self, key: &ApiKeyRecord) -> DbResult<()>;
@@ -95,4 +226,62 @@ pub trait Store: Send + Sync {
     async fn list_groups(&self, query: &GroupListQuery) -> DbResult<GroupPage>;
     /// Replaces subject, description, settings, updated_at and left_at.
     async fn update_group(&self, group: &GroupRecord) -> DbResult<()>;
+
+    // ---------- instance settings, pacing and creation jobs ----------
+    /// The instance's settings; the defaults when none were stored.
+    async fn instance_settings(&self, id: InstanceId) -> DbResult<InstanceSettings>;
+    async fn put_instance_settings(&self, id: InstanceId, settings: &InstanceSettings) -> DbResult<()>;
+    /// `None` lifts the pause.
+    async fn set_instance_pause(&self, id: InstanceId, pause: Option<&InstancePause>) -> DbResult<()>;
+    async fn instance_pause(&self, id: InstanceId) -> DbResult<Option<InstancePause>>;
+    async fn insert_creation_attempt(&self, attempt: &CreationAttempt) -> DbResult<()>;
+    async fn finish_creation_attempt(
+        &self,
+        id: Uuid,
+        finished_at: Timestamp,
+        outcome: &str,
+        detail: Option<&str>,
+    ) -> DbResult<()>;
+    /// When the instance's attempts since `since` started, oldest first.
+    async fn creation_attempt_times(&self, id: InstanceId, since: Timestamp) -> DbResult<Vec<Timestamp>>;
+    async fn job_attempts(&self, job_id: Uuid) -> DbResult<Vec<CreationAttempt>>;
+    /// All or none.
+    async fn insert_jobs(&self, jobs: &[JobRecord]) -> DbResult<()>;
+    async fn get_job(&self, id: Uuid) -> DbResult<JobRecord>;
+    /// Newest first.
+    async fn list_jobs(&self, query: &JobListQuery) -> DbResult<Vec<JobRecord>>;
+    /// Queued jobs with `next_run_at <= now`, soonest first, then oldest.
+    async fn due_jobs(&self, now: Timestamp, limit: u32) -> DbResult<Vec<JobRecord>>;
+    /// The earliest `next_run_at` of the queued jobs.
+    async fn next_job_due(&self) -> DbResult<Option<Timestamp>>;
+    /// Queued → running, one more attempt, pinned to `instance_id`; false when the job was not queued (taken or
+    /// cancelled meanwhile).
+    async fn claim_job(&self, id: Uuid, instance_id: InstanceId, now: Timestamp) -> DbResult<bool>;
+    /// Replaces the job's state, pin, next run, reconcile flag, error, result and updated_at.
+    async fn update_job(&self, job: &JobRecord) -> DbResult<()>;
+    /// After a crash: running jobs go back to the queue, to be reconciled before any new attempt.
+    async fn requeue_interrupted_jobs(&self, now: Timestamp) -> DbResult<u64>;
+
+    // ---------- idempotency keys ----------
+    /// Stores `record` (in progress: its `response` is ignored) unless a live record holds its (API key, key).
+    /// A record is dead, and replaced, when it was created before `expired_before`, or is still in progress and was
+    /// created before `abandoned_before`. Of concurrent callers, one claims the key and the others see its record.
+    async fn begin_idempotent_request(
+        &self,
+        record: &IdempotencyRecord,
+        abandoned_before: Timestamp,
+        expired_before: Timestamp,
+    ) -> DbResult<IdempotencyClaim>;
+    /// Stores the answer of the request that `begin_idempotent_request` claimed for `record`; `NotFound` when that
+    /// claim is gone (released, or taken over after it was abandoned).
+    async fn complete_idempotent_request(
+        &self,
+        record: &IdempotencyRecord,
+        response: &IdempotentResponse,
+    ) -> DbResult<()>;
+    /// Deletes the claim for `record` while it is in progress, so the key can be used again; `NotFound` when it is
+    /// gone or complete.
+    async fn release_idempotent_request(&self, record: &IdempotencyRecord) -> DbResult<()>;
+    /// Deletes up to `limit` records created before `before`, oldest first; how many.
+    async fn delete_expired_idempotency_keys(&self, before: Timestamp, limit: u32) -> DbResult<u64>;
 }

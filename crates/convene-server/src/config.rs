@@ -4,6 +4,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use convene_sandbox::SandboxConfig;
+
+use crate::service::CreationConfig;
 use figment::Figment;
 use figment::providers::{Env, Format, Toml};
 use serde::Deserialize;
@@ -26,12 +28,33 @@ pub struct Config {
     pub bootstrap_sandbox_instance: bool,
     /// The simulated network.
     pub sandbox: SandboxConfig,
+    /// Pacing defaults and the retries of queued group creation.
+    pub creation: CreationConfig,
+    /// The background worker that runs queued creations.
+    pub worker: WorkerConfig,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkerConfig {
+    /// Run queued jobs in this process.
+    pub enabled: bool,
+    /// How often to look for due jobs when nothing wakes the worker, in milliseconds.
+    pub poll_ms: u64,
 }
 
 impl Config {
     /// The top-level keys, as the environment may name them.
-    const KEYS: [&'static str; 6] =
-        ["listen", "database_url", "data_dir", "max_body_bytes", "bootstrap_sandbox_instance", "sandbox"];
+    const KEYS: [&'static str; 8] = [
+        "listen",
+        "database_url",
+        "data_dir",
+        "max_body_bytes",
+        "bootstrap_sandbox_instance",
+        "sandbox",
+        "creation",
+        "worker",
+    ];
 
     /// Defaults, then `file` if given, then the environment.
     pub fn load(file: Option<&Path>) -> Result<Self, Box<figment::Error>> {
@@ -79,6 +102,10 @@ impl Config {
         if self.max_body_bytes < 1024 {
             return Err("max_body_bytes must be at least 1024".into());
         }
+        if self.worker.poll_ms == 0 {
+            return Err("worker.poll_ms must be at least 1".into());
+        }
+        self.creation.validate()?;
         self.sandbox.faults.validate().map_err(|e| format!("sandbox.faults: {e}"))
     }
 

@@ -21,7 +21,9 @@ pub mod config;
 pub mod dialects;
 pub mod error;
 pub mod extract;
+pub mod idempotency;
 pub mod service;
+pub mod worker;
 
 pub use config::Config;
 use error::ApiError;
@@ -42,7 +44,9 @@ impl AppState {
             .with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
         let sandbox = SandboxNetwork::open(Some(config.sandbox_path()), config.sandbox.clone(), clock.clone())
             .with_context(|| format!("opening the sandbox world {}", config.sandbox_path().display()))?;
-        let service = Service::start(store.clone(), sandbox, clock).await.map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        let service = Service::start(store.clone(), sandbox, clock, config.creation.clone())
+            .await
+            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
         Ok(Self { store, service })
     }
 
@@ -61,7 +65,10 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 /// and 405 answers.
 pub fn router(state: AppState, max_body_bytes: usize) -> Router {
     let (api, spec) = api::router().split_for_parts();
-    let api = api.merge(dialects::router());
+    // Idempotency-Key is the native API's; the dialects answer as their providers do.
+    let api = api
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), idempotency::layer))
+        .merge(dialects::router());
     // The validator badge would call swagger.io from the reader's browser: off, so the page stays local.
     let docs = SwaggerUi::new("/docs")
         .url("/openapi.json", spec)
@@ -75,8 +82,28 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .with_state(state)
 }
 
-/// Serves until `shutdown` is cancelled, then finishes the requests in flight.
+/// Serves until `shutdown` is cancelled, then finishes the requests in flight. Runs the job worker beside the
+/// API when the configuration enables it.
 pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    config: &Config,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let worker = config.worker.enabled.then(|| {
+        let (service, shutdown) = (state.service.clone(), shutdown.clone());
+        let poll = std::time::Duration::from_millis(config.worker.poll_ms);
+        tokio::spawn(async move { worker::run(service, poll, shutdown).await })
+    });
+    let served = serve_api(listener, state, config, shutdown.clone()).await;
+    shutdown.cancel();
+    if let Some(worker) = worker {
+        let _ = worker.await;
+    }
+    served
+}
+
+async fn serve_api(
     listener: TcpListener,
     state: AppState,
     config: &Config,

@@ -4,16 +4,15 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 
-use convene_core::connector::CreateGroupRequest;
 use convene_core::store::{GroupListQuery, GroupPage, GroupRecord, InstanceRecord};
 use convene_core::{
-    AddRequest, Clock, Connector, ConnectorError, ConnectorKind, CreationKey, GroupDescription, GroupId, GroupJid,
-    GroupMember, GroupMetadata, GroupPicture, GroupSettings, GroupSettingsPatch, GroupSubject, InstanceId,
+    AddRequest, Clock, Connector, ConnectorError, ConnectorKind, GroupDescription, GroupId, GroupJid,
+    GroupMember, GroupMetadata, GroupPicture, GroupSettingsPatch, GroupSubject, InstanceId,
     InstanceState, ParticipantChange, ParticipantOutcome, ParticipantResult, PhoneNumber, PhoneParseError, Store,
     Timestamp,
 };
 use convene_sandbox::SandboxNetwork;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::auth;
 use crate::error::{ApiError, FieldError, Result};
@@ -23,16 +22,25 @@ pub const MAX_PARTICIPANTS_PER_REQUEST: usize = 1023;
 /// Longest instance name.
 const MAX_INSTANCE_NAME_CHARS: usize = 100;
 
+mod creation;
+
+pub use creation::{CreationConfig, CreationResult, Enqueued};
+
 #[derive(Clone)]
 pub struct Service {
     store: Arc<dyn Store>,
     sandbox: Arc<SandboxNetwork>,
     clock: Arc<dyn Clock>,
     connectors: Arc<RwLock<HashMap<InstanceId, Arc<dyn Connector>>>>,
+    creation: Arc<CreationConfig>,
+    /// Wakes the worker when jobs are queued.
+    job_added: Arc<tokio::sync::Notify>,
+    /// One creation at a time per instance, so two requests cannot both pass the pacing check.
+    creation_turns: Arc<std::sync::Mutex<HashMap<InstanceId, Arc<tokio::sync::Mutex<()>>>>>,
 }
 
 /// What happened to one requested participant, keyed by what the caller sent.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ParticipantReport {
     /// The participant as the request named it.
     #[schema(example = "+1 713-715-7533")]
@@ -136,7 +144,7 @@ pub fn parse_participants(
 }
 
 /// A request to create a group, as the caller sent it.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct NewGroup {
     pub subject: String,
     pub description: Option<String>,
@@ -169,8 +177,21 @@ pub struct CreatedGroupView {
 
 impl Service {
     /// Builds the service and a connector for every stored instance.
-    pub async fn start(store: Arc<dyn Store>, sandbox: Arc<SandboxNetwork>, clock: Arc<dyn Clock>) -> Result<Self> {
-        let service = Self { store, sandbox, clock, connectors: Arc::default() };
+    pub async fn start(
+        store: Arc<dyn Store>,
+        sandbox: Arc<SandboxNetwork>,
+        clock: Arc<dyn Clock>,
+        creation: CreationConfig,
+    ) -> Result<Self> {
+        let service = Self {
+            store,
+            sandbox,
+            clock,
+            connectors: Arc::default(),
+            creation: Arc::new(creation),
+            job_added: Arc::default(),
+            creation_turns: Arc::default(),
+        };
         for instance in service.store.list_instances().await? {
             service.attach_connector(&instance);
         }
@@ -187,6 +208,20 @@ impl Service {
 
     pub fn now(&self) -> Timestamp {
         self.clock.now()
+    }
+
+    /// Resolves when a job is queued (the worker's wake-up call).
+    pub async fn job_added(&self) {
+        self.job_added.notified().await;
+    }
+
+    /// Waits for this instance's turn to create a group.
+    async fn creation_turn(&self, id: InstanceId) -> tokio::sync::OwnedMutexGuard<()> {
+        let turn = {
+            let mut turns = self.creation_turns.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            Arc::clone(turns.entry(id).or_default())
+        };
+        turn.lock_owned().await
     }
 
     fn attach_connector(&self, instance: &InstanceRecord) {
@@ -299,6 +334,38 @@ impl Service {
         Ok(out)
     }
 
+    pub async fn instance_settings(&self, id: InstanceId) -> Result<convene_core::store::InstanceSettings> {
+        self.store.get_instance(id).await.map_err(|e| not_found(e, || format!("no instance {id}")))?;
+        Ok(self.store.instance_settings(id).await?)
+    }
+
+    /// Replaces an instance's defaults; every bad field is named.
+    pub async fn set_instance_settings(
+        &self,
+        id: InstanceId,
+        pacing: Option<convene_core::PacingPolicy>,
+        auto_invite: bool,
+        backup_admins: &[String],
+    ) -> Result<convene_core::store::InstanceSettings> {
+        let instance = self.store.get_instance(id).await.map_err(|e| not_found(e, || format!("no instance {id}")))?;
+        let mut errors = Vec::new();
+        if let Some(Err(e)) = pacing.map(|p| p.validate()) {
+            errors.push(FieldError::new("pacing", e));
+        }
+        let parsed = parse_participants("backup_admins", backup_admins, instance.phone.as_ref())
+            .map_err(|mut e| errors.append(&mut e))
+            .ok();
+        if let Some(parsed) = &parsed {
+            errors.extend(parsed.invalid.iter().map(|i| FieldError::new("backup_admins", format!("`{i}` is not a valid number"))));
+        }
+        let (Some(parsed), true) = (parsed, errors.is_empty()) else {
+            return Err(ApiError::Validation(errors));
+        };
+        let settings = convene_core::store::InstanceSettings { pacing, auto_invite, backup_admins: parsed.phones() };
+        self.store.put_instance_settings(id, &settings).await?;
+        Ok(settings)
+    }
+
     pub async fn delete_instance(&self, id: InstanceId) -> Result<()> {
         self.store.delete_instance(id).await.map_err(|e| not_found(e, || format!("no instance {id}")))?;
         self.connectors.write().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&id);
@@ -306,69 +373,6 @@ impl Service {
     }
 
     // ---------- groups ----------
-
-    pub async fn create_group(&self, instance_id: InstanceId, new: NewGroup) -> Result<CreatedGroupView> {
-        let instance = self
-            .store
-            .get_instance(instance_id)
-            .await
-            .map_err(|e| not_found(e, || format!("no instance {instance_id}")))?;
-        let mut errors = Vec::new();
-        let subject = GroupSubject::parse(&new.subject).map_err(|m| errors.push(FieldError::new("subject", m))).ok();
-        let description = match new.description.as_deref() {
-            None | Some("") => None,
-            Some(d) => GroupDescription::parse(d).map_err(|m| errors.push(FieldError::new("description", m))).ok(),
-        };
-        if new.participants.is_empty() {
-            errors.push(FieldError::new("participants", "name at least one participant, as WhatsApp requires"));
-        }
-        let participants = parse_participants("participants", &new.participants, instance.phone.as_ref())
-            .map_err(|mut e| errors.append(&mut e))
-            .ok();
-        let (Some(subject), Some(participants), true) = (subject, participants, errors.is_empty()) else {
-            return Err(ApiError::Validation(errors));
-        };
-        let connector = self.connector(instance_id)?;
-        let mut settings = GroupSettings::default();
-        new.settings.apply(&mut settings);
-        let request = CreateGroupRequest {
-            subject,
-            description,
-            participants: participants.phones(),
-            settings,
-            key: CreationKey::new(),
-        };
-        let (metadata, results) = match connector.create_group(&request).await {
-            Ok(created) => (created.metadata, created.participants),
-            // The reply was lost: the group may exist. Look for it before telling the caller anything.
-            Err(ConnectorError::OutcomeUnknown) => match connector.find_created_group(&request.key).await? {
-                Some(metadata) => {
-                    let results = results_from_membership(&metadata, &request.participants);
-                    (metadata, results)
-                }
-                None => return Err(ConnectorError::OutcomeUnknown.into()),
-            },
-            Err(e) => return Err(e.into()),
-        };
-        let now = self.clock.now();
-        let record = GroupRecord {
-            id: GroupId::new(),
-            instance_id,
-            jid: metadata.jid.clone(),
-            subject: metadata.subject.clone(),
-            description: metadata.description.clone(),
-            settings: metadata.settings,
-            created_at: now,
-            updated_at: now,
-            left_at: None,
-        };
-        self.store.insert_group(&record).await?;
-        let mut reports = participants.reports(results);
-        if new.auto_invite.unwrap_or(false) {
-            self.invite_refused(connector.as_ref(), &record, &mut reports).await;
-        }
-        Ok(CreatedGroupView { group: GroupView { record, members: Some(metadata.members) }, participants: reports })
-    }
 
     /// The invite fallback: each participant refused for privacy gets a private invite — a group-invite message
     /// carrying the network's add-request code, or, when the network gave none, the invite link by text — and is

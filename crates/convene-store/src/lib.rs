@@ -11,6 +11,8 @@ use convene_core::{DbError, Store};
 
 mod cursor;
 mod error;
+mod idempotency;
+mod jobs;
 mod migrate;
 mod postgres;
 mod scratch;

@@ -8,15 +8,21 @@
 
 use async_trait::async_trait;
 use convene_core::store::{ApiKeyRecord, DbResult, GroupListQuery, GroupPage, GroupRecord, InstanceRecord};
+use convene_core::store::{IdempotencyClaim, IdempotencyRecord, IdempotentResponse};
 use convene_core::{GroupId, GroupJid, InstanceId, Store};
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::{Postgres, Transaction};
 
 use crate::error::{db_err, other};
+use crate::idempotency;
 use crate::migrate::{Migration, refuse_newer};
 use crate::sql::{self, Backend, ReadRow, Statement};
 
-const MIGRATIONS: &[Migration] = &[(1, include_str!("../migrations/postgres/0001_init.sql"))];
+const MIGRATIONS: &[Migration] = &[
+    (1, include_str!("../migrations/postgres/0001_init.sql")),
+    (2, include_str!("../migrations/postgres/0002_jobs.sql")),
+    (3, include_str!("../migrations/postgres/0003_idempotency.sql")),
+];
 
 /// The advisory lock key that migration transactions hold: "convene" in ASCII. Any process migrating a Convene
 /// schema in this database takes the same one.
@@ -103,6 +109,14 @@ impl Backend for PostgresStore {
         let rows = statement.query::<Postgres>().fetch_all(&self.pool).await.map_err(db_err)?;
         rows.iter().map(|row| read(row)).collect()
     }
+
+    async fn execute_all(&self, statements: Vec<Statement>) -> DbResult<()> {
+        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        for statement in &statements {
+            statement.query::<Postgres>().execute(&mut *tx).await.map_err(db_err)?;
+        }
+        tx.commit().await.map_err(db_err)
+    }
 }
 
 /// Every query is in `sql`, shared with `SqliteStore`.
@@ -154,5 +168,138 @@ impl Store for PostgresStore {
 
     async fn update_group(&self, group: &GroupRecord) -> DbResult<()> {
         sql::update_group(self, group).await
+    }
+
+    // ---------- idempotency keys ----------
+    async fn begin_idempotent_request(
+        &self,
+        record: &IdempotencyRecord,
+        abandoned_before: convene_core::Timestamp,
+        expired_before: convene_core::Timestamp,
+    ) -> DbResult<IdempotencyClaim> {
+        idempotency::begin(self, record, abandoned_before, expired_before).await
+    }
+
+    async fn complete_idempotent_request(
+        &self,
+        record: &IdempotencyRecord,
+        response: &IdempotentResponse,
+    ) -> DbResult<()> {
+        idempotency::complete(self, record, response).await
+    }
+
+    async fn release_idempotent_request(&self, record: &IdempotencyRecord) -> DbResult<()> {
+        idempotency::release(self, record).await
+    }
+
+    async fn delete_expired_idempotency_keys(&self, before: convene_core::Timestamp, limit: u32) -> DbResult<u64> {
+        idempotency::delete_expired(self, before, limit).await
+    }
+
+    // The pacing and queue methods: each calls its query in `jobs`.
+    async fn instance_settings(
+        &self,
+        id: convene_core::InstanceId,
+    ) -> convene_core::store::DbResult<convene_core::store::InstanceSettings> {
+        crate::jobs::instance_settings(self, id).await
+    }
+
+    async fn put_instance_settings(
+        &self,
+        id: convene_core::InstanceId,
+        settings: &convene_core::store::InstanceSettings,
+    ) -> convene_core::store::DbResult<()> {
+        crate::jobs::put_instance_settings(self, id, settings).await
+    }
+
+    async fn set_instance_pause(
+        &self,
+        id: convene_core::InstanceId,
+        pause: Option<&convene_core::store::InstancePause>,
+    ) -> convene_core::store::DbResult<()> {
+        crate::jobs::set_instance_pause(self, id, pause).await
+    }
+
+    async fn instance_pause(
+        &self,
+        id: convene_core::InstanceId,
+    ) -> convene_core::store::DbResult<Option<convene_core::store::InstancePause>> {
+        crate::jobs::instance_pause(self, id).await
+    }
+
+    async fn insert_creation_attempt(
+        &self,
+        attempt: &convene_core::store::CreationAttempt,
+    ) -> convene_core::store::DbResult<()> {
+        crate::jobs::insert_creation_attempt(self, attempt).await
+    }
+
+    async fn finish_creation_attempt(
+        &self,
+        id: uuid::Uuid,
+        finished_at: convene_core::Timestamp,
+        outcome: &str,
+        detail: Option<&str>,
+    ) -> convene_core::store::DbResult<()> {
+        crate::jobs::finish_creation_attempt(self, id, finished_at, outcome, detail).await
+    }
+
+    async fn creation_attempt_times(
+        &self,
+        id: convene_core::InstanceId,
+        since: convene_core::Timestamp,
+    ) -> convene_core::store::DbResult<Vec<convene_core::Timestamp>> {
+        crate::jobs::creation_attempt_times(self, id, since).await
+    }
+
+    async fn job_attempts(
+        &self,
+        job_id: uuid::Uuid,
+    ) -> convene_core::store::DbResult<Vec<convene_core::store::CreationAttempt>> {
+        crate::jobs::job_attempts(self, job_id).await
+    }
+
+    async fn insert_jobs(&self, jobs: &[convene_core::store::JobRecord]) -> convene_core::store::DbResult<()> {
+        crate::jobs::insert_jobs(self, jobs).await
+    }
+
+    async fn get_job(&self, id: uuid::Uuid) -> convene_core::store::DbResult<convene_core::store::JobRecord> {
+        crate::jobs::get_job(self, id).await
+    }
+
+    async fn list_jobs(
+        &self,
+        query: &convene_core::store::JobListQuery,
+    ) -> convene_core::store::DbResult<Vec<convene_core::store::JobRecord>> {
+        crate::jobs::list_jobs(self, query).await
+    }
+
+    async fn due_jobs(
+        &self,
+        now: convene_core::Timestamp,
+        limit: u32,
+    ) -> convene_core::store::DbResult<Vec<convene_core::store::JobRecord>> {
+        crate::jobs::due_jobs(self, now, limit).await
+    }
+
+    async fn next_job_due(&self) -> convene_core::store::DbResult<Option<convene_core::Timestamp>> {
+        crate::jobs::next_job_due(self).await
+    }
+
+    async fn claim_job(
+        &self,
+        id: uuid::Uuid,
+        instance_id: convene_core::InstanceId,
+        now: convene_core::Timestamp,
+    ) -> convene_core::store::DbResult<bool> {
+        crate::jobs::claim_job(self, id, instance_id, now).await
+    }
+
+    async fn update_job(&self, job: &convene_core::store::JobRecord) -> convene_core::store::DbResult<()> {
+        crate::jobs::update_job(self, job).await
+    }
+
+    async fn requeue_interrupted_jobs(&self, now: convene_core::Timestamp) -> convene_core::store::DbResult<u64> {
+        crate::jobs::requeue_interrupted_jobs(self, now).await
     }
 }

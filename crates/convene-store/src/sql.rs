@@ -72,11 +72,11 @@ pub(crate) struct Statement {
 }
 
 impl Statement {
-    fn new(sql: &'static str) -> Self {
+    pub(crate) fn new(sql: &'static str) -> Self {
         Self { sql, args: Vec::new() }
     }
 
-    fn bind(mut self, value: impl Into<Arg>) -> Self {
+    pub(crate) fn bind(mut self, value: impl Into<Arg>) -> Self {
         self.args.push(value.into());
         self
     }
@@ -109,6 +109,9 @@ pub(crate) trait Backend: Send + Sync {
 
     /// Runs a query and reads every row it returns with `read`.
     async fn fetch<T: Send>(&self, statement: Statement, read: ReadRow<T>) -> DbResult<Vec<T>>;
+
+    /// Runs statements in one transaction: all take effect or none.
+    async fn execute_all(&self, statements: Vec<Statement>) -> DbResult<()>;
 }
 
 /// The `SELECT` list that `stored::instance` reads, followed by the rest of the query.

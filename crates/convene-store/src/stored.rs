@@ -91,7 +91,7 @@ pub(crate) fn group(row: &dyn Columns) -> DbResult<GroupRecord> {
     })
 }
 
-fn corrupt(column: &str, value: impl std::fmt::Display, expected: &str) -> DbError {
+pub(crate) fn corrupt(column: &str, value: impl std::fmt::Display, expected: &str) -> DbError {
     other(format!("stored {column} `{value}` is not {expected}"))
 }
 

@@ -4,7 +4,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use convene_core::store::InstanceRecord;
-use convene_core::{ConnectorKind, InstanceId, InstanceState, PhoneNumber, Timestamp};
+use convene_core::{ConnectorKind, InstanceId, InstanceState, PacingPolicy, PhoneNumber, Timestamp};
 use serde::{Deserialize, Serialize};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -13,9 +13,13 @@ use crate::AppState;
 use crate::auth::AccountKey;
 use crate::error::{ApiError, ErrorBody, Result};
 use crate::extract::{ApiJson, ApiPath};
+use crate::service::Service;
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(create_instance, list_instances)).routes(routes!(get_instance, delete_instance))
+    OpenApiRouter::new()
+        .routes(routes!(create_instance, list_instances))
+        .routes(routes!(get_instance, delete_instance))
+        .routes(routes!(get_settings, put_settings))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -46,20 +50,57 @@ pub struct InstanceOut {
     /// The instance's own number, once known.
     pub phone: Option<PhoneNumber>,
     pub state: InstanceState,
+    /// Group creation on this instance: its pacing, when it may next create, and a pause WhatsApp imposed.
+    pub creation: CreationStatusOut,
     pub created_at: Timestamp,
 }
 
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct CreationStatusOut {
+    /// The pacing in force: the instance's own, or its kind's default.
+    pub pacing: PacingPolicy,
+    /// The earliest time the next group can be created.
+    pub next_creation_at: Timestamp,
+    /// Set while WhatsApp's `rate-overlimit` or a temporary ban pauses creation.
+    pub paused_until: Option<Timestamp>,
+    pub pause_reason: Option<String>,
+}
+
 impl InstanceOut {
-    pub fn new(record: InstanceRecord, state: InstanceState) -> Self {
-        Self {
+    pub async fn load(service: &Service, record: InstanceRecord, state: InstanceState) -> Result<Self> {
+        let pacing = service.pacing_policy(&record).await?;
+        let (next, pause) = service.next_creation_at(&record).await?;
+        let creation = CreationStatusOut {
+            pacing,
+            next_creation_at: next,
+            paused_until: pause.as_ref().map(|p| p.until),
+            pause_reason: pause.map(|p| p.reason),
+        };
+        Ok(Self {
             id: record.id,
             kind: record.kind,
             name: record.name,
             phone: record.phone,
             state,
+            creation,
             created_at: record.created_at,
-        }
+        })
     }
+}
+
+/// What an instance does by default.
+#[derive(Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InstanceSettingsIO {
+    /// This instance's own pacing; `null` takes its kind's default.
+    pub pacing: Option<PacingPolicy>,
+    /// Send private invites to those privacy settings keep out, unless a request says otherwise.
+    #[serde(default)]
+    pub auto_invite: bool,
+    /// Numbers added to every group this instance creates and made admins, so a group outlives this number.
+    #[serde(default)]
+    #[schema(example = json!(["+12015550199"]))]
+    pub backup_admins: Vec<String>,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -89,15 +130,19 @@ async fn create_instance(
     let (record, token) =
         state.service.create_instance(input.kind, input.name.as_deref(), input.phone.as_deref()).await?;
     let live = state.service.instance_state(record.id).await;
-    Ok((StatusCode::CREATED, Json(InstanceCreatedOut { instance: InstanceOut::new(record, live), token })))
+    let instance = InstanceOut::load(&state.service, record, live).await?;
+    Ok((StatusCode::CREATED, Json(InstanceCreatedOut { instance, token })))
 }
 
 /// List instances with their connection state.
 #[utoipa::path(get, path = "/instances", tag = "instances", operation_id = "v1.instance.list",
     responses((status = 200, body = Vec<InstanceOut>)), security(("api_key" = [])))]
 async fn list_instances(State(state): State<AppState>, _key: AccountKey) -> Result<Json<Vec<InstanceOut>>> {
-    let list = state.service.list_instances().await?;
-    Ok(Json(list.into_iter().map(|(r, s)| InstanceOut::new(r, s)).collect()))
+    let mut out = Vec::new();
+    for (record, live) in state.service.list_instances().await? {
+        out.push(InstanceOut::load(&state.service, record, live).await?);
+    }
+    Ok(Json(out))
 }
 
 /// Get an instance and its connection state.
@@ -110,7 +155,7 @@ async fn get_instance(
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<InstanceOut>> {
     let (record, live) = state.service.instance(parse_instance_id(&id)?).await?;
-    Ok(Json(InstanceOut::new(record, live)))
+    Ok(Json(InstanceOut::load(&state.service, record, live).await?))
 }
 
 /// Delete an instance and Convene's records of its groups. The groups themselves stay on WhatsApp.
@@ -124,4 +169,46 @@ async fn delete_instance(
 ) -> Result<StatusCode> {
     state.service.delete_instance(parse_instance_id(&id)?).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// The instance's defaults: pacing, private invites, backup admins.
+#[utoipa::path(get, path = "/instances/{id}/settings", tag = "instances", operation_id = "v1.instance.settings.get",
+    params(("id" = String, Path, description = "Instance id", example = "7103000001")),
+    responses((status = 200, body = InstanceSettingsIO), (status = 404, body = ErrorBody)), security(("api_key" = [])))]
+async fn get_settings(
+    State(state): State<AppState>,
+    _key: AccountKey,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<InstanceSettingsIO>> {
+    let settings = state.service.instance_settings(parse_instance_id(&id)?).await?;
+    Ok(Json(InstanceSettingsIO {
+        pacing: settings.pacing,
+        auto_invite: settings.auto_invite,
+        backup_admins: settings.backup_admins.iter().map(PhoneNumber::e164).collect(),
+    }))
+}
+
+/// Replace the instance's defaults.
+#[utoipa::path(put, path = "/instances/{id}/settings", tag = "instances", operation_id = "v1.instance.settings.set",
+    params(("id" = String, Path, description = "Instance id", example = "7103000001")),
+    request_body(content = InstanceSettingsIO, example = json!({
+        "pacing": {"min_interval_secs": 600, "burst": 1, "daily_cap": 20},
+        "auto_invite": true,
+        "backup_admins": ["+12015550199"]
+    })),
+    responses((status = 200, body = InstanceSettingsIO), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("api_key" = [])))]
+async fn put_settings(
+    State(state): State<AppState>,
+    _key: AccountKey,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(input): ApiJson<InstanceSettingsIO>,
+) -> Result<Json<InstanceSettingsIO>> {
+    let id = parse_instance_id(&id)?;
+    let settings = state.service.set_instance_settings(id, input.pacing, input.auto_invite, &input.backup_admins).await?;
+    Ok(Json(InstanceSettingsIO {
+        pacing: settings.pacing,
+        auto_invite: settings.auto_invite,
+        backup_admins: settings.backup_admins.iter().map(PhoneNumber::e164).collect(),
+    }))
 }

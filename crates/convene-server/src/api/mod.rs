@@ -8,6 +8,7 @@ use crate::AppState;
 
 pub mod groups;
 pub mod instances;
+pub mod jobs;
 pub mod sandbox;
 pub mod system;
 
@@ -17,13 +18,15 @@ pub mod system;
         title = "Convene",
         description = "Self-hosted WhatsApp group gateway: create and run WhatsApp groups by API, with an outcome \
                        for every participant. Every `/v1` call takes `Authorization: Bearer <API key>`. Errors are \
-                       JSON `{code, detail, fields?}`.",
+                       JSON `{code, detail, fields?}`. Changing calls take an optional `Idempotency-Key` header that \
+                       makes them safe to retry.",
         license(name = "MIT")
     ),
     modifiers(&BearerAuth),
     tags(
         (name = "instances", description = "Connected WhatsApp numbers (sandbox numbers for now)."),
         (name = "groups", description = "Groups, named by our uuid or by their WhatsApp id (`…@g.us`)."),
+        (name = "jobs", description = "Queued, paced group creation over a pool of instances."),
         (name = "participants", description = "Adding, removing, promoting and demoting people, with an outcome each."),
         (name = "sandbox", description = "Scripting the built-in simulated WhatsApp network."),
         (name = "system", description = "Health and readiness."),
@@ -42,6 +45,8 @@ impl Modify for BearerAuth {
 
 /// Every documented route, with its OpenAPI description.
 pub fn router() -> OpenApiRouter<AppState> {
-    let v1 = OpenApiRouter::new().merge(instances::router()).merge(groups::router()).merge(sandbox::router());
-    OpenApiRouter::with_openapi(ApiDoc::openapi()).nest("/v1", v1).merge(system::router())
+    let v1 = OpenApiRouter::new().merge(instances::router()).merge(groups::router()).merge(jobs::router()).merge(sandbox::router());
+    let mut router = OpenApiRouter::with_openapi(ApiDoc::openapi()).nest("/v1", v1).merge(system::router());
+    crate::idempotency::document(router.get_openapi_mut());
+    router
 }

@@ -21,6 +21,9 @@ pub struct TestApp {
     pub instance_id: i64,
     pub instance_phone: String,
     pub clock: ManualClock,
+    /// The service behind the server: tests run queued jobs with `service.run_due_jobs()` after moving the clock
+    /// (the background worker is off in tests).
+    pub service: convene_server::Service,
     pub dir: TempDir,
     /// The PostgreSQL database of this test, when the suite runs on PostgreSQL (`TEST_DATABASE_URL`).
     pub database: Option<ScratchDatabase>,
@@ -35,6 +38,7 @@ pub async fn spawn_app() -> TestApp {
     let (config, database) = test_config(dir.path()).await;
     let state = AppState::open(&config, Arc::new(clock.clone())).await.expect("app state");
     let first = state.service.bootstrap(true).await.expect("bootstrap").expect("first run");
+    let service = state.service.clone();
     let (instance, _token) = first.instance.expect("bootstrap instance");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
@@ -50,6 +54,7 @@ pub async fn spawn_app() -> TestApp {
         instance_id: instance.id.0,
         instance_phone: instance.phone.expect("sandbox number").e164(),
         clock,
+        service,
         dir,
         database,
         shutdown,
@@ -61,6 +66,7 @@ pub async fn spawn_app() -> TestApp {
 /// server: the PostgreSQL leg of the suite runs every end-to-end test there.
 pub async fn test_config(dir: &std::path::Path) -> (Config, Option<ScratchDatabase>) {
     let mut config = Config::for_directory(dir);
+    config.worker.enabled = false;
     let database = match std::env::var("TEST_DATABASE_URL").ok().filter(|u| !u.is_empty()) {
         Some(server) => {
             let db = ScratchDatabase::create(&server).await.expect("TEST_DATABASE_URL answers");
@@ -148,4 +154,23 @@ pub fn outcome_of<'a>(participants: &'a Value, input: &str) -> &'a Value {
         .iter()
         .find(|p| p["input"] == input)
         .unwrap_or_else(|| panic!("no report for {input} in {participants}"))
+}
+
+impl TestApp {
+    /// Runs due jobs and moves the clock to the next due time until every job is finished (bounded).
+    pub async fn run_jobs_to_completion(&self) {
+        for _ in 0..10_000 {
+            self.service.run_due_jobs().await.expect("worker pass");
+            match self.service.next_job_due().await.expect("next due") {
+                Some(at) => {
+                    let now = convene_core::Clock::now(&self.clock);
+                    if at > now {
+                        self.clock.set(at);
+                    }
+                }
+                None => return,
+            }
+        }
+        panic!("jobs did not finish within 10000 passes");
+    }
 }

@@ -374,3 +374,189 @@ pub async fn a_malformed_cursor_is_refused(store: &dyn Store) {
     }
     assert!(!convene_store::parse_group_cursor("page-2"));
 }
+
+// ---------- idempotency keys ----------
+
+use convene_core::store::{IdempotencyClaim, IdempotencyRecord, IdempotentResponse};
+
+/// An API key in the store, for idempotency records to belong to.
+async fn stored_api_key(store: &dyn Store, name: &str) -> Uuid {
+    let key = api_key(name, &format!("hash-of-{name}"));
+    store.insert_api_key(&key).await.unwrap();
+    key.id
+}
+
+fn idempotent(api_key_id: Uuid, key: &str, fingerprint: &str, created_at: i64) -> IdempotencyRecord {
+    IdempotencyRecord {
+        api_key_id,
+        key: key.to_owned(),
+        fingerprint: fingerprint.to_owned(),
+        created_at: Timestamp::from_millis(created_at),
+        response: None,
+    }
+}
+
+fn created(body: &str) -> IdempotentResponse {
+    IdempotentResponse { status: 201, content_type: Some("application/json".into()), body: body.to_owned() }
+}
+
+/// `begin_idempotent_request` with nothing abandoned or expired.
+async fn begin(store: &dyn Store, record: &IdempotencyRecord) -> IdempotencyClaim {
+    let long_ago = Timestamp::from_millis(0);
+    store.begin_idempotent_request(record, long_ago, long_ago).await.unwrap()
+}
+
+pub async fn an_idempotency_key_is_claimed_once_and_then_answers_with_its_record(store: &dyn Store) {
+    // Arrange
+    let owner = stored_api_key(store, "ci").await;
+    let first = idempotent(owner, "order-1", "POST /v1/groups sha256=aa", T0);
+    let answer = created("{\"group\":{\"id\":\"ünïcode\"}}\n");
+
+    // Act
+    let claimed = begin(store, &first).await;
+    let while_running = begin(store, &idempotent(owner, "order-1", "POST /v1/groups sha256=aa", T0 + 5)).await;
+    store.complete_idempotent_request(&first, &answer).await.unwrap();
+    let after = begin(store, &idempotent(owner, "order-1", "POST /v1/groups sha256=bb", T0 + 9)).await;
+
+    // Assert
+    assert_eq!(claimed, IdempotencyClaim::Claimed);
+    assert_eq!(while_running, IdempotencyClaim::Existing(first.clone()), "in progress: no response yet");
+    let done = IdempotencyRecord { response: Some(answer), ..first.clone() };
+    assert_eq!(after, IdempotencyClaim::Existing(done), "the first request's fingerprint and answer, untouched");
+    let again = store.complete_idempotent_request(&first, &created("{}")).await;
+    assert!(matches!(again, Err(DbError::NotFound)), "a complete record is not completed twice: {again:?}");
+}
+
+pub async fn an_idempotent_answer_without_a_content_type_or_body_round_trips(store: &dyn Store) {
+    // Arrange
+    let owner = stored_api_key(store, "ci").await;
+    let record = idempotent(owner, "k", "DELETE /v1/x sha256=e3", T0);
+    let empty = IdempotentResponse { status: 204, content_type: None, body: String::new() };
+    begin(store, &record).await;
+
+    // Act
+    store.complete_idempotent_request(&record, &empty).await.unwrap();
+
+    // Assert
+    let expected = IdempotencyRecord { response: Some(empty), ..record.clone() };
+    assert_eq!(begin(store, &record).await, IdempotencyClaim::Existing(expected));
+}
+
+pub async fn idempotency_keys_are_scoped_to_their_api_key(store: &dyn Store) {
+    // Arrange
+    let ci = stored_api_key(store, "ci").await;
+    let ops = stored_api_key(store, "ops").await;
+
+    // Act
+    let for_ci = begin(store, &idempotent(ci, "same", "f1", T0)).await;
+    let for_ops = begin(store, &idempotent(ops, "same", "f2", T0)).await;
+
+    // Assert
+    assert_eq!((for_ci, for_ops), (IdempotencyClaim::Claimed, IdempotencyClaim::Claimed));
+}
+
+pub async fn an_abandoned_idempotency_claim_is_taken_over_and_the_old_claim_can_no_longer_finish(store: &dyn Store) {
+    // Arrange: a request started at T0 and never finished.
+    let owner = stored_api_key(store, "ci").await;
+    let stuck = idempotent(owner, "k", "f1", T0);
+    begin(store, &stuck).await;
+    let retry = idempotent(owner, "k", "f2", T0 + 300_000);
+    let never = Timestamp::from_millis(0);
+
+    // Act
+    let too_soon = store.begin_idempotent_request(&retry, Timestamp::from_millis(T0), never).await.unwrap();
+    let taken = store.begin_idempotent_request(&retry, Timestamp::from_millis(T0 + 1), never).await.unwrap();
+    let late_completion = store.complete_idempotent_request(&stuck, &created("{}")).await;
+    let late_release = store.release_idempotent_request(&stuck).await;
+
+    // Assert
+    assert_eq!(too_soon, IdempotencyClaim::Existing(stuck.clone()), "created at T0 is not before T0");
+    assert_eq!(taken, IdempotencyClaim::Claimed);
+    assert!(matches!(late_completion, Err(DbError::NotFound)), "{late_completion:?}");
+    assert!(matches!(late_release, Err(DbError::NotFound)), "{late_release:?}");
+    assert_eq!(begin(store, &stuck).await, IdempotencyClaim::Existing(retry), "the record is the new claim's");
+}
+
+pub async fn a_complete_idempotency_record_is_replaced_only_once_expired(store: &dyn Store) {
+    // Arrange
+    let owner = stored_api_key(store, "ci").await;
+    let first = idempotent(owner, "k", "f1", T0);
+    begin(store, &first).await;
+    store.complete_idempotent_request(&first, &created("{\"n\":1}")).await.unwrap();
+    let later = idempotent(owner, "k", "f2", T0 + 86_400_000);
+
+    // Act: "abandoned" is only for records in progress; "expired" is for every record.
+    let not_abandoned =
+        store.begin_idempotent_request(&later, Timestamp::from_millis(T0 + 1), Timestamp::from_millis(0));
+    let not_abandoned = not_abandoned.await.unwrap();
+    let expired = store.begin_idempotent_request(&later, Timestamp::from_millis(0), Timestamp::from_millis(T0 + 1));
+    let expired = expired.await.unwrap();
+
+    // Assert
+    assert!(matches!(&not_abandoned, IdempotencyClaim::Existing(r) if r.response.is_some()), "{not_abandoned:?}");
+    assert_eq!(expired, IdempotencyClaim::Claimed);
+    assert_eq!(begin(store, &first).await, IdempotencyClaim::Existing(later), "in progress again, with no answer");
+}
+
+pub async fn a_released_idempotency_key_can_be_claimed_again(store: &dyn Store) {
+    // Arrange
+    let owner = stored_api_key(store, "ci").await;
+    let failed = idempotent(owner, "k", "f1", T0);
+    begin(store, &failed).await;
+
+    // Act
+    store.release_idempotent_request(&failed).await.unwrap();
+    let released_twice = store.release_idempotent_request(&failed).await;
+    let retry = idempotent(owner, "k", "f1", T0 + 10);
+    let claimed = begin(store, &retry).await;
+    store.complete_idempotent_request(&retry, &created("{}")).await.unwrap();
+    let release_complete = store.release_idempotent_request(&retry).await;
+
+    // Assert
+    assert!(matches!(released_twice, Err(DbError::NotFound)), "{released_twice:?}");
+    assert_eq!(claimed, IdempotencyClaim::Claimed);
+    assert!(matches!(release_complete, Err(DbError::NotFound)), "a complete record stays: {release_complete:?}");
+    assert!(matches!(begin(store, &retry).await, IdempotencyClaim::Existing(r) if r.response.is_some()));
+}
+
+pub async fn concurrent_claims_of_one_idempotency_key_have_exactly_one_winner(store: &dyn Store) {
+    // Arrange
+    let owner = stored_api_key(store, "ci").await;
+    let records: Vec<_> = (0..4).map(|i| idempotent(owner, "k", "f", T0 + i)).collect();
+
+    // Act
+    let (a, b, c, d) = tokio::join!(
+        begin(store, &records[0]),
+        begin(store, &records[1]),
+        begin(store, &records[2]),
+        begin(store, &records[3]),
+    );
+
+    // Assert
+    let winners = [a, b, c, d].iter().filter(|c| **c == IdempotencyClaim::Claimed).count();
+    assert_eq!(winners, 1);
+}
+
+pub async fn expired_idempotency_records_are_deleted_oldest_first_a_batch_at_a_time(store: &dyn Store) {
+    // Arrange: records created at T0 … T0+4; those before T0+3 are expired.
+    let owner = stored_api_key(store, "ci").await;
+    let records: Vec<_> = (0..5).map(|i| idempotent(owner, &format!("k{i}"), "f", T0 + i)).collect();
+    for r in &records {
+        begin(store, r).await;
+    }
+    let before = Timestamp::from_millis(T0 + 3);
+
+    // Act
+    let first_batch = store.delete_expired_idempotency_keys(before, 2).await.unwrap();
+    let k0_again = IdempotencyRecord { created_at: Timestamp::from_millis(T0 + 2), ..records[0].clone() };
+    let k0_again = begin(store, &k0_again).await;
+    let second_batch = store.delete_expired_idempotency_keys(before, 2).await.unwrap();
+    let third_batch = store.delete_expired_idempotency_keys(before, 2).await.unwrap();
+
+    // Assert
+    assert_eq!((first_batch, second_batch, third_batch), (2, 2, 0), "k0 and k1, then k2 and the re-claimed k0");
+    for live in &records[3..] {
+        assert_eq!(begin(store, live).await, IdempotencyClaim::Existing(live.clone()), "{} stays", live.key);
+    }
+    assert_eq!(k0_again, IdempotencyClaim::Claimed, "k0 was gone");
+}

@@ -76,6 +76,15 @@ contract_on_postgres!(
     listing_with_no_groups_gives_one_empty_page,
     a_zero_limit_is_read_as_one,
     a_malformed_cursor_is_refused,
+    // idempotency keys
+    an_idempotency_key_is_claimed_once_and_then_answers_with_its_record,
+    an_idempotent_answer_without_a_content_type_or_body_round_trips,
+    idempotency_keys_are_scoped_to_their_api_key,
+    an_abandoned_idempotency_claim_is_taken_over_and_the_old_claim_can_no_longer_finish,
+    a_complete_idempotency_record_is_replaced_only_once_expired,
+    a_released_idempotency_key_can_be_claimed_again,
+    concurrent_claims_of_one_idempotency_key_have_exactly_one_winner,
+    expired_idempotency_records_are_deleted_oldest_first_a_batch_at_a_time,
 );
 
 #[tokio::test]
@@ -112,11 +121,11 @@ async fn replicas_starting_at_once_migrate_the_database_once() {
         }
 
         // Assert
-        let versions: Vec<i64> = sqlx::query_scalar("SELECT version FROM schema_migrations")
+        let versions: Vec<i64> = sqlx::query_scalar("SELECT version FROM schema_migrations ORDER BY version")
             .fetch_all(&PgPool::connect(&url).await.unwrap())
             .await
             .unwrap();
-        assert_eq!(versions, [1]);
+        assert_eq!(versions, [1, 2, 3]);
         for store in &stores {
             assert_eq!(store.count_api_keys().await.unwrap(), 0);
             store.close().await;

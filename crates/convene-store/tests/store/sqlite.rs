@@ -75,6 +75,15 @@ contract_on_sqlite!(
     listing_with_no_groups_gives_one_empty_page,
     a_zero_limit_is_read_as_one,
     a_malformed_cursor_is_refused,
+    // idempotency keys
+    an_idempotency_key_is_claimed_once_and_then_answers_with_its_record,
+    an_idempotent_answer_without_a_content_type_or_body_round_trips,
+    idempotency_keys_are_scoped_to_their_api_key,
+    an_abandoned_idempotency_claim_is_taken_over_and_the_old_claim_can_no_longer_finish,
+    a_complete_idempotency_record_is_replaced_only_once_expired,
+    a_released_idempotency_key_can_be_claimed_again,
+    concurrent_claims_of_one_idempotency_key_have_exactly_one_winner,
+    expired_idempotency_records_are_deleted_oldest_first_a_batch_at_a_time,
 );
 
 #[tokio::test]

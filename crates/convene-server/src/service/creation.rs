@@ -1,0 +1,577 @@
+//! Group creation that is paced and happens exactly once.
+//!
+//! Every creation — synchronous (`POST /v1/groups`, the dialects) or queued (`POST /v1/jobs/groups`) — is a job row
+//! carrying a creation key, written before the network is asked, and every attempt is a row that pacing counts.
+//! When an attempt's outcome is unknown (a lost reply, a timeout, a crash), the network is searched for the key
+//! before anything is tried again. A `rate-overlimit` or a temporary ban pauses the instance until it ends.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use convene_core::connector::CreateGroupRequest;
+use convene_core::store::{CreationAttempt, GroupRecord, InstancePause, InstanceRecord, JobRecord, JobState};
+use convene_core::{
+    ConnectorError, CreationKey, GroupDescription, GroupId, GroupMetadata, GroupSettings, GroupSubject, InstanceId,
+    PacingPolicy, ParticipantChange, ParticipantResult, PhoneNumber, Timestamp,
+};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::{
+    CreatedGroupView, GroupView, NewGroup, ParsedParticipants, ParticipantReport, Service, not_found, parse_participants,
+    results_from_membership,
+};
+use crate::error::{ApiError, FieldError, Result};
+
+/// How long an instance waits after a `rate-overlimit` that named no time, and after a ban that named no end.
+const DEFAULT_RATE_LIMIT_PAUSE: Duration = Duration::from_secs(60);
+const DEFAULT_BAN_PAUSE: Duration = Duration::from_secs(86_400);
+const DAY: Duration = Duration::from_secs(86_400);
+
+/// What a job row stores as its request.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct StoredRequest {
+    group: NewGroup,
+    /// A synchronous creation whose caller is gone is not retried: after a crash it is only reconciled.
+    synchronous: bool,
+}
+
+/// What a finished job row stores as its result.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct CreationResult {
+    pub group_id: GroupId,
+    pub instance_id: InstanceId,
+    #[schema(value_type = String, example = "120363043968066561@g.us")]
+    pub jid: convene_core::GroupJid,
+    pub participants: Vec<ParticipantReport>,
+    /// The instance's backup admins: added and made admin in every group it creates.
+    pub backup_admins: Vec<ParticipantReport>,
+}
+
+/// A creation checked and ready for the network.
+struct Prepared {
+    request: CreateGroupRequest,
+    participants: ParsedParticipants,
+    backup_admins: Vec<PhoneNumber>,
+    auto_invite: bool,
+}
+
+/// How one attempt ended.
+enum Attempted {
+    Created(GroupMetadata, Vec<ParticipantResult>),
+    Failed(ConnectorError),
+}
+
+/// Retry and pacing settings of the creation queue.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreationConfig {
+    /// Attempts before a queued creation fails for good (network refusals from limits do not count against it).
+    pub max_attempts: u32,
+    /// Waits between attempts after failures, in seconds; the last repeats. Each gets ±20% jitter.
+    pub retry_schedule_secs: Vec<u64>,
+    /// Pacing of sandbox instances unless an instance sets its own.
+    pub sandbox_pacing: PacingPolicy,
+    /// Pacing of real numbers unless an instance sets its own.
+    pub whatsapp_pacing: PacingPolicy,
+}
+
+impl CreationConfig {
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        if self.max_attempts == 0 {
+            return Err("creation.max_attempts must be at least 1".into());
+        }
+        if self.retry_schedule_secs.is_empty() {
+            return Err("creation.retry_schedule_secs must name at least one wait".into());
+        }
+        self.sandbox_pacing.validate().map_err(|e| format!("creation.sandbox_pacing: {e}"))?;
+        self.whatsapp_pacing.validate().map_err(|e| format!("creation.whatsapp_pacing: {e}"))
+    }
+
+    /// The wait before attempt `attempts + 1`, with a jitter of ±20% drawn from the job id (repeatable).
+    fn retry_delay(&self, attempts: u32, job: Uuid) -> Duration {
+        let i = (attempts.max(1) as usize - 1).min(self.retry_schedule_secs.len() - 1);
+        let base = Duration::from_secs(self.retry_schedule_secs[i]);
+        let spread = (job.as_u128() % 41) as f64 / 100.0 - 0.2;
+        base.mul_f64(1.0 + spread)
+    }
+}
+
+/// What `POST /v1/jobs/groups` accepted.
+pub struct Enqueued {
+    pub batch_id: Uuid,
+    pub jobs: Vec<JobRecord>,
+}
+
+impl Service {
+    /// The policy that paces `instance`: its own, or its kind's default.
+    pub async fn pacing_policy(&self, instance: &InstanceRecord) -> Result<PacingPolicy> {
+        let own = self.store.instance_settings(instance.id).await?.pacing;
+        Ok(own.unwrap_or(match instance.kind {
+            convene_core::ConnectorKind::Sandbox => self.creation.sandbox_pacing,
+            convene_core::ConnectorKind::Whatsapp => self.creation.whatsapp_pacing,
+        }))
+    }
+
+    /// When `instance` may next create a group (now or earlier: at once), and the network's pause if one runs.
+    pub async fn next_creation_at(&self, instance: &InstanceRecord) -> Result<(Timestamp, Option<InstancePause>)> {
+        let now = self.clock.now();
+        let policy = self.pacing_policy(instance).await?;
+        let since = Timestamp::from_millis(now.as_millis() - DAY.as_millis() as i64);
+        let recent = self.store.creation_attempt_times(instance.id, since).await?;
+        let pause = self.store.instance_pause(instance.id).await?.filter(|p| p.until > now);
+        Ok((policy.next_allowed(&recent, pause.as_ref().map(|p| p.until), now), pause))
+    }
+
+    /// Checks a creation and adds the instance's backup admins. Every bad field is named, under `prefix`.
+    async fn prepare(&self, instance: &InstanceRecord, new: &NewGroup, prefix: &str) -> std::result::Result<Prepared, Vec<FieldError>> {
+        let at = |field: &str| format!("{prefix}{field}");
+        let mut errors = Vec::new();
+        let subject = GroupSubject::parse(&new.subject).map_err(|m| errors.push(FieldError::new(at("subject"), m))).ok();
+        let description = match new.description.as_deref() {
+            None | Some("") => None,
+            Some(d) => GroupDescription::parse(d).map_err(|m| errors.push(FieldError::new(at("description"), m))).ok(),
+        };
+        if new.participants.is_empty() {
+            errors.push(FieldError::new(at("participants"), "name at least one participant, as WhatsApp requires"));
+        }
+        let participants = parse_participants(&at("participants"), &new.participants, instance.phone.as_ref())
+            .map_err(|mut e| errors.append(&mut e))
+            .ok();
+        let settings_row = match self.store.instance_settings(instance.id).await {
+            Ok(s) => s,
+            Err(e) => {
+                errors.push(FieldError::new(at("instance_id"), format!("settings unreadable: {e}")));
+                return Err(errors);
+            }
+        };
+        let (Some(subject), Some(participants), true) = (subject, participants, errors.is_empty()) else {
+            return Err(errors);
+        };
+        let mut phones = participants.phones();
+        let requested: HashSet<PhoneNumber> = phones.iter().cloned().collect();
+        let backup_admins: Vec<PhoneNumber> =
+            settings_row.backup_admins.into_iter().filter(|p| Some(p) != instance.phone.as_ref()).collect();
+        phones.extend(backup_admins.iter().filter(|p| !requested.contains(*p)).cloned());
+        let mut settings = GroupSettings::default();
+        new.settings.apply(&mut settings);
+        Ok(Prepared {
+            request: CreateGroupRequest { subject, description, participants: phones, settings, key: CreationKey::new() },
+            participants,
+            backup_admins,
+            auto_invite: new.auto_invite.unwrap_or(settings_row.auto_invite),
+        })
+    }
+
+    /// Creates a group now, or refuses with 429 and the wait when the instance's pacing does not allow it yet
+    /// (nothing is sent to the network then).
+    pub async fn create_group(&self, instance_id: InstanceId, new: NewGroup) -> Result<CreatedGroupView> {
+        let instance =
+            self.store.get_instance(instance_id).await.map_err(|e| not_found(e, || format!("no instance {instance_id}")))?;
+        let prepared = self.prepare(&instance, &new, "").await.map_err(ApiError::Validation)?;
+        let connector = self.connector(instance_id)?;
+        let _turn = self.creation_turn(instance_id).await;
+        let now = self.clock.now();
+        let (next, pause) = self.next_creation_at(&instance).await?;
+        if next > now {
+            let why = match pause {
+                Some(p) => format!("the network paused this number's group creation ({})", p.reason),
+                None => "this instance's pacing policy does not allow another group yet".to_owned(),
+            };
+            return Err(ApiError::TooManyRequests {
+                detail: format!("{why}; try again at {next}"),
+                retry_after: Some(now.until(next)),
+            });
+        }
+        let stored = StoredRequest { group: new, synchronous: true };
+        let mut job = self.new_job(&stored, &prepared, vec![instance_id], None, now)?;
+        job.state = JobState::Running;
+        job.pinned_instance_id = Some(instance_id);
+        job.attempts = 1;
+        self.store.insert_jobs(std::slice::from_ref(&job)).await?;
+        match self.attempt(&job, instance_id, connector.as_ref(), &prepared.request).await? {
+            Attempted::Created(metadata, results) => {
+                let (view, result) = self.record_created(&instance, metadata, results, &prepared, connector.as_ref()).await?;
+                self.finish_job(job, JobState::Succeeded, Some(&result), None).await?;
+                Ok(view)
+            }
+            Attempted::Failed(e) => {
+                self.finish_job(job, JobState::Failed, None, Some(e.to_string())).await?;
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Queues creations to run as soon as pacing allows, each on whichever of `instance_ids` may create soonest.
+    /// All are checked first: one bad entry refuses the batch, naming `groups[i].field`.
+    pub async fn enqueue_groups(&self, instance_ids: &[InstanceId], groups: Vec<NewGroup>) -> Result<Enqueued> {
+        let mut errors = Vec::new();
+        if instance_ids.is_empty() {
+            errors.push(FieldError::new("instance_ids", "name at least one instance"));
+        }
+        if groups.is_empty() || groups.len() > 1000 {
+            errors.push(FieldError::new("groups", "send 1 to 1000 groups"));
+        }
+        let mut instances = Vec::new();
+        for (i, id) in instance_ids.iter().enumerate() {
+            match self.store.get_instance(*id).await {
+                Ok(instance) => instances.push(instance),
+                Err(convene_core::DbError::NotFound) => {
+                    errors.push(FieldError::new(format!("instance_ids[{i}]"), format!("no instance {id}")));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if !errors.is_empty() {
+            return Err(ApiError::Validation(errors));
+        }
+        let now = self.clock.now();
+        let batch_id = Uuid::now_v7();
+        let mut jobs = Vec::new();
+        for (i, group) in groups.into_iter().enumerate() {
+            // Checked against the first instance; participants that are another instance's own number are caught
+            // when the job runs.
+            match self.prepare(&instances[0], &group, &format!("groups[{i}].")).await {
+                Ok(prepared) => {
+                    let stored = StoredRequest { group, synchronous: false };
+                    jobs.push(self.new_job(&stored, &prepared, instance_ids.to_vec(), Some(batch_id), now)?);
+                }
+                Err(mut e) => errors.append(&mut e),
+            }
+        }
+        if !errors.is_empty() {
+            return Err(ApiError::Validation(errors));
+        }
+        self.store.insert_jobs(&jobs).await?;
+        self.job_added.notify_one();
+        Ok(Enqueued { batch_id, jobs })
+    }
+
+    pub async fn job(&self, id: Uuid) -> Result<(JobRecord, Vec<CreationAttempt>)> {
+        let job = self.store.get_job(id).await.map_err(|e| not_found(e, || format!("no job {id}")))?;
+        let attempts = self.store.job_attempts(id).await?;
+        Ok((job, attempts))
+    }
+
+    /// Cancels a queued job; one that is running or finished is a conflict.
+    pub async fn cancel_job(&self, id: Uuid) -> Result<JobRecord> {
+        let mut job = self.store.get_job(id).await.map_err(|e| not_found(e, || format!("no job {id}")))?;
+        if job.state != JobState::Queued {
+            return Err(ApiError::Conflict(format!("job {id} is {} and cannot be cancelled", job.state.as_str())));
+        }
+        job.state = JobState::Cancelled;
+        job.updated_at = self.clock.now();
+        self.store.update_job(&job).await?;
+        Ok(job)
+    }
+
+    /// The result stored in a finished job.
+    pub fn job_result(job: &JobRecord) -> Option<CreationResult> {
+        job.result.as_deref().and_then(|r| serde_json::from_str(r).ok())
+    }
+
+    /// Runs every job due now, one at a time; returns how many it touched. The worker calls this in a loop, tests
+    /// call it directly after moving the clock.
+    pub async fn run_due_jobs(&self) -> Result<usize> {
+        let due = self.store.due_jobs(self.clock.now(), 100).await?;
+        let n = due.len();
+        for job in due {
+            let id = job.id;
+            if let Err(e) = self.run_job(job).await {
+                tracing::error!(job = %id, error = ?e, "job step failed");
+            }
+        }
+        Ok(n)
+    }
+
+    /// After a crash: jobs that were running go back to the queue, to be reconciled first.
+    pub async fn recover_interrupted_jobs(&self) -> Result<u64> {
+        Ok(self.store.requeue_interrupted_jobs(self.clock.now()).await?)
+    }
+
+    /// When the next queued job is due.
+    pub async fn next_job_due(&self) -> Result<Option<Timestamp>> {
+        Ok(self.store.next_job_due().await?)
+    }
+
+    async fn run_job(&self, mut job: JobRecord) -> Result<()> {
+        let now = self.clock.now();
+        let stored: StoredRequest = serde_json::from_str(&job.request).map_err(ApiError::internal)?;
+        if job.needs_reconcile {
+            let Some(pinned) = job.pinned_instance_id else {
+                return self.finish_job(job, JobState::Failed, None, Some("reconcile without an instance".into())).await;
+            };
+            match self.reconcile(&job, pinned, &stored).await {
+                Ok(true) => return Ok(()),
+                Ok(false) if stored.synchronous => {
+                    let why = "the creation's outcome was unknown and the group is not on the network".to_owned();
+                    return self.finish_job(job, JobState::Failed, None, Some(why)).await;
+                }
+                Ok(false) => job.needs_reconcile = false,
+                Err(e) => {
+                    job.next_run_at = now.plus(self.creation.retry_delay(job.attempts, job.id));
+                    job.last_error = Some(format!("reconciliation: {e}"));
+                    job.updated_at = now;
+                    return Ok(self.store.update_job(&job).await?);
+                }
+            }
+        }
+        // The instance that may create soonest.
+        let mut best: Option<(Timestamp, InstanceRecord)> = None;
+        for id in &job.instance_ids {
+            let Ok(instance) = self.store.get_instance(*id).await else { continue };
+            if self.connector(*id).is_err() {
+                continue;
+            }
+            let (next, _) = self.next_creation_at(&instance).await?;
+            if best.as_ref().is_none_or(|(b, _)| next < *b) {
+                best = Some((next, instance));
+            }
+        }
+        let Some((next, instance)) = best else {
+            return self.finish_job(job, JobState::Failed, None, Some("none of the job's instances exists".into())).await;
+        };
+        if next > now {
+            job.next_run_at = next;
+            job.updated_at = now;
+            return Ok(self.store.update_job(&job).await?);
+        }
+        let prepared = match self.prepare(&instance, &stored.group, "").await {
+            Ok(mut p) => {
+                p.request.key = CreationKey(job.creation_key.clone());
+                p
+            }
+            Err(errors) => {
+                let why = errors.iter().map(|e| format!("{}: {}", e.field, e.message)).collect::<Vec<_>>().join("; ");
+                return self.finish_job(job, JobState::Failed, None, Some(why)).await;
+            }
+        };
+        let connector = self.connector(instance.id)?;
+        let _turn = self.creation_turn(instance.id).await;
+        if !self.store.claim_job(job.id, instance.id, now).await? {
+            return Ok(());
+        }
+        job.state = JobState::Running;
+        job.pinned_instance_id = Some(instance.id);
+        job.attempts += 1;
+        match self.attempt(&job, instance.id, connector.as_ref(), &prepared.request).await? {
+            Attempted::Created(metadata, results) => {
+                let (_, result) = self.record_created(&instance, metadata, results, &prepared, connector.as_ref()).await?;
+                self.finish_job(job, JobState::Succeeded, Some(&result), None).await
+            }
+            Attempted::Failed(e) => {
+                let now = self.clock.now();
+                job.state = JobState::Queued;
+                job.last_error = Some(e.to_string());
+                job.updated_at = now;
+                match e {
+                    ConnectorError::OutcomeUnknown => {
+                        job.needs_reconcile = true;
+                        job.next_run_at = now.plus(self.creation.retry_delay(job.attempts, job.id));
+                    }
+                    // Refused by the network's limits: nothing was created; the instance is paused (see `attempt`)
+                    // and the job goes to whichever instance is free first.
+                    ConnectorError::RateLimited { .. } | ConnectorError::TemporarilyBanned { .. } => {
+                        job.next_run_at = now;
+                    }
+                    _ if job.attempts >= self.creation.max_attempts => {
+                        return self.finish_job(job, JobState::Failed, None, Some(e.to_string())).await;
+                    }
+                    _ => job.next_run_at = now.plus(self.creation.retry_delay(job.attempts, job.id)),
+                }
+                Ok(self.store.update_job(&job).await?)
+            }
+        }
+    }
+
+    /// Looks for the job's group on the network; records it and finishes the job when found.
+    async fn reconcile(&self, job: &JobRecord, instance_id: InstanceId, stored: &StoredRequest) -> Result<bool> {
+        let instance = self.store.get_instance(instance_id).await?;
+        let connector = self.connector(instance_id)?;
+        let Some(metadata) = connector.find_created_group(&CreationKey(job.creation_key.clone())).await? else {
+            return Ok(false);
+        };
+        let mut prepared = self.prepare(&instance, &stored.group, "").await.map_err(ApiError::Validation)?;
+        prepared.request.key = CreationKey(job.creation_key.clone());
+        let results = results_from_membership(&metadata, &prepared.request.participants);
+        let (_, result) = self.record_created(&instance, metadata, results, &prepared, connector.as_ref()).await?;
+        self.finish_job(job.clone(), JobState::Succeeded, Some(&result), None).await?;
+        Ok(true)
+    }
+
+    /// One network attempt, recorded before it is made. A lost reply is looked for at once; limits pause the
+    /// instance.
+    async fn attempt(
+        &self,
+        job: &JobRecord,
+        instance_id: InstanceId,
+        connector: &dyn convene_core::Connector,
+        request: &CreateGroupRequest,
+    ) -> Result<Attempted> {
+        let attempt = CreationAttempt {
+            id: Uuid::now_v7(),
+            instance_id,
+            job_id: Some(job.id),
+            started_at: self.clock.now(),
+            finished_at: None,
+            outcome: None,
+            detail: None,
+        };
+        self.store.insert_creation_attempt(&attempt).await?;
+        let (outcome, result) = match connector.create_group(request).await {
+            Ok(created) => ("created", Attempted::Created(created.metadata, created.participants)),
+            // The reply was lost: the group may exist. Look for it before anything else.
+            Err(ConnectorError::OutcomeUnknown) => match connector.find_created_group(&request.key).await {
+                Ok(Some(metadata)) => {
+                    let results = results_from_membership(&metadata, &request.participants);
+                    ("found", Attempted::Created(metadata, results))
+                }
+                Ok(None) | Err(_) => ("unknown", Attempted::Failed(ConnectorError::OutcomeUnknown)),
+            },
+            Err(e @ ConnectorError::RateLimited { retry_after }) => {
+                let until = self.clock.now().plus(retry_after.unwrap_or(DEFAULT_RATE_LIMIT_PAUSE));
+                self.pause(instance_id, until, "rate-overlimit from WhatsApp").await?;
+                ("rate_limited", Attempted::Failed(e))
+            }
+            Err(e @ ConnectorError::TemporarilyBanned { until }) => {
+                let until = until.unwrap_or_else(|| self.clock.now().plus(DEFAULT_BAN_PAUSE));
+                self.pause(instance_id, until, "temporarily banned by WhatsApp (code 103)").await?;
+                ("banned", Attempted::Failed(e))
+            }
+            Err(e) => ("failed", Attempted::Failed(e)),
+        };
+        let detail = match &result {
+            Attempted::Failed(e) => Some(e.to_string()),
+            Attempted::Created(m, _) => Some(m.jid.to_string()),
+        };
+        self.store.finish_creation_attempt(attempt.id, self.clock.now(), outcome, detail.as_deref()).await?;
+        Ok(result)
+    }
+
+    async fn pause(&self, instance_id: InstanceId, until: Timestamp, reason: &str) -> Result<()> {
+        tracing::warn!(instance = %instance_id, %until, reason, "group creation paused");
+        let pause = InstancePause { until, reason: reason.to_owned() };
+        Ok(self.store.set_instance_pause(instance_id, Some(&pause)).await?)
+    }
+
+    /// Records a created group (once: a record already there from an interrupted run is reused), sends private
+    /// invites, and makes the backup admins admins.
+    async fn record_created(
+        &self,
+        instance: &InstanceRecord,
+        metadata: GroupMetadata,
+        results: Vec<ParticipantResult>,
+        prepared: &Prepared,
+        connector: &dyn convene_core::Connector,
+    ) -> Result<(CreatedGroupView, CreationResult)> {
+        let now = self.clock.now();
+        let record = GroupRecord {
+            id: GroupId::new(),
+            instance_id: instance.id,
+            jid: metadata.jid.clone(),
+            subject: metadata.subject.clone(),
+            description: metadata.description.clone(),
+            settings: metadata.settings,
+            created_at: now,
+            updated_at: now,
+            left_at: None,
+        };
+        let record = match self.store.insert_group(&record).await {
+            Ok(()) => record,
+            Err(convene_core::DbError::Conflict) => {
+                let mut found = self.store.find_groups_by_jid(&metadata.jid, Some(instance.id)).await?;
+                found.pop().ok_or_else(|| ApiError::internal(anyhow::anyhow!("group record vanished")))?
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let backup: HashSet<&PhoneNumber> = prepared.backup_admins.iter().collect();
+        let requested: HashSet<&PhoneNumber> = prepared.participants.numbers.iter().map(|(_, p)| p).collect();
+        let (for_backups, for_participants): (Vec<ParticipantResult>, Vec<ParticipantResult>) =
+            results.into_iter().partition(|r| backup.contains(&r.phone) && !requested.contains(&r.phone));
+        let mut reports = prepared.participants.reports(for_participants.clone());
+        // A backup admin who was also requested is reported in both lists.
+        let mut backup_reports: Vec<ParticipantReport> = prepared
+            .backup_admins
+            .iter()
+            .map(|p| {
+                let r = for_backups.iter().chain(&for_participants).find(|r| &r.phone == p);
+                match r {
+                    Some(r) => ParticipantReport::from_result(&p.e164(), r.clone()),
+                    None => ParticipantReport::new(&p.e164(), Some(p.clone()), convene_core::ParticipantOutcome::Failed, None),
+                }
+            })
+            .collect();
+        if prepared.auto_invite {
+            self.invite_refused(connector, &record, &mut reports).await;
+        }
+        let to_promote: Vec<PhoneNumber> = backup_reports
+            .iter()
+            .filter(|r| r.outcome.is_success() || r.outcome == convene_core::ParticipantOutcome::AlreadyMember)
+            .filter_map(|r| r.phone.clone())
+            .collect();
+        if !to_promote.is_empty() {
+            match connector.change_participants(&record.jid, ParticipantChange::Promote, &to_promote).await {
+                Ok(promoted) => {
+                    for p in promoted {
+                        if let Some(r) = backup_reports.iter_mut().find(|r| r.phone.as_ref() == Some(&p.phone)) {
+                            *r = ParticipantReport::from_result(&r.input.clone(), p);
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(group = %record.jid, error = %e, "backup admins not promoted"),
+            }
+        }
+        let members = connector.group_metadata(&record.jid).await.map(|m| m.members).unwrap_or(metadata.members);
+        let result = CreationResult {
+            group_id: record.id,
+            instance_id: instance.id,
+            jid: record.jid.clone(),
+            participants: reports.clone(),
+            backup_admins: backup_reports,
+        };
+        Ok((CreatedGroupView { group: GroupView { record, members: Some(members) }, participants: reports }, result))
+    }
+
+    fn new_job(
+        &self,
+        stored: &StoredRequest,
+        prepared: &Prepared,
+        instance_ids: Vec<InstanceId>,
+        batch_id: Option<Uuid>,
+        now: Timestamp,
+    ) -> Result<JobRecord> {
+        Ok(JobRecord {
+            id: Uuid::now_v7(),
+            batch_id,
+            state: JobState::Queued,
+            instance_ids,
+            pinned_instance_id: None,
+            request: serde_json::to_string(stored).map_err(ApiError::internal)?,
+            creation_key: prepared.request.key.0.clone(),
+            attempts: 0,
+            next_run_at: now,
+            needs_reconcile: false,
+            last_error: None,
+            result: None,
+            created_at: now,
+            updated_at: now,
+        })
+    }
+
+    async fn finish_job(
+        &self,
+        mut job: JobRecord,
+        state: JobState,
+        result: Option<&CreationResult>,
+        error: Option<String>,
+    ) -> Result<()> {
+        job.state = state;
+        job.needs_reconcile = false;
+        job.result = result.map(serde_json::to_string).transpose().map_err(ApiError::internal)?;
+        if error.is_some() {
+            job.last_error = error;
+        }
+        job.updated_at = self.clock.now();
+        Ok(self.store.update_job(&job).await?)
+    }
+}

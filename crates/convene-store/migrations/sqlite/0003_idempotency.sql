@@ -1,0 +1,20 @@
+-- Requests sent to the native API with an `Idempotency-Key`: one row per (API key, idempotency key), written before
+-- the request runs and completed with its answer, so that a repeat is answered from here instead of run again.
+-- Same types as 0001: timestamps INTEGER unix milliseconds, uuids TEXT.
+
+CREATE TABLE idempotency_keys (
+    api_key_id      TEXT    NOT NULL REFERENCES api_keys (id) ON DELETE CASCADE,
+    idempotency_key TEXT    NOT NULL,
+    -- Method, path, query and body hash of the request that first used the key.
+    fingerprint     TEXT    NOT NULL,
+    created_at      INTEGER NOT NULL,
+    -- The answer: all NULL while the request is in progress.
+    status          INTEGER,
+    content_type    TEXT,
+    body            TEXT,
+    PRIMARY KEY (api_key_id, idempotency_key),
+    CHECK ((status IS NULL) = (body IS NULL))
+) STRICT;
+
+-- Expired rows, oldest first.
+CREATE INDEX idempotency_keys_created_at ON idempotency_keys (created_at);

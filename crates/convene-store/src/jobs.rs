@@ -1,0 +1,306 @@
+//! The queries behind pacing and the creation queue (migration 0002): instance settings and pauses, creation
+//! attempts, and jobs. Shared by both backends like those in `sql`.
+
+use convene_core::store::{
+    CreationAttempt, DbResult, InstancePause, InstanceSettings, JobListQuery, JobRecord, JobState,
+};
+use convene_core::{DbError, InstanceId, PacingPolicy, PhoneNumber, Timestamp};
+use uuid::Uuid;
+
+use crate::sql::{Backend, Statement};
+use crate::stored::{Columns, corrupt};
+
+fn id(u: Uuid) -> String {
+    u.hyphenated().to_string()
+}
+
+fn uuid(column: &str, value: &str) -> DbResult<Uuid> {
+    Uuid::parse_str(value).map_err(|_| corrupt(column, value, "a uuid"))
+}
+
+fn int_u32(column: &str, value: i64) -> DbResult<u32> {
+    u32::try_from(value).map_err(|_| corrupt(column, value, "a count"))
+}
+
+fn settings(row: &dyn Columns) -> DbResult<InstanceSettings> {
+    let pacing = match row.int_or_null("pacing_burst")? {
+        None => None,
+        Some(burst) => Some(PacingPolicy {
+            min_interval_secs: u64::try_from(row.int_or_null("pacing_min_interval_secs")?.unwrap_or(0))
+                .map_err(|_| corrupt("instance_settings.pacing_min_interval_secs", "negative", "seconds"))?,
+            burst: int_u32("instance_settings.pacing_burst", burst)?,
+            daily_cap: row
+                .int_or_null("pacing_daily_cap")?
+                .map(|c| int_u32("instance_settings.pacing_daily_cap", c))
+                .transpose()?,
+        }),
+    };
+    let backup_admins = row
+        .text("backup_admins")?
+        .split_whitespace()
+        .map(|p| PhoneNumber::parse(p).map_err(|_| corrupt("instance_settings.backup_admins", p, "phone numbers")))
+        .collect::<DbResult<Vec<_>>>()?;
+    Ok(InstanceSettings { pacing, auto_invite: row.flag("auto_invite")?, backup_admins })
+}
+
+fn pause(row: &dyn Columns) -> DbResult<Option<InstancePause>> {
+    Ok(match (row.int_or_null("paused_until")?, row.text_or_null("pause_reason")?) {
+        (Some(until), reason) => {
+            Some(InstancePause { until: Timestamp::from_millis(until), reason: reason.unwrap_or_default().to_owned() })
+        }
+        (None, _) => None,
+    })
+}
+
+fn attempt(row: &dyn Columns) -> DbResult<CreationAttempt> {
+    Ok(CreationAttempt {
+        id: uuid("creation_attempts.id", row.text("id")?)?,
+        instance_id: InstanceId(row.int("instance_id")?),
+        job_id: row.text_or_null("job_id")?.map(|j| uuid("creation_attempts.job_id", j)).transpose()?,
+        started_at: Timestamp::from_millis(row.int("started_at")?),
+        finished_at: row.int_or_null("finished_at")?.map(Timestamp::from_millis),
+        outcome: row.text_or_null("outcome")?.map(str::to_owned),
+        detail: row.text_or_null("detail")?.map(str::to_owned),
+    })
+}
+
+fn job(row: &dyn Columns) -> DbResult<JobRecord> {
+    let state = row.text("state")?;
+    let instance_ids = row
+        .text("instance_ids")?
+        .split_whitespace()
+        .map(|i| i.parse().map(InstanceId).map_err(|_| corrupt("jobs.instance_ids", i, "instance ids")))
+        .collect::<DbResult<Vec<_>>>()?;
+    Ok(JobRecord {
+        id: uuid("jobs.id", row.text("id")?)?,
+        batch_id: row.text_or_null("batch_id")?.map(|b| uuid("jobs.batch_id", b)).transpose()?,
+        state: JobState::parse(state).ok_or_else(|| corrupt("jobs.state", state, "a job state"))?,
+        instance_ids,
+        pinned_instance_id: row.int_or_null("pinned_instance_id")?.map(InstanceId),
+        request: row.text("request")?.to_owned(),
+        creation_key: row.text("creation_key")?.to_owned(),
+        attempts: int_u32("jobs.attempts", row.int("attempts")?)?,
+        next_run_at: Timestamp::from_millis(row.int("next_run_at")?),
+        needs_reconcile: row.flag("needs_reconcile")?,
+        last_error: row.text_or_null("last_error")?.map(str::to_owned),
+        result: row.text_or_null("result")?.map(str::to_owned),
+        created_at: Timestamp::from_millis(row.int("created_at")?),
+        updated_at: Timestamp::from_millis(row.int("updated_at")?),
+    })
+}
+
+macro_rules! select_jobs {
+    ($rest:literal) => {
+        concat!(
+            "SELECT id, batch_id, state, instance_ids, pinned_instance_id, request, creation_key, attempts, ",
+            "next_run_at, needs_reconcile, last_error, result, created_at, updated_at FROM jobs ",
+            $rest
+        )
+    };
+}
+
+pub(crate) async fn instance_settings(db: &impl Backend, instance: InstanceId) -> DbResult<InstanceSettings> {
+    let statement = Statement::new(
+        "SELECT pacing_min_interval_secs, pacing_burst, pacing_daily_cap, auto_invite, backup_admins \
+         FROM instance_settings WHERE instance_id = $1",
+    )
+    .bind(instance.0);
+    Ok(db.fetch(statement, settings).await?.into_iter().next().unwrap_or_default())
+}
+
+pub(crate) async fn put_instance_settings(
+    db: &impl Backend,
+    instance: InstanceId,
+    s: &InstanceSettings,
+) -> DbResult<()> {
+    let statement = Statement::new(
+        "INSERT INTO instance_settings (instance_id, pacing_min_interval_secs, pacing_burst, pacing_daily_cap, \
+         auto_invite, backup_admins) VALUES ($1, $2, $3, $4, $5, $6) \
+         ON CONFLICT (instance_id) DO UPDATE SET pacing_min_interval_secs = excluded.pacing_min_interval_secs, \
+         pacing_burst = excluded.pacing_burst, pacing_daily_cap = excluded.pacing_daily_cap, \
+         auto_invite = excluded.auto_invite, backup_admins = excluded.backup_admins",
+    )
+    .bind(instance.0)
+    .bind(s.pacing.map(|p| i64::try_from(p.min_interval_secs).unwrap_or(i64::MAX)))
+    .bind(s.pacing.map(|p| i64::from(p.burst)))
+    .bind(s.pacing.and_then(|p| p.daily_cap).map(i64::from))
+    .bind(s.auto_invite)
+    .bind(s.backup_admins.iter().map(PhoneNumber::digits).collect::<Vec<_>>().join(" "));
+    db.execute(statement).await.map(drop)
+}
+
+pub(crate) async fn set_instance_pause(
+    db: &impl Backend,
+    instance: InstanceId,
+    p: Option<&InstancePause>,
+) -> DbResult<()> {
+    let statement = Statement::new(
+        "INSERT INTO instance_settings (instance_id, paused_until, pause_reason) VALUES ($1, $2, $3) \
+         ON CONFLICT (instance_id) DO UPDATE SET paused_until = excluded.paused_until, \
+         pause_reason = excluded.pause_reason",
+    )
+    .bind(instance.0)
+    .bind(p.map(|p| p.until.as_millis()))
+    .bind(p.map(|p| p.reason.clone()));
+    db.execute(statement).await.map(drop)
+}
+
+pub(crate) async fn instance_pause(db: &impl Backend, instance: InstanceId) -> DbResult<Option<InstancePause>> {
+    let statement = Statement::new("SELECT paused_until, pause_reason FROM instance_settings WHERE instance_id = $1")
+        .bind(instance.0);
+    Ok(db.fetch(statement, pause).await?.into_iter().next().flatten())
+}
+
+pub(crate) async fn insert_creation_attempt(db: &impl Backend, a: &CreationAttempt) -> DbResult<()> {
+    let statement = Statement::new(
+        "INSERT INTO creation_attempts (id, instance_id, job_id, started_at, finished_at, outcome, detail) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(id(a.id))
+    .bind(a.instance_id.0)
+    .bind(a.job_id.map(id))
+    .bind(a.started_at.as_millis())
+    .bind(a.finished_at.map(Timestamp::as_millis))
+    .bind(a.outcome.clone())
+    .bind(a.detail.clone());
+    db.execute(statement).await.map(drop)
+}
+
+pub(crate) async fn finish_creation_attempt(
+    db: &impl Backend,
+    attempt: Uuid,
+    finished_at: Timestamp,
+    outcome: &str,
+    detail: Option<&str>,
+) -> DbResult<()> {
+    let statement =
+        Statement::new("UPDATE creation_attempts SET finished_at = $2, outcome = $3, detail = $4 WHERE id = $1")
+            .bind(id(attempt))
+            .bind(finished_at.as_millis())
+            .bind(outcome)
+            .bind(detail);
+    match db.execute(statement).await? {
+        0 => Err(DbError::NotFound),
+        _ => Ok(()),
+    }
+}
+
+pub(crate) async fn creation_attempt_times(
+    db: &impl Backend,
+    instance: InstanceId,
+    since: Timestamp,
+) -> DbResult<Vec<Timestamp>> {
+    let statement = Statement::new(
+        "SELECT started_at FROM creation_attempts WHERE instance_id = $1 AND started_at >= $2 ORDER BY started_at",
+    )
+    .bind(instance.0)
+    .bind(since.as_millis());
+    db.fetch(statement, |row| Ok(Timestamp::from_millis(row.int("started_at")?))).await
+}
+
+pub(crate) async fn job_attempts(db: &impl Backend, job_id: Uuid) -> DbResult<Vec<CreationAttempt>> {
+    let statement = Statement::new(
+        "SELECT id, instance_id, job_id, started_at, finished_at, outcome, detail FROM creation_attempts \
+         WHERE job_id = $1 ORDER BY started_at, id",
+    )
+    .bind(id(job_id));
+    db.fetch(statement, attempt).await
+}
+
+pub(crate) async fn insert_jobs(db: &impl Backend, jobs: &[JobRecord]) -> DbResult<()> {
+    let statements = jobs
+        .iter()
+        .map(|j| {
+            Statement::new(
+                "INSERT INTO jobs (id, batch_id, state, instance_ids, pinned_instance_id, request, creation_key, \
+                 attempts, next_run_at, needs_reconcile, last_error, result, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+            )
+            .bind(id(j.id))
+            .bind(j.batch_id.map(id))
+            .bind(j.state.as_str())
+            .bind(j.instance_ids.iter().map(|i| i.0.to_string()).collect::<Vec<_>>().join(" "))
+            .bind(j.pinned_instance_id.map(|i| i.0))
+            .bind(j.request.as_str())
+            .bind(j.creation_key.as_str())
+            .bind(i64::from(j.attempts))
+            .bind(j.next_run_at.as_millis())
+            .bind(j.needs_reconcile)
+            .bind(j.last_error.clone())
+            .bind(j.result.clone())
+            .bind(j.created_at.as_millis())
+            .bind(j.updated_at.as_millis())
+        })
+        .collect();
+    db.execute_all(statements).await
+}
+
+pub(crate) async fn get_job(db: &impl Backend, job_id: Uuid) -> DbResult<JobRecord> {
+    let statement = Statement::new(select_jobs!("WHERE id = $1")).bind(id(job_id));
+    db.fetch(statement, job).await?.into_iter().next().ok_or(DbError::NotFound)
+}
+
+pub(crate) async fn list_jobs(db: &impl Backend, q: &JobListQuery) -> DbResult<Vec<JobRecord>> {
+    let statement = Statement::new(select_jobs!(
+        "WHERE ($1 IS NULL OR state = $1) AND ($2 IS NULL OR batch_id = $2) ORDER BY created_at DESC, id DESC LIMIT $3"
+    ))
+    .bind(q.state.map(JobState::as_str))
+    .bind(q.batch_id.map(id))
+    .bind(i64::from(q.limit.clamp(1, 500)));
+    db.fetch(statement, job).await
+}
+
+pub(crate) async fn due_jobs(db: &impl Backend, now: Timestamp, limit: u32) -> DbResult<Vec<JobRecord>> {
+    let statement = Statement::new(select_jobs!(
+        "WHERE state = 'queued' AND next_run_at <= $1 ORDER BY next_run_at, created_at, id LIMIT $2"
+    ))
+    .bind(now.as_millis())
+    .bind(i64::from(limit.max(1)));
+    db.fetch(statement, job).await
+}
+
+pub(crate) async fn next_job_due(db: &impl Backend) -> DbResult<Option<Timestamp>> {
+    let statement = Statement::new("SELECT MIN(next_run_at) AS at FROM jobs WHERE state = 'queued'");
+    let rows = db.fetch(statement, |row| Ok(row.int_or_null("at")?.map(Timestamp::from_millis))).await?;
+    Ok(rows.into_iter().next().flatten())
+}
+
+pub(crate) async fn claim_job(db: &impl Backend, job_id: Uuid, instance: InstanceId, now: Timestamp) -> DbResult<bool> {
+    let statement = Statement::new(
+        "UPDATE jobs SET state = 'running', attempts = attempts + 1, pinned_instance_id = $2, updated_at = $3 \
+         WHERE id = $1 AND state = 'queued'",
+    )
+    .bind(id(job_id))
+    .bind(instance.0)
+    .bind(now.as_millis());
+    Ok(db.execute(statement).await? == 1)
+}
+
+pub(crate) async fn update_job(db: &impl Backend, j: &JobRecord) -> DbResult<()> {
+    let statement = Statement::new(
+        "UPDATE jobs SET state = $2, pinned_instance_id = $3, next_run_at = $4, needs_reconcile = $5, \
+         last_error = $6, result = $7, updated_at = $8 WHERE id = $1",
+    )
+    .bind(id(j.id))
+    .bind(j.state.as_str())
+    .bind(j.pinned_instance_id.map(|i| i.0))
+    .bind(j.next_run_at.as_millis())
+    .bind(j.needs_reconcile)
+    .bind(j.last_error.clone())
+    .bind(j.result.clone())
+    .bind(j.updated_at.as_millis());
+    match db.execute(statement).await? {
+        0 => Err(DbError::NotFound),
+        _ => Ok(()),
+    }
+}
+
+pub(crate) async fn requeue_interrupted_jobs(db: &impl Backend, now: Timestamp) -> DbResult<u64> {
+    let statement = Statement::new(
+        "UPDATE jobs SET state = 'queued', needs_reconcile = $1, next_run_at = $2, updated_at = $2 \
+         WHERE state = 'running'",
+    )
+    .bind(true)
+    .bind(now.as_millis());
+    db.execute(statement).await
+}

@@ -22,6 +22,30 @@ if ! command -v chromium >/dev/null 2>&1; then
 fi
 export CONVENE_REQUIRE_BROWSER=1
 
+# Green API's official Python client, which one test drives against a live server (it fails without it when this is
+# set). Pinned: the version the dialect was checked against.
+GREEN_CLIENT_VERSION=0.0.55
+CONVENE_VENV="${CONVENE_VENV:-$HOME/.cache/convene-venv}"
+if [[ ! -x "$CONVENE_VENV/bin/python" ]]; then
+    echo "== creating a Python virtualenv at $CONVENE_VENV"
+    if ! python3 -m venv "$CONVENE_VENV" >/dev/null 2>&1; then
+        sudo=(); [[ "$(id -u)" -eq 0 ]] || sudo=(sudo)
+        "${sudo[@]}" apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
+        rm -rf "$CONVENE_VENV"
+        python3 -m venv "$CONVENE_VENV"
+    fi
+fi
+green_client_installed="$("$CONVENE_VENV/bin/python" -c \
+    'import importlib.metadata as m; print(m.version("whatsapp-api-client-python"))' 2>/dev/null || true)"
+if [[ "$green_client_installed" != "$GREEN_CLIENT_VERSION" ]]; then
+    echo "== installing whatsapp-api-client-python $GREEN_CLIENT_VERSION"
+    "$CONVENE_VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
+        "whatsapp-api-client-python==$GREEN_CLIENT_VERSION"
+fi
+export CONVENE_PYTHON="$CONVENE_VENV/bin/python"
+export CONVENE_REQUIRE_GREEN_CLIENT=1
+
 echo "== format and lints"
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings

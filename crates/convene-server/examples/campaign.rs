@@ -39,7 +39,8 @@ async fn main() -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("{e:?}"))?;
     let mut instance_ids = Vec::new();
     for _ in 0..numbers {
-        let (instance, _) = service.create_instance(ConnectorKind::Sandbox, None, None).await.map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        let (instance, _) =
+            service.create_instance(ConnectorKind::Sandbox, None, None).await.map_err(|e| anyhow::anyhow!("{e:?}"))?;
         instance_ids.push(instance.id);
     }
     let subjects: Vec<String> = (0..groups).map(|i| format!("Campaign group {i:04}")).collect();
@@ -58,7 +59,8 @@ async fn main() -> anyhow::Result<()> {
     let wall = Instant::now();
     let mut enqueued = Vec::new();
     for chunk in batch.chunks(1000) {
-        enqueued.push(service.enqueue_groups(&instance_ids, chunk.to_vec()).await.map_err(|e| anyhow::anyhow!("{e:?}"))?);
+        enqueued
+            .push(service.enqueue_groups(&instance_ids, chunk.to_vec()).await.map_err(|e| anyhow::anyhow!("{e:?}"))?);
     }
     let mut passes = 0u64;
     loop {
@@ -93,8 +95,14 @@ async fn main() -> anyhow::Result<()> {
     let ratio = if minimum.is_zero() { 1.0 } else { took.as_secs_f64() / minimum.as_secs_f64() };
 
     println!("campaign: {groups} groups over {numbers} sandbox numbers");
-    println!("  pacing per number:       one per {} s, burst {}, at most {:?} a day", policy.min_interval_secs, policy.burst, policy.daily_cap);
-    println!("  network limits:          {} s apart, {} a day, ban after {} refusals", limits.min_interval_secs, limits.max_per_day, limits.ban_after_hits);
+    println!(
+        "  pacing per number:       one per {} s, burst {}, at most {:?} a day",
+        policy.min_interval_secs, policy.burst, policy.daily_cap
+    );
+    println!(
+        "  network limits:          {} s apart, {} a day, ban after {} refusals",
+        limits.min_interval_secs, limits.max_per_day, limits.ban_after_hits
+    );
     println!("  groups completed:        {completed} / {groups}");
     println!("  network rate-limit hits: {}", stats.rate_limit_hits);
     println!("  temporary bans:          {}", stats.bans);
@@ -104,12 +112,20 @@ async fn main() -> anyhow::Result<()> {
     println!("  pacing minimum:          {} ({per_number} groups per number)", hms(minimum));
     println!("  time / minimum:          {ratio:.4}");
     println!("  worker passes:           {passes}; wall time {:.1} s", wall.elapsed().as_secs_f64());
-    let met = completed == groups && stats.rate_limit_hits == 0 && stats.bans == 0 && duplicates == 0 && lost == 0 && ratio <= 1.05;
+    let met = completed == groups
+        && stats.rate_limit_hits == 0
+        && stats.bans == 0
+        && duplicates == 0
+        && lost == 0
+        && ratio <= 1.05;
     println!("  targets met:             {}", if met { "yes" } else { "NO" });
     Ok(())
 }
 
-async fn count_succeeded(store: &dyn convene_core::Store, batch: &convene_server::service::Enqueued) -> anyhow::Result<usize> {
+async fn count_succeeded(
+    store: &dyn convene_core::Store,
+    batch: &convene_server::service::Enqueued,
+) -> anyhow::Result<usize> {
     let mut n = 0;
     for job in &batch.jobs {
         if store.get_job(job.id).await?.state == JobState::Succeeded {

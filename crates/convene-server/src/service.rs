@@ -6,10 +6,9 @@ use std::sync::{Arc, RwLock};
 
 use convene_core::store::{GroupListQuery, GroupPage, GroupRecord, InstanceRecord};
 use convene_core::{
-    AddRequest, Clock, Connector, ConnectorError, ConnectorKind, GroupDescription, GroupId, GroupJid,
-    GroupMember, GroupMetadata, GroupPicture, GroupSettingsPatch, GroupSubject, InstanceId,
-    InstanceState, ParticipantChange, ParticipantOutcome, ParticipantResult, PhoneNumber, PhoneParseError, Store,
-    Timestamp,
+    AddRequest, Clock, Connector, ConnectorError, ConnectorKind, GroupDescription, GroupId, GroupJid, GroupMember,
+    GroupMetadata, GroupPicture, GroupSettingsPatch, GroupSubject, InstanceId, InstanceState, ParticipantChange,
+    ParticipantOutcome, ParticipantResult, PhoneNumber, PhoneParseError, Store, Timestamp,
 };
 use convene_sandbox::SandboxNetwork;
 use serde::{Deserialize, Serialize};
@@ -356,7 +355,9 @@ impl Service {
             .map_err(|mut e| errors.append(&mut e))
             .ok();
         if let Some(parsed) = &parsed {
-            errors.extend(parsed.invalid.iter().map(|i| FieldError::new("backup_admins", format!("`{i}` is not a valid number"))));
+            errors.extend(
+                parsed.invalid.iter().map(|i| FieldError::new("backup_admins", format!("`{i}` is not a valid number"))),
+            );
         }
         let (Some(parsed), true) = (parsed, errors.is_empty()) else {
             return Err(ApiError::Validation(errors));

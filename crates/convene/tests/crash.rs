@@ -93,8 +93,13 @@ fn kill_9_during_a_queued_batch_loses_nothing_and_duplicates_nothing() {
     assert_eq!(status, 200);
     let subjects: Vec<String> = (0..20).map(|i| format!("Crash batch {i:02}")).collect();
     let groups: Vec<Value> = subjects.iter().map(|s| json!({"subject": s, "participants": ["+17137157533"]})).collect();
-    let (status, queued) =
-        call(&server.addr, &key, "POST", "/v1/jobs/groups", Some(&json!({"instance_ids": [instance], "groups": groups})));
+    let (status, queued) = call(
+        &server.addr,
+        &key,
+        "POST",
+        "/v1/jobs/groups",
+        Some(&json!({"instance_ids": [instance], "groups": groups})),
+    );
     assert_eq!(status, 202, "{queued}");
     let batch = queued["batch_id"].as_str().unwrap().to_owned();
 

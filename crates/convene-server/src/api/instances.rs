@@ -205,7 +205,8 @@ async fn put_settings(
     ApiJson(input): ApiJson<InstanceSettingsIO>,
 ) -> Result<Json<InstanceSettingsIO>> {
     let id = parse_instance_id(&id)?;
-    let settings = state.service.set_instance_settings(id, input.pacing, input.auto_invite, &input.backup_admins).await?;
+    let settings =
+        state.service.set_instance_settings(id, input.pacing, input.auto_invite, &input.backup_admins).await?;
     Ok(Json(InstanceSettingsIO {
         pacing: settings.pacing,
         auto_invite: settings.auto_invite,

@@ -170,9 +170,10 @@ async fn list_jobs(
 ) -> Result<Json<Vec<JobOut>>> {
     let job_state = match params.state.as_deref() {
         None => None,
-        Some(s) => Some(JobState::parse(s).ok_or_else(|| {
-            ApiError::field("state", "must be queued, running, succeeded, failed or cancelled")
-        })?),
+        Some(s) => Some(
+            JobState::parse(s)
+                .ok_or_else(|| ApiError::field("state", "must be queued, running, succeeded, failed or cancelled"))?,
+        ),
     };
     let limit = params.limit.unwrap_or(100);
     if !(1..=500).contains(&limit) {
@@ -186,7 +187,11 @@ async fn list_jobs(
 #[utoipa::path(get, path = "/jobs/{id}", tag = "jobs", operation_id = "v1.job.get",
     params(("id" = String, Path, description = "Job id")),
     responses((status = 200, body = JobOut), (status = 404, body = ErrorBody)), security(("api_key" = [])))]
-async fn get_job(State(state): State<AppState>, _key: AccountKey, ApiPath(id): ApiPath<String>) -> Result<Json<JobOut>> {
+async fn get_job(
+    State(state): State<AppState>,
+    _key: AccountKey,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<JobOut>> {
     let (job, attempts) = state.service.job(job_id(&id)?).await?;
     Ok(Json(JobOut::new(job, Some(attempts))))
 }
@@ -196,7 +201,11 @@ async fn get_job(State(state): State<AppState>, _key: AccountKey, ApiPath(id): A
     params(("id" = String, Path, description = "Job id")),
     responses((status = 200, body = JobOut), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
     security(("api_key" = [])))]
-async fn cancel_job(State(state): State<AppState>, _key: AccountKey, ApiPath(id): ApiPath<String>) -> Result<Json<JobOut>> {
+async fn cancel_job(
+    State(state): State<AppState>,
+    _key: AccountKey,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<JobOut>> {
     let job = state.service.cancel_job(job_id(&id)?).await?;
     Ok(Json(JobOut::new(job, None)))
 }

@@ -18,8 +18,8 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::{
-    CreatedGroupView, GroupView, NewGroup, ParsedParticipants, ParticipantReport, Service, not_found, parse_participants,
-    results_from_membership,
+    CreatedGroupView, GroupView, NewGroup, ParsedParticipants, ParticipantReport, Service, not_found,
+    parse_participants, results_from_membership,
 };
 use crate::error::{ApiError, FieldError, Result};
 
@@ -124,10 +124,16 @@ impl Service {
     }
 
     /// Checks a creation and adds the instance's backup admins. Every bad field is named, under `prefix`.
-    async fn prepare(&self, instance: &InstanceRecord, new: &NewGroup, prefix: &str) -> std::result::Result<Prepared, Vec<FieldError>> {
+    async fn prepare(
+        &self,
+        instance: &InstanceRecord,
+        new: &NewGroup,
+        prefix: &str,
+    ) -> std::result::Result<Prepared, Vec<FieldError>> {
         let at = |field: &str| format!("{prefix}{field}");
         let mut errors = Vec::new();
-        let subject = GroupSubject::parse(&new.subject).map_err(|m| errors.push(FieldError::new(at("subject"), m))).ok();
+        let subject =
+            GroupSubject::parse(&new.subject).map_err(|m| errors.push(FieldError::new(at("subject"), m))).ok();
         let description = match new.description.as_deref() {
             None | Some("") => None,
             Some(d) => GroupDescription::parse(d).map_err(|m| errors.push(FieldError::new(at("description"), m))).ok(),
@@ -156,7 +162,13 @@ impl Service {
         let mut settings = GroupSettings::default();
         new.settings.apply(&mut settings);
         Ok(Prepared {
-            request: CreateGroupRequest { subject, description, participants: phones, settings, key: CreationKey::new() },
+            request: CreateGroupRequest {
+                subject,
+                description,
+                participants: phones,
+                settings,
+                key: CreationKey::new(),
+            },
             participants,
             backup_admins,
             auto_invite: new.auto_invite.unwrap_or(settings_row.auto_invite),
@@ -166,8 +178,11 @@ impl Service {
     /// Creates a group now, or refuses with 429 and the wait when the instance's pacing does not allow it yet
     /// (nothing is sent to the network then).
     pub async fn create_group(&self, instance_id: InstanceId, new: NewGroup) -> Result<CreatedGroupView> {
-        let instance =
-            self.store.get_instance(instance_id).await.map_err(|e| not_found(e, || format!("no instance {instance_id}")))?;
+        let instance = self
+            .store
+            .get_instance(instance_id)
+            .await
+            .map_err(|e| not_found(e, || format!("no instance {instance_id}")))?;
         let prepared = self.prepare(&instance, &new, "").await.map_err(ApiError::Validation)?;
         let connector = self.connector(instance_id)?;
         let _turn = self.creation_turn(instance_id).await;
@@ -191,7 +206,8 @@ impl Service {
         self.store.insert_jobs(std::slice::from_ref(&job)).await?;
         match self.attempt(&job, instance_id, connector.as_ref(), &prepared.request).await? {
             Attempted::Created(metadata, results) => {
-                let (view, result) = self.record_created(&instance, metadata, results, &prepared, connector.as_ref()).await?;
+                let (view, result) =
+                    self.record_created(&instance, metadata, results, &prepared, connector.as_ref()).await?;
                 self.finish_job(job, JobState::Succeeded, Some(&result), None).await?;
                 Ok(view)
             }
@@ -299,7 +315,9 @@ impl Service {
         let stored: StoredRequest = serde_json::from_str(&job.request).map_err(ApiError::internal)?;
         if job.needs_reconcile {
             let Some(pinned) = job.pinned_instance_id else {
-                return self.finish_job(job, JobState::Failed, None, Some("reconcile without an instance".into())).await;
+                return self
+                    .finish_job(job, JobState::Failed, None, Some("reconcile without an instance".into()))
+                    .await;
             };
             match self.reconcile(&job, pinned, &stored).await {
                 Ok(true) => return Ok(()),
@@ -329,7 +347,9 @@ impl Service {
             }
         }
         let Some((next, instance)) = best else {
-            return self.finish_job(job, JobState::Failed, None, Some("none of the job's instances exists".into())).await;
+            return self
+                .finish_job(job, JobState::Failed, None, Some("none of the job's instances exists".into()))
+                .await;
         };
         if next > now {
             job.next_run_at = next;
@@ -356,7 +376,8 @@ impl Service {
         job.attempts += 1;
         match self.attempt(&job, instance.id, connector.as_ref(), &prepared.request).await? {
             Attempted::Created(metadata, results) => {
-                let (_, result) = self.record_created(&instance, metadata, results, &prepared, connector.as_ref()).await?;
+                let (_, result) =
+                    self.record_created(&instance, metadata, results, &prepared, connector.as_ref()).await?;
                 self.finish_job(job, JobState::Succeeded, Some(&result), None).await
             }
             Attempted::Failed(e) => {
@@ -497,7 +518,12 @@ impl Service {
                 let r = for_backups.iter().chain(&for_participants).find(|r| &r.phone == p);
                 match r {
                     Some(r) => ParticipantReport::from_result(&p.e164(), r.clone()),
-                    None => ParticipantReport::new(&p.e164(), Some(p.clone()), convene_core::ParticipantOutcome::Failed, None),
+                    None => ParticipantReport::new(
+                        &p.e164(),
+                        Some(p.clone()),
+                        convene_core::ParticipantOutcome::Failed,
+                        None,
+                    ),
                 }
             })
             .collect();

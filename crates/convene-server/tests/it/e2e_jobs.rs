@@ -138,7 +138,8 @@ async fn lost_replies_during_a_batch_create_every_group_exactly_once() {
 async fn a_temporary_ban_pauses_the_instance_until_it_ends() {
     // Arrange: the network bans at the first too-fast creation; the instance is not paced by Convene.
     let app = spawn_app().await;
-    let limits = json!({"enabled": true, "min_interval_secs": 600, "max_per_day": 50, "ban_after_hits": 1, "ban_secs": 3600});
+    let limits =
+        json!({"enabled": true, "min_interval_secs": 600, "max_per_day": 50, "ban_after_hits": 1, "ban_secs": 3600});
     app.put("/v1/sandbox/network-limits", limits).await;
     let subjects = vec!["Before the ban".to_owned(), "After the ban".to_owned()];
     let (_, queued) = app.post("/v1/jobs/groups", batch(&[app.instance_id], &subjects)).await;
@@ -227,13 +228,17 @@ async fn backup_admins_are_added_and_promoted_in_every_group() {
     assert_eq!(backup.map(|m| m["role"].clone()), Some(json!("admin")));
     assert_eq!(created["participants"].as_array().unwrap().len(), 1, "reported apart from the participants");
 
-    let (_, queued) = app.post("/v1/jobs/groups", batch(&[app.instance_id], &["Queued with a backup".to_owned()])).await;
+    let (_, queued) =
+        app.post("/v1/jobs/groups", batch(&[app.instance_id], &["Queued with a backup".to_owned()])).await;
     app.service.run_due_jobs().await.unwrap();
     let (_, job) = app.get(&format!("/v1/jobs/{}", queued["jobs"][0]["id"].as_str().unwrap())).await;
     assert_eq!(job["result"]["backup_admins"][0]["outcome"], "promoted", "{job}");
 
     let (status, body) = app
-        .put(&format!("/v1/instances/{}/settings", app.instance_id), json!({"backup_admins": ["bob"], "pacing": {"min_interval_secs": 1, "burst": 0}}))
+        .put(
+            &format!("/v1/instances/{}/settings", app.instance_id),
+            json!({"backup_admins": ["bob"], "pacing": {"min_interval_secs": 1, "burst": 0}}),
+        )
         .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     assert_eq!(body["fields"].as_array().unwrap().len(), 2);

@@ -560,3 +560,5 @@ pub async fn expired_idempotency_records_are_deleted_oldest_first_a_batch_at_a_t
     }
     assert_eq!(k0_again, IdempotencyClaim::Claimed, "k0 was gone");
 }
+
+pub use crate::contract_jobs::*;

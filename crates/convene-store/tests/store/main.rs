@@ -5,5 +5,6 @@
 
 mod connect;
 mod contract;
+mod contract_jobs;
 mod postgres;
 mod sqlite;

@@ -85,6 +85,12 @@ contract_on_postgres!(
     a_released_idempotency_key_can_be_claimed_again,
     concurrent_claims_of_one_idempotency_key_have_exactly_one_winner,
     expired_idempotency_records_are_deleted_oldest_first_a_batch_at_a_time,
+    // pacing and the creation queue
+    instance_settings_and_pauses_round_trip_without_clobbering_each_other,
+    creation_attempts_are_recorded_finished_and_counted_since_a_time,
+    a_batch_of_jobs_is_inserted_whole_or_not_at_all,
+    due_jobs_come_soonest_first_and_are_claimed_once,
+    deleting_an_instance_deletes_its_settings_and_attempts,
 );
 
 #[tokio::test]

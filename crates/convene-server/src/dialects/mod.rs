@@ -6,6 +6,7 @@ use axum::Router;
 
 use crate::AppState;
 
+mod common;
 pub mod green;
 pub mod twochat;
 pub mod wawp;

@@ -4,91 +4,27 @@
 use convene_core::store::{
     CreationAttempt, DbResult, InstancePause, InstanceSettings, JobListQuery, JobRecord, JobState,
 };
-use convene_core::{DbError, InstanceId, PacingPolicy, PhoneNumber, Timestamp};
+use convene_core::{InstanceId, PhoneNumber, Timestamp};
 use uuid::Uuid;
 
-use crate::sql::{Backend, Statement};
-use crate::stored::{Columns, corrupt};
+use crate::sql::{Backend, Statement, changed_some, one};
+use crate::stored;
 
 fn id(u: Uuid) -> String {
     u.hyphenated().to_string()
 }
 
-fn uuid(column: &str, value: &str) -> DbResult<Uuid> {
-    Uuid::parse_str(value).map_err(|_| corrupt(column, value, "a uuid"))
+/// Space-separated instance ids; `stored::job` reads them back.
+fn instance_id_list(ids: &[InstanceId]) -> String {
+    ids.iter().map(|i| i.0.to_string()).collect::<Vec<_>>().join(" ")
 }
 
-fn int_u32(column: &str, value: i64) -> DbResult<u32> {
-    u32::try_from(value).map_err(|_| corrupt(column, value, "a count"))
+/// Space-separated E.164 digits, '' for none; `stored::instance_settings` reads them back.
+fn phone_list(phones: &[PhoneNumber]) -> String {
+    phones.iter().map(PhoneNumber::digits).collect::<Vec<_>>().join(" ")
 }
 
-fn settings(row: &dyn Columns) -> DbResult<InstanceSettings> {
-    let pacing = match row.int_or_null("pacing_burst")? {
-        None => None,
-        Some(burst) => Some(PacingPolicy {
-            min_interval_secs: u64::try_from(row.int_or_null("pacing_min_interval_secs")?.unwrap_or(0))
-                .map_err(|_| corrupt("instance_settings.pacing_min_interval_secs", "negative", "seconds"))?,
-            burst: int_u32("instance_settings.pacing_burst", burst)?,
-            daily_cap: row
-                .int_or_null("pacing_daily_cap")?
-                .map(|c| int_u32("instance_settings.pacing_daily_cap", c))
-                .transpose()?,
-        }),
-    };
-    let backup_admins = row
-        .text("backup_admins")?
-        .split_whitespace()
-        .map(|p| PhoneNumber::parse(p).map_err(|_| corrupt("instance_settings.backup_admins", p, "phone numbers")))
-        .collect::<DbResult<Vec<_>>>()?;
-    Ok(InstanceSettings { pacing, auto_invite: row.flag("auto_invite")?, backup_admins })
-}
-
-fn pause(row: &dyn Columns) -> DbResult<Option<InstancePause>> {
-    Ok(match (row.int_or_null("paused_until")?, row.text_or_null("pause_reason")?) {
-        (Some(until), reason) => {
-            Some(InstancePause { until: Timestamp::from_millis(until), reason: reason.unwrap_or_default().to_owned() })
-        }
-        (None, _) => None,
-    })
-}
-
-fn attempt(row: &dyn Columns) -> DbResult<CreationAttempt> {
-    Ok(CreationAttempt {
-        id: uuid("creation_attempts.id", row.text("id")?)?,
-        instance_id: InstanceId(row.int("instance_id")?),
-        job_id: row.text_or_null("job_id")?.map(|j| uuid("creation_attempts.job_id", j)).transpose()?,
-        started_at: Timestamp::from_millis(row.int("started_at")?),
-        finished_at: row.int_or_null("finished_at")?.map(Timestamp::from_millis),
-        outcome: row.text_or_null("outcome")?.map(str::to_owned),
-        detail: row.text_or_null("detail")?.map(str::to_owned),
-    })
-}
-
-fn job(row: &dyn Columns) -> DbResult<JobRecord> {
-    let state = row.text("state")?;
-    let instance_ids = row
-        .text("instance_ids")?
-        .split_whitespace()
-        .map(|i| i.parse().map(InstanceId).map_err(|_| corrupt("jobs.instance_ids", i, "instance ids")))
-        .collect::<DbResult<Vec<_>>>()?;
-    Ok(JobRecord {
-        id: uuid("jobs.id", row.text("id")?)?,
-        batch_id: row.text_or_null("batch_id")?.map(|b| uuid("jobs.batch_id", b)).transpose()?,
-        state: JobState::parse(state).ok_or_else(|| corrupt("jobs.state", state, "a job state"))?,
-        instance_ids,
-        pinned_instance_id: row.int_or_null("pinned_instance_id")?.map(InstanceId),
-        request: row.text("request")?.to_owned(),
-        creation_key: row.text("creation_key")?.to_owned(),
-        attempts: int_u32("jobs.attempts", row.int("attempts")?)?,
-        next_run_at: Timestamp::from_millis(row.int("next_run_at")?),
-        needs_reconcile: row.flag("needs_reconcile")?,
-        last_error: row.text_or_null("last_error")?.map(str::to_owned),
-        result: row.text_or_null("result")?.map(str::to_owned),
-        created_at: Timestamp::from_millis(row.int("created_at")?),
-        updated_at: Timestamp::from_millis(row.int("updated_at")?),
-    })
-}
-
+/// The `SELECT` list that `stored::job` reads, followed by the rest of the query.
 macro_rules! select_jobs {
     ($rest:literal) => {
         concat!(
@@ -105,7 +41,7 @@ pub(crate) async fn instance_settings(db: &impl Backend, instance: InstanceId) -
          FROM instance_settings WHERE instance_id = $1",
     )
     .bind(instance.0);
-    Ok(db.fetch(statement, settings).await?.into_iter().next().unwrap_or_default())
+    Ok(db.fetch(statement, stored::instance_settings).await?.into_iter().next().unwrap_or_default())
 }
 
 pub(crate) async fn put_instance_settings(
@@ -125,7 +61,7 @@ pub(crate) async fn put_instance_settings(
     .bind(s.pacing.map(|p| i64::from(p.burst)))
     .bind(s.pacing.and_then(|p| p.daily_cap).map(i64::from))
     .bind(s.auto_invite)
-    .bind(s.backup_admins.iter().map(PhoneNumber::digits).collect::<Vec<_>>().join(" "));
+    .bind(phone_list(&s.backup_admins));
     db.execute(statement).await.map(drop)
 }
 
@@ -141,14 +77,14 @@ pub(crate) async fn set_instance_pause(
     )
     .bind(instance.0)
     .bind(p.map(|p| p.until.as_millis()))
-    .bind(p.map(|p| p.reason.clone()));
+    .bind(p.map(|p| p.reason.as_str()));
     db.execute(statement).await.map(drop)
 }
 
 pub(crate) async fn instance_pause(db: &impl Backend, instance: InstanceId) -> DbResult<Option<InstancePause>> {
     let statement = Statement::new("SELECT paused_until, pause_reason FROM instance_settings WHERE instance_id = $1")
         .bind(instance.0);
-    Ok(db.fetch(statement, pause).await?.into_iter().next().flatten())
+    Ok(db.fetch(statement, stored::instance_pause).await?.into_iter().next().flatten())
 }
 
 pub(crate) async fn insert_creation_attempt(db: &impl Backend, a: &CreationAttempt) -> DbResult<()> {
@@ -161,8 +97,8 @@ pub(crate) async fn insert_creation_attempt(db: &impl Backend, a: &CreationAttem
     .bind(a.job_id.map(id))
     .bind(a.started_at.as_millis())
     .bind(a.finished_at.map(Timestamp::as_millis))
-    .bind(a.outcome.clone())
-    .bind(a.detail.clone());
+    .bind(a.outcome.as_deref())
+    .bind(a.detail.as_deref());
     db.execute(statement).await.map(drop)
 }
 
@@ -179,10 +115,7 @@ pub(crate) async fn finish_creation_attempt(
             .bind(finished_at.as_millis())
             .bind(outcome)
             .bind(detail);
-    match db.execute(statement).await? {
-        0 => Err(DbError::NotFound),
-        _ => Ok(()),
-    }
+    changed_some(db.execute(statement).await?)
 }
 
 pub(crate) async fn creation_attempt_times(
@@ -204,7 +137,7 @@ pub(crate) async fn job_attempts(db: &impl Backend, job_id: Uuid) -> DbResult<Ve
          WHERE job_id = $1 ORDER BY started_at, id",
     )
     .bind(id(job_id));
-    db.fetch(statement, attempt).await
+    db.fetch(statement, stored::creation_attempt).await
 }
 
 pub(crate) async fn insert_jobs(db: &impl Backend, jobs: &[JobRecord]) -> DbResult<()> {
@@ -219,15 +152,15 @@ pub(crate) async fn insert_jobs(db: &impl Backend, jobs: &[JobRecord]) -> DbResu
             .bind(id(j.id))
             .bind(j.batch_id.map(id))
             .bind(j.state.as_str())
-            .bind(j.instance_ids.iter().map(|i| i.0.to_string()).collect::<Vec<_>>().join(" "))
+            .bind(instance_id_list(&j.instance_ids))
             .bind(j.pinned_instance_id.map(|i| i.0))
             .bind(j.request.as_str())
             .bind(j.creation_key.as_str())
             .bind(i64::from(j.attempts))
             .bind(j.next_run_at.as_millis())
             .bind(j.needs_reconcile)
-            .bind(j.last_error.clone())
-            .bind(j.result.clone())
+            .bind(j.last_error.as_deref())
+            .bind(j.result.as_deref())
             .bind(j.created_at.as_millis())
             .bind(j.updated_at.as_millis())
         })
@@ -237,7 +170,7 @@ pub(crate) async fn insert_jobs(db: &impl Backend, jobs: &[JobRecord]) -> DbResu
 
 pub(crate) async fn get_job(db: &impl Backend, job_id: Uuid) -> DbResult<JobRecord> {
     let statement = Statement::new(select_jobs!("WHERE id = $1")).bind(id(job_id));
-    db.fetch(statement, job).await?.into_iter().next().ok_or(DbError::NotFound)
+    one(db.fetch(statement, stored::job).await?)
 }
 
 pub(crate) async fn list_jobs(db: &impl Backend, q: &JobListQuery) -> DbResult<Vec<JobRecord>> {
@@ -247,7 +180,7 @@ pub(crate) async fn list_jobs(db: &impl Backend, q: &JobListQuery) -> DbResult<V
     .bind(q.state.map(JobState::as_str))
     .bind(q.batch_id.map(id))
     .bind(i64::from(q.limit.clamp(1, 500)));
-    db.fetch(statement, job).await
+    db.fetch(statement, stored::job).await
 }
 
 pub(crate) async fn due_jobs(db: &impl Backend, now: Timestamp, limit: u32) -> DbResult<Vec<JobRecord>> {
@@ -256,7 +189,7 @@ pub(crate) async fn due_jobs(db: &impl Backend, now: Timestamp, limit: u32) -> D
     ))
     .bind(now.as_millis())
     .bind(i64::from(limit.max(1)));
-    db.fetch(statement, job).await
+    db.fetch(statement, stored::job).await
 }
 
 pub(crate) async fn next_job_due(db: &impl Backend) -> DbResult<Option<Timestamp>> {
@@ -286,13 +219,10 @@ pub(crate) async fn update_job(db: &impl Backend, j: &JobRecord) -> DbResult<()>
     .bind(j.pinned_instance_id.map(|i| i.0))
     .bind(j.next_run_at.as_millis())
     .bind(j.needs_reconcile)
-    .bind(j.last_error.clone())
-    .bind(j.result.clone())
+    .bind(j.last_error.as_deref())
+    .bind(j.result.as_deref())
     .bind(j.updated_at.as_millis());
-    match db.execute(statement).await? {
-        0 => Err(DbError::NotFound),
-        _ => Ok(()),
-    }
+    changed_some(db.execute(statement).await?)
 }
 
 pub(crate) async fn requeue_interrupted_jobs(db: &impl Backend, now: Timestamp) -> DbResult<u64> {

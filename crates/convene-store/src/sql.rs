@@ -137,12 +137,12 @@ fn group_id(id: GroupId) -> String {
 }
 
 /// The first row, or `NotFound` when there is none.
-fn one<T>(rows: Vec<T>) -> DbResult<T> {
+pub(crate) fn one<T>(rows: Vec<T>) -> DbResult<T> {
     rows.into_iter().next().ok_or(DbError::NotFound)
 }
 
 /// `Ok` when the statement changed a row, `NotFound` when it matched none.
-fn changed_some(rows_affected: u64) -> DbResult<()> {
+pub(crate) fn changed_some(rows_affected: u64) -> DbResult<()> {
     if rows_affected == 0 { Err(DbError::NotFound) } else { Ok(()) }
 }
 

@@ -9,14 +9,19 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use convene_core::Timestamp;
 use convene_core::store::{ApiKeyRecord, DbResult, GroupListQuery, GroupPage, GroupRecord, InstanceRecord};
+use convene_core::store::{CreationAttempt, InstancePause, InstanceSettings, JobListQuery, JobRecord};
 use convene_core::store::{IdempotencyClaim, IdempotencyRecord, IdempotentResponse};
 use convene_core::{GroupId, GroupJid, InstanceId, Store};
 use sqlx::Sqlite;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 
+use uuid::Uuid;
+
 use crate::error::{db_err, other};
 use crate::idempotency;
+use crate::jobs;
 use crate::migrate::{Migration, refuse_newer};
 use crate::sql::{self, Backend, ReadRow, Statement};
 
@@ -214,111 +219,75 @@ impl Store for SqliteStore {
         idempotency::delete_expired(self, before, limit).await
     }
 
-    // The pacing and queue methods: each calls its query in `jobs`.
-    async fn instance_settings(
-        &self,
-        id: convene_core::InstanceId,
-    ) -> convene_core::store::DbResult<convene_core::store::InstanceSettings> {
-        crate::jobs::instance_settings(self, id).await
+    // ---------- instance settings, pacing and creation jobs ----------
+    async fn instance_settings(&self, id: InstanceId) -> DbResult<InstanceSettings> {
+        jobs::instance_settings(self, id).await
     }
 
-    async fn put_instance_settings(
-        &self,
-        id: convene_core::InstanceId,
-        settings: &convene_core::store::InstanceSettings,
-    ) -> convene_core::store::DbResult<()> {
-        crate::jobs::put_instance_settings(self, id, settings).await
+    async fn put_instance_settings(&self, id: InstanceId, settings: &InstanceSettings) -> DbResult<()> {
+        jobs::put_instance_settings(self, id, settings).await
     }
 
-    async fn set_instance_pause(
-        &self,
-        id: convene_core::InstanceId,
-        pause: Option<&convene_core::store::InstancePause>,
-    ) -> convene_core::store::DbResult<()> {
-        crate::jobs::set_instance_pause(self, id, pause).await
+    async fn set_instance_pause(&self, id: InstanceId, pause: Option<&InstancePause>) -> DbResult<()> {
+        jobs::set_instance_pause(self, id, pause).await
     }
 
-    async fn instance_pause(
-        &self,
-        id: convene_core::InstanceId,
-    ) -> convene_core::store::DbResult<Option<convene_core::store::InstancePause>> {
-        crate::jobs::instance_pause(self, id).await
+    async fn instance_pause(&self, id: InstanceId) -> DbResult<Option<InstancePause>> {
+        jobs::instance_pause(self, id).await
     }
 
-    async fn insert_creation_attempt(
-        &self,
-        attempt: &convene_core::store::CreationAttempt,
-    ) -> convene_core::store::DbResult<()> {
-        crate::jobs::insert_creation_attempt(self, attempt).await
+    async fn insert_creation_attempt(&self, attempt: &CreationAttempt) -> DbResult<()> {
+        jobs::insert_creation_attempt(self, attempt).await
     }
 
     async fn finish_creation_attempt(
         &self,
-        id: uuid::Uuid,
-        finished_at: convene_core::Timestamp,
+        id: Uuid,
+        finished_at: Timestamp,
         outcome: &str,
         detail: Option<&str>,
-    ) -> convene_core::store::DbResult<()> {
-        crate::jobs::finish_creation_attempt(self, id, finished_at, outcome, detail).await
+    ) -> DbResult<()> {
+        jobs::finish_creation_attempt(self, id, finished_at, outcome, detail).await
     }
 
-    async fn creation_attempt_times(
-        &self,
-        id: convene_core::InstanceId,
-        since: convene_core::Timestamp,
-    ) -> convene_core::store::DbResult<Vec<convene_core::Timestamp>> {
-        crate::jobs::creation_attempt_times(self, id, since).await
+    async fn creation_attempt_times(&self, id: InstanceId, since: Timestamp) -> DbResult<Vec<Timestamp>> {
+        jobs::creation_attempt_times(self, id, since).await
     }
 
-    async fn job_attempts(
-        &self,
-        job_id: uuid::Uuid,
-    ) -> convene_core::store::DbResult<Vec<convene_core::store::CreationAttempt>> {
-        crate::jobs::job_attempts(self, job_id).await
+    async fn job_attempts(&self, job_id: Uuid) -> DbResult<Vec<CreationAttempt>> {
+        jobs::job_attempts(self, job_id).await
     }
 
-    async fn insert_jobs(&self, jobs: &[convene_core::store::JobRecord]) -> convene_core::store::DbResult<()> {
-        crate::jobs::insert_jobs(self, jobs).await
+    async fn insert_jobs(&self, jobs: &[JobRecord]) -> DbResult<()> {
+        jobs::insert_jobs(self, jobs).await
     }
 
-    async fn get_job(&self, id: uuid::Uuid) -> convene_core::store::DbResult<convene_core::store::JobRecord> {
-        crate::jobs::get_job(self, id).await
+    async fn get_job(&self, id: Uuid) -> DbResult<JobRecord> {
+        jobs::get_job(self, id).await
     }
 
-    async fn list_jobs(
-        &self,
-        query: &convene_core::store::JobListQuery,
-    ) -> convene_core::store::DbResult<Vec<convene_core::store::JobRecord>> {
-        crate::jobs::list_jobs(self, query).await
+    async fn list_jobs(&self, query: &JobListQuery) -> DbResult<Vec<JobRecord>> {
+        jobs::list_jobs(self, query).await
     }
 
-    async fn due_jobs(
-        &self,
-        now: convene_core::Timestamp,
-        limit: u32,
-    ) -> convene_core::store::DbResult<Vec<convene_core::store::JobRecord>> {
-        crate::jobs::due_jobs(self, now, limit).await
+    async fn due_jobs(&self, now: Timestamp, limit: u32) -> DbResult<Vec<JobRecord>> {
+        jobs::due_jobs(self, now, limit).await
     }
 
-    async fn next_job_due(&self) -> convene_core::store::DbResult<Option<convene_core::Timestamp>> {
-        crate::jobs::next_job_due(self).await
+    async fn next_job_due(&self) -> DbResult<Option<Timestamp>> {
+        jobs::next_job_due(self).await
     }
 
-    async fn claim_job(
-        &self,
-        id: uuid::Uuid,
-        instance_id: convene_core::InstanceId,
-        now: convene_core::Timestamp,
-    ) -> convene_core::store::DbResult<bool> {
-        crate::jobs::claim_job(self, id, instance_id, now).await
+    async fn claim_job(&self, id: Uuid, instance_id: InstanceId, now: Timestamp) -> DbResult<bool> {
+        jobs::claim_job(self, id, instance_id, now).await
     }
 
-    async fn update_job(&self, job: &convene_core::store::JobRecord) -> convene_core::store::DbResult<()> {
-        crate::jobs::update_job(self, job).await
+    async fn update_job(&self, job: &JobRecord) -> DbResult<()> {
+        jobs::update_job(self, job).await
     }
 
-    async fn requeue_interrupted_jobs(&self, now: convene_core::Timestamp) -> convene_core::store::DbResult<u64> {
-        crate::jobs::requeue_interrupted_jobs(self, now).await
+    async fn requeue_interrupted_jobs(&self, now: Timestamp) -> DbResult<u64> {
+        jobs::requeue_interrupted_jobs(self, now).await
     }
 }
 

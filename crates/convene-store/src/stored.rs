@@ -2,9 +2,13 @@
 //! longer parses (edited by hand, written by a newer version) is reported as `DbError::Other` naming the table and
 //! column, never as a panic and never silently replaced.
 
-use convene_core::store::{ApiKeyRecord, DbResult, GroupRecord, InstanceRecord};
+use convene_core::store::{
+    ApiKeyRecord, CreationAttempt, DbResult, GroupRecord, InstancePause, InstanceRecord, InstanceSettings, JobRecord,
+    JobState,
+};
 use convene_core::{
-    ConnectorKind, DbError, Disappearing, GroupId, GroupJid, GroupSettings, InstanceId, PhoneNumber, Timestamp,
+    ConnectorKind, DbError, Disappearing, GroupId, GroupJid, GroupSettings, InstanceId, PacingPolicy, PhoneNumber,
+    Timestamp,
 };
 use sqlx::{ColumnIndex, Decode, Row, Type};
 use uuid::Uuid;
@@ -91,6 +95,74 @@ pub(crate) fn group(row: &dyn Columns) -> DbResult<GroupRecord> {
     })
 }
 
+/// `pacing_*`, `auto_invite` and `backup_admins` of `instance_settings`. The row has a pacing policy of its own
+/// when `pacing_burst` is set.
+pub(crate) fn instance_settings(row: &dyn Columns) -> DbResult<InstanceSettings> {
+    let pacing = match row.int_or_null("pacing_burst")? {
+        None => None,
+        Some(burst) => Some(PacingPolicy {
+            min_interval_secs: match row.int_or_null("pacing_min_interval_secs")? {
+                Some(secs) => u64::try_from(secs)
+                    .map_err(|_| corrupt("instance_settings.pacing_min_interval_secs", secs, "seconds"))?,
+                None => return Err(corrupt("instance_settings.pacing_min_interval_secs", "NULL", "seconds")),
+            },
+            burst: small_count("instance_settings.pacing_burst", burst)?,
+            daily_cap: row
+                .int_or_null("pacing_daily_cap")?
+                .map(|cap| small_count("instance_settings.pacing_daily_cap", cap))
+                .transpose()?,
+        }),
+    };
+    let backup_admins = row
+        .text("backup_admins")?
+        .split_whitespace()
+        .map(|p| phone("instance_settings.backup_admins", p))
+        .collect::<DbResult<_>>()?;
+    Ok(InstanceSettings { pacing, auto_invite: row.flag("auto_invite")?, backup_admins })
+}
+
+/// `paused_until` and `pause_reason` of `instance_settings`: a pause when `paused_until` is set.
+pub(crate) fn instance_pause(row: &dyn Columns) -> DbResult<Option<InstancePause>> {
+    let Some(until) = row.int_or_null("paused_until")? else {
+        return Ok(None);
+    };
+    let reason = row
+        .text_or_null("pause_reason")?
+        .ok_or_else(|| corrupt("instance_settings.pause_reason", "NULL", "a reason"))?;
+    Ok(Some(InstancePause { until: Timestamp::from_millis(until), reason: reason.to_owned() }))
+}
+
+pub(crate) fn creation_attempt(row: &dyn Columns) -> DbResult<CreationAttempt> {
+    Ok(CreationAttempt {
+        id: uuid("creation_attempts.id", row.text("id")?)?,
+        instance_id: InstanceId(row.int("instance_id")?),
+        job_id: row.text_or_null("job_id")?.map(|j| uuid("creation_attempts.job_id", j)).transpose()?,
+        started_at: Timestamp::from_millis(row.int("started_at")?),
+        finished_at: row.int_or_null("finished_at")?.map(Timestamp::from_millis),
+        outcome: row.text_or_null("outcome")?.map(str::to_owned),
+        detail: row.text_or_null("detail")?.map(str::to_owned),
+    })
+}
+
+pub(crate) fn job(row: &dyn Columns) -> DbResult<JobRecord> {
+    Ok(JobRecord {
+        id: uuid("jobs.id", row.text("id")?)?,
+        batch_id: row.text_or_null("batch_id")?.map(|b| uuid("jobs.batch_id", b)).transpose()?,
+        state: job_state("jobs.state", row.text("state")?)?,
+        instance_ids: instance_ids("jobs.instance_ids", row.text("instance_ids")?)?,
+        pinned_instance_id: row.int_or_null("pinned_instance_id")?.map(InstanceId),
+        request: row.text("request")?.to_owned(),
+        creation_key: row.text("creation_key")?.to_owned(),
+        attempts: small_count("jobs.attempts", row.int("attempts")?)?,
+        next_run_at: Timestamp::from_millis(row.int("next_run_at")?),
+        needs_reconcile: row.flag("needs_reconcile")?,
+        last_error: row.text_or_null("last_error")?.map(str::to_owned),
+        result: row.text_or_null("result")?.map(str::to_owned),
+        created_at: Timestamp::from_millis(row.int("created_at")?),
+        updated_at: Timestamp::from_millis(row.int("updated_at")?),
+    })
+}
+
 pub(crate) fn corrupt(column: &str, value: impl std::fmt::Display, expected: &str) -> DbError {
     other(format!("stored {column} `{value}` is not {expected}"))
 }
@@ -118,6 +190,23 @@ fn disappearing(column: &str, value: i64) -> DbResult<Disappearing> {
         .ok_or_else(|| corrupt(column, value, "a disappearing-messages timer in seconds"))
 }
 
+fn job_state(column: &str, value: &str) -> DbResult<JobState> {
+    JobState::parse(value).ok_or_else(|| corrupt(column, value, "a job state"))
+}
+
+/// Space-separated instance ids, as `jobs::instance_id_list` writes them.
+fn instance_ids(column: &str, value: &str) -> DbResult<Vec<InstanceId>> {
+    value
+        .split_whitespace()
+        .map(|id| id.parse().map(InstanceId).map_err(|_| corrupt(column, value, "a list of instance ids")))
+        .collect()
+}
+
+/// A count or limit kept as `u32` in the record.
+fn small_count(column: &str, value: i64) -> DbResult<u32> {
+    u32::try_from(value).map_err(|_| corrupt(column, value, "a count"))
+}
+
 /// `count` as a `u64`; counts are never negative, but the column type does not say so.
 pub(crate) fn count(column: &str, value: i64) -> DbResult<u64> {
     u64::try_from(value).map_err(|_| corrupt(column, value, "a count"))
@@ -136,11 +225,21 @@ mod tests {
         assert!(kind("instances.kind", "telegram").unwrap_err().to_string().contains("instances.kind"));
         assert!(disappearing("groups.disappearing_seconds", 3600).is_err());
         assert!(disappearing("groups.disappearing_seconds", -1).is_err());
+        assert!(job_state("jobs.state", "paused").unwrap_err().to_string().contains("jobs.state"));
+        assert!(instance_ids("jobs.instance_ids", "1 two 3").unwrap_err().to_string().contains("jobs.instance_ids"));
+        assert!(small_count("jobs.attempts", -1).is_err());
+        assert!(small_count("jobs.attempts", i64::from(u32::MAX) + 1).is_err());
     }
 
     #[test]
     fn good_stored_values_parse() {
         assert_eq!(phone("p", "17137157533").unwrap().digits(), "17137157533");
         assert_eq!(disappearing("d", 604_800).unwrap(), Disappearing::Week);
+        assert_eq!(job_state("s", "cancelled").unwrap(), JobState::Cancelled);
+        assert_eq!(
+            instance_ids("i", "7103000001 7103000002").unwrap(),
+            [InstanceId(7_103_000_001), InstanceId(7_103_000_002)]
+        );
+        assert_eq!(instance_ids("i", "").unwrap(), []);
     }
 }

@@ -157,3 +157,466 @@ pub async fn deleting_an_instance_deletes_its_settings_and_attempts(store: &dyn 
     assert_eq!(store.instance_settings(again).await.unwrap(), InstanceSettings::default());
     assert!(store.creation_attempt_times(again, at(-1)).await.unwrap().is_empty());
 }
+
+// The cases below pin down each method's edges: every field through a round trip, ties in every ordering, the
+// boundaries of `since` and `now`, and what an update or a claim must leave alone.
+
+fn phones(numbers: &[&str]) -> Vec<PhoneNumber> {
+    numbers.iter().map(|n| PhoneNumber::parse(n).unwrap()).collect()
+}
+
+fn pause_until(ms: i64, reason: &str) -> InstancePause {
+    InstancePause { until: at(ms), reason: reason.to_owned() }
+}
+
+fn attempt(instance_id: InstanceId, job_id: Option<Uuid>, started_ms: i64) -> CreationAttempt {
+    CreationAttempt {
+        id: Uuid::new_v4(),
+        instance_id,
+        job_id,
+        started_at: at(started_ms),
+        finished_at: None,
+        outcome: None,
+        detail: None,
+    }
+}
+
+/// A queued job, due when it was created, with a random id (so ties on time are broken by unordered ids).
+fn queued(created_ms: i64) -> JobRecord {
+    JobRecord {
+        id: Uuid::new_v4(),
+        creation_key: format!("ck_{}", Uuid::new_v4().simple()),
+        ..job("", &[InstanceId(7_000_000_101)], at(created_ms), None)
+    }
+}
+
+/// The order `list_jobs` promises: `created_at`, then id, both descending.
+fn newest_first(mut jobs: Vec<JobRecord>) -> Vec<JobRecord> {
+    jobs.sort_by_key(|j| std::cmp::Reverse((j.created_at, j.id.hyphenated().to_string())));
+    jobs
+}
+
+fn ids(jobs: &[JobRecord]) -> Vec<Uuid> {
+    jobs.iter().map(|j| j.id).collect()
+}
+
+pub async fn instance_settings_of_every_shape_round_trip_per_instance(store: &dyn Store) {
+    // Arrange: one shape per instance, so that swapped columns or rows cannot pass.
+    let shapes = [
+        InstanceSettings { pacing: None, auto_invite: true, backup_admins: vec![] },
+        InstanceSettings {
+            pacing: Some(PacingPolicy { min_interval_secs: 300, burst: 2, daily_cap: None }),
+            auto_invite: false,
+            backup_admins: phones(&["+1 713 715 7533"]),
+        },
+        InstanceSettings {
+            pacing: Some(PacingPolicy { min_interval_secs: 0, burst: 1, daily_cap: Some(30) }),
+            auto_invite: true,
+            backup_admins: phones(&["+595981048477", "+447700176576", "+1 713 715 7533"]),
+        },
+    ];
+    let mut ids = Vec::new();
+    for n in 0..shapes.len() as i64 {
+        ids.push(instance(store, 7_000_000_101 + n).await);
+    }
+
+    // Act
+    for (id, settings) in ids.iter().zip(&shapes) {
+        store.put_instance_settings(*id, settings).await.unwrap();
+    }
+
+    // Assert
+    for (id, settings) in ids.iter().zip(&shapes) {
+        assert_eq!(&store.instance_settings(*id).await.unwrap(), settings);
+    }
+
+    // Act: a policy and admins replaced by none, and none by a policy.
+    store.put_instance_settings(ids[1], &shapes[0]).await.unwrap();
+    store.put_instance_settings(ids[0], &shapes[2]).await.unwrap();
+
+    // Assert
+    assert_eq!(store.instance_settings(ids[1]).await.unwrap(), shapes[0]);
+    assert_eq!(store.instance_settings(ids[0]).await.unwrap(), shapes[2]);
+}
+
+pub async fn a_pause_set_before_any_settings_leaves_the_defaults_and_is_replaced_whole(store: &dyn Store) {
+    // Arrange
+    let id = instance(store, 7_000_000_101).await;
+
+    // Act: the pause creates the settings row.
+    store.set_instance_pause(id, Some(&pause_until(60_000, "rate-overlimit"))).await.unwrap();
+    let settings = store.instance_settings(id).await.unwrap();
+    store.set_instance_pause(id, Some(&pause_until(3_600_000, "temporary ban"))).await.unwrap();
+    let second = store.instance_pause(id).await.unwrap();
+    store.set_instance_pause(id, None).await.unwrap();
+    store.set_instance_pause(id, None).await.unwrap();
+
+    // Assert
+    assert_eq!(settings, InstanceSettings::default());
+    assert_eq!(second, Some(pause_until(3_600_000, "temporary ban")));
+    assert_eq!(store.instance_pause(id).await.unwrap(), None, "lifted, twice");
+    assert_eq!(store.instance_settings(id).await.unwrap(), InstanceSettings::default());
+}
+
+pub async fn creation_attempts_come_back_whole_and_oldest_first_from_the_since_boundary_on(store: &dyn Store) {
+    // Arrange: two instances; attempts inserted out of order; one job's attempts on both.
+    let (one, two) = (instance(store, 7_000_000_101).await, instance(store, 7_000_000_102).await);
+    let job_id = Uuid::new_v4();
+    let mut first = attempt(one, Some(job_id), 10);
+    let mut second = attempt(two, Some(job_id), 20);
+    let others = [attempt(one, None, 30), attempt(one, Some(Uuid::new_v4()), 5), attempt(two, None, 15)];
+    for a in [&second, &others[0], &first, &others[1], &others[2]] {
+        store.insert_creation_attempt(a).await.unwrap();
+    }
+
+    // Act
+    store.finish_creation_attempt(first.id, at(11), "unknown", Some("no reply")).await.unwrap();
+    store.finish_creation_attempt(second.id, at(21), "found", None).await.unwrap();
+    let since_ten = store.creation_attempt_times(one, at(10)).await.unwrap();
+    let since_eleven = store.creation_attempt_times(one, at(11)).await.unwrap();
+    let by_job = store.job_attempts(job_id).await.unwrap();
+    let duplicate = store.insert_creation_attempt(&first).await;
+
+    // Assert
+    assert_eq!(since_ten, [at(10), at(30)], "`since` itself included, oldest first, this instance only");
+    assert_eq!(since_eleven, [at(30)]);
+    (first.finished_at, first.outcome, first.detail) = (Some(at(11)), Some("unknown".into()), Some("no reply".into()));
+    (second.finished_at, second.outcome) = (Some(at(21)), Some("found".into()));
+    assert_eq!(by_job, [first, second], "every field, oldest first, on every instance");
+    assert!(store.job_attempts(Uuid::new_v4()).await.unwrap().is_empty());
+    assert!(matches!(duplicate, Err(DbError::Conflict)), "{duplicate:?}");
+}
+
+pub async fn jobs_round_trip_with_every_field_set_and_unset(store: &dyn Store) {
+    // Arrange
+    let batch = Uuid::new_v4();
+    let bare = queued(0);
+    let full = JobRecord {
+        batch_id: Some(batch),
+        state: JobState::Failed,
+        instance_ids: vec![InstanceId(7_000_000_103), InstanceId(7_000_000_101), InstanceId(7_000_000_102)],
+        pinned_instance_id: Some(InstanceId(7_000_000_101)),
+        attempts: 4,
+        next_run_at: at(90_000),
+        needs_reconcile: true,
+        last_error: Some("rate-overlimit — ünïcode".into()),
+        result: Some("{\"group_id\":null}".into()),
+        updated_at: at(95_000),
+        ..queued(1)
+    };
+    let no_instances = JobRecord { batch_id: Some(batch), instance_ids: vec![], ..queued(1) };
+
+    // Act
+    store.insert_jobs(&[bare.clone(), full.clone(), no_instances.clone()]).await.unwrap();
+    store.insert_jobs(&[]).await.unwrap();
+
+    // Assert
+    for j in [&bare, &full, &no_instances] {
+        assert_eq!(&store.get_job(j.id).await.unwrap(), j);
+    }
+}
+
+pub async fn a_batch_with_a_taken_id_or_creation_key_inserts_nothing(store: &dyn Store) {
+    // Arrange
+    let existing = queued(0);
+    store.insert_jobs(std::slice::from_ref(&existing)).await.unwrap();
+    let new = queued(1);
+    let reused_key = JobRecord { creation_key: existing.creation_key.clone(), ..queued(2) };
+    let reused_id = JobRecord { id: existing.id, ..queued(3) };
+    let twin = JobRecord { id: Uuid::new_v4(), ..new.clone() };
+
+    // Act
+    let with_reused_key = store.insert_jobs(&[new.clone(), reused_key.clone()]).await;
+    let with_reused_id = store.insert_jobs(&[new.clone(), reused_id]).await;
+    let with_twins = store.insert_jobs(&[new.clone(), twin.clone()]).await;
+
+    // Assert
+    for result in [&with_reused_key, &with_reused_id, &with_twins] {
+        assert!(matches!(result, Err(DbError::Conflict)), "{result:?}");
+    }
+    for j in [&new, &reused_key, &twin] {
+        assert!(matches!(store.get_job(j.id).await, Err(DbError::NotFound)), "job {} was inserted", j.id);
+    }
+    let all = store.list_jobs(&JobListQuery { limit: 500, ..JobListQuery::default() }).await.unwrap();
+    assert_eq!(all, [existing], "the first job, untouched, and nothing else");
+}
+
+pub async fn jobs_are_listed_newest_first_by_state_and_batch(store: &dyn Store) {
+    // Arrange: two batches and a lone job; some share a creation time, so the id must break ties.
+    let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+    let jobs = vec![
+        JobRecord { batch_id: Some(a), ..queued(0) },
+        JobRecord { batch_id: Some(a), state: JobState::Running, ..queued(5) },
+        JobRecord { batch_id: Some(a), ..queued(5) },
+        JobRecord { batch_id: Some(a), ..queued(5) },
+        JobRecord { batch_id: Some(b), state: JobState::Succeeded, ..queued(1) },
+        JobRecord { batch_id: Some(b), ..queued(9) },
+        queued(7),
+    ];
+    store.insert_jobs(&jobs).await.unwrap();
+    let list = |state, batch_id, limit| async move {
+        store.list_jobs(&JobListQuery { state, batch_id, limit }).await.unwrap()
+    };
+    let matching = |keep: &dyn Fn(&JobRecord) -> bool| newest_first(jobs.iter().filter(|j| keep(j)).cloned().collect());
+
+    // Act
+    let everything = list(None, None, 100).await;
+    let queued_only = list(Some(JobState::Queued), None, 100).await;
+    let batch_a = list(None, Some(a), 100).await;
+    let queued_in_b = list(Some(JobState::Queued), Some(b), 100).await;
+    let cancelled = list(Some(JobState::Cancelled), None, 100).await;
+    let first_two = list(None, None, 2).await;
+    let zero_limit = list(None, None, 0).await;
+
+    // Assert
+    assert_eq!(ids(&everything), ids(&newest_first(jobs.clone())));
+    assert_eq!(everything, newest_first(jobs.clone()));
+    assert_eq!(queued_only, matching(&|j| j.state == JobState::Queued));
+    assert_eq!(batch_a, matching(&|j| j.batch_id == Some(a)));
+    assert_eq!(queued_in_b, matching(&|j| j.batch_id == Some(b) && j.state == JobState::Queued));
+    assert!(cancelled.is_empty());
+    assert_eq!(first_two, everything[..2]);
+    assert_eq!(zero_limit, everything[..1], "a zero limit is read as one");
+}
+
+pub async fn due_jobs_are_the_queued_ones_up_to_now_soonest_then_oldest_then_by_id(store: &dyn Store) {
+    // Arrange
+    let now = 1_000;
+    let due_at = |next_ms: i64, created_ms: i64| JobRecord { next_run_at: at(next_ms), ..queued(created_ms) };
+    let exactly_now = due_at(now, 3);
+    let soonest = due_at(100, 50);
+    let mut same_time_older = due_at(500, 1);
+    let mut same_time_newer = due_at(500, 2);
+    if same_time_older.id.hyphenated().to_string() < same_time_newer.id.hyphenated().to_string() {
+        // The id must not decide before created_at does.
+        std::mem::swap(&mut same_time_older.id, &mut same_time_newer.id);
+    }
+    let mut tied = vec![due_at(700, 4), due_at(700, 4)];
+    let later = due_at(now + 1, 0);
+    let running = JobRecord { state: JobState::Running, ..due_at(0, 0) };
+    let cancelled = JobRecord { state: JobState::Cancelled, ..due_at(0, 0) };
+    let mut all = vec![exactly_now.clone(), later, running, cancelled, same_time_newer.clone()];
+    all.extend([soonest.clone(), same_time_older.clone()]);
+    all.extend(tied.iter().cloned());
+    store.insert_jobs(&all).await.unwrap();
+    tied.sort_by_key(|j| j.id.hyphenated().to_string());
+
+    // Act
+    let due = store.due_jobs(at(now), 100).await.unwrap();
+    let first_two = store.due_jobs(at(now), 2).await.unwrap();
+    let before_any = store.due_jobs(at(99), 100).await.unwrap();
+
+    // Assert
+    let expected = [vec![soonest, same_time_older, same_time_newer], tied, vec![exactly_now]].concat();
+    assert_eq!(ids(&due), ids(&expected), "next_run_at, then created_at, then id; `now` itself is due");
+    assert_eq!(due, expected);
+    assert_eq!(first_two, expected[..2]);
+    assert!(before_any.is_empty());
+}
+
+pub async fn the_next_job_due_counts_queued_jobs_only(store: &dyn Store) {
+    // Arrange
+    let nothing = store.next_job_due().await.unwrap();
+    let with = |state, next_ms| JobRecord { state, next_run_at: at(next_ms), ..queued(0) };
+    let jobs = [
+        with(JobState::Running, -50),
+        with(JobState::Cancelled, -40),
+        with(JobState::Succeeded, -30),
+        with(JobState::Failed, -20),
+        with(JobState::Queued, 20),
+        with(JobState::Queued, 10),
+    ];
+    store.insert_jobs(&jobs).await.unwrap();
+
+    // Act
+    let next = store.next_job_due().await.unwrap();
+
+    // Assert
+    assert_eq!(nothing, None);
+    assert_eq!(next, Some(at(10)));
+}
+
+pub async fn claiming_a_job_pins_it_counts_an_attempt_and_leaves_the_rest(store: &dyn Store) {
+    // Arrange
+    let job = JobRecord { attempts: 2, needs_reconcile: true, last_error: Some("lost reply".into()), ..queued(0) };
+    store.insert_jobs(std::slice::from_ref(&job)).await.unwrap();
+    let pool = InstanceId(7_000_000_102);
+
+    // Act
+    let first = store.claim_job(job.id, pool, at(500)).await.unwrap();
+    let second = store.claim_job(job.id, InstanceId(7_000_000_101), at(600)).await.unwrap();
+    let missing = store.claim_job(Uuid::new_v4(), pool, at(500)).await.unwrap();
+
+    // Assert
+    assert_eq!((first, second, missing), (true, false, false));
+    let claimed =
+        JobRecord { state: JobState::Running, attempts: 3, pinned_instance_id: Some(pool), updated_at: at(500), ..job };
+    assert_eq!(store.get_job(claimed.id).await.unwrap(), claimed, "the reconcile flag and error too are left");
+}
+
+pub async fn updating_a_job_replaces_only_its_mutable_fields(store: &dyn Store) {
+    // Arrange
+    let original = JobRecord { batch_id: Some(Uuid::new_v4()), attempts: 1, ..queued(0) };
+    let bystander = queued(1);
+    store.insert_jobs(&[original.clone(), bystander.clone()]).await.unwrap();
+    let changed = JobRecord {
+        state: JobState::Succeeded,
+        pinned_instance_id: Some(InstanceId(7_000_000_101)),
+        next_run_at: at(5_000),
+        needs_reconcile: true,
+        last_error: Some("lost reply".into()),
+        result: Some("{\"group_id\":\"g\"}".into()),
+        updated_at: at(6_000),
+        ..original.clone()
+    };
+    // Fields outside the update's reach, changed too: they must be ignored.
+    let update = JobRecord {
+        batch_id: None,
+        instance_ids: vec![InstanceId(7_000_000_109)],
+        request: "{}".into(),
+        creation_key: "ck_other".into(),
+        attempts: 9,
+        created_at: at(-1),
+        ..changed.clone()
+    };
+
+    // Act
+    store.update_job(&update).await.unwrap();
+
+    // Assert
+    assert_eq!(store.get_job(original.id).await.unwrap(), changed);
+    assert_eq!(store.get_job(bystander.id).await.unwrap(), bystander);
+
+    // Act: back to none of the optional fields.
+    let cleared = JobRecord { pinned_instance_id: None, last_error: None, result: None, ..changed };
+    store.update_job(&cleared).await.unwrap();
+
+    // Assert
+    assert_eq!(store.get_job(original.id).await.unwrap(), cleared);
+}
+
+pub async fn only_running_jobs_are_requeued_after_a_crash_and_keep_their_pin(store: &dyn Store) {
+    // Arrange
+    let running = |n| JobRecord {
+        state: JobState::Running,
+        attempts: 1,
+        pinned_instance_id: Some(InstanceId(7_000_000_101)),
+        ..queued(n)
+    };
+    let interrupted = [running(1), running(2)];
+    let untouched = [
+        queued(5_000),
+        JobRecord { state: JobState::Succeeded, ..queued(3) },
+        JobRecord { state: JobState::Cancelled, ..queued(4) },
+    ];
+    store.insert_jobs(&[interrupted.to_vec(), untouched.to_vec()].concat()).await.unwrap();
+
+    // Act
+    let requeued = store.requeue_interrupted_jobs(at(9_000)).await.unwrap();
+    let again = store.requeue_interrupted_jobs(at(9_000)).await.unwrap();
+
+    // Assert
+    assert_eq!((requeued, again), (2, 0));
+    for j in &interrupted {
+        let after = store.get_job(j.id).await.unwrap();
+        assert_eq!((after.state, after.needs_reconcile, after.next_run_at), (JobState::Queued, true, at(9_000)));
+        assert_eq!((after.attempts, after.pinned_instance_id), (1, j.pinned_instance_id), "kept for reconciling");
+    }
+    for j in &untouched {
+        assert_eq!(&store.get_job(j.id).await.unwrap(), j);
+    }
+}
+
+pub async fn deleting_an_instance_keeps_its_jobs_and_the_other_instances_records(store: &dyn Store) {
+    // Arrange
+    let (doomed, kept) = (instance(store, 7_000_000_101).await, instance(store, 7_000_000_102).await);
+    let settings = InstanceSettings { auto_invite: true, backup_admins: phones(&["+447700176576"]), pacing: None };
+    let job = JobRecord { instance_ids: vec![doomed, kept], ..queued(0) };
+    store.insert_jobs(std::slice::from_ref(&job)).await.unwrap();
+    for id in [doomed, kept] {
+        store.put_instance_settings(id, &settings).await.unwrap();
+        store.set_instance_pause(id, Some(&pause_until(60_000, "rate-overlimit"))).await.unwrap();
+    }
+    let on_kept = attempt(kept, Some(job.id), 2);
+    for a in [attempt(doomed, Some(job.id), 1), on_kept.clone(), attempt(doomed, None, 3)] {
+        store.insert_creation_attempt(&a).await.unwrap();
+    }
+
+    // Act
+    store.delete_instance(doomed).await.unwrap();
+
+    // Assert
+    assert_eq!(store.instance_pause(doomed).await.unwrap(), None);
+    assert!(store.creation_attempt_times(doomed, at(-1)).await.unwrap().is_empty());
+    assert_eq!(store.job_attempts(job.id).await.unwrap(), [on_kept], "the other instance's attempt stays");
+    assert_eq!(store.get_job(job.id).await.unwrap(), job, "a job stays for history");
+    assert_eq!(store.instance_settings(kept).await.unwrap(), settings);
+    assert_eq!(store.instance_pause(kept).await.unwrap(), Some(pause_until(60_000, "rate-overlimit")));
+}
+
+// ---------- values edited behind the store's back ----------
+// Run by `sqlite.rs` and `postgres.rs`, which can reach past the store: `seed_rows_to_corrupt`, then for each of
+// `CORRUPTIONS` run its edit, expect `first_read_error` to name its column, run its repair, expect no error.
+
+const CORRUPTED_JOB: Uuid = Uuid::from_u128(0x0195_0000_0000_7000_8000_0000_0000_0001);
+
+/// (edit, the column the read error names, repair)
+pub const CORRUPTIONS: &[(&str, &str, &str)] = &[
+    ("UPDATE jobs SET state = 'paused'", "jobs.state", "UPDATE jobs SET state = 'queued'"),
+    ("UPDATE jobs SET instance_ids = '7000000101 x'", "jobs.instance_ids", "UPDATE jobs SET instance_ids = ''"),
+    ("UPDATE jobs SET batch_id = 'batch-1'", "jobs.batch_id", "UPDATE jobs SET batch_id = NULL"),
+    ("UPDATE jobs SET attempts = -1", "jobs.attempts", "UPDATE jobs SET attempts = 0"),
+    (
+        "UPDATE instance_settings SET backup_admins = '447700176576 bob'",
+        "instance_settings.backup_admins",
+        "UPDATE instance_settings SET backup_admins = ''",
+    ),
+    (
+        "UPDATE instance_settings SET pacing_burst = 1, pacing_min_interval_secs = NULL",
+        "instance_settings.pacing_min_interval_secs",
+        "UPDATE instance_settings SET pacing_burst = NULL",
+    ),
+    (
+        "UPDATE instance_settings SET pacing_burst = 1, pacing_min_interval_secs = 60, pacing_daily_cap = -3",
+        "instance_settings.pacing_daily_cap",
+        "UPDATE instance_settings SET pacing_burst = NULL, pacing_min_interval_secs = NULL, pacing_daily_cap = NULL",
+    ),
+    (
+        "UPDATE instance_settings SET pause_reason = NULL",
+        "instance_settings.pause_reason",
+        "UPDATE instance_settings SET pause_reason = 'rate-overlimit'",
+    ),
+    (
+        "UPDATE creation_attempts SET id = 'attempt-1'",
+        "creation_attempts.id",
+        "UPDATE creation_attempts SET id = '01950000-0000-7000-8000-000000000002'",
+    ),
+];
+
+/// An instance with settings and a pause, a job, and an attempt of that job.
+pub async fn seed_rows_to_corrupt(store: &dyn Store) {
+    let id = instance(store, 7_000_000_101).await;
+    store.put_instance_settings(id, &InstanceSettings::default()).await.unwrap();
+    store.set_instance_pause(id, Some(&pause_until(60_000, "rate-overlimit"))).await.unwrap();
+    let job = JobRecord { id: CORRUPTED_JOB, instance_ids: vec![], ..queued(0) };
+    store.insert_jobs(&[job]).await.unwrap();
+    store.insert_creation_attempt(&attempt(id, Some(CORRUPTED_JOB), 0)).await.unwrap();
+    assert_eq!(first_read_error(store).await, None, "the seeded rows read back");
+}
+
+/// The first error reading the seeded rows back, as text; `None` when they all read.
+pub async fn first_read_error(store: &dyn Store) -> Option<String> {
+    let id = InstanceId(7_000_000_101);
+    let errors = [
+        store.get_job(CORRUPTED_JOB).await.err(),
+        store.list_jobs(&JobListQuery { limit: 10, ..JobListQuery::default() }).await.err(),
+        store.due_jobs(at(0), 10).await.err(),
+        store.instance_settings(id).await.err(),
+        store.instance_pause(id).await.err(),
+        store.job_attempts(CORRUPTED_JOB).await.err(),
+    ];
+    errors.into_iter().flatten().next().map(|e| {
+        assert!(matches!(e, DbError::Other(_)), "{e:?}");
+        e.to_string()
+    })
+}

@@ -90,6 +90,18 @@ contract_on_sqlite!(
     a_batch_of_jobs_is_inserted_whole_or_not_at_all,
     due_jobs_come_soonest_first_and_are_claimed_once,
     deleting_an_instance_deletes_its_settings_and_attempts,
+    instance_settings_of_every_shape_round_trip_per_instance,
+    a_pause_set_before_any_settings_leaves_the_defaults_and_is_replaced_whole,
+    creation_attempts_come_back_whole_and_oldest_first_from_the_since_boundary_on,
+    jobs_round_trip_with_every_field_set_and_unset,
+    a_batch_with_a_taken_id_or_creation_key_inserts_nothing,
+    jobs_are_listed_newest_first_by_state_and_batch,
+    due_jobs_are_the_queued_ones_up_to_now_soonest_then_oldest_then_by_id,
+    the_next_job_due_counts_queued_jobs_only,
+    claiming_a_job_pins_it_counts_an_attempt_and_leaves_the_rest,
+    updating_a_job_replaces_only_its_mutable_fields,
+    only_running_jobs_are_requeued_after_a_crash_and_keep_their_pin,
+    deleting_an_instance_keeps_its_jobs_and_the_other_instances_records,
 );
 
 #[tokio::test]
@@ -194,6 +206,28 @@ async fn a_stored_value_that_no_longer_parses_is_an_error_naming_its_column() {
             Err(DbError::Other(e)) => assert!(e.to_string().contains(column), "{e}"),
             other => panic!("expected an error naming {column}, got {other:?}"),
         }
+    }
+}
+
+#[tokio::test]
+async fn a_job_settings_or_attempt_value_that_no_longer_parses_is_an_error_naming_its_column() {
+    use crate::contract_jobs::{CORRUPTIONS, first_read_error, seed_rows_to_corrupt};
+
+    // Arrange
+    let db = TestDb::new().await;
+    seed_rows_to_corrupt(&db.store).await;
+    let raw = db.raw().await;
+
+    for (edit, column, repair) in CORRUPTIONS {
+        sqlx::raw_sql(*edit).execute(&raw).await.unwrap();
+
+        // Act
+        let error = first_read_error(&db.store).await;
+
+        // Assert
+        assert!(error.as_deref().is_some_and(|e| e.contains(column)), "expected an error naming {column}: {error:?}");
+        sqlx::raw_sql(*repair).execute(&raw).await.unwrap();
+        assert_eq!(first_read_error(&db.store).await, None, "repaired after {column}");
     }
 }
 

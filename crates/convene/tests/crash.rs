@@ -38,7 +38,11 @@ fn start(dir: &std::path::Path) -> Server {
     });
     let mut lines = Vec::new();
     loop {
-        let line = rx.recv_timeout(Duration::from_secs(60)).expect("convene starts");
+        let Ok(line) = rx.recv_timeout(Duration::from_secs(60)) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("convene did not start: {lines:?}");
+        };
         if let Some(rest) = line.strip_prefix("Listening on http://") {
             let addr = rest.split_whitespace().next().unwrap().to_owned();
             return Server { child, addr, lines };

@@ -45,7 +45,11 @@ impl Modify for BearerAuth {
 
 /// Every documented route, with its OpenAPI description.
 pub fn router() -> OpenApiRouter<AppState> {
-    let v1 = OpenApiRouter::new().merge(instances::router()).merge(groups::router()).merge(jobs::router()).merge(sandbox::router());
+    let v1 = OpenApiRouter::new()
+        .merge(instances::router())
+        .merge(groups::router())
+        .merge(jobs::router())
+        .merge(sandbox::router());
     let mut router = OpenApiRouter::with_openapi(ApiDoc::openapi()).nest("/v1", v1).merge(system::router());
     crate::idempotency::document(router.get_openapi_mut());
     router

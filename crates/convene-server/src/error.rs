@@ -115,12 +115,15 @@ impl ApiError {
         }
     }
 
-    fn retry_after(&self) -> Option<Duration> {
-        match self {
+    /// The wait for `Retry-After` in whole seconds, rounded up (a client that waits must not come back too early):
+    /// pacing and WhatsApp's rate limit say how long. One rule for the native API and every dialect.
+    pub fn retry_after_secs(&self) -> Option<u64> {
+        let wait = match self {
             Self::TooManyRequests { retry_after, .. } => *retry_after,
             Self::Connector(ConnectorError::RateLimited { retry_after }) => *retry_after,
             _ => None,
-        }
+        }?;
+        Some(wait.as_secs() + u64::from(wait.subsec_nanos() > 0))
     }
 }
 
@@ -161,13 +164,10 @@ impl IntoResponse for ApiError {
             Self::Validation(fields) => fields.clone(),
             _ => Vec::new(),
         };
-        let retry_after = self.retry_after();
+        let retry_after = self.retry_after_secs();
         let mut response = (status, Json(ErrorBody { code: self.code(), detail, fields })).into_response();
-        if let Some(after) = retry_after {
-            let secs = after.as_secs() + u64::from(after.subsec_nanos() > 0);
-            if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
-                response.headers_mut().insert(header::RETRY_AFTER, v);
-            }
+        if let Some(secs) = retry_after {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         response
     }

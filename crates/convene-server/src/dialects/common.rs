@@ -4,7 +4,6 @@
 
 use std::collections::HashMap;
 use std::marker::PhantomData;
-use std::time::Duration;
 
 use axum::Json;
 use axum::body::Bytes;
@@ -63,12 +62,7 @@ pub(super) fn failure(e: &ApiError, renames: Renames) -> Failure {
         ApiError::Internal(_) => "internal error; see the server log".to_owned(),
         other => other.to_string(),
     };
-    let retry_after = match e {
-        ApiError::TooManyRequests { retry_after, .. }
-        | ApiError::Connector(ConnectorError::RateLimited { retry_after }) => retry_after.map(whole_seconds),
-        _ => None,
-    };
-    Failure { status, code: e.code(), message, retry_after }
+    Failure { status, code: e.code(), message, retry_after: e.retry_after_secs() }
 }
 
 /// The one way an [`ApiError`] becomes a response in dialect `S`: status, `S`'s body, `Retry-After`.
@@ -139,11 +133,6 @@ fn rename(field: &str, renames: Renames) -> String {
         }
     }
     field.to_owned()
-}
-
-/// Whole seconds, rounded up: a client that waits `Retry-After` must not come back too early.
-fn whole_seconds(d: Duration) -> u64 {
-    d.as_secs() + u64::from(d.subsec_nanos() > 0)
 }
 
 // ---------- requests ----------
@@ -247,6 +236,8 @@ pub(super) fn status_code(report: &ParticipantReport) -> u16 {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     struct Plain;

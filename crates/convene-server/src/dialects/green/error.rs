@@ -3,8 +3,6 @@
 //! when WhatsApp refuses or times out, 502 when it cannot be reached. Methods that Green answers with a `false`
 //! flag use [`refusal`] instead.
 
-use std::time::Duration;
-
 use axum::Json;
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -108,12 +106,7 @@ fn mapped(e: &ApiError, renames: Renames) -> (StatusCode, ErrorOut, Option<u64>)
             "internal error; see the server log".to_owned(),
         ),
     };
-    let retry_after = match e {
-        ApiError::TooManyRequests { retry_after, .. } | ApiError::Connector(C::RateLimited { retry_after }) => {
-            retry_after.map(whole_seconds)
-        }
-        _ => None,
-    };
+    let retry_after = e.retry_after_secs();
     (status, ErrorOut { code: status.as_u16(), description, message }, retry_after)
 }
 
@@ -164,13 +157,10 @@ fn rename(field: &str, renames: Renames) -> String {
     field.to_owned()
 }
 
-/// Whole seconds, rounded up: a client that waits `Retry-After` must not come back too early.
-fn whole_seconds(d: Duration) -> u64 {
-    d.as_secs() + u64::from(d.subsec_nanos() > 0)
-}
-
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
     use crate::error::FieldError;
 

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use convene_core::{DbError, Store};
 
 mod cursor;
+mod delegate;
 mod error;
 mod idempotency;
 mod jobs;

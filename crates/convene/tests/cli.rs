@@ -53,8 +53,13 @@ fn http_get(addr: &str, path: &str) -> String {
 }
 
 /// Sends Ctrl-C (SIGINT) and waits for a clean exit.
-fn interrupt(mut child: Child) {
-    let status = Command::new("kill").args(["-INT", &child.id().to_string()]).status().expect("kill");
+fn interrupt(child: Child) {
+    stop_with(child, "-INT");
+}
+
+/// Sends `signal` (`-INT`, `-TERM`) and waits for a clean exit.
+fn stop_with(mut child: Child, signal: &str) {
+    let status = Command::new("kill").args([signal, &child.id().to_string()]).status().expect("kill");
     assert!(status.success());
     for _ in 0..200 {
         if let Some(exit) = child.try_wait().unwrap() {
@@ -65,7 +70,7 @@ fn interrupt(mut child: Child) {
     }
     let _ = child.kill();
     let _ = child.wait();
-    panic!("convene did not stop within 10 s of Ctrl-C");
+    panic!("convene did not stop within 10 s of {signal}");
 }
 
 #[test]
@@ -89,12 +94,12 @@ fn the_first_start_sets_everything_up_and_ctrl_c_stops_cleanly() {
     assert!(docs.starts_with("HTTP/1.1 200"), "{docs}");
     interrupt(child);
 
-    // A second start reuses everything and prints no new key.
+    // A second start reuses everything and prints no new key; SIGTERM (a service manager's stop) is clean too.
     let mut cmd = convene(dir.path());
     cmd.env("CONVENE_LISTEN", "127.0.0.1:0");
     let (child, lines, _) = start(cmd);
     assert!(!lines.join("\n").contains("API key"), "{lines:?}");
-    interrupt(child);
+    stop_with(child, "-TERM");
 }
 
 #[test]

@@ -1,0 +1,165 @@
+//! The `Store` port for a backend: every method calls its query in `sql`, `idempotency` or `jobs`, which run on
+//! any `Backend`. Written once here and stamped out for `SqliteStore` and `PostgresStore` by `impl_store!`, so the
+//! two cannot drift apart.
+
+macro_rules! impl_store {
+    ($backend:ty) => {
+        #[async_trait::async_trait]
+        impl convene_core::Store for $backend {
+            async fn insert_api_key(&self, key: &ApiKeyRecord) -> DbResult<()> {
+                sql::insert_api_key(self, key).await
+            }
+
+            async fn find_api_key(&self, secret_hash: &str) -> DbResult<Option<ApiKeyRecord>> {
+                sql::find_api_key(self, secret_hash).await
+            }
+
+            async fn count_api_keys(&self) -> DbResult<u64> {
+                sql::count_api_keys(self).await
+            }
+
+            async fn insert_instance(&self, instance: &InstanceRecord) -> DbResult<()> {
+                sql::insert_instance(self, instance).await
+            }
+
+            async fn get_instance(&self, id: InstanceId) -> DbResult<InstanceRecord> {
+                sql::get_instance(self, id).await
+            }
+
+            async fn list_instances(&self) -> DbResult<Vec<InstanceRecord>> {
+                sql::list_instances(self).await
+            }
+
+            async fn delete_instance(&self, id: InstanceId) -> DbResult<()> {
+                sql::delete_instance(self, id).await
+            }
+
+            async fn insert_group(&self, group: &GroupRecord) -> DbResult<()> {
+                sql::insert_group(self, group).await
+            }
+
+            async fn get_group(&self, id: GroupId) -> DbResult<GroupRecord> {
+                sql::get_group(self, id).await
+            }
+
+            async fn find_groups_by_jid(
+                &self,
+                jid: &GroupJid,
+                instance_id: Option<InstanceId>,
+            ) -> DbResult<Vec<GroupRecord>> {
+                sql::find_groups_by_jid(self, jid, instance_id).await
+            }
+
+            async fn list_groups(&self, query: &GroupListQuery) -> DbResult<GroupPage> {
+                sql::list_groups(self, query).await
+            }
+
+            async fn update_group(&self, group: &GroupRecord) -> DbResult<()> {
+                sql::update_group(self, group).await
+            }
+
+            // ---------- idempotency keys ----------
+            async fn begin_idempotent_request(
+                &self,
+                record: &IdempotencyRecord,
+                abandoned_before: convene_core::Timestamp,
+                expired_before: convene_core::Timestamp,
+            ) -> DbResult<IdempotencyClaim> {
+                idempotency::begin(self, record, abandoned_before, expired_before).await
+            }
+
+            async fn complete_idempotent_request(
+                &self,
+                record: &IdempotencyRecord,
+                response: &IdempotentResponse,
+            ) -> DbResult<()> {
+                idempotency::complete(self, record, response).await
+            }
+
+            async fn release_idempotent_request(&self, record: &IdempotencyRecord) -> DbResult<()> {
+                idempotency::release(self, record).await
+            }
+
+            async fn delete_expired_idempotency_keys(
+                &self,
+                before: convene_core::Timestamp,
+                limit: u32,
+            ) -> DbResult<u64> {
+                idempotency::delete_expired(self, before, limit).await
+            }
+
+            // ---------- instance settings, pacing and creation jobs ----------
+            async fn instance_settings(&self, id: InstanceId) -> DbResult<InstanceSettings> {
+                jobs::instance_settings(self, id).await
+            }
+
+            async fn put_instance_settings(&self, id: InstanceId, settings: &InstanceSettings) -> DbResult<()> {
+                jobs::put_instance_settings(self, id, settings).await
+            }
+
+            async fn set_instance_pause(&self, id: InstanceId, pause: Option<&InstancePause>) -> DbResult<()> {
+                jobs::set_instance_pause(self, id, pause).await
+            }
+
+            async fn instance_pause(&self, id: InstanceId) -> DbResult<Option<InstancePause>> {
+                jobs::instance_pause(self, id).await
+            }
+
+            async fn insert_creation_attempt(&self, attempt: &CreationAttempt) -> DbResult<()> {
+                jobs::insert_creation_attempt(self, attempt).await
+            }
+
+            async fn finish_creation_attempt(
+                &self,
+                id: Uuid,
+                finished_at: Timestamp,
+                outcome: &str,
+                detail: Option<&str>,
+            ) -> DbResult<()> {
+                jobs::finish_creation_attempt(self, id, finished_at, outcome, detail).await
+            }
+
+            async fn creation_attempt_times(&self, id: InstanceId, since: Timestamp) -> DbResult<Vec<Timestamp>> {
+                jobs::creation_attempt_times(self, id, since).await
+            }
+
+            async fn job_attempts(&self, job_id: Uuid) -> DbResult<Vec<CreationAttempt>> {
+                jobs::job_attempts(self, job_id).await
+            }
+
+            async fn insert_jobs(&self, jobs: &[JobRecord]) -> DbResult<()> {
+                jobs::insert_jobs(self, jobs).await
+            }
+
+            async fn get_job(&self, id: Uuid) -> DbResult<JobRecord> {
+                jobs::get_job(self, id).await
+            }
+
+            async fn list_jobs(&self, query: &JobListQuery) -> DbResult<Vec<JobRecord>> {
+                jobs::list_jobs(self, query).await
+            }
+
+            async fn due_jobs(&self, now: Timestamp, limit: u32) -> DbResult<Vec<JobRecord>> {
+                jobs::due_jobs(self, now, limit).await
+            }
+
+            async fn next_job_due(&self) -> DbResult<Option<Timestamp>> {
+                jobs::next_job_due(self).await
+            }
+
+            async fn claim_job(&self, id: Uuid, instance_id: InstanceId, now: Timestamp) -> DbResult<bool> {
+                jobs::claim_job(self, id, instance_id, now).await
+            }
+
+            async fn update_job(&self, job: &JobRecord) -> DbResult<()> {
+                jobs::update_job(self, job).await
+            }
+
+            async fn requeue_interrupted_jobs(&self, now: Timestamp) -> DbResult<u64> {
+                jobs::requeue_interrupted_jobs(self, now).await
+            }
+        }
+    };
+}
+
+pub(crate) use impl_store;

@@ -7,7 +7,7 @@ use reqwest::header::{CONTENT_TYPE, HeaderMap, RETRY_AFTER};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, read, spawn_app};
+use crate::helpers::{Credentials, TestApp, read, spawn_app};
 
 /// The seed's createGroup request body (seeds/004), byte for byte as the document shows it.
 const SEED_CREATE_GROUP_BODY: &str = "{\n\"groupName\": \"Group created by Green API\",\n\"chatIds\": [\n\"79001234568@c.us\",\n\"79001234569@c.us\"\n]\n}";
@@ -29,14 +29,8 @@ struct Green<'a> {
 
 impl<'a> Green<'a> {
     async fn new(app: &'a TestApp) -> Self {
-        let (status, body) = app.post("/v1/instances", json!({})).await;
-        assert_eq!(status, StatusCode::CREATED, "{body}");
-        Self {
-            app,
-            id: body["id"].to_string(),
-            token: body["token"].as_str().expect("token").to_owned(),
-            phone: body["phone"].as_str().expect("phone").trim_start_matches('+').to_owned(),
-        }
+        let Credentials { id, token, phone } = app.new_instance(json!({})).await;
+        Self { app, id, token, phone }
     }
 
     fn path(&self, method: &str) -> String {

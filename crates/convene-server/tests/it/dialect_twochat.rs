@@ -16,8 +16,7 @@ const SEED_ADD_BODY: &str =
 
 /// A sandbox instance with this number, made through the native API.
 async fn instance_with_number(app: &TestApp, phone: &str) {
-    let (status, body) = app.post("/v1/instances", json!({"phone": phone})).await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
+    app.new_instance(json!({"phone": phone})).await;
 }
 
 /// A 2Chat call with the account key; returns status, JSON body and headers.

@@ -5,7 +5,7 @@ use reqwest::header::{CONTENT_TYPE, HeaderMap, RETRY_AFTER};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, read, spawn_app};
+use crate::helpers::{Credentials, TestApp, read, spawn_app};
 
 /// The seed's sample URL (seeds/001) after `/v2/groups`, its credentials left as placeholders to replace.
 const SEED_QUERY: &str = "access_token=TOKEN&instance_id=INSTANCE&name=New+Project&participants=%5B%7B%22id%22%3A%221234567890%40c.us%22%7D%5D";
@@ -23,14 +23,8 @@ struct Wawp<'a> {
 
 impl<'a> Wawp<'a> {
     async fn new(app: &'a TestApp) -> Self {
-        let (status, body) = app.post("/v1/instances", json!({})).await;
-        assert_eq!(status, StatusCode::CREATED, "{body}");
-        Self {
-            app,
-            id: body["id"].to_string(),
-            token: body["token"].as_str().expect("token").to_owned(),
-            phone: body["phone"].as_str().expect("phone").trim_start_matches('+').to_owned(),
-        }
+        let Credentials { id, token, phone } = app.new_instance(json!({})).await;
+        Self { app, id, token, phone }
     }
 
     /// `path` with the credentials as query parameters, as Wawp's samples send them.

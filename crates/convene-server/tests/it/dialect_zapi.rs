@@ -5,7 +5,7 @@ use reqwest::header::{CONTENT_TYPE, HeaderMap, RETRY_AFTER};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, read, spawn_app};
+use crate::helpers::{Credentials, TestApp, read, spawn_app};
 
 /// The create-group body of Z-API's documentation (seeds/003 names the attributes; the docs' sample sends these).
 const SEED_CREATE_GROUP_BODY: &str = "{\n  \"autoInvite\": true,\n  \"groupName\": \"Grupo Z-API\",\n  \"phones\": [\"5544999999999\", \"5544999999998\"]\n}";
@@ -20,14 +20,8 @@ struct Zapi<'a> {
 
 impl<'a> Zapi<'a> {
     async fn new(app: &'a TestApp) -> Self {
-        let (status, body) = app.post("/v1/instances", json!({})).await;
-        assert_eq!(status, StatusCode::CREATED, "{body}");
-        Self {
-            app,
-            id: body["id"].to_string(),
-            token: body["token"].as_str().expect("token").to_owned(),
-            phone: body["phone"].as_str().expect("phone").trim_start_matches('+').to_owned(),
-        }
+        let Credentials { id, token, phone } = app.new_instance(json!({})).await;
+        Self { app, id, token, phone }
     }
 
     fn path(&self, method: &str) -> String {

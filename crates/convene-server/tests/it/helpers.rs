@@ -174,3 +174,26 @@ impl TestApp {
         panic!("jobs did not finish within 10000 passes");
     }
 }
+
+/// A sandbox instance made through the native API, with the credentials the provider dialects take.
+pub struct Credentials {
+    /// The instance id as text (Green `idInstance`, Z-API instance, Wawp `instance_id`).
+    pub id: String,
+    /// The instance token (Green `apiTokenInstance`, Z-API path token, Wawp `access_token`).
+    pub token: String,
+    /// The instance's own number, digits only.
+    pub phone: String,
+}
+
+impl TestApp {
+    /// Creates a sandbox instance (`body` as for `POST /v1/instances`) and returns its credentials.
+    pub async fn new_instance(&self, body: Value) -> Credentials {
+        let (status, created) = self.post("/v1/instances", body).await;
+        assert_eq!(status, StatusCode::CREATED, "{created}");
+        Credentials {
+            id: created["id"].to_string(),
+            token: created["token"].as_str().expect("token").to_owned(),
+            phone: created["phone"].as_str().expect("phone").trim_start_matches('+').to_owned(),
+        }
+    }
+}

@@ -650,6 +650,17 @@ impl Service {
         }
     }
 
+    /// A new account API key, stored hashed; the secret is returned once.
+    pub async fn create_api_key(&self, name: &str) -> Result<String> {
+        let name = name.trim();
+        if name.is_empty() || name.chars().count() > MAX_INSTANCE_NAME_CHARS || name.chars().any(char::is_control) {
+            return Err(ApiError::field("name", "must be 1 to 100 characters, without control characters"));
+        }
+        let (secret, record) = auth::new_api_key(name, self.clock.now());
+        self.store.insert_api_key(&record).await?;
+        Ok(secret)
+    }
+
     /// First start: an admin API key, and a ready sandbox instance when `with_instance`. Returns what to print, or
     /// `None` when the gateway was set up before.
     pub async fn bootstrap(&self, with_instance: bool) -> Result<Option<Bootstrap>> {

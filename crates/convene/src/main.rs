@@ -37,6 +37,21 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Account API keys.
+    Key {
+        #[command(subcommand)]
+        command: KeyCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeyCommand {
+    /// Create an API key in the database and print it (once): for a new user, or when the first key was lost.
+    Create {
+        /// A name to tell keys apart.
+        #[arg(long, default_value = "admin")]
+        name: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -69,6 +84,13 @@ async fn main() -> anyhow::Result<()> {
                     Ok(())
                 }
             }
+        }
+        Command::Key { command: KeyCommand::Create { name } } => {
+            let config = Config::load(cli.config.as_deref())?;
+            let state = AppState::open_with_system_clock(&config).await?;
+            let key = state.service.create_api_key(&name).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+            println!("{key}");
+            Ok(())
         }
         Command::Config { command: ConfigCommand::Default } => {
             print!("{}", convene_server::config::DEFAULT_CONFIG);

@@ -144,3 +144,34 @@ fn config_default_prints_the_commented_defaults() {
     let text = String::from_utf8(output.stdout).unwrap();
     assert!(text.contains("listen = \"127.0.0.1:8080\"") && text.contains("# "), "{text}");
 }
+
+#[test]
+fn key_create_adds_a_working_key_to_an_existing_gateway() {
+    // Arrange: a gateway that has been set up, then stopped.
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = convene(dir.path());
+    cmd.env("CONVENE_LISTEN", "127.0.0.1:0");
+    let (child, _, _) = start(cmd);
+    interrupt(child);
+
+    // Act
+    let output = convene(dir.path()).args(["key", "create", "--name", "ops"]).output().unwrap();
+
+    // Assert: one line, a key the API accepts.
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let key = String::from_utf8(output.stdout).unwrap().trim().to_owned();
+    assert!(key.starts_with("cvn_") && !key.contains('\n'), "{key}");
+    let mut cmd = convene(dir.path());
+    cmd.env("CONVENE_LISTEN", "127.0.0.1:0");
+    let (child, _, addr) = start(cmd);
+    let mut stream = TcpStream::connect(&addr).unwrap();
+    write!(
+        stream,
+        "GET /v1/instances HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {key}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    interrupt(child);
+}

@@ -213,7 +213,17 @@ impl Service {
             }
             Attempted::Failed(e) => {
                 self.finish_job(job, JobState::Failed, None, Some(e.to_string())).await?;
-                Err(e.into())
+                Err(match e {
+                    // The instance is now paused until the ban ends: say when to come back, like pacing does.
+                    ConnectorError::TemporarilyBanned { until: Some(until) } => ApiError::TooManyRequests {
+                        detail: format!(
+                            "WhatsApp temporarily banned this number for creating groups (code 103); group creation \
+                             is paused until {until}"
+                        ),
+                        retry_after: Some(self.clock.now().until(until)),
+                    },
+                    e => e.into(),
+                })
             }
         }
     }

@@ -292,3 +292,27 @@ async fn a_job_interrupted_after_the_network_created_its_group_is_found_not_repe
     let (_, listed) = app.get("/v1/groups").await;
     assert_eq!(listed["groups"].as_array().unwrap().len(), 1);
 }
+
+#[tokio::test]
+async fn a_synchronous_creation_that_trips_a_ban_is_told_when_to_come_back() {
+    let app = spawn_app().await;
+    let limits =
+        json!({"enabled": true, "min_interval_secs": 600, "max_per_day": 50, "ban_after_hits": 1, "ban_secs": 3600});
+    app.put("/v1/sandbox/network-limits", limits).await;
+    app.create_group("First", &["+17137157533"]).await;
+
+    let res = app
+        .client
+        .post(app.url("/v1/groups"))
+        .bearer_auth(&app.api_key)
+        .json(&json!({"instance_id": app.instance_id, "subject": "Too soon", "participants": ["+17137157533"]}))
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(res.headers()["retry-after"], "3600");
+    let body: Value = res.json().await.unwrap();
+    assert!(body["detail"].as_str().unwrap().contains("code 103"), "{body}");
+    assert_eq!(network_subjects(&app).await.get("Too soon"), None);
+}

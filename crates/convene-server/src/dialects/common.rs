@@ -234,6 +234,13 @@ pub(super) fn status_code(report: &ParticipantReport) -> u16 {
     })
 }
 
+/// A dialect answer's JSON body, for the dialects' unit tests.
+#[cfg(test)]
+pub(super) async fn body_of(response: Response) -> serde_json::Value {
+    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
+    serde_json::from_slice(&bytes).unwrap()
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;

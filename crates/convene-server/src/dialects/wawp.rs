@@ -428,11 +428,7 @@ mod tests {
     use convene_core::ConnectorError;
 
     use super::*;
-
-    async fn body_of(response: Response) -> Value {
-        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
-        serde_json::from_slice(&bytes).unwrap()
-    }
+    use crate::dialects::common::body_of;
 
     #[tokio::test]
     async fn a_paced_creation_is_a_429_with_retry_after_in_wawps_shape() {

@@ -58,52 +58,7 @@ macro_rules! contract_on_postgres {
     };
 }
 
-contract_on_postgres!(
-    api_keys_round_trip_and_are_counted,
-    instances_round_trip_with_and_without_a_phone,
-    groups_round_trip_with_every_field_set_and_unset,
-    a_duplicate_instance_id_is_a_conflict,
-    a_duplicate_api_key_hash_is_a_conflict,
-    a_second_record_for_one_instance_and_jid_is_a_conflict,
-    a_duplicate_group_id_is_a_conflict,
-    missing_records_are_not_found,
-    deleting_an_instance_deletes_its_groups_and_nothing_else,
-    updating_a_group_replaces_only_its_mutable_fields,
-    groups_are_found_by_jid_on_every_instance_or_on_one,
-    seven_groups_in_pages_of_three_come_as_three_three_and_one,
-    a_last_page_that_is_exactly_full_has_no_next_cursor,
-    listing_by_instance_pages_through_that_instances_groups_only,
-    listing_with_no_groups_gives_one_empty_page,
-    a_zero_limit_is_read_as_one,
-    a_malformed_cursor_is_refused,
-    // idempotency keys
-    an_idempotency_key_is_claimed_once_and_then_answers_with_its_record,
-    an_idempotent_answer_without_a_content_type_or_body_round_trips,
-    idempotency_keys_are_scoped_to_their_api_key,
-    an_abandoned_idempotency_claim_is_taken_over_and_the_old_claim_can_no_longer_finish,
-    a_complete_idempotency_record_is_replaced_only_once_expired,
-    a_released_idempotency_key_can_be_claimed_again,
-    concurrent_claims_of_one_idempotency_key_have_exactly_one_winner,
-    expired_idempotency_records_are_deleted_oldest_first_a_batch_at_a_time,
-    // pacing and the creation queue
-    instance_settings_and_pauses_round_trip_without_clobbering_each_other,
-    creation_attempts_are_recorded_finished_and_counted_since_a_time,
-    a_batch_of_jobs_is_inserted_whole_or_not_at_all,
-    due_jobs_come_soonest_first_and_are_claimed_once,
-    deleting_an_instance_deletes_its_settings_and_attempts,
-    instance_settings_of_every_shape_round_trip_per_instance,
-    a_pause_set_before_any_settings_leaves_the_defaults_and_is_replaced_whole,
-    creation_attempts_come_back_whole_and_oldest_first_from_the_since_boundary_on,
-    jobs_round_trip_with_every_field_set_and_unset,
-    a_batch_with_a_taken_id_or_creation_key_inserts_nothing,
-    jobs_are_listed_newest_first_by_state_and_batch,
-    due_jobs_are_the_queued_ones_up_to_now_soonest_then_oldest_then_by_id,
-    the_next_job_due_counts_queued_jobs_only,
-    claiming_a_job_pins_it_counts_an_attempt_and_leaves_the_rest,
-    updating_a_job_replaces_only_its_mutable_fields,
-    only_running_jobs_are_requeued_after_a_crash_and_keep_their_pin,
-    deleting_an_instance_keeps_its_jobs_and_the_other_instances_records,
-);
+crate::contract::every_case!(contract_on_postgres);
 
 #[tokio::test]
 async fn data_survives_closing_the_pool_and_reconnecting() {

@@ -130,16 +130,6 @@ impl GroupSettingsPatch {
             s.disappearing_messages = v;
         }
     }
-
-    /// The patch that turns default settings into `s`.
-    pub fn from_settings(s: &GroupSettings) -> Self {
-        Self {
-            announce_only: Some(s.announce_only),
-            locked_info: Some(s.locked_info),
-            join_approval: Some(s.join_approval),
-            disappearing_messages: Some(s.disappearing_messages),
-        }
-    }
 }
 
 /// A member's role in a group.
@@ -188,15 +178,6 @@ pub struct GroupPicture {
 pub enum PictureFormat {
     Jpeg,
     Png,
-}
-
-impl PictureFormat {
-    pub fn mime(self) -> &'static str {
-        match self {
-            Self::Jpeg => "image/jpeg",
-            Self::Png => "image/png",
-        }
-    }
 }
 
 impl GroupPicture {

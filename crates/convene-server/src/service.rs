@@ -462,13 +462,19 @@ impl Service {
             }
             Err(e) => return Err(e.into()),
         };
+        self.record_group(instance_id, &metadata).await
+    }
+
+    /// Stores a group this instance is in; when a record for it is already there (written by a concurrent request,
+    /// or by a run a crash interrupted), that one is returned instead of a second.
+    async fn record_group(&self, instance_id: InstanceId, metadata: &GroupMetadata) -> Result<GroupRecord> {
         let now = self.clock.now();
         let record = GroupRecord {
             id: GroupId::new(),
             instance_id,
-            jid,
-            subject: metadata.subject,
-            description: metadata.description,
+            jid: metadata.jid.clone(),
+            subject: metadata.subject.clone(),
+            description: metadata.description.clone(),
             settings: metadata.settings,
             created_at: now,
             updated_at: now,
@@ -476,7 +482,6 @@ impl Service {
         };
         match self.store.insert_group(&record).await {
             Ok(()) => Ok(record),
-            // Imported by a concurrent request: use that record.
             Err(convene_core::DbError::Conflict) => {
                 let mut found = self.store.find_groups_by_jid(&record.jid, Some(instance_id)).await?;
                 found.pop().ok_or_else(|| ApiError::internal(anyhow::anyhow!("group record vanished")))

@@ -9,7 +9,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use convene_core::connector::CreateGroupRequest;
-use convene_core::store::{CreationAttempt, GroupRecord, InstancePause, InstanceRecord, JobRecord, JobState};
+use convene_core::store::{CreationAttempt, InstancePause, InstanceRecord, JobRecord, JobState};
 use convene_core::{
     ConnectorError, CreationKey, GroupDescription, GroupId, GroupMetadata, GroupSettings, GroupSubject, InstanceId,
     PacingPolicy, ParticipantChange, ParticipantResult, PhoneNumber, Timestamp,
@@ -495,26 +495,7 @@ impl Service {
         prepared: &Prepared,
         connector: &dyn convene_core::Connector,
     ) -> Result<(CreatedGroupView, CreationResult)> {
-        let now = self.clock.now();
-        let record = GroupRecord {
-            id: GroupId::new(),
-            instance_id: instance.id,
-            jid: metadata.jid.clone(),
-            subject: metadata.subject.clone(),
-            description: metadata.description.clone(),
-            settings: metadata.settings,
-            created_at: now,
-            updated_at: now,
-            left_at: None,
-        };
-        let record = match self.store.insert_group(&record).await {
-            Ok(()) => record,
-            Err(convene_core::DbError::Conflict) => {
-                let mut found = self.store.find_groups_by_jid(&metadata.jid, Some(instance.id)).await?;
-                found.pop().ok_or_else(|| ApiError::internal(anyhow::anyhow!("group record vanished")))?
-            }
-            Err(e) => return Err(e.into()),
-        };
+        let record = self.record_group(instance.id, &metadata).await?;
         let backup: HashSet<&PhoneNumber> = prepared.backup_admins.iter().collect();
         let requested: HashSet<&PhoneNumber> = prepared.participants.numbers.iter().map(|(_, p)| p).collect();
         let (for_backups, for_participants): (Vec<ParticipantResult>, Vec<ParticipantResult>) =

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::clock::Timestamp;
 use crate::group::{GroupDescription, GroupMetadata, GroupPicture, GroupSettings, GroupSettingsPatch, GroupSubject};
-use crate::ids::{CreationKey, GroupJid};
+use crate::ids::{CreationKey, GroupJid, InstanceId};
 use crate::outcome::{ParticipantChange, ParticipantResult};
 use crate::phone::PhoneNumber;
 
@@ -95,6 +95,8 @@ pub enum ConnectorError {
     NotAdmin,
     #[error("the network refused the request: {text} (code {code})")]
     Rejected { code: u16, text: String },
+    #[error("{0}")]
+    Unsupported(String),
     #[error("network failure: {0}")]
     Other(String),
 }
@@ -112,8 +114,13 @@ pub trait Connector: Send + Sync {
     /// Creates a group; `request.key` travels with it so that `find_created_group` can find it after a lost reply.
     async fn create_group(&self, request: &CreateGroupRequest) -> Result<CreatedGroup, ConnectorError>;
 
-    /// Looks on the network for a group this account created with `key` (reconciliation after an unknown outcome).
-    async fn find_created_group(&self, key: &CreationKey) -> Result<Option<GroupMetadata>, ConnectorError>;
+    /// Looks on the network for the group `request` created, if it did (reconciliation after an unknown outcome).
+    /// `since` is when the creation was first asked for: nothing older can be it.
+    async fn find_created_group(
+        &self,
+        request: &CreateGroupRequest,
+        since: Timestamp,
+    ) -> Result<Option<GroupMetadata>, ConnectorError>;
 
     async fn group_metadata(&self, group: &GroupJid) -> Result<GroupMetadata, ConnectorError>;
 
@@ -151,4 +158,55 @@ pub trait Connector: Send + Sync {
         code: &str,
         expires_at: Timestamp,
     ) -> Result<(), ConnectorError>;
+
+    /// The QR code to scan while the account waits to be linked; `None` when there is none right now.
+    async fn pairing_qr(&self) -> Option<PairingCode> {
+        None
+    }
+
+    /// Asks for an eight-character code to type on the phone (WhatsApp > Linked devices > Link with phone number).
+    async fn request_pairing_code(&self, _phone: &PhoneNumber) -> Result<PairingCode, ConnectorError> {
+        Err(ConnectorError::Unsupported(format!("{} instances are not paired", self.kind().as_str())))
+    }
+
+    /// Unlinks the account and forgets its keys; a new pairing starts.
+    async fn logout(&self) -> Result<(), ConnectorError> {
+        Err(ConnectorError::Unsupported(format!("{} instances cannot log out", self.kind().as_str())))
+    }
+}
+
+/// A pairing QR payload or phone code and when it stops being valid.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct PairingCode {
+    /// The QR payload to render, or the code to type on the phone.
+    pub code: String,
+    pub expires_at: Timestamp,
+}
+
+/// Something the network told an account, delivered to the service as it happens.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ConnectorEvent {
+    /// The account's connection changed (a ban carries its end).
+    StateChanged(InstanceState),
+    /// Pairing finished: the account is now this number.
+    Paired { phone: PhoneNumber },
+    /// Someone (possibly this account from another device) changed a group.
+    Group { group: GroupJid, change: GroupChangeEvent, by: Option<PhoneNumber> },
+}
+
+/// A change to a group reported by the network.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum GroupChangeEvent {
+    Subject(String),
+    Description(Option<String>),
+    Settings,
+    ParticipantsAdded(Vec<PhoneNumber>),
+    ParticipantsRemoved(Vec<PhoneNumber>),
+    ParticipantsPromoted(Vec<PhoneNumber>),
+    ParticipantsDemoted(Vec<PhoneNumber>),
+}
+
+/// Where a connector sends its events; the service implements it.
+pub trait ConnectorEvents: Send + Sync {
+    fn emit(&self, instance: InstanceId, event: ConnectorEvent);
 }

@@ -14,7 +14,10 @@ pub mod phone;
 pub mod store;
 
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
-pub use connector::{Connector, ConnectorError, ConnectorKind, InstanceState};
+pub use connector::{
+    Connector, ConnectorError, ConnectorEvent, ConnectorEvents, ConnectorKind, GroupChangeEvent, InstanceState,
+    PairingCode,
+};
 pub use group::{
     Disappearing, GroupDescription, GroupMember, GroupMetadata, GroupPicture, GroupSettings, GroupSettingsPatch,
     GroupSubject, MemberRole,

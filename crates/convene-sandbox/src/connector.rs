@@ -5,7 +5,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use convene_core::connector::{CreateGroupRequest, CreatedGroup};
 use convene_core::{
-    Connector, ConnectorError, ConnectorKind, CreationKey, GroupDescription, GroupJid, GroupMetadata, GroupPicture,
+    Connector, ConnectorError, ConnectorKind, GroupDescription, GroupJid, GroupMetadata, GroupPicture,
     GroupSettingsPatch, GroupSubject, InstanceState, ParticipantChange, ParticipantResult, PhoneNumber, Timestamp,
 };
 
@@ -59,9 +59,14 @@ impl Connector for SandboxConnector {
         self.network.mutate(|w, env| w.create_group(&self.account, request, env))
     }
 
-    async fn find_created_group(&self, key: &CreationKey) -> Result<Option<GroupMetadata>, ConnectorError> {
+    /// The sandbox keeps every creation key, so it finds the group by key alone.
+    async fn find_created_group(
+        &self,
+        request: &CreateGroupRequest,
+        _since: Timestamp,
+    ) -> Result<Option<GroupMetadata>, ConnectorError> {
         self.network.delay().await;
-        Ok(self.network.read(|w, _| w.find_created_group(&self.account, &key.0)))
+        Ok(self.network.read(|w, _| w.find_created_group(&self.account, &request.key.0)))
     }
 
     async fn group_metadata(&self, group: &GroupJid) -> Result<GroupMetadata, ConnectorError> {

@@ -347,10 +347,19 @@ async fn a_lost_reply_still_creates_a_group_that_find_created_group_finds() {
     let result = w.owner.create_group(&req).await;
     // Assert
     assert_eq!(result, Err(ConnectorError::OutcomeUnknown));
-    let found = w.owner.find_created_group(&req.key).await.unwrap().expect("the group was created");
+    let found =
+        w.owner.find_created_group(&req, Timestamp::from_millis(0)).await.unwrap().expect("the group was created");
     assert_eq!(found.members.len(), 2);
     assert_eq!(w.net.groups().len(), 1);
-    assert_eq!(w.owner.find_created_group(&CreationKey::new()).await, Ok(None));
+    assert_eq!(
+        w.owner
+            .find_created_group(
+                &CreateGroupRequest { key: CreationKey::new(), ..req.clone() },
+                Timestamp::from_millis(0)
+            )
+            .await,
+        Ok(None)
+    );
 }
 
 #[tokio::test]
@@ -361,7 +370,7 @@ async fn an_injected_error_creates_nothing() {
     let result = w.owner.create_group(&req).await;
     assert_eq!(result, Err(ConnectorError::Other("injected fault".into())));
     assert!(w.net.groups().is_empty());
-    assert_eq!(w.owner.find_created_group(&req.key).await, Ok(None));
+    assert_eq!(w.owner.find_created_group(&req, Timestamp::from_millis(0)).await, Ok(None));
 }
 
 #[tokio::test]
@@ -396,7 +405,7 @@ async fn a_group_whose_reply_was_lost_is_on_disk_before_the_call_returns() {
     let net = SandboxNetwork::open(Some(path), SandboxConfig::default(), clock).unwrap();
     // Assert: the world file kept its faults and the group
     assert_eq!(net.faults().reply_lost_rate, 1.0);
-    let found = net.connector(phone(1000)).find_created_group(&req.key).await.unwrap();
+    let found = net.connector(phone(1000)).find_created_group(&req, Timestamp::from_millis(0)).await.unwrap();
     assert!(found.is_some());
 }
 

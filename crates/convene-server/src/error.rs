@@ -109,6 +109,7 @@ impl ApiError {
                 ConnectorError::GroupNotFound => "group_not_found_on_network",
                 ConnectorError::NotAdmin => "not_group_admin",
                 ConnectorError::Rejected { .. } => "network_rejected",
+                ConnectorError::Unsupported(_) => "not_supported_for_instance",
                 ConnectorError::Other(_) => "network_error",
             },
             Self::Internal(_) => "internal",
@@ -135,6 +136,7 @@ fn connector_status(e: &ConnectorError) -> StatusCode {
         ConnectorError::GroupNotFound => StatusCode::NOT_FOUND,
         ConnectorError::NotAdmin => StatusCode::FORBIDDEN,
         ConnectorError::Rejected { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+        ConnectorError::Unsupported(_) => StatusCode::CONFLICT,
         ConnectorError::Other(_) => StatusCode::BAD_GATEWAY,
     }
 }

@@ -419,11 +419,11 @@ impl Service {
     async fn reconcile(&self, job: &JobRecord, instance_id: InstanceId, stored: &StoredRequest) -> Result<bool> {
         let instance = self.store.get_instance(instance_id).await?;
         let connector = self.connector(instance_id)?;
-        let Some(metadata) = connector.find_created_group(&CreationKey(job.creation_key.clone())).await? else {
-            return Ok(false);
-        };
         let mut prepared = self.prepare(&instance, &stored.group, "").await.map_err(ApiError::Validation)?;
         prepared.request.key = CreationKey(job.creation_key.clone());
+        let Some(metadata) = connector.find_created_group(&prepared.request, job.created_at).await? else {
+            return Ok(false);
+        };
         let results = results_from_membership(&metadata, &prepared.request.participants);
         let (_, result) = self.record_created(&instance, metadata, results, &prepared, connector.as_ref()).await?;
         self.finish_job(job.clone(), JobState::Succeeded, Some(&result), None).await?;
@@ -452,7 +452,7 @@ impl Service {
         let (outcome, result) = match connector.create_group(request).await {
             Ok(created) => ("created", Attempted::Created(created.metadata, created.participants)),
             // The reply was lost: the group may exist. Look for it before anything else.
-            Err(ConnectorError::OutcomeUnknown) => match connector.find_created_group(&request.key).await {
+            Err(ConnectorError::OutcomeUnknown) => match connector.find_created_group(request, job.created_at).await {
                 Ok(Some(metadata)) => {
                     let results = results_from_membership(&metadata, &request.participants);
                     ("found", Attempted::Created(metadata, results))

@@ -75,7 +75,8 @@ fn mapped(e: &ApiError, renames: Renames) -> (StatusCode, ErrorOut, Option<u64>)
             (StatusCode::TOO_MANY_REQUESTS, "Too Many Requests", detail.clone())
         }
         ApiError::Connector(c) => match c {
-            C::NotConnected(_) => (StatusCode::BAD_REQUEST, "instance account not authorized", c.to_string()),
+            // Not authorized or not connected: a 503, so clients retry later instead of fixing their request.
+            C::NotConnected(_) => (StatusCode::SERVICE_UNAVAILABLE, "instance account not authorized", c.to_string()),
             C::RateLimited { .. } => (
                 StatusCode::TOO_MANY_REQUESTS,
                 "Too Many Requests",
@@ -97,7 +98,9 @@ fn mapped(e: &ApiError, renames: Renames) -> (StatusCode, ErrorOut, Option<u64>)
                 (StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error", format!("Timed Out: {c}"))
             }
             C::Rejected { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error", c.to_string()),
-            C::GroupNotFound | C::NotAdmin => (StatusCode::BAD_REQUEST, "bad request data", c.to_string()),
+            C::GroupNotFound | C::NotAdmin | C::Unsupported(_) => {
+                (StatusCode::BAD_REQUEST, "bad request data", c.to_string())
+            }
             C::Other(_) => (StatusCode::BAD_GATEWAY, "Bad Gateway", c.to_string()),
         },
         ApiError::Internal(_) => (
@@ -246,10 +249,10 @@ mod tests {
     }
 
     #[test]
-    fn a_disconnected_instance_is_greens_not_authorized_400() {
+    fn a_disconnected_instance_is_a_503_in_greens_words() {
         let e = ApiError::Connector(ConnectorError::NotConnected("pairing".into()));
         let (status, body, _) = mapped(&e, &[]);
-        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(body.description, "instance account not authorized");
     }
 

@@ -1,0 +1,290 @@
+//! One WhatsApp account: its session (a whatsapp-rust `Bot` on a per-instance SQLite file), its state as the
+//! library's events tell it, and the pairing in progress.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use convene_core::{
+    Clock, ConnectorError, ConnectorEvent, ConnectorEvents, InstanceId, InstanceState, PairingCode, PhoneNumber,
+};
+use whatsapp_rust::Client;
+use whatsapp_rust::bot::{Bot, BotHandle};
+use whatsapp_rust::store::SqliteStore;
+use whatsapp_rust::types::events::Event;
+
+use crate::mapping;
+
+/// What the account knows of itself between library events.
+#[derive(Debug)]
+struct Status {
+    state: InstanceState,
+    qr: Option<PairingCode>,
+}
+
+/// The running session, once the stored device state has been loaded.
+enum Session {
+    /// Built and connecting (or reconnecting) on its own.
+    Running(BotHandle),
+    /// Built with the stored state and not connected (`whatsapp.connect = false`).
+    Idle(Bot),
+}
+
+impl Session {
+    fn client(&self) -> Arc<Client> {
+        match self {
+            Self::Running(handle) => handle.client(),
+            Self::Idle(bot) => bot.client(),
+        }
+    }
+}
+
+pub(crate) struct Account {
+    pub(crate) id: InstanceId,
+    db_path: PathBuf,
+    connect: bool,
+    clock: Arc<dyn Clock>,
+    events: Arc<dyn ConnectorEvents>,
+    status: Mutex<Status>,
+    session: tokio::sync::Mutex<Option<Session>>,
+    /// The client, readable without waiting on `session` (which `start` holds while building).
+    client: Mutex<Option<Arc<Client>>>,
+}
+
+impl Account {
+    pub(crate) fn new(
+        id: InstanceId,
+        db_path: PathBuf,
+        connect: bool,
+        clock: Arc<dyn Clock>,
+        events: Arc<dyn ConnectorEvents>,
+    ) -> Self {
+        Self {
+            id,
+            db_path,
+            connect,
+            clock,
+            events,
+            status: Mutex::new(Status { state: InstanceState::Starting, qr: None }),
+            session: tokio::sync::Mutex::default(),
+            client: Mutex::default(),
+        }
+    }
+
+    fn status(&self) -> MutexGuard<'_, Status> {
+        self.status.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) fn state(&self) -> InstanceState {
+        self.status().state.clone()
+    }
+
+    pub(crate) fn qr(&self) -> Option<PairingCode> {
+        let status = self.status();
+        status.qr.clone().filter(|qr| qr.expires_at > self.clock.now())
+    }
+
+    fn set_state(&self, state: InstanceState) {
+        let changed = {
+            let mut status = self.status();
+            if !matches!(state, InstanceState::Pairing) {
+                status.qr = None;
+            }
+            let changed = status.state != state;
+            status.state = state.clone();
+            changed
+        };
+        if changed {
+            self.events.emit(self.id, ConnectorEvent::StateChanged(state));
+        }
+    }
+
+    /// Opens the stored device state (a new device when there is none) and starts the session.
+    pub(crate) async fn start(self: &Arc<Self>) -> Result<(), String> {
+        let mut session = self.session.lock().await;
+        if session.is_some() {
+            return Ok(());
+        }
+        if let Some(dir) = self.db_path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        }
+        let store = SqliteStore::new(&self.db_path.to_string_lossy())
+            .await
+            .map_err(|e| format!("cannot open {}: {e}", self.db_path.display()))?;
+        let account = Arc::downgrade(self);
+        let bot = Bot::builder()
+            .with_backend(store)
+            .skip_history_sync()
+            .on_event(move |event, _client| {
+                if let Some(account) = account.upgrade() {
+                    account.handle_event(&event);
+                }
+                async {}
+            })
+            .build()
+            .await
+            .map_err(|e| format!("cannot start the WhatsApp session: {e}"))?;
+        let client = bot.client();
+        *self.client.lock().unwrap_or_else(PoisonError::into_inner) = Some(Arc::clone(&client));
+        if self.connect {
+            *session = Some(Session::Running(bot.spawn()));
+            // Until the library reports otherwise: linked devices reconnect, new ones wait for their first QR.
+            self.set_state(if client.pn().is_some() { InstanceState::Disconnected } else { InstanceState::Pairing });
+        } else {
+            *session = Some(Session::Idle(bot));
+            self.set_state(InstanceState::Disconnected);
+        }
+        Ok(())
+    }
+
+    /// Stops the session; the stored state stays.
+    pub(crate) async fn stop(&self) {
+        let session = self.session.lock().await.take();
+        *self.client.lock().unwrap_or_else(PoisonError::into_inner) = None;
+        match session {
+            Some(Session::Running(handle)) => handle.shutdown().await,
+            Some(Session::Idle(bot)) => drop(bot),
+            None => {}
+        }
+    }
+
+    /// Unlinks the device, deletes its keys and starts over with a new device (a new pairing).
+    pub(crate) async fn logout(self: &Arc<Self>) -> Result<(), ConnectorError> {
+        let client = self.session.lock().await.as_ref().map(Session::client);
+        if let Some(client) = client {
+            client.logout().await;
+        }
+        self.stop().await;
+        self.forget_keys()?;
+        self.set_state(InstanceState::LoggedOut);
+        self.start().await.map_err(ConnectorError::Other)
+    }
+
+    /// Deletes the device's database (and SQLite's side files): the keys are gone.
+    pub(crate) fn forget_keys(&self) -> Result<(), ConnectorError> {
+        for suffix in ["", "-wal", "-shm", "-journal"] {
+            let mut path = self.db_path.clone().into_os_string();
+            path.push(suffix);
+            match std::fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(ConnectorError::Other(format!("cannot delete {}: {e}", self.db_path.display()))),
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn db_path(&self) -> &std::path::Path {
+        &self.db_path
+    }
+
+    /// The connected client, or why there is none. Fails fast: nothing waits for a connection.
+    pub(crate) fn connected_client(&self) -> Result<Arc<Client>, ConnectorError> {
+        let state = self.state();
+        if let InstanceState::TemporarilyBanned { until } = state {
+            return Err(ConnectorError::TemporarilyBanned { until });
+        }
+        let client = self.client.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        match client {
+            Some(c) if c.is_connected() && c.is_logged_in() => Ok(c),
+            _ => Err(ConnectorError::NotConnected(not_connected_reason(&state))),
+        }
+    }
+
+    pub(crate) fn client(&self) -> Option<Arc<Client>> {
+        self.client.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    pub(crate) fn own_number(&self) -> Option<PhoneNumber> {
+        self.client().and_then(|c| c.pn()).and_then(|jid| mapping::phone_of(&jid))
+    }
+
+    /// The library's events as Convene's state and events.
+    pub(crate) fn handle_event(self: &Arc<Self>, event: &Event) {
+        match event {
+            Event::PairingQrCode(qr) => {
+                let expires_at = self.clock.now().plus(qr.timeout);
+                {
+                    let mut status = self.status();
+                    status.qr = Some(PairingCode { code: qr.code.clone(), expires_at });
+                }
+                self.set_state(InstanceState::Pairing);
+            }
+            Event::PairSuccess(paired) => {
+                if let Some(phone) = mapping::phone_of(&paired.id) {
+                    self.events.emit(self.id, ConnectorEvent::Paired { phone });
+                }
+            }
+            Event::Connected(_) => self.set_state(InstanceState::Connected),
+            Event::Disconnected(_) | Event::ConnectFailure(_) | Event::StreamReplaced(_) | Event::ClientOutdated(_) => {
+                if !matches!(self.state(), InstanceState::LoggedOut | InstanceState::TemporarilyBanned { .. }) {
+                    self.set_state(InstanceState::Disconnected);
+                }
+                if let Event::ClientOutdated(_) = event {
+                    tracing::error!(instance = %self.id, "WhatsApp says this client is outdated: upgrade Convene");
+                }
+            }
+            Event::TemporaryBan(ban) => {
+                // `expire` is a duration (chrono), not a deadline.
+                let until = self.clock.now().plus(ban.expire.to_std().unwrap_or_default());
+                tracing::warn!(instance = %self.id, code = ?ban.code, until = %until, "WhatsApp temporarily banned this number");
+                self.set_state(InstanceState::TemporarilyBanned { until: Some(until) });
+            }
+            Event::LoggedOut(_) => {
+                self.set_state(InstanceState::LoggedOut);
+                // The phone unlinked this device: its keys are useless. Start a fresh pairing off this task.
+                let account = Arc::clone(self);
+                tokio::spawn(async move {
+                    account.stop().await;
+                    if let Err(e) = account.forget_keys() {
+                        tracing::error!(instance = %account.id, "{e}");
+                    }
+                    if let Err(e) = account.start().await {
+                        tracing::error!(instance = %account.id, "{e}");
+                    }
+                });
+            }
+            Event::GroupUpdate(update) => {
+                let (Ok(group), Some(change)) =
+                    (mapping::group_jid(&update.group_jid), mapping::group_change(&update.action))
+                else {
+                    return;
+                };
+                let by = update.participant_pn.as_ref().or(update.participant.as_ref()).and_then(mapping::phone_of);
+                self.events.emit(self.id, ConnectorEvent::Group { group, change, by });
+            }
+            _ => {}
+        }
+    }
+
+    /// A pairing code for `phone` (WhatsApp > Linked devices > Link with phone number).
+    pub(crate) async fn request_pairing_code(&self, phone: &PhoneNumber) -> Result<PairingCode, ConnectorError> {
+        let client = self.client().ok_or_else(|| ConnectorError::NotConnected("the session is starting".into()))?;
+        if client.pn().is_some() {
+            return Err(ConnectorError::Unsupported("this instance is already paired; log out first".into()));
+        }
+        if !client.is_connected() {
+            return Err(ConnectorError::NotConnected(
+                "not connected to WhatsApp yet; a pairing code needs the connection".into(),
+            ));
+        }
+        let options =
+            whatsapp_rust::pair_code::PairCodeOptions { phone_number: phone.digits().to_owned(), ..Default::default() };
+        let code = client.pair_with_code(options).await.map_err(|e| ConnectorError::Rejected {
+            code: 400,
+            text: format!("WhatsApp refused the pairing code: {e}"),
+        })?;
+        // WhatsApp keeps a phone code valid for about three minutes.
+        Ok(PairingCode { code, expires_at: self.clock.now().plus(Duration::from_secs(180)) })
+    }
+}
+
+fn not_connected_reason(state: &InstanceState) -> String {
+    match state {
+        InstanceState::Starting => "the session is starting".into(),
+        InstanceState::Pairing => "the instance is not paired yet: scan its QR code or use a pairing code".into(),
+        InstanceState::LoggedOut => "the instance was logged out: pair it again".into(),
+        InstanceState::Disconnected | InstanceState::Connected => "the connection to WhatsApp is down".into(),
+        InstanceState::TemporarilyBanned { .. } => "WhatsApp has temporarily banned this number".into(),
+    }
+}

@@ -217,6 +217,8 @@ pub trait Store: Send + Sync {
     async fn list_instances(&self) -> DbResult<Vec<InstanceRecord>>;
     /// Deletes the instance and its group records.
     async fn delete_instance(&self, id: InstanceId) -> DbResult<()>;
+    /// The number an instance turned out to be (a real number is known once paired). `NotFound` for no instance.
+    async fn set_instance_phone(&self, id: InstanceId, phone: &PhoneNumber) -> DbResult<()>;
 
     /// Fails with `Conflict` when the instance already has a record for this JID.
     async fn insert_group(&self, group: &GroupRecord) -> DbResult<()>;

@@ -34,9 +34,15 @@ async fn main() -> anyhow::Result<()> {
     let store = convene_store::connect(&config.database_url).await?;
     let sandbox_config = SandboxConfig { network_limits: limits.clone(), ..SandboxConfig::default() };
     let sandbox = SandboxNetwork::open(None, sandbox_config, Arc::new(clock.clone()))?;
-    let service = Service::start(store.clone(), sandbox.clone(), Arc::new(clock.clone()), config.creation.clone())
-        .await
-        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    let service = Service::start(
+        store.clone(),
+        sandbox.clone(),
+        config.whatsapp(),
+        Arc::new(clock.clone()),
+        config.creation.clone(),
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e:?}"))?;
     let mut instance_ids = Vec::new();
     for _ in 0..numbers {
         let (instance, _) =

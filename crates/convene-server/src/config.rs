@@ -32,6 +32,15 @@ pub struct Config {
     pub creation: CreationConfig,
     /// The background worker that runs queued creations.
     pub worker: WorkerConfig,
+    /// Real WhatsApp numbers.
+    pub whatsapp: WhatsappSettings,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WhatsappSettings {
+    /// Connect `whatsapp` instances to WhatsApp. Off, their stored state is loaded but nothing is dialled.
+    pub connect: bool,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -45,7 +54,7 @@ pub struct WorkerConfig {
 
 impl Config {
     /// The top-level keys, as the environment may name them.
-    const KEYS: [&'static str; 8] = [
+    const KEYS: [&'static str; 9] = [
         "listen",
         "database_url",
         "data_dir",
@@ -54,6 +63,7 @@ impl Config {
         "sandbox",
         "creation",
         "worker",
+        "whatsapp",
     ];
 
     /// Defaults, then `file` if given, then the environment.
@@ -112,6 +122,11 @@ impl Config {
     /// The sandbox world file.
     pub fn sandbox_path(&self) -> PathBuf {
         self.data_dir.join("sandbox.json")
+    }
+
+    /// Where real numbers keep their device state: one SQLite file per instance.
+    pub fn whatsapp(&self) -> convene_whatsapp::WhatsappConfig {
+        convene_whatsapp::WhatsappConfig { data_dir: self.data_dir.join("whatsapp"), connect: self.whatsapp.connect }
     }
 }
 

@@ -22,6 +22,7 @@ pub mod dialects;
 pub mod error;
 pub mod extract;
 pub mod idempotency;
+pub mod qr;
 pub mod service;
 pub mod worker;
 
@@ -44,7 +45,7 @@ impl AppState {
             .with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
         let sandbox = SandboxNetwork::open(Some(config.sandbox_path()), config.sandbox.clone(), clock.clone())
             .with_context(|| format!("opening the sandbox world {}", config.sandbox_path().display()))?;
-        let service = Service::start(store.clone(), sandbox, clock, config.creation.clone())
+        let service = Service::start(store.clone(), sandbox, config.whatsapp(), clock, config.creation.clone())
             .await
             .map_err(|e| anyhow::anyhow!("{e:?}"))?;
         Ok(Self { store, service })
@@ -95,11 +96,13 @@ pub async fn serve(
         let poll = std::time::Duration::from_millis(config.worker.poll_ms);
         tokio::spawn(async move { worker::run(service, poll, shutdown).await })
     });
+    let service = state.service.clone();
     let served = serve_api(listener, state, config, shutdown.clone()).await;
     shutdown.cancel();
     if let Some(worker) = worker {
         let _ = worker.await;
     }
+    service.shutdown().await;
     served
 }
 

@@ -11,6 +11,7 @@ use convene_core::{
     ParticipantOutcome, ParticipantResult, PhoneNumber, PhoneParseError, Store, Timestamp,
 };
 use convene_sandbox::SandboxNetwork;
+use convene_whatsapp::{WhatsappAccounts, WhatsappConfig};
 use serde::{Deserialize, Serialize};
 
 use crate::auth;
@@ -22,6 +23,7 @@ pub const MAX_PARTICIPANTS_PER_REQUEST: usize = 1023;
 const MAX_INSTANCE_NAME_CHARS: usize = 100;
 
 mod creation;
+mod events;
 
 pub use creation::{CreationConfig, CreationResult, Enqueued};
 
@@ -29,6 +31,7 @@ pub use creation::{CreationConfig, CreationResult, Enqueued};
 pub struct Service {
     store: Arc<dyn Store>,
     sandbox: Arc<SandboxNetwork>,
+    whatsapp: Arc<WhatsappAccounts>,
     clock: Arc<dyn Clock>,
     connectors: Arc<RwLock<HashMap<InstanceId, Arc<dyn Connector>>>>,
     creation: Arc<CreationConfig>,
@@ -175,16 +178,20 @@ pub struct CreatedGroupView {
 }
 
 impl Service {
-    /// Builds the service and a connector for every stored instance.
+    /// Builds the service and a connector for every stored instance (real numbers start connecting in the
+    /// background), and starts applying what the networks report.
     pub async fn start(
         store: Arc<dyn Store>,
         sandbox: Arc<SandboxNetwork>,
+        whatsapp: WhatsappConfig,
         clock: Arc<dyn Clock>,
         creation: CreationConfig,
     ) -> Result<Self> {
+        let (events, mut reported) = events::channel();
         let service = Self {
             store,
             sandbox,
+            whatsapp: WhatsappAccounts::new(whatsapp, Arc::clone(&clock), events),
             clock,
             connectors: Arc::default(),
             creation: Arc::new(creation),
@@ -194,7 +201,18 @@ impl Service {
         for instance in service.store.list_instances().await? {
             service.attach_connector(&instance);
         }
+        let applying = service.clone();
+        tokio::spawn(async move {
+            while let Some((instance, event)) = reported.recv().await {
+                applying.apply_connector_event(instance, event).await;
+            }
+        });
         Ok(service)
+    }
+
+    /// Stops the real numbers' sessions, flushing what the library buffers (their stored state stays).
+    pub async fn shutdown(&self) {
+        self.whatsapp.shutdown().await;
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -203,6 +221,11 @@ impl Service {
 
     pub fn sandbox(&self) -> &Arc<SandboxNetwork> {
         &self.sandbox
+    }
+
+    /// The real numbers' sessions (tests reach `WhatsappAccounts::simulate` through here).
+    pub fn whatsapp(&self) -> &Arc<WhatsappAccounts> {
+        &self.whatsapp
     }
 
     pub fn now(&self) -> Timestamp {
@@ -226,7 +249,8 @@ impl Service {
     fn attach_connector(&self, instance: &InstanceRecord) {
         let connector: Option<Arc<dyn Connector>> = match (instance.kind, &instance.phone) {
             (ConnectorKind::Sandbox, Some(phone)) => Some(Arc::new(self.sandbox.connector(phone.clone()))),
-            _ => None,
+            (ConnectorKind::Sandbox, None) => None,
+            (ConnectorKind::Whatsapp, _) => Some(Arc::new(self.whatsapp.open(instance.id))),
         };
         let mut map = self.connectors.write().unwrap_or_else(std::sync::PoisonError::into_inner);
         match connector {
@@ -252,10 +276,10 @@ impl Service {
         phone: Option<&str>,
     ) -> Result<(InstanceRecord, String)> {
         let mut errors = Vec::new();
-        if kind != ConnectorKind::Sandbox {
+        if kind == ConnectorKind::Whatsapp && phone.is_some() {
             errors.push(FieldError::new(
-                "kind",
-                "only `sandbox` instances are available in this build; real WhatsApp numbers are not supported yet",
+                "phone",
+                "a `whatsapp` instance is the number that pairs with it (QR code or pairing code); leave `phone` out",
             ));
         }
         if let Some(name) = name {
@@ -280,19 +304,25 @@ impl Service {
         }
         let taken: HashSet<PhoneNumber> =
             self.store.list_instances().await?.into_iter().filter_map(|i| i.phone).collect();
-        let phone = match phone {
-            Some(p) if taken.contains(&p) => {
+        let phone = match (kind, phone) {
+            (_, Some(p)) if taken.contains(&p) => {
                 return Err(ApiError::Conflict(format!("another instance already uses {}", p.e164())));
             }
-            Some(p) => p,
-            None => next_sandbox_number(&taken),
+            (_, Some(p)) => Some(p),
+            (ConnectorKind::Sandbox, None) => Some(next_sandbox_number(&taken)),
+            // Known once paired.
+            (ConnectorKind::Whatsapp, None) => None,
+        };
+        let default_name = match &phone {
+            Some(p) => format!("Sandbox {}", p.e164()),
+            None => "WhatsApp number".to_owned(),
         };
         let token = auth::new_instance_token();
         let mut record = InstanceRecord {
             id: InstanceId(0),
             kind,
-            name: name.map_or_else(|| format!("Sandbox {}", phone.e164()), |n| n.trim().to_owned()),
-            phone: Some(phone),
+            name: name.map_or(default_name, |n| n.trim().to_owned()),
+            phone,
             token_hash: auth::hash_secret(&token),
             created_at: self.clock.now(),
         };
@@ -367,9 +397,14 @@ impl Service {
         Ok(settings)
     }
 
+    /// Deletes the instance and its records; a real number is unlinked and its keys deleted.
     pub async fn delete_instance(&self, id: InstanceId) -> Result<()> {
+        let instance = self.store.get_instance(id).await.map_err(|e| not_found(e, || format!("no instance {id}")))?;
         self.store.delete_instance(id).await.map_err(|e| not_found(e, || format!("no instance {id}")))?;
         self.connectors.write().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&id);
+        if instance.kind == ConnectorKind::Whatsapp {
+            self.whatsapp.remove(id).await?;
+        }
         Ok(())
     }
 

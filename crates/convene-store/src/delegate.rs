@@ -34,6 +34,10 @@ macro_rules! impl_store {
                 sql::delete_instance(self, id).await
             }
 
+            async fn set_instance_phone(&self, id: InstanceId, phone: &convene_core::PhoneNumber) -> DbResult<()> {
+                sql::set_instance_phone(self, id, phone).await
+            }
+
             async fn insert_group(&self, group: &GroupRecord) -> DbResult<()> {
                 sql::insert_group(self, group).await
             }

@@ -8,7 +8,7 @@
 
 use async_trait::async_trait;
 use convene_core::store::{ApiKeyRecord, DbResult, GroupListQuery, GroupPage, GroupRecord, InstanceRecord};
-use convene_core::{DbError, GroupId, GroupJid, InstanceId, Timestamp};
+use convene_core::{DbError, GroupId, GroupJid, InstanceId, PhoneNumber, Timestamp};
 use sqlx::query::Query;
 use sqlx::{Database, Encode, Type};
 
@@ -194,6 +194,11 @@ pub(crate) async fn list_instances(db: &impl Backend) -> DbResult<Vec<InstanceRe
 pub(crate) async fn delete_instance(db: &impl Backend, id: InstanceId) -> DbResult<()> {
     // The instance's groups go with it: groups.instance_id is ON DELETE CASCADE.
     changed_some(db.execute(Statement::new("DELETE FROM instances WHERE id = $1").bind(id.0)).await?)
+}
+
+pub(crate) async fn set_instance_phone(db: &impl Backend, id: InstanceId, phone: &PhoneNumber) -> DbResult<()> {
+    let statement = Statement::new("UPDATE instances SET phone = $1 WHERE id = $2").bind(phone.digits()).bind(id.0);
+    changed_some(db.execute(statement).await?)
 }
 
 pub(crate) async fn insert_group(db: &impl Backend, group: &GroupRecord) -> DbResult<()> {

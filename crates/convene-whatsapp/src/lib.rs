@@ -100,6 +100,66 @@ impl WhatsappAccounts {
     }
 }
 
+/// What WhatsApp can report to an account, for exercising Convene without a real number.
+#[derive(Clone, Debug)]
+pub enum SimulatedEvent {
+    /// WhatsApp sent a pairing reference: a QR code valid for `valid_for`.
+    Qr {
+        code: String,
+        valid_for: std::time::Duration,
+    },
+    /// The phone scanned the code (or typed the phone code) and linked this number.
+    Paired {
+        phone: convene_core::PhoneNumber,
+    },
+    Connected,
+    Disconnected,
+    /// Code 103: the number created too many groups.
+    TemporaryBan {
+        lasting: std::time::Duration,
+    },
+    /// The phone unlinked the device.
+    LoggedOut,
+}
+
+impl WhatsappAccounts {
+    /// Delivers `event` to the instance's account as the library would deliver WhatsApp's report, through the same
+    /// handling. Offline tests use it to pair, connect and ban an instance; nothing is sent to WhatsApp.
+    pub fn simulate(&self, id: InstanceId, event: SimulatedEvent) -> Result<(), String> {
+        use whatsapp_rust::types::events as ev;
+        let account = self.accounts.lock().unwrap_or_else(PoisonError::into_inner).get(&id).cloned();
+        let account = account.ok_or_else(|| format!("instance {id} is not a whatsapp instance"))?;
+        let event = match event {
+            SimulatedEvent::Qr { code, valid_for } => {
+                ev::Event::PairingQrCode(ev::PairingQrCode::builder().code(code).timeout(valid_for).build())
+            }
+            SimulatedEvent::Paired { phone } => ev::Event::PairSuccess(
+                ev::PairSuccess::builder()
+                    .id(whatsapp_rust::Jid::pn(phone.digits()))
+                    .lid(whatsapp_rust::Jid::new("0", whatsapp_rust::Server::Lid))
+                    .business_name(String::new())
+                    .platform("smba".to_owned())
+                    .build(),
+            ),
+            SimulatedEvent::Connected => ev::Event::Connected(ev::Connected::builder().build()),
+            SimulatedEvent::Disconnected => ev::Event::Disconnected(
+                ev::Disconnected::builder().reason(whatsapp_rust::transport::DisconnectReason::StreamEnded).build(),
+            ),
+            SimulatedEvent::TemporaryBan { lasting } => ev::Event::TemporaryBan(
+                ev::TemporaryBan::builder()
+                    .code(ev::TempBanReason::from(103))
+                    .expire(whatsapp_rust::wacore::chrono::TimeDelta::from_std(lasting).map_err(|e| e.to_string())?)
+                    .build(),
+            ),
+            SimulatedEvent::LoggedOut => ev::Event::LoggedOut(
+                ev::LoggedOut::builder().on_connect(false).reason(ev::ConnectFailureReason::LoggedOut).build(),
+            ),
+        };
+        account.handle_event(&event);
+        Ok(())
+    }
+}
+
 impl WhatsappConnector {
     /// Where this instance's device state is stored.
     pub fn device_store(&self) -> &std::path::Path {

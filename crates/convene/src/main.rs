@@ -10,6 +10,8 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
+mod instance;
+
 #[derive(Parser)]
 #[command(name = "convene", version, about = "Self-hosted WhatsApp group gateway")]
 struct Cli {
@@ -41,6 +43,11 @@ enum Command {
     Key {
         #[command(subcommand)]
         command: KeyCommand,
+    },
+    /// Instances on a running Convene, over its HTTP API.
+    Instance {
+        #[command(subcommand)]
+        command: instance::InstanceCommand,
     },
 }
 
@@ -92,6 +99,7 @@ async fn main() -> anyhow::Result<()> {
             println!("{key}");
             Ok(())
         }
+        Command::Instance { command } => instance::run(command).await,
         Command::Config { command: ConfigCommand::Default } => {
             print!("{}", convene_server::config::DEFAULT_CONFIG);
             Ok(())

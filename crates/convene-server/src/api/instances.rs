@@ -25,13 +25,15 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct InstanceIn {
-    /// `sandbox` (the built-in simulated network). Real WhatsApp numbers are not supported yet.
+    /// `sandbox` (the built-in simulated network, the default) or `whatsapp` (a real number: pair it through
+    /// `GET /v1/instances/{id}/qr` or `POST /v1/instances/{id}/pairing-code`).
     #[serde(default = "sandbox_kind")]
     pub kind: ConnectorKind,
-    /// A name for people; defaults to "Sandbox <number>".
+    /// A name for people; defaults to "Sandbox <number>" or "WhatsApp number".
     #[schema(example = "Support desk")]
     pub name: Option<String>,
-    /// For sandbox instances: the simulated number. Defaults to the next free +1 201-555-01xx number.
+    /// For sandbox instances: the simulated number. Defaults to the next free +1 201-555-01xx number. A `whatsapp`
+    /// instance is whichever number pairs with it, so it takes no `phone`.
     #[schema(example = "+12015550142")]
     pub phone: Option<String>,
 }

@@ -9,6 +9,7 @@ use crate::AppState;
 pub mod groups;
 pub mod instances;
 pub mod jobs;
+pub mod pairing;
 pub mod sandbox;
 pub mod system;
 
@@ -24,7 +25,7 @@ pub mod system;
     ),
     modifiers(&BearerAuth),
     tags(
-        (name = "instances", description = "Connected WhatsApp numbers (sandbox numbers for now)."),
+        (name = "instances", description = "WhatsApp numbers: real ones (kind `whatsapp`, paired by QR code or phone code) and sandbox ones."),
         (name = "groups", description = "Groups, named by our uuid or by their WhatsApp id (`…@g.us`)."),
         (name = "jobs", description = "Queued, paced group creation over a pool of instances."),
         (name = "participants", description = "Adding, removing, promoting and demoting people, with an outcome each."),
@@ -47,6 +48,7 @@ impl Modify for BearerAuth {
 pub fn router() -> OpenApiRouter<AppState> {
     let v1 = OpenApiRouter::new()
         .merge(instances::router())
+        .merge(pairing::router())
         .merge(groups::router())
         .merge(jobs::router())
         .merge(sandbox::router());

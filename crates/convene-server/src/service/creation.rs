@@ -25,7 +25,7 @@ use crate::error::{ApiError, FieldError, Result};
 
 /// How long an instance waits after a `rate-overlimit` that named no time, and after a ban that named no end.
 const DEFAULT_RATE_LIMIT_PAUSE: Duration = Duration::from_secs(60);
-const DEFAULT_BAN_PAUSE: Duration = Duration::from_secs(86_400);
+pub(super) const DEFAULT_BAN_PAUSE: Duration = Duration::from_secs(86_400);
 const DAY: Duration = Duration::from_secs(86_400);
 
 /// What a job row stores as its request.
@@ -479,7 +479,7 @@ impl Service {
         Ok(result)
     }
 
-    async fn pause(&self, instance_id: InstanceId, until: Timestamp, reason: &str) -> Result<()> {
+    pub(super) async fn pause(&self, instance_id: InstanceId, until: Timestamp, reason: &str) -> Result<()> {
         tracing::warn!(instance = %instance_id, %until, reason, "group creation paused");
         let pause = InstancePause { until, reason: reason.to_owned() };
         Ok(self.store.set_instance_pause(instance_id, Some(&pause)).await?)

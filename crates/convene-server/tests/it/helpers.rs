@@ -67,6 +67,8 @@ pub async fn spawn_app() -> TestApp {
 pub async fn test_config(dir: &std::path::Path) -> (Config, Option<ScratchDatabase>) {
     let mut config = Config::for_directory(dir);
     config.worker.enabled = false;
+    // Tests never dial WhatsApp: `whatsapp` instances load their stored state and stay disconnected.
+    config.whatsapp.connect = false;
     let database = match std::env::var("TEST_DATABASE_URL").ok().filter(|u| !u.is_empty()) {
         Some(server) => {
             let db = ScratchDatabase::create(&server).await.expect("TEST_DATABASE_URL answers");

@@ -12,6 +12,7 @@ mod e2e_instances;
 mod e2e_jobs;
 mod e2e_participants;
 mod e2e_sandbox;
+mod e2e_whatsapp;
 mod helpers;
 mod openapi;
 mod router;

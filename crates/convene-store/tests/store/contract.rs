@@ -96,6 +96,23 @@ pub async fn instances_round_trip_with_and_without_a_phone(store: &dyn Store) {
     assert_eq!(store.list_instances().await.unwrap(), vec![without_phone, with_phone], "in creation order");
 }
 
+pub async fn a_paired_instance_gets_its_phone_and_others_keep_theirs(store: &dyn Store) {
+    // Arrange
+    let paired = instance(7_103_000_001, None);
+    let other = instance(7_103_000_002, Some("+1 713 715 7533"));
+    store.insert_instance(&paired).await.unwrap();
+    store.insert_instance(&other).await.unwrap();
+    let number = PhoneNumber::parse("+1 201 555 0101").unwrap();
+
+    // Act
+    store.set_instance_phone(paired.id, &number).await.unwrap();
+
+    // Assert
+    assert_eq!(store.get_instance(paired.id).await.unwrap().phone, Some(number.clone()));
+    assert_eq!(store.get_instance(other.id).await.unwrap(), other);
+    assert!(matches!(store.set_instance_phone(InstanceId(7_103_000_009), &number).await, Err(DbError::NotFound)));
+}
+
 pub async fn groups_round_trip_with_every_field_set_and_unset(store: &dyn Store) {
     // Arrange: each flag set alone, every timer, and everything set at once, so swapped columns cannot pass.
     store.insert_instance(&instance(7_103_000_001, None)).await.unwrap();
@@ -567,6 +584,7 @@ macro_rules! every_case {
         $run!(
             api_keys_round_trip_and_are_counted,
             instances_round_trip_with_and_without_a_phone,
+            a_paired_instance_gets_its_phone_and_others_keep_theirs,
             groups_round_trip_with_every_field_set_and_unset,
             a_duplicate_instance_id_is_a_conflict,
             a_duplicate_api_key_hash_is_a_conflict,

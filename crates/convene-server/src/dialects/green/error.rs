@@ -64,9 +64,11 @@ fn mapped(e: &ApiError, renames: Renames) -> (StatusCode, ErrorOut, Option<u64>)
                 fields.iter().map(|f| format!("'{}' {}", rename(&f.field, renames), f.message)).collect();
             (StatusCode::BAD_REQUEST, "Validation failed", details.join("; "))
         }
-        ApiError::BadRequest(m) | ApiError::NotFound(m) | ApiError::Conflict(m) | ApiError::UnsupportedMediaType(m) => {
-            (StatusCode::BAD_REQUEST, "bad request data", m.clone())
-        }
+        ApiError::BadRequest(m)
+        | ApiError::NotFound(m)
+        | ApiError::Conflict(m)
+        | ApiError::NotPairing(m)
+        | ApiError::UnsupportedMediaType(m) => (StatusCode::BAD_REQUEST, "bad request data", m.clone()),
         ApiError::Unauthorized(m) => (StatusCode::UNAUTHORIZED, "Unauthorized", (*m).to_owned()),
         // Green answers a wrong HTTP method with 404.
         ApiError::MethodNotAllowed(m) => (StatusCode::NOT_FOUND, "Not Found", m.clone()),

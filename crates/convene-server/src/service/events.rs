@@ -1,0 +1,125 @@
+//! What the networks report on their own — an instance's connection, pairing, changes to groups made elsewhere —
+//! and the pairing calls an instance of a real number needs.
+
+use std::sync::Arc;
+
+use convene_core::{
+    ConnectorEvent, ConnectorEvents, GroupChangeEvent, GroupJid, InstanceId, InstanceState, PairingCode, PhoneNumber,
+};
+use tokio::sync::mpsc;
+
+use super::creation::DEFAULT_BAN_PAUSE;
+use super::{Service, not_found};
+use crate::error::{ApiError, Result};
+
+/// Connectors report from their own tasks; the service applies the events one at a time, in order.
+struct Sink(mpsc::UnboundedSender<(InstanceId, ConnectorEvent)>);
+
+impl ConnectorEvents for Sink {
+    fn emit(&self, instance: InstanceId, event: ConnectorEvent) {
+        // Only fails once the service is gone (shutting down): nothing is left to apply it to.
+        let _ = self.0.send((instance, event));
+    }
+}
+
+pub(super) fn channel() -> (Arc<dyn ConnectorEvents>, mpsc::UnboundedReceiver<(InstanceId, ConnectorEvent)>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    (Arc::new(Sink(tx)), rx)
+}
+
+impl Service {
+    /// Applies one report. A failure is logged: the report came from the network, there is no caller to tell.
+    pub async fn apply_connector_event(&self, instance: InstanceId, event: ConnectorEvent) {
+        let applied = match event {
+            ConnectorEvent::StateChanged(InstanceState::TemporarilyBanned { until }) => {
+                let until = until.unwrap_or_else(|| self.clock.now().plus(DEFAULT_BAN_PAUSE));
+                self.pause(instance, until, "temporarily banned by WhatsApp (code 103)").await
+            }
+            ConnectorEvent::StateChanged(state) => {
+                tracing::info!(instance = %instance, ?state, "instance state changed");
+                Ok(())
+            }
+            ConnectorEvent::Paired { phone } => self.record_paired(instance, &phone).await,
+            ConnectorEvent::Group { group, change, by } => self.apply_group_change(instance, &group, change, by).await,
+        };
+        if let Err(e) = applied {
+            tracing::warn!(instance = %instance, error = ?e, "a network report was not applied");
+        }
+    }
+
+    /// The instance is now this number. Two instances cannot be one number: the second pairing is logged, not kept.
+    async fn record_paired(&self, instance: InstanceId, phone: &PhoneNumber) -> Result<()> {
+        let elsewhere = self
+            .store
+            .list_instances()
+            .await?
+            .into_iter()
+            .find(|i| i.id != instance && i.phone.as_ref() == Some(phone));
+        if let Some(other) = elsewhere {
+            tracing::error!(instance = %instance, other = %other.id, phone = %phone, "paired with a number another instance already has");
+            return Ok(());
+        }
+        tracing::info!(instance = %instance, phone = %phone, "paired");
+        Ok(self.store.set_instance_phone(instance, phone).await?)
+    }
+
+    /// Keeps our record of a group in step with changes made from a phone or another device.
+    async fn apply_group_change(
+        &self,
+        instance: InstanceId,
+        group: &GroupJid,
+        change: GroupChangeEvent,
+        by: Option<PhoneNumber>,
+    ) -> Result<()> {
+        tracing::info!(instance = %instance, group = %group, ?change, by = ?by, "group changed on the network");
+        for mut record in self.store.find_groups_by_jid(group, Some(instance)).await? {
+            match &change {
+                GroupChangeEvent::Subject(subject) => record.subject.clone_from(subject),
+                GroupChangeEvent::Description(description) => record.description.clone_from(description),
+                _ => continue,
+            }
+            record.updated_at = self.clock.now();
+            self.store.update_group(&record).await?;
+        }
+        Ok(())
+    }
+
+    /// The QR code to scan now; 409 `not_pairing` when there is none (paired already, or the session is not
+    /// waiting for a scan).
+    pub async fn pairing_qr(&self, id: InstanceId) -> Result<PairingCode> {
+        self.store.get_instance(id).await.map_err(|e| not_found(e, || format!("no instance {id}")))?;
+        let connector = self.connector(id)?;
+        match connector.pairing_qr().await {
+            Some(qr) => Ok(qr),
+            None => Err(ApiError::NotPairing(format!(
+                "no QR code right now: the instance is {}",
+                state_words(&connector.state().await)
+            ))),
+        }
+    }
+
+    /// A code to type on the phone instead of scanning.
+    pub async fn request_pairing_code(&self, id: InstanceId, phone: &str) -> Result<PairingCode> {
+        self.store.get_instance(id).await.map_err(|e| not_found(e, || format!("no instance {id}")))?;
+        let phone = PhoneNumber::parse(phone).map_err(|e| ApiError::field("phone_number", e.to_string()))?;
+        Ok(self.connector(id)?.request_pairing_code(&phone).await?)
+    }
+
+    /// Unlinks the number and deletes its keys; the instance starts a new pairing.
+    pub async fn logout(&self, id: InstanceId) -> Result<()> {
+        self.store.get_instance(id).await.map_err(|e| not_found(e, || format!("no instance {id}")))?;
+        Ok(self.connector(id)?.logout().await?)
+    }
+}
+
+fn state_words(state: &InstanceState) -> String {
+    match state {
+        InstanceState::Starting => "starting".into(),
+        InstanceState::Pairing => "pairing and waiting for WhatsApp to send a QR code".into(),
+        InstanceState::Connected => "connected (already paired)".into(),
+        InstanceState::Disconnected => "disconnected".into(),
+        InstanceState::LoggedOut => "logged out".into(),
+        InstanceState::TemporarilyBanned { until: Some(until) } => format!("temporarily banned until {until}"),
+        InstanceState::TemporarilyBanned { until: None } => "temporarily banned".into(),
+    }
+}

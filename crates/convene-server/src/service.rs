@@ -276,12 +276,6 @@ impl Service {
         phone: Option<&str>,
     ) -> Result<(InstanceRecord, String)> {
         let mut errors = Vec::new();
-        if kind == ConnectorKind::Whatsapp && phone.is_some() {
-            errors.push(FieldError::new(
-                "phone",
-                "a `whatsapp` instance is the number that pairs with it (QR code or pairing code); leave `phone` out",
-            ));
-        }
         if let Some(name) = name {
             let n = name.trim().chars().count();
             if n == 0 || n > MAX_INSTANCE_NAME_CHARS || name.chars().any(char::is_control) {
@@ -291,10 +285,17 @@ impl Service {
                 ));
             }
         }
-        let phone = match phone.map(PhoneNumber::parse) {
-            None => None,
-            Some(Ok(p)) => Some(p),
-            Some(Err(e)) => {
+        let phone = match (kind, phone.map(PhoneNumber::parse)) {
+            (_, None) => None,
+            (ConnectorKind::Whatsapp, Some(_)) => {
+                errors.push(FieldError::new(
+                    "phone",
+                    "a `whatsapp` instance is the number that pairs with it (QR code or pairing code); leave `phone` out",
+                ));
+                None
+            }
+            (ConnectorKind::Sandbox, Some(Ok(p))) => Some(p),
+            (ConnectorKind::Sandbox, Some(Err(e))) => {
                 errors.push(FieldError::new("phone", format!("{e}")));
                 None
             }

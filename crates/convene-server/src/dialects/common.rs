@@ -1,6 +1,7 @@
 //! What the Z-API, 2Chat and Wawp dialects share. Errors: one reading of an [`ApiError`] as a status, a message
 //! and a `Retry-After`, so that each dialect only shapes the body ([`Shape`]). Bodies: JSON read into the dialect's
 //! own field names, with errors naming those fields. Outcomes: the WhatsApp-style code a participant report shows.
+//! Pairing: why an instance is not connected, and its QR code as the providers hand it out (Green uses these too).
 
 use std::collections::HashMap;
 use std::marker::PhantomData;
@@ -11,8 +12,11 @@ use axum::extract::{FromRequest, FromRequestParts, Path, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
 use convene_core::store::{GroupListQuery, GroupRecord};
-use convene_core::{ConnectorError, GroupMember, InstanceId, MemberRole, ParticipantOutcome, PhoneNumber};
+use convene_core::{
+    ConnectorError, GroupMember, InstanceId, InstanceState, MemberRole, PairingCode, ParticipantOutcome, PhoneNumber,
+};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
@@ -234,6 +238,48 @@ pub(super) fn status_code(report: &ParticipantReport) -> u16 {
     })
 }
 
+// ---------- state and pairing ----------
+
+/// Why an instance cannot work now, in words a status answer can show; `None` when it is connected. A ban says
+/// until when.
+pub(super) fn not_connected_reason(state: &InstanceState) -> Option<String> {
+    Some(match state {
+        InstanceState::Connected => return None,
+        InstanceState::Starting => "the session is starting".to_owned(),
+        InstanceState::Pairing => {
+            "the instance is not paired yet: scan its QR code or link it with a phone code".to_owned()
+        }
+        InstanceState::Disconnected => {
+            "the connection to WhatsApp is down (a paired number reconnects by itself)".to_owned()
+        }
+        InstanceState::LoggedOut => "the number was logged out: pair it again".to_owned(),
+        InstanceState::TemporarilyBanned { until: Some(until) } => {
+            format!("WhatsApp has temporarily banned this number until {until}")
+        }
+        InstanceState::TemporarilyBanned { until: None } => "WhatsApp has temporarily banned this number".to_owned(),
+    })
+}
+
+/// The QR code to scan now; `None` when the instance is not waiting for a scan (or is not a real number).
+pub(super) async fn current_qr(state: &AppState, id: InstanceId) -> Result<Option<PairingCode>, ApiError> {
+    match state.service.pairing_qr(id).await {
+        Ok(code) => Ok(Some(code)),
+        Err(ApiError::NotPairing(_)) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// A pairing payload drawn as a PNG, base64 (standard alphabet, padded): Green's `qr` message.
+pub(super) fn qr_png_base64(payload: &str) -> Result<String, ApiError> {
+    let png = crate::qr::png(payload).map_err(ApiError::internal)?;
+    Ok(base64::engine::general_purpose::STANDARD.encode(png))
+}
+
+/// The same PNG as a `data:` URI, ready for an `<img src>`: Z-API's `qr-code/image`, Wawp's `qr-image`.
+pub(super) fn qr_png_data_uri(payload: &str) -> Result<String, ApiError> {
+    Ok(format!("data:image/png;base64,{}", qr_png_base64(payload)?))
+}
+
 /// A dialect answer's JSON body, for the dialects' unit tests.
 #[cfg(test)]
 pub(super) async fn body_of(response: Response) -> serde_json::Value {
@@ -329,6 +375,27 @@ mod tests {
         assert!(with("application/json") && with("Application/JSON; charset=utf-8") && with("application/vnd.x+json"));
         assert!(!with("text/plain") && !with("application/x-www-form-urlencoded"));
         assert!(!is_json(&HeaderMap::new()));
+    }
+
+    #[test]
+    fn only_a_connected_instance_has_no_reason_and_a_ban_says_until_when() {
+        assert_eq!(not_connected_reason(&InstanceState::Connected), None);
+        for state in
+            [InstanceState::Starting, InstanceState::Pairing, InstanceState::Disconnected, InstanceState::LoggedOut]
+        {
+            assert!(not_connected_reason(&state).is_some_and(|why| !why.is_empty()), "{state:?}");
+        }
+        let until = convene_core::Timestamp::from_millis(1_795_395_600_000);
+        let why = not_connected_reason(&InstanceState::TemporarilyBanned { until: Some(until) }).unwrap();
+        assert!(why.ends_with("until 2026-11-23T01:00:00Z"), "{why}");
+    }
+
+    #[test]
+    fn a_qr_data_uri_is_a_base64_png() {
+        let uri = qr_png_data_uri("2@abc,def,ghi,jkl").unwrap();
+        let data = uri.strip_prefix("data:image/png;base64,").unwrap();
+        let png = base64::engine::general_purpose::STANDARD.decode(data).unwrap();
+        assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"));
     }
 
     #[test]

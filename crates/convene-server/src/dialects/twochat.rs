@@ -2,7 +2,9 @@
 //! instance is the one whose own number is the body's `from_number` (or the path's number when listing). Groups
 //! are named by 2Chat's `WAG<uuid>`, which is Convene's group uuid behind the `WAG` prefix (a `…@g.us` id is
 //! accepted too). Per-participant results keep 2Chat's shape: a map keyed by the number as the caller wrote it,
-//! with WhatsApp's status code. Errors are `{success: false, error, message}`.
+//! with WhatsApp's status code. Errors are `{success: false, error, message}`; a number that is not connected is a
+//! 503. The account's numbers and each one's connection status (with the QR code while it pairs) are 2Chat's
+//! `get-numbers` and `channel/{uuid}/status`, the uuid being `WPN` and the instance id.
 
 use axum::Json;
 use axum::Router;
@@ -11,8 +13,8 @@ use axum::http::request::Parts;
 use axum::http::{Method, StatusCode};
 use axum::response::Response;
 use axum::routing::{MethodRouter, any, get, post};
-use convene_core::store::GroupRecord;
-use convene_core::{GroupId, MemberRole, ParticipantChange, ParticipantOutcome, Timestamp};
+use convene_core::store::{GroupRecord, InstanceRecord};
+use convene_core::{GroupId, InstanceId, InstanceState, MemberRole, ParticipantChange, ParticipantOutcome, Timestamp};
 use serde::de::DeserializeOwned;
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Serialize, Serializer};
@@ -46,12 +48,14 @@ const CREATE_FIELDS: Renames =
     &[("subject", "group.name"), ("description", "group.description"), ("participants", "group.participants")];
 
 pub fn router() -> Router<AppState> {
-    let routes: [(&str, Method, MethodRouter<AppState>); 5] = [
+    let routes: [(&str, Method, MethodRouter<AppState>); 7] = [
         ("/open/whatsapp/group/create", Method::POST, post(create_group)),
         ("/open/whatsapp/group/{group}/add-participant", Method::POST, post(add_participant)),
         ("/open/whatsapp/group/{group}/remove-participant", Method::POST, post(remove_participant)),
         ("/open/whatsapp/group/{group}", Method::GET, get(get_group)),
         ("/open/whatsapp/groups/{phone}", Method::GET, get(list_groups)),
+        ("/open/whatsapp/get-numbers", Method::GET, get(get_numbers)),
+        ("/open/whatsapp/channel/{number}/status", Method::GET, get(channel_status)),
     ];
     let mut router = Router::new();
     for (path, verb, route) in routes {
@@ -69,7 +73,8 @@ pub fn router() -> Router<AppState> {
 
 async fn not_served(uri: axum::http::Uri) -> Response {
     let message = format!(
-        "Convene does not serve the 2Chat endpoint {}; it serves the group endpoints (see docs/dialects/2chat.md)",
+        "Convene does not serve the 2Chat endpoint {}; it serves the group endpoints and the numbers' status (see \
+         docs/dialects/2chat.md)",
         uri.path()
     );
     common::routing::<TwoChat>(StatusCode::NOT_FOUND, "not_found", message)
@@ -106,6 +111,17 @@ struct GroupParam(String);
 
 /// The `{phone}` path parameter.
 struct PhoneParam(String);
+
+/// The `{number}` path parameter: a number's `WPN…` uuid or its phone number.
+struct NumberParam(String);
+
+impl FromRequestParts<AppState> for NumberParam {
+    type Rejection = TwoChatError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self> {
+        Ok(Self(common::path_params(parts, state).await?.remove("number").unwrap_or_default()))
+    }
+}
 
 impl FromRequestParts<AppState> for GroupParam {
     type Rejection = TwoChatError;
@@ -426,6 +442,112 @@ async fn get_group(State(state): State<AppState>, _key: ApiKey, GroupParam(group
     Ok(Json(GetOut { success: true, data: GroupOut::of(view.record, members) }))
 }
 
+// ---------- numbers ----------
+
+/// 2Chat's uuid for a number: `WPN` and the instance id.
+fn wpn(id: InstanceId) -> String {
+    format!("WPN{id}")
+}
+
+/// 2Chat's `connection_status`: `C` connected, `D` disconnected (starting, pairing, reconnecting, logged out), `F`
+/// failure (temporarily banned by WhatsApp).
+fn connection_status(state: &InstanceState) -> &'static str {
+    match state {
+        InstanceState::Connected => "C",
+        InstanceState::TemporarilyBanned { .. } => "F",
+        InstanceState::Starting | InstanceState::Pairing | InstanceState::Disconnected | InstanceState::LoggedOut => {
+            "D"
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct NumbersOut {
+    success: bool,
+    numbers: Vec<NumberOut>,
+}
+
+/// One number as 2Chat lists it. What Convene does not know (country, WhatsApp name, device) is `null`.
+#[derive(Serialize)]
+struct NumberOut {
+    uuid: String,
+    friendly_name: String,
+    /// `+…`; `null` for a real number not paired yet, which `from_number` cannot name.
+    phone_number: Option<String>,
+    iso_country_code: Option<String>,
+    pushname: Option<String>,
+    server: Option<String>,
+    platform: Option<String>,
+    connection_status: &'static str,
+    enabled: bool,
+    is_business_profile: bool,
+    channel_type: &'static str,
+    sync_contacts: bool,
+    created_at: String,
+    updated_at: String,
+}
+
+impl NumberOut {
+    fn of(record: &InstanceRecord, state: &InstanceState) -> Self {
+        let created_at = twochat_time(record.created_at);
+        Self {
+            uuid: wpn(record.id),
+            friendly_name: record.name.clone(),
+            phone_number: record.phone.as_ref().map(convene_core::PhoneNumber::e164),
+            iso_country_code: None,
+            pushname: None,
+            server: record.phone.as_ref().map(convene_core::PhoneNumber::c_us),
+            platform: None,
+            connection_status: connection_status(state),
+            enabled: true,
+            is_business_profile: false,
+            channel_type: "WW",
+            sync_contacts: false,
+            updated_at: created_at.clone(),
+            created_at,
+        }
+    }
+}
+
+/// `GET /open/whatsapp/get-numbers`: every instance, as the account's WhatsApp numbers, with its connection status.
+async fn get_numbers(State(state): State<AppState>, _key: ApiKey) -> Result<Json<NumbersOut>> {
+    let instances = state.service.list_instances().await?;
+    let numbers = instances.iter().map(|(record, live)| NumberOut::of(record, live)).collect();
+    Ok(Json(NumbersOut { success: true, numbers }))
+}
+
+#[derive(Serialize)]
+struct ChannelStatusOut {
+    success: bool,
+    connection_status: &'static str,
+    /// The QR payload to scan, while the number waits for one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    qr_code: Option<String>,
+    /// 2Chat's recent events; Convene keeps none, so this is empty.
+    events: Vec<Value>,
+}
+
+/// `GET /open/whatsapp/channel/{uuid}/status` → `{success, connection_status, qr_code?, events}`. The number is its
+/// `WPN…` uuid from `get-numbers` (the only way to reach a real number that is not paired yet) or its phone number.
+async fn channel_status(
+    State(state): State<AppState>,
+    _key: ApiKey,
+    NumberParam(number): NumberParam,
+) -> Result<Json<ChannelStatusOut>> {
+    let id = match number.trim().strip_prefix("WPN") {
+        Some(id) => InstanceId::parse(id).ok_or_else(|| ApiError::NotFound(format!("no number {number}")))?,
+        None => state.service.instance_by_phone(&number).await.fields(&[("from_number", "number")])?.id,
+    };
+    let (_, live) = state.service.instance(id).await?;
+    let qr_code = common::current_qr(&state, id).await?.map(|qr| qr.code);
+    Ok(Json(ChannelStatusOut {
+        success: true,
+        connection_status: connection_status(&live),
+        qr_code,
+        events: Vec::new(),
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -487,5 +609,26 @@ mod tests {
     fn results_serialise_in_order() {
         let ordered = Ordered(vec![("+595981048477".to_owned(), 1), ("+17137157533".to_owned(), 2)]);
         assert_eq!(serde_json::to_string(&ordered).unwrap(), r#"{"+595981048477":1,"+17137157533":2}"#);
+    }
+
+    #[test]
+    fn states_read_as_2chats_connection_status() {
+        assert_eq!(connection_status(&InstanceState::Connected), "C");
+        for state in
+            [InstanceState::Starting, InstanceState::Pairing, InstanceState::Disconnected, InstanceState::LoggedOut]
+        {
+            assert_eq!(connection_status(&state), "D", "{state:?}");
+        }
+        assert_eq!(connection_status(&InstanceState::TemporarilyBanned { until: None }), "F");
+    }
+
+    #[tokio::test]
+    async fn a_number_that_is_not_connected_is_a_503_in_2chats_shape() {
+        let e = ApiError::Connector(ConnectorError::NotConnected("the session is starting".into()));
+        let response = common::response::<TwoChat>(&e, CREATE_FIELDS);
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let body = body_of(response).await;
+        assert_eq!((&body["success"], &body["error"]), (&json!(false), &json!("instance_not_connected")));
+        assert!(body["message"].as_str().unwrap().contains("not connected"), "{body}");
     }
 }

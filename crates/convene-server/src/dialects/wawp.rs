@@ -1,9 +1,11 @@
-//! Wawp (wawp.net) v2, shaped like WAHA, at its own paths under `/v2/groups`. The instance is named by
+//! Wawp (wawp.net) v2, shaped like WAHA, at its own paths under `/v2/groups`, with the session's status and pairing
+//! under `/v2/session` and `/v2/auth`. The instance is named by
 //! `instance_id` and its token by `access_token`, as query parameters (Wawp's samples), in the `access-token` header,
 //! or in the JSON body. Every other parameter may likewise come as a query parameter or in the body (the body wins);
 //! `participants` in a query is JSON text, as Wawp's own sample URL sends it. Groups are shown WAHA's way
 //! (`id: …@g.us`, `subject`, `participants: [{id: …@c.us, isAdmin, isSuperAdmin}]`); creation and participant
-//! changes add each participant's outcome. Errors are `{statusCode, error, message}`.
+//! changes add each participant's outcome. Errors are `{statusCode, error, message}`; a number that is not connected
+//! is a 503.
 
 use std::collections::HashMap;
 
@@ -13,8 +15,9 @@ use axum::extract::{FromRequest, Query, Request, State};
 use axum::http::{Method, StatusCode};
 use axum::response::Response;
 use axum::routing::{MethodRouter, any, get, post};
+use base64::Engine as _;
 use convene_core::store::{GroupRecord, InstanceRecord};
-use convene_core::{GroupMember, MemberRole, ParticipantChange, PhoneNumber};
+use convene_core::{GroupMember, InstanceState, MemberRole, ParticipantChange, PhoneNumber};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
@@ -46,20 +49,25 @@ type Result<T> = std::result::Result<T, WawpError>;
 const CREATE_FIELDS: Renames = &[("subject", "name")];
 
 pub fn router() -> Router<AppState> {
-    let routes: [(&str, Method, MethodRouter<AppState>); 7] = [
-        ("/v2/groups", Method::POST, post(create_group).get(list_groups)),
+    let routes: [(&str, &str, MethodRouter<AppState>); 12] = [
+        ("/v2/groups", "GET or POST", post(create_group).get(list_groups)),
         // Wawp's docs also name creation `/v2/groups/create`.
-        ("/v2/groups/create", Method::POST, post(create_group)),
-        ("/v2/groups/{id}", Method::GET, get(get_group)),
-        ("/v2/groups/{id}/participants/{action}", Method::POST, post(participants)),
-        ("/v2/groups/{id}/admin/{action}", Method::POST, post(admins)),
-        ("/v2/groups/{id}/invite-code", Method::GET, get(invite_code)),
-        ("/v2/groups/{id}/invite-code/revoke", Method::POST, post(revoke_invite_code)),
+        ("/v2/groups/create", "POST", post(create_group)),
+        ("/v2/groups/{id}", "GET", get(get_group)),
+        ("/v2/groups/{id}/participants/{action}", "POST", post(participants)),
+        ("/v2/groups/{id}/admin/{action}", "POST", post(admins)),
+        ("/v2/groups/{id}/invite-code", "GET", get(invite_code)),
+        ("/v2/groups/{id}/invite-code/revoke", "POST", post(revoke_invite_code)),
+        // Wawp documents these as POST and also answers GET.
+        ("/v2/session/info", "GET or POST", get(session_info).post(session_info)),
+        ("/v2/session/logout", "GET or POST", get(logout).post(logout)),
+        ("/v2/auth/qr", "GET or POST", get(qr_raw).post(qr_raw)),
+        ("/v2/auth/qr-image", "GET or POST", get(qr_image).post(qr_image)),
+        ("/v2/auth/request-code", "POST", post(request_code)),
     ];
     let mut router = Router::new();
-    for (path, verb, route) in routes {
+    for (path, takes, route) in routes {
         let route = route.fallback(move |used: Method| async move {
-            let takes = if path == "/v2/groups" { "GET or POST".to_owned() } else { verb.to_string() };
             common::routing::<Wawp>(
                 StatusCode::METHOD_NOT_ALLOWED,
                 "method_not_allowed",
@@ -73,7 +81,8 @@ pub fn router() -> Router<AppState> {
 
 async fn not_served(uri: axum::http::Uri) -> Response {
     let message = format!(
-        "Convene does not serve the Wawp endpoint {}; it serves the group endpoints (see docs/dialects/wawp.md)",
+        "Convene does not serve the Wawp endpoint {}; it serves the group, session status and QR endpoints (see \
+         docs/dialects/wawp.md)",
         uri.path()
     );
     common::routing::<Wawp>(StatusCode::NOT_FOUND, "not_found", message)
@@ -420,6 +429,130 @@ async fn revoke_invite_code(State(state): State<AppState>, call: WawpCall) -> Re
     Ok(Json(state.service.invite_link(&record, true).await?))
 }
 
+// ---------- session and pairing ----------
+
+/// WAHA's session status. Convene keeps every session running and reconnects it by itself, so a dropped connection
+/// is `STARTING` and nothing is ever `STOPPED`; a logged-out number and a ban are `FAILED`.
+fn session_status(state: &InstanceState) -> &'static str {
+    match state {
+        InstanceState::Connected => "WORKING",
+        InstanceState::Pairing => "SCAN_QR_CODE",
+        InstanceState::Starting | InstanceState::Disconnected => "STARTING",
+        InstanceState::LoggedOut | InstanceState::TemporarilyBanned { .. } => "FAILED",
+    }
+}
+
+/// The session, WAHA's way.
+#[derive(Serialize)]
+struct SessionOut {
+    /// The instance's name.
+    name: String,
+    status: &'static str,
+    config: Value,
+    /// The connected account; `null` unless `WORKING`.
+    me: Option<MeOut>,
+    /// While `SCAN_QR_CODE`: the QR code to scan, `data:image/png;base64,…`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    qr: Option<String>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct MeOut {
+    /// `…@c.us`.
+    id: String,
+    /// Convene does not read the account's WhatsApp name: empty.
+    push_name: String,
+}
+
+async fn session_of(state: &AppState, instance: &InstanceRecord) -> Result<SessionOut> {
+    let live = state.service.instance_state(instance.id).await;
+    let me = match (&live, &instance.phone) {
+        (InstanceState::Connected, Some(phone)) => Some(MeOut { id: phone.c_us(), push_name: String::new() }),
+        _ => None,
+    };
+    let qr = match common::current_qr(state, instance.id).await? {
+        Some(qr) => Some(common::qr_png_data_uri(&qr.code)?),
+        None => None,
+    };
+    Ok(SessionOut {
+        name: instance.name.clone(),
+        status: session_status(&live),
+        config: json!({ "proxy": null, "webhooks": [] }),
+        me,
+        qr,
+    })
+}
+
+/// `/v2/session/info` → `{name, status, config, me, qr?}`. Poll it while pairing: the QR code changes about every
+/// 20 s.
+async fn session_info(State(state): State<AppState>, call: WawpCall) -> Result<Json<SessionOut>> {
+    // The number may have been paired since the credentials were read: read the record again.
+    let (instance, _) = state.service.instance(call.instance.id).await?;
+    Ok(Json(session_of(&state, &instance).await?))
+}
+
+/// `/v2/session/logout` → the session after logging out: the number is unlinked, its keys deleted, and a new
+/// pairing starts. Sandbox instances cannot log out (409).
+async fn logout(State(state): State<AppState>, call: WawpCall) -> Result<Json<SessionOut>> {
+    state.service.logout(call.instance.id).await?;
+    let (instance, _) = state.service.instance(call.instance.id).await?;
+    Ok(Json(session_of(&state, &instance).await?))
+}
+
+/// The QR code to scan now; 409 when the session is not waiting for a scan.
+async fn pairing_qr(state: &AppState, call: &WawpCall) -> Result<convene_core::PairingCode> {
+    Ok(state.service.pairing_qr(call.instance.id).await?)
+}
+
+#[derive(Deserialize)]
+struct QrIn {
+    format: Option<String>,
+}
+
+/// `/v2/auth/qr` (`format=raw`, the default) → `{mimetype: "application/json", data}`, `data` being base64 of
+/// `{"value": <the QR payload>, "expiry": <unix ms>}`, as Wawp documents it; `format=image` → `{mimetype:
+/// "image/png", data: <base64 PNG>}`.
+async fn qr_raw(State(state): State<AppState>, call: WawpCall) -> Result<Json<Value>> {
+    let input: QrIn = call.input()?;
+    let format = input.format.as_deref().map(str::trim).unwrap_or("raw");
+    if !matches!(format, "raw" | "image") {
+        return Err(ApiError::field("format", format!("must be `raw` or `image` (got `{format}`)")).into());
+    }
+    let qr = pairing_qr(&state, &call).await?;
+    let base64 = base64::engine::general_purpose::STANDARD;
+    Ok(Json(if format == "image" {
+        json!({ "mimetype": "image/png", "data": common::qr_png_base64(&qr.code)? })
+    } else {
+        let payload = json!({ "value": qr.code, "expiry": qr.expires_at.as_millis() });
+        json!({ "mimetype": "application/json", "data": base64.encode(payload.to_string()) })
+    }))
+}
+
+/// `/v2/auth/qr-image` → `{qr: "data:image/png;base64,…"}`.
+async fn qr_image(State(state): State<AppState>, call: WawpCall) -> Result<Json<Value>> {
+    let qr = pairing_qr(&state, &call).await?;
+    Ok(Json(json!({ "qr": common::qr_png_data_uri(&qr.code)? })))
+}
+
+#[derive(Deserialize)]
+struct RequestCodeIn {
+    /// Digits with the country code: text from a query, a string or a number from a body.
+    phone_number: Value,
+}
+
+/// `/v2/auth/request-code` (`phone_number`) → `{code}`: the code to type on the phone instead of scanning. Needs
+/// the connection to WhatsApp.
+async fn request_code(State(state): State<AppState>, call: WawpCall) -> Result<Json<Value>> {
+    let input: RequestCodeIn = call.input()?;
+    let phone = match input.phone_number {
+        Value::String(text) => text,
+        other => other.to_string(),
+    };
+    let code = state.service.request_pairing_code(call.instance.id, &phone).await?;
+    Ok(Json(json!({ "code": code.code })))
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -472,5 +605,25 @@ mod tests {
         assert_eq!(body_object(b"").unwrap(), Map::new());
         assert!(body_object(b"[1]").is_err());
         assert!(body_object(b"{oops").is_err());
+    }
+
+    #[test]
+    fn states_read_as_wahas_session_status() {
+        assert_eq!(session_status(&InstanceState::Connected), "WORKING");
+        assert_eq!(session_status(&InstanceState::Pairing), "SCAN_QR_CODE");
+        assert_eq!(session_status(&InstanceState::Starting), "STARTING");
+        assert_eq!(session_status(&InstanceState::Disconnected), "STARTING");
+        assert_eq!(session_status(&InstanceState::LoggedOut), "FAILED");
+        assert_eq!(session_status(&InstanceState::TemporarilyBanned { until: None }), "FAILED");
+    }
+
+    #[tokio::test]
+    async fn a_number_that_is_not_connected_is_a_503_in_wawps_shape() {
+        let e = ApiError::Connector(ConnectorError::NotConnected("the session is starting".into()));
+        let response = common::response::<Wawp>(&e, CREATE_FIELDS);
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let body = body_of(response).await;
+        assert_eq!((&body["statusCode"], &body["error"]), (&json!(503), &json!("Service Unavailable")));
+        assert!(body["message"].as_str().unwrap().contains("not connected"), "{body}");
     }
 }

@@ -2,7 +2,9 @@
 //! API key in the `Client-Token` header. The instance id and token are Convene's instance id and token. Group ids
 //! are shown as Z-API shows them (`120363019502650977-group`) and accepted that way, as `…@g.us` or as Convene's
 //! uuid. Errors are `{error, message}`: 405 for the wrong HTTP method, 415 when a body is not sent as JSON, 401 for
-//! bad credentials, 429 with `Retry-After` when pacing or WhatsApp says wait.
+//! bad credentials, 429 with `Retry-After` when pacing or WhatsApp says wait, 503 when the number is not connected.
+//! Besides the group methods it serves the instance's `status` and pairing: `qr-code`, `qr-code/image`,
+//! `phone-code/{phone}` and `disconnect`.
 
 use axum::Json;
 use axum::Router;
@@ -12,7 +14,7 @@ use axum::http::{Method, StatusCode, Uri};
 use axum::response::Response;
 use axum::routing::{MethodRouter, any, get, post};
 use convene_core::store::{GroupRecord, InstanceRecord};
-use convene_core::{GroupJid, MemberRole, ParticipantChange, ParticipantOutcome};
+use convene_core::{GroupJid, InstanceState, MemberRole, ParticipantChange, ParticipantOutcome};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -42,11 +44,12 @@ const CREATE_FIELDS: Renames = &[("subject", "groupName"), ("participants", "pho
 const PHONE_FIELDS: Renames = &[("participants", "phones")];
 const NAME_FIELDS: Renames = &[("subject", "groupName")];
 const DESCRIPTION_FIELDS: Renames = &[("description", "groupDescription")];
+const PHONE_CODE_FIELDS: Renames = &[("phone_number", "phone")];
 
 const BASE: &str = "/instances/{instance}/token/{token}";
 
 pub fn router() -> Router<AppState> {
-    let methods: [(&str, Method, MethodRouter<AppState>); 12] = [
+    let methods: [(&str, Method, MethodRouter<AppState>); 17] = [
         ("create-group", Method::POST, post(create_group)),
         ("add-participant", Method::POST, post(add_participant)),
         ("remove-participant", Method::POST, post(remove_participant)),
@@ -59,6 +62,11 @@ pub fn router() -> Router<AppState> {
         ("light-group-metadata/{group}", Method::GET, get(light_group_metadata)),
         ("group-invitation-link/{group}", Method::POST, post(group_invitation_link)),
         ("redefine-invitation-link/{group}", Method::POST, post(redefine_invitation_link)),
+        ("status", Method::GET, get(status)),
+        ("qr-code", Method::GET, get(qr_code)),
+        ("qr-code/image", Method::GET, get(qr_code_image)),
+        ("phone-code/{phone}", Method::GET, get(phone_code)),
+        ("disconnect", Method::GET, get(disconnect)),
     ];
     let mut router = Router::new();
     for (path, verb, route) in methods {
@@ -92,8 +100,10 @@ async fn unknown_method(uri: Uri) -> Response {
         "group-metadata" | "light-group-metadata" | "group-invitation-link" | "redefine-invitation-link" => {
             format!("{name} takes the group id in the path: {name}/{{groupId}}")
         }
+        "phone-code" => "phone-code takes the phone number in the path: phone-code/{phone}".to_owned(),
         _ => format!(
-            "Convene does not serve the Z-API method `{name}`; it serves the group methods (see docs/dialects/z-api.md)"
+            "Convene does not serve the Z-API method `{name}`; it serves the group methods, `status` and pairing (see \
+             docs/dialects/z-api.md)"
         ),
     };
     common::routing::<Zapi>(StatusCode::NOT_FOUND, "not_found", message)
@@ -147,6 +157,18 @@ impl FromRequestParts<AppState> for GroupPath {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self> {
         let mut params = common::path_params(parts, state).await?;
         Ok(Self(params.remove("group").unwrap_or_default()))
+    }
+}
+
+/// The phone number path segment of `phone-code/{phone}`.
+struct PhonePath(String);
+
+impl FromRequestParts<AppState> for PhonePath {
+    type Rejection = ZapiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self> {
+        let mut params = common::path_params(parts, state).await?;
+        Ok(Self(params.remove("phone").unwrap_or_default()))
     }
 }
 
@@ -440,6 +462,67 @@ async fn redefine_invitation_link(
     Ok(Json(json!({ "invitationLink": invitation_link })))
 }
 
+// ---------- status and pairing ----------
+
+/// Z-API's `status`. `error` is always there, as in Z-API: `You are already connected`, or `You are not connected:`
+/// and why (a ban says until when).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct StatusOut {
+    connected: bool,
+    error: String,
+    /// Convene links as a companion device, so the phone need not be online; this repeats `connected`.
+    smartphone_connected: bool,
+}
+
+fn status_of(state: &InstanceState) -> StatusOut {
+    let error = match common::not_connected_reason(state) {
+        None => "You are already connected".to_owned(),
+        Some(why) => format!("You are not connected: {why}"),
+    };
+    let connected = state.is_connected();
+    StatusOut { connected, error, smartphone_connected: connected }
+}
+
+/// `status` (GET) → `{connected, error, smartphoneConnected}`.
+async fn status(State(state): State<AppState>, ZapiInstance(instance): ZapiInstance) -> Json<StatusOut> {
+    Json(status_of(&state.service.instance_state(instance.id).await))
+}
+
+/// The QR code to scan now; 409 when the instance is not waiting for a scan (connected, starting, banned…).
+async fn pairing_qr(state: &AppState, instance: &InstanceRecord) -> Result<String> {
+    Ok(state.service.pairing_qr(instance.id).await?.code)
+}
+
+/// `qr-code` (GET) → `{value}`: the QR payload itself, to draw with a QR component. It changes about every 20 s.
+async fn qr_code(State(state): State<AppState>, ZapiInstance(instance): ZapiInstance) -> Result<Json<Value>> {
+    Ok(Json(json!({ "value": pairing_qr(&state, &instance).await? })))
+}
+
+/// `qr-code/image` (GET) → `{value: "data:image/png;base64,…"}`.
+async fn qr_code_image(State(state): State<AppState>, ZapiInstance(instance): ZapiInstance) -> Result<Json<Value>> {
+    let payload = pairing_qr(&state, &instance).await?;
+    Ok(Json(json!({ "value": common::qr_png_data_uri(&payload)? })))
+}
+
+/// `phone-code/{phone}` (GET) → the code to type on the phone (Connect with phone number), as `value` (Z-API's
+/// documented key) and as `code` (what many Z-API clients read). Needs the connection to WhatsApp.
+async fn phone_code(
+    State(state): State<AppState>,
+    ZapiInstance(instance): ZapiInstance,
+    PhonePath(phone): PhonePath,
+) -> Result<Json<Value>> {
+    let code = state.service.request_pairing_code(instance.id, &phone).await.fields(PHONE_CODE_FIELDS)?.code;
+    Ok(Json(json!({ "value": code, "code": code })))
+}
+
+/// `disconnect` (GET) → `{value: true}`: unlinks the number and deletes its keys; connecting again takes a new QR
+/// code. Sandbox instances cannot disconnect (409).
+async fn disconnect(State(state): State<AppState>, ZapiInstance(instance): ZapiInstance) -> Result<Json<ValueOut>> {
+    state.service.logout(instance.id).await?;
+    Ok(Json(ValueOut { value: true }))
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -497,5 +580,32 @@ mod tests {
         assert!(holds(Add, O::Added) && holds(Add, O::AlreadyMember) && holds(Add, O::InviteSent));
         assert!(!holds(Add, O::PrivacyBlocked) && !holds(Add, O::InvalidNumber));
         assert!(holds(Remove, O::Removed) && !holds(Remove, O::NotMember) && !holds(Remove, O::AlreadyMember));
+    }
+
+    #[test]
+    fn status_says_connected_or_why_not() {
+        let connected = status_of(&InstanceState::Connected);
+        assert!(connected.connected && connected.smartphone_connected);
+        assert_eq!(connected.error, "You are already connected");
+        for state in
+            [InstanceState::Starting, InstanceState::Pairing, InstanceState::Disconnected, InstanceState::LoggedOut]
+        {
+            let out = status_of(&state);
+            assert!(!out.connected && !out.smartphone_connected, "{state:?}");
+            assert!(out.error.starts_with("You are not connected: "), "{}", out.error);
+        }
+        let until = convene_core::Timestamp::from_millis(1_795_395_600_000);
+        let banned = status_of(&InstanceState::TemporarilyBanned { until: Some(until) });
+        assert!(banned.error.contains("banned") && banned.error.contains("2026-11-23T01:00:00Z"), "{}", banned.error);
+    }
+
+    #[tokio::test]
+    async fn a_number_that_is_not_connected_is_a_503_in_z_apis_shape() {
+        let e = ApiError::Connector(ConnectorError::NotConnected("the session is starting".into()));
+        let response = common::response::<Zapi>(&e, CREATE_FIELDS);
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let body = body_of(response).await;
+        assert_eq!(body["error"], "SERVICE_UNAVAILABLE");
+        assert!(body["message"].as_str().unwrap().contains("not connected"), "{body}");
     }
 }

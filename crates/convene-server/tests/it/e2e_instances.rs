@@ -33,10 +33,14 @@ async fn instances_are_created_listed_read_and_deleted() {
 #[tokio::test]
 async fn bad_instance_requests_name_every_bad_field() {
     let app = spawn_app().await;
+    let (status, body) = app.post("/v1/instances", json!({"kind": "sandbox", "name": "", "phone": "bob"})).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let fields: Vec<_> = body["fields"].as_array().unwrap().iter().map(|f| f["field"].as_str().unwrap()).collect();
+    assert_eq!(fields, ["name", "phone"]);
     let (status, body) = app.post("/v1/instances", json!({"kind": "whatsapp", "name": "", "phone": "bob"})).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     let fields: Vec<_> = body["fields"].as_array().unwrap().iter().map(|f| f["field"].as_str().unwrap()).collect();
-    assert_eq!(fields, ["kind", "name", "phone"]);
+    assert_eq!(fields, ["name", "phone"], "a whatsapp instance takes no phone");
     let (status, _) = app.post("/v1/instances", json!({"kind": "telegram"})).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     let (status, body) = app.post("/v1/instances", json!({"phone": app.instance_phone})).await;

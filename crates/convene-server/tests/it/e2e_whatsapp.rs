@@ -110,7 +110,7 @@ fn scan_png(bytes: &[u8]) -> String {
             0
         }
     };
-    let mut image = rqrr::PreparedImage::prepare_from_greyscale(width, height, |x, y| luma(x, y));
+    let mut image = rqrr::PreparedImage::prepare_from_greyscale(width, height, luma);
     let grids = image.detect_grids();
     assert_eq!(grids.len(), 1, "one QR code in the PNG");
     grids[0].decode().unwrap().1

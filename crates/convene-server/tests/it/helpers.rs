@@ -199,3 +199,23 @@ impl TestApp {
         }
     }
 }
+
+impl TestApp {
+    /// Creates a `whatsapp` instance (a real number; tests never dial WhatsApp) and waits until its session has
+    /// loaded and it sits `disconnected`, unpaired. Returns its id and instance token.
+    pub async fn new_whatsapp_instance(&self) -> (convene_core::InstanceId, String) {
+        let (status, created) = self.post("/v1/instances", json!({"kind": "whatsapp"})).await;
+        assert_eq!(status, StatusCode::CREATED, "{created}");
+        let id = convene_core::InstanceId(created["id"].as_i64().expect("id"));
+        let token = created["token"].as_str().expect("token").to_owned();
+        for _ in 0..500 {
+            let (status, body) = self.get(&format!("/v1/instances/{id}")).await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            if body["state"]["status"] == "disconnected" {
+                return (id, token);
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("the whatsapp instance's session never loaded");
+    }
+}

@@ -4,6 +4,7 @@ mod browser;
 mod dialect_green;
 mod dialect_twochat;
 mod dialect_wawp;
+mod dialect_whatsapp;
 mod dialect_zapi;
 mod e2e_errors;
 mod e2e_groups;

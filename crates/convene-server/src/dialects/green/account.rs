@@ -1,26 +1,30 @@
-//! Green's account methods that describe the instance: state, socket status, settings, WhatsApp account, QR.
+//! Green's account methods: the instance's state, socket status, settings and WhatsApp account, and pairing a real
+//! number — the QR code, a phone code instead (`getAuthorizationCode`), and logging out.
 
 use axum::Json;
 use axum::extract::State;
 use axum::http::Method;
-use axum::routing::get;
-use convene_core::InstanceState;
+use axum::routing::{get, post};
+use convene_core::{ConnectorError, InstanceState};
+use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{GreenInstance, GreenMethod};
+use super::error::{GreenError, GreenFields as _};
+use super::{GreenInstance, GreenJson, GreenMethod};
 use crate::AppState;
+use crate::dialects::common;
+use crate::error::ApiError;
 
 pub(super) fn methods() -> Vec<GreenMethod> {
-    [
-        ("getStateInstance", get(get_state_instance)),
-        ("getStatusInstance", get(get_status_instance)),
-        ("getSettings", get(get_settings)),
-        ("getWaSettings", get(get_wa_settings)),
-        ("qr", get(qr)),
+    vec![
+        GreenMethod { name: "getStateInstance", verb: Method::GET, route: get(get_state_instance) },
+        GreenMethod { name: "getStatusInstance", verb: Method::GET, route: get(get_status_instance) },
+        GreenMethod { name: "getSettings", verb: Method::GET, route: get(get_settings) },
+        GreenMethod { name: "getWaSettings", verb: Method::GET, route: get(get_wa_settings) },
+        GreenMethod { name: "qr", verb: Method::GET, route: get(qr) },
+        GreenMethod { name: "getAuthorizationCode", verb: Method::POST, route: post(get_authorization_code) },
+        GreenMethod { name: "logout", verb: Method::GET, route: get(logout) },
     ]
-    .into_iter()
-    .map(|(name, route)| GreenMethod { name, verb: Method::GET, route })
-    .collect()
 }
 
 /// Green's `stateInstance`. A dropped connection is `starting` (the session is kept and Convene reconnects, so a
@@ -91,22 +95,60 @@ async fn get_wa_settings(State(state): State<AppState>, GreenInstance(instance):
     Json(json!({ "avatar": "", "phone": phone, "stateInstance": state_name(&current), "deviceId": "" }))
 }
 
-/// A connected instance is `alreadyLogged`. Pairing by QR code through this dialect is not available yet: until
-/// then an instance that is not connected answers `error` with its state.
-async fn qr(State(state): State<AppState>, GreenInstance(instance): GreenInstance) -> Json<Value> {
+/// `qrCode` with the QR code as a base64 PNG while the instance waits for a scan (a new code about every 20 s, so
+/// clients poll); `alreadyLogged` once connected; otherwise `error`, saying why there is no code and the state.
+async fn qr(State(state): State<AppState>, GreenInstance(instance): GreenInstance) -> Result<Json<Value>, GreenError> {
     let current = state.service.instance_state(instance.id).await;
-    Json(match current {
-        InstanceState::Connected => {
-            json!({ "type": "alreadyLogged", "message": "instance account already authorized" })
-        }
-        other => json!({
+    if current.is_connected() {
+        return Ok(Json(json!({ "type": "alreadyLogged", "message": "instance account already authorized" })));
+    }
+    Ok(Json(match state.service.pairing_qr(instance.id).await {
+        Ok(code) => json!({ "type": "qrCode", "message": common::qr_png_base64(&code.code)? }),
+        Err(ApiError::NotPairing(why)) => json!({
             "type": "error",
-            "message": format!(
-                "no QR code: the instance is {} and QR pairing is not available through this API yet",
-                state_name(&other)
-            ),
+            "message": format!("{why} (stateInstance `{}`)", state_name(&current)),
         }),
-    })
+        Err(e) => return Err(e.into()),
+    }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct AuthorizationCodeIn {
+    /// International digits without `+`: a JSON number, as Green documents it, or a string.
+    phone_number: Value,
+}
+
+/// `getAuthorizationCode` (POST `{phoneNumber}`) → `{status: true, code}`: a code to type on the phone instead of
+/// scanning (Linked devices → Link with phone number instead). It needs the connection to WhatsApp and an unpaired
+/// instance; when WhatsApp refuses to give a code the answer is `{status: false}`, as in Green.
+async fn get_authorization_code(
+    State(state): State<AppState>,
+    GreenInstance(instance): GreenInstance,
+    GreenJson(input): GreenJson<AuthorizationCodeIn>,
+) -> Result<Json<Value>, GreenError> {
+    let phone = match input.phone_number {
+        Value::String(text) => text,
+        other => other.to_string(),
+    };
+    match state.service.request_pairing_code(instance.id, &phone).await {
+        Ok(code) => Ok(Json(json!({ "status": true, "code": code.code }))),
+        Err(ApiError::Connector(e @ ConnectorError::Rejected { .. })) => {
+            tracing::warn!(instance = %instance.id, error = %e, "no pairing code");
+            Ok(Json(json!({ "status": false, "code": "" })))
+        }
+        Err(e) => Err(e).green_fields(&[("phone_number", "phoneNumber")]),
+    }
+}
+
+/// `logout` → `{isLogout: true}`: unlinks the number and deletes its keys; the instance stays and starts a new
+/// pairing. Sandbox instances cannot log out (400).
+async fn logout(
+    State(state): State<AppState>,
+    GreenInstance(instance): GreenInstance,
+) -> Result<Json<Value>, GreenError> {
+    state.service.logout(instance.id).await?;
+    Ok(Json(json!({ "isLogout": true })))
 }
 
 #[cfg(test)]

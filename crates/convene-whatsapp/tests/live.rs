@@ -32,7 +32,9 @@ async fn a_paired_number_creates_reads_renames_and_leaves_a_group() {
     let (Ok(db), Ok(participant)) =
         (std::env::var("CONVENE_LIVE_WHATSAPP_DB"), std::env::var("CONVENE_LIVE_WHATSAPP_PARTICIPANT"))
     else {
-        eprintln!("skipped: set CONVENE_LIVE_WHATSAPP_DB and CONVENE_LIVE_WHATSAPP_PARTICIPANT to run against WhatsApp");
+        eprintln!(
+            "skipped: set CONVENE_LIVE_WHATSAPP_DB and CONVENE_LIVE_WHATSAPP_PARTICIPANT to run against WhatsApp"
+        );
         return;
     };
     let db = PathBuf::from(db);

@@ -86,7 +86,9 @@ async fn pair_draws_each_qr_code_once_and_ends_when_paired() {
         .simulate(instance.id, SimulatedEvent::Qr { code: SECOND_QR.into(), valid_for: Duration::from_secs(60) })
         .unwrap();
     wait_for(&lines, &mut seen, |l| l.contains("Linked devices"));
-    whatsapp.simulate(instance.id, SimulatedEvent::Paired { phone: PhoneNumber::parse("+12015550188").unwrap() }).unwrap();
+    whatsapp
+        .simulate(instance.id, SimulatedEvent::Paired { phone: PhoneNumber::parse("+12015550188").unwrap() })
+        .unwrap();
     // WhatsApp connects the new device after the pairing is recorded; keep that order here too.
     while service.instance(instance.id).await.unwrap().0.phone.is_none() {
         tokio::time::sleep(Duration::from_millis(10)).await;

@@ -1,0 +1,131 @@
+//! Memory, file descriptors and threads per idle `whatsapp` instance: each instance's client is built on its stored
+//! device state (a linked device) and not connected (`connect = false`).
+//!
+//! ```text
+//! cargo run --release -p convene-whatsapp --example idle_memory [-- 1 100 1000]
+//! ```
+//!
+//! The parent prepares the device stores; each count is then measured in a fresh process (this executable re-run with
+//! a hidden argument), so the preparation and one count's allocations do not colour the next.
+
+use std::error::Error;
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use convene_core::{Connector, ConnectorEvent, ConnectorEvents, InstanceId, SystemClock};
+use convene_whatsapp::{WhatsappAccounts, WhatsappConfig};
+use whatsapp_rust::Jid;
+use whatsapp_rust::store::SqliteStore;
+
+type Result<T, E = Box<dyn Error>> = std::result::Result<T, E>;
+
+const MEASURE: &str = "--measure";
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let runtime = tokio::runtime::Runtime::new()?;
+    if let [flag, dir, n] = args.as_slice()
+        && flag == MEASURE
+    {
+        return runtime.block_on(measure(Path::new(dir), n.parse()?));
+    }
+    let counts: Vec<u32> =
+        if args.is_empty() { vec![1, 100, 1000] } else { args.iter().map(|a| a.parse()).collect::<Result<_, _>>()? };
+    println!(
+        "{:>5}  {:>10}  {:>10}  {:>10}  {:>12}  {:>10}  {:>11}  {:>9}  {:>9}",
+        "N", "RSS before", "RSS after", "delta", "per instance", "peak RSS", "fds", "threads", "open time"
+    );
+    for n in counts {
+        let dir = tempfile::tempdir()?;
+        runtime.block_on(async {
+            for i in 1..=n {
+                link_device(&dir.path().join(format!("{i}.db")), &format!("1201555{i:04}")).await?;
+            }
+            Ok::<_, Box<dyn Error>>(())
+        })?;
+        let status = Command::new(std::env::current_exe()?).arg(MEASURE).arg(dir.path()).arg(n.to_string()).status()?;
+        if !status.success() {
+            println!("{n:>5}  failed: {status}");
+        }
+    }
+    Ok(())
+}
+
+/// Writes a linked device's identity into a new store, as pairing would.
+async fn link_device(path: &Path, number: &str) -> Result<()> {
+    let store = SqliteStore::new(&path.to_string_lossy()).await?;
+    store.create_new_device().await?;
+    let mut device =
+        store.load_device_data_for_device(store.device_id()).await?.ok_or("no device after creating one")?;
+    device.pn = Some(Jid::pn(number));
+    store.save_device_data_for_device(store.device_id(), &device).await?;
+    Ok(())
+}
+
+/// Opens the `n` prepared instances in `dir` and prints one row of the table.
+async fn measure(dir: &Path, n: u32) -> Result<()> {
+    let before = Sample::now()?;
+    let config = WhatsappConfig { data_dir: dir.to_path_buf(), connect: false };
+    let accounts = WhatsappAccounts::new(config, Arc::new(SystemClock), Arc::new(Discard));
+    let started = Instant::now();
+    let mut connectors = Vec::new();
+    for i in 1..=n {
+        connectors.push(accounts.open_and_wait(InstanceId(i.into())).await?);
+    }
+    let opening = started.elapsed();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let after = Sample::now()?;
+    for c in &connectors {
+        assert!(c.own_number().await.is_some(), "the linked identity is loaded");
+    }
+
+    let delta = after.rss_kib.saturating_sub(before.rss_kib);
+    println!(
+        "{n:>5}  {:>10}  {:>10}  {:>10}  {:>8.0} KiB  {:>10}  {:>11}  {:>9}  {:>7.2} s",
+        mib(before.rss_kib),
+        mib(after.rss_kib),
+        mib(delta),
+        delta as f64 / f64::from(n),
+        mib(after.hwm_kib),
+        format!("{} → {}", before.fds, after.fds),
+        format!("{} → {}", before.threads, after.threads),
+        opening.as_secs_f64(),
+    );
+    drop(connectors);
+    accounts.shutdown().await;
+    Ok(())
+}
+
+fn mib(kib: u64) -> String {
+    format!("{:.1} MiB", kib as f64 / 1024.0)
+}
+
+/// The process's resident memory (current and peak, KiB), open file descriptors and threads.
+struct Sample {
+    rss_kib: u64,
+    hwm_kib: u64,
+    fds: usize,
+    threads: u64,
+}
+
+impl Sample {
+    fn now() -> Result<Self> {
+        let status = std::fs::read_to_string("/proc/self/status")?;
+        let field = |name: &str| {
+            let line = status.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(':'));
+            line.and_then(|v| v.split_whitespace().next()?.parse().ok())
+                .ok_or(format!("no {name} in /proc/self/status"))
+        };
+        // Less one: the handle that lists the directory.
+        let fds = std::fs::read_dir("/proc/self/fd")?.count() - 1;
+        Ok(Self { rss_kib: field("VmRSS")?, hwm_kib: field("VmHWM")?, fds, threads: field("Threads")? })
+    }
+}
+
+struct Discard;
+
+impl ConnectorEvents for Discard {
+    fn emit(&self, _: InstanceId, _: ConnectorEvent) {}
+}

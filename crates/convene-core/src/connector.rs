@@ -59,6 +59,24 @@ impl InstanceState {
     pub fn is_connected(&self) -> bool {
         matches!(self, Self::Connected)
     }
+
+    /// Why an instance in this state cannot work now, in words an answer can show; `None` when it is connected. A
+    /// ban says until when. One wording for the connector's errors, the native API and every dialect.
+    pub fn not_connected_reason(&self) -> Option<String> {
+        Some(match self {
+            Self::Connected => return None,
+            Self::Starting => "the session is starting".to_owned(),
+            Self::Pairing => "the instance is not paired yet: scan its QR code or link it with a phone code".to_owned(),
+            Self::Disconnected => {
+                "the connection to WhatsApp is down (a paired number reconnects by itself)".to_owned()
+            }
+            Self::LoggedOut => "the number was logged out: pair it again".to_owned(),
+            Self::TemporarilyBanned { until: Some(until) } => {
+                format!("WhatsApp has temporarily banned this number until {until}")
+            }
+            Self::TemporarilyBanned { until: None } => "WhatsApp has temporarily banned this number".to_owned(),
+        })
+    }
 }
 
 /// Everything needed to create a group.

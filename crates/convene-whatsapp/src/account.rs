@@ -2,6 +2,7 @@
 //! library's events tell it, and the pairing in progress.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -30,15 +31,6 @@ enum Session {
     Idle(Bot),
 }
 
-impl Session {
-    fn client(&self) -> Arc<Client> {
-        match self {
-            Self::Running(handle) => handle.client(),
-            Self::Idle(bot) => bot.client(),
-        }
-    }
-}
-
 pub(crate) struct Account {
     pub(crate) id: InstanceId,
     db_path: PathBuf,
@@ -49,6 +41,8 @@ pub(crate) struct Account {
     session: tokio::sync::Mutex<Option<Session>>,
     /// The client, readable without waiting on `session` (which `start` holds while building).
     client: Mutex<Option<Arc<Client>>>,
+    /// Set while we unlink the device ourselves, so the library's `LoggedOut` for it does not start a new session.
+    unlinking: AtomicBool,
 }
 
 impl Account {
@@ -68,6 +62,7 @@ impl Account {
             status: Mutex::new(Status { state: InstanceState::Starting, qr: None }),
             session: tokio::sync::Mutex::default(),
             client: Mutex::default(),
+            unlinking: AtomicBool::new(false),
         }
     }
 
@@ -150,14 +145,21 @@ impl Account {
 
     /// Unlinks the device, deletes its keys and starts over with a new device (a new pairing).
     pub(crate) async fn logout(self: &Arc<Self>) -> Result<(), ConnectorError> {
-        let client = self.session.lock().await.as_ref().map(Session::client);
-        if let Some(client) = client {
+        self.unlink().await?;
+        self.set_state(InstanceState::LoggedOut);
+        self.start().await.map_err(ConnectorError::Other)
+    }
+
+    /// Tells WhatsApp to unlink the device (when it can), stops the session and deletes the keys.
+    pub(crate) async fn unlink(&self) -> Result<(), ConnectorError> {
+        self.unlinking.store(true, Ordering::SeqCst);
+        if let Some(client) = self.client() {
             client.logout().await;
         }
         self.stop().await;
-        self.forget_keys()?;
-        self.set_state(InstanceState::LoggedOut);
-        self.start().await.map_err(ConnectorError::Other)
+        let forgotten = self.forget_keys();
+        self.unlinking.store(false, Ordering::SeqCst);
+        forgotten
     }
 
     /// Deletes the device's database (and SQLite's side files): the keys are gone.
@@ -187,7 +189,10 @@ impl Account {
         let client = self.client.lock().unwrap_or_else(PoisonError::into_inner).clone();
         match client {
             Some(c) if c.is_connected() && c.is_logged_in() => Ok(c),
-            _ => Err(ConnectorError::NotConnected(not_connected_reason(&state))),
+            // The library's own view wins: a `connected` state with the socket just gone is down all the same.
+            _ => Err(ConnectorError::NotConnected(
+                state.not_connected_reason().unwrap_or_else(|| "the connection to WhatsApp is down".to_owned()),
+            )),
         }
     }
 
@@ -232,6 +237,9 @@ impl Account {
             }
             Event::LoggedOut(_) => {
                 self.set_state(InstanceState::LoggedOut);
+                if self.unlinking.load(Ordering::SeqCst) {
+                    return;
+                }
                 // The phone unlinked this device: its keys are useless. Start a fresh pairing off this task.
                 let account = Arc::clone(self);
                 tokio::spawn(async move {
@@ -276,15 +284,5 @@ impl Account {
         })?;
         // WhatsApp keeps a phone code valid for about three minutes.
         Ok(PairingCode { code, expires_at: self.clock.now().plus(Duration::from_secs(180)) })
-    }
-}
-
-fn not_connected_reason(state: &InstanceState) -> String {
-    match state {
-        InstanceState::Starting => "the session is starting".into(),
-        InstanceState::Pairing => "the instance is not paired yet: scan its QR code or use a pairing code".into(),
-        InstanceState::LoggedOut => "the instance was logged out: pair it again".into(),
-        InstanceState::Disconnected | InstanceState::Connected => "the connection to WhatsApp is down".into(),
-        InstanceState::TemporarilyBanned { .. } => "WhatsApp has temporarily banned this number".into(),
     }
 }

@@ -78,16 +78,10 @@ impl WhatsappAccounts {
     /// Stops the instance's session and deletes its keys (the instance is being deleted).
     pub async fn remove(&self, id: InstanceId) -> Result<(), convene_core::ConnectorError> {
         let account = self.accounts.lock().unwrap_or_else(PoisonError::into_inner).remove(&id);
-        if let Some(account) = account {
-            if let Some(client) = account.client()
-                && client.is_logged_in()
-            {
-                client.logout().await;
-            }
-            account.stop().await;
-            account.forget_keys()?;
+        match account {
+            Some(account) => account.unlink().await,
+            None => Ok(()),
         }
-        Ok(())
     }
 
     /// Stops every session, flushing what the library buffers; the stored state stays.

@@ -14,9 +14,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use convene_core::store::{GroupListQuery, GroupRecord};
-use convene_core::{
-    ConnectorError, GroupMember, InstanceId, InstanceState, MemberRole, PairingCode, ParticipantOutcome, PhoneNumber,
-};
+use convene_core::{ConnectorError, GroupMember, InstanceId, MemberRole, PairingCode, ParticipantOutcome, PhoneNumber};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
@@ -240,26 +238,6 @@ pub(super) fn status_code(report: &ParticipantReport) -> u16 {
 
 // ---------- state and pairing ----------
 
-/// Why an instance cannot work now, in words a status answer can show; `None` when it is connected. A ban says
-/// until when.
-pub(super) fn not_connected_reason(state: &InstanceState) -> Option<String> {
-    Some(match state {
-        InstanceState::Connected => return None,
-        InstanceState::Starting => "the session is starting".to_owned(),
-        InstanceState::Pairing => {
-            "the instance is not paired yet: scan its QR code or link it with a phone code".to_owned()
-        }
-        InstanceState::Disconnected => {
-            "the connection to WhatsApp is down (a paired number reconnects by itself)".to_owned()
-        }
-        InstanceState::LoggedOut => "the number was logged out: pair it again".to_owned(),
-        InstanceState::TemporarilyBanned { until: Some(until) } => {
-            format!("WhatsApp has temporarily banned this number until {until}")
-        }
-        InstanceState::TemporarilyBanned { until: None } => "WhatsApp has temporarily banned this number".to_owned(),
-    })
-}
-
 /// The QR code to scan now; `None` when the instance is not waiting for a scan (or is not a real number).
 pub(super) async fn current_qr(state: &AppState, id: InstanceId) -> Result<Option<PairingCode>, ApiError> {
     match state.service.pairing_qr(id).await {
@@ -292,6 +270,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+    use convene_core::InstanceState;
 
     struct Plain;
     impl Shape for Plain {
@@ -379,14 +358,14 @@ mod tests {
 
     #[test]
     fn only_a_connected_instance_has_no_reason_and_a_ban_says_until_when() {
-        assert_eq!(not_connected_reason(&InstanceState::Connected), None);
+        assert_eq!(InstanceState::Connected.not_connected_reason(), None);
         for state in
             [InstanceState::Starting, InstanceState::Pairing, InstanceState::Disconnected, InstanceState::LoggedOut]
         {
-            assert!(not_connected_reason(&state).is_some_and(|why| !why.is_empty()), "{state:?}");
+            assert!(state.not_connected_reason().is_some_and(|why| !why.is_empty()), "{state:?}");
         }
         let until = convene_core::Timestamp::from_millis(1_795_395_600_000);
-        let why = not_connected_reason(&InstanceState::TemporarilyBanned { until: Some(until) }).unwrap();
+        let why = InstanceState::TemporarilyBanned { until: Some(until) }.not_connected_reason().unwrap();
         assert!(why.ends_with("until 2026-11-23T01:00:00Z"), "{why}");
     }
 

@@ -476,7 +476,7 @@ struct StatusOut {
 }
 
 fn status_of(state: &InstanceState) -> StatusOut {
-    let error = match common::not_connected_reason(state) {
+    let error = match state.not_connected_reason() {
         None => "You are already connected".to_owned(),
         Some(why) => format!("You are not connected: {why}"),
     };

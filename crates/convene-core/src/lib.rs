@@ -6,6 +6,7 @@
 
 pub mod clock;
 pub mod connector;
+pub mod events;
 pub mod group;
 pub mod ids;
 pub mod outcome;

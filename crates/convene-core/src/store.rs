@@ -6,6 +6,10 @@ use uuid::Uuid;
 
 use crate::clock::Timestamp;
 use crate::connector::ConnectorKind;
+use crate::events::{
+    AttemptOutcome, Change, DeliveryAttempt, DeliveryListQuery, DeliveryRecord, DueDelivery, EventListQuery,
+    EventRecord, NewEvent, WebhookEndpoint,
+};
 use crate::group::GroupSettings;
 use crate::ids::{GroupId, GroupJid, InstanceId};
 use crate::pacing::PacingPolicy;
@@ -286,4 +290,49 @@ pub trait Store: Send + Sync {
     async fn release_idempotent_request(&self, record: &IdempotencyRecord) -> DbResult<()>;
     /// Deletes up to `limit` records created before `before`, oldest first; how many.
     async fn delete_expired_idempotency_keys(&self, before: Timestamp, limit: u32) -> DbResult<u64>;
+    // ---------- events and webhook deliveries ----------
+    /// Applies `changes` and writes `events` (each fanned out to the enabled endpoints whose filter takes it) in one
+    /// transaction: all or nothing.
+    async fn commit(&self, changes: &[Change<'_>], events: &[NewEvent]) -> DbResult<()>;
+    /// Oldest first.
+    async fn list_events(&self, query: &EventListQuery) -> DbResult<Vec<EventRecord>>;
+    /// The instance's oldest event created at or after `since` that no poller acknowledged (Green API's queue).
+    async fn next_unacknowledged_event(
+        &self,
+        instance_id: InstanceId,
+        since: Timestamp,
+    ) -> DbResult<Option<EventRecord>>;
+    /// Marks the instance's event `seq` acknowledged; false when there is none or it was acknowledged before.
+    async fn acknowledge_event(&self, instance_id: InstanceId, seq: i64, at: Timestamp) -> DbResult<bool>;
+
+    async fn insert_webhook_endpoint(&self, endpoint: &WebhookEndpoint) -> DbResult<()>;
+    async fn get_webhook_endpoint(&self, id: Uuid) -> DbResult<WebhookEndpoint>;
+    /// Oldest first.
+    async fn list_webhook_endpoints(&self) -> DbResult<Vec<WebhookEndpoint>>;
+    /// Replaces everything but the id and created_at.
+    async fn update_webhook_endpoint(&self, endpoint: &WebhookEndpoint) -> DbResult<()>;
+    /// Deletes the endpoint with its deliveries and their attempts.
+    async fn delete_webhook_endpoint(&self, id: Uuid) -> DbResult<()>;
+
+    /// Pending deliveries to enabled endpoints with `next_attempt_at <= now`, each the oldest pending one of its
+    /// (endpoint, ordering key); soonest first.
+    async fn due_deliveries(&self, now: Timestamp, limit: u32) -> DbResult<Vec<DueDelivery>>;
+    /// The earliest `next_attempt_at` of the deliveries `due_deliveries` would return (heads of their key).
+    async fn next_delivery_due(&self) -> DbResult<Option<Timestamp>>;
+    /// Logs the attempt and applies its outcome to the delivery (one more attempt) and its endpoint, together.
+    async fn record_delivery_attempt(&self, attempt: &DeliveryAttempt, outcome: &AttemptOutcome) -> DbResult<()>;
+    async fn get_delivery(&self, id: i64) -> DbResult<DeliveryRecord>;
+    /// Newest first.
+    async fn list_deliveries(&self, query: &DeliveryListQuery) -> DbResult<Vec<DeliveryRecord>>;
+    /// Oldest first.
+    async fn delivery_attempts(&self, delivery_id: i64) -> DbResult<Vec<DeliveryAttempt>>;
+    /// A failed delivery (or, with `endpoint_id`, every failed delivery of that endpoint created at or after
+    /// `since`) goes back to pending, due at `now`; how many did.
+    async fn replay_deliveries(
+        &self,
+        delivery_id: Option<i64>,
+        endpoint_id: Option<Uuid>,
+        since: Option<Timestamp>,
+        now: Timestamp,
+    ) -> DbResult<u64>;
 }

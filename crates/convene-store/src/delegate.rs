@@ -162,6 +162,101 @@ macro_rules! impl_store {
             async fn requeue_interrupted_jobs(&self, now: Timestamp) -> DbResult<u64> {
                 jobs::requeue_interrupted_jobs(self, now).await
             }
+            // ---------- events and webhook deliveries ----------
+            async fn commit(
+                &self,
+                changes: &[convene_core::events::Change<'_>],
+                events: &[convene_core::events::NewEvent],
+            ) -> DbResult<()> {
+                events::commit(self, changes, events).await
+            }
+
+            async fn list_events(
+                &self,
+                query: &convene_core::events::EventListQuery,
+            ) -> DbResult<Vec<convene_core::events::EventRecord>> {
+                events::list_events(self, query).await
+            }
+
+            async fn next_unacknowledged_event(
+                &self,
+                instance_id: InstanceId,
+                since: Timestamp,
+            ) -> DbResult<Option<convene_core::events::EventRecord>> {
+                events::next_unacknowledged_event(self, instance_id, since).await
+            }
+
+            async fn acknowledge_event(&self, instance_id: InstanceId, seq: i64, at: Timestamp) -> DbResult<bool> {
+                events::acknowledge_event(self, instance_id, seq, at).await
+            }
+
+            async fn insert_webhook_endpoint(&self, endpoint: &convene_core::events::WebhookEndpoint) -> DbResult<()> {
+                events::insert_webhook_endpoint(self, endpoint).await
+            }
+
+            async fn get_webhook_endpoint(&self, id: Uuid) -> DbResult<convene_core::events::WebhookEndpoint> {
+                events::get_webhook_endpoint(self, id).await
+            }
+
+            async fn list_webhook_endpoints(&self) -> DbResult<Vec<convene_core::events::WebhookEndpoint>> {
+                events::list_webhook_endpoints(self).await
+            }
+
+            async fn update_webhook_endpoint(&self, endpoint: &convene_core::events::WebhookEndpoint) -> DbResult<()> {
+                events::update_webhook_endpoint(self, endpoint).await
+            }
+
+            async fn delete_webhook_endpoint(&self, id: Uuid) -> DbResult<()> {
+                events::delete_webhook_endpoint(self, id).await
+            }
+
+            async fn due_deliveries(
+                &self,
+                now: Timestamp,
+                limit: u32,
+            ) -> DbResult<Vec<convene_core::events::DueDelivery>> {
+                events::due_deliveries(self, now, limit).await
+            }
+
+            async fn next_delivery_due(&self) -> DbResult<Option<Timestamp>> {
+                events::next_delivery_due(self).await
+            }
+
+            async fn record_delivery_attempt(
+                &self,
+                attempt: &convene_core::events::DeliveryAttempt,
+                outcome: &convene_core::events::AttemptOutcome,
+            ) -> DbResult<()> {
+                events::record_delivery_attempt(self, attempt, outcome).await
+            }
+
+            async fn get_delivery(&self, id: i64) -> DbResult<convene_core::events::DeliveryRecord> {
+                events::get_delivery(self, id).await
+            }
+
+            async fn list_deliveries(
+                &self,
+                query: &convene_core::events::DeliveryListQuery,
+            ) -> DbResult<Vec<convene_core::events::DeliveryRecord>> {
+                events::list_deliveries(self, query).await
+            }
+
+            async fn delivery_attempts(
+                &self,
+                delivery_id: i64,
+            ) -> DbResult<Vec<convene_core::events::DeliveryAttempt>> {
+                events::delivery_attempts(self, delivery_id).await
+            }
+
+            async fn replay_deliveries(
+                &self,
+                delivery_id: Option<i64>,
+                endpoint_id: Option<Uuid>,
+                since: Option<Timestamp>,
+                now: Timestamp,
+            ) -> DbResult<u64> {
+                events::replay_deliveries(self, delivery_id, endpoint_id, since, now).await
+            }
         }
     };
 }

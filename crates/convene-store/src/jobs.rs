@@ -70,15 +70,18 @@ pub(crate) async fn set_instance_pause(
     instance: InstanceId,
     p: Option<&InstancePause>,
 ) -> DbResult<()> {
-    let statement = Statement::new(
+    db.execute(set_instance_pause_statement(instance, p)).await.map(drop)
+}
+
+pub(crate) fn set_instance_pause_statement(instance: InstanceId, p: Option<&InstancePause>) -> Statement {
+    Statement::new(
         "INSERT INTO instance_settings (instance_id, paused_until, pause_reason) VALUES ($1, $2, $3) \
          ON CONFLICT (instance_id) DO UPDATE SET paused_until = excluded.paused_until, \
          pause_reason = excluded.pause_reason",
     )
     .bind(instance.0)
     .bind(p.map(|p| p.until.as_millis()))
-    .bind(p.map(|p| p.reason.as_str()));
-    db.execute(statement).await.map(drop)
+    .bind(p.map(|p| p.reason.as_str()))
 }
 
 pub(crate) async fn instance_pause(db: &impl Backend, instance: InstanceId) -> DbResult<Option<InstancePause>> {
@@ -141,31 +144,29 @@ pub(crate) async fn job_attempts(db: &impl Backend, job_id: Uuid) -> DbResult<Ve
 }
 
 pub(crate) async fn insert_jobs(db: &impl Backend, jobs: &[JobRecord]) -> DbResult<()> {
-    let statements = jobs
-        .iter()
-        .map(|j| {
-            Statement::new(
-                "INSERT INTO jobs (id, batch_id, state, instance_ids, pinned_instance_id, request, creation_key, \
+    db.execute_all(jobs.iter().map(insert_job_statement).collect()).await
+}
+
+pub(crate) fn insert_job_statement(j: &JobRecord) -> Statement {
+    Statement::new(
+        "INSERT INTO jobs (id, batch_id, state, instance_ids, pinned_instance_id, request, creation_key, \
                  attempts, next_run_at, needs_reconcile, last_error, result, created_at, updated_at) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
-            )
-            .bind(id(j.id))
-            .bind(j.batch_id.map(id))
-            .bind(j.state.as_str())
-            .bind(instance_id_list(&j.instance_ids))
-            .bind(j.pinned_instance_id.map(|i| i.0))
-            .bind(j.request.as_str())
-            .bind(j.creation_key.as_str())
-            .bind(i64::from(j.attempts))
-            .bind(j.next_run_at.as_millis())
-            .bind(j.needs_reconcile)
-            .bind(j.last_error.as_deref())
-            .bind(j.result.as_deref())
-            .bind(j.created_at.as_millis())
-            .bind(j.updated_at.as_millis())
-        })
-        .collect();
-    db.execute_all(statements).await
+    )
+    .bind(id(j.id))
+    .bind(j.batch_id.map(id))
+    .bind(j.state.as_str())
+    .bind(instance_id_list(&j.instance_ids))
+    .bind(j.pinned_instance_id.map(|i| i.0))
+    .bind(j.request.as_str())
+    .bind(j.creation_key.as_str())
+    .bind(i64::from(j.attempts))
+    .bind(j.next_run_at.as_millis())
+    .bind(j.needs_reconcile)
+    .bind(j.last_error.as_deref())
+    .bind(j.result.as_deref())
+    .bind(j.created_at.as_millis())
+    .bind(j.updated_at.as_millis())
 }
 
 pub(crate) async fn get_job(db: &impl Backend, job_id: Uuid) -> DbResult<JobRecord> {
@@ -199,18 +200,27 @@ pub(crate) async fn next_job_due(db: &impl Backend) -> DbResult<Option<Timestamp
 }
 
 pub(crate) async fn claim_job(db: &impl Backend, job_id: Uuid, instance: InstanceId, now: Timestamp) -> DbResult<bool> {
-    let statement = Statement::new(
+    Ok(db.execute(claim_job_statement(job_id, instance, now)).await? == 1)
+}
+
+/// Changes no row when the job is not queued (taken or cancelled meanwhile).
+pub(crate) fn claim_job_statement(job_id: Uuid, instance: InstanceId, now: Timestamp) -> Statement {
+    Statement::new(
         "UPDATE jobs SET state = 'running', attempts = attempts + 1, pinned_instance_id = $2, updated_at = $3 \
          WHERE id = $1 AND state = 'queued'",
     )
     .bind(id(job_id))
     .bind(instance.0)
-    .bind(now.as_millis());
-    Ok(db.execute(statement).await? == 1)
+    .bind(now.as_millis())
+    .must_change()
 }
 
 pub(crate) async fn update_job(db: &impl Backend, j: &JobRecord) -> DbResult<()> {
-    let statement = Statement::new(
+    changed_some(db.execute(update_job_statement(j)).await?)
+}
+
+pub(crate) fn update_job_statement(j: &JobRecord) -> Statement {
+    Statement::new(
         "UPDATE jobs SET state = $2, pinned_instance_id = $3, next_run_at = $4, needs_reconcile = $5, \
          last_error = $6, result = $7, updated_at = $8 WHERE id = $1",
     )
@@ -221,8 +231,8 @@ pub(crate) async fn update_job(db: &impl Backend, j: &JobRecord) -> DbResult<()>
     .bind(j.needs_reconcile)
     .bind(j.last_error.as_deref())
     .bind(j.result.as_deref())
-    .bind(j.updated_at.as_millis());
-    changed_some(db.execute(statement).await?)
+    .bind(j.updated_at.as_millis())
+    .must_change()
 }
 
 pub(crate) async fn requeue_interrupted_jobs(db: &impl Backend, now: Timestamp) -> DbResult<u64> {

@@ -12,6 +12,7 @@ use convene_core::{DbError, Store};
 mod cursor;
 mod delegate;
 mod error;
+mod events;
 mod idempotency;
 mod jobs;
 mod migrate;

@@ -18,6 +18,7 @@ use sqlx::{Postgres, Transaction};
 use uuid::Uuid;
 
 use crate::error::{db_err, other};
+use crate::events;
 use crate::idempotency;
 use crate::jobs;
 use crate::migrate::{Migration, refuse_newer};
@@ -27,6 +28,7 @@ const MIGRATIONS: &[Migration] = &[
     (1, include_str!("../migrations/postgres/0001_init.sql")),
     (2, include_str!("../migrations/postgres/0002_jobs.sql")),
     (3, include_str!("../migrations/postgres/0003_idempotency.sql")),
+    (4, include_str!("../migrations/postgres/0004_events.sql")),
 ];
 
 /// The advisory lock key that migration transactions hold: "convene" in ASCII. Any process migrating a Convene
@@ -118,7 +120,11 @@ impl Backend for PostgresStore {
     async fn execute_all(&self, statements: Vec<Statement>) -> DbResult<()> {
         let mut tx = self.pool.begin().await.map_err(db_err)?;
         for statement in &statements {
-            statement.query::<Postgres>().execute(&mut *tx).await.map_err(db_err)?;
+            let done = statement.query::<Postgres>().execute(&mut *tx).await.map_err(db_err)?;
+            if statement.must_change && done.rows_affected() == 0 {
+                // Dropping `tx` rolls it back.
+                return Err(convene_core::DbError::NotFound);
+            }
         }
         tx.commit().await.map_err(db_err)
     }

@@ -69,11 +69,19 @@ impl From<bool> for Arg {
 pub(crate) struct Statement {
     sql: &'static str,
     args: Vec<Arg>,
+    /// In `Backend::execute_all`: changing no row fails the whole transaction with `NotFound`.
+    pub(crate) must_change: bool,
 }
 
 impl Statement {
     pub(crate) fn new(sql: &'static str) -> Self {
-        Self { sql, args: Vec::new() }
+        Self { sql, args: Vec::new(), must_change: false }
+    }
+
+    /// Marks a statement that must change a row (an update of a record that must exist, a conditional claim).
+    pub(crate) fn must_change(mut self) -> Self {
+        self.must_change = true;
+        self
     }
 
     pub(crate) fn bind(mut self, value: impl Into<Arg>) -> Self {
@@ -110,7 +118,8 @@ pub(crate) trait Backend: Send + Sync {
     /// Runs a query and reads every row it returns with `read`.
     async fn fetch<T: Send>(&self, statement: Statement, read: ReadRow<T>) -> DbResult<Vec<T>>;
 
-    /// Runs statements in one transaction: all take effect or none.
+    /// Runs statements in one transaction: all take effect or none. A `must_change` statement that changes no row
+    /// rolls everything back and fails with `DbError::NotFound`.
     async fn execute_all(&self, statements: Vec<Statement>) -> DbResult<()>;
 }
 
@@ -197,13 +206,20 @@ pub(crate) async fn delete_instance(db: &impl Backend, id: InstanceId) -> DbResu
 }
 
 pub(crate) async fn set_instance_phone(db: &impl Backend, id: InstanceId, phone: &PhoneNumber) -> DbResult<()> {
-    let statement = Statement::new("UPDATE instances SET phone = $1 WHERE id = $2").bind(phone.digits()).bind(id.0);
-    changed_some(db.execute(statement).await?)
+    changed_some(db.execute(set_instance_phone_statement(id, phone)).await?)
+}
+
+pub(crate) fn set_instance_phone_statement(id: InstanceId, phone: &PhoneNumber) -> Statement {
+    Statement::new("UPDATE instances SET phone = $1 WHERE id = $2").bind(phone.digits()).bind(id.0).must_change()
 }
 
 pub(crate) async fn insert_group(db: &impl Backend, group: &GroupRecord) -> DbResult<()> {
+    db.execute(insert_group_statement(group)).await.map(drop)
+}
+
+pub(crate) fn insert_group_statement(group: &GroupRecord) -> Statement {
     let s = &group.settings;
-    let statement = Statement::new(
+    Statement::new(
         "INSERT INTO groups (id, instance_id, jid, subject, description, announce_only, locked_info, \
          join_approval, disappearing_seconds, created_at, updated_at, left_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
@@ -219,8 +235,7 @@ pub(crate) async fn insert_group(db: &impl Backend, group: &GroupRecord) -> DbRe
     .bind(i64::from(s.disappearing_messages.seconds()))
     .bind(group.created_at.as_millis())
     .bind(group.updated_at.as_millis())
-    .bind(group.left_at.map(Timestamp::as_millis));
-    db.execute(statement).await.map(drop)
+    .bind(group.left_at.map(Timestamp::as_millis))
 }
 
 pub(crate) async fn get_group(db: &impl Backend, id: GroupId) -> DbResult<GroupRecord> {
@@ -266,8 +281,12 @@ pub(crate) async fn list_groups(db: &impl Backend, query: &GroupListQuery) -> Db
 }
 
 pub(crate) async fn update_group(db: &impl Backend, group: &GroupRecord) -> DbResult<()> {
+    changed_some(db.execute(update_group_statement(group)).await?)
+}
+
+pub(crate) fn update_group_statement(group: &GroupRecord) -> Statement {
     let s = &group.settings;
-    let statement = Statement::new(
+    Statement::new(
         "UPDATE groups SET subject = $2, description = $3, announce_only = $4, locked_info = $5, \
          join_approval = $6, disappearing_seconds = $7, updated_at = $8, left_at = $9 WHERE id = $1",
     )
@@ -279,6 +298,6 @@ pub(crate) async fn update_group(db: &impl Backend, group: &GroupRecord) -> DbRe
     .bind(s.join_approval)
     .bind(i64::from(s.disappearing_messages.seconds()))
     .bind(group.updated_at.as_millis())
-    .bind(group.left_at.map(Timestamp::as_millis));
-    changed_some(db.execute(statement).await?)
+    .bind(group.left_at.map(Timestamp::as_millis))
+    .must_change()
 }

@@ -20,6 +20,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 use uuid::Uuid;
 
 use crate::error::{db_err, other};
+use crate::events;
 use crate::idempotency;
 use crate::jobs;
 use crate::migrate::{Migration, refuse_newer};
@@ -29,6 +30,7 @@ const MIGRATIONS: &[Migration] = &[
     (1, include_str!("../migrations/sqlite/0001_init.sql")),
     (2, include_str!("../migrations/sqlite/0002_jobs.sql")),
     (3, include_str!("../migrations/sqlite/0003_idempotency.sql")),
+    (4, include_str!("../migrations/sqlite/0004_events.sql")),
 ];
 
 /// How long a connection waits for another one's write lock before failing with "database is locked".
@@ -136,7 +138,11 @@ impl Backend for SqliteStore {
     async fn execute_all(&self, statements: Vec<Statement>) -> DbResult<()> {
         let mut tx = self.pool.begin().await.map_err(db_err)?;
         for statement in &statements {
-            statement.query::<Sqlite>().execute(&mut *tx).await.map_err(db_err)?;
+            let done = statement.query::<Sqlite>().execute(&mut *tx).await.map_err(db_err)?;
+            if statement.must_change && done.rows_affected() == 0 {
+                // Dropping `tx` rolls it back.
+                return Err(convene_core::DbError::NotFound);
+            }
         }
         tx.commit().await.map_err(db_err)
     }

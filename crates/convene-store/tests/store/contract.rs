@@ -627,9 +627,18 @@ macro_rules! every_case {
             updating_a_job_replaces_only_its_mutable_fields,
             only_running_jobs_are_requeued_after_a_crash_and_keep_their_pin,
             deleting_an_instance_keeps_its_jobs_and_the_other_instances_records,
+            // events and webhook deliveries
+            a_commit_writes_the_change_and_its_events_or_neither,
+            events_fan_out_to_enabled_endpoints_whose_filter_takes_them,
+            only_the_oldest_pending_delivery_of_each_key_is_due,
+            an_attempt_is_logged_and_can_disable_its_endpoint,
+            failed_deliveries_replay_one_or_all_since_a_time,
+            the_notification_queue_gives_the_oldest_unacknowledged_event_of_an_instance,
+            endpoints_update_and_delete_with_their_deliveries_but_not_the_events,
         );
     };
 }
 pub(crate) use every_case;
 
+pub use crate::contract_events::*;
 pub use crate::contract_jobs::*;

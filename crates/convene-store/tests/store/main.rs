@@ -5,6 +5,7 @@
 
 mod connect;
 mod contract;
+mod contract_events;
 mod contract_jobs;
 mod postgres;
 mod sqlite;

@@ -1,0 +1,436 @@
+//! The queries behind events and webhook deliveries (migration 0004): the outbox written with each change
+//! (`commit`), the dispatcher's queue, the attempt log, Green API's notification queue, and the endpoints. Shared by
+//! both backends like those in `sql`.
+
+use convene_core::events::{
+    AttemptOutcome, Change, DeliveryAttempt, DeliveryListQuery, DeliveryRecord, DeliveryState, DueDelivery,
+    EventFilter, EventListQuery, EventRecord, NewEvent, SealedSecret, WebhookEndpoint,
+};
+use convene_core::store::DbResult;
+use convene_core::{DbError, InstanceId, Timestamp};
+use uuid::Uuid;
+
+use crate::error::other;
+use crate::jobs;
+use crate::sql::{self, Backend, Statement, changed_some, one};
+use crate::stored::Columns;
+
+fn id(u: Uuid) -> String {
+    u.hyphenated().to_string()
+}
+
+fn uuid(column: &str, text: &str) -> DbResult<Uuid> {
+    Uuid::parse_str(text).map_err(|_| other(format!("{column} holds `{text}`, not a uuid")))
+}
+
+fn count(column: &str, n: i64) -> DbResult<u32> {
+    u32::try_from(n).map_err(|_| other(format!("{column} holds {n}, not a count")))
+}
+
+fn limit(limit: u32) -> i64 {
+    i64::from(limit.clamp(1, 500))
+}
+
+/// The filter as the table holds it: '' for every event, else `,entry,entry,` so that SQL can look for `,type,` and
+/// `,category.*,` in it.
+fn filter_text(filter: &EventFilter) -> String {
+    match filter.entries() {
+        [] => String::new(),
+        entries => format!(",{},", entries.join(",")),
+    }
+}
+
+fn filter_from_text(text: &str) -> DbResult<EventFilter> {
+    let entries: Vec<&str> = text.split(',').filter(|e| !e.is_empty()).collect();
+    EventFilter::parse(&entries).map_err(|e| other(format!("webhook_endpoints.event_filter: {e}")))
+}
+
+// ---------- commit: changes and their events in one transaction ----------
+
+fn change_statements(change: &Change<'_>) -> Vec<Statement> {
+    match change {
+        Change::InsertGroup(group) => vec![sql::insert_group_statement(group)],
+        Change::UpdateGroup(group) => vec![sql::update_group_statement(group)],
+        Change::InsertJobs(list) => list.iter().map(jobs::insert_job_statement).collect(),
+        Change::UpdateJob(job) => vec![jobs::update_job_statement(job)],
+        Change::ClaimJob { id, instance_id, now } => vec![jobs::claim_job_statement(*id, *instance_id, *now)],
+        Change::SetInstancePause { id, pause } => vec![jobs::set_instance_pause_statement(*id, *pause)],
+        Change::SetInstancePhone { id, phone } => vec![sql::set_instance_phone_statement(*id, phone)],
+    }
+}
+
+/// The event's row, then one pending delivery for each enabled endpoint whose filter takes it.
+fn event_statements(event: &NewEvent) -> [Statement; 2] {
+    let insert = Statement::new(
+        "INSERT INTO events (id, event_type, instance_id, ordering_key, payload, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(id(event.id))
+    .bind(event.event_type.as_str())
+    .bind(event.instance_id.map(|i| i.0))
+    .bind(event.ordering_key.as_str())
+    .bind(event.payload.as_str())
+    .bind(event.created_at.as_millis());
+    let fan_out = Statement::new(
+        "INSERT INTO webhook_deliveries \
+         (endpoint_id, event_id, ordering_key, state, attempts, next_attempt_at, created_at, updated_at) \
+         SELECT id, $1, $2, 'pending', 0, $3, $3, $3 FROM webhook_endpoints \
+         WHERE enabled AND (event_filter = '' OR event_filter LIKE '%,' || $4 || ',%' \
+         OR event_filter LIKE '%,' || $5 || '.*,%' OR event_filter LIKE '%,' || $6 || '.*,%') \
+         ORDER BY created_at, id",
+    )
+    .bind(id(event.id))
+    .bind(event.ordering_key.as_str())
+    .bind(event.created_at.as_millis())
+    .bind(event.event_type.as_str())
+    .bind(event.event_type.category())
+    .bind(event.event_type.subcategory());
+    [insert, fan_out]
+}
+
+pub(crate) async fn commit(db: &impl Backend, changes: &[Change<'_>], events: &[NewEvent]) -> DbResult<()> {
+    let mut statements: Vec<Statement> = changes.iter().flat_map(change_statements).collect();
+    statements.extend(events.iter().flat_map(event_statements));
+    if statements.is_empty() {
+        return Ok(());
+    }
+    db.execute_all(statements).await
+}
+
+// ---------- the event log and Green API's queue ----------
+
+fn event(row: &dyn Columns) -> DbResult<EventRecord> {
+    Ok(EventRecord {
+        seq: row.int("seq")?,
+        id: uuid("events.id", row.text("id")?)?,
+        event_type: row.text("event_type")?.to_owned(),
+        instance_id: row.int_or_null("instance_id")?.map(InstanceId),
+        ordering_key: row.text("ordering_key")?.to_owned(),
+        payload: row.text("payload")?.to_owned(),
+        created_at: Timestamp::from_millis(row.int("created_at")?),
+        acknowledged_at: row.int_or_null("acknowledged_at")?.map(Timestamp::from_millis),
+    })
+}
+
+pub(crate) async fn list_events(db: &impl Backend, query: &EventListQuery) -> DbResult<Vec<EventRecord>> {
+    let statement = Statement::new(concat!(
+        "SELECT seq, id, event_type, instance_id, ordering_key, payload, created_at, acknowledged_at FROM events ",
+        "WHERE ($1 IS NULL OR instance_id = $1) AND ($2 IS NULL OR seq > $2) ORDER BY seq LIMIT $3"
+    ))
+    .bind(query.instance_id.map(|i| i.0))
+    .bind(query.after_seq)
+    .bind(limit(query.limit));
+    db.fetch(statement, event).await
+}
+
+pub(crate) async fn next_unacknowledged_event(
+    db: &impl Backend,
+    instance: InstanceId,
+    since: Timestamp,
+) -> DbResult<Option<EventRecord>> {
+    let statement = Statement::new(concat!(
+        "SELECT seq, id, event_type, instance_id, ordering_key, payload, created_at, acknowledged_at FROM events ",
+        "WHERE instance_id = $1 AND acknowledged_at IS NULL AND created_at >= $2 ORDER BY seq LIMIT 1"
+    ))
+    .bind(instance.0)
+    .bind(since.as_millis());
+    Ok(db.fetch(statement, event).await?.into_iter().next())
+}
+
+pub(crate) async fn acknowledge_event(
+    db: &impl Backend,
+    instance: InstanceId,
+    seq: i64,
+    at: Timestamp,
+) -> DbResult<bool> {
+    let statement = Statement::new(
+        "UPDATE events SET acknowledged_at = $3 WHERE instance_id = $1 AND seq = $2 AND acknowledged_at IS NULL",
+    )
+    .bind(instance.0)
+    .bind(seq)
+    .bind(at.as_millis());
+    Ok(db.execute(statement).await? == 1)
+}
+
+// ---------- endpoints ----------
+
+/// The endpoint columns, named `ep_*` so that they can be joined with deliveries.
+macro_rules! endpoint_columns {
+    () => {
+        "ep.id AS ep_id, ep.url AS ep_url, ep.description AS ep_description, ep.event_filter AS ep_event_filter, \
+         ep.enabled AS ep_enabled, ep.disabled_reason AS ep_disabled_reason, ep.secret AS ep_secret, \
+         ep.previous_secret AS ep_previous_secret, ep.previous_secret_expires_at AS ep_previous_secret_expires_at, \
+         ep.failing_since AS ep_failing_since, ep.created_at AS ep_created_at, ep.updated_at AS ep_updated_at"
+    };
+}
+
+fn endpoint(row: &dyn Columns) -> DbResult<WebhookEndpoint> {
+    let previous = match (row.text_or_null("ep_previous_secret")?, row.int_or_null("ep_previous_secret_expires_at")?) {
+        (Some(secret), Some(until)) => Some((SealedSecret(secret.to_owned()), Timestamp::from_millis(until))),
+        _ => None,
+    };
+    Ok(WebhookEndpoint {
+        id: uuid("webhook_endpoints.id", row.text("ep_id")?)?,
+        url: row.text("ep_url")?.to_owned(),
+        description: row.text("ep_description")?.to_owned(),
+        filter: filter_from_text(row.text("ep_event_filter")?)?,
+        enabled: row.flag("ep_enabled")?,
+        disabled_reason: row.text_or_null("ep_disabled_reason")?.map(str::to_owned),
+        secret: SealedSecret(row.text("ep_secret")?.to_owned()),
+        previous_secret: previous,
+        failing_since: row.int_or_null("ep_failing_since")?.map(Timestamp::from_millis),
+        created_at: Timestamp::from_millis(row.int("ep_created_at")?),
+        updated_at: Timestamp::from_millis(row.int("ep_updated_at")?),
+    })
+}
+
+pub(crate) async fn insert_webhook_endpoint(db: &impl Backend, e: &WebhookEndpoint) -> DbResult<()> {
+    let statement = Statement::new(
+        "INSERT INTO webhook_endpoints (id, url, description, event_filter, enabled, disabled_reason, secret, \
+         previous_secret, previous_secret_expires_at, failing_since, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+    )
+    .bind(id(e.id))
+    .bind(e.url.as_str())
+    .bind(e.description.as_str())
+    .bind(filter_text(&e.filter))
+    .bind(e.enabled)
+    .bind(e.disabled_reason.as_deref())
+    .bind(e.secret.0.as_str())
+    .bind(e.previous_secret.as_ref().map(|(s, _)| s.0.as_str()))
+    .bind(e.previous_secret.as_ref().map(|(_, until)| until.as_millis()))
+    .bind(e.failing_since.map(Timestamp::as_millis))
+    .bind(e.created_at.as_millis())
+    .bind(e.updated_at.as_millis());
+    db.execute(statement).await.map(drop)
+}
+
+pub(crate) async fn get_webhook_endpoint(db: &impl Backend, endpoint_id: Uuid) -> DbResult<WebhookEndpoint> {
+    let statement =
+        Statement::new(concat!("SELECT ", endpoint_columns!(), " FROM webhook_endpoints ep WHERE ep.id = $1"))
+            .bind(id(endpoint_id));
+    one(db.fetch(statement, endpoint).await?)
+}
+
+pub(crate) async fn list_webhook_endpoints(db: &impl Backend) -> DbResult<Vec<WebhookEndpoint>> {
+    let statement = Statement::new(concat!(
+        "SELECT ",
+        endpoint_columns!(),
+        " FROM webhook_endpoints ep ORDER BY ep.created_at, ep.id"
+    ));
+    db.fetch(statement, endpoint).await
+}
+
+pub(crate) async fn update_webhook_endpoint(db: &impl Backend, e: &WebhookEndpoint) -> DbResult<()> {
+    let statement = Statement::new(
+        "UPDATE webhook_endpoints SET url = $2, description = $3, event_filter = $4, enabled = $5, \
+         disabled_reason = $6, secret = $7, previous_secret = $8, previous_secret_expires_at = $9, \
+         failing_since = $10, updated_at = $11 WHERE id = $1",
+    )
+    .bind(id(e.id))
+    .bind(e.url.as_str())
+    .bind(e.description.as_str())
+    .bind(filter_text(&e.filter))
+    .bind(e.enabled)
+    .bind(e.disabled_reason.as_deref())
+    .bind(e.secret.0.as_str())
+    .bind(e.previous_secret.as_ref().map(|(s, _)| s.0.as_str()))
+    .bind(e.previous_secret.as_ref().map(|(_, until)| until.as_millis()))
+    .bind(e.failing_since.map(Timestamp::as_millis))
+    .bind(e.updated_at.as_millis());
+    changed_some(db.execute(statement).await?)
+}
+
+pub(crate) async fn delete_webhook_endpoint(db: &impl Backend, endpoint_id: Uuid) -> DbResult<()> {
+    // Deliveries and their attempts go with it (ON DELETE CASCADE); the events stay.
+    changed_some(db.execute(Statement::new("DELETE FROM webhook_endpoints WHERE id = $1").bind(id(endpoint_id))).await?)
+}
+
+// ---------- deliveries ----------
+
+/// The delivery columns, with the event's type.
+macro_rules! delivery_columns {
+    () => {
+        "d.id, d.endpoint_id, d.event_id, ev.event_type, d.ordering_key, d.state, d.attempts, d.next_attempt_at, \
+         d.last_error, d.created_at, d.updated_at"
+    };
+}
+
+fn delivery(row: &dyn Columns) -> DbResult<DeliveryRecord> {
+    let state = row.text("state")?;
+    Ok(DeliveryRecord {
+        id: row.int("id")?,
+        endpoint_id: uuid("webhook_deliveries.endpoint_id", row.text("endpoint_id")?)?,
+        event_id: uuid("webhook_deliveries.event_id", row.text("event_id")?)?,
+        event_type: row.text("event_type")?.to_owned(),
+        ordering_key: row.text("ordering_key")?.to_owned(),
+        state: DeliveryState::parse(state).ok_or_else(|| other(format!("webhook_deliveries.state holds `{state}`")))?,
+        attempts: count("webhook_deliveries.attempts", row.int("attempts")?)?,
+        next_attempt_at: Timestamp::from_millis(row.int("next_attempt_at")?),
+        last_error: row.text_or_null("last_error")?.map(str::to_owned),
+        created_at: Timestamp::from_millis(row.int("created_at")?),
+        updated_at: Timestamp::from_millis(row.int("updated_at")?),
+    })
+}
+
+fn due_delivery(row: &dyn Columns) -> DbResult<DueDelivery> {
+    Ok(DueDelivery {
+        delivery: delivery(row)?,
+        endpoint: endpoint(row)?,
+        payload: row.text("payload")?.to_owned(),
+        event_created_at: Timestamp::from_millis(row.int("event_created_at")?),
+    })
+}
+
+pub(crate) async fn due_deliveries(db: &impl Backend, now: Timestamp, max: u32) -> DbResult<Vec<DueDelivery>> {
+    // Only the oldest pending delivery of each (endpoint, ordering key): a later one waits for it, due or not.
+    let statement = Statement::new(concat!(
+        "SELECT ",
+        delivery_columns!(),
+        ", ev.payload, ev.created_at AS event_created_at, ",
+        endpoint_columns!(),
+        " FROM webhook_deliveries d JOIN webhook_endpoints ep ON ep.id = d.endpoint_id \
+         JOIN events ev ON ev.id = d.event_id \
+         WHERE d.state = 'pending' AND ep.enabled AND d.next_attempt_at <= $1 \
+         AND NOT EXISTS (SELECT 1 FROM webhook_deliveries e WHERE e.endpoint_id = d.endpoint_id \
+         AND e.ordering_key = d.ordering_key AND e.state = 'pending' AND e.id < d.id) \
+         ORDER BY d.next_attempt_at, d.id LIMIT $2"
+    ))
+    .bind(now.as_millis())
+    .bind(i64::from(max.max(1)));
+    db.fetch(statement, due_delivery).await
+}
+
+pub(crate) async fn next_delivery_due(db: &impl Backend) -> DbResult<Option<Timestamp>> {
+    // A delivery waiting behind an earlier one of its key is due when that one is done, not at its own time.
+    let statement = Statement::new(
+        "SELECT MIN(d.next_attempt_at) AS next FROM webhook_deliveries d \
+         JOIN webhook_endpoints ep ON ep.id = d.endpoint_id WHERE d.state = 'pending' AND ep.enabled \
+         AND NOT EXISTS (SELECT 1 FROM webhook_deliveries e WHERE e.endpoint_id = d.endpoint_id \
+         AND e.ordering_key = d.ordering_key AND e.state = 'pending' AND e.id < d.id)",
+    );
+    let next = one(db.fetch(statement, |row| row.int_or_null("next")).await?)?;
+    Ok(next.map(Timestamp::from_millis))
+}
+
+pub(crate) async fn record_delivery_attempt(
+    db: &impl Backend,
+    a: &DeliveryAttempt,
+    outcome: &AttemptOutcome,
+) -> DbResult<()> {
+    let insert = Statement::new(
+        "INSERT INTO webhook_attempts (id, delivery_id, attempted_at, duration_ms, status, error, response_body) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(id(a.id))
+    .bind(a.delivery_id)
+    .bind(a.attempted_at.as_millis())
+    .bind(i64::try_from(a.duration_ms).unwrap_or(i64::MAX))
+    .bind(a.status.map(i64::from))
+    .bind(a.error.as_deref())
+    .bind(a.response_body.as_deref());
+    let delivery = Statement::new(
+        "UPDATE webhook_deliveries SET state = $2, attempts = attempts + 1, next_attempt_at = $3, last_error = $4, \
+         updated_at = $5 WHERE id = $1",
+    )
+    .bind(a.delivery_id)
+    .bind(outcome.state.as_str())
+    .bind(outcome.next_attempt_at.as_millis())
+    .bind(outcome.last_error.as_deref())
+    .bind(a.attempted_at.as_millis())
+    .must_change();
+    let health = Statement::new(
+        "UPDATE webhook_endpoints SET failing_since = $2 \
+         WHERE id = (SELECT endpoint_id FROM webhook_deliveries WHERE id = $1)",
+    )
+    .bind(a.delivery_id)
+    .bind(outcome.endpoint_failing_since.map(Timestamp::as_millis));
+    let mut statements = vec![delivery, insert, health];
+    if let Some(reason) = &outcome.disable_endpoint {
+        statements.push(
+            Statement::new(
+                "UPDATE webhook_endpoints SET enabled = $2, disabled_reason = $3, updated_at = $4 \
+                 WHERE id = (SELECT endpoint_id FROM webhook_deliveries WHERE id = $1)",
+            )
+            .bind(a.delivery_id)
+            .bind(false)
+            .bind(reason.as_str())
+            .bind(a.attempted_at.as_millis()),
+        );
+    }
+    db.execute_all(statements).await
+}
+
+pub(crate) async fn get_delivery(db: &impl Backend, delivery_id: i64) -> DbResult<DeliveryRecord> {
+    let statement = Statement::new(concat!(
+        "SELECT ",
+        delivery_columns!(),
+        " FROM webhook_deliveries d JOIN events ev ON ev.id = d.event_id WHERE d.id = $1"
+    ))
+    .bind(delivery_id);
+    one(db.fetch(statement, delivery).await?)
+}
+
+pub(crate) async fn list_deliveries(db: &impl Backend, query: &DeliveryListQuery) -> DbResult<Vec<DeliveryRecord>> {
+    let statement = Statement::new(concat!(
+        "SELECT ",
+        delivery_columns!(),
+        " FROM webhook_deliveries d JOIN events ev ON ev.id = d.event_id \
+         WHERE ($1 IS NULL OR d.endpoint_id = $1) AND ($2 IS NULL OR d.state = $2) AND ($3 IS NULL OR d.event_id = $3) \
+         AND ($4 IS NULL OR d.id < $4) ORDER BY d.id DESC LIMIT $5"
+    ))
+    .bind(query.endpoint_id.map(id))
+    .bind(query.state.map(DeliveryState::as_str))
+    .bind(query.event_id.map(id))
+    .bind(query.before_id)
+    .bind(limit(query.limit));
+    db.fetch(statement, delivery).await
+}
+
+pub(crate) async fn delivery_attempts(db: &impl Backend, delivery_id: i64) -> DbResult<Vec<DeliveryAttempt>> {
+    let statement = Statement::new(
+        "SELECT id, delivery_id, attempted_at, duration_ms, status, error, response_body FROM webhook_attempts \
+         WHERE delivery_id = $1 ORDER BY attempted_at, id",
+    )
+    .bind(delivery_id);
+    db.fetch(statement, |row| {
+        let status = row.int_or_null("status")?;
+        Ok(DeliveryAttempt {
+            id: uuid("webhook_attempts.id", row.text("id")?)?,
+            delivery_id: row.int("delivery_id")?,
+            attempted_at: Timestamp::from_millis(row.int("attempted_at")?),
+            duration_ms: u64::try_from(row.int("duration_ms")?).unwrap_or_default(),
+            status: status
+                .map(|s| u16::try_from(s).map_err(|_| other(format!("webhook_attempts.status holds {s}"))))
+                .transpose()?,
+            error: row.text_or_null("error")?.map(str::to_owned),
+            response_body: row.text_or_null("response_body")?.map(str::to_owned),
+        })
+    })
+    .await
+}
+
+pub(crate) async fn replay_deliveries(
+    db: &impl Backend,
+    delivery_id: Option<i64>,
+    endpoint_id: Option<Uuid>,
+    since: Option<Timestamp>,
+    now: Timestamp,
+) -> DbResult<u64> {
+    if let Some(delivery_id) = delivery_id {
+        get_delivery(db, delivery_id).await?;
+    }
+    if delivery_id.is_none() && endpoint_id.is_none() {
+        return Err(DbError::Other("replay needs a delivery or an endpoint".into()));
+    }
+    let statement = Statement::new(
+        "UPDATE webhook_deliveries SET state = 'pending', next_attempt_at = $4, updated_at = $4 \
+         WHERE state = 'failed' AND ($1 IS NULL OR id = $1) AND ($2 IS NULL OR endpoint_id = $2) \
+         AND ($3 IS NULL OR created_at >= $3)",
+    )
+    .bind(delivery_id)
+    .bind(endpoint_id.map(id))
+    .bind(since.map(Timestamp::as_millis))
+    .bind(now.as_millis());
+    db.execute(statement).await
+}

@@ -43,8 +43,18 @@ if [[ "$green_client_installed" != "$GREEN_CLIENT_VERSION" ]]; then
     "$CONVENE_VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
         "whatsapp-api-client-python==$GREEN_CLIENT_VERSION"
 fi
+# The Standard Webhooks reference implementation, which checks our webhook signatures independently of our code.
+STANDARDWEBHOOKS_VERSION=1.1.0
+standardwebhooks_installed="$("$CONVENE_VENV/bin/python" -c \
+    'import importlib.metadata as m; print(m.version("standardwebhooks"))' 2>/dev/null || true)"
+if [[ "$standardwebhooks_installed" != "$STANDARDWEBHOOKS_VERSION" ]]; then
+    echo "== installing standardwebhooks $STANDARDWEBHOOKS_VERSION"
+    "$CONVENE_VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
+        "standardwebhooks==$STANDARDWEBHOOKS_VERSION"
+fi
 export CONVENE_PYTHON="$CONVENE_VENV/bin/python"
 export CONVENE_REQUIRE_GREEN_CLIENT=1
+export CONVENE_REQUIRE_WEBHOOK_VERIFIER=1
 
 echo "== format and lints"
 cargo fmt --all --check

@@ -206,6 +206,8 @@ pub struct PairingCode {
 pub enum ConnectorEvent {
     /// The account's connection changed (a ban carries its end).
     StateChanged(InstanceState),
+    /// A new QR code to scan (they rotate while pairing).
+    QrReady(PairingCode),
     /// Pairing finished: the account is now this number.
     Paired { phone: PhoneNumber },
     /// Someone (possibly this account from another device) changed a group.
@@ -222,6 +224,10 @@ pub enum GroupChangeEvent {
     ParticipantsRemoved(Vec<PhoneNumber>),
     ParticipantsPromoted(Vec<PhoneNumber>),
     ParticipantsDemoted(Vec<PhoneNumber>),
+    /// They joined on their own: through the invite link or a private invite.
+    ParticipantsJoined(Vec<PhoneNumber>),
+    /// They left of their own accord (not removed by an admin).
+    ParticipantsLeft(Vec<PhoneNumber>),
 }
 
 /// Where a connector sends its events; the service implements it.

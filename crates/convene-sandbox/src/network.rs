@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use convene_core::{Clock, GroupJid, PhoneNumber};
+use convene_core::{Clock, ConnectorEvent, ConnectorEvents, GroupChangeEvent, GroupJid, InstanceId, PhoneNumber};
 
 use crate::connector::SandboxConnector;
 use crate::world::{Env, World};
@@ -20,6 +20,14 @@ pub struct SandboxNetwork {
     clock: Arc<dyn Clock>,
     path: Option<PathBuf>,
     state: Mutex<State>,
+    /// Who hears what people do on their own (join, leave): instances by their account number.
+    listeners: Mutex<Vec<Listener>>,
+}
+
+struct Listener {
+    account: PhoneNumber,
+    instance: InstanceId,
+    events: Arc<dyn ConnectorEvents>,
 }
 
 struct State {
@@ -52,7 +60,13 @@ impl SandboxNetwork {
             }
             _ => (fresh(), Vec::new()),
         };
-        let network = Arc::new(Self { config, clock, path, state: Mutex::new(State { world, saved }) });
+        let network = Arc::new(Self {
+            config,
+            clock,
+            path,
+            state: Mutex::new(State { world, saved }),
+            listeners: Mutex::default(),
+        });
         // Writes a new world's file now, so that a bad path fails at start-up rather than on the first group.
         network.mutate(|_, _| Ok::<_, SandboxError>(()))?;
         Ok(network)
@@ -87,19 +101,56 @@ impl SandboxNetwork {
         self.read(|w, _| w.groups())
     }
 
+    /// Reports to `events`, as `instance`, what people do on their own in the groups `account` is a member of —
+    /// as WhatsApp notifies every member's devices. A second call for the same instance replaces the first.
+    pub fn listen(&self, account: PhoneNumber, instance: InstanceId, events: Arc<dyn ConnectorEvents>) {
+        let mut listeners = self.listeners.lock().unwrap_or_else(PoisonError::into_inner);
+        listeners.retain(|l| l.instance != instance);
+        listeners.push(Listener { account, instance, events });
+    }
+
+    pub fn stop_listening(&self, instance: InstanceId) {
+        self.listeners.lock().unwrap_or_else(PoisonError::into_inner).retain(|l| l.instance != instance);
+    }
+
     /// The person leaves the group of their own accord: adding them back answers 408 for a while.
     pub fn person_leaves(&self, jid: &GroupJid, phone: &PhoneNumber) -> Result<(), SandboxError> {
-        self.mutate(|w, env| w.person_leaves(jid, phone, env))
+        self.mutate(|w, env| w.person_leaves(jid, phone, env))?;
+        self.notify_members(jid, phone, GroupChangeEvent::ParticipantsLeft(vec![phone.clone()]));
+        Ok(())
     }
 
     /// The person accepts the private invite (the add request of a 403 refusal) to the group.
     pub fn accept_invite(&self, phone: &PhoneNumber, jid: &GroupJid) -> Result<JoinResult, SandboxError> {
-        self.mutate(|w, env| w.accept_invite(phone, jid, env))
+        let result = self.mutate(|w, env| w.accept_invite(phone, jid, env))?;
+        if result == JoinResult::Joined {
+            self.notify_members(jid, phone, GroupChangeEvent::ParticipantsJoined(vec![phone.clone()]));
+        }
+        Ok(result)
     }
 
     /// The person opens `https://chat.whatsapp.com/<code>` (the code or the whole link).
     pub fn join_by_link(&self, phone: &PhoneNumber, invite_code: &str) -> Result<JoinResult, SandboxError> {
-        self.mutate(|w, env| w.join_by_link(phone, invite_code, env))
+        let (result, jid) = self.mutate(|w, env| {
+            let jid = w.group_by_invite_code(invite_code);
+            Ok::<_, SandboxError>((w.join_by_link(phone, invite_code, env)?, jid))
+        })?;
+        if let (JoinResult::Joined, Some(jid)) = (result, jid) {
+            self.notify_members(&jid, phone, GroupChangeEvent::ParticipantsJoined(vec![phone.clone()]));
+        }
+        Ok(result)
+    }
+
+    /// Tells the listening members of `jid` (not `by` themselves) what `by` did.
+    fn notify_members(&self, jid: &GroupJid, by: &PhoneNumber, change: GroupChangeEvent) {
+        let Ok(group) = self.group(jid) else { return };
+        let listeners = self.listeners.lock().unwrap_or_else(PoisonError::into_inner);
+        for listener in listeners.iter() {
+            if &listener.account != by && group.members.iter().any(|m| m.phone == listener.account) {
+                let event = ConnectorEvent::Group { group: jid.clone(), change: change.clone(), by: Some(by.clone()) };
+                listener.events.emit(listener.instance, event);
+            }
+        }
     }
 
     /// Messages connectors sent to the person, oldest first.

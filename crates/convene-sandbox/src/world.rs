@@ -412,6 +412,12 @@ impl World {
         Ok(JoinResult::Joined)
     }
 
+    /// The group an invite link (or its code) opens.
+    pub fn group_by_invite_code(&self, code: &str) -> Option<GroupJid> {
+        let code = code.trim().trim_start_matches("https://chat.whatsapp.com/");
+        self.groups.iter().find(|g| g.info.invite_code == code).map(|g| g.info.jid.clone())
+    }
+
     pub fn join_by_link(&mut self, phone: &PhoneNumber, code: &str, env: &Env) -> Result<JoinResult, SandboxError> {
         let code = code.trim().trim_start_matches("https://chat.whatsapp.com/");
         let g = self.groups.iter().position(|g| g.info.invite_code == code).ok_or(SandboxError::InvalidInviteCode)?;

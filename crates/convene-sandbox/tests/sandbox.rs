@@ -461,3 +461,39 @@ async fn the_daily_allowance_counts_the_last_24_hours() {
     w.clock.advance(Duration::from_secs(21 * 3600));
     create(&w.owner, &[]).await;
 }
+
+/// Collects what listening instances are told.
+#[derive(Default)]
+struct Heard(std::sync::Mutex<Vec<(convene_core::InstanceId, convene_core::ConnectorEvent)>>);
+
+impl convene_core::ConnectorEvents for Heard {
+    fn emit(&self, instance: convene_core::InstanceId, event: convene_core::ConnectorEvent) {
+        self.0.lock().unwrap().push((instance, event));
+    }
+}
+
+#[tokio::test]
+async fn members_instances_hear_people_join_by_link_and_leave() {
+    // Arrange: the owner's instance (7) and an outsider's instance (8) listen.
+    use convene_core::{ConnectorEvent, GroupChangeEvent, InstanceId};
+    let w = world();
+    let heard = Arc::new(Heard::default());
+    w.net.listen(phone(1000), InstanceId(7), heard.clone());
+    w.net.listen(phone(3000), InstanceId(8), heard.clone());
+    let jid = create(&w.owner, &[]).await.metadata.jid;
+    let link = w.owner.invite_link(&jid, false).await.unwrap();
+
+    // Act
+    w.net.join_by_link(&phone(1), &link).unwrap();
+    w.net.person_leaves(&jid, &phone(1)).unwrap();
+
+    // Assert: only the member's instance hears, in order, with who did it.
+    let group = |change| ConnectorEvent::Group { group: jid.clone(), change, by: Some(phone(1)) };
+    assert_eq!(
+        *heard.0.lock().unwrap(),
+        vec![
+            (InstanceId(7), group(GroupChangeEvent::ParticipantsJoined(vec![phone(1)]))),
+            (InstanceId(7), group(GroupChangeEvent::ParticipantsLeft(vec![phone(1)]))),
+        ]
+    );
+}

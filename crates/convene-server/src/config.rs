@@ -34,6 +34,8 @@ pub struct Config {
     pub worker: WorkerConfig,
     /// Real WhatsApp numbers.
     pub whatsapp: WhatsappSettings,
+    /// Webhook delivery: retries, timeouts, outbound safety, the key that seals secrets.
+    pub webhooks: crate::webhooks::WebhookConfig,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -54,7 +56,7 @@ pub struct WorkerConfig {
 
 impl Config {
     /// The top-level keys, as the environment may name them.
-    const KEYS: [&'static str; 9] = [
+    const KEYS: [&'static str; 10] = [
         "listen",
         "database_url",
         "data_dir",
@@ -64,6 +66,7 @@ impl Config {
         "creation",
         "worker",
         "whatsapp",
+        "webhooks",
     ];
 
     /// Defaults, then `file` if given, then the environment.
@@ -116,6 +119,7 @@ impl Config {
             return Err("worker.poll_ms must be at least 1".into());
         }
         self.creation.validate()?;
+        self.webhooks.validate()?;
         self.sandbox.faults.validate().map_err(|e| format!("sandbox.faults: {e}"))
     }
 

@@ -24,6 +24,7 @@ pub mod extract;
 pub mod idempotency;
 pub mod qr;
 pub mod service;
+pub mod webhooks;
 pub mod worker;
 
 pub use config::Config;
@@ -35,6 +36,12 @@ pub use service::{Bootstrap, Service};
 pub struct AppState {
     pub store: Arc<dyn Store>,
     pub service: Service,
+    /// Seals and opens webhook endpoints' secrets.
+    pub secrets: Arc<webhooks::SecretBox>,
+    /// Which webhook targets may be saved.
+    pub targets: Arc<webhooks::TargetPolicy>,
+    /// What the webhook dispatcher needs besides the store.
+    clock: Arc<dyn Clock>,
 }
 
 impl AppState {
@@ -45,10 +52,13 @@ impl AppState {
             .with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
         let sandbox = SandboxNetwork::open(Some(config.sandbox_path()), config.sandbox.clone(), clock.clone())
             .with_context(|| format!("opening the sandbox world {}", config.sandbox_path().display()))?;
-        let service = Service::start(store.clone(), sandbox, config.whatsapp(), clock, config.creation.clone())
+        let secrets = Arc::new(webhooks::SecretBox::open_or_create(&config.webhooks, &config.data_dir)?);
+        let targets =
+            Arc::new(webhooks::TargetPolicy::new(&config.webhooks.allow_private_targets).map_err(anyhow::Error::msg)?);
+        let service = Service::start(store.clone(), sandbox, config.whatsapp(), clock.clone(), config.creation.clone())
             .await
             .map_err(|e| anyhow::anyhow!("{e:?}"))?;
-        Ok(Self { store, service })
+        Ok(Self { store, service, secrets, targets, clock })
     }
 
     /// `open` with the wall clock.
@@ -96,11 +106,24 @@ pub async fn serve(
         let poll = std::time::Duration::from_millis(config.worker.poll_ms);
         tokio::spawn(async move { worker::run(service, poll, shutdown).await })
     });
+    let dispatcher = if config.webhooks.enabled {
+        let dispatcher = webhooks::Dispatcher::new(
+            state.store.clone(),
+            state.clock.clone(),
+            config.webhooks.clone(),
+            state.secrets.clone(),
+        )
+        .map_err(std::io::Error::other)?;
+        let (wake, shutdown) = (state.service.events_written(), shutdown.clone());
+        Some(tokio::spawn(async move { dispatcher.run(wake, shutdown).await }))
+    } else {
+        None
+    };
     let service = state.service.clone();
     let served = serve_api(listener, state, config, shutdown.clone()).await;
     shutdown.cancel();
-    if let Some(worker) = worker {
-        let _ = worker.await;
+    for task in [worker, dispatcher].into_iter().flatten() {
+        let _ = task.await;
     }
     service.shutdown().await;
     served

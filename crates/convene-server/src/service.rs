@@ -4,11 +4,12 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 
+use convene_core::events::{Change, EventType};
 use convene_core::store::{GroupListQuery, GroupPage, GroupRecord, InstanceRecord};
 use convene_core::{
-    AddRequest, Clock, Connector, ConnectorError, ConnectorKind, GroupDescription, GroupId, GroupJid, GroupMember,
-    GroupMetadata, GroupPicture, GroupSettingsPatch, GroupSubject, InstanceId, InstanceState, ParticipantChange,
-    ParticipantOutcome, ParticipantResult, PhoneNumber, PhoneParseError, Store, Timestamp,
+    AddRequest, Clock, Connector, ConnectorError, ConnectorEvents, ConnectorKind, GroupDescription, GroupId, GroupJid,
+    GroupMember, GroupMetadata, GroupPicture, GroupSettingsPatch, GroupSubject, InstanceId, InstanceState,
+    ParticipantChange, ParticipantOutcome, ParticipantResult, PhoneNumber, PhoneParseError, Store, Timestamp,
 };
 use convene_sandbox::SandboxNetwork;
 use convene_whatsapp::{WhatsappAccounts, WhatsappConfig};
@@ -24,8 +25,14 @@ const MAX_INSTANCE_NAME_CHARS: usize = 100;
 
 mod creation;
 mod events;
+mod outbox;
+pub mod webhooks;
 
 pub use creation::{CreationConfig, CreationResult, Enqueued};
+pub use outbox::{
+    EventGroup, GroupCreatedData, GroupCreationFailedData, GroupUpdatedData, InstanceData, JobStateChangedData,
+    ParticipantsData,
+};
 
 #[derive(Clone)]
 pub struct Service {
@@ -37,6 +44,12 @@ pub struct Service {
     creation: Arc<CreationConfig>,
     /// Wakes the worker when jobs are queued.
     job_added: Arc<tokio::sync::Notify>,
+    /// Wakes the webhook dispatcher when events are written.
+    events_written: Arc<tokio::sync::Notify>,
+    /// Counts event writes, for pollers waiting for the next one (Green API `receiveNotification`).
+    event_writes: Arc<tokio::sync::watch::Sender<u64>>,
+    /// Where connectors report what the networks tell them (see `events`).
+    reported: Arc<dyn ConnectorEvents>,
     /// One creation at a time per instance, so two requests cannot both pass the pacing check.
     creation_turns: Arc<std::sync::Mutex<HashMap<InstanceId, Arc<tokio::sync::Mutex<()>>>>>,
 }
@@ -191,11 +204,14 @@ impl Service {
         let service = Self {
             store,
             sandbox,
-            whatsapp: WhatsappAccounts::new(whatsapp, Arc::clone(&clock), events),
+            whatsapp: WhatsappAccounts::new(whatsapp, Arc::clone(&clock), Arc::clone(&events)),
             clock,
             connectors: Arc::default(),
             creation: Arc::new(creation),
             job_added: Arc::default(),
+            events_written: Arc::default(),
+            event_writes: Arc::new(tokio::sync::watch::Sender::new(0)),
+            reported: Arc::clone(&events),
             creation_turns: Arc::default(),
         };
         for instance in service.store.list_instances().await? {
@@ -237,6 +253,11 @@ impl Service {
         self.job_added.notified().await;
     }
 
+    /// Notified (`notify_one`, so a wake-up is never lost) after events are written: the webhook dispatcher waits on it.
+    pub fn events_written(&self) -> Arc<tokio::sync::Notify> {
+        Arc::clone(&self.events_written)
+    }
+
     /// Waits for this instance's turn to create a group.
     async fn creation_turn(&self, id: InstanceId) -> tokio::sync::OwnedMutexGuard<()> {
         let turn = {
@@ -248,7 +269,10 @@ impl Service {
 
     fn attach_connector(&self, instance: &InstanceRecord) {
         let connector: Option<Arc<dyn Connector>> = match (instance.kind, &instance.phone) {
-            (ConnectorKind::Sandbox, Some(phone)) => Some(Arc::new(self.sandbox.connector(phone.clone()))),
+            (ConnectorKind::Sandbox, Some(phone)) => {
+                self.sandbox.listen(phone.clone(), instance.id, Arc::clone(&self.reported));
+                Some(Arc::new(self.sandbox.connector(phone.clone())))
+            }
             (ConnectorKind::Sandbox, None) => None,
             (ConnectorKind::Whatsapp, _) => Some(Arc::new(self.whatsapp.open(instance.id))),
         };
@@ -402,6 +426,7 @@ impl Service {
     pub async fn delete_instance(&self, id: InstanceId) -> Result<()> {
         let instance = self.store.get_instance(id).await.map_err(|e| not_found(e, || format!("no instance {id}")))?;
         self.store.delete_instance(id).await.map_err(|e| not_found(e, || format!("no instance {id}")))?;
+        self.sandbox.stop_listening(id);
         self.connectors.write().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&id);
         if instance.kind == ConnectorKind::Whatsapp {
             self.whatsapp.remove(id).await?;
@@ -581,26 +606,40 @@ impl Service {
         }
         self.ensure_member(&record)?;
         let connector = self.connector(record.instance_id)?;
-        if let Some(subject) = &subject {
-            connector.set_subject(&record.jid, subject).await?;
-            record.subject = subject.as_str().to_owned();
+        // Each part that the network accepted is recorded and published, even when a later part fails.
+        let mut changed = Vec::new();
+        let mut applied = async || -> Result<()> {
+            if let Some(subject) = &subject {
+                connector.set_subject(&record.jid, subject).await?;
+                record.subject = subject.as_str().to_owned();
+                changed.push("subject");
+            }
+            if let Some(description) = &description {
+                connector.set_description(&record.jid, description).await?;
+                record.description = Some(description.as_str().to_owned()).filter(|d| !d.is_empty());
+                changed.push("description");
+            }
+            if !change.settings.is_empty() {
+                connector.set_settings(&record.jid, &change.settings).await?;
+                change.settings.apply(&mut record.settings);
+                changed.push("settings");
+            }
+            Ok(())
+        };
+        let outcome = applied().await;
+        if !changed.is_empty() {
+            record.updated_at = self.clock.now();
+            let event = self.group_updated_event(EventGroup::of(&record), Some(&record), &changed, None)?;
+            self.commit(&[Change::UpdateGroup(&record)], &[event]).await?;
         }
-        if let Some(description) = &description {
-            connector.set_description(&record.jid, description).await?;
-            record.description = Some(description.as_str().to_owned()).filter(|d| !d.is_empty());
-        }
-        if !change.settings.is_empty() {
-            connector.set_settings(&record.jid, &change.settings).await?;
-            change.settings.apply(&mut record.settings);
-        }
-        record.updated_at = self.clock.now();
-        self.store.update_group(&record).await?;
+        outcome?;
         self.group(record).await
     }
 
     pub async fn set_picture(&self, record: &GroupRecord, picture: &GroupPicture) -> Result<()> {
         self.ensure_member(record)?;
-        Ok(self.connector(record.instance_id)?.set_picture(&record.jid, picture).await?)
+        self.connector(record.instance_id)?.set_picture(&record.jid, picture).await?;
+        self.publish(&[self.group_updated_event(EventGroup::of(record), Some(record), &["picture"], None)?]).await
     }
 
     pub async fn leave_group(&self, mut record: GroupRecord) -> Result<GroupRecord> {
@@ -613,7 +652,14 @@ impl Service {
         let now = self.clock.now();
         record.left_at = Some(now);
         record.updated_at = now;
-        self.store.update_group(&record).await?;
+        let own = self.store.get_instance(record.instance_id).await?.phone;
+        let left = self.participants_event(
+            EventType::ParticipantsLeft,
+            EventGroup::of(&record),
+            own.clone().into_iter().collect(),
+            own,
+        )?;
+        self.commit(&[Change::UpdateGroup(&record)], &left.into_iter().collect::<Vec<_>>()).await?;
         Ok(record)
     }
 
@@ -643,6 +689,31 @@ impl Service {
         if change == ParticipantChange::Add && auto_invite.unwrap_or(false) {
             self.invite_refused(connector.as_ref(), record, &mut reports).await;
         }
+        let done = match change {
+            ParticipantChange::Add => EventType::ParticipantsAdded,
+            ParticipantChange::Remove => EventType::ParticipantsRemoved,
+            ParticipantChange::Promote => EventType::ParticipantsPromoted,
+            ParticipantChange::Demote => EventType::ParticipantsDemoted,
+            // They asked to join; the approval lets them in.
+            ParticipantChange::Approve => EventType::ParticipantsJoined,
+        };
+        let with = |outcome: fn(ParticipantOutcome) -> bool| -> Vec<PhoneNumber> {
+            reports.iter().filter(|r| outcome(r.outcome)).filter_map(|r| r.phone.clone()).collect()
+        };
+        let group = EventGroup::of(record);
+        let events: Vec<_> = [
+            self.participants_event(done, group.clone(), with(ParticipantOutcome::is_success), None)?,
+            self.participants_event(
+                EventType::ParticipantsInviteSent,
+                group,
+                with(|o| o == ParticipantOutcome::InviteSent),
+                None,
+            )?,
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        self.publish(&events).await?;
         Ok(reports)
     }
 

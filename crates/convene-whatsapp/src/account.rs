@@ -209,11 +209,10 @@ impl Account {
         match event {
             Event::PairingQrCode(qr) => {
                 let expires_at = self.clock.now().plus(qr.timeout);
-                {
-                    let mut status = self.status();
-                    status.qr = Some(PairingCode { code: qr.code.clone(), expires_at });
-                }
+                let code = PairingCode { code: qr.code.clone(), expires_at };
+                self.status().qr = Some(code.clone());
                 self.set_state(InstanceState::Pairing);
+                self.events.emit(self.id, ConnectorEvent::QrReady(code));
             }
             Event::PairSuccess(paired) => {
                 if let Some(phone) = mapping::phone_of(&paired.id) {
@@ -253,12 +252,12 @@ impl Account {
                 });
             }
             Event::GroupUpdate(update) => {
+                let by = update.participant_pn.as_ref().or(update.participant.as_ref()).and_then(mapping::phone_of);
                 let (Ok(group), Some(change)) =
-                    (mapping::group_jid(&update.group_jid), mapping::group_change(&update.action))
+                    (mapping::group_jid(&update.group_jid), mapping::group_change(&update.action, by.as_ref()))
                 else {
                     return;
                 };
-                let by = update.participant_pn.as_ref().or(update.participant.as_ref()).and_then(mapping::phone_of);
                 self.events.emit(self.id, ConnectorEvent::Group { group, change, by });
             }
             _ => {}

@@ -123,14 +123,21 @@ pub(crate) fn metadata(m: &WaGroupMetadata) -> Result<GroupMetadata, ConnectorEr
     })
 }
 
-/// A `w:gp2` notification as a group event; `None` for the kinds Convene does not report.
-pub(crate) fn group_change(action: &GroupNotificationAction) -> Option<GroupChangeEvent> {
+/// A `w:gp2` notification as a group event; `None` for the kinds Convene does not report. `by` is who did it: an
+/// `add` with an invite reason is people joining on their own, a `remove` of exactly the author is a leave.
+pub(crate) fn group_change(action: &GroupNotificationAction, by: Option<&PhoneNumber>) -> Option<GroupChangeEvent> {
     use GroupNotificationAction as A;
     let phones = |ps: &[whatsapp_rust::wacore::stanza::groups::GroupParticipantInfo]| -> Vec<PhoneNumber> {
         ps.iter().filter_map(|p| participant_phone(&p.jid, p.phone_number.as_ref())).collect()
     };
     Some(match action {
+        A::Add { participants, reason: Some(reason) } if reason.contains("invite") => {
+            GroupChangeEvent::ParticipantsJoined(phones(participants))
+        }
         A::Add { participants, .. } => GroupChangeEvent::ParticipantsAdded(phones(participants)),
+        A::Remove { participants, .. } if by.is_some() && phones(participants).iter().eq(by) => {
+            GroupChangeEvent::ParticipantsLeft(phones(participants))
+        }
         A::Remove { participants, .. } => GroupChangeEvent::ParticipantsRemoved(phones(participants)),
         A::Promote { participants } => GroupChangeEvent::ParticipantsPromoted(phones(participants)),
         A::Demote { participants } => GroupChangeEvent::ParticipantsDemoted(phones(participants)),

@@ -274,10 +274,21 @@ fn group_notifications_become_group_events() {
             GroupChangeEvent::Subject("Renamed".into()),
         ),
         (NodeBuilder::new("announcement").build(), GroupChangeEvent::Settings),
+        // Through the invite link: WhatsApp says why they were added.
+        (
+            NodeBuilder::new("add").attr("reason", "invite").children([participant(106).build()]).build(),
+            GroupChangeEvent::ParticipantsJoined(vec![phone(106)]),
+        ),
+        // The author (109, see `notification`) removing themselves is leaving.
+        (
+            NodeBuilder::new("remove").children([participant(109).build()]).build(),
+            GroupChangeEvent::ParticipantsLeft(vec![phone(109)]),
+        ),
     ];
     for (action, expected) in cases {
         let parsed = notification(action);
-        let changes: Vec<_> = parsed.actions.iter().filter_map(group_change).collect();
+        let by = parsed.participant.as_ref().and_then(crate::mapping::phone_of);
+        let changes: Vec<_> = parsed.actions.iter().filter_map(|a| group_change(a, by.as_ref())).collect();
         assert_eq!(changes, vec![expected]);
     }
 }
@@ -329,6 +340,7 @@ async fn library_events_become_instance_state() {
     let shown = c.pairing_qr().await.expect("a QR code while pairing");
     assert_eq!(shown.code, "2@abc,def,ghi,jkl");
     assert_eq!(shown.expires_at, NOW.plus(Duration::from_secs(20)));
+    assert!(o.events.events().contains(&ConnectorEvent::QrReady(shown.clone())), "each QR code is reported");
     o.clock.advance(Duration::from_secs(21));
     assert_eq!(c.pairing_qr().await, None, "an expired QR code is not offered");
 

@@ -12,6 +12,7 @@ pub mod jobs;
 pub mod pairing;
 pub mod sandbox;
 pub mod system;
+pub mod webhooks;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -29,6 +30,7 @@ pub mod system;
         (name = "groups", description = "Groups, named by our uuid or by their WhatsApp id (`…@g.us`)."),
         (name = "jobs", description = "Queued, paced group creation over a pool of instances."),
         (name = "participants", description = "Adding, removing, promoting and demoting people, with an outcome each."),
+        (name = "webhooks", description = "Signed, durable event delivery to your endpoints (Standard Webhooks), the delivery log, replays, and the event log. Every payload's schema is in this document's `webhooks` section."),
         (name = "sandbox", description = "Scripting the built-in simulated WhatsApp network."),
         (name = "system", description = "Health and readiness."),
     )
@@ -51,8 +53,10 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(pairing::router())
         .merge(groups::router())
         .merge(jobs::router())
+        .merge(webhooks::router())
         .merge(sandbox::router());
     let mut router = OpenApiRouter::with_openapi(ApiDoc::openapi()).nest("/v1", v1).merge(system::router());
     crate::idempotency::document(router.get_openapi_mut());
+    webhooks::document(router.get_openapi_mut());
     router
 }

@@ -2,11 +2,13 @@
 //! instance token in the path is the credential. Group methods take a JSON body by POST (`setGroupPicture` a
 //! multipart form); account methods are GETs. Method names are accepted as the official clients write them
 //! (`createGroup`) and as Green's own docs capitalise them (`CreateGroup`). Everything answers JSON: errors as
-//! `{code, description, message}`, methods Convene does not implement as 501.
+//! `{code, description, message}`, methods Convene does not implement as 501. Notifications are polled
+//! (`receiveNotification`, `deleteNotification`) from Convene's events.
 
 mod account;
 mod error;
 mod groups;
+mod notifications;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -35,7 +37,7 @@ struct GreenMethod {
 pub fn router() -> Router<AppState> {
     let mut router = Router::new();
     let mut served = Vec::new();
-    for method in groups::methods().into_iter().chain(account::methods()) {
+    for method in groups::methods().into_iter().chain(account::methods()).chain(notifications::methods()) {
         let (name, verb) = (method.name, method.verb.clone());
         let route = method.route.fallback(move |used: Method| async move { error::wrong_verb(name, &verb, &used) });
         router = router
@@ -43,6 +45,8 @@ pub fn router() -> Router<AppState> {
             .route(&format!("/waInstance{{id}}/{}/{{token}}", capitalised(name)), route);
         served.push(name);
     }
+    router = router.merge(notifications::routes());
+    served.push("deleteNotification");
     let served: Arc<[&'static str]> = served.into();
     let other = any(move |instance: GreenInstance, path: Path<HashMap<String, String>>| {
         not_implemented(served.clone(), instance, path)

@@ -9,14 +9,17 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use convene_core::connector::CreateGroupRequest;
-use convene_core::store::{CreationAttempt, InstancePause, InstanceRecord, JobRecord, JobState};
+use convene_core::events::{Change, EventType};
+use convene_core::store::{CreationAttempt, InstancePause, InstanceRecord, JobListQuery, JobRecord, JobState};
 use convene_core::{
-    ConnectorError, CreationKey, GroupDescription, GroupId, GroupMetadata, GroupSettings, GroupSubject, InstanceId,
-    PacingPolicy, ParticipantChange, ParticipantResult, PhoneNumber, Timestamp,
+    ConnectorError, CreationKey, DbError, GroupDescription, GroupId, GroupMetadata, GroupSettings, GroupSubject,
+    InstanceId, InstanceState, PacingPolicy, ParticipantChange, ParticipantOutcome, ParticipantResult, PhoneNumber,
+    Timestamp,
 };
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::outbox::{EventGroup, GroupCreatedData, GroupCreationFailedData, group_key};
 use super::{
     CreatedGroupView, GroupView, NewGroup, ParsedParticipants, ParticipantReport, Service, not_found,
     parse_participants, results_from_membership,
@@ -27,6 +30,7 @@ use crate::error::{ApiError, FieldError, Result};
 const DEFAULT_RATE_LIMIT_PAUSE: Duration = Duration::from_secs(60);
 pub(super) const DEFAULT_BAN_PAUSE: Duration = Duration::from_secs(86_400);
 const DAY: Duration = Duration::from_secs(86_400);
+pub(super) const BAN_REASON: &str = "temporarily banned by WhatsApp (code 103)";
 
 /// What a job row stores as its request.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -203,7 +207,7 @@ impl Service {
         job.state = JobState::Running;
         job.pinned_instance_id = Some(instance_id);
         job.attempts = 1;
-        self.store.insert_jobs(std::slice::from_ref(&job)).await?;
+        self.commit(&[Change::InsertJobs(std::slice::from_ref(&job))], &[self.job_event(&job, None)?]).await?;
         match self.attempt(&job, instance_id, connector.as_ref(), &prepared.request).await? {
             Attempted::Created(metadata, results) => {
                 let (view, result) =
@@ -268,7 +272,8 @@ impl Service {
         if !errors.is_empty() {
             return Err(ApiError::Validation(errors));
         }
-        self.store.insert_jobs(&jobs).await?;
+        let events = jobs.iter().map(|job| self.job_event(job, None)).collect::<Result<Vec<_>>>()?;
+        self.commit(&[Change::InsertJobs(&jobs)], &events).await?;
         self.job_added.notify_one();
         Ok(Enqueued { batch_id, jobs })
     }
@@ -287,7 +292,7 @@ impl Service {
         }
         job.state = JobState::Cancelled;
         job.updated_at = self.clock.now();
-        self.store.update_job(&job).await?;
+        self.commit(&[Change::UpdateJob(&job)], &[self.job_event(&job, Some(JobState::Queued))?]).await?;
         Ok(job)
     }
 
@@ -312,7 +317,23 @@ impl Service {
 
     /// After a crash: jobs that were running go back to the queue, to be reconciled first.
     pub async fn recover_interrupted_jobs(&self) -> Result<u64> {
-        Ok(self.store.requeue_interrupted_jobs(self.clock.now()).await?)
+        let mut requeued = 0;
+        loop {
+            let query = JobListQuery { state: Some(JobState::Running), batch_id: None, limit: 500 };
+            let running = self.store.list_jobs(&query).await?;
+            if running.is_empty() {
+                return Ok(requeued);
+            }
+            for mut job in running {
+                let now = self.clock.now();
+                job.state = JobState::Queued;
+                job.needs_reconcile = true;
+                job.next_run_at = now;
+                job.updated_at = now;
+                self.commit(&[Change::UpdateJob(&job)], &[self.job_event(&job, Some(JobState::Running))?]).await?;
+                requeued += 1;
+            }
+        }
     }
 
     /// When the next queued job is due.
@@ -378,12 +399,17 @@ impl Service {
         };
         let connector = self.connector(instance.id)?;
         let _turn = self.creation_turn(instance.id).await;
-        if !self.store.claim_job(job.id, instance.id, now).await? {
-            return Ok(());
-        }
         job.state = JobState::Running;
         job.pinned_instance_id = Some(instance.id);
         job.attempts += 1;
+        job.updated_at = now;
+        let claim = Change::ClaimJob { id: job.id, instance_id: instance.id, now };
+        match self.store.commit(&[claim], &[self.job_event(&job, Some(JobState::Queued))?]).await {
+            Ok(()) => self.events_were_written(),
+            // Taken or cancelled meanwhile: nothing was written.
+            Err(DbError::NotFound) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        }
         match self.attempt(&job, instance.id, connector.as_ref(), &prepared.request).await? {
             Attempted::Created(metadata, results) => {
                 let (_, result) =
@@ -410,7 +436,7 @@ impl Service {
                     }
                     _ => job.next_run_at = now.plus(self.creation.retry_delay(job.attempts, job.id)),
                 }
-                Ok(self.store.update_job(&job).await?)
+                self.commit(&[Change::UpdateJob(&job)], &[self.job_event(&job, Some(JobState::Running))?]).await
             }
         }
     }
@@ -461,12 +487,12 @@ impl Service {
             },
             Err(e @ ConnectorError::RateLimited { retry_after }) => {
                 let until = self.clock.now().plus(retry_after.unwrap_or(DEFAULT_RATE_LIMIT_PAUSE));
-                self.pause(instance_id, until, "rate-overlimit from WhatsApp").await?;
+                self.pause(instance_id, until, "rate-overlimit from WhatsApp", false).await?;
                 ("rate_limited", Attempted::Failed(e))
             }
             Err(e @ ConnectorError::TemporarilyBanned { until }) => {
                 let until = until.unwrap_or_else(|| self.clock.now().plus(DEFAULT_BAN_PAUSE));
-                self.pause(instance_id, until, "temporarily banned by WhatsApp (code 103)").await?;
+                self.pause(instance_id, until, BAN_REASON, true).await?;
                 ("banned", Attempted::Failed(e))
             }
             Err(e) => ("failed", Attempted::Failed(e)),
@@ -479,10 +505,19 @@ impl Service {
         Ok(result)
     }
 
-    pub(super) async fn pause(&self, instance_id: InstanceId, until: Timestamp, reason: &str) -> Result<()> {
+    /// Pauses the instance's creations until `until`. A ban is also an `instance.temporarily_banned` event — once,
+    /// though both the failed creation and the connection may report it.
+    pub(super) async fn pause(&self, instance_id: InstanceId, until: Timestamp, reason: &str, ban: bool) -> Result<()> {
         tracing::warn!(instance = %instance_id, %until, reason, "group creation paused");
         let pause = InstancePause { until, reason: reason.to_owned() };
-        Ok(self.store.set_instance_pause(instance_id, Some(&pause)).await?)
+        let known = self.store.instance_pause(instance_id).await?.is_some_and(|p| p == pause);
+        let mut events = Vec::new();
+        if ban && !known {
+            let phone = self.store.get_instance(instance_id).await.ok().and_then(|i| i.phone);
+            let state = InstanceState::TemporarilyBanned { until: Some(until) };
+            events.push(self.instance_event(EventType::InstanceTemporarilyBanned, instance_id, state, phone, None)?);
+        }
+        self.commit(&[Change::SetInstancePause { id: instance_id, pause: Some(&pause) }], &events).await
     }
 
     /// Records a created group (once: a record already there from an interrupted run is reused), sends private
@@ -575,6 +610,8 @@ impl Service {
         })
     }
 
+    /// Records the job's end with its events: the job's state, and the group created (with the private invites
+    /// sent) or the creation failed.
     async fn finish_job(
         &self,
         mut job: JobRecord,
@@ -582,6 +619,7 @@ impl Service {
         result: Option<&CreationResult>,
         error: Option<String>,
     ) -> Result<()> {
+        let previous = job.state;
         job.state = state;
         job.needs_reconcile = false;
         job.result = result.map(serde_json::to_string).transpose().map_err(ApiError::internal)?;
@@ -589,6 +627,47 @@ impl Service {
             job.last_error = error;
         }
         job.updated_at = self.clock.now();
-        Ok(self.store.update_job(&job).await?)
+        let mut events = vec![self.job_event(&job, Some(previous))?];
+        match result {
+            Some(result) => {
+                let group = match self.store.get_group(result.group_id).await {
+                    Ok(record) => EventGroup::of(&record),
+                    Err(_) => EventGroup {
+                        id: Some(result.group_id),
+                        jid: result.jid.clone(),
+                        instance_id: result.instance_id,
+                        subject: None,
+                    },
+                };
+                let invited: Vec<PhoneNumber> = result
+                    .participants
+                    .iter()
+                    .filter(|r| r.outcome == ParticipantOutcome::InviteSent)
+                    .filter_map(|r| r.phone.clone())
+                    .collect();
+                let data = GroupCreatedData {
+                    group: group.clone(),
+                    job_id: job.id,
+                    participants: result.participants.clone(),
+                    backup_admins: result.backup_admins.clone(),
+                };
+                let key = group_key(&group.jid);
+                events.push(self.event(EventType::GroupCreated, Some(result.instance_id), key, &data)?);
+                events.extend(self.participants_event(EventType::ParticipantsInviteSent, group, invited, None)?);
+            }
+            None if state == JobState::Failed => {
+                let subject = serde_json::from_str::<StoredRequest>(&job.request).map(|r| r.group.subject);
+                let data = GroupCreationFailedData {
+                    job_id: job.id,
+                    instance_id: job.pinned_instance_id,
+                    subject: subject.unwrap_or_default(),
+                    error: job.last_error.clone().unwrap_or_default(),
+                };
+                let key = format!("job:{}", job.id);
+                events.push(self.event(EventType::GroupCreationFailed, job.pinned_instance_id, key, &data)?);
+            }
+            None => {}
+        }
+        self.commit(&[Change::UpdateJob(&job)], &events).await
     }
 }

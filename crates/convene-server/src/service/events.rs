@@ -3,12 +3,14 @@
 
 use std::sync::Arc;
 
+use convene_core::events::{Change, EventType};
 use convene_core::{
     ConnectorEvent, ConnectorEvents, GroupChangeEvent, GroupJid, InstanceId, InstanceState, PairingCode, PhoneNumber,
 };
 use tokio::sync::mpsc;
 
-use super::creation::DEFAULT_BAN_PAUSE;
+use super::creation::{BAN_REASON, DEFAULT_BAN_PAUSE};
+use super::outbox::EventGroup;
 use super::{Service, not_found};
 use crate::error::{ApiError, Result};
 
@@ -28,17 +30,16 @@ pub(super) fn channel() -> (Arc<dyn ConnectorEvents>, mpsc::UnboundedReceiver<(I
 }
 
 impl Service {
-    /// Applies one report. A failure is logged: the report came from the network, there is no caller to tell.
+    /// Applies one report and publishes it. A failure is logged: the report came from the network, there is no
+    /// caller to tell.
     pub async fn apply_connector_event(&self, instance: InstanceId, event: ConnectorEvent) {
         let applied = match event {
             ConnectorEvent::StateChanged(InstanceState::TemporarilyBanned { until }) => {
                 let until = until.unwrap_or_else(|| self.clock.now().plus(DEFAULT_BAN_PAUSE));
-                self.pause(instance, until, "temporarily banned by WhatsApp (code 103)").await
+                self.pause(instance, until, BAN_REASON, true).await
             }
-            ConnectorEvent::StateChanged(state) => {
-                tracing::info!(instance = %instance, ?state, "instance state changed");
-                Ok(())
-            }
+            ConnectorEvent::StateChanged(state) => self.publish_state(instance, state).await,
+            ConnectorEvent::QrReady(qr) => self.publish_qr(instance, qr).await,
             ConnectorEvent::Paired { phone } => self.record_paired(instance, &phone).await,
             ConnectorEvent::Group { group, change, by } => self.apply_group_change(instance, &group, change, by).await,
         };
@@ -60,7 +61,33 @@ impl Service {
             return Ok(());
         }
         tracing::info!(instance = %instance, phone = %phone, "paired");
-        Ok(self.store.set_instance_phone(instance, phone).await?)
+        let state = match self.connector(instance) {
+            Ok(connector) => connector.state().await,
+            Err(_) => InstanceState::Connected,
+        };
+        let paired = self.instance_event(EventType::InstancePaired, instance, state, Some(phone.clone()), None)?;
+        self.commit(&[Change::SetInstancePhone { id: instance, phone }], &[paired]).await
+    }
+
+    /// `instance.connected`, `.disconnected`, `.logged_out`; starting and pairing are not events of their own
+    /// (`instance.qr_ready` says a session waits for a scan).
+    async fn publish_state(&self, instance: InstanceId, state: InstanceState) -> Result<()> {
+        tracing::info!(instance = %instance, ?state, "instance state changed");
+        let event_type = match state {
+            InstanceState::Connected => EventType::InstanceConnected,
+            InstanceState::Disconnected => EventType::InstanceDisconnected,
+            InstanceState::LoggedOut => EventType::InstanceLoggedOut,
+            InstanceState::TemporarilyBanned { .. } => EventType::InstanceTemporarilyBanned,
+            InstanceState::Starting | InstanceState::Pairing => return Ok(()),
+        };
+        let phone = self.store.get_instance(instance).await.ok().and_then(|i| i.phone);
+        self.publish(&[self.instance_event(event_type, instance, state, phone, None)?]).await
+    }
+
+    async fn publish_qr(&self, instance: InstanceId, qr: PairingCode) -> Result<()> {
+        let event =
+            self.instance_event(EventType::InstanceQrReady, instance, InstanceState::Pairing, None, Some(qr))?;
+        self.publish(&[event]).await
     }
 
     /// Keeps our record of a group in step with changes made from a phone or another device.
@@ -72,16 +99,66 @@ impl Service {
         by: Option<PhoneNumber>,
     ) -> Result<()> {
         tracing::info!(instance = %instance, group = %group, ?change, by = ?by, "group changed on the network");
-        for mut record in self.store.find_groups_by_jid(group, Some(instance)).await? {
-            match &change {
-                GroupChangeEvent::Subject(subject) => record.subject.clone_from(subject),
-                GroupChangeEvent::Description(description) => record.description.clone_from(description),
-                _ => continue,
+        let mut record = self.store.find_groups_by_jid(group, Some(instance)).await?.into_iter().next();
+        let about = match &record {
+            Some(r) => EventGroup::of(r),
+            None => EventGroup { id: None, jid: group.clone(), instance_id: instance, subject: None },
+        };
+        let participants = |event_type, people: Vec<PhoneNumber>| {
+            self.participants_event(event_type, about.clone(), people, by.clone())
+        };
+        let event = match change {
+            GroupChangeEvent::ParticipantsAdded(people) => participants(EventType::ParticipantsAdded, people)?,
+            GroupChangeEvent::ParticipantsRemoved(people) => participants(EventType::ParticipantsRemoved, people)?,
+            GroupChangeEvent::ParticipantsPromoted(people) => participants(EventType::ParticipantsPromoted, people)?,
+            GroupChangeEvent::ParticipantsDemoted(people) => participants(EventType::ParticipantsDemoted, people)?,
+            GroupChangeEvent::ParticipantsJoined(people) => participants(EventType::ParticipantsJoined, people)?,
+            GroupChangeEvent::ParticipantsLeft(people) => participants(EventType::ParticipantsLeft, people)?,
+            GroupChangeEvent::Subject(subject) => {
+                if let Some(r) = &mut record {
+                    r.subject = subject;
+                }
+                Some(self.updated(record.as_ref(), about, "subject", by)?)
             }
-            record.updated_at = self.clock.now();
-            self.store.update_group(&record).await?;
+            GroupChangeEvent::Description(description) => {
+                if let Some(r) = &mut record {
+                    r.description = description;
+                }
+                Some(self.updated(record.as_ref(), about, "description", by)?)
+            }
+            GroupChangeEvent::Settings => {
+                // The notification names the setting but not every value: read them back.
+                if let (Some(r), Ok(connector)) = (&mut record, self.connector(instance)) {
+                    match connector.group_metadata(group).await {
+                        Ok(metadata) => r.settings = metadata.settings,
+                        Err(e) => tracing::warn!(group = %group, error = %e, "settings not read back"),
+                    }
+                }
+                Some(self.updated(record.as_ref(), about, "settings", by)?)
+            }
+        };
+        let events: Vec<_> = event.into_iter().collect();
+        match &mut record {
+            Some(r) if events.iter().any(|e| e.event_type == EventType::GroupUpdated) => {
+                r.updated_at = self.clock.now();
+                self.commit(&[Change::UpdateGroup(r)], &events).await
+            }
+            _ => self.publish(&events).await,
         }
-        Ok(())
+    }
+
+    /// `group.updated` for one part changed on the network, with the subject as it is now.
+    fn updated(
+        &self,
+        record: Option<&convene_core::store::GroupRecord>,
+        mut about: EventGroup,
+        part: &str,
+        by: Option<PhoneNumber>,
+    ) -> Result<convene_core::events::NewEvent> {
+        if let Some(r) = record {
+            about.subject = Some(r.subject.clone());
+        }
+        self.group_updated_event(about, record, &[part], by)
     }
 
     /// The QR code to scan now; 409 `not_pairing` when there is none (paired already, or the session is not

@@ -13,6 +13,8 @@ import logging
 import os
 import sys
 import tempfile
+import threading
+import time
 
 from whatsapp_api_client_python import API
 
@@ -213,6 +215,48 @@ def run_unsupported(green, picture):
         logger.setLevel(level)
 
 
+def run_notifications(green):
+    """Green's notification loop (`startReceivingNotifications`): the events the calls above caused arrive in
+    Green's shape, in order, and each is deleted, so the queue ends empty."""
+    global calls
+    seen = []
+    last = [time.monotonic()]
+
+    def handler(type_webhook, body):
+        seen.append((type_webhook, body))
+        last[0] = time.monotonic()
+
+    def stop_when_quiet():
+        # An empty queue makes receiveNotification wait 5 s and answer null: 8 s without a notification is the end.
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and time.monotonic() - last[0] < 8:
+            time.sleep(0.5)
+        green.webhooks.stopReceivingNotifications()
+
+    watchdog = threading.Thread(target=stop_when_quiet)
+    watchdog.start()
+    green.webhooks.startReceivingNotifications(handler)
+    watchdog.join()
+
+    calls += 1
+    problems = []
+    types = [t for t, _ in seen]
+    for expected in ("group.created", "group.updated", "group.participants.added", "group.participants.removed",
+                     "group.participants.promoted", "group.participants.demoted", "job.state_changed"):
+        if expected not in types:
+            problems.append(f"no {expected} notification")
+    for type_webhook, body in seen:
+        if body.get("instanceData", {}).get("idInstance") != int(ID_INSTANCE) or not isinstance(body.get("timestamp"), int):
+            problems.append(f"{type_webhook}: instanceData/timestamp malformed: {body!r}")
+            break
+    if "group.created" in types and "group.updated" in types and types.index("group.created") > types.index("group.updated"):
+        problems.append("group.updated arrived before group.created")
+    leftover = green.receiving.receiveNotification()
+    if leftover.code != 200 or leftover.data is not None:
+        problems.append(f"the queue is not empty after the loop: {leftover.code} {leftover.data!r}")
+    report(f"notification loop ({len(seen)} notifications)", problems, types)
+
+
 def main():
     green = API.GreenAPI(ID_INSTANCE, TOKEN, host=HOST, media=HOST, host_timeout=30, media_timeout=30)
     picture = picture_file()
@@ -220,6 +264,7 @@ def main():
         wid = run_sync(green, picture)
         asyncio.run(run_async(green, picture, wid))
         run_unsupported(green, picture)
+        run_notifications(green)
     finally:
         os.unlink(picture)
     if failures:

@@ -559,8 +559,6 @@ async fn methods_convene_does_not_implement_answer_501_in_greens_shape() {
         assert_green_error(status, &body, StatusCode::NOT_IMPLEMENTED);
         assert!(body["message"].as_str().unwrap().contains(method), "{body}");
     }
-    let (status, body, _) = green.raw(Method::DELETE, &format!("{}/17", green.path("deleteNotification")), None).await;
-    assert_green_error(status, &body, StatusCode::NOT_IMPLEMENTED);
     let (status, body) = green.post("creategroup", json!({})).await;
     assert_green_error(status, &body, StatusCode::NOT_IMPLEMENTED);
     assert!(body["message"].as_str().unwrap().contains("served as `createGroup`"), "{body}");
@@ -568,6 +566,55 @@ async fn methods_convene_does_not_implement_answer_501_in_greens_shape() {
     let (status, body, _) =
         green.raw(Method::POST, &format!("/waInstance{}/sendMessage/{}", green.id, "0".repeat(50)), None).await;
     assert_green_error(status, &body, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn notifications_are_received_and_deleted_in_greens_shape() {
+    // Arrange: a group created and renamed through Green.
+    let app = spawn_app().await;
+    let green = Green::new(&app).await;
+    let (status, created) =
+        green.post("createGroup", json!({"groupName": "Notified", "chatIds": ["79001234568@c.us"]})).await;
+    assert_eq!(status, StatusCode::OK, "{created}");
+    let chat_id = created["chatId"].as_str().unwrap().to_owned();
+    let (status, _) = green.post("updateGroupName", json!({"groupId": chat_id, "groupName": "Renamed"})).await;
+    assert_eq!(status, StatusCode::OK);
+
+    // Act: the loop Green's clients run — receive, handle, delete — until the queue answers null.
+    let mut types = Vec::new();
+    for _ in 0..20 {
+        let (status, notification, _) = green.raw(Method::GET, &green.path("receiveNotification"), None).await;
+        assert_eq!(status, StatusCode::OK, "{notification}");
+        if notification.is_null() {
+            break;
+        }
+        let body = &notification["body"];
+        assert_eq!(body["instanceData"]["idInstance"].to_string(), green.id, "{notification}");
+        assert!(body["timestamp"].is_i64(), "{notification}");
+        types.push(body["typeWebhook"].as_str().unwrap().to_owned());
+        if body["typeWebhook"] == "group.updated" {
+            assert_eq!(body["data"]["group"]["subject"], "Renamed", "{notification}");
+            assert_eq!(body["data"]["changed"], json!(["subject"]), "{notification}");
+        }
+        let receipt = notification["receiptId"].as_i64().expect("a numeric receiptId");
+        let delete = format!("{}/{receipt}", green.path("deleteNotification"));
+        let (status, deleted, _) = green.raw(Method::DELETE, &delete, None).await;
+        assert_eq!((status, deleted), (StatusCode::OK, json!({"result": true})));
+        let (_, again, _) = green.raw(Method::DELETE, &delete, None).await;
+        assert_eq!(again, json!({"result": false}), "a deleted notification is gone");
+    }
+
+    // Assert: every event, in the order it happened.
+    assert_eq!(
+        types,
+        ["job.state_changed", "job.state_changed", "group.created", "group.updated"],
+        "running, succeeded, created, renamed"
+    );
+    let (status, body, _) =
+        green.raw(Method::GET, &format!("{}?receiveTimeout=3", green.path("receiveNotification")), None).await;
+    assert_green_error(status, &body, StatusCode::BAD_REQUEST);
+    let (status, body, _) = green.raw(Method::DELETE, &format!("{}/abc", green.path("deleteNotification")), None).await;
+    assert_green_error(status, &body, StatusCode::BAD_REQUEST);
 }
 
 // ---------- the official Python client ----------

@@ -24,6 +24,9 @@ pub struct TestApp {
     /// The service behind the server: tests run queued jobs with `service.run_due_jobs()` after moving the clock
     /// (the background worker is off in tests).
     pub service: convene_server::Service,
+    /// What the server was started with, for tests that build their own dispatcher.
+    pub state: AppState,
+    pub config: Config,
     pub dir: TempDir,
     /// The PostgreSQL database of this test, when the suite runs on PostgreSQL (`TEST_DATABASE_URL`).
     pub database: Option<ScratchDatabase>,
@@ -39,6 +42,7 @@ pub async fn spawn_app() -> TestApp {
     let state = AppState::open(&config, Arc::new(clock.clone())).await.expect("app state");
     let first = state.service.bootstrap(true).await.expect("bootstrap").expect("first run");
     let service = state.service.clone();
+    let (state_copy, config_copy) = (state.clone(), config.clone());
     let (instance, _token) = first.instance.expect("bootstrap instance");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
@@ -55,6 +59,8 @@ pub async fn spawn_app() -> TestApp {
         instance_phone: instance.phone.expect("sandbox number").e164(),
         clock,
         service,
+        state: state_copy,
+        config: config_copy,
         dir,
         database,
         shutdown,
@@ -69,6 +75,10 @@ pub async fn test_config(dir: &std::path::Path) -> (Config, Option<ScratchDataba
     config.worker.enabled = false;
     // Tests never dial WhatsApp: `whatsapp` instances load their stored state and stay disconnected.
     config.whatsapp.connect = false;
+    // Webhooks go to receivers on 127.0.0.1, which the dispatcher refuses unless allowed; tests run the dispatcher
+    // themselves (`TestApp::dispatcher`) on the test's clock.
+    config.webhooks.enabled = false;
+    config.webhooks.allow_private_targets = vec!["127.0.0.1".to_owned()];
     let database = match std::env::var("TEST_DATABASE_URL").ok().filter(|u| !u.is_empty()) {
         Some(server) => {
             let db = ScratchDatabase::create(&server).await.expect("TEST_DATABASE_URL answers");
@@ -127,6 +137,22 @@ impl TestApp {
     pub async fn person(&self, phone: &str, patch: Value) {
         let (status, body) = self.put(&format!("/v1/sandbox/people/{phone}"), patch).await;
         assert_eq!(status, StatusCode::OK, "{body}");
+    }
+
+    /// A webhook dispatcher on this server's store and clock, with the test configuration changed by `tweak`.
+    pub fn dispatcher(
+        &self,
+        tweak: impl FnOnce(&mut convene_server::webhooks::WebhookConfig),
+    ) -> convene_server::webhooks::Dispatcher {
+        let mut config = self.config.webhooks.clone();
+        tweak(&mut config);
+        convene_server::webhooks::Dispatcher::new(
+            self.state.store.clone(),
+            Arc::new(self.clock.clone()),
+            config,
+            self.state.secrets.clone(),
+        )
+        .expect("dispatcher")
     }
 
     /// Stops the server and waits for it to finish; the data stays for a restart.

@@ -29,7 +29,7 @@ pub(super) fn methods() -> Vec<GreenMethod> {
 
 /// Green's `stateInstance`. A dropped connection is `starting` (the session is kept and Convene reconnects, so a
 /// QR scan would be the wrong advice); a temporary ban is `blocked`.
-fn state_name(state: &InstanceState) -> &'static str {
+pub(super) fn state_name(state: &InstanceState) -> &'static str {
     match state {
         InstanceState::Connected => "authorized",
         InstanceState::Pairing | InstanceState::LoggedOut => "notAuthorized",
@@ -48,8 +48,9 @@ async fn get_status_instance(State(state): State<AppState>, GreenInstance(instan
     Json(json!({ "statusInstance": if online { "online" } else { "offline" } }))
 }
 
-/// The settings Green clients read. Convene delivers no notifications through this dialect, so every webhook
-/// flag is `no` and the URL empty.
+/// The settings Green clients read. Connection changes are queued for `receiveNotification` (`stateWebhook`
+/// `yes`); Convene has no messages, calls or devices to notify about, and pushes webhooks through the native API's
+/// endpoints, not a Green `webhookUrl`.
 async fn get_settings(GreenInstance(instance): GreenInstance) -> Json<Value> {
     let wid = instance.phone.as_ref().map(|p| p.c_us()).unwrap_or_default();
     let mut settings = json!({
@@ -81,6 +82,7 @@ async fn get_settings(GreenInstance(instance): GreenInstance) -> Json<Value> {
     ] {
         settings[flag] = json!("no");
     }
+    settings["stateWebhook"] = json!("yes");
     Json(settings)
 }
 

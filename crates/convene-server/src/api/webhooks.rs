@@ -1,0 +1,559 @@
+//! `/v1/webhooks`: endpoints that receive events, signed the Standard Webhooks way; their deliveries with every
+//! attempt, and replays. `/v1/events`: the event log itself.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use convene_core::events::{
+    DeliveryAttempt, DeliveryListQuery, DeliveryRecord, DeliveryState, EventListQuery, EventRecord, WebhookEndpoint,
+};
+use convene_core::{InstanceId, Timestamp};
+use serde::{Deserialize, Serialize};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+
+use crate::AppState;
+use crate::auth::AccountKey;
+use crate::error::{ApiError, ErrorBody, Result};
+use crate::extract::{ApiJson, ApiPath, ApiQuery};
+use crate::service::webhooks::{EndpointPatch, NewEndpoint};
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_webhook, list_webhooks))
+        .routes(routes!(get_webhook, update_webhook, delete_webhook))
+        .routes(routes!(get_secret))
+        .routes(routes!(rotate_secret))
+        .routes(routes!(list_deliveries))
+        .routes(routes!(get_delivery))
+        .routes(routes!(replay_delivery))
+        .routes(routes!(replay_failed))
+        .routes(routes!(list_events))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookIn {
+    /// `http://` or `https://`. Private, loopback and link-local addresses are refused unless the server's
+    /// `webhooks.allow_private_targets` lists them.
+    #[schema(example = "https://example.com/hooks/convene")]
+    pub url: String,
+    pub description: Option<String>,
+    /// Event types (`group.created`) or categories (`group.*`, `instance.*`, `job.*`); absent or empty: every event.
+    #[schema(example = json!(["group.*", "instance.temporarily_banned"]))]
+    pub event_types: Option<Vec<String>>,
+    /// Default true.
+    pub enabled: Option<bool>,
+    /// A Standard Webhooks secret (`whsec_` + base64 of 24 to 64 bytes); generated when absent.
+    pub secret: Option<String>,
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookPatchIn {
+    pub url: Option<String>,
+    pub description: Option<String>,
+    pub event_types: Option<Vec<String>>,
+    /// Enabling clears the reason it was disabled; pending deliveries resume in order.
+    pub enabled: Option<bool>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct WebhookOut {
+    pub id: Uuid,
+    pub url: String,
+    pub description: String,
+    /// Empty: every event.
+    pub event_types: Vec<String>,
+    pub enabled: bool,
+    /// Why it is disabled: by the API, or for failing too long (with the last error).
+    pub disabled_reason: Option<String>,
+    /// Since when every delivery has failed.
+    pub failing_since: Option<Timestamp>,
+    /// After a rotation: until when the previous secret also signs.
+    pub previous_secret_expires_at: Option<Timestamp>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+impl From<WebhookEndpoint> for WebhookOut {
+    fn from(e: WebhookEndpoint) -> Self {
+        Self {
+            id: e.id,
+            url: e.url,
+            description: e.description,
+            event_types: e.filter.entries().to_vec(),
+            enabled: e.enabled,
+            disabled_reason: e.disabled_reason,
+            failing_since: e.failing_since,
+            previous_secret_expires_at: e.previous_secret.map(|(_, until)| until),
+            created_at: e.created_at,
+            updated_at: e.updated_at,
+        }
+    }
+}
+
+/// An endpoint with its signing secret.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct WebhookWithSecretOut {
+    #[serde(flatten)]
+    pub endpoint: WebhookOut,
+    #[schema(example = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")]
+    pub secret: String,
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RotateIn {
+    /// The new secret; generated when absent.
+    pub secret: Option<String>,
+    /// How long the current secret keeps signing beside the new one, so receivers can switch: 0 to 604800 seconds,
+    /// default 86400.
+    pub previous_valid_for_secs: Option<u64>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct SecretOut {
+    pub secret: String,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct AttemptLogOut {
+    pub attempted_at: Timestamp,
+    pub duration_ms: u64,
+    /// The HTTP status the endpoint answered; absent when it did not answer.
+    pub status: Option<u16>,
+    /// Why the attempt failed without an answer (refused, timed out, blocked target, answer too large).
+    pub error: Option<String>,
+    /// The start of the answer's body.
+    pub response_body: Option<String>,
+}
+
+impl From<DeliveryAttempt> for AttemptLogOut {
+    fn from(a: DeliveryAttempt) -> Self {
+        Self {
+            attempted_at: a.attempted_at,
+            duration_ms: a.duration_ms,
+            status: a.status,
+            error: a.error,
+            response_body: a.response_body,
+        }
+    }
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct DeliveryOut {
+    pub id: i64,
+    pub endpoint_id: Uuid,
+    /// Also the `webhook-id` header of every attempt.
+    pub event_id: Uuid,
+    #[schema(example = "group.created")]
+    pub event_type: String,
+    /// `pending`, `succeeded` or `failed` (out of attempts; can be replayed).
+    #[schema(example = "pending")]
+    pub state: String,
+    pub attempts: u32,
+    /// When the next attempt is due, while pending.
+    pub next_attempt_at: Option<Timestamp>,
+    pub last_error: Option<String>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    /// Every attempt, on `GET …/deliveries/{id}`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attempt_log: Option<Vec<AttemptLogOut>>,
+}
+
+impl DeliveryOut {
+    fn new(d: DeliveryRecord, attempts: Option<Vec<DeliveryAttempt>>) -> Self {
+        Self {
+            id: d.id,
+            endpoint_id: d.endpoint_id,
+            event_id: d.event_id,
+            event_type: d.event_type,
+            state: d.state.as_str().to_owned(),
+            attempts: d.attempts,
+            next_attempt_at: (d.state == DeliveryState::Pending).then_some(d.next_attempt_at),
+            last_error: d.last_error,
+            created_at: d.created_at,
+            updated_at: d.updated_at,
+            attempt_log: attempts.map(|list| list.into_iter().map(AttemptLogOut::from).collect()),
+        }
+    }
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct DeliveryListParams {
+    /// `pending`, `succeeded` or `failed`.
+    pub state: Option<String>,
+    pub event_id: Option<Uuid>,
+    /// Deliveries with a smaller id than this (the next page).
+    pub before: Option<i64>,
+    /// 1 to 500 (default 100).
+    pub limit: Option<u32>,
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReplayIn {
+    /// Replay the failed deliveries created at or after this time; all failed ones when absent.
+    pub since: Option<Timestamp>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ReplayOut {
+    /// How many deliveries are pending again.
+    pub replayed: u64,
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct EventListParams {
+    pub instance_id: Option<InstanceId>,
+    /// Events after this sequence number (the next page).
+    pub after: Option<i64>,
+    /// 1 to 500 (default 100).
+    pub limit: Option<u32>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct EventOut {
+    /// The event's place in the log (Green API's `receiptId`).
+    pub seq: i64,
+    pub id: Uuid,
+    #[serde(rename = "type")]
+    #[schema(example = "group.created")]
+    pub event_type: String,
+    pub instance_id: Option<InstanceId>,
+    pub created_at: Timestamp,
+    /// The body every endpoint receives (see the `webhooks` section of this document).
+    #[schema(value_type = Object)]
+    pub body: serde_json::Value,
+}
+
+impl From<EventRecord> for EventOut {
+    fn from(e: EventRecord) -> Self {
+        Self {
+            seq: e.seq,
+            id: e.id,
+            body: serde_json::from_str(&e.payload).unwrap_or(serde_json::Value::Null),
+            event_type: e.event_type,
+            instance_id: e.instance_id,
+            created_at: e.created_at,
+        }
+    }
+}
+
+fn endpoint_id(raw: &str) -> Result<Uuid> {
+    Uuid::parse_str(raw).map_err(|_| ApiError::NotFound(format!("no webhook endpoint `{raw}`")))
+}
+
+fn limit(limit: Option<u32>) -> Result<u32> {
+    let limit = limit.unwrap_or(100);
+    if (1..=500).contains(&limit) { Ok(limit) } else { Err(ApiError::field("limit", "must be between 1 and 500")) }
+}
+
+/// Add an endpoint. The answer carries its secret.
+#[utoipa::path(post, path = "/webhooks", tag = "webhooks", operation_id = "v1.webhook.create",
+    request_body(content = WebhookIn, example = json!({
+        "url": "https://example.com/hooks/convene", "event_types": ["group.*", "instance.*"]
+    })),
+    responses((status = 201, body = WebhookWithSecretOut), (status = 422, body = ErrorBody)),
+    security(("api_key" = [])))]
+async fn create_webhook(
+    State(state): State<AppState>,
+    _key: AccountKey,
+    ApiJson(input): ApiJson<WebhookIn>,
+) -> Result<(StatusCode, Json<WebhookWithSecretOut>)> {
+    let new = NewEndpoint {
+        url: input.url,
+        description: input.description,
+        event_types: input.event_types,
+        enabled: input.enabled,
+        secret: input.secret,
+    };
+    let (endpoint, secret) = state.service.create_webhook(new, &state.secrets, &state.targets).await?;
+    Ok((StatusCode::CREATED, Json(WebhookWithSecretOut { endpoint: endpoint.into(), secret: secret.to_whsec() })))
+}
+
+/// Every endpoint, oldest first.
+#[utoipa::path(get, path = "/webhooks", tag = "webhooks", operation_id = "v1.webhook.list",
+    responses((status = 200, body = Vec<WebhookOut>)), security(("api_key" = [])))]
+async fn list_webhooks(State(state): State<AppState>, _key: AccountKey) -> Result<Json<Vec<WebhookOut>>> {
+    Ok(Json(state.service.list_webhooks().await?.into_iter().map(WebhookOut::from).collect()))
+}
+
+/// An endpoint: where it points, what it takes, whether it is enabled and why not.
+#[utoipa::path(get, path = "/webhooks/{id}", tag = "webhooks", operation_id = "v1.webhook.get",
+    params(("id" = String, Path, description = "Endpoint id")),
+    responses((status = 200, body = WebhookOut), (status = 404, body = ErrorBody)), security(("api_key" = [])))]
+async fn get_webhook(
+    State(state): State<AppState>,
+    _key: AccountKey,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<WebhookOut>> {
+    Ok(Json(state.service.webhook(endpoint_id(&id)?).await?.into()))
+}
+
+/// Change the URL, description, event filter, or enable/disable.
+#[utoipa::path(patch, path = "/webhooks/{id}", tag = "webhooks", operation_id = "v1.webhook.update",
+    params(("id" = String, Path, description = "Endpoint id")),
+    request_body(content = WebhookPatchIn, example = json!({"enabled": true})),
+    responses((status = 200, body = WebhookOut), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("api_key" = [])))]
+async fn update_webhook(
+    State(state): State<AppState>,
+    _key: AccountKey,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(input): ApiJson<WebhookPatchIn>,
+) -> Result<Json<WebhookOut>> {
+    let patch = EndpointPatch {
+        url: input.url,
+        description: input.description,
+        event_types: input.event_types,
+        enabled: input.enabled,
+    };
+    Ok(Json(state.service.update_webhook(endpoint_id(&id)?, patch, &state.targets).await?.into()))
+}
+
+/// Delete an endpoint with its deliveries (the events stay in the log).
+#[utoipa::path(delete, path = "/webhooks/{id}", tag = "webhooks", operation_id = "v1.webhook.delete",
+    params(("id" = String, Path, description = "Endpoint id")),
+    responses((status = 204), (status = 404, body = ErrorBody)), security(("api_key" = [])))]
+async fn delete_webhook(
+    State(state): State<AppState>,
+    _key: AccountKey,
+    ApiPath(id): ApiPath<String>,
+) -> Result<StatusCode> {
+    state.service.delete_webhook(endpoint_id(&id)?).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The endpoint's current signing secret.
+#[utoipa::path(get, path = "/webhooks/{id}/secret", tag = "webhooks", operation_id = "v1.webhook.secret",
+    params(("id" = String, Path, description = "Endpoint id")),
+    responses((status = 200, body = SecretOut), (status = 404, body = ErrorBody)), security(("api_key" = [])))]
+async fn get_secret(
+    State(state): State<AppState>,
+    _key: AccountKey,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<SecretOut>> {
+    let secret = state.service.webhook_secret(endpoint_id(&id)?, &state.secrets).await?;
+    Ok(Json(SecretOut { secret: secret.to_whsec() }))
+}
+
+/// Rotate the secret. Until `previous_secret_expires_at` every delivery is signed with both, so a receiver can
+/// switch without missing one.
+#[utoipa::path(post, path = "/webhooks/{id}/secret/rotate", tag = "webhooks", operation_id = "v1.webhook.rotate_secret",
+    params(("id" = String, Path, description = "Endpoint id")),
+    request_body(content = RotateIn, example = json!({"previous_valid_for_secs": 86400})),
+    responses((status = 200, body = WebhookWithSecretOut), (status = 404, body = ErrorBody),
+        (status = 422, body = ErrorBody)), security(("api_key" = [])))]
+async fn rotate_secret(
+    State(state): State<AppState>,
+    _key: AccountKey,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(input): ApiJson<RotateIn>,
+) -> Result<Json<WebhookWithSecretOut>> {
+    let overlap = Duration::from_secs(input.previous_valid_for_secs.unwrap_or(86_400));
+    let (endpoint, secret) = state
+        .service
+        .rotate_webhook_secret(endpoint_id(&id)?, input.secret.as_deref(), overlap, &state.secrets)
+        .await?;
+    Ok(Json(WebhookWithSecretOut { endpoint: endpoint.into(), secret: secret.to_whsec() }))
+}
+
+/// The endpoint's deliveries, newest first.
+#[utoipa::path(get, path = "/webhooks/{id}/deliveries", tag = "webhooks", operation_id = "v1.webhook.deliveries",
+    params(("id" = String, Path, description = "Endpoint id"), DeliveryListParams),
+    responses((status = 200, body = Vec<DeliveryOut>), (status = 404, body = ErrorBody),
+        (status = 422, body = ErrorBody)), security(("api_key" = [])))]
+async fn list_deliveries(
+    State(state): State<AppState>,
+    _key: AccountKey,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(params): ApiQuery<DeliveryListParams>,
+) -> Result<Json<Vec<DeliveryOut>>> {
+    let endpoint = state.service.webhook(endpoint_id(&id)?).await?;
+    let delivery_state = match params.state.as_deref() {
+        None => None,
+        Some(s) => Some(
+            DeliveryState::parse(s).ok_or_else(|| ApiError::field("state", "must be pending, succeeded or failed"))?,
+        ),
+    };
+    let query = DeliveryListQuery {
+        endpoint_id: Some(endpoint.id),
+        state: delivery_state,
+        event_id: params.event_id,
+        before_id: params.before,
+        limit: limit(params.limit)?,
+    };
+    Ok(Json(state.service.deliveries(&query).await?.into_iter().map(|d| DeliveryOut::new(d, None)).collect()))
+}
+
+/// A delivery with every attempt: when, how long, the status or error, the start of the answer.
+#[utoipa::path(get, path = "/webhooks/{id}/deliveries/{delivery_id}", tag = "webhooks",
+    operation_id = "v1.webhook.delivery",
+    params(("id" = String, Path, description = "Endpoint id"), ("delivery_id" = i64, Path, description = "Delivery id")),
+    responses((status = 200, body = DeliveryOut), (status = 404, body = ErrorBody)), security(("api_key" = [])))]
+async fn get_delivery(
+    State(state): State<AppState>,
+    _key: AccountKey,
+    ApiPath((id, delivery)): ApiPath<(String, String)>,
+) -> Result<Json<DeliveryOut>> {
+    let (delivery, attempts) = state.service.delivery(endpoint_id(&id)?, delivery_id(&delivery)?).await?;
+    Ok(Json(DeliveryOut::new(delivery, Some(attempts))))
+}
+
+fn delivery_id(raw: &str) -> Result<i64> {
+    raw.parse().map_err(|_| ApiError::NotFound(format!("no delivery `{raw}`")))
+}
+
+/// Send a failed delivery again (409 when it is not failed).
+#[utoipa::path(post, path = "/webhooks/{id}/deliveries/{delivery_id}/replay", tag = "webhooks",
+    operation_id = "v1.webhook.replay_delivery",
+    params(("id" = String, Path, description = "Endpoint id"), ("delivery_id" = i64, Path, description = "Delivery id")),
+    responses((status = 200, body = ReplayOut), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(("api_key" = [])))]
+async fn replay_delivery(
+    State(state): State<AppState>,
+    _key: AccountKey,
+    ApiPath((id, delivery)): ApiPath<(String, String)>,
+) -> Result<Json<ReplayOut>> {
+    let replayed = state.service.replay(endpoint_id(&id)?, Some(delivery_id(&delivery)?), None).await?;
+    Ok(Json(ReplayOut { replayed }))
+}
+
+/// Send every failed delivery of the endpoint again (since a time, if given), in their original order.
+#[utoipa::path(post, path = "/webhooks/{id}/replay", tag = "webhooks", operation_id = "v1.webhook.replay_failed",
+    params(("id" = String, Path, description = "Endpoint id")),
+    request_body(content = ReplayIn, example = json!({"since": "2026-11-24T00:00:00Z"})),
+    responses((status = 200, body = ReplayOut), (status = 404, body = ErrorBody)), security(("api_key" = [])))]
+async fn replay_failed(
+    State(state): State<AppState>,
+    _key: AccountKey,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(input): ApiJson<ReplayIn>,
+) -> Result<Json<ReplayOut>> {
+    let replayed = state.service.replay(endpoint_id(&id)?, None, input.since).await?;
+    Ok(Json(ReplayOut { replayed }))
+}
+
+/// The event log, oldest first: everything endpoints were (or will be) sent.
+#[utoipa::path(get, path = "/events", tag = "webhooks", operation_id = "v1.event.list", params(EventListParams),
+    responses((status = 200, body = Vec<EventOut>), (status = 422, body = ErrorBody)), security(("api_key" = [])))]
+async fn list_events(
+    State(state): State<AppState>,
+    _key: AccountKey,
+    ApiQuery(params): ApiQuery<EventListParams>,
+) -> Result<Json<Vec<EventOut>>> {
+    let query =
+        EventListQuery { instance_id: params.instance_id, after_seq: params.after, limit: limit(params.limit)? };
+    Ok(Json(state.service.events(&query).await?.into_iter().map(EventOut::from).collect()))
+}
+
+/// The OpenAPI document's `webhooks`: one entry per event type, the body it is delivered with (the envelope and
+/// that type's `data`), and the headers that sign it.
+pub fn document(openapi: &mut utoipa::openapi::OpenApi) {
+    use convene_core::events::EventType;
+    use utoipa::openapi::path::{HttpMethod, OperationBuilder, PathItem};
+    use utoipa::openapi::request_body::RequestBodyBuilder;
+    use utoipa::openapi::schema::{ObjectBuilder, SchemaFormat, Type};
+    use utoipa::openapi::{ContentBuilder, KnownFormat, Ref, ResponseBuilder};
+    use utoipa::{PartialSchema, ToSchema};
+
+    use crate::service::{
+        GroupCreatedData, GroupCreationFailedData, GroupUpdatedData, InstanceData, JobStateChangedData,
+        ParticipantsData,
+    };
+
+    fn add<T: ToSchema>(openapi: &mut utoipa::openapi::OpenApi) -> String {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        let mut nested = Vec::new();
+        T::schemas(&mut nested);
+        components.schemas.extend(nested);
+        components.schemas.insert(T::name().into_owned(), T::schema());
+        T::name().into_owned()
+    }
+    let data_schemas = [
+        add::<GroupCreatedData>(openapi),
+        add::<GroupCreationFailedData>(openapi),
+        add::<GroupUpdatedData>(openapi),
+        add::<ParticipantsData>(openapi),
+        add::<InstanceData>(openapi),
+        add::<JobStateChangedData>(openapi),
+    ];
+    let [created, failed, updated, participants, instance, job] = data_schemas;
+    let mut webhooks = openapi.webhooks.take().unwrap_or_default();
+    for event_type in EventType::ALL {
+        let (data, what) = match event_type {
+            EventType::GroupCreated => (&created, "A group was created, with every participant's outcome."),
+            EventType::GroupCreationFailed => (&failed, "A group creation gave up."),
+            EventType::GroupUpdated => (&updated, "A group's subject, description, settings or picture changed."),
+            EventType::ParticipantsAdded => (&participants, "People were added to a group."),
+            EventType::ParticipantsRemoved => (&participants, "People were removed from a group."),
+            EventType::ParticipantsPromoted => (&participants, "People were made admins."),
+            EventType::ParticipantsDemoted => (&participants, "Admins were made members."),
+            EventType::ParticipantsJoined => {
+                (&participants, "People joined on their own: invite link, private invite, approved join request.")
+            }
+            EventType::ParticipantsLeft => (&participants, "People left a group of their own accord."),
+            EventType::ParticipantsInviteSent => {
+                (&participants, "Privacy settings kept people out; a private invite was sent to each.")
+            }
+            EventType::InstanceQrReady => (&instance, "A QR code is ready to scan (they rotate while pairing)."),
+            EventType::InstancePaired => (&instance, "Pairing finished: the instance is now this number."),
+            EventType::InstanceConnected => (&instance, "The instance connected to WhatsApp."),
+            EventType::InstanceDisconnected => (&instance, "The connection dropped; Convene reconnects."),
+            EventType::InstanceLoggedOut => (&instance, "The number was unlinked; it needs pairing again."),
+            EventType::InstanceTemporarilyBanned => {
+                (&instance, "WhatsApp paused the number (code 103); creation is paused until the end.")
+            }
+            EventType::JobStateChanged => (&job, "A creation job changed state."),
+        };
+        let body = ObjectBuilder::new()
+            .property(
+                "id",
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .format(Some(SchemaFormat::KnownFormat(KnownFormat::Uuid))),
+            )
+            .required("id")
+            .property("type", ObjectBuilder::new().schema_type(Type::String).enum_values(Some([event_type.as_str()])))
+            .required("type")
+            .property(
+                "timestamp",
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime))),
+            )
+            .required("timestamp")
+            .property("instance_id", <Option<i64> as PartialSchema>::schema())
+            .required("instance_id")
+            .property("data", Ref::from_schema_name(data.as_str()))
+            .required("data")
+            .build();
+        let operation = OperationBuilder::new()
+            .tag("webhooks")
+            .operation_id(Some(format!("webhook.{}", event_type.as_str())))
+            .summary(Some(what))
+            .description(Some(
+                "POSTed to every enabled endpoint whose filter takes it, with `webhook-id` (the event id, the same on \
+                 every retry), `webhook-timestamp` (Unix seconds) and `webhook-signature` (`v1,<base64 \
+                 HMAC-SHA256 of id.timestamp.body>`, one per valid secret, space-separated). Any 2xx answer is \
+                 success; anything else is retried on the configured schedule, honouring `Retry-After`.",
+            ))
+            .request_body(Some(
+                RequestBodyBuilder::new()
+                    .content("application/json", ContentBuilder::new().schema(Some(body)).build())
+                    .build(),
+            ))
+            .response("2XX", ResponseBuilder::new().description("Received; any 2xx status will do.").build())
+            .build();
+        webhooks.paths.insert(event_type.as_str().to_owned(), PathItem::new(HttpMethod::Post, operation));
+    }
+    openapi.webhooks = Some(webhooks);
+}

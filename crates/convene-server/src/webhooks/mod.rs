@@ -1,0 +1,59 @@
+//! Webhook delivery: the dispatcher that sends pending deliveries (`Dispatcher`), Standard Webhooks signing and the
+//! sealing of secrets at rest (`secrets`), and the outbound safety rules (`target`). What is delivered — events,
+//! written with the changes that caused them — is the service's (`service::outbox`).
+
+mod dispatcher;
+mod secrets;
+mod target;
+
+use serde::Deserialize;
+
+pub use dispatcher::Dispatcher;
+pub use secrets::{Secret, SecretBox, sign, signature_header};
+pub use target::TargetPolicy;
+
+/// The `[webhooks]` section of the configuration.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// Deliver webhooks in this process.
+    pub enabled: bool,
+    /// After a failed attempt, the waits before each retry, in seconds; when they run out the delivery fails.
+    pub retry_schedule_secs: Vec<u64>,
+    /// Each wait is drawn within ± this percentage.
+    pub jitter_percent: u8,
+    pub connect_timeout_ms: u64,
+    /// The whole attempt: connecting, sending, and reading the answer.
+    pub timeout_ms: u64,
+    /// Read at most this much of an answer.
+    pub max_response_bytes: usize,
+    /// An endpoint whose every delivery has failed for this long is disabled.
+    pub disable_after_secs: u64,
+    /// Addresses or CIDRs that targets may use although they are private, loopback or link-local.
+    pub allow_private_targets: Vec<String>,
+    /// Deliveries in flight at once.
+    pub concurrency: usize,
+    /// How often to look for due deliveries when nothing wakes the dispatcher, in milliseconds.
+    pub poll_ms: u64,
+    /// Base64 of 32 bytes that seal the endpoints' secrets; empty: the key file in the data directory.
+    pub secret_key: String,
+}
+
+impl WebhookConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        if self.retry_schedule_secs.is_empty() {
+            return Err("webhooks.retry_schedule_secs must name at least one wait".into());
+        }
+        if self.jitter_percent > 100 {
+            return Err("webhooks.jitter_percent must be 0 to 100".into());
+        }
+        if self.connect_timeout_ms == 0 || self.timeout_ms == 0 || self.poll_ms == 0 || self.concurrency == 0 {
+            return Err("webhooks.connect_timeout_ms, timeout_ms, poll_ms and concurrency must be at least 1".into());
+        }
+        TargetPolicy::new(&self.allow_private_targets).map_err(|e| format!("webhooks.allow_private_targets: {e}"))?;
+        if !self.secret_key.is_empty() {
+            secrets::key_from_base64(&self.secret_key).map_err(|e| format!("webhooks.secret_key: {e}"))?;
+        }
+        Ok(())
+    }
+}

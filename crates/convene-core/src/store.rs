@@ -265,8 +265,6 @@ pub trait Store: Send + Sync {
     async fn claim_job(&self, id: Uuid, instance_id: InstanceId, now: Timestamp) -> DbResult<bool>;
     /// Replaces the job's state, pin, next run, reconcile flag, error, result and updated_at.
     async fn update_job(&self, job: &JobRecord) -> DbResult<()>;
-    /// After a crash: running jobs go back to the queue, to be reconciled before any new attempt.
-    async fn requeue_interrupted_jobs(&self, now: Timestamp) -> DbResult<u64>;
 
     // ---------- idempotency keys ----------
     /// Stores `record` (in progress: its `response` is ignored) unless a live record holds its (API key, key).

@@ -47,6 +47,7 @@ pub struct AppState {
 impl AppState {
     /// Opens the store (creating and migrating it) and the sandbox world, and starts the service.
     pub async fn open(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
+        webhooks::install_tls_provider();
         let store = convene_store::connect(&config.database_url).await.context("opening the database")?;
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;

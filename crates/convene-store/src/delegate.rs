@@ -158,10 +158,6 @@ macro_rules! impl_store {
             async fn update_job(&self, job: &JobRecord) -> DbResult<()> {
                 jobs::update_job(self, job).await
             }
-
-            async fn requeue_interrupted_jobs(&self, now: Timestamp) -> DbResult<u64> {
-                jobs::requeue_interrupted_jobs(self, now).await
-            }
             // ---------- events and webhook deliveries ----------
             async fn commit(
                 &self,

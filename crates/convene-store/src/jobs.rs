@@ -234,13 +234,3 @@ pub(crate) fn update_job_statement(j: &JobRecord) -> Statement {
     .bind(j.updated_at.as_millis())
     .must_change()
 }
-
-pub(crate) async fn requeue_interrupted_jobs(db: &impl Backend, now: Timestamp) -> DbResult<u64> {
-    let statement = Statement::new(
-        "UPDATE jobs SET state = 'queued', needs_reconcile = $1, next_run_at = $2, updated_at = $2 \
-         WHERE state = 'running'",
-    )
-    .bind(true)
-    .bind(now.as_millis());
-    db.execute(statement).await
-}

@@ -57,6 +57,7 @@ impl Dispatcher {
         secrets: Arc<SecretBox>,
     ) -> anyhow::Result<Self> {
         let targets = Arc::new(TargetPolicy::new(&config.allow_private_targets).map_err(anyhow::Error::msg)?);
+        super::install_tls_provider();
         let client = reqwest::Client::builder()
             .user_agent(concat!("Convene-Webhooks/", env!("CARGO_PKG_VERSION")))
             .redirect(reqwest::redirect::Policy::none())

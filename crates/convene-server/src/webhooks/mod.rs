@@ -12,6 +12,13 @@ pub use dispatcher::Dispatcher;
 pub use secrets::{Secret, SecretBox, sign, signature_header};
 pub use target::TargetPolicy;
 
+/// Makes HTTPS work for every HTTP client in the process: reqwest's rustls needs a process-wide crypto provider, and
+/// ring is the one already built. Call before building a client; calling again changes nothing.
+pub fn install_tls_provider() {
+    // `Err` means a provider is installed already, which is all that is needed.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// The `[webhooks]` section of the configuration.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -482,3 +482,24 @@ async fn a_real_numbers_pairing_connection_and_ban_are_instance_events() {
     assert!(bodies[5]["data"]["state"]["until"].is_string(), "{}", bodies[5]);
     assert!(bodies.iter().all(|b| b["instance_id"] == id.0));
 }
+
+#[tokio::test]
+async fn https_targets_are_dialled_with_tls() {
+    // Arrange: a plain-HTTP receiver named with https://, so the TLS handshake is what fails.
+    let app = spawn_app().await;
+    let receiver = Receiver::start().await;
+    let url = receiver.url().replace("http://", "https://");
+    let (endpoint, _) = add_endpoint(&app, json!({"url": url, "event_types": ["group.created"]})).await;
+    app.create_group("Over TLS", &["+17137157533"]).await;
+
+    // Act
+    app.dispatcher(|_| {}).deliver_due().await.unwrap();
+
+    // Assert: TLS was attempted (no "scheme not supported"), and nothing reached the receiver as plain HTTP.
+    let list = deliveries(&app, &endpoint, "").await;
+    let (_, delivery) = app.get(&format!("/v1/webhooks/{endpoint}/deliveries/{}", list[0]["id"])).await;
+    let error = delivery["attempt_log"][0]["error"].as_str().unwrap().to_ascii_lowercase();
+    // rustls got an HTTP answer where a TLS record should be.
+    assert!(error.contains("corrupt message") || error.contains("tls"), "{error}");
+    assert!(receiver.received().is_empty());
+}

@@ -625,7 +625,6 @@ macro_rules! every_case {
             the_next_job_due_counts_queued_jobs_only,
             claiming_a_job_pins_it_counts_an_attempt_and_leaves_the_rest,
             updating_a_job_replaces_only_its_mutable_fields,
-            only_running_jobs_are_requeued_after_a_crash_and_keep_their_pin,
             deleting_an_instance_keeps_its_jobs_and_the_other_instances_records,
             // events and webhook deliveries
             a_commit_writes_the_change_and_its_events_or_neither,

@@ -128,9 +128,6 @@ pub async fn due_jobs_come_soonest_first_and_are_claimed_once(store: &dyn Store)
     assert!(!store.claim_job(later.id, id, at(5000)).await.unwrap(), "a cancelled job is not claimed");
     assert_eq!(store.next_job_due().await.unwrap(), Some(at(9000)));
 
-    assert_eq!(store.requeue_interrupted_jobs(at(6000)).await.unwrap(), 1);
-    let back = store.get_job(sooner.id).await.unwrap();
-    assert_eq!((back.state, back.needs_reconcile, back.next_run_at), (JobState::Queued, true, at(6000)));
     let mut gone = future.clone();
     gone.id = Uuid::now_v7();
     assert!(matches!(store.update_job(&gone).await, Err(DbError::NotFound)));
@@ -493,38 +490,6 @@ pub async fn updating_a_job_replaces_only_its_mutable_fields(store: &dyn Store) 
 
     // Assert
     assert_eq!(store.get_job(original.id).await.unwrap(), cleared);
-}
-
-pub async fn only_running_jobs_are_requeued_after_a_crash_and_keep_their_pin(store: &dyn Store) {
-    // Arrange
-    let running = |n| JobRecord {
-        state: JobState::Running,
-        attempts: 1,
-        pinned_instance_id: Some(InstanceId(7_000_000_101)),
-        ..queued(n)
-    };
-    let interrupted = [running(1), running(2)];
-    let untouched = [
-        queued(5_000),
-        JobRecord { state: JobState::Succeeded, ..queued(3) },
-        JobRecord { state: JobState::Cancelled, ..queued(4) },
-    ];
-    store.insert_jobs(&[interrupted.to_vec(), untouched.to_vec()].concat()).await.unwrap();
-
-    // Act
-    let requeued = store.requeue_interrupted_jobs(at(9_000)).await.unwrap();
-    let again = store.requeue_interrupted_jobs(at(9_000)).await.unwrap();
-
-    // Assert
-    assert_eq!((requeued, again), (2, 0));
-    for j in &interrupted {
-        let after = store.get_job(j.id).await.unwrap();
-        assert_eq!((after.state, after.needs_reconcile, after.next_run_at), (JobState::Queued, true, at(9_000)));
-        assert_eq!((after.attempts, after.pinned_instance_id), (1, j.pinned_instance_id), "kept for reconciling");
-    }
-    for j in &untouched {
-        assert_eq!(&store.get_job(j.id).await.unwrap(), j);
-    }
 }
 
 pub async fn deleting_an_instance_keeps_its_jobs_and_the_other_instances_records(store: &dyn Store) {

@@ -184,24 +184,28 @@ fn endpoint(row: &dyn Columns) -> DbResult<WebhookEndpoint> {
     })
 }
 
+/// `$1` to `$10`: the id and every field an update replaces, but `updated_at` — one order for insert and update.
+fn bind_endpoint(statement: Statement, e: &WebhookEndpoint) -> Statement {
+    statement
+        .bind(id(e.id))
+        .bind(e.url.as_str())
+        .bind(e.description.as_str())
+        .bind(filter_text(&e.filter))
+        .bind(e.enabled)
+        .bind(e.disabled_reason.as_deref())
+        .bind(e.secret.0.as_str())
+        .bind(e.previous_secret.as_ref().map(|(s, _)| s.0.as_str()))
+        .bind(e.previous_secret.as_ref().map(|(_, until)| until.as_millis()))
+        .bind(e.failing_since.map(Timestamp::as_millis))
+}
+
 pub(crate) async fn insert_webhook_endpoint(db: &impl Backend, e: &WebhookEndpoint) -> DbResult<()> {
     let statement = Statement::new(
         "INSERT INTO webhook_endpoints (id, url, description, event_filter, enabled, disabled_reason, secret, \
          previous_secret, previous_secret_expires_at, failing_since, created_at, updated_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-    )
-    .bind(id(e.id))
-    .bind(e.url.as_str())
-    .bind(e.description.as_str())
-    .bind(filter_text(&e.filter))
-    .bind(e.enabled)
-    .bind(e.disabled_reason.as_deref())
-    .bind(e.secret.0.as_str())
-    .bind(e.previous_secret.as_ref().map(|(s, _)| s.0.as_str()))
-    .bind(e.previous_secret.as_ref().map(|(_, until)| until.as_millis()))
-    .bind(e.failing_since.map(Timestamp::as_millis))
-    .bind(e.created_at.as_millis())
-    .bind(e.updated_at.as_millis());
+    );
+    let statement = bind_endpoint(statement, e).bind(e.created_at.as_millis()).bind(e.updated_at.as_millis());
     db.execute(statement).await.map(drop)
 }
 
@@ -226,18 +230,8 @@ pub(crate) async fn update_webhook_endpoint(db: &impl Backend, e: &WebhookEndpoi
         "UPDATE webhook_endpoints SET url = $2, description = $3, event_filter = $4, enabled = $5, \
          disabled_reason = $6, secret = $7, previous_secret = $8, previous_secret_expires_at = $9, \
          failing_since = $10, updated_at = $11 WHERE id = $1",
-    )
-    .bind(id(e.id))
-    .bind(e.url.as_str())
-    .bind(e.description.as_str())
-    .bind(filter_text(&e.filter))
-    .bind(e.enabled)
-    .bind(e.disabled_reason.as_deref())
-    .bind(e.secret.0.as_str())
-    .bind(e.previous_secret.as_ref().map(|(s, _)| s.0.as_str()))
-    .bind(e.previous_secret.as_ref().map(|(_, until)| until.as_millis()))
-    .bind(e.failing_since.map(Timestamp::as_millis))
-    .bind(e.updated_at.as_millis());
+    );
+    let statement = bind_endpoint(statement, e).bind(e.updated_at.as_millis());
     changed_some(db.execute(statement).await?)
 }
 

@@ -22,9 +22,7 @@ if ! command -v chromium >/dev/null 2>&1; then
 fi
 export CONVENE_REQUIRE_BROWSER=1
 
-# Green API's official Python client, which one test drives against a live server (it fails without it when this is
-# set). Pinned: the version the dialect was checked against.
-GREEN_CLIENT_VERSION=0.0.55
+# Python packages some tests drive, in a virtualenv of their own.
 CONVENE_VENV="${CONVENE_VENV:-$HOME/.cache/convene-venv}"
 if [[ ! -x "$CONVENE_VENV/bin/python" ]]; then
     echo "== creating a Python virtualenv at $CONVENE_VENV"
@@ -36,22 +34,21 @@ if [[ ! -x "$CONVENE_VENV/bin/python" ]]; then
         python3 -m venv "$CONVENE_VENV"
     fi
 fi
-green_client_installed="$("$CONVENE_VENV/bin/python" -c \
-    'import importlib.metadata as m; print(m.version("whatsapp-api-client-python"))' 2>/dev/null || true)"
-if [[ "$green_client_installed" != "$GREEN_CLIENT_VERSION" ]]; then
-    echo "== installing whatsapp-api-client-python $GREEN_CLIENT_VERSION"
-    "$CONVENE_VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
-        "whatsapp-api-client-python==$GREEN_CLIENT_VERSION"
-fi
+# Installs NAME==VERSION from PyPI into the virtualenv unless that exact version is there already.
+pip_pinned() {
+    local installed
+    installed="$("$CONVENE_VENV/bin/python" -c \
+        "import importlib.metadata as m; print(m.version('$1'))" 2>/dev/null || true)"
+    if [[ "$installed" != "$2" ]]; then
+        echo "== installing $1 $2"
+        "$CONVENE_VENV/bin/python" -m pip install --quiet --disable-pip-version-check "$1==$2"
+    fi
+}
+# Green API's official Python client, which one test drives against a live server (it fails without it when
+# CONVENE_REQUIRE_GREEN_CLIENT is set). Pinned: the version the dialect was checked against.
+pip_pinned whatsapp-api-client-python 0.0.55
 # The Standard Webhooks reference implementation, which checks our webhook signatures independently of our code.
-STANDARDWEBHOOKS_VERSION=1.1.0
-standardwebhooks_installed="$("$CONVENE_VENV/bin/python" -c \
-    'import importlib.metadata as m; print(m.version("standardwebhooks"))' 2>/dev/null || true)"
-if [[ "$standardwebhooks_installed" != "$STANDARDWEBHOOKS_VERSION" ]]; then
-    echo "== installing standardwebhooks $STANDARDWEBHOOKS_VERSION"
-    "$CONVENE_VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
-        "standardwebhooks==$STANDARDWEBHOOKS_VERSION"
-fi
+pip_pinned standardwebhooks 1.1.0
 export CONVENE_PYTHON="$CONVENE_VENV/bin/python"
 export CONVENE_REQUIRE_GREEN_CLIENT=1
 export CONVENE_REQUIRE_WEBHOOK_VERIFIER=1

@@ -333,4 +333,7 @@ pub trait Store: Send + Sync {
         since: Option<Timestamp>,
         now: Timestamp,
     ) -> DbResult<u64>;
+    /// Deletes up to `limit` of the oldest events created before `before`, with their deliveries and attempt logs,
+    /// leaving every event that is still owed to an endpoint (a pending delivery); how many events went.
+    async fn prune_events(&self, before: Timestamp, limit: u32) -> DbResult<u64>;
 }

@@ -253,6 +253,10 @@ macro_rules! impl_store {
             ) -> DbResult<u64> {
                 events::replay_deliveries(self, delivery_id, endpoint_id, since, now).await
             }
+
+            async fn prune_events(&self, before: Timestamp, limit: u32) -> DbResult<u64> {
+                events::prune_events(self, before, limit).await
+            }
         }
     };
 }

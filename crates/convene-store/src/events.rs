@@ -428,3 +428,39 @@ pub(crate) async fn replay_deliveries(
     .bind(now.as_millis());
     db.execute(statement).await
 }
+
+// ---------- retention ----------
+
+/// The events `prune_events` may delete (`$1` the time bound): old, and owed to no endpoint.
+macro_rules! prunable {
+    () => {
+        "created_at < $1 AND NOT EXISTS \
+         (SELECT 1 FROM webhook_deliveries owed WHERE owed.event_id = events.id AND owed.state = 'pending')"
+    };
+}
+
+pub(crate) async fn prune_events(db: &impl Backend, before: Timestamp, max: u32) -> DbResult<u64> {
+    let oldest = Statement::new(concat!("SELECT seq FROM events WHERE ", prunable!(), " ORDER BY seq LIMIT $2"))
+        .bind(before.as_millis())
+        .bind(limit(max));
+    let seqs = db.fetch(oldest, |row| row.int("seq")).await?;
+    let Some(&last) = seqs.last() else { return Ok(0) };
+    // Bounded by the last seq read, the three deletes remove the same events (and what hangs off them), in one go.
+    macro_rules! these_events {
+        () => {
+            concat!("(SELECT id FROM events WHERE ", prunable!(), " AND seq <= $2)")
+        };
+    }
+    let delete = |sql: &'static str| Statement::new(sql).bind(before.as_millis()).bind(last);
+    db.execute_all(vec![
+        delete(concat!(
+            "DELETE FROM webhook_attempts WHERE delivery_id IN (SELECT id FROM webhook_deliveries WHERE event_id IN ",
+            these_events!(),
+            ")"
+        )),
+        delete(concat!("DELETE FROM webhook_deliveries WHERE event_id IN ", these_events!())),
+        delete(concat!("DELETE FROM events WHERE id IN ", these_events!())),
+    ])
+    .await?;
+    Ok(seqs.len() as u64)
+}

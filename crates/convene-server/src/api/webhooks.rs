@@ -442,7 +442,7 @@ async fn replay_failed(
     Ok(Json(ReplayOut { replayed }))
 }
 
-/// The event log, oldest first: everything endpoints were (or will be) sent.
+/// The event log, oldest first: everything endpoints were (or will be) sent, kept `webhooks.retention_days` (30).
 #[utoipa::path(get, path = "/events", tag = "webhooks", operation_id = "v1.event.list", params(EventListParams),
     responses((status = 200, body = Vec<EventOut>), (status = 422, body = ErrorBody)), security(("api_key" = [])))]
 async fn list_events(

@@ -17,6 +17,9 @@ use super::{Secret, SecretBox, TargetPolicy, WebhookConfig, signature_header};
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 3600);
 /// How much of an answer the attempt log keeps.
 const LOGGED_BODY_BYTES: usize = 1024;
+/// How often the dispatcher deletes events past their retention, and how many it deletes per transaction.
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+const PRUNE_BATCH: u32 = 500;
 
 /// What one attempt got back.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -81,10 +84,38 @@ impl Dispatcher {
         Ok(n)
     }
 
-    /// Delivers until `shutdown`: a pass, then a sleep until the next delivery is due, a wake-up, or `poll_ms`.
+    /// Deletes the events older than `retention_days`, with their deliveries and attempt logs, except those still
+    /// owed to an endpoint; how many. Nothing with a retention of 0.
+    pub async fn prune(&self) -> Result<u64, DbError> {
+        if self.config.retention_days == 0 {
+            return Ok(0);
+        }
+        let retention_ms = i64::from(self.config.retention_days) * 24 * 3600 * 1000;
+        let before = Timestamp::from_millis(self.clock.now().as_millis() - retention_ms);
+        let mut pruned = 0;
+        loop {
+            let n = self.store.prune_events(before, PRUNE_BATCH).await?;
+            pruned += n;
+            if n < u64::from(PRUNE_BATCH) {
+                return Ok(pruned);
+            }
+        }
+    }
+
+    /// Delivers until `shutdown`: a pass, then a sleep until the next delivery is due, a wake-up, or `poll_ms`;
+    /// prunes old events at start and every hour.
     pub async fn run(self, wake: Arc<Notify>, shutdown: CancellationToken) {
         let poll = Duration::from_millis(self.config.poll_ms);
+        let mut next_prune = Instant::now();
         loop {
+            if Instant::now() >= next_prune {
+                match self.prune().await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(events = n, "deleted events past their retention"),
+                    Err(e) => tracing::error!(error = %e, "webhook dispatcher: deleting old events failed"),
+                }
+                next_prune = Instant::now() + PRUNE_EVERY;
+            }
             let wait = match self.deliver_due().await {
                 Ok(n) if n > 0 => Duration::ZERO,
                 Ok(_) => match self.store.next_delivery_due().await {

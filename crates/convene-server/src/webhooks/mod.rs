@@ -42,6 +42,9 @@ pub struct WebhookConfig {
     pub concurrency: usize,
     /// How often to look for due deliveries when nothing wakes the dispatcher, in milliseconds.
     pub poll_ms: u64,
+    /// Events older than this many days go, with their deliveries and attempt logs, unless still owed to an
+    /// endpoint; 0 keeps them forever.
+    pub retention_days: u32,
     /// Base64 of 32 bytes that seal the endpoints' secrets; empty: the key file in the data directory.
     pub secret_key: String,
 }

@@ -503,3 +503,47 @@ async fn https_targets_are_dialled_with_tls() {
     assert!(error.contains("corrupt message") || error.contains("tls"), "{error}");
     assert!(receiver.received().is_empty());
 }
+
+#[tokio::test]
+async fn events_past_their_retention_go_with_their_deliveries_unless_still_owed() {
+    // Arrange: every event delivered to one endpoint; a second endpoint, down, still owes the group.created event.
+    let app = spawn_app().await;
+    let receiver = Receiver::start().await;
+    let mut dead = Receiver::start().await;
+    dead.down().await;
+    let (delivered_to, _) = add_endpoint(&app, json!({"url": receiver.url()})).await;
+    let (owed_to, _) = add_endpoint(&app, json!({"url": dead.url(), "event_types": ["group.created"]})).await;
+    app.create_group("Kept a month", &["+17137157533"]).await;
+    let dispatcher = app.dispatcher(|c| c.retention_days = 30);
+    // Passes until nothing is due (the down endpoint's retry waits for a clock that does not move here).
+    for _ in 0..10 {
+        if dispatcher.deliver_due().await.unwrap() == 0 {
+            break;
+        }
+    }
+    let before = events(&app).await;
+    let delivered = deliveries(&app, &delivered_to, "").await;
+    assert!(before.len() >= 2 && delivered.iter().all(|d| d["state"] == "succeeded"), "{delivered:?}");
+
+    // Act: a day short of the retention, then past it.
+    app.clock.advance(Duration::from_secs(29 * 24 * 3600));
+    let too_soon = dispatcher.prune().await.unwrap();
+    app.clock.advance(Duration::from_secs(2 * 24 * 3600));
+    let pruned = dispatcher.prune().await.unwrap();
+
+    // Assert: only the event still owed to the down endpoint is left, with its deliveries to both endpoints.
+    assert_eq!(too_soon, 0);
+    assert_eq!(pruned as usize, before.len() - 1);
+    let left = events(&app).await;
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert_eq!(left[0]["type"], "group.created");
+    assert_eq!(deliveries(&app, &delivered_to, "").await.len(), 1);
+    assert_eq!(deliveries(&app, &owed_to, "&state=pending").await.len(), 1);
+    let gone = delivered.iter().find(|d| d["event_type"] != "group.created").unwrap();
+    let (status, _) = app.get(&format!("/v1/webhooks/{delivered_to}/deliveries/{}", gone["id"])).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // A retention of 0 keeps everything.
+    app.clock.advance(Duration::from_secs(365 * 24 * 3600));
+    assert_eq!(app.dispatcher(|c| c.retention_days = 0).prune().await.unwrap(), 0);
+}

@@ -634,6 +634,7 @@ macro_rules! every_case {
             failed_deliveries_replay_one_or_all_since_a_time,
             the_notification_queue_gives_the_oldest_unacknowledged_event_of_an_instance,
             endpoints_update_and_delete_with_their_deliveries_but_not_the_events,
+            old_events_go_with_their_deliveries_and_attempts_unless_still_owed,
         );
     };
 }

@@ -351,3 +351,43 @@ pub async fn endpoints_update_and_delete_with_their_deliveries_but_not_the_event
     assert!(matches!(store.delete_webhook_endpoint(hook.id).await, Err(DbError::NotFound)));
     assert!(matches!(store.update_webhook_endpoint(&hook).await, Err(DbError::NotFound)));
 }
+
+pub async fn old_events_go_with_their_deliveries_and_attempts_unless_still_owed(store: &dyn Store) {
+    // Arrange: an old event no endpoint took; then old events delivered (A), failed for good (B) and still being
+    // retried (C), and a recent one (D).
+    let unrouted = event(EventType::InstanceConnected, "instance", 0);
+    store.commit(&[], std::slice::from_ref(&unrouted)).await.unwrap();
+    let hook = endpoint(store, &[], true).await;
+    let events: Vec<NewEvent> = [("A", 1), ("B", 2), ("C", 3), ("D", 1000)]
+        .into_iter()
+        .map(|(key, ms)| event(EventType::GroupCreated, key, ms))
+        .collect();
+    store.commit(&[], &events).await.unwrap();
+    let due = store.due_deliveries(at(1000), 10).await.unwrap();
+    let delivery = |key: &str| due.iter().find(|d| d.delivery.ordering_key == key).unwrap().delivery.id;
+    let mut delivered = failed_attempt(delivery("A"), 10, DeliveryState::Succeeded, 10);
+    delivered.1.endpoint_failing_since = None;
+    store.record_delivery_attempt(&delivered.0, &delivered.1).await.unwrap();
+    let given_up = failed_attempt(delivery("B"), 10, DeliveryState::Failed, 10);
+    store.record_delivery_attempt(&given_up.0, &given_up.1).await.unwrap();
+    let retrying = failed_attempt(delivery("C"), 10, DeliveryState::Pending, 5000);
+    store.record_delivery_attempt(&retrying.0, &retrying.1).await.unwrap();
+
+    // Act: everything before 500 ms may go, one event at a time and then the rest.
+    let first = store.prune_events(at(500), 1).await.unwrap();
+    let rest = store.prune_events(at(500), 10).await.unwrap();
+    let again = store.prune_events(at(500), 10).await.unwrap();
+
+    // Assert: the oldest went first; C (still owed) and D (recent) stay with their deliveries and attempt logs.
+    assert_eq!((first, rest, again), (1, 2, 0));
+    let left = store.list_events(&EventListQuery { limit: 10, ..Default::default() }).await.unwrap();
+    let left: Vec<Uuid> = left.into_iter().map(|e| e.id).collect();
+    assert_eq!(left, [events[2].id, events[3].id]);
+    for gone in [delivery("A"), delivery("B")] {
+        assert!(matches!(store.get_delivery(gone).await, Err(DbError::NotFound)));
+        assert!(store.delivery_attempts(gone).await.unwrap().is_empty());
+    }
+    assert_eq!(store.delivery_attempts(delivery("C")).await.unwrap(), [retrying.0]);
+    assert_eq!(store.get_delivery(delivery("D")).await.unwrap().state, DeliveryState::Pending);
+    assert_eq!(store.get_webhook_endpoint(hook.id).await.unwrap().id, hook.id);
+}

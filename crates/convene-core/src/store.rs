@@ -317,8 +317,9 @@ pub trait Store: Send + Sync {
     async fn due_deliveries(&self, now: Timestamp, limit: u32) -> DbResult<Vec<DueDelivery>>;
     /// The earliest `next_attempt_at` of the deliveries `due_deliveries` would return (heads of their key).
     async fn next_delivery_due(&self) -> DbResult<Option<Timestamp>>;
-    /// Logs the attempt and applies its outcome to the delivery (one more attempt) and its endpoint, together.
-    async fn record_delivery_attempt(&self, attempt: &DeliveryAttempt, outcome: &AttemptOutcome) -> DbResult<()>;
+    /// Logs each attempt and applies its outcome to the delivery (one more attempt) and its endpoint, in order and
+    /// in one transaction; `NotFound`, and nothing written, when one of the deliveries is gone.
+    async fn record_delivery_attempts(&self, attempts: &[(&DeliveryAttempt, &AttemptOutcome)]) -> DbResult<()>;
     async fn get_delivery(&self, id: i64) -> DbResult<DeliveryRecord>;
     /// Newest first.
     async fn list_deliveries(&self, query: &DeliveryListQuery) -> DbResult<Vec<DeliveryRecord>>;

@@ -218,12 +218,11 @@ macro_rules! impl_store {
                 events::next_delivery_due(self).await
             }
 
-            async fn record_delivery_attempt(
+            async fn record_delivery_attempts(
                 &self,
-                attempt: &convene_core::events::DeliveryAttempt,
-                outcome: &convene_core::events::AttemptOutcome,
+                attempts: &[(&convene_core::events::DeliveryAttempt, &convene_core::events::AttemptOutcome)],
             ) -> DbResult<()> {
-                events::record_delivery_attempt(self, attempt, outcome).await
+                events::record_delivery_attempts(self, attempts).await
             }
 
             async fn get_delivery(&self, id: i64) -> DbResult<convene_core::events::DeliveryRecord> {

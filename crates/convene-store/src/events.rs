@@ -307,11 +307,16 @@ pub(crate) async fn next_delivery_due(db: &impl Backend) -> DbResult<Option<Time
     Ok(next.map(Timestamp::from_millis))
 }
 
-pub(crate) async fn record_delivery_attempt(
+pub(crate) async fn record_delivery_attempts(
     db: &impl Backend,
-    a: &DeliveryAttempt,
-    outcome: &AttemptOutcome,
+    attempts: &[(&DeliveryAttempt, &AttemptOutcome)],
 ) -> DbResult<()> {
+    let statements = attempts.iter().flat_map(|(attempt, outcome)| attempt_statements(attempt, outcome)).collect();
+    db.execute_all(statements).await
+}
+
+/// Logging one attempt and applying its outcome to the delivery and its endpoint.
+fn attempt_statements(a: &DeliveryAttempt, outcome: &AttemptOutcome) -> Vec<Statement> {
     let insert = Statement::new(
         "INSERT INTO webhook_attempts (id, delivery_id, attempted_at, duration_ms, status, error, response_body) \
          VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -352,7 +357,7 @@ pub(crate) async fn record_delivery_attempt(
             .bind(a.attempted_at.as_millis()),
         );
     }
-    db.execute_all(statements).await
+    statements
 }
 
 pub(crate) async fn get_delivery(db: &impl Backend, delivery_id: i64) -> DbResult<DeliveryRecord> {

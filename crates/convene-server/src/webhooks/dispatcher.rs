@@ -76,12 +76,32 @@ impl Dispatcher {
     pub async fn deliver_due(&self) -> Result<usize, DbError> {
         let due = self.store.due_deliveries(self.clock.now(), (self.config.concurrency * 4) as u32).await?;
         let n = due.len();
-        let mut attempts = futures_util::stream::iter(due.into_iter().map(|d| self.attempt(d)))
-            .buffer_unordered(self.config.concurrency);
-        while let Some(done) = attempts.next().await {
-            done?;
+        // The attempts that have finished whenever the last recording ends are recorded together: one durable
+        // transaction for many answers, which is what bounds throughput.
+        let mut finished = futures_util::stream::iter(due.into_iter().map(|d| self.attempt(d)))
+            .buffer_unordered(self.config.concurrency)
+            .ready_chunks(self.config.concurrency);
+        while let Some(attempts) = finished.next().await {
+            self.record(&attempts).await?;
         }
         Ok(n)
+    }
+
+    async fn record(&self, attempts: &[(DeliveryAttempt, AttemptOutcome)]) -> Result<(), DbError> {
+        let all: Vec<_> = attempts.iter().map(|(attempt, outcome)| (attempt, outcome)).collect();
+        match self.store.record_delivery_attempts(&all).await {
+            // A delivery was deleted with its endpoint meanwhile: record the others one by one.
+            Err(DbError::NotFound) => {
+                for one in all {
+                    match self.store.record_delivery_attempts(&[one]).await {
+                        Err(DbError::NotFound) => {}
+                        other => other?,
+                    }
+                }
+                Ok(())
+            }
+            other => other,
+        }
     }
 
     /// Deletes the events older than `retention_days`, with their deliveries and attempt logs, except those still
@@ -139,7 +159,8 @@ impl Dispatcher {
         }
     }
 
-    async fn attempt(&self, due: DueDelivery) -> Result<(), DbError> {
+    /// Sends the delivery once; what to record of it.
+    async fn attempt(&self, due: DueDelivery) -> (DeliveryAttempt, AttemptOutcome) {
         let attempted_at = self.clock.now();
         let started = Instant::now();
         let answer = match self.signing_secrets(&due, attempted_at) {
@@ -159,11 +180,7 @@ impl Dispatcher {
         if let Some(reason) = &outcome.disable_endpoint {
             tracing::warn!(endpoint = %due.endpoint.id, reason, "webhook endpoint disabled");
         }
-        match self.store.record_delivery_attempt(&attempt, &outcome).await {
-            // Deleted with its endpoint meanwhile: nothing left to record.
-            Err(DbError::NotFound) => Ok(()),
-            other => other,
-        }
+        (attempt, outcome)
     }
 
     /// The current secret and, until it expires, the previous one.

@@ -196,12 +196,11 @@ pub async fn only_the_oldest_pending_delivery_of_each_key_is_due(store: &dyn Sto
     assert!(due[0].payload.contains("group.created"));
     assert_eq!(due[0].event_created_at, at(0));
 
-    // Act 2: A's first fails and is retried later; B's succeeds.
+    // Act 2: A's first fails and is retried later; B's succeeds; both recorded together, in that order.
     let (attempt, outcome) = failed_attempt(due[0].delivery.id, 10, DeliveryState::Pending, 5000);
-    store.record_delivery_attempt(&attempt, &outcome).await.unwrap();
     let mut ok = failed_attempt(due[1].delivery.id, 10, DeliveryState::Succeeded, 10);
     ok.1.endpoint_failing_since = None;
-    store.record_delivery_attempt(&ok.0, &ok.1).await.unwrap();
+    store.record_delivery_attempts(&[(&attempt, &outcome), (&ok.0, &ok.1)]).await.unwrap();
 
     // Assert 2: nothing due until A's retry; A's second still waits behind it.
     assert!(store.due_deliveries(at(20), 100).await.unwrap().is_empty());
@@ -222,7 +221,7 @@ pub async fn an_attempt_is_logged_and_can_disable_its_endpoint(store: &dyn Store
     // Act
     let (attempt, mut outcome) = failed_attempt(id, 100, DeliveryState::Failed, 100);
     outcome.disable_endpoint = Some("every delivery has failed since …; last: HTTP 503".into());
-    store.record_delivery_attempt(&attempt, &outcome).await.unwrap();
+    store.record_delivery_attempts(&[(&attempt, &outcome)]).await.unwrap();
 
     // Assert
     let delivery = store.get_delivery(id).await.unwrap();
@@ -234,9 +233,14 @@ pub async fn an_attempt_is_logged_and_can_disable_its_endpoint(store: &dyn Store
     assert_eq!(endpoint.disabled_reason, outcome.disable_endpoint);
     assert_eq!(endpoint.failing_since, Some(at(0)));
     assert_eq!(store.next_delivery_due().await.unwrap(), None, "nothing is due for a disabled endpoint");
-    let missing =
-        store.record_delivery_attempt(&failed_attempt(id + 1000, 1, DeliveryState::Failed, 1).0, &outcome).await;
+
+    // A batch naming a delivery that is gone writes nothing, not even its other attempts.
+    let (later, later_outcome) = failed_attempt(id, 200, DeliveryState::Failed, 200);
+    let (gone, _) = failed_attempt(id + 1000, 1, DeliveryState::Failed, 1);
+    let missing = store.record_delivery_attempts(&[(&later, &later_outcome), (&gone, &outcome)]).await;
     assert!(matches!(missing, Err(DbError::NotFound)), "{missing:?}");
+    assert_eq!(store.delivery_attempts(id).await.unwrap().len(), 1);
+    assert_eq!(store.get_delivery(id).await.unwrap().attempts, 1);
 }
 
 pub async fn failed_deliveries_replay_one_or_all_since_a_time(store: &dyn Store) {
@@ -258,7 +262,7 @@ pub async fn failed_deliveries_replay_one_or_all_since_a_time(store: &dyn Store)
     for (i, d) in due.iter().enumerate() {
         let state = if i == 3 { DeliveryState::Succeeded } else { DeliveryState::Failed };
         let (a, o) = failed_attempt(d.delivery.id, 400, state, 400);
-        store.record_delivery_attempt(&a, &o).await.unwrap();
+        store.record_delivery_attempts(&[(&a, &o)]).await.unwrap();
     }
 
     // Act and assert
@@ -329,7 +333,7 @@ pub async fn endpoints_update_and_delete_with_their_deliveries_but_not_the_event
         .delivery
         .id;
     let (a, o) = failed_attempt(id, 1, DeliveryState::Pending, 100);
-    store.record_delivery_attempt(&a, &o).await.unwrap();
+    store.record_delivery_attempts(&[(&a, &o)]).await.unwrap();
 
     // Act
     hook.url = "https://example.org/new".into();
@@ -367,11 +371,11 @@ pub async fn old_events_go_with_their_deliveries_and_attempts_unless_still_owed(
     let delivery = |key: &str| due.iter().find(|d| d.delivery.ordering_key == key).unwrap().delivery.id;
     let mut delivered = failed_attempt(delivery("A"), 10, DeliveryState::Succeeded, 10);
     delivered.1.endpoint_failing_since = None;
-    store.record_delivery_attempt(&delivered.0, &delivered.1).await.unwrap();
+    store.record_delivery_attempts(&[(&delivered.0, &delivered.1)]).await.unwrap();
     let given_up = failed_attempt(delivery("B"), 10, DeliveryState::Failed, 10);
-    store.record_delivery_attempt(&given_up.0, &given_up.1).await.unwrap();
+    store.record_delivery_attempts(&[(&given_up.0, &given_up.1)]).await.unwrap();
     let retrying = failed_attempt(delivery("C"), 10, DeliveryState::Pending, 5000);
-    store.record_delivery_attempt(&retrying.0, &retrying.1).await.unwrap();
+    store.record_delivery_attempts(&[(&retrying.0, &retrying.1)]).await.unwrap();
 
     // Act: everything before 500 ms may go, one event at a time and then the rest.
     let first = store.prune_events(at(500), 1).await.unwrap();

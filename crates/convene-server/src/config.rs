@@ -161,5 +161,9 @@ mod tests {
         assert!(Config::load_from(typo).is_err());
         let pg = Figment::from(Toml::string(DEFAULT_CONFIG)).merge(Toml::string("database_url = \"mysql://x\""));
         assert!(Config::load_from(pg).unwrap_err().to_string().contains("not supported"));
+        let ca = Figment::from(Toml::string(DEFAULT_CONFIG))
+            .merge(Toml::string("[webhooks]\nca_certificates = \"/nonexistent/ca.pem\""));
+        let refused = Config::load_from(ca).unwrap_err().to_string();
+        assert!(refused.contains("webhooks.ca_certificates: cannot read /nonexistent/ca.pem"), "{refused}");
     }
 }

@@ -114,7 +114,7 @@ pub async fn serve(
             config.webhooks.clone(),
             state.secrets.clone(),
         )
-        .map_err(std::io::Error::other)?;
+        .map_err(|e| std::io::Error::other(format!("{e:#}")))?;
         let (wake, shutdown) = (state.service.events_written(), shutdown.clone());
         Some(tokio::spawn(async move { dispatcher.run(wake, shutdown).await }))
     } else {

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use anyhow::Context as _;
 use convene_core::events::{AttemptOutcome, DeliveryAttempt, DeliveryState, DueDelivery};
 use convene_core::{Clock, DbError, Store, SystemClock, Timestamp};
 use futures_util::StreamExt as _;
@@ -20,6 +21,15 @@ const LOGGED_BODY_BYTES: usize = 1024;
 /// How often the dispatcher deletes events past their retention, and how many it deletes per transaction.
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 const PRUNE_BATCH: u32 = 500;
+
+/// The certificate authorities in the PEM file `path` (`webhooks.ca_certificates`).
+pub(super) fn extra_roots(path: &str) -> anyhow::Result<Vec<reqwest::Certificate>> {
+    let pem = std::fs::read(path).with_context(|| format!("webhooks.ca_certificates: cannot read {path}"))?;
+    let roots = reqwest::Certificate::from_pem_bundle(&pem)
+        .with_context(|| format!("webhooks.ca_certificates: {path} is not a PEM certificate bundle"))?;
+    anyhow::ensure!(!roots.is_empty(), "webhooks.ca_certificates: {path} holds no certificate");
+    Ok(roots)
+}
 
 /// What one attempt got back.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -61,14 +71,17 @@ impl Dispatcher {
     ) -> anyhow::Result<Self> {
         let targets = Arc::new(TargetPolicy::new(&config.allow_private_targets).map_err(anyhow::Error::msg)?);
         super::install_tls_provider();
-        let client = reqwest::Client::builder()
+        let mut client = reqwest::Client::builder()
             .user_agent(concat!("Convene-Webhooks/", env!("CARGO_PKG_VERSION")))
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(Duration::from_millis(config.connect_timeout_ms))
             .timeout(Duration::from_millis(config.timeout_ms))
             .dns_resolver(targets.resolver())
-            .no_proxy()
-            .build()?;
+            .no_proxy();
+        if !config.ca_certificates.is_empty() {
+            client = client.tls_certs_merge(extra_roots(&config.ca_certificates)?);
+        }
+        let client = client.build()?;
         Ok(Self { store, clock, config, secrets, client })
     }
 

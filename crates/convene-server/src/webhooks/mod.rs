@@ -38,6 +38,8 @@ pub struct WebhookConfig {
     pub disable_after_secs: u64,
     /// Addresses or CIDRs that targets may use although they are private, loopback or link-local.
     pub allow_private_targets: Vec<String>,
+    /// A PEM file of certificate authorities trusted for `https://` targets besides the system's; empty: none.
+    pub ca_certificates: String,
     /// Deliveries in flight at once.
     pub concurrency: usize,
     /// How often to look for due deliveries when nothing wakes the dispatcher, in milliseconds.
@@ -61,6 +63,9 @@ impl WebhookConfig {
             return Err("webhooks.connect_timeout_ms, timeout_ms, poll_ms and concurrency must be at least 1".into());
         }
         TargetPolicy::new(&self.allow_private_targets).map_err(|e| format!("webhooks.allow_private_targets: {e}"))?;
+        if !self.ca_certificates.is_empty() {
+            dispatcher::extra_roots(&self.ca_certificates).map_err(|e| format!("{e:#}"))?;
+        }
         if !self.secret_key.is_empty() {
             secrets::key_from_base64(&self.secret_key).map_err(|e| format!("webhooks.secret_key: {e}"))?;
         }

@@ -484,24 +484,50 @@ async fn a_real_numbers_pairing_connection_and_ban_are_instance_events() {
 }
 
 #[tokio::test]
-async fn https_targets_are_dialled_with_tls() {
-    // Arrange: a plain-HTTP receiver named with https://, so the TLS handshake is what fails.
+async fn https_targets_are_delivered_only_when_their_certificate_is_trusted() {
+    // Arrange: a receiver serving HTTPS with a certificate from the test CA, which the system does not trust.
     let app = spawn_app().await;
-    let receiver = Receiver::start().await;
-    let url = receiver.url().replace("http://", "https://");
-    let (endpoint, _) = add_endpoint(&app, json!({"url": url, "event_types": ["group.created"]})).await;
+    let receiver = Receiver::start_tls().await;
+    let (endpoint, secret) = add_endpoint(&app, json!({"url": receiver.url(), "event_types": ["group.created"]})).await;
     app.create_group("Over TLS", &["+17137157533"]).await;
 
-    // Act
+    // Act 1: the system's roots only.
     app.dispatcher(|_| {}).deliver_due().await.unwrap();
 
-    // Assert: TLS was attempted (no "scheme not supported"), and nothing reached the receiver as plain HTTP.
+    // Assert 1: refused at the handshake, logged as a certificate problem; nothing reached the receiver.
     let list = deliveries(&app, &endpoint, "").await;
     let (_, delivery) = app.get(&format!("/v1/webhooks/{endpoint}/deliveries/{}", list[0]["id"])).await;
     let error = delivery["attempt_log"][0]["error"].as_str().unwrap().to_ascii_lowercase();
-    // rustls got an HTTP answer where a TLS record should be.
-    assert!(error.contains("corrupt message") || error.contains("tls"), "{error}");
+    // "invalid peer certificate: UnknownIssuer"; on a machine with no CA bundle, "No CA certificates were loaded".
+    assert!(error.contains("certificate"), "{error}");
     assert!(receiver.received().is_empty());
+
+    // Act 2: the test CA configured as an extra root; the retry is due.
+    app.clock.advance(Duration::from_secs(3600));
+    let trusting = app.dispatcher(|c| c.ca_certificates = crate::receiver::TEST_CA.to_owned());
+    trusting.deliver_due().await.unwrap();
+
+    // Assert 2: delivered over TLS, signed as over HTTP.
+    let (_, delivery) = app.get(&format!("/v1/webhooks/{endpoint}/deliveries/{}", list[0]["id"])).await;
+    assert_eq!(delivery["state"], "succeeded", "{delivery}");
+    let received = receiver.received();
+    assert_eq!(received.len(), 1);
+    assert_eq!(received[0].id(), list[0]["event_id"].as_str().unwrap());
+    if let Some(verified) = independently_verified(&secret, &received) {
+        assert_eq!(verified, 1);
+    }
+}
+
+#[tokio::test]
+async fn a_ca_file_that_holds_no_certificate_stops_the_dispatcher_with_the_reason() {
+    let app = spawn_app().await;
+    let not_pem = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml");
+    let missing = "/nonexistent/ca.pem";
+    for (path, says) in [(not_pem, "holds no certificate"), (missing, "cannot read /nonexistent/ca.pem")] {
+        let refused = app.try_dispatcher(|c| c.ca_certificates = path.to_owned());
+        let error = format!("{:#}", refused.err().expect("refused"));
+        assert!(error.contains(says), "{error}");
+    }
 }
 
 #[tokio::test]

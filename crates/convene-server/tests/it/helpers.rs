@@ -144,6 +144,14 @@ impl TestApp {
         &self,
         tweak: impl FnOnce(&mut convene_server::webhooks::WebhookConfig),
     ) -> convene_server::webhooks::Dispatcher {
+        self.try_dispatcher(tweak).expect("dispatcher")
+    }
+
+    /// `dispatcher`, or why the configuration is refused.
+    pub fn try_dispatcher(
+        &self,
+        tweak: impl FnOnce(&mut convene_server::webhooks::WebhookConfig),
+    ) -> anyhow::Result<convene_server::webhooks::Dispatcher> {
         let mut config = self.config.webhooks.clone();
         tweak(&mut config);
         convene_server::webhooks::Dispatcher::new(
@@ -152,7 +160,6 @@ impl TestApp {
             config,
             self.state.secrets.clone(),
         )
-        .expect("dispatcher")
     }
 
     /// Stops the server and waits for it to finish; the data stays for a restart.

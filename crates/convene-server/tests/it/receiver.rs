@@ -1,5 +1,6 @@
 //! A webhook receiver on 127.0.0.1 for the tests: it records every request and answers as told; it can be taken
-//! down (connections refused) and brought up again on the same port.
+//! down (connections refused) and brought up again on the same port, and it can serve HTTPS with a certificate from
+//! the test CA in `tests/fixtures/tls`.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -12,7 +13,10 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
+use rustls::pki_types::pem::PemObject as _;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde_json::{Value, json};
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 /// One request as it arrived.
@@ -60,20 +64,31 @@ struct Shared {
 pub struct Receiver {
     pub addr: SocketAddr,
     shared: Shared,
+    tls: Option<TlsAcceptor>,
     running: Option<(CancellationToken, tokio::task::JoinHandle<()>)>,
 }
 
 impl Receiver {
     pub async fn start() -> Self {
+        Self::start_with(None).await
+    }
+
+    /// A receiver at `https://127.0.0.1:PORT/hook`, its certificate issued by the test CA (`ca.pem`).
+    pub async fn start_tls() -> Self {
+        Self::start_with(Some(test_ca_acceptor())).await
+    }
+
+    async fn start_with(tls: Option<TlsAcceptor>) -> Self {
         let shared = Shared { received: Arc::default(), answer: Arc::new(Mutex::new(Answer::Ok)) };
-        let mut receiver = Self { addr: SocketAddr::from(([127, 0, 0, 1], 0)), shared, running: None };
+        let mut receiver = Self { addr: SocketAddr::from(([127, 0, 0, 1], 0)), shared, tls, running: None };
         receiver.up().await;
         receiver
     }
 
-    /// `http://127.0.0.1:PORT/hook`.
+    /// `http://127.0.0.1:PORT/hook`, or `https://…` for a TLS receiver.
     pub fn url(&self) -> String {
-        format!("http://{}/hook", self.addr)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}/hook", self.addr)
     }
 
     /// Listens again, on the same port once it had one.
@@ -82,12 +97,19 @@ impl Receiver {
         self.addr = listener.local_addr().unwrap();
         let app = Router::new().route("/hook", post(hook)).with_state(self.shared.clone());
         let stop = CancellationToken::new();
-        let server = tokio::spawn({
+        let stopped = {
             let stop = stop.clone();
-            async move {
-                axum::serve(listener, app).with_graceful_shutdown(async move { stop.cancelled().await }).await.unwrap();
-            }
-        });
+            async move { stop.cancelled().await }
+        };
+        let server = match self.tls.clone() {
+            None => tokio::spawn(async move {
+                axum::serve(listener, app).with_graceful_shutdown(stopped).await.unwrap();
+            }),
+            Some(acceptor) => tokio::spawn(async move {
+                let listener = TlsListener { tcp: listener, acceptor };
+                axum::serve(listener, app).with_graceful_shutdown(stopped).await.unwrap();
+            }),
+        };
         self.running = Some((stop, server));
     }
 
@@ -105,6 +127,50 @@ impl Receiver {
 
     pub fn received(&self) -> Vec<Received> {
         self.shared.received.lock().unwrap().clone()
+    }
+}
+
+/// The test CA's path (`webhooks.ca_certificates` for a gateway that should trust `start_tls` receivers).
+pub const TEST_CA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tls/ca.pem");
+
+fn test_ca_acceptor() -> TlsAcceptor {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tls");
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(format!("{dir}/server.pem"))
+        .expect("server.pem")
+        .collect::<Result<_, _>>()
+        .expect("a certificate");
+    let key = PrivateKeyDer::from_pem_file(format!("{dir}/server.key")).expect("server.key");
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .expect("the test certificate and key");
+    TlsAcceptor::from(Arc::new(config))
+}
+
+/// Accepts TCP connections and completes the TLS handshake; connections whose handshake fails (a client that does not
+/// trust the certificate) are dropped.
+struct TlsListener {
+    tcp: tokio::net::TcpListener,
+    acceptor: TlsAcceptor,
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            let Ok((tcp, addr)) = self.tcp.accept().await else { continue };
+            if let Ok(tls) = self.acceptor.accept(tcp).await {
+                return (tls, addr);
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.tcp.local_addr()
     }
 }
 

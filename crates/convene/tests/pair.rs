@@ -2,7 +2,8 @@
 //! the test can deliver what WhatsApp would (a QR code, its rotation, the pairing) through the connector's own event
 //! handling; WhatsApp itself is never dialled.
 
-use std::io::{BufRead, BufReader};
+mod common;
+
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::mpsc;
@@ -69,15 +70,7 @@ async fn pair_draws_each_qr_code_once_and_ends_when_paired() {
         .stderr(Stdio::inherit())
         .spawn()
         .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, lines) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let lines = common::stdout_lines(&mut child);
     let mut seen = Vec::new();
     // Each drawing ends with the scanning instructions.
     wait_for(&lines, &mut seen, |l| l.contains("Linked devices"));

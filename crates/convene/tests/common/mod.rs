@@ -32,15 +32,7 @@ impl Server {
     pub fn start(cmd: &mut Command) -> Server {
         let mut child =
             cmd.arg("serve").stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().expect("spawn convene");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let rx = stdout_lines(&mut child);
         let mut lines = Vec::new();
         loop {
             let Ok(line) = rx.recv_timeout(Duration::from_secs(60)) else {
@@ -140,6 +132,20 @@ impl Drop for Server {
     fn drop(&mut self) {
         self.kill_now();
     }
+}
+
+/// The lines a child started with a piped stdout prints, as they come (read on a thread of their own).
+pub fn stdout_lines(child: &mut Child) -> mpsc::Receiver<String> {
+    let stdout = child.stdout.take().expect("a piped stdout");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
 }
 
 /// Polls `done` every 100 ms until it holds; fails the test after `limit`.

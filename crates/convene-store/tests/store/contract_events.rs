@@ -6,13 +6,11 @@ use convene_core::events::{
     AttemptOutcome, Change, DeliveryAttempt, DeliveryListQuery, DeliveryState, EventFilter, EventListQuery, EventType,
     NewEvent, SealedSecret, WebhookEndpoint,
 };
-use convene_core::store::{GroupRecord, InstanceRecord, JobRecord, JobState};
-use convene_core::{ConnectorKind, DbError, GroupId, GroupJid, GroupSettings, InstanceId, Store, Timestamp};
+use convene_core::store::{GroupRecord, JobRecord, JobState};
+use convene_core::{DbError, GroupId, GroupJid, GroupSettings, InstanceId, Store};
 use uuid::Uuid;
 
-fn at(ms: i64) -> Timestamp {
-    Timestamp::from_millis(1_795_000_000_000 + ms)
-}
+use crate::contract_jobs::{at, instance};
 
 fn event(event_type: EventType, key: &str, ms: i64) -> NewEvent {
     let id = Uuid::now_v7();
@@ -71,19 +69,6 @@ fn failed_attempt(delivery_id: i64, ms: i64, state: DeliveryState, next: i64) ->
             disable_endpoint: None,
         },
     )
-}
-
-async fn instance(store: &dyn Store, id: i64) -> InstanceId {
-    let record = InstanceRecord {
-        id: InstanceId(id),
-        kind: ConnectorKind::Sandbox,
-        name: "events".into(),
-        phone: None,
-        token_hash: format!("hash{id}"),
-        created_at: at(0),
-    };
-    store.insert_instance(&record).await.unwrap();
-    record.id
 }
 
 fn queued_job(key: &str, instance: InstanceId) -> JobRecord {

@@ -7,11 +7,13 @@ use convene_core::store::{
 use convene_core::{ConnectorKind, DbError, InstanceId, PacingPolicy, PhoneNumber, Store, Timestamp};
 use uuid::Uuid;
 
-fn at(ms: i64) -> Timestamp {
+/// A fixed moment plus `ms`: the store tests' timeline.
+pub(crate) fn at(ms: i64) -> Timestamp {
     Timestamp::from_millis(1_795_000_000_000 + ms)
 }
 
-async fn instance(store: &dyn Store, id: i64) -> InstanceId {
+/// Inserts a sandbox instance with this id.
+pub(crate) async fn instance(store: &dyn Store, id: i64) -> InstanceId {
     let record = InstanceRecord {
         id: InstanceId(id),
         kind: ConnectorKind::Sandbox,

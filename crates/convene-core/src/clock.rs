@@ -31,6 +31,11 @@ impl Timestamp {
         Self(self.0.saturating_add(i64::try_from(d.as_millis()).unwrap_or(i64::MAX)))
     }
 
+    #[must_use]
+    pub fn minus(self, d: Duration) -> Self {
+        Self(self.0.saturating_sub(i64::try_from(d.as_millis()).unwrap_or(i64::MAX)))
+    }
+
     /// How long from `self` until `later`; zero when `later` is not later.
     pub fn until(self, later: Timestamp) -> Duration {
         Duration::from_millis(u64::try_from(later.0.saturating_sub(self.0)).unwrap_or(0))
@@ -147,5 +152,12 @@ mod tests {
         let a = Timestamp::from_millis(5000);
         assert_eq!(a.until(Timestamp::from_millis(1000)), Duration::ZERO);
         assert_eq!(Timestamp::from_millis(1000).until(a), Duration::from_secs(4));
+    }
+
+    #[test]
+    fn minus_subtracts_and_saturates() {
+        assert_eq!(Timestamp::from_millis(600_000).minus(Duration::from_secs(300)), Timestamp::from_millis(300_000));
+        assert_eq!(Timestamp::from_millis(i64::MIN).minus(Duration::from_secs(1)), Timestamp::from_millis(i64::MIN));
+        assert_eq!(Timestamp::from_millis(0).minus(Duration::MAX), Timestamp::from_millis(-i64::MAX));
     }
 }

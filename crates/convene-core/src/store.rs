@@ -162,6 +162,9 @@ pub struct JobRecord {
     pub needs_reconcile: bool,
     pub last_error: Option<String>,
     pub result: Option<String>,
+    /// A synchronous creation's duplicate-window key (instance, subject and participant set hashed): a retry
+    /// without an Idempotency-Key that carries the same key gets this job's answer. `None` for queued creations.
+    pub dedupe_key: Option<String>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
 }
@@ -248,7 +251,8 @@ pub trait Store: Send + Sync {
         outcome: &str,
         detail: Option<&str>,
     ) -> DbResult<()>;
-    /// When the instance's attempts since `since` started, oldest first.
+    /// When the instance's attempts since `since` started, oldest first: every attempt that reached, or may have
+    /// reached, the network (one finished with the outcome `not_sent` did not, and uses no pacing budget).
     async fn creation_attempt_times(&self, id: InstanceId, since: Timestamp) -> DbResult<Vec<Timestamp>>;
     async fn job_attempts(&self, job_id: Uuid) -> DbResult<Vec<CreationAttempt>>;
     /// All or none.
@@ -256,6 +260,9 @@ pub trait Store: Send + Sync {
     async fn get_job(&self, id: Uuid) -> DbResult<JobRecord>;
     /// Newest first.
     async fn list_jobs(&self, query: &JobListQuery) -> DbResult<Vec<JobRecord>>;
+    /// The newest job with `dedupe_key` created at or after `since` that is queued, running or succeeded (a failed
+    /// creation made no group, so a retry may try again).
+    async fn find_duplicate_job(&self, dedupe_key: &str, since: Timestamp) -> DbResult<Option<JobRecord>>;
     /// Queued jobs with `next_run_at <= now`, soonest first, then oldest.
     async fn due_jobs(&self, now: Timestamp, limit: u32) -> DbResult<Vec<JobRecord>>;
     /// The earliest `next_run_at` of the queued jobs.

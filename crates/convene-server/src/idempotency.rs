@@ -7,8 +7,9 @@
 //! answer. A repeat with the same fingerprint gets that answer again, marked `Idempotent-Replayed: true`, and the
 //! handler does not run; a repeat while the first is still running gets 409 `idempotency_key_in_progress`; the same
 //! key on a different request gets 422 `idempotency_key_reused`. Answers that say "nothing happened, try again"
-//! (5xx, 429) are not kept, so a retry with the same key runs. The handler runs in a task of its own: a client that
-//! hangs up does not cut a change off halfway, and its retry finds the answer. Records last 24 hours; one left in
+//! (5xx, 429) are not kept, so a retry with the same key runs. Like every changing request, the handler runs to its end
+//! even when the client hangs up (see `run_to_completion` in lib.rs), so the retry finds the answer; it runs in a
+//! task of its own here as well, so that a handler that panics releases its key. Records last 24 hours; one left in
 //! progress for 5 minutes (the process died) is taken over by the next request with its key.
 
 use std::pin::Pin;
@@ -21,7 +22,7 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header}
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use convene_core::store::{IdempotencyClaim, IdempotencyRecord, IdempotentResponse};
-use convene_core::{GroupPicture, Store, Timestamp};
+use convene_core::{GroupPicture, Store};
 use sha2::{Digest, Sha256};
 use tracing::Instrument as _;
 use utoipa::openapi::path::{Parameter, ParameterBuilder, ParameterIn};
@@ -79,8 +80,8 @@ async fn handle(state: &AppState, request: Request, next: Next) -> Result<Respon
         created_at: now,
         response: None,
     };
-    let expired_before = before(now, KEPT_FOR);
-    let claim = state.store.begin_idempotent_request(&record, before(now, ABANDONED_AFTER), expired_before).await?;
+    let expired_before = now.minus(KEPT_FOR);
+    let claim = state.store.begin_idempotent_request(&record, now.minus(ABANDONED_AFTER), expired_before).await?;
     if let IdempotencyClaim::Existing(existing) = claim {
         return Ok(answer_existing(existing, &record));
     }
@@ -222,10 +223,6 @@ fn sha256_hex(bytes: &[u8]) -> String {
     Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn before(now: Timestamp, d: Duration) -> Timestamp {
-    Timestamp::from_millis(now.as_millis().saturating_sub(i64::try_from(d.as_millis()).unwrap_or(i64::MAX)))
-}
-
 /// Documents the header on every POST, PUT, PATCH and DELETE operation under `/v1`, as one shared parameter
 /// (`#/components/parameters/IdempotencyKey`).
 pub fn document(openapi: &mut OpenApi) {
@@ -281,11 +278,5 @@ mod tests {
     #[test]
     fn the_body_hash_is_sha256() {
         assert_eq!(sha256_hex(b"abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
-    }
-
-    #[test]
-    fn before_subtracts_and_saturates() {
-        assert_eq!(before(Timestamp::from_millis(600_000), ABANDONED_AFTER), Timestamp::from_millis(300_000));
-        assert_eq!(before(Timestamp::from_millis(i64::MIN), KEPT_FOR), Timestamp::from_millis(i64::MIN));
     }
 }

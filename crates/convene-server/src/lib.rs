@@ -91,7 +91,23 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
             ApiError::MethodNotAllowed(format!("{} does not take this method; see /docs", uri.path()))
         })
         .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(axum::middleware::from_fn(run_to_completion))
         .with_state(state)
+}
+
+/// Runs every request that changes something (POST, PUT, PATCH, DELETE; native and every dialect) in a task of its
+/// own, so that a client that hangs up or times out does not cut the change off halfway: a creation runs to its end
+/// and is recorded, and the client's retry finds it (by its Idempotency-Key, or the creation's duplicate window).
+async fn run_to_completion(request: Request, next: axum::middleware::Next) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    use tracing::Instrument as _;
+    if request.method().is_safe() {
+        return next.run(request).await;
+    }
+    match tokio::spawn(next.run(request).in_current_span()).await {
+        Ok(response) => response,
+        Err(e) => ApiError::internal(anyhow::anyhow!("the request handler failed: {e}")).into_response(),
+    }
 }
 
 /// Serves until `shutdown` is cancelled, then finishes the requests in flight. Runs the job worker beside the

@@ -28,7 +28,7 @@ mod events;
 mod outbox;
 pub mod webhooks;
 
-pub use creation::{CreationConfig, CreationResult, Enqueued};
+pub use creation::{CreationConfig, CreationResult, Enqueued, RetryGuard};
 pub use outbox::{
     EventGroup, GroupCreatedData, GroupCreationFailedData, GroupUpdatedData, InstanceData, JobStateChangedData,
     ParticipantsData,
@@ -52,6 +52,8 @@ pub struct Service {
     reported: Arc<dyn ConnectorEvents>,
     /// One creation at a time per instance, so two requests cannot both pass the pacing check.
     creation_turns: Arc<std::sync::Mutex<HashMap<InstanceId, Arc<tokio::sync::Mutex<()>>>>>,
+    /// The jobs this process is running: any other job left `running` belongs to a process that is gone.
+    running_here: creation::JobsRunningHere,
 }
 
 /// What happened to one requested participant, keyed by what the caller sent.
@@ -213,6 +215,7 @@ impl Service {
             event_writes: Arc::new(tokio::sync::watch::Sender::new(0)),
             reported: Arc::clone(&events),
             creation_turns: Arc::default(),
+            running_here: Arc::default(),
         };
         for instance in service.store.list_instances().await? {
             service.attach_connector(&instance);

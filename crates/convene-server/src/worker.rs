@@ -1,5 +1,6 @@
-//! The background worker: runs queued group creations when they are due, wakes when jobs are queued, and on start
-//! puts back jobs a crash interrupted (they are reconciled before anything is retried).
+//! The background worker: runs queued group creations when they are due, wakes when jobs are queued, and puts back
+//! jobs whose process is gone — on start every running job, then on each pass those left idle (they are reconciled
+//! before anything is retried).
 
 use std::time::Duration;
 
@@ -8,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 use crate::service::Service;
 
 pub async fn run(service: Service, poll: Duration, shutdown: CancellationToken) {
-    match service.recover_interrupted_jobs().await {
+    match service.requeue_orphaned_jobs(service.now()).await {
         Ok(0) => {}
         Ok(n) => tracing::warn!(jobs = n, "jobs interrupted by a stop go back to the queue for reconciliation"),
         Err(e) => tracing::error!(error = ?e, "could not recover interrupted jobs"),

@@ -143,6 +143,10 @@ macro_rules! impl_store {
                 jobs::list_jobs(self, query).await
             }
 
+            async fn find_duplicate_job(&self, dedupe_key: &str, since: Timestamp) -> DbResult<Option<JobRecord>> {
+                jobs::find_duplicate_job(self, dedupe_key, since).await
+            }
+
             async fn due_jobs(&self, now: Timestamp, limit: u32) -> DbResult<Vec<JobRecord>> {
                 jobs::due_jobs(self, now, limit).await
             }

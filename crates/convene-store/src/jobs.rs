@@ -29,7 +29,7 @@ macro_rules! select_jobs {
     ($rest:literal) => {
         concat!(
             "SELECT id, batch_id, state, instance_ids, pinned_instance_id, request, creation_key, attempts, ",
-            "next_run_at, needs_reconcile, last_error, result, created_at, updated_at FROM jobs ",
+            "next_run_at, needs_reconcile, last_error, result, dedupe_key, created_at, updated_at FROM jobs ",
             $rest
         )
     };
@@ -127,7 +127,8 @@ pub(crate) async fn creation_attempt_times(
     since: Timestamp,
 ) -> DbResult<Vec<Timestamp>> {
     let statement = Statement::new(
-        "SELECT started_at FROM creation_attempts WHERE instance_id = $1 AND started_at >= $2 ORDER BY started_at",
+        "SELECT started_at FROM creation_attempts WHERE instance_id = $1 AND started_at >= $2 \
+         AND (outcome IS NULL OR outcome <> 'not_sent') ORDER BY started_at",
     )
     .bind(instance.0)
     .bind(since.as_millis());
@@ -150,8 +151,8 @@ pub(crate) async fn insert_jobs(db: &impl Backend, jobs: &[JobRecord]) -> DbResu
 pub(crate) fn insert_job_statement(j: &JobRecord) -> Statement {
     Statement::new(
         "INSERT INTO jobs (id, batch_id, state, instance_ids, pinned_instance_id, request, creation_key, \
-                 attempts, next_run_at, needs_reconcile, last_error, result, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+                 attempts, next_run_at, needs_reconcile, last_error, result, dedupe_key, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
     )
     .bind(id(j.id))
     .bind(j.batch_id.map(id))
@@ -165,8 +166,23 @@ pub(crate) fn insert_job_statement(j: &JobRecord) -> Statement {
     .bind(j.needs_reconcile)
     .bind(j.last_error.as_deref())
     .bind(j.result.as_deref())
+    .bind(j.dedupe_key.as_deref())
     .bind(j.created_at.as_millis())
     .bind(j.updated_at.as_millis())
+}
+
+pub(crate) async fn find_duplicate_job(
+    db: &impl Backend,
+    dedupe_key: &str,
+    since: Timestamp,
+) -> DbResult<Option<JobRecord>> {
+    let statement = Statement::new(select_jobs!(
+        "WHERE dedupe_key = $1 AND created_at >= $2 AND state IN ('queued', 'running', 'succeeded') \
+         ORDER BY created_at DESC LIMIT 1"
+    ))
+    .bind(dedupe_key)
+    .bind(since.as_millis());
+    Ok(db.fetch(statement, stored::job).await?.into_iter().next())
 }
 
 pub(crate) async fn get_job(db: &impl Backend, job_id: Uuid) -> DbResult<JobRecord> {

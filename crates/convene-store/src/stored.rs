@@ -158,6 +158,7 @@ pub(crate) fn job(row: &dyn Columns) -> DbResult<JobRecord> {
         needs_reconcile: row.flag("needs_reconcile")?,
         last_error: row.text_or_null("last_error")?.map(str::to_owned),
         result: row.text_or_null("result")?.map(str::to_owned),
+        dedupe_key: row.text_or_null("dedupe_key")?.map(str::to_owned),
         created_at: Timestamp::from_millis(row.int("created_at")?),
         updated_at: Timestamp::from_millis(row.int("updated_at")?),
     })

@@ -3,7 +3,7 @@
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Request, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use convene_core::store::{GroupListQuery, GroupRecord};
 use convene_core::{
     GroupId, GroupJid, GroupMember, GroupPicture, GroupSettings, GroupSettingsPatch, InstanceId, ParticipantChange,
@@ -18,7 +18,8 @@ use crate::AppState;
 use crate::auth::AccountKey;
 use crate::error::{ApiError, ErrorBody, Result};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
-use crate::service::{GroupChange, GroupView, NewGroup, ParticipantReport};
+use crate::idempotency::IDEMPOTENCY_KEY;
+use crate::service::{GroupChange, GroupView, NewGroup, ParticipantReport, RetryGuard};
 
 /// Form overhead allowed on top of the largest picture.
 const PICTURE_FORM_OVERHEAD: usize = 64 * 1024;
@@ -193,6 +194,10 @@ async fn resolve(state: &AppState, group: &str, params: &GroupParams) -> Result<
 }
 
 /// Create a group. It is created even when some participants cannot be added; `participants` says who and why.
+///
+/// Without an `Idempotency-Key`, a repeat of a creation on the same instance with the same subject and participants
+/// within `creation.duplicate_window_secs` (120 s) gets the first creation's answer instead of a second group (409 if
+/// the first is still running after a minute).
 #[utoipa::path(post, path = "/groups", tag = "groups", operation_id = "v1.group.create",
     request_body(content = GroupIn, example = json!({
         "instance_id": 7103000001_i64,
@@ -202,13 +207,17 @@ async fn resolve(state: &AppState, group: &str, params: &GroupParams) -> Result<
         "settings": {"announce_only": false, "join_approval": true}
     })),
     responses((status = 201, body = GroupCreatedOut), (status = 404, body = ErrorBody),
-        (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)),
+        (status = 409, body = ErrorBody), (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)),
     security(("api_key" = [])))]
 async fn create_group(
     State(state): State<AppState>,
     _key: AccountKey,
+    headers: HeaderMap,
     ApiJson(input): ApiJson<GroupIn>,
 ) -> Result<(StatusCode, Json<GroupCreatedOut>)> {
+    // A caller's Idempotency-Key decides alone what its repeats get; without one, the duplicate window guards.
+    let guard =
+        if headers.contains_key(IDEMPOTENCY_KEY) { RetryGuard::IdempotencyKey } else { RetryGuard::DuplicateWindow };
     let new = NewGroup {
         subject: input.subject,
         description: input.description,
@@ -216,7 +225,7 @@ async fn create_group(
         settings: input.settings,
         auto_invite: input.auto_invite,
     };
-    let created = state.service.create_group(input.instance_id, new).await?;
+    let created = state.service.create_group(input.instance_id, new, guard).await?;
     Ok((StatusCode::CREATED, Json(GroupCreatedOut { group: created.group.into(), participants: created.participants })))
 }
 

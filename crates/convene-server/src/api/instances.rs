@@ -71,7 +71,7 @@ pub struct CreationStatusOut {
 impl InstanceOut {
     pub async fn load(service: &Service, record: InstanceRecord, state: InstanceState) -> Result<Self> {
         let pacing = service.pacing_policy(&record).await?;
-        let (next, pause) = service.next_creation_at(&record).await?;
+        let (next, pause) = service.next_creation_at(&record, service.now()).await?;
         let creation = CreationStatusOut {
             pacing,
             next_creation_at: next,

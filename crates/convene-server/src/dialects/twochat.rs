@@ -23,7 +23,7 @@ use serde_json::{Value, json};
 use super::common::{self, DialectError, DialectFields as _, Failure, Renames, Shape};
 use crate::AppState;
 use crate::error::ApiError;
-use crate::service::{NewGroup, ParticipantReport};
+use crate::service::{NewGroup, ParticipantReport, RetryGuard};
 
 /// 2Chat's error body.
 struct TwoChat;
@@ -252,7 +252,8 @@ async fn create_group(
         settings: Default::default(),
         auto_invite: Some(true),
     };
-    let created = state.service.create_group(instance.id, new).await.fields(CREATE_FIELDS)?;
+    let created =
+        state.service.create_group(instance.id, new, RetryGuard::DuplicateWindow).await.fields(CREATE_FIELDS)?;
     let record = created.group.record;
     let creator = instance.phone.as_ref().map(|p| {
         let entry = NumberResult {

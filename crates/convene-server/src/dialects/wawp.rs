@@ -25,7 +25,7 @@ use serde_json::{Map, Value, json};
 use super::common::{self, DialectError, DialectFields as _, Failure, Renames, Shape};
 use crate::AppState;
 use crate::error::ApiError;
-use crate::service::{NewGroup, ParticipantReport};
+use crate::service::{NewGroup, ParticipantReport, RetryGuard};
 
 /// Wawp's error body.
 struct Wawp;
@@ -298,7 +298,8 @@ async fn create_group(State(state): State<AppState>, call: WawpCall) -> Result<J
         settings: Default::default(),
         auto_invite: None,
     };
-    let created = state.service.create_group(call.instance.id, new).await.fields(CREATE_FIELDS)?;
+    let created =
+        state.service.create_group(call.instance.id, new, RetryGuard::DuplicateWindow).await.fields(CREATE_FIELDS)?;
     let members = created.group.members.unwrap_or_default();
     let role = |phone: &PhoneNumber| members.iter().find(|m| &m.phone == phone).map(|m| m.role);
     let creator = call.instance.phone.as_ref().map(|phone| ParticipantOut {

@@ -22,7 +22,7 @@ use serde_json::{Value, json};
 use super::common::{self, DialectError, DialectFields as _, Failure, Renames, Shape};
 use crate::AppState;
 use crate::error::ApiError;
-use crate::service::{GroupChange, NewGroup, ParticipantReport};
+use crate::service::{GroupChange, NewGroup, ParticipantReport, RetryGuard};
 
 /// Z-API's error body.
 struct Zapi;
@@ -217,7 +217,8 @@ async fn create_group(
         settings: Default::default(),
         auto_invite: input.auto_invite,
     };
-    let created = state.service.create_group(instance.id, new).await.fields(CREATE_FIELDS)?;
+    let created =
+        state.service.create_group(instance.id, new, RetryGuard::DuplicateWindow).await.fields(CREATE_FIELDS)?;
     let record = created.group.record;
     // The group exists now: a failure to read its link must not turn the answer into an error (and a retry into a
     // second group).

@@ -6,6 +6,7 @@
 //! before anything is tried again. A `rate-overlimit` or a temporary ban pauses the instance until it ends.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use convene_core::connector::CreateGroupRequest;
@@ -31,6 +32,19 @@ const DEFAULT_RATE_LIMIT_PAUSE: Duration = Duration::from_secs(60);
 pub(super) const DEFAULT_BAN_PAUSE: Duration = Duration::from_secs(86_400);
 const DAY: Duration = Duration::from_secs(86_400);
 pub(super) const BAN_REASON: &str = "temporarily banned by WhatsApp (code 103)";
+/// How long a repeated creation waits for the first one's answer before saying it is still under way.
+const DUPLICATE_WAIT: Duration = Duration::from_secs(60);
+/// A job left `running` by no process of ours for this long (its process died) is reconciled by the worker.
+const ORPHANED_AFTER: Duration = Duration::from_secs(60);
+
+/// What guards a synchronous creation against a client's retry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RetryGuard {
+    /// No Idempotency-Key: a creation like one made within `creation.duplicate_window_secs` gets that one's answer.
+    DuplicateWindow,
+    /// The caller sent an Idempotency-Key, which alone decides what a repeat gets.
+    IdempotencyKey,
+}
 
 /// What a job row stores as its request.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -78,6 +92,10 @@ pub struct CreationConfig {
     pub sandbox_pacing: PacingPolicy,
     /// Pacing of real numbers unless an instance sets its own.
     pub whatsapp_pacing: PacingPolicy,
+    /// For this many seconds, a synchronous creation sent without an Idempotency-Key on the same instance with the
+    /// same subject and participant set as an earlier one that succeeded or is still running gets that creation's
+    /// answer instead of a second group (a client retrying after a timeout). 0 turns it off.
+    pub duplicate_window_secs: u64,
 }
 
 impl CreationConfig {
@@ -101,6 +119,32 @@ impl CreationConfig {
     }
 }
 
+/// Jobs this process is running (see `Service::requeue_orphaned_jobs`); a job leaves the set when the guard drops.
+pub(super) type JobsRunningHere = Arc<std::sync::Mutex<HashSet<Uuid>>>;
+
+pub(super) struct RunningHere {
+    jobs: JobsRunningHere,
+    job: Uuid,
+}
+
+impl Drop for RunningHere {
+    fn drop(&mut self) {
+        self.jobs.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&self.job);
+    }
+}
+
+/// A synchronous creation's duplicate-window key: its instance, subject and participant set (normalised numbers and
+/// the inputs that are not numbers, in any order), hashed.
+fn dedupe_key(instance_id: InstanceId, prepared: &Prepared) -> String {
+    let numbers = prepared.participants.numbers.iter().map(|(_, p)| p.e164());
+    let mut people: Vec<String> =
+        numbers.chain(prepared.participants.invalid.iter().map(|i| i.trim().to_owned())).collect();
+    people.sort();
+    people.dedup();
+    let identity = serde_json::json!([instance_id.0, prepared.request.subject.as_str(), people]);
+    crate::auth::hash_secret(&identity.to_string())
+}
+
 /// What `POST /v1/jobs/groups` accepted.
 pub struct Enqueued {
     pub batch_id: Uuid,
@@ -117,12 +161,16 @@ impl Service {
         }))
     }
 
-    /// When `instance` may next create a group (now or earlier: at once), and the network's pause if one runs.
-    pub async fn next_creation_at(&self, instance: &InstanceRecord) -> Result<(Timestamp, Option<InstancePause>)> {
-        let now = self.clock.now();
+    /// When `instance` may next create a group (`now` or earlier: at once), and the network's pause if one runs.
+    /// The caller reads the clock once and decides with that reading: a second reading a moment later would make
+    /// an instance that may create at once look paced.
+    pub async fn next_creation_at(
+        &self,
+        instance: &InstanceRecord,
+        now: Timestamp,
+    ) -> Result<(Timestamp, Option<InstancePause>)> {
         let policy = self.pacing_policy(instance).await?;
-        let since = Timestamp::from_millis(now.as_millis() - DAY.as_millis() as i64);
-        let recent = self.store.creation_attempt_times(instance.id, since).await?;
+        let recent = self.store.creation_attempt_times(instance.id, now.minus(DAY)).await?;
         let pause = self.store.instance_pause(instance.id).await?.filter(|p| p.until > now);
         Ok((policy.next_allowed(&recent, pause.as_ref().map(|p| p.until), now), pause))
     }
@@ -180,8 +228,14 @@ impl Service {
     }
 
     /// Creates a group now, or refuses with 429 and the wait when the instance's pacing does not allow it yet
-    /// (nothing is sent to the network then).
-    pub async fn create_group(&self, instance_id: InstanceId, new: NewGroup) -> Result<CreatedGroupView> {
+    /// (nothing is sent to the network then). With `RetryGuard::DuplicateWindow`, a repeat of a creation made
+    /// moments ago gets that creation's answer (see `CreationConfig::duplicate_window_secs`).
+    pub async fn create_group(
+        &self,
+        instance_id: InstanceId,
+        new: NewGroup,
+        guard: RetryGuard,
+    ) -> Result<CreatedGroupView> {
         let instance = self
             .store
             .get_instance(instance_id)
@@ -189,9 +243,25 @@ impl Service {
             .map_err(|e| not_found(e, || format!("no instance {instance_id}")))?;
         let prepared = self.prepare(&instance, &new, "").await.map_err(ApiError::Validation)?;
         let connector = self.connector(instance_id)?;
-        let _turn = self.creation_turn(instance_id).await;
-        let now = self.clock.now();
-        let (next, pause) = self.next_creation_at(&instance).await?;
+        let window = Duration::from_secs(self.creation.duplicate_window_secs);
+        let dedupe_key =
+            (guard == RetryGuard::DuplicateWindow && !window.is_zero()).then(|| dedupe_key(instance_id, &prepared));
+        let (_turn, now) = loop {
+            let turn = self.creation_turn(instance_id).await;
+            let now = self.clock.now();
+            let first = match &dedupe_key {
+                Some(key) => self.store.find_duplicate_job(key, now.minus(window)).await?,
+                None => None,
+            };
+            let Some(first) = first else { break (turn, now) };
+            drop(turn);
+            tracing::info!(instance = %instance_id, job = %first.id, "a repeated creation gets the first one's answer");
+            if let Some(answer) = self.answer_of(first).await? {
+                return Ok(answer);
+            }
+            // The first ended without a group: this one goes ahead.
+        };
+        let (next, pause) = self.next_creation_at(&instance, now).await?;
         if next > now {
             let why = match pause {
                 Some(p) => format!("the network paused this number's group creation ({})", p.reason),
@@ -207,6 +277,8 @@ impl Service {
         job.state = JobState::Running;
         job.pinned_instance_id = Some(instance_id);
         job.attempts = 1;
+        job.dedupe_key = dedupe_key;
+        let _running = self.running_here(job.id);
         self.commit(&[Change::InsertJobs(std::slice::from_ref(&job))], &[self.job_event(&job, None)?]).await?;
         match self.attempt(&job, instance_id, connector.as_ref(), &prepared.request).await? {
             Attempted::Created(metadata, results) => {
@@ -230,6 +302,34 @@ impl Service {
                 })
             }
         }
+    }
+
+    /// The answer a creation gave, for a repeat of it, waiting (bounded) while it is still under way; `None` when it
+    /// ended without a group.
+    async fn answer_of(&self, mut first: JobRecord) -> Result<Option<CreatedGroupView>> {
+        let mut writes = self.event_writes.subscribe();
+        let deadline = tokio::time::Instant::now() + DUPLICATE_WAIT;
+        while !first.state.is_final() {
+            if tokio::time::Instant::now() >= deadline {
+                return Err(ApiError::Conflict(format!(
+                    "the same group is still being created (job {0}); its answer will be at GET /v1/jobs/{0}",
+                    first.id
+                )));
+            }
+            // A job's every state change is written with its event, so an event write here may be its end; a job
+            // another process runs is read again each second.
+            let _ = tokio::time::timeout(Duration::from_secs(1), writes.changed()).await;
+            first = self.store.get_job(first.id).await?;
+        }
+        let Some(result) = Self::job_result(&first).filter(|_| first.state == JobState::Succeeded) else {
+            return Ok(None);
+        };
+        let record = self.store.get_group(result.group_id).await?;
+        let members = match self.connector(result.instance_id) {
+            Ok(connector) => connector.group_metadata(&record.jid).await.ok().map(|m| m.members),
+            Err(_) => None,
+        };
+        Ok(Some(CreatedGroupView { group: GroupView { record, members }, participants: result.participants }))
     }
 
     /// Queues creations to run as soon as pacing allows, each on whichever of `instance_ids` may create soonest.
@@ -304,6 +404,13 @@ impl Service {
     /// Runs every job due now, one at a time; returns how many it touched. The worker calls this in a loop, tests
     /// call it directly after moving the clock.
     pub async fn run_due_jobs(&self) -> Result<usize> {
+        let orphans = self.requeue_orphaned_jobs(self.clock.now().minus(ORPHANED_AFTER)).await?;
+        if orphans > 0 {
+            tracing::warn!(
+                jobs = orphans,
+                "running jobs whose process is gone go back to the queue for reconciliation"
+            );
+        }
         let due = self.store.due_jobs(self.clock.now(), 100).await?;
         let n = due.len();
         for job in due {
@@ -315,16 +422,22 @@ impl Service {
         Ok(n)
     }
 
-    /// After a crash: jobs that were running go back to the queue, to be reconciled first.
-    pub async fn recover_interrupted_jobs(&self) -> Result<u64> {
+    /// Jobs left `running` by no task of this process and unchanged since `idle_since` (a crash stopped this process
+    /// or another one that ran them) go back to the queue, to be reconciled before anything is tried again. The
+    /// worker calls this on start for every running job, and then on each pass for those idle past `ORPHANED_AFTER`.
+    pub async fn requeue_orphaned_jobs(&self, idle_since: Timestamp) -> Result<u64> {
+        let query = JobListQuery { state: Some(JobState::Running), batch_id: None, limit: 500 };
         let mut requeued = 0;
         loop {
-            let query = JobListQuery { state: Some(JobState::Running), batch_id: None, limit: 500 };
-            let running = self.store.list_jobs(&query).await?;
-            if running.is_empty() {
+            let orphans: Vec<JobRecord> = {
+                let running = self.store.list_jobs(&query).await?;
+                let here = self.running_here.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                running.into_iter().filter(|j| j.updated_at <= idle_since && !here.contains(&j.id)).collect()
+            };
+            if orphans.is_empty() {
                 return Ok(requeued);
             }
-            for mut job in running {
+            for mut job in orphans {
                 let now = self.clock.now();
                 job.state = JobState::Queued;
                 job.needs_reconcile = true;
@@ -334,6 +447,12 @@ impl Service {
                 requeued += 1;
             }
         }
+    }
+
+    /// Marks a job as run by this process until the guard drops, so that the orphan sweep leaves it alone.
+    fn running_here(&self, job: Uuid) -> RunningHere {
+        self.running_here.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(job);
+        RunningHere { jobs: Arc::clone(&self.running_here), job }
     }
 
     /// When the next queued job is due.
@@ -372,7 +491,7 @@ impl Service {
             if self.connector(*id).is_err() {
                 continue;
             }
-            let (next, _) = self.next_creation_at(&instance).await?;
+            let (next, _) = self.next_creation_at(&instance, now).await?;
             if best.as_ref().is_none_or(|(b, _)| next < *b) {
                 best = Some((next, instance));
             }
@@ -399,6 +518,7 @@ impl Service {
         };
         let connector = self.connector(instance.id)?;
         let _turn = self.creation_turn(instance.id).await;
+        let _running = self.running_here(job.id);
         job.state = JobState::Running;
         job.pinned_instance_id = Some(instance.id);
         job.attempts += 1;
@@ -495,6 +615,8 @@ impl Service {
                 self.pause(instance_id, until, BAN_REASON, true).await?;
                 ("banned", Attempted::Failed(e))
             }
+            // Refused before anything was sent: the creation uses none of the instance's pacing budget.
+            Err(e @ ConnectorError::NotConnected(_)) => ("not_sent", Attempted::Failed(e)),
             Err(e) => ("failed", Attempted::Failed(e)),
         };
         let detail = match &result {
@@ -605,6 +727,7 @@ impl Service {
             needs_reconcile: false,
             last_error: None,
             result: None,
+            dedupe_key: None,
             created_at: now,
             updated_at: now,
         })

@@ -524,3 +524,33 @@ async fn wawp_create_group_on_a_number_that_is_not_connected_is_a_503_at_once() 
     assert_eq!((&answer["statusCode"], &answer["error"]), (&json!(503), &json!("Service Unavailable")));
     assert!(answer["message"].as_str().unwrap().contains("not connected"), "{answer}");
 }
+
+#[tokio::test]
+async fn creations_refused_because_the_number_is_not_connected_use_no_pacing_budget_in_any_dialect() {
+    // Arrange: a real number, paced as real numbers are (one group per 5 minutes), that is not connected.
+    let app = spawn_app().await;
+    let (id, token) = app.new_whatsapp_instance().await;
+    let green = Green { app: &app, id, token: token.clone() };
+    let zapi = Zapi { app: &app, id, token: token.clone() };
+    let wawp = Wawp { app: &app, id, token };
+
+    // Act: four creations in a row, through four APIs.
+    let native = app
+        .post("/v1/groups", json!({"instance_id": id.0, "subject": "Row 1", "participants": ["+12015550102"]}))
+        .await;
+    let green = green
+        .call(Method::POST, "createGroup", Some(json!({"groupName": "Row 2", "chatIds": ["12015550102@c.us"]})))
+        .await;
+    let zapi =
+        zapi.call(Method::POST, "create-group", Some(json!({"groupName": "Row 3", "phones": ["12015550102"]}))).await;
+    let wawp = wawp
+        .call(Method::POST, "/v2/groups", Some(json!({"name": "Row 4", "participants": [{"id": "12015550102@c.us"}]})))
+        .await;
+
+    // Assert: each is the 503 of its API, none a 429; the instance may still create at once.
+    for (api, (status, body)) in [("native", &native), ("Green", &green), ("Z-API", &zapi), ("Wawp", &wawp)] {
+        assert_eq!(*status, StatusCode::SERVICE_UNAVAILABLE, "{api}: {body}");
+    }
+    let (_, instance) = app.get(&format!("/v1/instances/{id}")).await;
+    assert_eq!(instance["creation"]["next_creation_at"], "2026-11-23T00:00:00Z", "{instance}");
+}

@@ -282,7 +282,7 @@ async fn a_job_interrupted_after_the_network_created_its_group_is_found_not_repe
     convene_core::Connector::create_group(&connector, &request).await.unwrap();
 
     // Act: the restart puts the running job back and the worker runs it.
-    assert_eq!(app.service.recover_interrupted_jobs().await.unwrap(), 1);
+    assert_eq!(app.service.requeue_orphaned_jobs(app.service.now()).await.unwrap(), 1);
     app.run_jobs_to_completion().await;
 
     // Assert
@@ -315,4 +315,40 @@ async fn a_synchronous_creation_that_trips_a_ban_is_told_when_to_come_back() {
     let body: Value = res.json().await.unwrap();
     assert!(body["detail"].as_str().unwrap().contains("code 103"), "{body}");
     assert_eq!(network_subjects(&app).await.get("Too soon"), None);
+}
+
+/// A clock that moves on by a millisecond every time it is read, as a busy machine's wall clock does between two
+/// readings.
+#[derive(Debug)]
+struct TickingClock(std::sync::atomic::AtomicI64);
+
+impl convene_core::Clock for TickingClock {
+    fn now(&self) -> convene_core::Timestamp {
+        convene_core::Timestamp::from_millis(self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst))
+    }
+}
+
+#[tokio::test]
+async fn an_unpaced_instance_is_never_refused_however_the_clock_moves_during_the_decision() {
+    // Arrange: the service on a clock that moves between any two readings.
+    let dir = tempfile::tempdir().unwrap();
+    let (config, _database) = crate::helpers::test_config(dir.path()).await;
+    let clock = TickingClock(std::sync::atomic::AtomicI64::new(crate::helpers::START.as_millis()));
+    let state = convene_server::AppState::open(&config, std::sync::Arc::new(clock)).await.unwrap();
+    let first = state.service.bootstrap(true).await.unwrap().unwrap();
+    let (instance, _) = first.instance.unwrap();
+
+    // Act and assert: sandbox numbers are unpaced by default, so no creation may be refused for pacing.
+    for i in 0..5 {
+        let new = convene_server::service::NewGroup {
+            subject: format!("Tick {i}"),
+            participants: vec!["+17137157533".into()],
+            ..Default::default()
+        };
+        let created =
+            state.service.create_group(instance.id, new, convene_server::service::RetryGuard::DuplicateWindow);
+        if let Err(e) = created.await {
+            panic!("creation {i} was refused: {e:?}");
+        }
+    }
 }

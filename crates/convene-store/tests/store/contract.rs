@@ -626,6 +626,8 @@ macro_rules! every_case {
             claiming_a_job_pins_it_counts_an_attempt_and_leaves_the_rest,
             updating_a_job_replaces_only_its_mutable_fields,
             deleting_an_instance_keeps_its_jobs_and_the_other_instances_records,
+            an_attempt_that_was_not_sent_uses_no_pacing_budget,
+            a_duplicate_is_the_newest_live_or_succeeded_job_with_the_key_inside_the_window,
             // events and webhook deliveries
             a_commit_writes_the_change_and_its_events_or_neither,
             events_fan_out_to_enabled_endpoints_whose_filter_takes_them,

@@ -85,6 +85,7 @@ fn queued_job(key: &str, instance: InstanceId) -> JobRecord {
         needs_reconcile: false,
         last_error: None,
         result: None,
+        dedupe_key: None,
         created_at: at(0),
         updated_at: at(0),
     }

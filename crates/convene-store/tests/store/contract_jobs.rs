@@ -40,6 +40,7 @@ fn job(key: &str, instances: &[InstanceId], next_run_at: Timestamp, batch: Optio
         needs_reconcile: false,
         last_error: None,
         result: None,
+        dedupe_key: None,
         created_at: next_run_at,
         updated_at: next_run_at,
     }
@@ -300,6 +301,7 @@ pub async fn jobs_round_trip_with_every_field_set_and_unset(store: &dyn Store) {
         needs_reconcile: true,
         last_error: Some("rate-overlimit — ünïcode".into()),
         result: Some("{\"group_id\":null}".into()),
+        dedupe_key: Some("dk_full".into()),
         updated_at: at(95_000),
         ..queued(1)
     };
@@ -572,6 +574,41 @@ pub async fn seed_rows_to_corrupt(store: &dyn Store) {
 }
 
 /// The first error reading the seeded rows back, as text; `None` when they all read.
+pub async fn an_attempt_that_was_not_sent_uses_no_pacing_budget(store: &dyn Store) {
+    // Arrange: three attempts, one refused before the network was asked, one still under way.
+    let id = instance(store, 7_000_000_007).await;
+    let (sent, not_sent, under_way) = (attempt(id, None, 10), attempt(id, None, 20), attempt(id, None, 30));
+    for a in [&sent, &not_sent, &under_way] {
+        store.insert_creation_attempt(a).await.unwrap();
+    }
+
+    // Act
+    store.finish_creation_attempt(sent.id, at(11), "failed", Some("network failure")).await.unwrap();
+    store.finish_creation_attempt(not_sent.id, at(21), "not_sent", Some("not connected")).await.unwrap();
+
+    // Assert: the one under way may reach the network, so it counts; the one not sent does not.
+    assert_eq!(store.creation_attempt_times(id, at(0)).await.unwrap(), [at(10), at(30)]);
+}
+
+pub async fn a_duplicate_is_the_newest_live_or_succeeded_job_with_the_key_inside_the_window(store: &dyn Store) {
+    // Arrange
+    let with = |key: &str, state, created_ms| JobRecord { dedupe_key: Some(key.into()), state, ..queued(created_ms) };
+    let old = with("dk_a", JobState::Succeeded, 100);
+    let newer = with("dk_a", JobState::Running, 200);
+    let failed = with("dk_a", JobState::Failed, 300);
+    let cancelled = with("dk_a", JobState::Cancelled, 310);
+    let other_key = with("dk_b", JobState::Succeeded, 400);
+    let unkeyed = queued(500);
+    store.insert_jobs(&[old, newer.clone(), failed, cancelled, other_key.clone(), unkeyed]).await.unwrap();
+
+    // Act and assert: the newest that made, or may still make, a group.
+    assert_eq!(store.find_duplicate_job("dk_a", at(0)).await.unwrap(), Some(newer.clone()));
+    assert_eq!(store.find_duplicate_job("dk_a", at(200)).await.unwrap(), Some(newer), "since is inclusive");
+    assert_eq!(store.find_duplicate_job("dk_a", at(201)).await.unwrap(), None, "failed and cancelled do not count");
+    assert_eq!(store.find_duplicate_job("dk_b", at(0)).await.unwrap(), Some(other_key));
+    assert_eq!(store.find_duplicate_job("dk_c", at(0)).await.unwrap(), None);
+}
+
 pub async fn first_read_error(store: &dyn Store) -> Option<String> {
     let id = InstanceId(7_000_000_101);
     let errors = [

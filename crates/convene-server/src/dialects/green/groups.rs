@@ -14,7 +14,7 @@ use super::error::{GreenError, GreenFields as _, Renames, refusal};
 use super::{GreenInstance, GreenJson, GreenMethod};
 use crate::AppState;
 use crate::error::{ApiError, FieldError};
-use crate::service::{GroupChange, NewGroup};
+use crate::service::{GroupChange, NewGroup, RetryGuard};
 
 /// Form overhead allowed on top of the largest picture.
 const PICTURE_FORM_OVERHEAD: usize = 64 * 1024;
@@ -140,7 +140,11 @@ async fn create_group(
     GreenJson(input): GreenJson<CreateGroupIn>,
 ) -> Result<Json<CreateGroupOut>, GreenError> {
     let new = NewGroup { subject: input.group_name, participants: input.chat_ids, ..NewGroup::default() };
-    let created = state.service.create_group(instance.0.id, new).await.green_fields(CREATE_FIELDS)?;
+    let created = state
+        .service
+        .create_group(instance.0.id, new, RetryGuard::DuplicateWindow)
+        .await
+        .green_fields(CREATE_FIELDS)?;
     let record = created.group.record;
     // The group exists now: failing the request over its link would only make the client create it again.
     let group_invite_link = state.service.invite_link(&record, false).await.unwrap_or_else(|e| {

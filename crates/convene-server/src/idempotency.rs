@@ -31,6 +31,7 @@ use utoipa::openapi::{ObjectBuilder, OpenApi, Ref, RefOr, Required, Type};
 use crate::AppState;
 use crate::auth::AccountKey;
 use crate::error::{ApiError, ErrorBody};
+use crate::webhooks::SecretBox;
 
 /// The request header.
 pub const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
@@ -83,7 +84,7 @@ async fn handle(state: &AppState, request: Request, next: Next) -> Result<Respon
     let expired_before = now.minus(KEPT_FOR);
     let claim = state.store.begin_idempotent_request(&record, now.minus(ABANDONED_AFTER), expired_before).await?;
     if let IdempotencyClaim::Existing(existing) = claim {
-        return Ok(answer_existing(existing, &record));
+        return Ok(answer_existing(&state.secrets, existing, &record));
     }
     let store = state.store.clone();
     tokio::spawn(async move {
@@ -91,16 +92,17 @@ async fn handle(state: &AppState, request: Request, next: Next) -> Result<Respon
             tracing::warn!(error = %e, "could not delete expired idempotency keys");
         }
     });
-    Ok(run(state.store.clone(), record, Request::from_parts(parts, Body::from(body)), next).await)
+    Ok(run(state, record, Request::from_parts(parts, Body::from(body)), next).await)
 }
 
-/// Runs the handler to the end even if the client hangs up, then keeps or releases the record.
-async fn run(store: std::sync::Arc<dyn Store>, record: IdempotencyRecord, request: Request, next: Next) -> Response {
+/// Runs the handler to the end, then keeps or releases the record.
+async fn run(state: &AppState, record: IdempotencyRecord, request: Request, next: Next) -> Response {
+    let store = state.store.clone();
     let task = {
-        let (store, record) = (store.clone(), record.clone());
+        let (store, secrets, record) = (store.clone(), state.secrets.clone(), record.clone());
         async move {
             let response = next.run(request).await;
-            finish(store.as_ref(), &record, response).await
+            finish(store.as_ref(), &secrets, &record, response).await
         }
     };
     match tokio::spawn(task.in_current_span()).await {
@@ -112,7 +114,7 @@ async fn run(store: std::sync::Arc<dyn Store>, record: IdempotencyRecord, reques
     }
 }
 
-async fn finish(store: &dyn Store, record: &IdempotencyRecord, response: Response) -> Response {
+async fn finish(store: &dyn Store, secrets: &SecretBox, record: &IdempotencyRecord, response: Response) -> Response {
     let status = response.status();
     if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
         release(store, record).await;
@@ -126,7 +128,10 @@ async fn finish(store: &dyn Store, record: &IdempotencyRecord, response: Respons
     match std::str::from_utf8(&bytes) {
         Ok(text) if bytes.len() <= MAX_STORED_BYTES => {
             let content_type = parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
-            let kept = IdempotentResponse { status: status.as_u16(), content_type, body: text.to_owned() };
+            // Sealed: answers carry credentials (a new instance's token, a webhook secret), and a copy of the
+            // database must not be a copy of them.
+            let body = secrets.seal_text(text, &sealing_context(record));
+            let kept = IdempotentResponse { status: status.as_u16(), content_type, body };
             if let Err(e) = store.complete_idempotent_request(record, &kept).await {
                 // Taken over after ABANDONED_AFTER, or the database failed: the caller still gets its answer.
                 tracing::error!(error = %e, key = %record.key, "could not store the answer to an idempotent request");
@@ -146,8 +151,13 @@ async fn release(store: &dyn Store, record: &IdempotencyRecord) {
     }
 }
 
+/// What a stored answer is sealed to: its record's API key and key, so that it opens in its own row only.
+fn sealing_context(record: &IdempotencyRecord) -> String {
+    format!("idempotency {} {}", record.api_key_id, record.key)
+}
+
 /// The stored answer, or why there is none to give.
-fn answer_existing(existing: IdempotencyRecord, request: &IdempotencyRecord) -> Response {
+fn answer_existing(secrets: &SecretBox, existing: IdempotencyRecord, request: &IdempotencyRecord) -> Response {
     if existing.fingerprint != request.fingerprint {
         return refusal(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -159,6 +169,7 @@ fn answer_existing(existing: IdempotencyRecord, request: &IdempotencyRecord) -> 
             ),
         );
     }
+    let context = sealing_context(&existing);
     let Some(stored) = existing.response else {
         let mut response = refusal(
             StatusCode::CONFLICT,
@@ -172,7 +183,11 @@ fn answer_existing(existing: IdempotencyRecord, request: &IdempotencyRecord) -> 
         return ApiError::internal(anyhow::anyhow!("stored idempotent status {} is not a status", stored.status))
             .into_response();
     };
-    let mut response = (status, stored.body).into_response();
+    let body = match secrets.open_text(&stored.body, &context) {
+        Ok(body) => body,
+        Err(e) => return ApiError::internal(anyhow::anyhow!("the stored answer to replay: {e}")).into_response(),
+    };
+    let mut response = (status, body).into_response();
     let headers = response.headers_mut();
     headers.remove(header::CONTENT_TYPE);
     if let Some(ct) = stored.content_type.and_then(|ct| HeaderValue::from_str(&ct).ok()) {

@@ -51,6 +51,13 @@ impl AppState {
         let store = convene_store::connect(&config.database_url).await.context("opening the database")?;
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
+        // The data directory holds the database, device keys and the secrets key: its owner's only, also when an
+        // older version made it readable by others.
+        #[cfg(unix)]
+        if let Err(e) = std::fs::set_permissions(&config.data_dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+        {
+            tracing::warn!(dir = %config.data_dir.display(), error = %e, "could not make the data directory private");
+        }
         let sandbox = SandboxNetwork::open(Some(config.sandbox_path()), config.sandbox.clone(), clock.clone())
             .with_context(|| format!("opening the sandbox world {}", config.sandbox_path().display()))?;
         let secrets = Arc::new(webhooks::SecretBox::open_or_create(&config.webhooks, &config.data_dir)?);

@@ -30,6 +30,7 @@ const MIGRATIONS: &[Migration] = &[
     (3, include_str!("../migrations/postgres/0003_idempotency.sql")),
     (4, include_str!("../migrations/postgres/0004_events.sql")),
     (5, include_str!("../migrations/postgres/0005_creation_duplicate_window.sql")),
+    (6, include_str!("../migrations/postgres/0006_sealed_idempotent_answers.sql")),
 ];
 
 /// The advisory lock key that migration transactions hold: "convene" in ASCII. Any process migrating a Convene

@@ -1,6 +1,7 @@
 //! `convene instance …`: commands that talk to a running Convene over its HTTP API.
 
 use std::io::Write;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
 use anyhow::{Context as _, anyhow, bail};
@@ -25,9 +26,10 @@ pub enum InstanceCommand {
 pub struct PairArgs {
     /// The instance to pair.
     id: String,
-    /// The running Convene's base URL.
-    #[arg(long, env = "CONVENE_URL", default_value = "http://127.0.0.1:8080")]
-    url: String,
+    /// The running Convene's base URL; by default the `listen` address of the configuration (file and
+    /// `CONVENE_*` environment) that `serve` reads.
+    #[arg(long, env = "CONVENE_URL")]
+    url: Option<String>,
     /// An API key of the account that owns the instance.
     #[arg(long, env = "CONVENE_API_KEY", hide_env_values = true)]
     api_key: String,
@@ -39,14 +41,28 @@ pub struct PairArgs {
     timeout: u64,
 }
 
-pub async fn run(command: InstanceCommand) -> anyhow::Result<()> {
+pub async fn run(command: InstanceCommand, config: Option<&std::path::Path>) -> anyhow::Result<()> {
     match command {
-        InstanceCommand::Pair(args) => pair(args).await,
+        InstanceCommand::Pair(args) => pair(args, config).await,
     }
 }
 
-async fn pair(args: PairArgs) -> anyhow::Result<()> {
-    let api = Http::new(&args.url, &args.api_key, &args.id)?;
+/// Where a server started with `listen` is reached from this machine: a wildcard address means its loopback.
+fn local_url(listen: SocketAddr) -> String {
+    let ip = match listen.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    format!("http://{}", SocketAddr::new(ip, listen.port()))
+}
+
+async fn pair(args: PairArgs, config: Option<&std::path::Path>) -> anyhow::Result<()> {
+    let url = match args.url {
+        Some(url) => url,
+        None => local_url(convene_server::Config::load(config)?.listen),
+    };
+    let api = Http::new(&url, &args.api_key, &args.id)?;
     let mut out = std::io::stdout();
     let mode = match &args.phone {
         Some(phone) => {
@@ -219,6 +235,13 @@ mod tests {
     use std::collections::VecDeque;
 
     use super::*;
+
+    #[test]
+    fn the_default_url_is_the_listen_address_with_a_wildcard_read_as_loopback() {
+        assert_eq!(local_url("0.0.0.0:9090".parse().unwrap()), "http://127.0.0.1:9090");
+        assert_eq!(local_url("[::]:8080".parse().unwrap()), "http://[::1]:8080");
+        assert_eq!(local_url("10.1.2.3:80".parse().unwrap()), "http://10.1.2.3:80");
+    }
 
     /// Answers each poll from a script: one status per `instance()`, one answer per `qr()`.
     struct Script {

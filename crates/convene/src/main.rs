@@ -69,6 +69,10 @@ enum ConfigCommand {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // What this process creates — the data directory, the database and its `-wal`/`-shm`, the sandbox world, device
+    // keys, the secrets key — is for its owner only (0700 directories, 0600 files). One mask covers the files that
+    // libraries create too (SQLite's WAL files, whatsapp-rust's device store), which no per-file mode here could.
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_env("CONVENE_LOG").unwrap_or_else(|_| EnvFilter::new("info")))
         .with_writer(std::io::stderr)
@@ -86,10 +90,7 @@ async fn main() -> anyhow::Result<()> {
             let json = convene_server::openapi_json();
             match out {
                 Some(path) => std::fs::write(&path, json).with_context(|| format!("writing {}", path.display())),
-                None => {
-                    print!("{json}");
-                    Ok(())
-                }
+                None => print_quietly(&json),
             }
         }
         Command::Key { command: KeyCommand::Create { name } } => {
@@ -99,11 +100,19 @@ async fn main() -> anyhow::Result<()> {
             println!("{key}");
             Ok(())
         }
-        Command::Instance { command } => instance::run(command).await,
-        Command::Config { command: ConfigCommand::Default } => {
-            print!("{}", convene_server::config::DEFAULT_CONFIG);
-            Ok(())
-        }
+        Command::Instance { command } => instance::run(command, cli.config.as_deref()).await,
+        Command::Config { command: ConfigCommand::Default } => print_quietly(convene_server::config::DEFAULT_CONFIG),
+    }
+}
+
+/// Writes `text` to standard output. A reader that stops early (`convene openapi | head`) ends the output quietly,
+/// as Unix tools do, rather than with a broken-pipe panic.
+fn print_quietly(text: &str) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e).context("writing to standard output"),
+        _ => Ok(()),
     }
 }
 

@@ -47,7 +47,8 @@ pub struct WebhookConfig {
     /// Events older than this many days go, with their deliveries and attempt logs, unless still owed to an
     /// endpoint; 0 keeps them forever.
     pub retention_days: u32,
-    /// Base64 of 32 bytes that seal the endpoints' secrets; empty: the key file in the data directory.
+    /// Base64 of 32 bytes that seal the endpoints' secrets and the answers kept for idempotent replays; empty: the key
+    /// file in the data directory.
     pub secret_key: String,
 }
 

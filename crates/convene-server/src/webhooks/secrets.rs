@@ -106,31 +106,49 @@ impl SecretBox {
 
     /// `v1.<base64 of nonce and ciphertext>`.
     pub fn seal(&self, secret: &Secret) -> SealedSecret {
-        let mut nonce = [0; NONCE_LEN];
-        SystemRandom::new().fill(&mut nonce).expect("the system's random source");
-        let mut sealed = secret.0.clone();
-        self.key
-            .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), ring::aead::Aad::empty(), &mut sealed)
-            .expect("sealing a short secret");
-        let mut out = nonce.to_vec();
-        out.extend(sealed);
-        SealedSecret(format!("v1.{}", STANDARD.encode(out)))
+        SealedSecret(self.seal_bytes(&secret.0, b""))
     }
 
     pub fn unseal(&self, sealed: &SealedSecret) -> Result<Secret, String> {
+        self.open_bytes(&sealed.0, b"").map(Secret).map_err(|e| format!("the stored secret {e}"))
+    }
+
+    /// Seals `text` bound to `context`: it opens only with the same context, so a sealed value moved to another row
+    /// does not open there.
+    pub fn seal_text(&self, text: &str, context: &str) -> String {
+        self.seal_bytes(text.as_bytes(), context.as_bytes())
+    }
+
+    pub fn open_text(&self, sealed: &str, context: &str) -> Result<String, String> {
+        let bytes = self.open_bytes(sealed, context.as_bytes()).map_err(|e| format!("the sealed text {e}"))?;
+        String::from_utf8(bytes).map_err(|_| "the sealed text is not UTF-8".to_owned())
+    }
+
+    fn seal_bytes(&self, plain: &[u8], context: &[u8]) -> String {
+        let mut nonce = [0; NONCE_LEN];
+        SystemRandom::new().fill(&mut nonce).expect("the system's random source");
+        let mut sealed = plain.to_vec();
+        self.key
+            .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), ring::aead::Aad::from(context), &mut sealed)
+            .expect("sealing fits in memory");
+        let mut out = nonce.to_vec();
+        out.extend(sealed);
+        format!("v1.{}", STANDARD.encode(out))
+    }
+
+    fn open_bytes(&self, sealed: &str, context: &[u8]) -> Result<Vec<u8>, &'static str> {
         let bytes = sealed
-            .0
             .strip_prefix("v1.")
             .and_then(|b| STANDARD.decode(b).ok())
             .filter(|b| b.len() > NONCE_LEN)
-            .ok_or("the stored secret is not a sealed secret")?;
+            .ok_or("is not sealed")?;
         let (nonce, ciphertext) = bytes.split_at(NONCE_LEN);
-        let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| "bad nonce")?;
+        let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| "has a bad nonce")?;
         let mut buffer = ciphertext.to_vec();
-        let plain = self.key.open_in_place(nonce, ring::aead::Aad::empty(), &mut buffer).map_err(
-            |_| "the stored secret does not open with this server's key (webhooks.secret_key or the key file changed?)",
+        let plain = self.key.open_in_place(nonce, ring::aead::Aad::from(context), &mut buffer).map_err(
+            |_| "does not open with this server's key (webhooks.secret_key or the key file changed?) and context",
         )?;
-        Ok(Secret(plain.to_vec()))
+        Ok(plain.to_vec())
     }
 }
 
@@ -179,6 +197,17 @@ mod tests {
         tampered.replace_range(10..11, if &tampered[10..11] == "A" { "B" } else { "A" });
         assert!(a.unseal(&SealedSecret(tampered)).is_err());
         assert!(a.unseal(&SealedSecret("plain".into())).is_err());
+    }
+
+    #[test]
+    fn sealed_text_opens_with_its_key_and_its_context_only() {
+        let (a, b) = (SecretBox::new([1; 32]), SecretBox::new([2; 32]));
+        let sealed = a.seal_text("{\"token\":\"t0ken\"}", "key 1");
+        assert!(!sealed.contains("t0ken"));
+        assert_eq!(a.open_text(&sealed, "key 1").unwrap(), "{\"token\":\"t0ken\"}");
+        assert!(a.open_text(&sealed, "key 2").unwrap_err().contains("does not open"), "another row's context");
+        assert!(b.open_text(&sealed, "key 1").unwrap_err().contains("does not open"), "another server's key");
+        assert!(a.open_text("{\"token\":\"t0ken\"}", "key 1").unwrap_err().contains("not sealed"));
     }
 
     #[test]

@@ -331,3 +331,62 @@ async fn a_body_past_the_largest_route_limit_is_too_large() {
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
     assert_eq!(body["code"], "payload_too_large");
 }
+
+#[tokio::test]
+async fn answers_kept_for_replay_hold_no_token_or_secret_in_clear_and_still_replay_the_same() {
+    // Arrange and act: three answers that carry credentials, each sent with a key and then replayed.
+    let app = spawn_app().await;
+    let hook = json!({"url": "http://127.0.0.1:9/hook"});
+    let instance = send(&app, Method::POST, "/v1/instances", Some("new-instance"), json!({})).await;
+    let webhook = send(&app, Method::POST, "/v1/webhooks", Some("new-webhook"), hook).await;
+    let id = webhook.json()["id"].as_str().unwrap().to_owned();
+    let rotate = format!("/v1/webhooks/{id}/secret/rotate");
+    let rotated = send(&app, Method::POST, &rotate, Some("rotate"), json!({})).await;
+    let replays = [
+        (&instance, send(&app, Method::POST, "/v1/instances", Some("new-instance"), json!({})).await),
+        (
+            &webhook,
+            send(&app, Method::POST, "/v1/webhooks", Some("new-webhook"), json!({"url": "http://127.0.0.1:9/hook"}))
+                .await,
+        ),
+        (&rotated, send(&app, Method::POST, &rotate, Some("rotate"), json!({})).await),
+    ];
+
+    // Assert: replays give the same answers back.
+    for (first, replay) in &replays {
+        assert!(first.status.is_success(), "{}: {}", first.status, first.text);
+        assert!(replay.replayed(), "{}", replay.text);
+        assert_eq!((replay.status, &replay.text), (first.status, &first.text));
+    }
+    let secrets = [
+        instance.json()["token"].as_str().unwrap().to_owned(),
+        webhook.json()["secret"].as_str().unwrap().to_owned(),
+        rotated.json()["secret"].as_str().unwrap().to_owned(),
+    ];
+    // …and the database holds none of the credentials they carry.
+    let stored = match &app.database {
+        // SQLite: every byte of the database file and its write-ahead log.
+        None => {
+            let mut bytes = Vec::new();
+            for name in ["convene.db", "convene.db-wal"] {
+                bytes.extend(std::fs::read(app.dir.path().join(name)).unwrap_or_default());
+            }
+            assert!(!bytes.is_empty(), "no database file under {}", app.dir.path().display());
+            String::from_utf8_lossy(&bytes).into_owned()
+        }
+        // PostgreSQL: every stored answer.
+        Some(database) => {
+            let pool = sqlx::PgPool::connect(database.url()).await.unwrap();
+            let bodies: Vec<String> = sqlx::query_scalar("SELECT body FROM idempotency_keys WHERE body IS NOT NULL")
+                .fetch_all(&pool)
+                .await
+                .unwrap();
+            assert_eq!(bodies.len(), 3, "{bodies:?}");
+            bodies.join("\n")
+        }
+    };
+    for secret in &secrets {
+        assert!(secret.len() >= 32, "{secret}");
+        assert!(!stored.contains(secret.as_str()), "{secret} is stored in clear");
+    }
+}

@@ -29,6 +29,7 @@ const MIGRATIONS: &[Migration] = &[
     (2, include_str!("../migrations/postgres/0002_jobs.sql")),
     (3, include_str!("../migrations/postgres/0003_idempotency.sql")),
     (4, include_str!("../migrations/postgres/0004_events.sql")),
+    (5, include_str!("../migrations/postgres/0005_api_key_scope.sql")),
 ];
 
 /// The advisory lock key that migration transactions hold: "convene" in ASCII. Any process migrating a Convene

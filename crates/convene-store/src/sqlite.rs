@@ -31,6 +31,7 @@ const MIGRATIONS: &[Migration] = &[
     (2, include_str!("../migrations/sqlite/0002_jobs.sql")),
     (3, include_str!("../migrations/sqlite/0003_idempotency.sql")),
     (4, include_str!("../migrations/sqlite/0004_events.sql")),
+    (5, include_str!("../migrations/sqlite/0005_api_key_scope.sql")),
 ];
 
 /// How long a connection waits for another one's write lock before failing with "database is locked".

@@ -428,7 +428,7 @@ async fn a_rotated_token_is_refused_and_the_new_one_taken_in_green_z_api_and_waw
 }
 
 #[tokio::test]
-async fn instance_as_token_is_refused_on_instance_b_in_green_z_api_and_wawp() {
+async fn instance_a_token_is_refused_on_instance_b_in_green_z_api_and_wawp() {
     // Arrange
     let app = spawn_app().await;
     let a = app.new_instance(json!({})).await;

@@ -36,6 +36,19 @@ pub struct ApiKeyRecord {
     pub prefix: String,
     pub secret_hash: String,
     pub created_at: Timestamp,
+    /// The instances the key may see and act on; `None`: every instance (an account-wide key).
+    pub instance_ids: Option<Vec<InstanceId>>,
+    /// A read-only key may read but change nothing.
+    pub read_only: bool,
+    /// When the key last authenticated a request (written at most once a minute).
+    pub last_used_at: Option<Timestamp>,
+}
+
+impl ApiKeyRecord {
+    /// An account-wide, writable key: the kind that may manage keys and everything that is not one instance's.
+    pub fn is_admin(&self) -> bool {
+        self.instance_ids.is_none() && !self.read_only
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -217,6 +230,14 @@ pub trait Store: Send + Sync {
     async fn insert_api_key(&self, key: &ApiKeyRecord) -> DbResult<()>;
     async fn find_api_key(&self, secret_hash: &str) -> DbResult<Option<ApiKeyRecord>>;
     async fn count_api_keys(&self) -> DbResult<u64>;
+    /// Oldest first.
+    async fn list_api_keys(&self) -> DbResult<Vec<ApiKeyRecord>>;
+    /// Deletes the key, so that it is refused from the next request on. `NotFound` when there is no such key;
+    /// `Conflict`, and nothing deleted, when it is the last admin key (`ApiKeyRecord::is_admin`): the check and the
+    /// delete are one statement, so two concurrent revocations cannot both pass it.
+    async fn delete_api_key(&self, id: Uuid) -> DbResult<()>;
+    /// Records a use of the key; `NotFound` when it is gone.
+    async fn touch_api_key(&self, id: Uuid, at: Timestamp) -> DbResult<()>;
 
     /// Fails with `Conflict` when the id is taken.
     async fn insert_instance(&self, instance: &InstanceRecord) -> DbResult<()>;
@@ -226,6 +247,8 @@ pub trait Store: Send + Sync {
     async fn delete_instance(&self, id: InstanceId) -> DbResult<()>;
     /// The number an instance turned out to be (a real number is known once paired). `NotFound` for no instance.
     async fn set_instance_phone(&self, id: InstanceId, phone: &PhoneNumber) -> DbResult<()>;
+    /// Replaces the hash of the instance's token, so the old token is refused. `NotFound` for no instance.
+    async fn set_instance_token_hash(&self, id: InstanceId, token_hash: &str) -> DbResult<()>;
 
     /// Fails with `Conflict` when the instance already has a record for this JID.
     async fn insert_group(&self, group: &GroupRecord) -> DbResult<()>;

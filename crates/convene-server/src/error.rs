@@ -46,6 +46,10 @@ pub enum ApiError {
     Validation(Vec<FieldError>),
     #[error("{0}")]
     Unauthorized(&'static str),
+    /// The API key is valid but may not do this: a read-only key asked for a change, a key scoped to some
+    /// instances asked for something account-wide. `code` says which (`read_only_key`, `account_wide_key_required`).
+    #[error("{detail}")]
+    Forbidden { code: &'static str, detail: String },
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
@@ -82,6 +86,7 @@ impl ApiError {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::Forbidden { .. } => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict(_) | Self::NotPairing(_) => StatusCode::CONFLICT,
@@ -98,6 +103,7 @@ impl ApiError {
             Self::BadRequest(_) => "bad_request",
             Self::Validation(_) => "validation",
             Self::Unauthorized(_) => "unauthorized",
+            Self::Forbidden { code, .. } => code,
             Self::NotFound(_) => "not_found",
             Self::MethodNotAllowed(_) => "method_not_allowed",
             Self::Conflict(_) => "conflict",

@@ -25,6 +25,7 @@ const MAX_INSTANCE_NAME_CHARS: usize = 100;
 
 mod creation;
 mod events;
+mod keys;
 mod outbox;
 pub mod webhooks;
 
@@ -745,14 +746,6 @@ impl Service {
             .ok_or_else(|| ApiError::NotFound(format!("no instance is connected with number {}", phone.e164())))
     }
 
-    /// A valid account API key (native Bearer, 2Chat `X-User-API-Key`, Z-API `Client-Token`).
-    pub async fn account_key(&self, secret: &str) -> Result<convene_core::store::ApiKeyRecord> {
-        match self.store.find_api_key(&auth::hash_secret(secret.trim())).await? {
-            Some(key) if !secret.trim().is_empty() => Ok(key),
-            _ => Err(ApiError::Unauthorized("unknown API key")),
-        }
-    }
-
     pub async fn invite_link(&self, record: &GroupRecord, reset: bool) -> Result<String> {
         self.ensure_member(record)?;
         Ok(self.connector(record.instance_id)?.invite_link(&record.jid, reset).await?)
@@ -765,24 +758,13 @@ impl Service {
         }
     }
 
-    /// A new account API key, stored hashed; the secret is returned once.
-    pub async fn create_api_key(&self, name: &str) -> Result<String> {
-        let name = name.trim();
-        if name.is_empty() || name.chars().count() > MAX_INSTANCE_NAME_CHARS || name.chars().any(char::is_control) {
-            return Err(ApiError::field("name", "must be 1 to 100 characters, without control characters"));
-        }
-        let (secret, record) = auth::new_api_key(name, self.clock.now());
-        self.store.insert_api_key(&record).await?;
-        Ok(secret)
-    }
-
     /// First start: an admin API key, and a ready sandbox instance when `with_instance`. Returns what to print, or
     /// `None` when the gateway was set up before.
     pub async fn bootstrap(&self, with_instance: bool) -> Result<Option<Bootstrap>> {
         if self.store.count_api_keys().await? > 0 {
             return Ok(None);
         }
-        let (api_key, record) = auth::new_api_key("admin", self.clock.now());
+        let (api_key, record) = auth::new_api_key("admin", auth::KeyGrant::admin(), self.clock.now());
         let instance = if with_instance && self.store.list_instances().await?.is_empty() {
             Some(self.create_instance(ConnectorKind::Sandbox, None, None).await?)
         } else {

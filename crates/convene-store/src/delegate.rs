@@ -18,6 +18,18 @@ macro_rules! impl_store {
                 sql::count_api_keys(self).await
             }
 
+            async fn list_api_keys(&self) -> DbResult<Vec<ApiKeyRecord>> {
+                sql::list_api_keys(self).await
+            }
+
+            async fn delete_api_key(&self, id: uuid::Uuid) -> DbResult<()> {
+                sql::delete_api_key(self, id).await
+            }
+
+            async fn touch_api_key(&self, id: uuid::Uuid, at: convene_core::Timestamp) -> DbResult<()> {
+                sql::touch_api_key(self, id, at).await
+            }
+
             async fn insert_instance(&self, instance: &InstanceRecord) -> DbResult<()> {
                 sql::insert_instance(self, instance).await
             }
@@ -36,6 +48,10 @@ macro_rules! impl_store {
 
             async fn set_instance_phone(&self, id: InstanceId, phone: &convene_core::PhoneNumber) -> DbResult<()> {
                 sql::set_instance_phone(self, id, phone).await
+            }
+
+            async fn set_instance_token_hash(&self, id: InstanceId, token_hash: &str) -> DbResult<()> {
+                sql::set_instance_token_hash(self, id, token_hash).await
             }
 
             async fn insert_group(&self, group: &GroupRecord) -> DbResult<()> {

@@ -14,8 +14,8 @@ fn id(u: Uuid) -> String {
     u.hyphenated().to_string()
 }
 
-/// Space-separated instance ids; `stored::job` reads them back.
-fn instance_id_list(ids: &[InstanceId]) -> String {
+/// Space-separated instance ids (jobs' pools, API keys' scopes); `stored` reads them back.
+pub(crate) fn instance_id_list(ids: &[InstanceId]) -> String {
     ids.iter().map(|i| i.0.to_string()).collect::<Vec<_>>().join(" ")
 }
 

@@ -155,22 +155,62 @@ pub(crate) fn changed_some(rows_affected: u64) -> DbResult<()> {
     if rows_affected == 0 { Err(DbError::NotFound) } else { Ok(()) }
 }
 
+/// The `SELECT` list that `stored::api_key` reads.
+macro_rules! select_api_keys {
+    ($rest:literal) => {
+        concat!(
+            "SELECT id, name, prefix, secret_hash, created_at, instance_ids, read_only, last_used_at FROM api_keys ",
+            $rest
+        )
+    };
+}
+
 pub(crate) async fn insert_api_key(db: &impl Backend, key: &ApiKeyRecord) -> DbResult<()> {
-    let statement =
-        Statement::new("INSERT INTO api_keys (id, name, prefix, secret_hash, created_at) VALUES ($1, $2, $3, $4, $5)")
-            .bind(key.id.hyphenated().to_string())
-            .bind(key.name.as_str())
-            .bind(key.prefix.as_str())
-            .bind(key.secret_hash.as_str())
-            .bind(key.created_at.as_millis());
+    let statement = Statement::new(
+        "INSERT INTO api_keys (id, name, prefix, secret_hash, created_at, instance_ids, read_only, last_used_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(key.id.hyphenated().to_string())
+    .bind(key.name.as_str())
+    .bind(key.prefix.as_str())
+    .bind(key.secret_hash.as_str())
+    .bind(key.created_at.as_millis())
+    .bind(key.instance_ids.as_deref().map(crate::jobs::instance_id_list))
+    .bind(key.read_only)
+    .bind(key.last_used_at.map(Timestamp::as_millis));
     db.execute(statement).await.map(drop)
 }
 
 pub(crate) async fn find_api_key(db: &impl Backend, secret_hash: &str) -> DbResult<Option<ApiKeyRecord>> {
-    let statement =
-        Statement::new("SELECT id, name, prefix, secret_hash, created_at FROM api_keys WHERE secret_hash = $1")
-            .bind(secret_hash);
+    let statement = Statement::new(select_api_keys!("WHERE secret_hash = $1")).bind(secret_hash);
     Ok(db.fetch(statement, stored::api_key).await?.into_iter().next())
+}
+
+pub(crate) async fn list_api_keys(db: &impl Backend) -> DbResult<Vec<ApiKeyRecord>> {
+    db.fetch(Statement::new(select_api_keys!("ORDER BY created_at, id")), stored::api_key).await
+}
+
+pub(crate) async fn delete_api_key(db: &impl Backend, id: uuid::Uuid) -> DbResult<()> {
+    let id = id.hyphenated().to_string();
+    // An admin key (account-wide and writable) goes only while another one stays.
+    let statement = Statement::new(
+        "DELETE FROM api_keys WHERE id = $1 AND (instance_ids IS NOT NULL OR read_only OR EXISTS \
+         (SELECT 1 FROM api_keys AS other WHERE other.id <> $1 AND other.instance_ids IS NULL AND NOT other.read_only))",
+    )
+    .bind(id.as_str());
+    if db.execute(statement).await? > 0 {
+        return Ok(());
+    }
+    let exists = Statement::new("SELECT COUNT(*) AS n FROM api_keys WHERE id = $1").bind(id);
+    let n = one(db.fetch(exists, |row| row.int("n")).await?)?;
+    Err(if n == 0 { DbError::NotFound } else { DbError::Conflict })
+}
+
+pub(crate) async fn touch_api_key(db: &impl Backend, id: uuid::Uuid, at: Timestamp) -> DbResult<()> {
+    let statement = Statement::new("UPDATE api_keys SET last_used_at = $2 WHERE id = $1")
+        .bind(id.hyphenated().to_string())
+        .bind(at.as_millis());
+    changed_some(db.execute(statement).await?)
 }
 
 pub(crate) async fn count_api_keys(db: &impl Backend) -> DbResult<u64> {
@@ -207,6 +247,11 @@ pub(crate) async fn delete_instance(db: &impl Backend, id: InstanceId) -> DbResu
 
 pub(crate) async fn set_instance_phone(db: &impl Backend, id: InstanceId, phone: &PhoneNumber) -> DbResult<()> {
     changed_some(db.execute(set_instance_phone_statement(id, phone)).await?)
+}
+
+pub(crate) async fn set_instance_token_hash(db: &impl Backend, id: InstanceId, token_hash: &str) -> DbResult<()> {
+    let statement = Statement::new("UPDATE instances SET token_hash = $1 WHERE id = $2").bind(token_hash).bind(id.0);
+    changed_some(db.execute(statement).await?)
 }
 
 pub(crate) fn set_instance_phone_statement(id: InstanceId, phone: &PhoneNumber) -> Statement {

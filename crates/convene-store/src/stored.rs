@@ -62,6 +62,12 @@ pub(crate) fn api_key(row: &dyn Columns) -> DbResult<ApiKeyRecord> {
         prefix: row.text("prefix")?.to_owned(),
         secret_hash: row.text("secret_hash")?.to_owned(),
         created_at: Timestamp::from_millis(row.int("created_at")?),
+        instance_ids: row
+            .text_or_null("instance_ids")?
+            .map(|ids| instance_ids("api_keys.instance_ids", ids))
+            .transpose()?,
+        read_only: row.flag("read_only")?,
+        last_used_at: row.int_or_null("last_used_at")?.map(Timestamp::from_millis),
     })
 }
 
@@ -195,7 +201,7 @@ fn job_state(column: &str, value: &str) -> DbResult<JobState> {
     JobState::parse(value).ok_or_else(|| corrupt(column, value, "a job state"))
 }
 
-/// Space-separated instance ids, as `jobs::instance_id_list` writes them.
+/// Space-separated instance ids, as `jobs::instance_id_list` writes them (jobs' pools, API keys' scopes).
 fn instance_ids(column: &str, value: &str) -> DbResult<Vec<InstanceId>> {
     value
         .split_whitespace()

@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
 mod instance;
+mod key;
 
 #[derive(Parser)]
 #[command(name = "convene", version, about = "Self-hosted WhatsApp group gateway")]
@@ -39,25 +40,16 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
-    /// Account API keys.
+    /// Account API keys: create (optionally scoped to instances, or read-only), list, revoke. Works on the
+    /// database directly.
     Key {
         #[command(subcommand)]
-        command: KeyCommand,
+        command: key::KeyCommand,
     },
     /// Instances on a running Convene, over its HTTP API.
     Instance {
         #[command(subcommand)]
         command: instance::InstanceCommand,
-    },
-}
-
-#[derive(Subcommand)]
-enum KeyCommand {
-    /// Create an API key in the database and print it (once): for a new user, or when the first key was lost.
-    Create {
-        /// A name to tell keys apart.
-        #[arg(long, default_value = "admin")]
-        name: String,
     },
 }
 
@@ -93,13 +85,7 @@ async fn main() -> anyhow::Result<()> {
                 None => print_quietly(&json),
             }
         }
-        Command::Key { command: KeyCommand::Create { name } } => {
-            let config = Config::load(cli.config.as_deref())?;
-            let state = AppState::open_with_system_clock(&config).await?;
-            let key = state.service.create_api_key(&name).await.map_err(|e| anyhow::anyhow!("{e}"))?;
-            println!("{key}");
-            Ok(())
-        }
+        Command::Key { command } => key::run(command, &Config::load(cli.config.as_deref())?).await,
         Command::Instance { command } => instance::run(command, cli.config.as_deref()).await,
         Command::Config { command: ConfigCommand::Default } => print_quietly(convene_server::config::DEFAULT_CONFIG),
     }

@@ -87,3 +87,47 @@ fn key_create_adds_a_working_key_to_an_existing_gateway() {
     assert_eq!(status, 200, "{body}");
     server.stop_with("-INT");
 }
+
+#[test]
+fn key_create_list_and_revoke_manage_scoped_and_read_only_keys_in_the_database() {
+    // Arrange: a gateway that has been set up (an admin key and a sandbox instance), then stopped.
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&mut convene(dir.path()));
+    let instance = server.sandbox_instance();
+    server.stop_with("-INT");
+    let run = |args: &[&str]| {
+        let output = convene(dir.path()).args(args).output().unwrap();
+        let (out, err) = (String::from_utf8(output.stdout).unwrap(), String::from_utf8(output.stderr).unwrap());
+        (output.status.success(), out, err)
+    };
+
+    // Act: a read-only key limited to the instance, then the list.
+    let (ok, key, err) = run(&["key", "create", "--name", "crm", "--instance", &instance.to_string(), "--read-only"]);
+    assert!(ok, "{err}");
+    let key = key.trim().to_owned();
+    let (ok, list, err) = run(&["key", "list"]);
+
+    // Assert: both keys listed with prefix, scope and access, never a secret.
+    assert!(ok, "{err}");
+    let crm = list.lines().find(|l| l.contains(" crm ")).unwrap_or_else(|| panic!("{list}"));
+    assert!(crm.contains(&key[..10]) && crm.contains(&instance.to_string()) && crm.contains("read-only"), "{crm}");
+    assert!(list.lines().any(|l| l.contains(" admin ") && l.contains("all instances")), "{list}");
+    assert!(!list.contains(&key), "{list}");
+    let server = Server::start(&mut convene(dir.path()));
+    let (status, body) = server.call(&key, "GET", "/v1/instances", None);
+    assert_eq!((status, body.as_array().map(Vec::len)), (200, Some(1)), "{body}");
+    let (status, body) = server.call(&key, "POST", "/v1/instances", Some(&serde_json::json!({})));
+    assert_eq!((status, &body["code"]), (403, &serde_json::json!("read_only_key")), "{body}");
+    server.stop_with("-INT");
+
+    // Revoking it: refused from then on. The only admin key stays.
+    let id = crm.split_whitespace().next().unwrap();
+    let (ok, _, err) = run(&["key", "revoke", id]);
+    assert!(ok, "{err}");
+    let admin = list.lines().find(|l| l.contains(" admin ")).unwrap().split_whitespace().next().unwrap().to_owned();
+    let (ok, _, err) = run(&["key", "revoke", &admin]);
+    assert!(!ok && err.contains("last key"), "{err}");
+    let server = Server::start(&mut convene(dir.path()));
+    assert_eq!(server.call(&key, "GET", "/v1/instances", None).0, 401);
+    server.stop_with("-INT");
+}

@@ -188,9 +188,12 @@ impl From<ParticipantAction> for ParticipantChange {
     }
 }
 
-async fn resolve(state: &AppState, group: &str, params: &GroupParams) -> Result<GroupRecord> {
+/// The group named in the path, as `key` may see it: an instance outside its scope is never asked (a JID is not
+/// looked up or imported through it), and a key scoped to one instance acts with that one.
+async fn resolve(state: &AppState, key: &AccountKey, group: &str, params: &GroupParams) -> Result<GroupRecord> {
     let instance = params.instance_id.as_deref().map(parse_instance_id).transpose()?;
-    state.service.resolve_group(group, instance).await
+    let instance = instance.map(|i| key.instance(i)).transpose()?.or_else(|| key.sole_instance());
+    key.group(state.service.resolve_group(group, instance).await, group)
 }
 
 /// Create a group. It is created even when some participants cannot be added; `participants` says who and why.
@@ -211,7 +214,7 @@ async fn resolve(state: &AppState, group: &str, params: &GroupParams) -> Result<
     security(("api_key" = [])))]
 async fn create_group(
     State(state): State<AppState>,
-    _key: AccountKey,
+    key: AccountKey,
     headers: HeaderMap,
     ApiJson(input): ApiJson<GroupIn>,
 ) -> Result<(StatusCode, Json<GroupCreatedOut>)> {
@@ -225,7 +228,7 @@ async fn create_group(
         settings: input.settings,
         auto_invite: input.auto_invite,
     };
-    let created = state.service.create_group(input.instance_id, new, guard).await?;
+    let created = state.service.create_group(key.instance(input.instance_id)?, new, guard).await?;
     Ok((StatusCode::CREATED, Json(GroupCreatedOut { group: created.group.into(), participants: created.participants })))
 }
 
@@ -234,7 +237,7 @@ async fn create_group(
     responses((status = 200, body = GroupListOut), (status = 422, body = ErrorBody)), security(("api_key" = [])))]
 async fn list_groups(
     State(state): State<AppState>,
-    _key: AccountKey,
+    key: AccountKey,
     ApiQuery(params): ApiQuery<ListParams>,
 ) -> Result<Json<GroupListOut>> {
     let limit = params.limit.unwrap_or(50);
@@ -242,9 +245,16 @@ async fn list_groups(
         return Err(ApiError::field("limit", "must be between 1 and 500"));
     }
     let instance_id = params.instance_id.as_deref().map(parse_instance_id).transpose()?;
+    // A scoped key lists its instances' groups: a page may then hold fewer than `limit`.
+    let instance_id = instance_id.map(|i| key.instance(i)).transpose()?.or_else(|| key.sole_instance());
     let page = state.service.list_groups(&GroupListQuery { instance_id, cursor: params.cursor, limit }).await?;
     Ok(Json(GroupListOut {
-        groups: page.groups.into_iter().map(|g| GroupOut::from_record(g, None)).collect(),
+        groups: page
+            .groups
+            .into_iter()
+            .filter(|g| key.sees(g.instance_id))
+            .map(|g| GroupOut::from_record(g, None))
+            .collect(),
         next_cursor: page.next_cursor,
     }))
 }
@@ -256,11 +266,11 @@ async fn list_groups(
     security(("api_key" = [])))]
 async fn get_group(
     State(state): State<AppState>,
-    _key: AccountKey,
+    key: AccountKey,
     ApiPath(group): ApiPath<String>,
     ApiQuery(params): ApiQuery<GroupParams>,
 ) -> Result<Json<GroupOut>> {
-    let record = resolve(&state, &group, &params).await?;
+    let record = resolve(&state, &key, &group, &params).await?;
     Ok(Json(state.service.group(record).await?.into()))
 }
 
@@ -273,12 +283,12 @@ async fn get_group(
     security(("api_key" = [])))]
 async fn update_group(
     State(state): State<AppState>,
-    _key: AccountKey,
+    key: AccountKey,
     ApiPath(group): ApiPath<String>,
     ApiQuery(params): ApiQuery<GroupParams>,
     ApiJson(patch): ApiJson<GroupPatch>,
 ) -> Result<Json<GroupOut>> {
-    let record = resolve(&state, &group, &params).await?;
+    let record = resolve(&state, &key, &group, &params).await?;
     let change = GroupChange {
         subject: patch.subject,
         description: patch.description,
@@ -294,11 +304,11 @@ async fn update_group(
     security(("api_key" = [])))]
 async fn leave_group(
     State(state): State<AppState>,
-    _key: AccountKey,
+    key: AccountKey,
     ApiPath(group): ApiPath<String>,
     ApiQuery(params): ApiQuery<GroupParams>,
 ) -> Result<Json<GroupOut>> {
-    let record = resolve(&state, &group, &params).await?;
+    let record = resolve(&state, &key, &group, &params).await?;
     let record = state.service.leave_group(record).await?;
     Ok(Json(GroupOut::from_record(record, None)))
 }
@@ -314,7 +324,7 @@ async fn leave_group(
     security(("api_key" = [])))]
 async fn change_participants(
     State(state): State<AppState>,
-    _key: AccountKey,
+    key: AccountKey,
     ApiPath((group, action)): ApiPath<(String, String)>,
     ApiQuery(params): ApiQuery<GroupParams>,
     ApiJson(input): ApiJson<ParticipantsIn>,
@@ -323,7 +333,7 @@ async fn change_participants(
         serde_json::from_value(serde_json::Value::String(action.clone())).map_err(|_| {
             ApiError::NotFound(format!("no participant action `{action}`: use add, remove, promote, demote or approve"))
         })?;
-    let record = resolve(&state, &group, &params).await?;
+    let record = resolve(&state, &key, &group, &params).await?;
     let participants =
         state.service.change_participants(&record, change.into(), &input.participants, input.auto_invite).await?;
     Ok(Json(ParticipantsOut { participants }))
@@ -336,11 +346,11 @@ async fn change_participants(
     security(("api_key" = [])))]
 async fn get_invite_link(
     State(state): State<AppState>,
-    _key: AccountKey,
+    key: AccountKey,
     ApiPath(group): ApiPath<String>,
     ApiQuery(params): ApiQuery<GroupParams>,
 ) -> Result<Json<InviteLinkOut>> {
-    let record = resolve(&state, &group, &params).await?;
+    let record = resolve(&state, &key, &group, &params).await?;
     Ok(Json(InviteLinkOut { invite_link: state.service.invite_link(&record, false).await? }))
 }
 
@@ -352,11 +362,11 @@ async fn get_invite_link(
     security(("api_key" = [])))]
 async fn reset_invite_link(
     State(state): State<AppState>,
-    _key: AccountKey,
+    key: AccountKey,
     ApiPath(group): ApiPath<String>,
     ApiQuery(params): ApiQuery<GroupParams>,
 ) -> Result<Json<InviteLinkOut>> {
-    let record = resolve(&state, &group, &params).await?;
+    let record = resolve(&state, &key, &group, &params).await?;
     Ok(Json(InviteLinkOut { invite_link: state.service.invite_link(&record, true).await? }))
 }
 
@@ -371,14 +381,15 @@ async fn reset_invite_link(
     security(("api_key" = [])))]
 async fn set_picture(
     State(state): State<AppState>,
-    _key: AccountKey,
+    key: AccountKey,
     ApiPath(group): ApiPath<String>,
     ApiQuery(params): ApiQuery<GroupParams>,
     request: Request,
 ) -> Result<StatusCode> {
+    // The group first: a key that cannot see it learns nothing from how its picture would be judged.
+    let record = resolve(&state, &key, &group, &params).await?;
     let bytes = picture_bytes(request).await?;
     let picture = GroupPicture::parse(bytes).map_err(|m| ApiError::field("file", format!("the picture {m}")))?;
-    let record = resolve(&state, &group, &params).await?;
     state.service.set_picture(&record, &picture).await?;
     Ok(StatusCode::NO_CONTENT)
 }

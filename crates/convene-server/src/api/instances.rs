@@ -10,7 +10,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::AppState;
-use crate::auth::AccountKey;
+use crate::auth::{AccountKey, AccountWideKey};
 use crate::error::{ApiError, ErrorBody, Result};
 use crate::extract::{ApiJson, ApiPath};
 use crate::service::Service;
@@ -126,7 +126,7 @@ pub(crate) fn parse_instance_id(raw: &str) -> Result<InstanceId> {
     security(("api_key" = [])))]
 async fn create_instance(
     State(state): State<AppState>,
-    _key: AccountKey,
+    _key: AccountWideKey,
     ApiJson(input): ApiJson<InstanceIn>,
 ) -> Result<(StatusCode, Json<InstanceCreatedOut>)> {
     let (record, token) =
@@ -139,9 +139,9 @@ async fn create_instance(
 /// List instances with their connection state.
 #[utoipa::path(get, path = "/instances", tag = "instances", operation_id = "v1.instance.list",
     responses((status = 200, body = Vec<InstanceOut>)), security(("api_key" = [])))]
-async fn list_instances(State(state): State<AppState>, _key: AccountKey) -> Result<Json<Vec<InstanceOut>>> {
+async fn list_instances(State(state): State<AppState>, key: AccountKey) -> Result<Json<Vec<InstanceOut>>> {
     let mut out = Vec::new();
-    for (record, live) in state.service.list_instances().await? {
+    for (record, live) in state.service.list_instances().await?.into_iter().filter(|(r, _)| key.sees(r.id)) {
         out.push(InstanceOut::load(&state.service, record, live).await?);
     }
     Ok(Json(out))
@@ -153,10 +153,10 @@ async fn list_instances(State(state): State<AppState>, _key: AccountKey) -> Resu
     responses((status = 200, body = InstanceOut), (status = 404, body = ErrorBody)), security(("api_key" = [])))]
 async fn get_instance(
     State(state): State<AppState>,
-    _key: AccountKey,
+    key: AccountKey,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<InstanceOut>> {
-    let (record, live) = state.service.instance(parse_instance_id(&id)?).await?;
+    let (record, live) = state.service.instance(key.instance(parse_instance_id(&id)?)?).await?;
     Ok(Json(InstanceOut::load(&state.service, record, live).await?))
 }
 
@@ -166,10 +166,10 @@ async fn get_instance(
     responses((status = 204), (status = 404, body = ErrorBody)), security(("api_key" = [])))]
 async fn delete_instance(
     State(state): State<AppState>,
-    _key: AccountKey,
+    key: AccountKey,
     ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode> {
-    state.service.delete_instance(parse_instance_id(&id)?).await?;
+    state.service.delete_instance(key.instance(parse_instance_id(&id)?)?).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -179,10 +179,10 @@ async fn delete_instance(
     responses((status = 200, body = InstanceSettingsIO), (status = 404, body = ErrorBody)), security(("api_key" = [])))]
 async fn get_settings(
     State(state): State<AppState>,
-    _key: AccountKey,
+    key: AccountKey,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<InstanceSettingsIO>> {
-    let settings = state.service.instance_settings(parse_instance_id(&id)?).await?;
+    let settings = state.service.instance_settings(key.instance(parse_instance_id(&id)?)?).await?;
     Ok(Json(InstanceSettingsIO {
         pacing: settings.pacing,
         auto_invite: settings.auto_invite,
@@ -202,11 +202,11 @@ async fn get_settings(
     security(("api_key" = [])))]
 async fn put_settings(
     State(state): State<AppState>,
-    _key: AccountKey,
+    key: AccountKey,
     ApiPath(id): ApiPath<String>,
     ApiJson(input): ApiJson<InstanceSettingsIO>,
 ) -> Result<Json<InstanceSettingsIO>> {
-    let id = parse_instance_id(&id)?;
+    let id = key.instance(parse_instance_id(&id)?)?;
     let settings =
         state.service.set_instance_settings(id, input.pacing, input.auto_invite, &input.backup_admins).await?;
     Ok(Json(InstanceSettingsIO {

@@ -141,7 +141,7 @@ fn job_id(raw: &str) -> Result<Uuid> {
     responses((status = 202, body = BatchOut), (status = 422, body = ErrorBody)), security(("api_key" = [])))]
 async fn enqueue_groups(
     State(state): State<AppState>,
-    _key: AccountKey,
+    key: AccountKey,
     ApiJson(input): ApiJson<GroupBatchIn>,
 ) -> Result<(StatusCode, Json<BatchOut>)> {
     let groups = input
@@ -155,6 +155,9 @@ async fn enqueue_groups(
             auto_invite: g.auto_invite,
         })
         .collect();
+    for &id in &input.instance_ids {
+        key.instance(id)?;
+    }
     let queued = state.service.enqueue_groups(&input.instance_ids, groups).await?;
     let jobs = queued.jobs.into_iter().map(|j| JobOut::new(j, None)).collect();
     Ok((StatusCode::ACCEPTED, Json(BatchOut { batch_id: queued.batch_id, jobs })))
@@ -165,7 +168,7 @@ async fn enqueue_groups(
     responses((status = 200, body = Vec<JobOut>), (status = 422, body = ErrorBody)), security(("api_key" = [])))]
 async fn list_jobs(
     State(state): State<AppState>,
-    _key: AccountKey,
+    key: AccountKey,
     ApiQuery(params): ApiQuery<JobListParams>,
 ) -> Result<Json<Vec<JobOut>>> {
     let job_state = match params.state.as_deref() {
@@ -180,19 +183,19 @@ async fn list_jobs(
         return Err(ApiError::field("limit", "must be between 1 and 500"));
     }
     let jobs = state.store.list_jobs(&JobListQuery { state: job_state, batch_id: params.batch_id, limit }).await?;
-    Ok(Json(jobs.into_iter().map(|j| JobOut::new(j, None)).collect()))
+    // A scoped key lists the jobs of its instances: fewer than `limit` when others' are newer.
+    Ok(Json(jobs.into_iter().filter(|j| key.sees_job(j)).map(|j| JobOut::new(j, None)).collect()))
 }
 
 /// A job with its attempts and result.
 #[utoipa::path(get, path = "/jobs/{id}", tag = "jobs", operation_id = "v1.job.get",
     params(("id" = String, Path, description = "Job id")),
     responses((status = 200, body = JobOut), (status = 404, body = ErrorBody)), security(("api_key" = [])))]
-async fn get_job(
-    State(state): State<AppState>,
-    _key: AccountKey,
-    ApiPath(id): ApiPath<String>,
-) -> Result<Json<JobOut>> {
+async fn get_job(State(state): State<AppState>, key: AccountKey, ApiPath(id): ApiPath<String>) -> Result<Json<JobOut>> {
     let (job, attempts) = state.service.job(job_id(&id)?).await?;
+    if !key.sees_job(&job) {
+        return Err(ApiError::NotFound(format!("no job {}", job.id)));
+    }
     Ok(Json(JobOut::new(job, Some(attempts))))
 }
 
@@ -203,9 +206,13 @@ async fn get_job(
     security(("api_key" = [])))]
 async fn cancel_job(
     State(state): State<AppState>,
-    _key: AccountKey,
+    key: AccountKey,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<JobOut>> {
-    let job = state.service.cancel_job(job_id(&id)?).await?;
+    let (job, _) = state.service.job(job_id(&id)?).await?;
+    if !key.sees_job(&job) {
+        return Err(ApiError::NotFound(format!("no job {}", job.id)));
+    }
+    let job = state.service.cancel_job(job.id).await?;
     Ok(Json(JobOut::new(job, None)))
 }

@@ -9,6 +9,7 @@ use crate::AppState;
 pub mod groups;
 pub mod instances;
 pub mod jobs;
+pub mod keys;
 pub mod pairing;
 pub mod sandbox;
 pub mod system;
@@ -31,6 +32,7 @@ pub mod webhooks;
         (name = "jobs", description = "Queued, paced group creation over a pool of instances."),
         (name = "participants", description = "Adding, removing, promoting and demoting people, with an outcome each."),
         (name = "webhooks", description = "Signed, durable event delivery to your endpoints (Standard Webhooks), the delivery log, replays, and the event log. Every payload's schema is in this document's `webhooks` section."),
+        (name = "keys", description = "The account's API keys: scoped to some instances, read-only, revoked. A key limited to some instances sees only them (anything else is 404) and nothing account-wide (403); a read-only key changes nothing (403)."),
         (name = "sandbox", description = "Scripting the built-in simulated WhatsApp network."),
         (name = "system", description = "Health and readiness."),
     )
@@ -54,9 +56,11 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(groups::router())
         .merge(jobs::router())
         .merge(webhooks::router())
+        .merge(keys::router())
         .merge(sandbox::router());
     let mut router = OpenApiRouter::with_openapi(ApiDoc::openapi()).nest("/v1", v1).merge(system::router());
     crate::idempotency::document(router.get_openapi_mut());
     webhooks::document(router.get_openapi_mut());
+    keys::document(router.get_openapi_mut());
     router
 }

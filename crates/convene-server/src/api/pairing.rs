@@ -54,11 +54,11 @@ pub struct QrQuery {
     security(("api_key" = [])))]
 async fn get_qr(
     State(state): State<AppState>,
-    _key: AccountKey,
+    key: AccountKey,
     ApiPath(id): ApiPath<String>,
     ApiQuery(query): ApiQuery<QrQuery>,
 ) -> Result<Response> {
-    let code = state.service.pairing_qr(parse_instance_id(&id)?).await?;
+    let code = state.service.pairing_qr(key.instance(parse_instance_id(&id)?)?).await?;
     let unrenderable = |e: qr::QrError| ApiError::internal(anyhow::anyhow!(e));
     Ok(match query.format {
         QrFormat::Json => Json(code).into_response(),
@@ -91,11 +91,11 @@ pub struct PairingCodeIn {
     security(("api_key" = [])))]
 async fn request_pairing_code(
     State(state): State<AppState>,
-    _key: AccountKey,
+    key: AccountKey,
     ApiPath(id): ApiPath<String>,
     ApiJson(input): ApiJson<PairingCodeIn>,
 ) -> Result<Json<PairingCode>> {
-    Ok(Json(state.service.request_pairing_code(parse_instance_id(&id)?, &input.phone_number).await?))
+    Ok(Json(state.service.request_pairing_code(key.instance(parse_instance_id(&id)?)?, &input.phone_number).await?))
 }
 
 /// Unlink the number from this instance and delete its keys. The instance stays and starts a new pairing.
@@ -105,10 +105,10 @@ async fn request_pairing_code(
     security(("api_key" = [])))]
 async fn logout(
     State(state): State<AppState>,
-    _key: AccountKey,
+    key: AccountKey,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<InstanceOut>> {
-    let id = parse_instance_id(&id)?;
+    let id = key.instance(parse_instance_id(&id)?)?;
     state.service.logout(id).await?;
     let (record, live) = state.service.instance(id).await?;
     Ok(Json(InstanceOut::load(&state.service, record, live).await?))

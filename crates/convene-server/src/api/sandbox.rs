@@ -13,7 +13,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::AppState;
-use crate::auth::AccountKey;
+use crate::auth::AccountWideKey;
 use crate::error::{ApiError, ErrorBody, Result};
 use crate::extract::{ApiJson, ApiPath};
 
@@ -85,7 +85,7 @@ pub struct JoinOut {
     responses((status = 200, body = Person), (status = 422, body = ErrorBody)), security(("api_key" = [])))]
 async fn get_person(
     State(state): State<AppState>,
-    _key: AccountKey,
+    _key: AccountWideKey,
     ApiPath(raw): ApiPath<String>,
 ) -> Result<Json<Person>> {
     Ok(Json(state.service.sandbox().person(&phone(&raw, "phone")?)))
@@ -98,7 +98,7 @@ async fn get_person(
     responses((status = 200, body = Person), (status = 422, body = ErrorBody)), security(("api_key" = [])))]
 async fn update_person(
     State(state): State<AppState>,
-    _key: AccountKey,
+    _key: AccountWideKey,
     ApiPath(raw): ApiPath<String>,
     ApiJson(patch): ApiJson<PersonPatch>,
 ) -> Result<Json<Person>> {
@@ -111,7 +111,7 @@ async fn update_person(
     responses((status = 200, body = Vec<InboxMessage>), (status = 422, body = ErrorBody)), security(("api_key" = [])))]
 async fn person_inbox(
     State(state): State<AppState>,
-    _key: AccountKey,
+    _key: AccountWideKey,
     ApiPath(raw): ApiPath<String>,
 ) -> Result<Json<Vec<InboxMessage>>> {
     Ok(Json(state.service.sandbox().inbox(&phone(&raw, "phone")?)))
@@ -120,7 +120,7 @@ async fn person_inbox(
 /// Every group on the simulated network.
 #[utoipa::path(get, path = "/sandbox/groups", tag = "sandbox", operation_id = "v1.sandbox.group.list",
     responses((status = 200, body = Vec<SandboxGroup>)), security(("api_key" = [])))]
-async fn list_groups(State(state): State<AppState>, _key: AccountKey) -> Json<Vec<SandboxGroup>> {
+async fn list_groups(State(state): State<AppState>, _key: AccountWideKey) -> Json<Vec<SandboxGroup>> {
     Json(state.service.sandbox().groups())
 }
 
@@ -130,7 +130,7 @@ async fn list_groups(State(state): State<AppState>, _key: AccountKey) -> Json<Ve
     responses((status = 200, body = SandboxGroup), (status = 404, body = ErrorBody)), security(("api_key" = [])))]
 async fn get_group(
     State(state): State<AppState>,
-    _key: AccountKey,
+    _key: AccountWideKey,
     ApiPath(raw): ApiPath<String>,
 ) -> Result<Json<SandboxGroup>> {
     Ok(Json(state.service.sandbox().group(&jid(&raw)?)?))
@@ -143,7 +143,7 @@ async fn get_group(
     security(("api_key" = [])))]
 async fn person_leaves(
     State(state): State<AppState>,
-    _key: AccountKey,
+    _key: AccountWideKey,
     ApiPath(raw): ApiPath<String>,
     ApiJson(input): ApiJson<PersonIn>,
 ) -> Result<StatusCode> {
@@ -159,7 +159,7 @@ async fn person_leaves(
     security(("api_key" = [])))]
 async fn accept_invite(
     State(state): State<AppState>,
-    _key: AccountKey,
+    _key: AccountWideKey,
     ApiPath(raw): ApiPath<String>,
     ApiJson(input): ApiJson<PersonIn>,
 ) -> Result<Json<JoinOut>> {
@@ -174,7 +174,7 @@ async fn accept_invite(
     security(("api_key" = [])))]
 async fn join_by_link(
     State(state): State<AppState>,
-    _key: AccountKey,
+    _key: AccountWideKey,
     ApiJson(input): ApiJson<JoinIn>,
 ) -> Result<Json<JoinOut>> {
     let who = phone(&input.phone, "phone")?;
@@ -185,7 +185,7 @@ async fn join_by_link(
 /// The faults being injected.
 #[utoipa::path(get, path = "/sandbox/faults", tag = "sandbox", operation_id = "v1.sandbox.faults.get",
     responses((status = 200, body = Faults)), security(("api_key" = [])))]
-async fn get_faults(State(state): State<AppState>, _key: AccountKey) -> Json<Faults> {
+async fn get_faults(State(state): State<AppState>, _key: AccountWideKey) -> Json<Faults> {
     Json(state.service.sandbox().faults())
 }
 
@@ -195,7 +195,7 @@ async fn get_faults(State(state): State<AppState>, _key: AccountKey) -> Json<Fau
     responses((status = 200, body = Faults), (status = 422, body = ErrorBody)), security(("api_key" = [])))]
 async fn set_faults(
     State(state): State<AppState>,
-    _key: AccountKey,
+    _key: AccountWideKey,
     ApiJson(faults): ApiJson<Faults>,
 ) -> Result<Json<Faults>> {
     state.service.sandbox().set_faults(faults)?;
@@ -205,7 +205,7 @@ async fn set_faults(
 /// WhatsApp's creation limits as the sandbox enforces them.
 #[utoipa::path(get, path = "/sandbox/network-limits", tag = "sandbox", operation_id = "v1.sandbox.network_limits.get",
     responses((status = 200, body = NetworkLimits)), security(("api_key" = [])))]
-async fn get_network_limits(State(state): State<AppState>, _key: AccountKey) -> Json<NetworkLimits> {
+async fn get_network_limits(State(state): State<AppState>, _key: AccountWideKey) -> Json<NetworkLimits> {
     Json(state.service.sandbox().network_limits())
 }
 
@@ -217,7 +217,7 @@ async fn get_network_limits(State(state): State<AppState>, _key: AccountKey) -> 
     responses((status = 200, body = NetworkLimits), (status = 422, body = ErrorBody)), security(("api_key" = [])))]
 async fn set_network_limits(
     State(state): State<AppState>,
-    _key: AccountKey,
+    _key: AccountWideKey,
     ApiJson(limits): ApiJson<NetworkLimits>,
 ) -> Result<Json<NetworkLimits>> {
     state.service.sandbox().set_network_limits(limits)?;
@@ -227,6 +227,6 @@ async fn set_network_limits(
 /// What the network's limits did so far: refusals, bans, groups created.
 #[utoipa::path(get, path = "/sandbox/stats", tag = "sandbox", operation_id = "v1.sandbox.stats",
     responses((status = 200, body = NetworkStats)), security(("api_key" = [])))]
-async fn network_stats(State(state): State<AppState>, _key: AccountKey) -> Json<NetworkStats> {
+async fn network_stats(State(state): State<AppState>, _key: AccountWideKey) -> Json<NetworkStats> {
     Json(state.service.sandbox().stats())
 }

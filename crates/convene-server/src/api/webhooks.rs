@@ -16,7 +16,7 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::AppState;
-use crate::auth::AccountKey;
+use crate::auth::{AccountKey, AccountWideKey};
 use crate::error::{ApiError, ErrorBody, Result};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::service::webhooks::{EndpointPatch, NewEndpoint};
@@ -265,7 +265,7 @@ fn limit(limit: Option<u32>) -> Result<u32> {
     security(("api_key" = [])))]
 async fn create_webhook(
     State(state): State<AppState>,
-    _key: AccountKey,
+    _key: AccountWideKey,
     ApiJson(input): ApiJson<WebhookIn>,
 ) -> Result<(StatusCode, Json<WebhookWithSecretOut>)> {
     let new = NewEndpoint {
@@ -282,7 +282,7 @@ async fn create_webhook(
 /// Every endpoint, oldest first.
 #[utoipa::path(get, path = "/webhooks", tag = "webhooks", operation_id = "v1.webhook.list",
     responses((status = 200, body = Vec<WebhookOut>)), security(("api_key" = [])))]
-async fn list_webhooks(State(state): State<AppState>, _key: AccountKey) -> Result<Json<Vec<WebhookOut>>> {
+async fn list_webhooks(State(state): State<AppState>, _key: AccountWideKey) -> Result<Json<Vec<WebhookOut>>> {
     Ok(Json(state.service.list_webhooks().await?.into_iter().map(WebhookOut::from).collect()))
 }
 
@@ -292,7 +292,7 @@ async fn list_webhooks(State(state): State<AppState>, _key: AccountKey) -> Resul
     responses((status = 200, body = WebhookOut), (status = 404, body = ErrorBody)), security(("api_key" = [])))]
 async fn get_webhook(
     State(state): State<AppState>,
-    _key: AccountKey,
+    _key: AccountWideKey,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<WebhookOut>> {
     Ok(Json(state.service.webhook(endpoint_id(&id)?).await?.into()))
@@ -306,7 +306,7 @@ async fn get_webhook(
     security(("api_key" = [])))]
 async fn update_webhook(
     State(state): State<AppState>,
-    _key: AccountKey,
+    _key: AccountWideKey,
     ApiPath(id): ApiPath<String>,
     ApiJson(input): ApiJson<WebhookPatchIn>,
 ) -> Result<Json<WebhookOut>> {
@@ -325,7 +325,7 @@ async fn update_webhook(
     responses((status = 204), (status = 404, body = ErrorBody)), security(("api_key" = [])))]
 async fn delete_webhook(
     State(state): State<AppState>,
-    _key: AccountKey,
+    _key: AccountWideKey,
     ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode> {
     state.service.delete_webhook(endpoint_id(&id)?).await?;
@@ -338,7 +338,7 @@ async fn delete_webhook(
     responses((status = 200, body = SecretOut), (status = 404, body = ErrorBody)), security(("api_key" = [])))]
 async fn get_secret(
     State(state): State<AppState>,
-    _key: AccountKey,
+    _key: AccountWideKey,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<SecretOut>> {
     let secret = state.service.webhook_secret(endpoint_id(&id)?, &state.secrets).await?;
@@ -354,7 +354,7 @@ async fn get_secret(
         (status = 422, body = ErrorBody)), security(("api_key" = [])))]
 async fn rotate_secret(
     State(state): State<AppState>,
-    _key: AccountKey,
+    _key: AccountWideKey,
     ApiPath(id): ApiPath<String>,
     ApiJson(input): ApiJson<RotateIn>,
 ) -> Result<Json<WebhookWithSecretOut>> {
@@ -373,7 +373,7 @@ async fn rotate_secret(
         (status = 422, body = ErrorBody)), security(("api_key" = [])))]
 async fn list_deliveries(
     State(state): State<AppState>,
-    _key: AccountKey,
+    _key: AccountWideKey,
     ApiPath(id): ApiPath<String>,
     ApiQuery(params): ApiQuery<DeliveryListParams>,
 ) -> Result<Json<Vec<DeliveryOut>>> {
@@ -401,7 +401,7 @@ async fn list_deliveries(
     responses((status = 200, body = DeliveryOut), (status = 404, body = ErrorBody)), security(("api_key" = [])))]
 async fn get_delivery(
     State(state): State<AppState>,
-    _key: AccountKey,
+    _key: AccountWideKey,
     ApiPath((id, delivery)): ApiPath<(String, String)>,
 ) -> Result<Json<DeliveryOut>> {
     let (delivery, attempts) = state.service.delivery(endpoint_id(&id)?, delivery_id(&delivery)?).await?;
@@ -420,7 +420,7 @@ fn delivery_id(raw: &str) -> Result<i64> {
     security(("api_key" = [])))]
 async fn replay_delivery(
     State(state): State<AppState>,
-    _key: AccountKey,
+    _key: AccountWideKey,
     ApiPath((id, delivery)): ApiPath<(String, String)>,
 ) -> Result<Json<ReplayOut>> {
     let replayed = state.service.replay(endpoint_id(&id)?, Some(delivery_id(&delivery)?), None).await?;
@@ -434,7 +434,7 @@ async fn replay_delivery(
     responses((status = 200, body = ReplayOut), (status = 404, body = ErrorBody)), security(("api_key" = [])))]
 async fn replay_failed(
     State(state): State<AppState>,
-    _key: AccountKey,
+    _key: AccountWideKey,
     ApiPath(id): ApiPath<String>,
     ApiJson(input): ApiJson<ReplayIn>,
 ) -> Result<Json<ReplayOut>> {
@@ -447,12 +447,14 @@ async fn replay_failed(
     responses((status = 200, body = Vec<EventOut>), (status = 422, body = ErrorBody)), security(("api_key" = [])))]
 async fn list_events(
     State(state): State<AppState>,
-    _key: AccountKey,
+    key: AccountKey,
     ApiQuery(params): ApiQuery<EventListParams>,
 ) -> Result<Json<Vec<EventOut>>> {
-    let query =
-        EventListQuery { instance_id: params.instance_id, after_seq: params.after, limit: limit(params.limit)? };
-    Ok(Json(state.service.events(&query).await?.into_iter().map(EventOut::from).collect()))
+    // A scoped key reads its instances' events only: a page may then hold fewer than `limit`.
+    let instance_id = params.instance_id.map(|i| key.instance(i)).transpose()?.or_else(|| key.sole_instance());
+    let query = EventListQuery { instance_id, after_seq: params.after, limit: limit(params.limit)? };
+    let events = state.service.events(&query).await?.into_iter();
+    Ok(Json(events.filter(|e| key.sees_event(e.instance_id)).map(EventOut::from).collect()))
 }
 
 /// The OpenAPI document's `webhooks`: one entry per event type, the body it is delivered with (the envelope and

@@ -22,6 +22,7 @@ use serde_json::{Value, json};
 
 use super::common::{self, DialectError, DialectFields as _, Failure, Renames, Shape};
 use crate::AppState;
+use crate::auth::AccountKey;
 use crate::error::ApiError;
 use crate::service::{NewGroup, ParticipantReport, RetryGuard};
 
@@ -80,8 +81,8 @@ async fn not_served(uri: axum::http::Uri) -> Response {
     common::routing::<TwoChat>(StatusCode::NOT_FOUND, "not_found", message)
 }
 
-/// A valid account API key in `X-User-API-Key`.
-struct ApiKey;
+/// A valid account API key in `X-User-API-Key`, allowed this method (`crate::auth`).
+struct ApiKey(AccountKey);
 
 impl FromRequestParts<AppState> for ApiKey {
     type Rejection = TwoChatError;
@@ -89,8 +90,20 @@ impl FromRequestParts<AppState> for ApiKey {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self> {
         let key = common::header_text(&parts.headers, "x-user-api-key")
             .ok_or(ApiError::Unauthorized("missing `X-User-API-Key` header (the account's API key)"))?;
-        state.service.account_key(key).await?;
-        Ok(Self)
+        let key = state.service.account_key(key).await?;
+        Ok(Self(AccountKey::permit(key, &parts.method)?))
+    }
+}
+
+impl ApiKey {
+    /// The instance whose number is `phone`, when the key's scope has it; otherwise the 404 an unknown number gets.
+    async fn instance_by_phone(&self, state: &AppState, phone: &str) -> std::result::Result<InstanceRecord, ApiError> {
+        let instance = state.service.instance_by_phone(phone).await?;
+        if self.0.sees(instance.id) {
+            return Ok(instance);
+        }
+        let number = instance.phone.as_ref().map_or_else(|| phone.to_owned(), convene_core::PhoneNumber::e164);
+        Err(ApiError::NotFound(format!("no instance is connected with number {number}")))
     }
 }
 
@@ -140,10 +153,14 @@ impl FromRequestParts<AppState> for PhoneParam {
 }
 
 /// `WAG62598186-d2bd-…` → the group; `…@g.us` is accepted as well.
-async fn resolve(state: &AppState, group: &str, instance: Option<convene_core::InstanceId>) -> Result<GroupRecord> {
+async fn resolve(
+    state: &AppState,
+    group: &str,
+    instance: Option<convene_core::InstanceId>,
+) -> std::result::Result<GroupRecord, ApiError> {
     let reference = group.trim();
     let reference = reference.strip_prefix("WAG").unwrap_or(reference);
-    Ok(state.service.resolve_group(reference, instance).await?)
+    state.service.resolve_group(reference, instance).await
 }
 
 fn wag(id: GroupId) -> String {
@@ -240,11 +257,11 @@ struct CreatedGroupOut {
 /// one; such a number is in neither list and its entry says `statusCode: 403, isInviteV4Sent: true`.
 async fn create_group(
     State(state): State<AppState>,
-    _key: ApiKey,
+    key: ApiKey,
     TwoChatJson(input): TwoChatJson<CreateIn>,
 ) -> Result<Json<CreatedOut>> {
     at_most_ten("group.participants", &input.group.participants)?;
-    let instance = state.service.instance_by_phone(&input.from_number).await?;
+    let instance = key.instance_by_phone(&state, &input.from_number).await?;
     let new = NewGroup {
         subject: input.group.name,
         description: input.group.description,
@@ -301,11 +318,11 @@ struct AddedOut {
 /// isInviteV4Sent}}}`. Privacy refusals get a private invite, as at creation.
 async fn add_participant(
     State(state): State<AppState>,
-    _key: ApiKey,
+    key: ApiKey,
     GroupParam(group): GroupParam,
     TwoChatJson(input): TwoChatJson<ParticipantsIn>,
 ) -> Result<Json<AddedOut>> {
-    let reports = change(&state, &group, ParticipantChange::Add, input).await?;
+    let reports = change(&state, &key, &group, ParticipantChange::Add, input).await?;
     let participants = Ordered(reports.iter().map(|r| (r.input.clone(), NumberResult::of(r, false))).collect());
     Ok(Json(AddedOut { success: true, participants }))
 }
@@ -328,11 +345,11 @@ struct RemovedNumbers {
 /// unaccepted_numbers}}`: accepted are the numbers removed, unaccepted every other.
 async fn remove_participant(
     State(state): State<AppState>,
-    _key: ApiKey,
+    key: ApiKey,
     GroupParam(group): GroupParam,
     TwoChatJson(input): TwoChatJson<ParticipantsIn>,
 ) -> Result<Json<RemovedOut>> {
-    let reports = change(&state, &group, ParticipantChange::Remove, input).await?;
+    let reports = change(&state, &key, &group, ParticipantChange::Remove, input).await?;
     let (removed, kept): (Vec<_>, Vec<_>) = reports.into_iter().partition(|r| r.outcome.is_success());
     Ok(Json(RemovedOut {
         success: true,
@@ -346,12 +363,13 @@ async fn remove_participant(
 
 async fn change(
     state: &AppState,
+    key: &ApiKey,
     group: &str,
     change: ParticipantChange,
     input: ParticipantsIn,
 ) -> Result<Vec<ParticipantReport>> {
     at_most_ten("participants", &input.participants)?;
-    let instance = state.service.instance_by_phone(&input.from_number).await?;
+    let instance = key.instance_by_phone(state, &input.from_number).await?;
     let record = resolve(state, group, Some(instance.id)).await?;
     let auto_invite = (change == ParticipantChange::Add).then_some(true);
     Ok(state.service.change_participants(&record, change, &input.participants, auto_invite).await?)
@@ -427,17 +445,17 @@ fn twochat_time(t: Timestamp) -> String {
 /// `GET /open/whatsapp/groups/{phone_number}`: the groups of the instance with that number, oldest first.
 async fn list_groups(
     State(state): State<AppState>,
-    _key: ApiKey,
+    key: ApiKey,
     PhoneParam(phone): PhoneParam,
 ) -> Result<Json<ListOut>> {
-    let instance = state.service.instance_by_phone(&phone).await?;
+    let instance = key.instance_by_phone(&state, &phone).await?;
     let groups = common::current_groups(&state, instance.id).await?;
     Ok(Json(ListOut { success: true, data: groups.into_iter().map(|g| GroupOut::of(g, None)).collect() }))
 }
 
 /// `GET /open/whatsapp/group/{uuid}`: one group with its members.
-async fn get_group(State(state): State<AppState>, _key: ApiKey, GroupParam(group): GroupParam) -> Result<Json<GetOut>> {
-    let record = resolve(&state, &group, None).await?;
+async fn get_group(State(state): State<AppState>, key: ApiKey, GroupParam(group): GroupParam) -> Result<Json<GetOut>> {
+    let record = key.0.group(resolve(&state, &group, key.0.sole_instance()).await, &group)?;
     let view = state.service.group(record).await?;
     let members = Some(view.members.unwrap_or_default());
     Ok(Json(GetOut { success: true, data: GroupOut::of(view.record, members) }))
@@ -511,9 +529,13 @@ impl NumberOut {
 }
 
 /// `GET /open/whatsapp/get-numbers`: every instance, as the account's WhatsApp numbers, with its connection status.
-async fn get_numbers(State(state): State<AppState>, _key: ApiKey) -> Result<Json<NumbersOut>> {
+async fn get_numbers(State(state): State<AppState>, key: ApiKey) -> Result<Json<NumbersOut>> {
     let instances = state.service.list_instances().await?;
-    let numbers = instances.iter().map(|(record, live)| NumberOut::of(record, live)).collect();
+    let numbers = instances
+        .iter()
+        .filter(|(record, _)| key.0.sees(record.id))
+        .map(|(record, live)| NumberOut::of(record, live))
+        .collect();
     Ok(Json(NumbersOut { success: true, numbers }))
 }
 
@@ -532,12 +554,15 @@ struct ChannelStatusOut {
 /// `WPN…` uuid from `get-numbers` (the only way to reach a real number that is not paired yet) or its phone number.
 async fn channel_status(
     State(state): State<AppState>,
-    _key: ApiKey,
+    key: ApiKey,
     NumberParam(number): NumberParam,
 ) -> Result<Json<ChannelStatusOut>> {
     let id = match number.trim().strip_prefix("WPN") {
-        Some(id) => InstanceId::parse(id).ok_or_else(|| ApiError::NotFound(format!("no number {number}")))?,
-        None => state.service.instance_by_phone(&number).await.fields(&[("from_number", "number")])?.id,
+        Some(id) => {
+            let id = InstanceId::parse(id).ok_or_else(|| ApiError::NotFound(format!("no number {number}")))?;
+            key.0.instance(id)?
+        }
+        None => key.instance_by_phone(&state, &number).await.fields(&[("from_number", "number")])?.id,
     };
     let (_, live) = state.service.instance(id).await?;
     let qr_code = common::current_qr(&state, id).await?.map(|qr| qr.code);

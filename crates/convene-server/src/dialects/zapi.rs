@@ -21,6 +21,7 @@ use serde_json::{Value, json};
 
 use super::common::{self, DialectError, DialectFields as _, Failure, Renames, Shape};
 use crate::AppState;
+use crate::auth::AccountKey;
 use crate::error::ApiError;
 use crate::service::{GroupChange, NewGroup, ParticipantReport, RetryGuard};
 
@@ -47,6 +48,10 @@ const DESCRIPTION_FIELDS: Renames = &[("description", "groupDescription")];
 const PHONE_CODE_FIELDS: Renames = &[("phone_number", "phone")];
 
 const BASE: &str = "/instances/{instance}/token/{token}";
+
+/// The methods that change nothing, the only ones a read-only account key may call. Z-API's verbs do not tell:
+/// `group-invitation-link` (POST) reads the current link, `disconnect` and `phone-code` (GET) change the instance.
+const READS: &[&str] = &["group-metadata", "light-group-metadata", "group-invitation-link", "status", "qr-code"];
 
 pub fn router() -> Router<AppState> {
     let methods: [(&str, Method, MethodRouter<AppState>); 17] = [
@@ -109,7 +114,8 @@ async fn unknown_method(uri: Uri) -> Response {
     common::routing::<Zapi>(StatusCode::NOT_FOUND, "not_found", message)
 }
 
-/// The instance named in the path, its token checked, called with a valid account key in `Client-Token`.
+/// The instance named in the path, its token checked, called with a valid account key in `Client-Token` whose scope
+/// has the instance and that is allowed this method (`crate::auth`).
 struct ZapiInstance(InstanceRecord);
 
 impl FromRequestParts<AppState> for ZapiInstance {
@@ -125,7 +131,11 @@ impl FromRequestParts<AppState> for ZapiInstance {
         let instance = state.service.instance_by_token(id, token).await?;
         let key = common::header_text(&parts.headers, "client-token")
             .ok_or(ApiError::Unauthorized("missing `Client-Token` header (the account's API key)"))?;
-        state.service.account_key(key).await?;
+        // `/instances/{id}/token/{token}/{method}/…`: whether the call changes something is in its name, not its verb.
+        let method = parts.uri.path().trim_start_matches('/').split('/').nth(4).unwrap_or_default();
+        let changes = !READS.contains(&method);
+        let key = AccountKey::permit_call(state.service.account_key(key).await?, changes, &format!("call {method}"))?;
+        key.instance(instance.id)?;
         Ok(Self(instance))
     }
 }

@@ -58,7 +58,7 @@ async fn second_api_key(app: &TestApp) -> String {
         None => format!("sqlite://{}", app.dir.path().join("convene.db").display()),
     };
     let store = convene_store::connect(&url).await.expect("the app's database");
-    let (secret, record) = convene_server::auth::new_api_key("second", crate::helpers::START);
+    let (secret, record) = convene_server::auth::new_api_key("second", Default::default(), crate::helpers::START);
     store.insert_api_key(&record).await.expect("insert the key");
     secret
 }

@@ -15,6 +15,9 @@ fn api_key(name: &str, secret_hash: &str) -> ApiKeyRecord {
         prefix: format!("cv_{name}"),
         secret_hash: secret_hash.to_owned(),
         created_at: Timestamp::from_millis(T0 + 17),
+        instance_ids: None,
+        read_only: false,
+        last_used_at: None,
     }
 }
 
@@ -79,6 +82,81 @@ pub async fn api_keys_round_trip_and_are_counted(store: &dyn Store) {
     assert_eq!(store.find_api_key(&second.secret_hash).await.unwrap(), Some(second));
     assert_eq!(store.find_api_key("no-such-hash").await.unwrap(), None);
     assert_eq!(store.count_api_keys().await.unwrap(), 2);
+}
+
+pub async fn scoped_and_read_only_keys_round_trip_and_are_listed_oldest_first(store: &dyn Store) {
+    // Arrange
+    let admin = api_key("admin", "hash-admin");
+    let scoped = ApiKeyRecord {
+        instance_ids: Some(vec![InstanceId(7_103_000_002), InstanceId(7_103_000_001)]),
+        created_at: Timestamp::from_millis(T0 + 18),
+        ..api_key("scoped", "hash-scoped")
+    };
+    let reader = ApiKeyRecord {
+        read_only: true,
+        instance_ids: Some(Vec::new()),
+        last_used_at: Some(Timestamp::from_millis(T0 + 99)),
+        created_at: Timestamp::from_millis(T0 + 19),
+        ..api_key("reader", "hash-reader")
+    };
+
+    // Act
+    for key in [&reader, &scoped, &admin] {
+        store.insert_api_key(key).await.unwrap();
+    }
+
+    // Assert
+    assert_eq!(store.find_api_key("hash-scoped").await.unwrap().as_ref(), Some(&scoped), "the scope keeps its order");
+    assert_eq!(store.find_api_key("hash-reader").await.unwrap().as_ref(), Some(&reader));
+    assert_eq!(store.list_api_keys().await.unwrap(), vec![admin, scoped, reader]);
+}
+
+pub async fn a_used_key_records_when_and_a_missing_one_is_not_found(store: &dyn Store) {
+    // Arrange
+    let key = api_key("ci", "hash-ci");
+    store.insert_api_key(&key).await.unwrap();
+
+    // Act
+    store.touch_api_key(key.id, Timestamp::from_millis(T0 + 60_000)).await.unwrap();
+
+    // Assert
+    let found = store.find_api_key("hash-ci").await.unwrap().unwrap();
+    assert_eq!(found.last_used_at, Some(Timestamp::from_millis(T0 + 60_000)));
+    assert!(matches!(store.touch_api_key(Uuid::new_v4(), Timestamp::from_millis(T0)).await, Err(DbError::NotFound)));
+}
+
+pub async fn a_deleted_key_is_gone_but_the_last_admin_key_stays(store: &dyn Store) {
+    // Arrange: two admin keys, a scoped one and a read-only one.
+    let first = api_key("first", "hash-first");
+    let second = api_key("second", "hash-second");
+    let scoped = ApiKeyRecord { instance_ids: Some(vec![InstanceId(7_103_000_001)]), ..api_key("scoped", "hash-s") };
+    let reader = ApiKeyRecord { read_only: true, ..api_key("reader", "hash-r") };
+    for key in [&first, &second, &scoped, &reader] {
+        store.insert_api_key(key).await.unwrap();
+    }
+
+    // Act + Assert: non-admin keys and all but one admin key go.
+    store.delete_api_key(scoped.id).await.unwrap();
+    store.delete_api_key(reader.id).await.unwrap();
+    store.delete_api_key(first.id).await.unwrap();
+    assert_eq!(store.find_api_key("hash-first").await.unwrap(), None);
+    assert!(matches!(store.delete_api_key(second.id).await, Err(DbError::Conflict)), "the last admin key stays");
+    assert!(matches!(store.delete_api_key(first.id).await, Err(DbError::NotFound)));
+    assert_eq!(store.list_api_keys().await.unwrap(), vec![second]);
+}
+
+pub async fn a_new_instance_token_replaces_the_old_hash(store: &dyn Store) {
+    // Arrange
+    let mut record = instance(7_103_000_001, None);
+    store.insert_instance(&record).await.unwrap();
+
+    // Act
+    store.set_instance_token_hash(record.id, "new-token-hash").await.unwrap();
+
+    // Assert
+    record.token_hash = "new-token-hash".to_owned();
+    assert_eq!(store.get_instance(record.id).await.unwrap(), record);
+    assert!(matches!(store.set_instance_token_hash(InstanceId(7_103_999_999), "x").await, Err(DbError::NotFound)));
 }
 
 pub async fn instances_round_trip_with_and_without_a_phone(store: &dyn Store) {
@@ -583,6 +661,10 @@ macro_rules! every_case {
     ($run:ident) => {
         $run!(
             api_keys_round_trip_and_are_counted,
+            scoped_and_read_only_keys_round_trip_and_are_listed_oldest_first,
+            a_used_key_records_when_and_a_missing_one_is_not_found,
+            a_deleted_key_is_gone_but_the_last_admin_key_stays,
+            a_new_instance_token_replaces_the_old_hash,
             instances_round_trip_with_and_without_a_phone,
             a_paired_instance_gets_its_phone_and_others_keep_theirs,
             groups_round_trip_with_every_field_set_and_unset,

@@ -70,6 +70,7 @@ fn mapped(e: &ApiError, renames: Renames) -> (StatusCode, ErrorOut, Option<u64>)
         | ApiError::NotPairing(m)
         | ApiError::UnsupportedMediaType(m) => (StatusCode::BAD_REQUEST, "bad request data", m.clone()),
         ApiError::Unauthorized(m) => (StatusCode::UNAUTHORIZED, "Unauthorized", (*m).to_owned()),
+        ApiError::Forbidden { detail, .. } => (StatusCode::FORBIDDEN, "Forbidden", detail.clone()),
         // Green answers a wrong HTTP method with 404.
         ApiError::MethodNotAllowed(m) => (StatusCode::NOT_FOUND, "Not Found", m.clone()),
         ApiError::PayloadTooLarge(m) => (StatusCode::PAYLOAD_TOO_LARGE, "Payload Too Large", m.clone()),

@@ -1,0 +1,100 @@
+//! Account API keys and instance tokens: issuing, checking, listing, revoking and rotating them. Secrets are
+//! returned once and stored as SHA-256 hashes; what a key may do is `crate::auth`'s.
+
+use std::time::Duration;
+
+use convene_core::store::ApiKeyRecord;
+use convene_core::{DbError, InstanceId};
+use uuid::Uuid;
+
+use super::{MAX_INSTANCE_NAME_CHARS, Service, not_found};
+use crate::auth::{self, KeyGrant};
+use crate::error::{ApiError, FieldError, Result};
+
+/// `last_used_at` is written at most this often per key, so reads do not each cost a write.
+const LAST_USED_RESOLUTION: Duration = Duration::from_secs(60);
+
+impl Service {
+    /// A valid account API key (native Bearer, 2Chat `X-User-API-Key`, Z-API `Client-Token`), its use recorded.
+    pub async fn account_key(&self, secret: &str) -> Result<ApiKeyRecord> {
+        let secret = secret.trim();
+        let mut key = match self.store.find_api_key(&auth::hash_secret(secret)).await? {
+            Some(key) if !secret.is_empty() => key,
+            _ => return Err(ApiError::Unauthorized("unknown API key")),
+        };
+        let now = self.clock.now();
+        if key.last_used_at.is_none_or(|last| last.until(now) >= LAST_USED_RESOLUTION) {
+            match self.store.touch_api_key(key.id, now).await {
+                Ok(()) => key.last_used_at = Some(now),
+                // Revoked since it was read: refused like any unknown key.
+                Err(DbError::NotFound) => return Err(ApiError::Unauthorized("unknown API key")),
+                Err(e) => tracing::warn!(key = %key.prefix, error = %e, "could not record the API key's use"),
+            }
+        }
+        Ok(key)
+    }
+
+    /// A new account API key, stored hashed; the secret is returned once, with the record. A scope must name
+    /// instances that exist (at least one).
+    pub async fn create_api_key(&self, name: &str, grant: KeyGrant) -> Result<(String, ApiKeyRecord)> {
+        let name = name.trim();
+        let mut fields = Vec::new();
+        if name.is_empty() || name.chars().count() > MAX_INSTANCE_NAME_CHARS || name.chars().any(char::is_control) {
+            fields.push(FieldError::new(
+                "name",
+                format!("must be 1 to {MAX_INSTANCE_NAME_CHARS} characters, without control characters"),
+            ));
+        }
+        let mut grant = grant;
+        if let Some(ids) = &mut grant.instance_ids {
+            if ids.is_empty() {
+                fields.push(FieldError::new(
+                    "instance_ids",
+                    "must name at least one instance; leave it out for a key to the whole account",
+                ));
+            }
+            let known: Vec<InstanceId> = self.store.list_instances().await?.into_iter().map(|i| i.id).collect();
+            for (i, id) in ids.iter().enumerate() {
+                if !known.contains(id) {
+                    fields.push(FieldError::new(format!("instance_ids[{i}]"), format!("no instance {id}")));
+                }
+            }
+            ids.sort_unstable_by_key(|id| id.0);
+            ids.dedup();
+        }
+        if !fields.is_empty() {
+            return Err(ApiError::Validation(fields));
+        }
+        let (secret, record) = auth::new_api_key(name, grant, self.clock.now());
+        self.store.insert_api_key(&record).await?;
+        Ok((secret, record))
+    }
+
+    /// Every key, oldest first (records only: the secrets were never kept).
+    pub async fn list_api_keys(&self) -> Result<Vec<ApiKeyRecord>> {
+        Ok(self.store.list_api_keys().await?)
+    }
+
+    /// Deletes a key: the next request with it is refused. The last admin key (account-wide and writable) stays,
+    /// so that the API always has a key that can issue keys; `convene key create` makes one on the host anyway.
+    pub async fn revoke_api_key(&self, id: Uuid) -> Result<()> {
+        match self.store.delete_api_key(id).await {
+            Ok(()) => Ok(()),
+            Err(DbError::Conflict) => Err(ApiError::Conflict(format!(
+                "API key {id} is the last key that is account-wide and writable; create another one before \
+                 revoking it, so that the account is not locked out"
+            ))),
+            Err(e) => Err(not_found(e, || format!("no API key {id}"))),
+        }
+    }
+
+    /// A new token for the instance; the old one is refused from now on. The token is returned once.
+    pub async fn rotate_instance_token(&self, id: InstanceId) -> Result<String> {
+        let token = auth::new_instance_token();
+        self.store
+            .set_instance_token_hash(id, &auth::hash_secret(&token))
+            .await
+            .map_err(|e| not_found(e, || format!("no instance {id}")))?;
+        Ok(token)
+    }
+}

@@ -246,6 +246,7 @@ impl Service {
         let window = Duration::from_secs(self.creation.duplicate_window_secs);
         let dedupe_key =
             (guard == RetryGuard::DuplicateWindow && !window.is_zero()).then(|| dedupe_key(instance_id, &prepared));
+        let mut passed_over = None;
         let (_turn, now) = loop {
             let turn = self.creation_turn(instance_id).await;
             let now = self.clock.now();
@@ -253,13 +254,14 @@ impl Service {
                 Some(key) => self.store.find_duplicate_job(key, now.minus(window)).await?,
                 None => None,
             };
-            let Some(first) = first else { break (turn, now) };
+            let Some(first) = first.filter(|f| Some(f.id) != passed_over) else { break (turn, now) };
             drop(turn);
-            tracing::info!(instance = %instance_id, job = %first.id, "a repeated creation gets the first one's answer");
+            passed_over = Some(first.id);
             if let Some(answer) = self.answer_of(first).await? {
+                tracing::info!(instance = %instance_id, group = %answer.group.record.id, "a repeated creation gets the first one's group");
                 return Ok(answer);
             }
-            // The first ended without a group: this one goes ahead.
+            // The first ended without a group, or this number has left it since: this one goes ahead.
         };
         let (next, pause) = self.next_creation_at(&instance, now).await?;
         if next > now {
@@ -305,7 +307,7 @@ impl Service {
     }
 
     /// The answer a creation gave, for a repeat of it, waiting (bounded) while it is still under way; `None` when it
-    /// ended without a group.
+    /// ended without a group, or the number has left that group since (a repeat then means a new one).
     async fn answer_of(&self, mut first: JobRecord) -> Result<Option<CreatedGroupView>> {
         let mut writes = self.event_writes.subscribe();
         let deadline = tokio::time::Instant::now() + DUPLICATE_WAIT;
@@ -325,6 +327,9 @@ impl Service {
             return Ok(None);
         };
         let record = self.store.get_group(result.group_id).await?;
+        if record.left_at.is_some() {
+            return Ok(None);
+        }
         let members = match self.connector(result.instance_id) {
             Ok(connector) => connector.group_metadata(&record.jid).await.ok().map(|m| m.members),
             Err(_) => None,

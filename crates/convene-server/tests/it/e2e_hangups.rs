@@ -199,6 +199,23 @@ async fn another_subject_other_people_a_key_or_the_end_of_the_window_make_a_new_
 }
 
 #[tokio::test]
+async fn a_repeat_after_the_number_left_the_first_group_makes_a_new_one() {
+    // Arrange
+    let app = spawn_app().await;
+    let first = app.create_group("Left", &["+17137157533"]).await;
+    let (status, body) =
+        app.post(&format!("/v1/groups/{}/leave", first["group"]["id"].as_str().unwrap()), json!({})).await;
+    assert!(status.is_success(), "{status} {body}");
+
+    // Act
+    let again = app.create_group("Left", &["+17137157533"]).await;
+
+    // Assert
+    assert_ne!(again["group"]["id"], first["group"]["id"]);
+    assert_eq!(app.service.sandbox().groups().into_iter().filter(|g| g.subject == "Left").count(), 2);
+}
+
+#[tokio::test]
 async fn a_failed_creation_is_not_a_duplicate_so_the_retry_tries_again() {
     // Arrange: every change fails on the network.
     let app = spawn_app().await;

@@ -23,13 +23,12 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use convene_core::store::{IdempotencyClaim, IdempotencyRecord, IdempotentResponse};
 use convene_core::{GroupPicture, Store};
-use sha2::{Digest, Sha256};
 use tracing::Instrument as _;
 use utoipa::openapi::path::{Parameter, ParameterBuilder, ParameterIn};
 use utoipa::openapi::{ObjectBuilder, OpenApi, Ref, RefOr, Required, Type};
 
 use crate::AppState;
-use crate::auth::AccountKey;
+use crate::auth::{AccountKey, sha256_hex};
 use crate::error::{ApiError, ErrorBody};
 use crate::webhooks::SecretBox;
 
@@ -234,10 +233,6 @@ async fn read_body(mut body: Body) -> Result<Bytes, ApiError> {
     Ok(Bytes::from(buf))
 }
 
-fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// Documents the header on every POST, PUT, PATCH and DELETE operation under `/v1`, as one shared parameter
 /// (`#/components/parameters/IdempotencyKey`).
 pub fn document(openapi: &mut OpenApi) {
@@ -288,10 +283,5 @@ mod tests {
         assert!(parse_key(&headers(&[b"tab\there"])).is_err());
         assert!(parse_key(&headers(&["caf\u{e9}".as_bytes()])).is_err());
         assert!(parse_key(&headers(&[b"a", b"b"])).is_err(), "two headers");
-    }
-
-    #[test]
-    fn the_body_hash_is_sha256() {
-        assert_eq!(sha256_hex(b"abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
     }
 }

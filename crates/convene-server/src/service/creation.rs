@@ -142,7 +142,7 @@ fn dedupe_key(instance_id: InstanceId, prepared: &Prepared) -> String {
     people.sort();
     people.dedup();
     let identity = serde_json::json!([instance_id.0, prepared.request.subject.as_str(), people]);
-    crate::auth::hash_secret(&identity.to_string())
+    crate::auth::sha256_hex(identity.to_string().as_bytes())
 }
 
 /// What `POST /v1/jobs/groups` accepted.

@@ -8,10 +8,54 @@ use uuid::Uuid;
 
 /// An instance (one connected number). Numeric, so it also works as Green API's `idInstance`, Z-API's instance id
 /// and Wawp's `instance_id`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(transparent)]
-#[schema(value_type = i64, example = 7103000001_i64)]
 pub struct InstanceId(pub i64);
+
+/// A JSON number with no fraction is an integer to JSON Schema (`7103000001.0`), so it is read as one.
+impl<'de> Deserialize<'de> for InstanceId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = InstanceId;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an instance id (an integer)")
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<InstanceId, E> {
+                Ok(InstanceId(v))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<InstanceId, E> {
+                i64::try_from(v).map(InstanceId).map_err(|_| E::custom("instance id out of range"))
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<InstanceId, E> {
+                if v.fract() == 0.0 && v.abs() < 1e18 {
+                    Ok(InstanceId(v as i64))
+                } else {
+                    Err(E::custom("an instance id is an integer"))
+                }
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<InstanceId, E> {
+                v.parse().map(InstanceId).map_err(|_| E::custom("an instance id is an integer"))
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
+
+impl utoipa::PartialSchema for InstanceId {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::Integer)
+            .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(utoipa::openapi::KnownFormat::Int64)))
+            .description(Some("An instance id: ten digits."))
+            .minimum(Some(Self::MIN))
+            .maximum(Some(Self::MAX))
+            .examples([serde_json::json!(7_103_000_001_i64)])
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for InstanceId {}
 
 impl InstanceId {
     /// Instance ids are ten digits, like Green API's.

@@ -17,14 +17,14 @@ const DAY: Duration = Duration::from_secs(86_400);
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PacingPolicy {
-    /// Long-run least time between creations, in seconds (0: no limit).
-    #[schema(example = 300)]
+    /// Long-run least time between creations, in seconds (0: no limit; at most 86400).
+    #[schema(example = 300, minimum = 0, maximum = 86400)]
     pub min_interval_secs: u64,
     /// Creations that may go back to back before the interval applies (at least 1).
-    #[schema(example = 1)]
+    #[schema(example = 1, minimum = 1)]
     pub burst: u32,
     /// Most creations in any 24 hours (absent: no cap).
-    #[schema(example = 30)]
+    #[schema(example = 30, minimum = 1)]
     pub daily_cap: Option<u32>,
 }
 

@@ -104,11 +104,24 @@ impl<'de> Deserialize<'de> for PhoneNumber {
     }
 }
 
+impl PhoneNumber {
+    /// The spellings `parse` reads, as a regular expression for the OpenAPI document: digits with the country code
+    /// (an optional leading `+` or `00`; spaces, dots, dashes and brackets between), or a WhatsApp user id.
+    pub const PATTERN: &'static str =
+        r"^(?:\+?[0-9][0-9 ().-]{5,30}|[0-9]{6,15}(?::[0-9]{1,3})?@(?:c\.us|s\.whatsapp\.net))$";
+}
+
 impl utoipa::PartialSchema for PhoneNumber {
     fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
         utoipa::openapi::ObjectBuilder::new()
             .schema_type(utoipa::openapi::schema::Type::String)
-            .description(Some("An international phone number in E.164 form."))
+            .format(Some(utoipa::openapi::SchemaFormat::Custom("phone".into())))
+            .pattern(Some(Self::PATTERN))
+            .description(Some(
+                "An international phone number. Read as `+1 713-715-7533`, `17137157533`, `0017137157533`, \
+                 `17137157533@c.us` or `17137157533@s.whatsapp.net`, and checked against libphonenumber's metadata \
+                 for its country code (format `phone`); always written in E.164 form, `+17137157533`.",
+            ))
             .examples([serde_json::json!("+17137157533")])
             .into()
     }
@@ -119,6 +132,21 @@ impl utoipa::ToSchema for PhoneNumber {}
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_number_the_documented_pattern_refuses_is_refused_by_parse_too() {
+        let pattern = regex::Regex::new(PhoneNumber::PATTERN).unwrap();
+        for ok in
+            ["+1 713-715-7533", "17137157533", "0017137157533", "17137157533@c.us", "17137157533:12@s.whatsapp.net"]
+        {
+            assert!(pattern.is_match(ok), "{ok}");
+            assert!(PhoneNumber::parse(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "abc", "+", "++17137157533", "1713715753a", "120363043968066561@g.us", "17137157533@x.us"] {
+            assert!(!pattern.is_match(bad), "{bad}");
+            assert!(PhoneNumber::parse(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn every_accepted_spelling_gives_the_same_number() {

@@ -186,6 +186,8 @@ pub struct JobRecord {
 pub struct JobListQuery {
     pub state: Option<JobState>,
     pub batch_id: Option<Uuid>,
+    /// Only jobs listed after this one, newest first: older, or as old with a smaller id (the next page).
+    pub before: Option<(Timestamp, Uuid)>,
     /// 1 to 500.
     pub limit: u32,
 }

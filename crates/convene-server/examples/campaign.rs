@@ -84,7 +84,12 @@ async fn main() -> anyhow::Result<()> {
     let mut completed = 0;
     for batch in &enqueued {
         let jobs = store
-            .list_jobs(&JobListQuery { state: Some(JobState::Succeeded), batch_id: Some(batch.batch_id), limit: 500 })
+            .list_jobs(&JobListQuery {
+                state: Some(JobState::Succeeded),
+                batch_id: Some(batch.batch_id),
+                before: None,
+                limit: 500,
+            })
             .await?;
         // list_jobs pages at 500: count by asking for each job instead when batches are large.
         completed += if jobs.len() < 500 { jobs.len() } else { count_succeeded(&*store, batch).await? };

@@ -67,9 +67,13 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
         axum::extract::Query::<T>::from_request_parts(parts, state).await.map(|q| Self(q.0)).map_err(
             |r: QueryRejection| {
+                // axum names the bad parameter: "…: limit: invalid digit found in string".
                 let text = r.body_text();
                 let detail = text.trim_start_matches("Failed to deserialize query string: ");
-                ApiError::field("query", detail)
+                match detail.split_once(": ") {
+                    Some((field, message)) if !field.contains(' ') => ApiError::field(field, message),
+                    _ => ApiError::field("query", detail),
+                }
             },
         )
     }

@@ -248,7 +248,14 @@ pub fn document(openapi: &mut OpenApi) {
              first is still running gets 409 `idempotency_key_in_progress` with `Retry-After`. Answers 5xx and 429 \
              are not kept, so a retry runs again. Keys are per API key; 1 to 255 printable ASCII characters.",
         ))
-        .schema(Some(ObjectBuilder::new().schema_type(Type::String).min_length(Some(1)).max_length(Some(255))))
+        .schema(Some(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .min_length(Some(1))
+                .max_length(Some(MAX_KEY_CHARS))
+                // Printable ASCII; HTTP drops spaces at either end of a header value, so none there.
+                .pattern(Some("^[!-~](?:[ -~]*[!-~])?$")),
+        ))
         .build();
     openapi.components.get_or_insert_with(Default::default).parameters.insert(NAME.into(), RefOr::T(parameter));
     for item in openapi.paths.paths.iter_mut().filter(|(path, _)| path.starts_with("/v1/")).map(|(_, item)| item) {

@@ -605,10 +605,11 @@ impl Service {
         if !errors.is_empty() {
             return Err(ApiError::Validation(errors));
         }
-        if subject.is_none() && description.is_none() && change.settings.is_empty() {
-            return Err(ApiError::field("body", "name at least one of subject, description, settings"));
-        }
         self.ensure_member(&record)?;
+        if subject.is_none() && description.is_none() && change.settings.is_empty() {
+            // Nothing to change (as a JSON merge patch `{}`): the group as it is.
+            return self.group(record).await;
+        }
         let connector = self.connector(record.instance_id)?;
         // Each part that the network accepted is recorded and published, even when a later part fails.
         let mut changed = Vec::new();

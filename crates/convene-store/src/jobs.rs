@@ -192,10 +192,14 @@ pub(crate) async fn get_job(db: &impl Backend, job_id: Uuid) -> DbResult<JobReco
 
 pub(crate) async fn list_jobs(db: &impl Backend, q: &JobListQuery) -> DbResult<Vec<JobRecord>> {
     let statement = Statement::new(select_jobs!(
-        "WHERE ($1 IS NULL OR state = $1) AND ($2 IS NULL OR batch_id = $2) ORDER BY created_at DESC, id DESC LIMIT $3"
+        "WHERE ($1 IS NULL OR state = $1) AND ($2 IS NULL OR batch_id = $2) \
+         AND ($3 IS NULL OR created_at < $3 OR (created_at = $3 AND id < $4)) \
+         ORDER BY created_at DESC, id DESC LIMIT $5"
     ))
     .bind(q.state.map(JobState::as_str))
     .bind(q.batch_id.map(id))
+    .bind(q.before.map(|(at, _)| at.as_millis()))
+    .bind(q.before.map(|(_, job)| id(job)))
     .bind(i64::from(q.limit.clamp(1, 500)));
     db.fetch(statement, stored::job).await
 }

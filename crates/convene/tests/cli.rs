@@ -115,7 +115,7 @@ fn key_create_list_and_revoke_manage_scoped_and_read_only_keys_in_the_database()
     assert!(!list.contains(&key), "{list}");
     let server = Server::start(&mut convene(dir.path()));
     let (status, body) = server.call(&key, "GET", "/v1/instances", None);
-    assert_eq!((status, body.as_array().map(Vec::len)), (200, Some(1)), "{body}");
+    assert_eq!((status, body["items"].as_array().map(Vec::len)), (200, Some(1)), "{body}");
     let (status, body) = server.call(&key, "POST", "/v1/instances", Some(&serde_json::json!({})));
     assert_eq!((status, &body["code"]), (403, &serde_json::json!("read_only_key")), "{body}");
     server.stop_with("-INT");

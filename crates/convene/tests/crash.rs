@@ -32,10 +32,10 @@ fn kill_9_during_a_queued_batch_loses_nothing_and_duplicates_nothing() {
     });
     server.kill();
     let server = Server::start(convene(dir.path()).env("CONVENE_WORKER__POLL_MS", "50"));
-    let jobs_path = format!("/v1/jobs?batch_id={batch}&limit=500");
+    let jobs_path = format!("/v1/jobs?batch_id={batch}&limit=200");
     wait_until("every job to finish", Duration::from_secs(120), || {
         let (_, jobs) = server.call(&key, "GET", &jobs_path, None);
-        jobs.as_array().is_some_and(|j| j.len() == 20 && j.iter().all(|j| j["state"] == "succeeded"))
+        jobs["items"].as_array().is_some_and(|j| j.len() == 20 && j.iter().all(|j| j["state"] == "succeeded"))
     });
 
     // Assert: each requested group once on the network and once in Convene.
@@ -44,9 +44,9 @@ fn kill_9_during_a_queued_batch_loses_nothing_and_duplicates_nothing() {
     for g in network.as_array().unwrap() {
         *on_network.entry(g["subject"].as_str().unwrap().to_owned()).or_default() += 1;
     }
-    let (_, ours) = server.call(&key, "GET", "/v1/groups?limit=500", None);
+    let (_, ours) = server.call(&key, "GET", "/v1/groups?limit=200", None);
     let mut recorded: HashMap<String, usize> = HashMap::new();
-    for g in ours["groups"].as_array().unwrap() {
+    for g in ours["items"].as_array().unwrap() {
         *recorded.entry(g["subject"].as_str().unwrap().to_owned()).or_default() += 1;
     }
     for s in &subjects {

@@ -79,10 +79,10 @@ fn kill_9_with_webhook_deliveries_pending_loses_none() {
     let (status, queued) =
         server.call(&key, "POST", "/v1/jobs/groups", Some(&json!({"instance_ids": [instance], "groups": groups})));
     assert_eq!(status, 202, "{queued}");
-    let deliveries = format!("/v1/webhooks/{endpoint}/deliveries?state=pending&limit=500");
+    let deliveries = format!("/v1/webhooks/{endpoint}/deliveries?state=pending&limit=200");
     wait_until("deliveries to pile up with failed attempts", Duration::from_secs(60), || {
         let (_, pending) = server.call(&key, "GET", &deliveries, None);
-        let pending = pending.as_array().cloned().unwrap_or_default();
+        let pending = pending["items"].as_array().cloned().unwrap_or_default();
         pending.len() >= 20 && pending.iter().any(|d| d["attempts"].as_u64() > Some(0))
     });
 
@@ -95,20 +95,20 @@ fn kill_9_with_webhook_deliveries_pending_loses_none() {
         move || receive(listener, seen)
     });
     let server = Server::start(&mut gateway(dir.path()));
-    let jobs = format!("/v1/jobs?batch_id={}&limit=500", queued["batch_id"].as_str().unwrap());
+    let jobs = format!("/v1/jobs?batch_id={}&limit=200", queued["batch_id"].as_str().unwrap());
     wait_until("every job to finish", Duration::from_secs(120), || {
         let (_, jobs) = server.call(&key, "GET", &jobs, None);
-        jobs.as_array().is_some_and(|j| j.len() == 10 && j.iter().all(|j| j["state"] == "succeeded"))
+        jobs["items"].as_array().is_some_and(|j| j.len() == 10 && j.iter().all(|j| j["state"] == "succeeded"))
     });
     let logged = || -> Vec<String> {
-        let (_, events) = server.call(&key, "GET", "/v1/events?limit=500", None);
-        events.as_array().unwrap().iter().map(|e| e["id"].as_str().unwrap().to_owned()).collect()
+        let (_, events) = server.call(&key, "GET", "/v1/events?limit=200", None);
+        events["items"].as_array().unwrap().iter().map(|e| e["id"].as_str().unwrap().to_owned()).collect()
     };
     // The receiver counts a delivery when it reads it, a moment before the gateway records the answer: wait for both.
     let pending = || server.call(&key, "GET", &deliveries, None).1;
     wait_until("the receiver to have every event and the queue to drain", Duration::from_secs(120), || {
         let got: HashSet<String> = seen.lock().unwrap().iter().cloned().collect();
-        logged().iter().all(|id| got.contains(id)) && pending() == json!([])
+        logged().iter().all(|id| got.contains(id)) && pending()["items"] == json!([])
     });
 
     // Assert: every event once.

@@ -7,13 +7,14 @@ use axum::http::{HeaderMap, StatusCode, header};
 use convene_core::store::{GroupListQuery, GroupRecord};
 use convene_core::{
     GroupId, GroupJid, GroupMember, GroupPicture, GroupSettings, GroupSettingsPatch, InstanceId, ParticipantChange,
-    Timestamp,
+    PhoneNumber, Timestamp,
 };
 use serde::{Deserialize, Serialize};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::instances::parse_instance_id;
+use super::instances::instance_filter;
+use super::page::{Cursor, Page, PageParams};
 use crate::AppState;
 use crate::auth::AccountKey;
 use crate::error::{ApiError, ErrorBody, Result};
@@ -43,15 +44,25 @@ pub fn router() -> OpenApiRouter<AppState> {
 pub struct GroupIn {
     /// The instance that creates the group and becomes its creator.
     pub instance_id: InstanceId,
-    /// 1 to 100 characters.
-    #[schema(example = "INCIDENT-999 | War room")]
+    /// 1 to 100 characters, not all spaces, without control characters.
+    #[schema(
+        example = "INCIDENT-999 | War room",
+        min_length = 1,
+        max_length = 100,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+    )]
     pub subject: String,
-    /// At most 2048 characters.
-    #[schema(example = "Checkout failures in EU. Runbook: https://example.com/rb/42")]
+    /// At most 2048 characters; line breaks and tabs are the only control characters allowed.
+    #[schema(
+        example = "Checkout failures in EU. Runbook: https://example.com/rb/42",
+        max_length = 2048,
+        pattern = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]*$"
+    )]
     pub description: Option<String>,
-    /// Phone numbers with country code: `+1 713-715-7533`, `17137157533`, `17137157533@c.us` and
-    /// `17137157533@s.whatsapp.net` are all accepted. Duplicates are collapsed.
-    #[schema(example = json!(["+17137157533", "+18647351567"]))]
+    /// 1 to 1023 phone numbers with country code: `+1 713-715-7533`, `17137157533`, `17137157533@c.us` and
+    /// `17137157533@s.whatsapp.net` are all accepted. Duplicates are collapsed; a number that is not valid for its
+    /// country gets the outcome `invalid_number`. The instance's own number is refused (422).
+    #[schema(value_type = Vec<PhoneNumber>, min_items = 1, max_items = 1023, example = json!(["+17137157533", "+18647351567"]))]
     pub participants: Vec<String>,
     /// Settings to apply at creation; absent ones take WhatsApp's defaults (all off).
     #[serde(default)]
@@ -110,37 +121,33 @@ pub struct GroupCreatedOut {
     pub participants: Vec<ParticipantReport>,
 }
 
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct GroupListOut {
-    pub groups: Vec<GroupOut>,
-    /// Pass as `cursor` for the next page; absent on the last page.
-    pub next_cursor: Option<String>,
-}
-
 #[derive(Deserialize, utoipa::IntoParams)]
-#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListParams {
     /// Only this instance's groups.
-    pub instance_id: Option<String>,
-    /// From a previous page's `next_cursor`.
-    pub cursor: Option<String>,
-    /// Page size, 1 to 500 (default 50).
-    pub limit: Option<u32>,
+    pub instance_id: Option<InstanceId>,
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
-#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct GroupParams {
     /// Which instance acts, when the group is named by WhatsApp id and several instances are in it.
-    pub instance_id: Option<String>,
+    pub instance_id: Option<InstanceId>,
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GroupPatch {
-    #[schema(example = "INCIDENT-999 | Resolved")]
+    /// 1 to 100 characters, not all spaces, without control characters.
+    #[schema(
+        example = "INCIDENT-999 | Resolved",
+        min_length = 1,
+        max_length = 100,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+    )]
     pub subject: Option<String>,
-    /// An empty string clears the description.
+    /// At most 2048 characters; an empty string clears the description.
+    #[schema(max_length = 2048, pattern = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]*$")]
     pub description: Option<String>,
     pub settings: Option<GroupSettingsPatch>,
 }
@@ -148,7 +155,8 @@ pub struct GroupPatch {
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ParticipantsIn {
-    #[schema(example = json!(["+447700176576", "+17137157533"]))]
+    /// 1 to 1023 phone numbers, read as for group creation.
+    #[schema(value_type = Vec<PhoneNumber>, min_items = 1, max_items = 1023, example = json!(["+447700176576", "+17137157533"]))]
     pub participants: Vec<String>,
     /// For `add`: send a private invite to each participant whose privacy settings refuse the add.
     pub auto_invite: Option<bool>,
@@ -191,7 +199,7 @@ impl From<ParticipantAction> for ParticipantChange {
 /// The group named in the path, as `key` may see it: an instance outside its scope is never asked (a JID is not
 /// looked up or imported through it), and a key scoped to one instance acts with that one.
 async fn resolve(state: &AppState, key: &AccountKey, group: &str, params: &GroupParams) -> Result<GroupRecord> {
-    let instance = params.instance_id.as_deref().map(parse_instance_id).transpose()?;
+    let instance = instance_filter(params.instance_id)?;
     let instance = instance.map(|i| key.instance(i)).transpose()?.or_else(|| key.sole_instance());
     key.group(state.service.resolve_group(group, instance).await, group)
 }
@@ -233,29 +241,32 @@ async fn create_group(
 }
 
 /// List groups in creation order, a page at a time.
-#[utoipa::path(get, path = "/groups", tag = "groups", operation_id = "v1.group.list", params(ListParams),
-    responses((status = 200, body = GroupListOut), (status = 422, body = ErrorBody)), security(("api_key" = [])))]
+#[utoipa::path(get, path = "/groups", tag = "groups", operation_id = "v1.group.list", params(ListParams, PageParams),
+    responses((status = 200, body = Page<GroupOut>)), security(("api_key" = [])))]
 async fn list_groups(
     State(state): State<AppState>,
     key: AccountKey,
     ApiQuery(params): ApiQuery<ListParams>,
-) -> Result<Json<GroupListOut>> {
-    let limit = params.limit.unwrap_or(50);
-    if !(1..=500).contains(&limit) {
-        return Err(ApiError::field("limit", "must be between 1 and 500"));
-    }
-    let instance_id = params.instance_id.as_deref().map(parse_instance_id).transpose()?;
-    // A scoped key lists its instances' groups: a page may then hold fewer than `limit`.
+    ApiQuery(page): ApiQuery<PageParams>,
+) -> Result<Json<Page<GroupOut>>> {
+    let instance_id = instance_filter(params.instance_id)?;
     let instance_id = instance_id.map(|i| key.instance(i)).transpose()?.or_else(|| key.sole_instance());
-    let page = state.service.list_groups(&GroupListQuery { instance_id, cursor: params.cursor, limit }).await?;
-    Ok(Json(GroupListOut {
-        groups: page
+    let query = GroupListQuery {
+        instance_id,
+        // The store's group cursor is the same `ms.uuid` position; a bare time starts before every id.
+        cursor: page.cursor()?.map(|c| Cursor::new(c.key, Some(c.id_or_nil())).render()),
+        limit: page.limit()?,
+    };
+    let groups = state.service.list_groups(&query).await?;
+    // A scoped key lists its instances' groups: a page may then hold fewer than `limit`.
+    Ok(Json(Page {
+        items: groups
             .groups
             .into_iter()
             .filter(|g| key.sees(g.instance_id))
             .map(|g| GroupOut::from_record(g, None))
             .collect(),
-        next_cursor: page.next_cursor,
+        next_cursor: groups.next_cursor,
     }))
 }
 
@@ -317,7 +328,7 @@ async fn leave_group(
 #[utoipa::path(post, path = "/groups/{group}/participants/{action}", tag = "participants",
     operation_id = "v1.group.participants",
     params(("group" = String, Path, description = "Group uuid or WhatsApp id (…@g.us)"),
-        ("action" = ParticipantAction, Path, description = "add, remove, promote, demote or approve"), GroupParams),
+        ("action" = inline(ParticipantAction), Path, description = "add, remove, promote, demote or approve"), GroupParams),
     request_body = ParticipantsIn,
     responses((status = 200, body = ParticipantsOut), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 422, body = ErrorBody)),
@@ -394,8 +405,9 @@ async fn set_picture(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// A multipart form carrying a picture.
-#[derive(utoipa::ToSchema)]
+/// A multipart form carrying a picture (documentation only: the handler reads the form itself).
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 #[allow(dead_code)]
 pub struct PictureForm {
     /// The JPEG or PNG image.

@@ -9,10 +9,11 @@ use serde::{Deserialize, Serialize};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::page::{Cursor, Page, PageParams};
 use crate::AppState;
 use crate::auth::{AccountKey, AccountWideKey};
 use crate::error::{ApiError, ErrorBody, Result};
-use crate::extract::{ApiJson, ApiPath};
+use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::service::Service;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -29,12 +30,18 @@ pub struct InstanceIn {
     /// `GET /v1/instances/{id}/qr` or `POST /v1/instances/{id}/pairing-code`).
     #[serde(default = "sandbox_kind")]
     pub kind: ConnectorKind,
-    /// A name for people; defaults to "Sandbox <number>" or "WhatsApp number".
-    #[schema(example = "Support desk")]
+    /// A name for people, 1 to 100 characters without control characters; defaults to "Sandbox <number>" or
+    /// "WhatsApp number".
+    #[schema(
+        example = "Support desk",
+        min_length = 1,
+        max_length = 100,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+    )]
     pub name: Option<String>,
     /// For sandbox instances: the simulated number. Defaults to the next free +1 201-555-01xx number. A `whatsapp`
-    /// instance is whichever number pairs with it, so it takes no `phone`.
-    #[schema(example = "+12015550142")]
+    /// instance is whichever number pairs with it, so it takes no `phone` (422).
+    #[schema(value_type = Option<PhoneNumber>, example = "+12015550142")]
     pub phone: Option<String>,
 }
 
@@ -101,7 +108,7 @@ pub struct InstanceSettingsIO {
     pub auto_invite: bool,
     /// Numbers added to every group this instance creates and made admins, so a group outlives this number.
     #[serde(default)]
-    #[schema(example = json!(["+12015550199"]))]
+    #[schema(value_type = Vec<PhoneNumber>, max_items = 1023, example = json!(["+12015550199"]))]
     pub backup_admins: Vec<String>,
 }
 
@@ -117,6 +124,16 @@ pub struct InstanceCreatedOut {
 pub(crate) fn parse_instance_id(raw: &str) -> Result<InstanceId> {
     InstanceId::parse(raw)
         .ok_or_else(|| ApiError::NotFound(format!("no instance `{raw}` (instance ids are ten digits)")))
+}
+
+/// An `instance_id` filter of a list: a value that cannot be an instance id is refused, naming the parameter.
+pub(crate) fn instance_filter(id: Option<InstanceId>) -> Result<Option<InstanceId>> {
+    match id {
+        Some(id) if !(InstanceId::MIN..=InstanceId::MAX).contains(&id.0) => {
+            Err(ApiError::field("instance_id", "instance ids are ten digits"))
+        }
+        other => Ok(other),
+    }
 }
 
 /// Create an instance. The response carries the instance token, which is not shown again.
@@ -136,15 +153,21 @@ async fn create_instance(
     Ok((StatusCode::CREATED, Json(InstanceCreatedOut { instance, token })))
 }
 
-/// List instances with their connection state.
-#[utoipa::path(get, path = "/instances", tag = "instances", operation_id = "v1.instance.list",
-    responses((status = 200, body = Vec<InstanceOut>)), security(("api_key" = [])))]
-async fn list_instances(State(state): State<AppState>, key: AccountKey) -> Result<Json<Vec<InstanceOut>>> {
-    let mut out = Vec::new();
-    for (record, live) in state.service.list_instances().await?.into_iter().filter(|(r, _)| key.sees(r.id)) {
-        out.push(InstanceOut::load(&state.service, record, live).await?);
+/// List instances with their connection state, oldest first.
+#[utoipa::path(get, path = "/instances", tag = "instances", operation_id = "v1.instance.list", params(PageParams),
+    responses((status = 200, body = Page<InstanceOut>)), security(("api_key" = [])))]
+async fn list_instances(
+    State(state): State<AppState>,
+    key: AccountKey,
+    ApiQuery(page): ApiQuery<PageParams>,
+) -> Result<Json<Page<InstanceOut>>> {
+    let all: Vec<_> = state.service.list_instances().await?.into_iter().filter(|(r, _)| key.sees(r.id)).collect();
+    let page = Page::from_all(all, &page, |(record, _)| Cursor::new(record.id.0, None))?;
+    let mut items = Vec::with_capacity(page.items.len());
+    for (record, live) in page.items {
+        items.push(InstanceOut::load(&state.service, record, live).await?);
     }
-    Ok(Json(out))
+    Ok(Json(Page { items, next_cursor: page.next_cursor }))
 }
 
 /// Get an instance and its connection state.

@@ -5,12 +5,13 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use convene_core::store::{CreationAttempt, JobListQuery, JobRecord, JobState};
-use convene_core::{GroupSettingsPatch, InstanceId, Timestamp};
+use convene_core::{GroupSettingsPatch, InstanceId, PhoneNumber, Timestamp};
 use serde::{Deserialize, Serialize};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
+use super::page::{Cursor, Page, PageParams};
 use crate::AppState;
 use crate::auth::AccountKey;
 use crate::error::{ApiError, ErrorBody, Result};
@@ -29,10 +30,19 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct QueuedGroupIn {
-    #[schema(example = "Onboarding ACME")]
+    /// 1 to 100 characters, not all spaces, without control characters.
+    #[schema(
+        example = "Onboarding ACME",
+        min_length = 1,
+        max_length = 100,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+    )]
     pub subject: String,
+    /// At most 2048 characters; line breaks and tabs are the only control characters allowed.
+    #[schema(max_length = 2048, pattern = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]*$")]
     pub description: Option<String>,
-    #[schema(example = json!(["+17137157533"]))]
+    /// 1 to 1023 phone numbers, read as for `POST /v1/groups`.
+    #[schema(value_type = Vec<PhoneNumber>, min_items = 1, max_items = 1023, example = json!(["+17137157533"]))]
     pub participants: Vec<String>,
     #[serde(default)]
     pub settings: GroupSettingsPatch,
@@ -43,8 +53,10 @@ pub struct QueuedGroupIn {
 #[serde(deny_unknown_fields)]
 pub struct GroupBatchIn {
     /// The pool of instances the groups may be created from; each job goes to whichever may create soonest.
+    #[schema(min_items = 1)]
     pub instance_ids: Vec<InstanceId>,
     /// 1 to 1000 groups.
+    #[schema(min_items = 1, max_items = 1000)]
     pub groups: Vec<QueuedGroupIn>,
 }
 
@@ -117,13 +129,41 @@ pub struct BatchOut {
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
-#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct JobListParams {
-    /// `queued`, `running`, `succeeded`, `failed` or `cancelled`.
-    pub state: Option<String>,
+    /// Only jobs in this state.
+    #[param(inline)]
+    pub state: Option<JobStateIn>,
+    /// Only this batch's jobs.
     pub batch_id: Option<Uuid>,
-    /// 1 to 500 (default 100).
-    pub limit: Option<u32>,
+}
+
+/// A job's state, as a list filter.
+#[derive(Clone, Copy, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum JobStateIn {
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+impl From<JobStateIn> for JobState {
+    fn from(s: JobStateIn) -> Self {
+        match s {
+            JobStateIn::Queued => Self::Queued,
+            JobStateIn::Running => Self::Running,
+            JobStateIn::Succeeded => Self::Succeeded,
+            JobStateIn::Failed => Self::Failed,
+            JobStateIn::Cancelled => Self::Cancelled,
+        }
+    }
+}
+
+/// A job's place in the list, newest first: its creation time and id.
+fn job_cursor(job: &JobRecord) -> String {
+    Cursor::new(job.created_at.as_millis(), Some(job.id)).render()
 }
 
 fn job_id(raw: &str) -> Result<Uuid> {
@@ -138,7 +178,8 @@ fn job_id(raw: &str) -> Result<Uuid> {
         "groups": [{"subject": "Onboarding ACME", "participants": ["+17137157533"]},
                    {"subject": "Onboarding Globex", "participants": ["+18647351567"], "auto_invite": true}]
     })),
-    responses((status = 202, body = BatchOut), (status = 422, body = ErrorBody)), security(("api_key" = [])))]
+    responses((status = 202, body = BatchOut), (status = 404, body = ErrorBody, description = "An instance named in `instance_ids` does not exist."),
+        (status = 422, body = ErrorBody)), security(("api_key" = [])))]
 async fn enqueue_groups(
     State(state): State<AppState>,
     key: AccountKey,
@@ -164,27 +205,26 @@ async fn enqueue_groups(
 }
 
 /// List jobs, newest first.
-#[utoipa::path(get, path = "/jobs", tag = "jobs", operation_id = "v1.job.list", params(JobListParams),
-    responses((status = 200, body = Vec<JobOut>), (status = 422, body = ErrorBody)), security(("api_key" = [])))]
+#[utoipa::path(get, path = "/jobs", tag = "jobs", operation_id = "v1.job.list", params(JobListParams, PageParams),
+    responses((status = 200, body = Page<JobOut>)), security(("api_key" = [])))]
 async fn list_jobs(
     State(state): State<AppState>,
     key: AccountKey,
     ApiQuery(params): ApiQuery<JobListParams>,
-) -> Result<Json<Vec<JobOut>>> {
-    let job_state = match params.state.as_deref() {
-        None => None,
-        Some(s) => Some(
-            JobState::parse(s)
-                .ok_or_else(|| ApiError::field("state", "must be queued, running, succeeded, failed or cancelled"))?,
-        ),
+    ApiQuery(page): ApiQuery<PageParams>,
+) -> Result<Json<Page<JobOut>>> {
+    let limit = page.limit()?;
+    let query = JobListQuery {
+        state: params.state.map(JobState::from),
+        batch_id: params.batch_id,
+        // Newest first: a bare time starts after every job of that millisecond.
+        before: page.cursor()?.map(|c| (Timestamp::from_millis(c.key), c.id.unwrap_or(Uuid::max()))),
+        limit: limit + 1,
     };
-    let limit = params.limit.unwrap_or(100);
-    if !(1..=500).contains(&limit) {
-        return Err(ApiError::field("limit", "must be between 1 and 500"));
-    }
-    let jobs = state.store.list_jobs(&JobListQuery { state: job_state, batch_id: params.batch_id, limit }).await?;
-    // A scoped key lists the jobs of its instances: fewer than `limit` when others' are newer.
-    Ok(Json(jobs.into_iter().filter(|j| key.sees_job(j)).map(|j| JobOut::new(j, None)).collect()))
+    let jobs = state.store.list_jobs(&query).await?;
+    // A scoped key lists the jobs of its instances: a page may then hold fewer than `limit`.
+    let page = Page::from_lookahead(jobs, limit, job_cursor).retain(|j| key.sees_job(j));
+    Ok(Json(page.map(|j| JobOut::new(j, None))))
 }
 
 /// A job with its attempts and result.

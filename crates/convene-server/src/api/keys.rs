@@ -12,10 +12,11 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::instances::parse_instance_id;
+use super::page::{Cursor, Page, PageParams};
 use crate::AppState;
 use crate::auth::{AccountKey, AccountWideKey, KeyGrant};
 use crate::error::{ApiError, ErrorBody, Result};
-use crate::extract::{ApiJson, ApiPath};
+use crate::extract::{ApiJson, ApiPath, ApiQuery};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -105,10 +106,16 @@ async fn create_key(
 }
 
 /// List the account's API keys, oldest first, without their secrets. Needs a key for the whole account.
-#[utoipa::path(get, path = "/keys", tag = "keys", operation_id = "v1.key.list",
-    responses((status = 200, body = Vec<KeyOut>), (status = 403, body = ErrorBody)), security(("api_key" = [])))]
-async fn list_keys(State(state): State<AppState>, _key: AccountWideKey) -> Result<Json<Vec<KeyOut>>> {
-    Ok(Json(state.service.list_api_keys().await?.into_iter().map(KeyOut::from).collect()))
+#[utoipa::path(get, path = "/keys", tag = "keys", operation_id = "v1.key.list", params(PageParams),
+    responses((status = 200, body = Page<KeyOut>), (status = 403, body = ErrorBody)), security(("api_key" = [])))]
+async fn list_keys(
+    State(state): State<AppState>,
+    _key: AccountWideKey,
+    ApiQuery(page): ApiQuery<PageParams>,
+) -> Result<Json<Page<KeyOut>>> {
+    let all = state.service.list_api_keys().await?;
+    let page = Page::from_all(all, &page, |k| Cursor::new(k.created_at.as_millis(), Some(k.id)))?;
+    Ok(Json(page.map(KeyOut::from)))
 }
 
 /// Revoke an API key: it is refused from the next request on. The last key for the whole account that is not

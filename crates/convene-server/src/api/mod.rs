@@ -10,7 +10,9 @@ pub mod groups;
 pub mod instances;
 pub mod jobs;
 pub mod keys;
+pub mod page;
 pub mod pairing;
+pub mod responses;
 pub mod sandbox;
 pub mod system;
 pub mod webhooks;
@@ -60,6 +62,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(sandbox::router());
     let mut router = OpenApiRouter::with_openapi(ApiDoc::openapi()).nest("/v1", v1).merge(system::router());
     crate::idempotency::document(router.get_openapi_mut());
+    responses::document(router.get_openapi_mut());
     webhooks::document(router.get_openapi_mut());
     keys::document(router.get_openapi_mut());
     router

@@ -5,7 +5,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use convene_core::PairingCode;
+use convene_core::{PairingCode, PhoneNumber};
 use serde::Deserialize;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -36,6 +36,7 @@ pub enum QrFormat {
 pub struct QrQuery {
     /// `json` (default), `png` or `svg`.
     #[serde(default)]
+    #[param(inline)]
     pub format: QrFormat,
 }
 
@@ -75,7 +76,7 @@ async fn get_qr(
 #[serde(deny_unknown_fields)]
 pub struct PairingCodeIn {
     /// The number of the phone that will link this instance, with its country code.
-    #[schema(example = "+12015550142")]
+    #[schema(value_type = PhoneNumber, example = "+12015550142")]
     pub phone_number: String,
 }
 

@@ -59,7 +59,7 @@ fn jid(raw: &str) -> Result<GroupJid> {
 #[serde(deny_unknown_fields)]
 pub struct PersonIn {
     /// The person acting.
-    #[schema(example = "+17137157533")]
+    #[schema(value_type = PhoneNumber, example = "+17137157533")]
     pub phone: String,
 }
 
@@ -67,7 +67,7 @@ pub struct PersonIn {
 #[serde(deny_unknown_fields)]
 pub struct JoinIn {
     /// The person joining.
-    #[schema(example = "+17137157533")]
+    #[schema(value_type = PhoneNumber, example = "+17137157533")]
     pub phone: String,
     /// The invite link or just its code.
     #[schema(example = "https://chat.whatsapp.com/Fq3jXh2Lk9PqRs7TuVwXyZ")]
@@ -81,7 +81,7 @@ pub struct JoinOut {
 
 /// What the sandbox believes about a number.
 #[utoipa::path(get, path = "/sandbox/people/{phone}", tag = "sandbox", operation_id = "v1.sandbox.person.get",
-    params(("phone" = String, Path, example = "+17137157533")),
+    params(("phone" = PhoneNumber, Path, description = "The person's number", example = "+17137157533")),
     responses((status = 200, body = Person), (status = 422, body = ErrorBody)), security(("api_key" = [])))]
 async fn get_person(
     State(state): State<AppState>,
@@ -93,7 +93,7 @@ async fn get_person(
 
 /// Script a person: WhatsApp account or not, group-add privacy, contacts, blocks.
 #[utoipa::path(put, path = "/sandbox/people/{phone}", tag = "sandbox", operation_id = "v1.sandbox.person.update",
-    params(("phone" = String, Path, example = "+17137157533")),
+    params(("phone" = PhoneNumber, Path, description = "The person's number", example = "+17137157533")),
     request_body(content = PersonPatch, example = json!({"group_add": "contacts", "add_contacts": ["+12015550100"]})),
     responses((status = 200, body = Person), (status = 422, body = ErrorBody)), security(("api_key" = [])))]
 async fn update_person(
@@ -107,7 +107,7 @@ async fn update_person(
 
 /// Messages the instances sent to this person (texts and private group invites), oldest first.
 #[utoipa::path(get, path = "/sandbox/people/{phone}/inbox", tag = "sandbox", operation_id = "v1.sandbox.person.inbox",
-    params(("phone" = String, Path, example = "+17137157533")),
+    params(("phone" = PhoneNumber, Path, description = "The person's number", example = "+17137157533")),
     responses((status = 200, body = Vec<InboxMessage>), (status = 422, body = ErrorBody)), security(("api_key" = [])))]
 async fn person_inbox(
     State(state): State<AppState>,

@@ -15,6 +15,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
+use super::page::{Cursor, Page, PageParams};
 use crate::AppState;
 use crate::auth::{AccountKey, AccountWideKey};
 use crate::error::{ApiError, ErrorBody, Result};
@@ -37,25 +38,43 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookIn {
-    /// `http://` or `https://`. Private, loopback and link-local addresses are refused unless the server's
-    /// `webhooks.allow_private_targets` lists them.
-    #[schema(example = "https://example.com/hooks/convene")]
+    /// `http://` or `https://`, a host name or IPv4 address, an optional port and path. Private, loopback and
+    /// link-local addresses are refused (422) unless the server's `webhooks.allow_private_targets` lists them.
+    #[schema(
+        example = "https://example.com/hooks/convene",
+        pattern = r"^[Hh][Tt][Tt][Pp][Ss]?://(?:(?:[A-Za-z0-9]+\.)*[A-Za-z][A-Za-z0-9]*|(?:(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])\.){3}(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9]))(?::(?:[1-9][0-9]{0,3}|[1-5][0-9]{4}))?(?:/[A-Za-z0-9._~/-]*)?$",
+        max_length = 2048
+    )]
     pub url: String,
+    /// At most 500 characters.
+    #[schema(max_length = 500)]
     pub description: Option<String>,
     /// Event types (`group.created`) or categories (`group.*`, `instance.*`, `job.*`); absent or empty: every event.
-    #[schema(example = json!(["group.*", "instance.temporarily_banned"]))]
+    #[schema(schema_with = event_filter, example = json!(["group.*", "instance.temporarily_banned"]))]
     pub event_types: Option<Vec<String>>,
     /// Default true.
     pub enabled: Option<bool>,
-    /// A Standard Webhooks secret (`whsec_` + base64 of 24 to 64 bytes); generated when absent.
+    /// A Standard Webhooks secret (`whsec_` + standard base64, padded, of 24 to 64 bytes); generated when absent.
+    #[schema(
+        pattern = r"^whsec_(?:(?:[A-Za-z0-9+/]{4}){8,21}(?:[A-Za-z0-9+/][AQgw]==)?|(?:[A-Za-z0-9+/]{4}){8,20}[A-Za-z0-9+/]{2}[AEIMQUYcgkosw048]=)$"
+    )]
     pub secret: Option<String>,
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookPatchIn {
+    /// As for a new endpoint.
+    #[schema(
+        pattern = r"^[Hh][Tt][Tt][Pp][Ss]?://(?:(?:[A-Za-z0-9]+\.)*[A-Za-z][A-Za-z0-9]*|(?:(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])\.){3}(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9]))(?::(?:[1-9][0-9]{0,3}|[1-5][0-9]{4}))?(?:/[A-Za-z0-9._~/-]*)?$",
+        max_length = 2048
+    )]
     pub url: Option<String>,
+    /// At most 500 characters.
+    #[schema(max_length = 500)]
     pub description: Option<String>,
+    /// As for a new endpoint.
+    #[schema(schema_with = event_filter)]
     pub event_types: Option<Vec<String>>,
     /// Enabling clears the reason it was disabled; pending deliveries resume in order.
     pub enabled: Option<bool>,
@@ -108,10 +127,14 @@ pub struct WebhookWithSecretOut {
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RotateIn {
-    /// The new secret; generated when absent.
+    /// The new secret (`whsec_` + standard base64, padded, of 24 to 64 bytes); generated when absent.
+    #[schema(
+        pattern = r"^whsec_(?:(?:[A-Za-z0-9+/]{4}){8,21}(?:[A-Za-z0-9+/][AQgw]==)?|(?:[A-Za-z0-9+/]{4}){8,20}[A-Za-z0-9+/]{2}[AEIMQUYcgkosw048]=)$"
+    )]
     pub secret: Option<String>,
     /// How long the current secret keeps signing beside the new one, so receivers can switch: 0 to 604800 seconds,
     /// default 86400.
+    #[schema(minimum = 0, maximum = 604800)]
     pub previous_valid_for_secs: Option<u64>,
 }
 
@@ -185,15 +208,33 @@ impl DeliveryOut {
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
-#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct DeliveryListParams {
-    /// `pending`, `succeeded` or `failed`.
-    pub state: Option<String>,
+    /// Only deliveries in this state.
+    #[param(inline)]
+    pub state: Option<DeliveryStateIn>,
+    /// Only the deliveries of this event.
     pub event_id: Option<Uuid>,
-    /// Deliveries with a smaller id than this (the next page).
-    pub before: Option<i64>,
-    /// 1 to 500 (default 100).
-    pub limit: Option<u32>,
+}
+
+/// A delivery's state, as a list filter.
+#[derive(Clone, Copy, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryStateIn {
+    Pending,
+    Succeeded,
+    /// Out of attempts; can be replayed.
+    Failed,
+}
+
+impl From<DeliveryStateIn> for DeliveryState {
+    fn from(s: DeliveryStateIn) -> Self {
+        match s {
+            DeliveryStateIn::Pending => Self::Pending,
+            DeliveryStateIn::Succeeded => Self::Succeeded,
+            DeliveryStateIn::Failed => Self::Failed,
+        }
+    }
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -210,13 +251,10 @@ pub struct ReplayOut {
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
-#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct EventListParams {
+    /// Only this instance's events.
     pub instance_id: Option<InstanceId>,
-    /// Events after this sequence number (the next page).
-    pub after: Option<i64>,
-    /// 1 to 500 (default 100).
-    pub limit: Option<u32>,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -251,9 +289,22 @@ fn endpoint_id(raw: &str) -> Result<Uuid> {
     Uuid::parse_str(raw).map_err(|_| ApiError::NotFound(format!("no webhook endpoint `{raw}`")))
 }
 
-fn limit(limit: Option<u32>) -> Result<u32> {
-    let limit = limit.unwrap_or(100);
-    if (1..=500).contains(&limit) { Ok(limit) } else { Err(ApiError::field("limit", "must be between 1 and 500")) }
+/// An event filter: a list of event types and categories (`group.*`, `group.participants.*`), every one named.
+fn event_filter() -> utoipa::openapi::schema::Schema {
+    use convene_core::events::EventType;
+    use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, SchemaType, Type};
+    let mut entries: Vec<String> = EventType::ALL.iter().map(|t| t.as_str().to_owned()).collect();
+    for t in EventType::ALL {
+        let name = t.as_str();
+        for (i, _) in name.match_indices('.') {
+            let category = format!("{}.*", &name[..i]);
+            if !entries.contains(&category) {
+                entries.push(category);
+            }
+        }
+    }
+    let entry = ObjectBuilder::new().schema_type(Type::String).enum_values(Some(entries));
+    ArrayBuilder::new().schema_type(SchemaType::Array(vec![Type::Array, Type::Null])).items(entry).into()
 }
 
 /// Add an endpoint. The answer carries its secret.
@@ -280,10 +331,16 @@ async fn create_webhook(
 }
 
 /// Every endpoint, oldest first.
-#[utoipa::path(get, path = "/webhooks", tag = "webhooks", operation_id = "v1.webhook.list",
-    responses((status = 200, body = Vec<WebhookOut>)), security(("api_key" = [])))]
-async fn list_webhooks(State(state): State<AppState>, _key: AccountWideKey) -> Result<Json<Vec<WebhookOut>>> {
-    Ok(Json(state.service.list_webhooks().await?.into_iter().map(WebhookOut::from).collect()))
+#[utoipa::path(get, path = "/webhooks", tag = "webhooks", operation_id = "v1.webhook.list", params(PageParams),
+    responses((status = 200, body = Page<WebhookOut>)), security(("api_key" = [])))]
+async fn list_webhooks(
+    State(state): State<AppState>,
+    _key: AccountWideKey,
+    ApiQuery(page): ApiQuery<PageParams>,
+) -> Result<Json<Page<WebhookOut>>> {
+    let all = state.service.list_webhooks().await?;
+    let page = Page::from_all(all, &page, |e| Cursor::new(e.created_at.as_millis(), Some(e.id)))?;
+    Ok(Json(page.map(WebhookOut::from)))
 }
 
 /// An endpoint: where it points, what it takes, whether it is enabled and why not.
@@ -368,30 +425,27 @@ async fn rotate_secret(
 
 /// The endpoint's deliveries, newest first.
 #[utoipa::path(get, path = "/webhooks/{id}/deliveries", tag = "webhooks", operation_id = "v1.webhook.deliveries",
-    params(("id" = String, Path, description = "Endpoint id"), DeliveryListParams),
-    responses((status = 200, body = Vec<DeliveryOut>), (status = 404, body = ErrorBody),
-        (status = 422, body = ErrorBody)), security(("api_key" = [])))]
+    params(("id" = String, Path, description = "Endpoint id"), DeliveryListParams, PageParams),
+    responses((status = 200, body = Page<DeliveryOut>), (status = 404, body = ErrorBody)), security(("api_key" = [])))]
 async fn list_deliveries(
     State(state): State<AppState>,
     _key: AccountWideKey,
     ApiPath(id): ApiPath<String>,
     ApiQuery(params): ApiQuery<DeliveryListParams>,
-) -> Result<Json<Vec<DeliveryOut>>> {
+    ApiQuery(page): ApiQuery<PageParams>,
+) -> Result<Json<Page<DeliveryOut>>> {
     let endpoint = state.service.webhook(endpoint_id(&id)?).await?;
-    let delivery_state = match params.state.as_deref() {
-        None => None,
-        Some(s) => Some(
-            DeliveryState::parse(s).ok_or_else(|| ApiError::field("state", "must be pending, succeeded or failed"))?,
-        ),
-    };
+    let limit = page.limit()?;
     let query = DeliveryListQuery {
         endpoint_id: Some(endpoint.id),
-        state: delivery_state,
+        state: params.state.map(DeliveryState::from),
         event_id: params.event_id,
-        before_id: params.before,
-        limit: limit(params.limit)?,
+        before_id: page.cursor()?.map(|c| c.key),
+        limit: limit + 1,
     };
-    Ok(Json(state.service.deliveries(&query).await?.into_iter().map(|d| DeliveryOut::new(d, None)).collect()))
+    let deliveries = state.service.deliveries(&query).await?;
+    let page = Page::from_lookahead(deliveries, limit, |d| Cursor::new(d.id, None).render());
+    Ok(Json(page.map(|d| DeliveryOut::new(d, None))))
 }
 
 /// A delivery with every attempt: when, how long, the status or error, the start of the answer.
@@ -443,18 +497,22 @@ async fn replay_failed(
 }
 
 /// The event log, oldest first: everything endpoints were (or will be) sent, kept `webhooks.retention_days` (30).
-#[utoipa::path(get, path = "/events", tag = "webhooks", operation_id = "v1.event.list", params(EventListParams),
-    responses((status = 200, body = Vec<EventOut>), (status = 422, body = ErrorBody)), security(("api_key" = [])))]
+#[utoipa::path(get, path = "/events", tag = "webhooks", operation_id = "v1.event.list",
+    params(EventListParams, PageParams), responses((status = 200, body = Page<EventOut>)), security(("api_key" = [])))]
 async fn list_events(
     State(state): State<AppState>,
     key: AccountKey,
     ApiQuery(params): ApiQuery<EventListParams>,
-) -> Result<Json<Vec<EventOut>>> {
+    ApiQuery(page): ApiQuery<PageParams>,
+) -> Result<Json<Page<EventOut>>> {
+    let limit = page.limit()?;
+    let instance_id = super::instances::instance_filter(params.instance_id)?;
+    let instance_id = instance_id.map(|i| key.instance(i)).transpose()?.or_else(|| key.sole_instance());
+    let query = EventListQuery { instance_id, after_seq: page.cursor()?.map(|c| c.key), limit: limit + 1 };
+    let events = state.service.events(&query).await?;
     // A scoped key reads its instances' events only: a page may then hold fewer than `limit`.
-    let instance_id = params.instance_id.map(|i| key.instance(i)).transpose()?.or_else(|| key.sole_instance());
-    let query = EventListQuery { instance_id, after_seq: params.after, limit: limit(params.limit)? };
-    let events = state.service.events(&query).await?.into_iter();
-    Ok(Json(events.filter(|e| key.sees_event(e.instance_id)).map(EventOut::from).collect()))
+    let page = Page::from_lookahead(events, limit, |e| Cursor::new(e.seq, None).render());
+    Ok(Json(page.retain(|e| key.sees_event(e.instance_id)).map(EventOut::from)))
 }
 
 /// The OpenAPI document's `webhooks`: one entry per event type, the body it is delivered with (the envelope and

@@ -347,18 +347,21 @@ impl Service {
         if groups.is_empty() || groups.len() > 1000 {
             errors.push(FieldError::new("groups", "send 1 to 1000 groups"));
         }
+        if !errors.is_empty() {
+            return Err(ApiError::Validation(errors));
+        }
+        // An instance that does not exist is a 404, as for a single creation.
         let mut instances = Vec::new();
+        let mut unknown = Vec::new();
         for (i, id) in instance_ids.iter().enumerate() {
             match self.store.get_instance(*id).await {
                 Ok(instance) => instances.push(instance),
-                Err(convene_core::DbError::NotFound) => {
-                    errors.push(FieldError::new(format!("instance_ids[{i}]"), format!("no instance {id}")));
-                }
+                Err(convene_core::DbError::NotFound) => unknown.push(format!("instance_ids[{i}] {id}")),
                 Err(e) => return Err(e.into()),
             }
         }
-        if !errors.is_empty() {
-            return Err(ApiError::Validation(errors));
+        if !unknown.is_empty() {
+            return Err(ApiError::NotFound(format!("no such instance: {}", unknown.join(", "))));
         }
         let now = self.clock.now();
         let batch_id = Uuid::now_v7();
@@ -431,7 +434,7 @@ impl Service {
     /// or another one that ran them) go back to the queue, to be reconciled before anything is tried again. The
     /// worker calls this on start for every running job, and then on each pass for those idle past `ORPHANED_AFTER`.
     pub async fn requeue_orphaned_jobs(&self, idle_since: Timestamp) -> Result<u64> {
-        let query = JobListQuery { state: Some(JobState::Running), batch_id: None, limit: 500 };
+        let query = JobListQuery { state: Some(JobState::Running), batch_id: None, before: None, limit: 500 };
         let mut requeued = 0;
         loop {
             let orphans: Vec<JobRecord> = {

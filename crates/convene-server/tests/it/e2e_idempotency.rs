@@ -82,7 +82,7 @@ async fn the_same_key_and_body_create_one_group_and_get_the_same_answer_twice() 
     assert!(second.replayed(), "{:?}", second.headers);
     assert_eq!(groups_on_the_network(&app).await, 1);
     let (_, listed) = app.get("/v1/groups").await;
-    assert_eq!(listed["groups"].as_array().unwrap().len(), 1);
+    assert_eq!(listed["items"].as_array().unwrap().len(), 1);
 }
 
 #[tokio::test]

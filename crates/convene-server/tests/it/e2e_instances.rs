@@ -15,8 +15,8 @@ async fn instances_are_created_listed_read_and_deleted() {
     assert!((1_000_000_000..=9_999_999_999).contains(&id));
 
     let (_, list) = app.get("/v1/instances").await;
-    assert_eq!(list.as_array().unwrap().len(), 2);
-    assert!(list.as_array().unwrap().iter().all(|i| i.get("token").is_none()), "tokens are shown only once");
+    assert_eq!(list["items"].as_array().unwrap().len(), 2);
+    assert!(list["items"].as_array().unwrap().iter().all(|i| i.get("token").is_none()), "tokens are shown only once");
     let (status, one) = app.get(&format!("/v1/instances/{id}")).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(one["name"], "Support");

@@ -109,6 +109,22 @@ impl TestApp {
         self.call(Method::GET, path, None).await
     }
 
+    /// Every item of a paged list, following `next_cursor` from `path` (which may carry a query) to the last page.
+    pub async fn all_pages(&self, path: &str) -> Vec<Value> {
+        let separator = if path.contains('?') { '&' } else { '?' };
+        let mut items = Vec::new();
+        let mut next = path.to_owned();
+        loop {
+            let (status, page) = self.get(&next).await;
+            assert_eq!(status, StatusCode::OK, "{next}: {page}");
+            items.extend(page["items"].as_array().expect("a page has items").iter().cloned());
+            match page["next_cursor"].as_str() {
+                Some(cursor) => next = format!("{path}{separator}cursor={cursor}"),
+                None => return items,
+            }
+        }
+    }
+
     pub async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
         self.call(Method::POST, path, Some(body)).await
     }

@@ -13,6 +13,7 @@ mod e2e_idempotency;
 mod e2e_instances;
 mod e2e_jobs;
 mod e2e_keys;
+mod e2e_paging;
 mod e2e_participants;
 mod e2e_sandbox;
 mod e2e_webhooks;

@@ -25,5 +25,5 @@ async fn health_and_auth_work_without_a_socket() {
     let res = app.clone().oneshot(req).await.unwrap();
     assert_eq!(res.status(), StatusCode::OK);
     let body = axum::body::to_bytes(res.into_body(), 1 << 20).await.unwrap();
-    assert_eq!(&body[..], b"[]", "no instance was bootstrapped");
+    assert_eq!(&body[..], br#"{"items":[],"next_cursor":null}"#, "no instance was bootstrapped");
 }

@@ -356,7 +356,7 @@ pub async fn jobs_are_listed_newest_first_by_state_and_batch(store: &dyn Store) 
     ];
     store.insert_jobs(&jobs).await.unwrap();
     let list = |state, batch_id, limit| async move {
-        store.list_jobs(&JobListQuery { state, batch_id, limit }).await.unwrap()
+        store.list_jobs(&JobListQuery { state, batch_id, before: None, limit }).await.unwrap()
     };
     let matching = |keep: &dyn Fn(&JobRecord) -> bool| newest_first(jobs.iter().filter(|j| keep(j)).cloned().collect());
 
@@ -378,6 +378,27 @@ pub async fn jobs_are_listed_newest_first_by_state_and_batch(store: &dyn Store) 
     assert!(cancelled.is_empty());
     assert_eq!(first_two, everything[..2]);
     assert_eq!(zero_limit, everything[..1], "a zero limit is read as one");
+
+    // Paging: each page starts after the last job of the one before, ties on created_at broken by id.
+    let mut walked = Vec::new();
+    let mut before = None;
+    loop {
+        let page = store.list_jobs(&JobListQuery { before, limit: 2, ..JobListQuery::default() }).await.unwrap();
+        let Some(last) = page.last() else { break };
+        before = Some((last.created_at, last.id));
+        walked.extend(page);
+    }
+    assert_eq!(walked, everything, "pages of two, walked by cursor, give the whole list once");
+    let after_a = store
+        .list_jobs(&JobListQuery {
+            batch_id: Some(a),
+            before: Some((at(5), Uuid::nil())),
+            limit: 100,
+            ..JobListQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(after_a, matching(&|j| j.batch_id == Some(a) && j.created_at < at(5)), "filters hold past the cursor");
 }
 
 pub async fn due_jobs_are_the_queued_ones_up_to_now_soonest_then_oldest_then_by_id(store: &dyn Store) {

@@ -49,9 +49,14 @@ pip_pinned() {
 pip_pinned whatsapp-api-client-python 0.0.55
 # The Standard Webhooks reference implementation, which checks our webhook signatures independently of our code.
 pip_pinned standardwebhooks 1.1.0
+# Two outside checks of openapi.json: a validator of the document itself, and schemathesis, which fuzzes a live
+# server from the document (crates/convene/tests/conformance.rs runs both).
+pip_pinned openapi-spec-validator 0.9.0
+pip_pinned schemathesis 4.32.5
 export CONVENE_PYTHON="$CONVENE_VENV/bin/python"
 export CONVENE_REQUIRE_GREEN_CLIENT=1
 export CONVENE_REQUIRE_WEBHOOK_VERIFIER=1
+export CONVENE_REQUIRE_OPENAPI_TOOLS=1
 
 echo "== format and lints"
 cargo fmt --all --check
@@ -59,6 +64,13 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 echo "== SQLite leg: every test"
 (unset TEST_DATABASE_URL; run_tests --workspace --locked)
+
+echo "== OpenAPI document from outside: openapi-spec-validator and schemathesis against the real binary"
+if cargo nextest --version >/dev/null 2>&1; then
+    cargo nextest run --locked --workspace --test conformance --run-ignored only --no-capture
+else
+    cargo test --locked --workspace --test conformance -- --ignored --nocapture
+fi
 
 echo "== PostgreSQL leg: the store contract and the end-to-end tests"
 TEST_DATABASE_URL="${TEST_DATABASE_URL:-$(.ci/postgres.sh "${CONVENE_PG_DIR:-/tmp/convene-pg}" | tail -n 1)}"

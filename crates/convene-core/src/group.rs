@@ -6,6 +6,23 @@ use crate::clock::Timestamp;
 use crate::ids::GroupJid;
 use crate::phone::PhoneNumber;
 
+/// A name as people read it, the rule for group subjects and for instance and key names: at most `max` characters as
+/// sent, no control characters, not all spaces. The name is the text without the spaces around it. (The native API's
+/// OpenAPI document states the same rule as a pattern, `NAME_PATTERN`; a test there holds the two together.)
+pub fn plain_name(s: &str, max: usize) -> Result<&str, String> {
+    let n = s.chars().count();
+    if n > max {
+        return Err(format!("must be at most {max} characters (got {n})"));
+    }
+    if s.chars().any(char::is_control) {
+        return Err("must not contain control characters such as line breaks".into());
+    }
+    match s.trim() {
+        "" => Err("must not be empty or only spaces".into()),
+        name => Ok(name),
+    }
+}
+
 /// A group's name: 1 to 100 characters (WhatsApp's limit), no control characters.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(transparent)]
@@ -15,18 +32,7 @@ impl GroupSubject {
     pub const MAX_CHARS: usize = 100;
 
     pub fn parse(s: &str) -> Result<Self, String> {
-        let s = s.trim();
-        let n = s.chars().count();
-        if n == 0 {
-            return Err("must not be empty".into());
-        }
-        if n > Self::MAX_CHARS {
-            return Err(format!("must be at most {} characters (got {n})", Self::MAX_CHARS));
-        }
-        if s.chars().any(char::is_control) {
-            return Err("must not contain control characters such as line breaks".into());
-        }
-        Ok(Self(s.to_owned()))
+        plain_name(s, Self::MAX_CHARS).map(|name| Self(name.to_owned()))
     }
 
     pub fn as_str(&self) -> &str {

@@ -9,17 +9,48 @@ use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
 
-/// A JSON body.
+/// A JSON body: an object (what every native request body is), read into `T`.
+///
+/// A number with a zero fraction (`86400.0`) is read as the integer it equals, since JSON Schema counts it as one
+/// and generated clients send it; a struct is never read from an array (serde would take `[null, null]` for one).
 pub struct ApiJson<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        match axum::Json::<T>::from_request(req, state).await {
-            Ok(axum::Json(v)) => Ok(Self(v)),
-            Err(rejection) => Err(json_rejection(&rejection)),
+        // axum checks the content type, the size and the syntax; the shape is checked here.
+        let axum::Json(mut body) =
+            axum::Json::<serde_json::Value>::from_request(req, state).await.map_err(|r| json_rejection(&r))?;
+        if !body.is_object() {
+            return Err(ApiError::field("body", "must be a JSON object"));
         }
+        whole_numbers_as_integers(&mut body);
+        serde_path_to_error::deserialize(body).map(Self).map_err(|e| {
+            let field = e.path().to_string();
+            let message = e.into_inner().to_string();
+            if field == "." { ApiError::field("body", message) } else { ApiError::field(field, message) }
+        })
+    }
+}
+
+/// Rewrites every number with a zero fraction that fits an `i64` as that integer.
+fn whole_numbers_as_integers(value: &mut serde_json::Value) {
+    use serde_json::Value;
+    match value {
+        Value::Number(n) => {
+            if let Some(f) = n.as_f64().filter(|_| n.is_f64())
+                && f.fract() == 0.0
+                && (-9.0e18..=9.0e18).contains(&f)
+            {
+                #[expect(clippy::cast_possible_truncation, reason = "a whole number checked to be within i64")]
+                let whole = f as i64;
+                *n = whole.into();
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(whole_numbers_as_integers),
+        Value::Object(fields) => fields.values_mut().for_each(whole_numbers_as_integers),
+        Value::Null | Value::Bool(_) | Value::String(_) => {}
     }
 }
 

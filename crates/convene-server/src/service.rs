@@ -5,6 +5,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 
 use convene_core::events::{Change, EventType};
+use convene_core::group::plain_name;
 use convene_core::store::{GroupListQuery, GroupPage, GroupRecord, InstanceRecord};
 use convene_core::{
     AddRequest, Clock, Connector, ConnectorError, ConnectorEvents, ConnectorKind, GroupDescription, GroupId, GroupJid,
@@ -21,7 +22,8 @@ use crate::error::{ApiError, FieldError, Result};
 /// Most participants one request may name: a group holds 1024 members, the creator included.
 pub const MAX_PARTICIPANTS_PER_REQUEST: usize = 1023;
 /// Longest instance name.
-const MAX_INSTANCE_NAME_CHARS: usize = 100;
+/// The longest instance or key name.
+const MAX_NAME_CHARS: usize = 100;
 
 mod creation;
 mod events;
@@ -304,15 +306,13 @@ impl Service {
         phone: Option<&str>,
     ) -> Result<(InstanceRecord, String)> {
         let mut errors = Vec::new();
-        if let Some(name) = name {
-            let n = name.trim().chars().count();
-            if n == 0 || n > MAX_INSTANCE_NAME_CHARS || name.chars().any(char::is_control) {
-                errors.push(FieldError::new(
-                    "name",
-                    format!("must be 1 to {MAX_INSTANCE_NAME_CHARS} characters, without control characters"),
-                ));
+        let name = match name.map(|n| plain_name(n, MAX_NAME_CHARS)).transpose() {
+            Ok(name) => name,
+            Err(message) => {
+                errors.push(FieldError::new("name", message));
+                None
             }
-        }
+        };
         let phone = match (kind, phone.map(PhoneNumber::parse)) {
             (_, None) => None,
             (ConnectorKind::Whatsapp, Some(_)) => {
@@ -350,7 +350,7 @@ impl Service {
         let mut record = InstanceRecord {
             id: InstanceId(0),
             kind,
-            name: name.map_or(default_name, |n| n.trim().to_owned()),
+            name: name.map_or(default_name, str::to_owned),
             phone,
             token_hash: auth::hash_secret(&token),
             created_at: self.clock.now(),

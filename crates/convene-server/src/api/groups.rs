@@ -386,7 +386,7 @@ async fn reset_invite_link(
 #[utoipa::path(put, path = "/groups/{group}/picture", tag = "groups", operation_id = "v1.group.picture.set",
     params(("group" = String, Path, description = "Group uuid or WhatsApp id (…@g.us)"), GroupParams),
     request_body(description = "The image", content(
-        (Vec<u8> = "image/jpeg"), (Vec<u8> = "image/png"), (PictureForm = "multipart/form-data"))),
+        (PictureFile = "image/jpeg"), (PictureFile = "image/png"), (PictureForm = "multipart/form-data"))),
     responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody)),
     security(("api_key" = [])))]
@@ -404,6 +404,12 @@ async fn set_picture(
     state.service.set_picture(&record, &picture).await?;
     Ok(StatusCode::NO_CONTENT)
 }
+
+/// A picture sent as the raw body: the image file's bytes (documentation only, as is `PictureForm`).
+#[derive(utoipa::ToSchema)]
+#[schema(value_type = String, format = Binary)]
+#[allow(dead_code)]
+pub struct PictureFile(Vec<u8>);
 
 /// A multipart form carrying a picture (documentation only: the handler reads the form itself).
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -448,5 +454,21 @@ async fn picture_bytes(request: Request) -> Result<Vec<u8>> {
         _ => Err(ApiError::UnsupportedMediaType(
             "send the picture as image/jpeg, image/png or multipart/form-data with a `file` part".into(),
         )),
+    }
+}
+
+/// The picture form's `file` part says which images it takes (`encoding`, which the route's attribute cannot state).
+pub fn document(openapi: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::encoding::EncodingBuilder;
+
+    let form =
+        openapi.paths.paths.get_mut("/v1/groups/{group}/picture").and_then(|item| item.put.as_mut()).and_then(|put| {
+            match put.request_body.as_mut() {
+                Some(utoipa::openapi::RefOr::T(body)) => body.content.get_mut("multipart/form-data"),
+                _ => None,
+            }
+        });
+    if let Some(utoipa::openapi::RefOr::T(form)) = form {
+        form.encoding.insert("file".into(), EncodingBuilder::new().content_type(Some("image/jpeg, image/png")).build());
     }
 }

@@ -28,12 +28,17 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KeyIn {
-    /// A name to tell keys apart, 1 to 100 characters.
-    #[schema(example = "CRM integration")]
+    /// A name to tell keys apart, 1 to 100 characters without control characters, not all spaces.
+    #[schema(
+        example = "CRM integration",
+        min_length = 1,
+        max_length = 100,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+    )]
     pub name: String,
     /// Limit the key to these instances: it sees and acts on them alone, and nothing account-wide. Leave it out
     /// for a key to the whole account.
-    #[schema(example = json!([7103000001_i64]))]
+    #[schema(example = json!([7103000001_i64]), min_items = 1)]
     pub instance_ids: Option<Vec<InstanceId>>,
     /// A read-only key can read but change nothing. Default false.
     #[serde(default)]
@@ -93,7 +98,9 @@ pub struct InstanceTokenOut {
 /// Needs a key for the whole account that is not read-only.
 #[utoipa::path(post, path = "/keys", tag = "keys", operation_id = "v1.key.create",
     request_body(content = KeyIn, example = json!({"name": "CRM integration", "instance_ids": [7103000001_i64], "read_only": false})),
-    responses((status = 201, body = KeyCreatedOut), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)),
+    responses((status = 201, body = KeyCreatedOut), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody, description = "An instance named in `instance_ids` does not exist."),
+        (status = 422, body = ErrorBody)),
     security(("api_key" = [])))]
 async fn create_key(
     State(state): State<AppState>,

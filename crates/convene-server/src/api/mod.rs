@@ -63,7 +63,64 @@ pub fn router() -> OpenApiRouter<AppState> {
     let mut router = OpenApiRouter::with_openapi(ApiDoc::openapi()).nest("/v1", v1).merge(system::router());
     crate::idempotency::document(router.get_openapi_mut());
     responses::document(router.get_openapi_mut());
+    groups::document(router.get_openapi_mut());
     webhooks::document(router.get_openapi_mut());
     keys::document(router.get_openapi_mut());
     router
+}
+
+#[cfg(test)]
+mod tests {
+    use convene_core::group::plain_name;
+
+    /// `convene_core::group::plain_name` as a pattern: no control characters, not all spaces (utoipa takes only a
+    /// literal in `#[schema(pattern = …)]`, so each name field spells it; this test holds them to it).
+    const NAME_PATTERN: &str = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$";
+
+    #[test]
+    fn every_name_and_subject_in_the_document_states_the_rule_the_service_applies() {
+        let document = serde_json::to_value(super::router().into_openapi()).unwrap();
+        let mut named = Vec::new();
+        for (schema, body) in document["components"]["schemas"].as_object().unwrap() {
+            for field in ["name", "subject"] {
+                let property = &body["properties"][field];
+                // The sandbox's people take any name, as WhatsApp's profiles do.
+                if property.get("pattern").is_some() {
+                    named.push(format!("{schema}.{field}"));
+                    assert_eq!(property["pattern"], NAME_PATTERN, "{schema}.{field}: {property}");
+                    assert_eq!((&property["minLength"], &property["maxLength"]), (&1.into(), &100.into()));
+                }
+            }
+        }
+        for expected in
+            ["GroupIn.subject", "GroupPatch.subject", "QueuedGroupIn.subject", "InstanceIn.name", "KeyIn.name"]
+        {
+            assert!(named.iter().any(|n| n == expected), "{expected} not found in {named:?}");
+        }
+
+        let pattern = regex::Regex::new(NAME_PATTERN).unwrap();
+        let samples = [
+            "War room",
+            " padded ",
+            "é",
+            "   ",
+            "",
+            "two\nlines",
+            "tab\there",
+            "\u{85}x",
+            "x\u{3000}",
+            "\u{3000}",
+            "\u{feff}",
+            "\u{200b}",
+            "\u{7f}",
+            "a\u{9f}b",
+            "emoji 🎉",
+        ];
+        for sample in samples {
+            assert_eq!(pattern.is_match(sample), plain_name(sample, 100).is_ok(), "{sample:?}");
+        }
+        assert!(
+            plain_name(&"x".repeat(101), 100).is_err() && plain_name(&format!("x{}", " ".repeat(100)), 100).is_err()
+        );
+    }
 }

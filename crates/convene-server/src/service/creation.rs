@@ -227,6 +227,25 @@ impl Service {
         })
     }
 
+    /// The instances named in a request's `instance_ids`, in order. One that does not exist is a 404 naming it, as
+    /// for a single creation: the request was well formed, the instance is not there.
+    pub(crate) async fn existing_instances(&self, ids: &[InstanceId]) -> Result<Vec<InstanceRecord>> {
+        let mut instances = Vec::new();
+        let mut unknown = Vec::new();
+        for (i, id) in ids.iter().enumerate() {
+            match self.store.get_instance(*id).await {
+                Ok(instance) => instances.push(instance),
+                Err(convene_core::DbError::NotFound) => unknown.push(format!("instance_ids[{i}] {id}")),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if unknown.is_empty() {
+            Ok(instances)
+        } else {
+            Err(ApiError::NotFound(format!("no such instance: {}", unknown.join(", "))))
+        }
+    }
+
     /// Creates a group now, or refuses with 429 and the wait when the instance's pacing does not allow it yet
     /// (nothing is sent to the network then). With `RetryGuard::DuplicateWindow`, a repeat of a creation made
     /// moments ago gets that creation's answer (see `CreationConfig::duplicate_window_secs`).
@@ -350,19 +369,7 @@ impl Service {
         if !errors.is_empty() {
             return Err(ApiError::Validation(errors));
         }
-        // An instance that does not exist is a 404, as for a single creation.
-        let mut instances = Vec::new();
-        let mut unknown = Vec::new();
-        for (i, id) in instance_ids.iter().enumerate() {
-            match self.store.get_instance(*id).await {
-                Ok(instance) => instances.push(instance),
-                Err(convene_core::DbError::NotFound) => unknown.push(format!("instance_ids[{i}] {id}")),
-                Err(e) => return Err(e.into()),
-            }
-        }
-        if !unknown.is_empty() {
-            return Err(ApiError::NotFound(format!("no such instance: {}", unknown.join(", "))));
-        }
+        let instances = self.existing_instances(instance_ids).await?;
         let now = self.clock.now();
         let batch_id = Uuid::now_v7();
         let mut jobs = Vec::new();

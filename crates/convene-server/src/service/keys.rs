@@ -3,11 +3,12 @@
 
 use std::time::Duration;
 
+use convene_core::group::plain_name;
 use convene_core::store::ApiKeyRecord;
 use convene_core::{DbError, InstanceId};
 use uuid::Uuid;
 
-use super::{MAX_INSTANCE_NAME_CHARS, Service, not_found};
+use super::{MAX_NAME_CHARS, Service, not_found};
 use crate::auth::{self, KeyGrant};
 use crate::error::{ApiError, FieldError, Result};
 
@@ -37,14 +38,11 @@ impl Service {
     /// A new account API key, stored hashed; the secret is returned once, with the record. A scope must name
     /// instances that exist (at least one).
     pub async fn create_api_key(&self, name: &str, grant: KeyGrant) -> Result<(String, ApiKeyRecord)> {
-        let name = name.trim();
         let mut fields = Vec::new();
-        if name.is_empty() || name.chars().count() > MAX_INSTANCE_NAME_CHARS || name.chars().any(char::is_control) {
-            fields.push(FieldError::new(
-                "name",
-                format!("must be 1 to {MAX_INSTANCE_NAME_CHARS} characters, without control characters"),
-            ));
-        }
+        let name = plain_name(name, MAX_NAME_CHARS).unwrap_or_else(|message| {
+            fields.push(FieldError::new("name", message));
+            ""
+        });
         let mut grant = grant;
         if let Some(ids) = &mut grant.instance_ids {
             if ids.is_empty() {
@@ -53,17 +51,14 @@ impl Service {
                     "must name at least one instance; leave it out for a key to the whole account",
                 ));
             }
-            let known: Vec<InstanceId> = self.store.list_instances().await?.into_iter().map(|i| i.id).collect();
-            for (i, id) in ids.iter().enumerate() {
-                if !known.contains(id) {
-                    fields.push(FieldError::new(format!("instance_ids[{i}]"), format!("no instance {id}")));
-                }
-            }
             ids.sort_unstable_by_key(|id| id.0);
             ids.dedup();
         }
         if !fields.is_empty() {
             return Err(ApiError::Validation(fields));
+        }
+        if let Some(ids) = &grant.instance_ids {
+            self.existing_instances(ids).await?;
         }
         let (secret, record) = auth::new_api_key(name, grant, self.clock.now());
         self.store.insert_api_key(&record).await?;

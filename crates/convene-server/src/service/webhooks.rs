@@ -15,7 +15,6 @@ use crate::error::{ApiError, FieldError, Result};
 use crate::webhooks::{Secret, SecretBox, TargetPolicy};
 
 const MAX_DESCRIPTION_CHARS: usize = 500;
-const MAX_URL_CHARS: usize = 2048;
 /// The longest a previous secret may keep signing after a rotation.
 pub const MAX_ROTATION_OVERLAP: Duration = Duration::from_secs(7 * 86_400);
 
@@ -47,11 +46,7 @@ fn checked(
     event_types: Option<&[String]>,
 ) -> Result<(Option<String>, Option<EventFilter>)> {
     let mut errors = Vec::new();
-    let url = url.and_then(|u| match targets.check_url(u.trim()) {
-        _ if u.chars().count() > MAX_URL_CHARS => {
-            errors.push(FieldError::new("url", format!("at most {MAX_URL_CHARS} characters")));
-            None
-        }
+    let url = url.and_then(|u| match targets.check_url(u) {
         Ok(parsed) => Some(parsed.to_string()),
         Err(e) => {
             errors.push(FieldError::new("url", e));

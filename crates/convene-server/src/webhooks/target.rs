@@ -3,10 +3,20 @@
 //! addresses its name resolves to, through `SafeResolver`, so a name cannot be pointed at them later).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
+use regex::Regex;
 use reqwest::Url;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+
+/// A webhook URL as the OpenAPI document states it (`WebhookIn.url`, whose attribute spells it out again; a test holds
+/// the two together): http or https; a host name, an IPv4 address or a bracketed IPv6 address; an optional port, path
+/// and query; no credentials and no fragment. Checked on the text as sent, before the URL parser, which takes far
+/// more (`185.0.0.7*` is a domain to it), so that the document and the server agree on every input.
+pub const URL_PATTERN: &str = r#"^[Hh][Tt][Tt][Pp][Ss]?://(?:(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*[A-Za-z](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?|(?:(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])\.){3}(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])|\[(?:(?:[0-9A-Fa-f]{1,4}:){7}[0-9A-Fa-f]{1,4}|(?:[0-9A-Fa-f]{1,4}:){1,7}:|(?:[0-9A-Fa-f]{1,4}:){1,6}:[0-9A-Fa-f]{1,4}|(?:[0-9A-Fa-f]{1,4}:){1,5}(?::[0-9A-Fa-f]{1,4}){1,2}|(?:[0-9A-Fa-f]{1,4}:){1,4}(?::[0-9A-Fa-f]{1,4}){1,3}|(?:[0-9A-Fa-f]{1,4}:){1,3}(?::[0-9A-Fa-f]{1,4}){1,4}|(?:[0-9A-Fa-f]{1,4}:){1,2}(?::[0-9A-Fa-f]{1,4}){1,5}|[0-9A-Fa-f]{1,4}:(?::[0-9A-Fa-f]{1,4}){1,6}|:(?:(?::[0-9A-Fa-f]{1,4}){1,7}|:))\])(?::(?:[1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))?(?:/[A-Za-z0-9._~!$&'()*+,;=:@%/-]*)?(?:\?[A-Za-z0-9._~!$&'()*+,;=:@%/?-]*)?$"#;
+
+/// The longest webhook URL.
+const MAX_URL_CHARS: usize = 2048;
 
 /// An allowed range: an address and how many leading bits must match.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -115,12 +125,21 @@ impl TargetPolicy {
     /// A URL fit to be a webhook target: http or https, a host, no credentials, and not an address that is refused.
     /// A host name is checked again at every delivery, by what it resolves to.
     pub fn check_url(&self, url: &str) -> Result<Url, String> {
+        static SHAPE: LazyLock<Regex> = LazyLock::new(|| Regex::new(URL_PATTERN).expect("URL_PATTERN compiles"));
+        if url.chars().count() > MAX_URL_CHARS {
+            return Err(format!("must be at most {MAX_URL_CHARS} characters"));
+        }
         let parsed = Url::parse(url).map_err(|e| format!("`{url}` is not a URL: {e}"))?;
         if !matches!(parsed.scheme(), "http" | "https") {
             return Err(format!("must be http:// or https://, not {}://", parsed.scheme()));
         }
         if !parsed.username().is_empty() || parsed.password().is_some() {
             return Err("must not carry a user name or password".into());
+        }
+        if !SHAPE.is_match(url) {
+            return Err("must be http(s)://, a host name or an IP address, an optional port, path and query: no \
+                        fragment, spaces or characters a URL does not hold as they are"
+                .into());
         }
         match parsed.host() {
             None => return Err("must name a host".into()),
@@ -197,6 +216,23 @@ mod tests {
         assert!(policy.check_url("ftp://example.com/").unwrap_err().contains("http"));
         assert!(policy.check_url("https://user:pw@example.com/").unwrap_err().contains("password"));
         assert!(policy.check_url("example.com/hook").unwrap_err().contains("not a URL"));
+        for odd in
+            ["https://185.122.225.7*", "https://example.com/#top", "https://example.com/a b", " https://example.com"]
+        {
+            assert!(policy.check_url(odd).unwrap_err().contains("host name"), "{odd:?}");
+        }
+        let long = format!("https://example.com/{}", "a".repeat(MAX_URL_CHARS));
+        assert!(policy.check_url(&long).unwrap_err().contains("2048"));
+        assert!(policy.check_url("https://my-host.example.co.uk:8443/a/b?c=d&e=%20").is_ok());
+    }
+
+    #[test]
+    fn the_document_states_the_url_rule_the_server_applies() {
+        let document = serde_json::to_value(crate::api::router().into_openapi()).unwrap();
+        for schema in ["WebhookIn", "WebhookPatchIn"] {
+            let url = &document["components"]["schemas"][schema]["properties"]["url"];
+            assert_eq!((&url["pattern"], &url["maxLength"]), (&URL_PATTERN.into(), &MAX_URL_CHARS.into()), "{schema}");
+        }
     }
 
     #[test]

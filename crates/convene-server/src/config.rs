@@ -36,6 +36,25 @@ pub struct Config {
     pub whatsapp: WhatsappSettings,
     /// Webhook delivery: retries, timeouts, outbound safety, the key that seals secrets.
     pub webhooks: crate::webhooks::WebhookConfig,
+    /// The server's log (`logging`: `CONVENE_LOG` is the level filter).
+    pub logging: LogConfig,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    pub format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// For people; coloured only on a terminal.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -56,7 +75,7 @@ pub struct WorkerConfig {
 
 impl Config {
     /// The top-level keys, as the environment may name them.
-    const KEYS: [&'static str; 10] = [
+    const KEYS: [&'static str; 11] = [
         "listen",
         "database_url",
         "data_dir",
@@ -67,6 +86,7 @@ impl Config {
         "worker",
         "whatsapp",
         "webhooks",
+        "logging",
     ];
 
     /// Defaults, then `file` if given, then the environment.

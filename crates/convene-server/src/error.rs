@@ -164,10 +164,6 @@ impl From<DbError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
-        if status.is_server_error() {
-            // Only the chain in the log; the body stays opaque for 500s.
-            tracing::error!(error = ?self, code = self.code(), "request failed");
-        }
         let detail = match &self {
             Self::Internal(_) => "internal error; see the server log".to_owned(),
             other => other.to_string(),
@@ -180,6 +176,10 @@ impl IntoResponse for ApiError {
         let mut response = (status, Json(ErrorBody { code: self.code(), detail, fields })).into_response();
         if let Some(secs) = retry_after {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if status.is_server_error() {
+            // Only the chain in the log (the request's line); the body stays opaque for 500s.
+            crate::request_log::FailureCause::attach(&mut response, &self);
         }
         response
     }

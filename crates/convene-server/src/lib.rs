@@ -23,6 +23,7 @@ pub mod error;
 pub mod extract;
 pub mod idempotency;
 pub mod qr;
+pub mod request_log;
 pub mod service;
 pub mod webhooks;
 pub mod worker;
@@ -97,8 +98,10 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .method_not_allowed_fallback(|uri: Uri| async move {
             ApiError::MethodNotAllowed(format!("{} does not take this method; see /docs", uri.path()))
         })
+        .route_layer(axum::middleware::from_fn(request_log::note_route))
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(axum::middleware::from_fn(run_to_completion))
+        .layer(axum::middleware::from_fn(request_log::layer))
         .with_state(state)
 }
 

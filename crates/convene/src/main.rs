@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+use convene_server::config::LogFormat;
 use convene_server::{AppState, Config};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
@@ -65,15 +66,11 @@ async fn main() -> anyhow::Result<()> {
     // keys, the secrets key — is for its owner only (0700 directories, 0600 files). One mask covers the files that
     // libraries create too (SQLite's WAL files, whatsapp-rust's device store), which no per-file mode here could.
     rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_env("CONVENE_LOG").unwrap_or_else(|_| EnvFilter::new("info")))
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve => serve(&Config::load(cli.config.as_deref())?).await,
+        Command::Serve => serve(&configured(cli.config.as_deref())?).await,
         Command::Migrate => {
-            let config = Config::load(cli.config.as_deref())?;
+            let config = configured(cli.config.as_deref())?;
             AppState::open_with_system_clock(&config).await?;
             println!("database {} is up to date", config.database_url);
             Ok(())
@@ -85,9 +82,33 @@ async fn main() -> anyhow::Result<()> {
                 None => print_quietly(&json),
             }
         }
-        Command::Key { command } => key::run(command, &Config::load(cli.config.as_deref())?).await,
-        Command::Instance { command } => instance::run(command, cli.config.as_deref()).await,
+        Command::Key { command } => key::run(command, &configured(cli.config.as_deref())?).await,
+        Command::Instance { command } => {
+            start_logging(LogFormat::Text);
+            instance::run(command, cli.config.as_deref()).await
+        }
         Command::Config { command: ConfigCommand::Default } => print_quietly(convene_server::config::DEFAULT_CONFIG),
+    }
+}
+
+/// The configuration, with logging set up as it says.
+fn configured(file: Option<&std::path::Path>) -> anyhow::Result<Config> {
+    let config = Config::load(file)?;
+    start_logging(config.logging.format);
+    Ok(config)
+}
+
+/// Logs to standard error in `format`, filtered by `CONVENE_LOG` (default `info`). Colours only on a terminal: a log
+/// file or a collector gets no escape codes.
+fn start_logging(format: LogFormat) {
+    use std::io::IsTerminal as _;
+    let logger = tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_env("CONVENE_LOG").unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
+    match format {
+        LogFormat::Text => logger.init(),
+        LogFormat::Json => logger.json().flatten_event(true).with_current_span(true).with_span_list(false).init(),
     }
 }
 

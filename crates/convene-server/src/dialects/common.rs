@@ -70,10 +70,11 @@ pub(super) fn failure(e: &ApiError, renames: Renames) -> Failure {
 /// The one way an [`ApiError`] becomes a response in dialect `S`: status, `S`'s body, `Retry-After`.
 pub(super) fn response<S: Shape>(e: &ApiError, renames: Renames) -> Response {
     let failure = failure(e, renames);
+    let mut response = shaped::<S>(&failure);
     if failure.status.is_server_error() {
-        tracing::error!(error = ?e, dialect = S::NAME, "dialect request failed");
+        crate::request_log::FailureCause::attach(&mut response, e);
     }
-    shaped::<S>(&failure)
+    response
 }
 
 /// A response in dialect `S` for a failure that is not an [`ApiError`] (routing: 404, 405).

@@ -25,6 +25,7 @@ use serde::de::DeserializeOwned;
 
 use crate::AppState;
 use crate::error::{ApiError, FieldError};
+use crate::request_log::RequestNotes;
 use error::GreenError;
 
 /// A Green method: its name as the clients spell it, the HTTP method it takes, and its handler.
@@ -77,7 +78,9 @@ impl FromRequestParts<AppState> for GreenInstance {
         let (Some(id), Some(token)) = (params.get("id"), params.get("token")) else {
             return Err(MISSING.into());
         };
-        Ok(Self(state.service.instance_by_token(id, token).await?))
+        let instance = state.service.instance_by_token(id, token).await?;
+        RequestNotes::instance(&parts.extensions, instance.id);
+        Ok(Self(instance))
     }
 }
 

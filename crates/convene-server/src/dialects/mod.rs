@@ -14,5 +14,15 @@ pub mod zapi;
 
 /// Every dialect's routes; they live at their providers' own paths, beside `/v1`.
 pub fn router() -> Router<AppState> {
-    Router::new().merge(green::router()).merge(zapi::router()).merge(twochat::router()).merge(wawp::router())
+    use axum::middleware::map_request;
+    use common::Shape as _;
+
+    use crate::request_log::note_dialect;
+
+    // Each dialect's routes name it for the request log.
+    Router::new()
+        .merge(green::router().route_layer(map_request(note_dialect("green"))))
+        .merge(zapi::router().route_layer(map_request(note_dialect(zapi::Zapi::NAME))))
+        .merge(twochat::router().route_layer(map_request(note_dialect(twochat::TwoChat::NAME))))
+        .merge(wawp::router().route_layer(map_request(note_dialect(wawp::Wawp::NAME))))
 }

@@ -27,7 +27,7 @@ use crate::error::ApiError;
 use crate::service::{NewGroup, ParticipantReport, RetryGuard};
 
 /// 2Chat's error body.
-struct TwoChat;
+pub(super) struct TwoChat;
 
 impl Shape for TwoChat {
     const NAME: &'static str = "2chat";

@@ -25,10 +25,11 @@ use serde_json::{Map, Value, json};
 use super::common::{self, DialectError, DialectFields as _, Failure, Renames, Shape};
 use crate::AppState;
 use crate::error::ApiError;
+use crate::request_log::RequestNotes;
 use crate::service::{NewGroup, ParticipantReport, RetryGuard};
 
 /// Wawp's error body.
-struct Wawp;
+pub(super) struct Wawp;
 
 impl Shape for Wawp {
     const NAME: &'static str = "wawp";
@@ -105,6 +106,7 @@ impl FromRequest<AppState> for WawpCall {
         let Query(query) = Query::<Vec<(String, String)>>::try_from_uri(&parts.uri)
             .map_err(|r| ApiError::field("query", r.body_text()))?;
         let header_token = common::header_text(&parts.headers, "access-token").map(str::to_owned);
+        let notes = parts.extensions.get::<RequestNotes>().cloned();
         let bytes = common::body_bytes(Request::from_parts(parts, body), state).await?;
         // A body that is not a JSON object is reported after the credentials are checked.
         let body = body_object(&bytes);
@@ -124,6 +126,9 @@ impl FromRequest<AppState> for WawpCall {
             .or_else(|| text(fields.get("access_token")))
             .ok_or(ApiError::Unauthorized("missing `access_token` (a query parameter or the `access-token` header)"))?;
         let instance = state.service.instance_by_token(&id, &token).await?;
+        if let Some(notes) = notes {
+            notes.note_instance(instance.id);
+        }
         let mut params = query;
         params.extend(body?);
         params.remove("instance_id");

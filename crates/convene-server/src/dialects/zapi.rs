@@ -23,10 +23,11 @@ use super::common::{self, DialectError, DialectFields as _, Failure, Renames, Sh
 use crate::AppState;
 use crate::auth::AccountKey;
 use crate::error::ApiError;
+use crate::request_log::RequestNotes;
 use crate::service::{GroupChange, NewGroup, ParticipantReport, RetryGuard};
 
 /// Z-API's error body.
-struct Zapi;
+pub(super) struct Zapi;
 
 impl Shape for Zapi {
     const NAME: &'static str = "z-api";
@@ -129,6 +130,7 @@ impl FromRequestParts<AppState> for ZapiInstance {
             );
         };
         let instance = state.service.instance_by_token(id, token).await?;
+        RequestNotes::instance(&parts.extensions, instance.id);
         let key = common::header_text(&parts.headers, "client-token")
             .ok_or(ApiError::Unauthorized("missing `Client-Token` header (the account's API key)"))?;
         // `/instances/{id}/token/{token}/{method}/…`: whether the call changes something is in its name, not its verb.

@@ -30,8 +30,12 @@ pub struct Server {
 impl Server {
     /// Starts `serve` and collects its stdout lines until it says where it listens.
     pub fn start(cmd: &mut Command) -> Server {
-        let mut child =
-            cmd.arg("serve").stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().expect("spawn convene");
+        Self::start_logging_to(cmd, Stdio::inherit())
+    }
+
+    /// `start`, with the server's log (standard error) going to `log`.
+    pub fn start_logging_to(cmd: &mut Command, log: impl Into<Stdio>) -> Server {
+        let mut child = cmd.arg("serve").stdout(Stdio::piped()).stderr(log).spawn().expect("spawn convene");
         let rx = stdout_lines(&mut child);
         let mut lines = Vec::new();
         loop {
@@ -90,7 +94,8 @@ impl Server {
         self.exchange(&format!("GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n", self.addr))
     }
 
-    fn exchange(&self, request: &str) -> String {
+    /// Sends `request` as written (an HTTP/1.1 request that closes the connection); returns the whole response.
+    pub fn exchange(&self, request: &str) -> String {
         let mut stream = TcpStream::connect(&self.addr).expect("connect");
         stream.write_all(request.as_bytes()).unwrap();
         let mut response = String::new();

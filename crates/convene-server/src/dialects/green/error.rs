@@ -119,12 +119,12 @@ fn mapped(e: &ApiError, renames: Renames) -> (StatusCode, ErrorOut, Option<u64>)
 /// The one way an [`ApiError`] becomes a Green response.
 pub(super) fn response(e: &ApiError, renames: Renames) -> Response {
     let (status, body, retry_after) = mapped(e, renames);
-    if status.is_server_error() {
-        tracing::error!(error = ?e, "green api request failed");
-    }
     let mut response = (status, Json(body)).into_response();
     if let Some(secs) = retry_after {
         response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    }
+    if status.is_server_error() {
+        crate::request_log::FailureCause::attach(&mut response, e);
     }
     response
 }

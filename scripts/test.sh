@@ -53,6 +53,8 @@ pip_pinned standardwebhooks 1.1.0
 # server from the document (crates/convene/tests/conformance.rs runs both).
 pip_pinned openapi-spec-validator 0.9.0
 pip_pinned schemathesis 4.32.5
+# Prometheus's official Python client, whose parser reads /metrics in crates/convene/tests/metrics.rs.
+pip_pinned prometheus-client 0.21.1
 export CONVENE_PYTHON="$CONVENE_VENV/bin/python"
 export CONVENE_REQUIRE_GREEN_CLIENT=1
 export CONVENE_REQUIRE_WEBHOOK_VERIFIER=1
@@ -65,11 +67,11 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== SQLite leg: every test"
 (unset TEST_DATABASE_URL; run_tests --workspace --locked)
 
-echo "== OpenAPI document from outside: openapi-spec-validator and schemathesis against the real binary"
+echo "== From outside: openapi-spec-validator and schemathesis, Prometheus's parser on /metrics, against the binary"
 if cargo nextest --version >/dev/null 2>&1; then
-    cargo nextest run --locked --workspace --test conformance --run-ignored only --no-capture
+    cargo nextest run --locked --workspace --test conformance --test metrics --run-ignored only --no-capture
 else
-    cargo test --locked --workspace --test conformance -- --ignored --nocapture
+    cargo test --locked --workspace --test conformance --test metrics -- --ignored --nocapture
 fi
 
 echo "== PostgreSQL leg: the store contract and the end-to-end tests"

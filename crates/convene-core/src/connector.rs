@@ -56,6 +56,22 @@ pub enum InstanceState {
 }
 
 impl InstanceState {
+    /// Every state's name, as `name` gives it.
+    pub const NAMES: [&'static str; 6] =
+        ["starting", "pairing", "connected", "disconnected", "logged_out", "temporarily_banned"];
+
+    /// The state's name as the API writes its `status`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Starting => "starting",
+            Self::Pairing => "pairing",
+            Self::Connected => "connected",
+            Self::Disconnected => "disconnected",
+            Self::LoggedOut => "logged_out",
+            Self::TemporarilyBanned { .. } => "temporarily_banned",
+        }
+    }
+
     pub fn is_connected(&self) -> bool {
         matches!(self, Self::Connected)
     }

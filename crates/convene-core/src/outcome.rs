@@ -18,6 +18,19 @@ pub enum ParticipantChange {
     Approve,
 }
 
+impl ParticipantChange {
+    /// The name as serialised.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Add => "add",
+            Self::Remove => "remove",
+            Self::Promote => "promote",
+            Self::Demote => "demote",
+            Self::Approve => "approve",
+        }
+    }
+}
+
 /// What happened to one participant.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]

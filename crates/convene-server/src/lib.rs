@@ -25,6 +25,7 @@ pub mod idempotency;
 pub mod qr;
 pub mod request_log;
 pub mod service;
+pub mod telemetry;
 pub mod webhooks;
 pub mod worker;
 
@@ -59,6 +60,7 @@ impl AppState {
         {
             tracing::warn!(dir = %config.data_dir.display(), error = %e, "could not make the data directory private");
         }
+        telemetry::handle();
         let sandbox = SandboxNetwork::open(Some(config.sandbox_path()), config.sandbox.clone(), clock.clone())
             .with_context(|| format!("opening the sandbox world {}", config.sandbox_path().display()))?;
         let secrets = Arc::new(webhooks::SecretBox::open_or_create(&config.webhooks, &config.data_dir)?);

@@ -92,6 +92,11 @@ pub async fn layer(mut request: Request, next: Next) -> axum::response::Response
         let route = n.route.as_deref().unwrap_or("unmatched");
         let dialect = n.dialect.unwrap_or("native");
         let instance = n.instance.map(|i| i.0);
+        let labels = [("method", method.to_string()), ("route", route.to_owned()), ("dialect", dialect.to_owned())];
+        metrics::histogram!(crate::telemetry::HTTP_REQUEST_DURATION, &labels).record(started.elapsed().as_secs_f64());
+        let [method_label, route_label, dialect_label] = labels;
+        let with_status = [method_label, route_label, dialect_label, ("status", status.to_string())];
+        metrics::counter!(crate::telemetry::HTTP_REQUESTS, &with_status).increment(1);
         if response.status().is_server_error() {
             let cause = cause.as_ref().map_or("", |c| &c.0);
             tracing::error!(%method, route, status, latency_ms, dialect, instance, cause, "request failed");

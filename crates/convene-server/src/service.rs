@@ -694,6 +694,7 @@ impl Service {
         if change == ParticipantChange::Add && auto_invite.unwrap_or(false) {
             self.invite_refused(connector.as_ref(), record, &mut reports).await;
         }
+        crate::telemetry::count_outcomes(change.as_str(), &reports);
         let done = match change {
             ParticipantChange::Add => EventType::ParticipantsAdded,
             ParticipantChange::Remove => EventType::ParticipantsRemoved,

@@ -16,7 +16,10 @@ pub struct HealthOut {
 }
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(healthz)).routes(routes!(readyz))
+    OpenApiRouter::new()
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
+        .routes(routes!(crate::telemetry::serve_metrics))
 }
 
 /// The process is up.

@@ -408,6 +408,7 @@ impl Service {
         job.state = JobState::Cancelled;
         job.updated_at = self.clock.now();
         self.commit(&[Change::UpdateJob(&job)], &[self.job_event(&job, Some(JobState::Queued))?]).await?;
+        metrics::counter!(crate::telemetry::CREATIONS, "result" => job.state.as_str()).increment(1);
         Ok(job)
     }
 
@@ -634,6 +635,8 @@ impl Service {
             Err(e @ ConnectorError::NotConnected(_)) => ("not_sent", Attempted::Failed(e)),
             Err(e) => ("failed", Attempted::Failed(e)),
         };
+        metrics::counter!(crate::telemetry::CREATION_ATTEMPTS, "kind" => connector.kind().as_str(), "outcome" => outcome)
+            .increment(1);
         let detail = match &result {
             Attempted::Failed(e) => Some(e.to_string()),
             Attempted::Created(m, _) => Some(m.jid.to_string()),
@@ -710,6 +713,7 @@ impl Service {
                 Err(e) => tracing::warn!(group = %record.jid, error = %e, "backup admins not promoted"),
             }
         }
+        crate::telemetry::count_outcomes("create", &reports);
         let members = connector.group_metadata(&record.jid).await.map(|m| m.members).unwrap_or(metadata.members);
         let result = CreationResult {
             group_id: record.id,
@@ -806,6 +810,8 @@ impl Service {
             }
             None => {}
         }
-        self.commit(&[Change::UpdateJob(&job)], &events).await
+        self.commit(&[Change::UpdateJob(&job)], &events).await?;
+        metrics::counter!(crate::telemetry::CREATIONS, "result" => state.as_str()).increment(1);
+        Ok(())
     }
 }

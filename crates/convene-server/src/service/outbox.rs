@@ -151,6 +151,9 @@ impl Service {
     /// Applies `changes` and writes `events` in one transaction, then wakes the webhook dispatcher.
     pub(super) async fn commit(&self, changes: &[Change<'_>], events: &[NewEvent]) -> Result<()> {
         self.store.commit(changes, events).await?;
+        for event in events {
+            metrics::counter!(crate::telemetry::EVENTS_WRITTEN, "type" => event.event_type.as_str()).increment(1);
+        }
         if !events.is_empty() {
             self.events_were_written();
         }

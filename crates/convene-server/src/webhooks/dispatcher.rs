@@ -190,6 +190,17 @@ impl Dispatcher {
             response_body: answer.body_start.clone(),
         };
         let outcome = self.outcome(&due, &answer, attempted_at);
+        let result = match outcome.state {
+            DeliveryState::Succeeded => "succeeded",
+            DeliveryState::Pending => "retrying",
+            _ => "failed",
+        };
+        metrics::counter!(crate::telemetry::WEBHOOK_ATTEMPTS, "result" => result).increment(1);
+        if outcome.state == DeliveryState::Succeeded {
+            let lag_ms = (self.clock.now().as_millis() - due.event_created_at.as_millis()).max(0);
+            #[expect(clippy::cast_precision_loss, reason = "milliseconds well within an f64's exact range")]
+            metrics::histogram!(crate::telemetry::WEBHOOK_LAG).record(lag_ms as f64 / 1000.0);
+        }
         if let Some(reason) = &outcome.disable_endpoint {
             tracing::warn!(endpoint = %due.endpoint.id, reason, "webhook endpoint disabled");
         }

@@ -1,0 +1,118 @@
+//! Prometheus metrics, served at `GET /metrics` (text exposition format) to a key for the whole account.
+//!
+//! Counters and histograms are recorded where things happen, through the `metrics` facade, each in one place: HTTP
+//! requests in the request log, creation attempts where one is made, finished creations where a job ends, events
+//! where they are committed, webhook attempts where the dispatcher judges one. Gauges that describe the records
+//! (instances by state) are read when scraped, so they cannot drift from the database. Every metric is listed, with
+//! its labels, in docs/operations.md.
+
+use std::sync::OnceLock;
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use convene_core::{ConnectorKind, InstanceState};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+use crate::AppState;
+use crate::auth::AccountWideKey;
+use crate::error::Result;
+
+pub const HTTP_REQUESTS: &str = "convene_http_requests_total";
+pub const HTTP_REQUEST_DURATION: &str = "convene_http_request_duration_seconds";
+pub const CREATION_ATTEMPTS: &str = "convene_group_creation_attempts_total";
+pub const CREATIONS: &str = "convene_group_creations_total";
+pub const PARTICIPANT_OUTCOMES: &str = "convene_participant_outcomes_total";
+pub const EVENTS_WRITTEN: &str = "convene_events_written_total";
+pub const WEBHOOK_ATTEMPTS: &str = "convene_webhook_delivery_attempts_total";
+pub const WEBHOOK_LAG: &str = "convene_webhook_delivery_lag_seconds";
+pub const INSTANCES: &str = "convene_instances";
+
+/// Latency buckets in seconds: 1 ms to a minute.
+const SECONDS_BUCKETS: [f64; 14] =
+    [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 30.0, 60.0];
+
+/// The process's recorder, installed on first use. The `metrics` facade has one recorder per process, so servers
+/// sharing a process (tests) share the counts. `AppState::open` calls this before anything is recorded.
+pub fn handle() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let recorder = PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &SECONDS_BUCKETS)
+            .expect("the buckets are not empty")
+            .build_recorder();
+        let handle = recorder.handle();
+        if metrics::set_global_recorder(recorder).is_err() {
+            tracing::warn!("another metrics recorder was installed first: /metrics will stay empty");
+        }
+        describe();
+        handle
+    })
+}
+
+fn describe() {
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(HTTP_REQUESTS, "HTTP requests answered, by method, route template, status and dialect.");
+    describe_histogram!(HTTP_REQUEST_DURATION, Unit::Seconds, "Time to answer an HTTP request, by route and dialect.");
+    describe_counter!(CREATION_ATTEMPTS, "Group creations sent to the network, by instance kind and outcome.");
+    describe_counter!(CREATIONS, "Group creations finished, by result (succeeded, failed, cancelled).");
+    describe_counter!(PARTICIPANT_OUTCOMES, "Participants' outcomes when a group is created or changed, by action.");
+    describe_counter!(EVENTS_WRITTEN, "Events written to the event log, by type.");
+    describe_counter!(WEBHOOK_ATTEMPTS, "Webhook delivery attempts, by result (succeeded, retrying, failed).");
+    describe_histogram!(WEBHOOK_LAG, Unit::Seconds, "From an event's writing to its successful delivery.");
+    describe_gauge!(INSTANCES, "Instances, by kind and connection state.");
+}
+
+/// Counts each report's outcome under `action` (`create`, `add`, `remove`, `promote`, `demote`, `approve`).
+pub fn count_outcomes(action: &'static str, reports: &[crate::service::ParticipantReport]) {
+    for report in reports {
+        let outcome = serde_json::to_value(report.outcome).ok().and_then(|v| v.as_str().map(str::to_owned));
+        metrics::counter!(PARTICIPANT_OUTCOMES, "action" => action, "outcome" => outcome.unwrap_or_default())
+            .increment(1);
+    }
+}
+
+/// Prometheus metrics in the text exposition format (docs/operations.md lists them). Needs a key for the whole account;
+/// a read-only one is enough: make one for the scraper with `convene key create --name prometheus --read-only`.
+#[utoipa::path(get, path = "/metrics", tag = "system", operation_id = "system.metrics",
+    responses((status = 200, content_type = "text/plain", body = String, description = "Prometheus text format")),
+    security(("api_key" = [])))]
+pub async fn serve_metrics(State(state): State<AppState>, _key: AccountWideKey) -> Result<impl IntoResponse> {
+    // Every kind and state, so that a state nobody is in any more reads 0 rather than its last count.
+    let mut by_state = std::collections::BTreeMap::<(&'static str, &'static str), u64>::new();
+    for kind in [ConnectorKind::Sandbox, ConnectorKind::Whatsapp] {
+        for name in InstanceState::NAMES {
+            by_state.insert((kind.as_str(), name), 0);
+        }
+    }
+    for (record, live) in state.service.list_instances().await? {
+        *by_state.entry((record.kind.as_str(), live.name())).or_default() += 1;
+    }
+    for ((kind, live), count) in by_state {
+        #[expect(clippy::cast_precision_loss, reason = "a count of instances is exact in an f64")]
+        metrics::gauge!(INSTANCES, "kind" => kind, "state" => live).set(count as f64);
+    }
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], handle().render()))
+}
+
+#[cfg(test)]
+mod tests {
+    use convene_core::InstanceState;
+
+    #[test]
+    fn instance_state_names_are_the_apis_status_values() {
+        let states = [
+            InstanceState::Starting,
+            InstanceState::Pairing,
+            InstanceState::Connected,
+            InstanceState::Disconnected,
+            InstanceState::LoggedOut,
+            InstanceState::TemporarilyBanned { until: None },
+        ];
+        let names: Vec<&str> = states.iter().map(InstanceState::name).collect();
+        assert_eq!(names, InstanceState::NAMES);
+        for state in states {
+            assert_eq!(serde_json::to_value(&state).unwrap()["status"], state.name());
+        }
+    }
+}

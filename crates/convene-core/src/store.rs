@@ -135,6 +135,8 @@ pub enum JobState {
 }
 
 impl JobState {
+    pub const ALL: [Self; 5] = [Self::Queued, Self::Running, Self::Succeeded, Self::Failed, Self::Cancelled];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Queued => "queued",
@@ -146,9 +148,7 @@ impl JobState {
     }
 
     pub fn parse(s: &str) -> Option<Self> {
-        [Self::Queued, Self::Running, Self::Succeeded, Self::Failed, Self::Cancelled]
-            .into_iter()
-            .find(|j| j.as_str() == s)
+        Self::ALL.into_iter().find(|j| j.as_str() == s)
     }
 
     pub fn is_final(self) -> bool {
@@ -292,6 +292,8 @@ pub trait Store: Send + Sync {
     async fn due_jobs(&self, now: Timestamp, limit: u32) -> DbResult<Vec<JobRecord>>;
     /// The earliest `next_run_at` of the queued jobs.
     async fn next_job_due(&self) -> DbResult<Option<Timestamp>>;
+    /// How many jobs are in each state; a state without jobs is left out.
+    async fn count_jobs_by_state(&self) -> DbResult<Vec<(JobState, u64)>>;
     /// Queued → running, one more attempt, pinned to `instance_id`; false when the job was not queued (taken or
     /// cancelled meanwhile).
     async fn claim_job(&self, id: Uuid, instance_id: InstanceId, now: Timestamp) -> DbResult<bool>;

@@ -11,6 +11,7 @@ use std::sync::OnceLock;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
+use convene_core::store::JobState;
 use convene_core::{ConnectorKind, InstanceState};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
@@ -27,6 +28,9 @@ pub const EVENTS_WRITTEN: &str = "convene_events_written_total";
 pub const WEBHOOK_ATTEMPTS: &str = "convene_webhook_delivery_attempts_total";
 pub const WEBHOOK_LAG: &str = "convene_webhook_delivery_lag_seconds";
 pub const INSTANCES: &str = "convene_instances";
+pub const JOBS: &str = "convene_jobs";
+pub const QUEUE_OLDEST_DUE: &str = "convene_job_queue_oldest_due_seconds";
+pub const PACING_WAIT: &str = "convene_pacing_wait_seconds";
 
 /// Latency buckets in seconds: 1 ms to a minute.
 const SECONDS_BUCKETS: [f64; 14] =
@@ -61,6 +65,13 @@ fn describe() {
     describe_counter!(WEBHOOK_ATTEMPTS, "Webhook delivery attempts, by result (succeeded, retrying, failed).");
     describe_histogram!(WEBHOOK_LAG, Unit::Seconds, "From an event's writing to its successful delivery.");
     describe_gauge!(INSTANCES, "Instances, by kind and connection state.");
+    describe_gauge!(JOBS, "Queued group creations (jobs), by state.");
+    describe_gauge!(QUEUE_OLDEST_DUE, Unit::Seconds, "How long the queue's most overdue job has been due (0: none).");
+    describe_histogram!(
+        PACING_WAIT,
+        Unit::Seconds,
+        "Each wait pacing put a queued creation to; the sum is time waited."
+    );
 }
 
 /// Counts each report's outcome under `action` (`create`, `add`, `remove`, `promote`, `demote`, `approve`).
@@ -92,6 +103,19 @@ pub async fn serve_metrics(State(state): State<AppState>, _key: AccountWideKey) 
         #[expect(clippy::cast_precision_loss, reason = "a count of instances is exact in an f64")]
         metrics::gauge!(INSTANCES, "kind" => kind, "state" => live).set(count as f64);
     }
+    let mut jobs: std::collections::BTreeMap<&'static str, u64> =
+        JobState::ALL.into_iter().map(|s| (s.as_str(), 0)).collect();
+    for (job_state, count) in state.store.count_jobs_by_state().await? {
+        jobs.insert(job_state.as_str(), count);
+    }
+    for (job_state, count) in jobs {
+        #[expect(clippy::cast_precision_loss, reason = "a count of jobs is exact in an f64")]
+        metrics::gauge!(JOBS, "state" => job_state).set(count as f64);
+    }
+    let now = state.clock.now();
+    let overdue =
+        state.store.next_job_due().await?.filter(|due| *due < now).map_or(0.0, |due| due.until(now).as_secs_f64());
+    metrics::gauge!(QUEUE_OLDEST_DUE).set(overdue);
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], handle().render()))
 }
 

@@ -171,6 +171,10 @@ macro_rules! impl_store {
                 jobs::next_job_due(self).await
             }
 
+            async fn count_jobs_by_state(&self) -> DbResult<Vec<(JobState, u64)>> {
+                jobs::count_jobs_by_state(self).await
+            }
+
             async fn claim_job(&self, id: Uuid, instance_id: InstanceId, now: Timestamp) -> DbResult<bool> {
                 jobs::claim_job(self, id, instance_id, now).await
             }

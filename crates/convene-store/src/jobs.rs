@@ -219,6 +219,12 @@ pub(crate) async fn next_job_due(db: &impl Backend) -> DbResult<Option<Timestamp
     Ok(rows.into_iter().next().flatten())
 }
 
+pub(crate) async fn count_jobs_by_state(db: &impl Backend) -> DbResult<Vec<(JobState, u64)>> {
+    let statement = Statement::new("SELECT state, COUNT(*) AS n FROM jobs GROUP BY state ORDER BY state");
+    db.fetch(statement, |row| Ok((stored::job_state("jobs.state", row.text("state")?)?, row.int("n")?.unsigned_abs())))
+        .await
+}
+
 pub(crate) async fn claim_job(db: &impl Backend, job_id: Uuid, instance: InstanceId, now: Timestamp) -> DbResult<bool> {
     Ok(db.execute(claim_job_statement(job_id, instance, now)).await? == 1)
 }

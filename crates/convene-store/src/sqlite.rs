@@ -11,7 +11,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use convene_core::Timestamp;
 use convene_core::store::{ApiKeyRecord, DbResult, GroupListQuery, GroupPage, GroupRecord, InstanceRecord};
-use convene_core::store::{CreationAttempt, InstancePause, InstanceSettings, JobListQuery, JobRecord};
+use convene_core::store::{CreationAttempt, InstancePause, InstanceSettings, JobListQuery, JobRecord, JobState};
 use convene_core::store::{IdempotencyClaim, IdempotencyRecord, IdempotentResponse};
 use convene_core::{GroupId, GroupJid, InstanceId};
 use sqlx::Sqlite;

@@ -197,7 +197,7 @@ fn disappearing(column: &str, value: i64) -> DbResult<Disappearing> {
         .ok_or_else(|| corrupt(column, value, "a disappearing-messages timer in seconds"))
 }
 
-fn job_state(column: &str, value: &str) -> DbResult<JobState> {
+pub(crate) fn job_state(column: &str, value: &str) -> DbResult<JobState> {
     JobState::parse(value).ok_or_else(|| corrupt(column, value, "a job state"))
 }
 

@@ -69,10 +69,25 @@ fn a_scrape_counts_what_the_server_did() {
     assert_eq!(server.call(&key, "POST", &format!("/v1/groups/{group}/participants/add"), Some(&add)).0, 200);
     assert_eq!(server.call(&key, "GET", "/v1/groups/no-such-group", None).0, 404);
     assert_eq!(server.call("not-a-key", "GET", "/metrics", None).0, 401);
-    let scrape = server.exchange(&format!(
-        "GET /metrics HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {key}\r\nConnection: close\r\n\r\n",
-        server.addr
-    ));
+    // Then pacing: one creation an hour, and a batch of two queued. The two synchronous creations above were just
+    // made, so the worker puts both queued ones about an hour off.
+    let settings =
+        json!({"pacing": {"min_interval_secs": 3600, "burst": 1}, "auto_invite": false, "backup_admins": []});
+    assert_eq!(server.call(&key, "PUT", &format!("/v1/instances/{instance}/settings"), Some(&settings)).0, 200);
+    let batch = json!({"instance_ids": [instance], "groups": [
+        {"subject": "Queued 1", "participants": ["+17137157533"]},
+        {"subject": "Queued 2", "participants": ["+17137157533"]}]});
+    assert_eq!(server.call(&key, "POST", "/v1/jobs/groups", Some(&batch)).0, 202);
+    let scrape = || {
+        server.exchange(&format!(
+            "GET /metrics HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {key}\r\nConnection: close\r\n\r\n",
+            server.addr
+        ))
+    };
+    common::wait_until("the worker defers both queued jobs", std::time::Duration::from_secs(20), || {
+        scrape().lines().any(|l| l == "convene_pacing_wait_seconds_count 2")
+    });
+    let scrape = scrape();
 
     // Assert
     let (head, body) = scrape.split_once("\r\n\r\n").unwrap();
@@ -92,6 +107,14 @@ fn a_scrape_counts_what_the_server_did() {
     let attempts = json!({"kind": "sandbox", "outcome": "created"});
     assert_eq!(value(&samples, "convene_group_creation_attempts_total", &attempts), 2.0);
     assert_eq!(value(&samples, "convene_group_creations_total", &json!({"result": "succeeded"})), 2.0);
+    let jobs = |state: &str| value(&samples, "convene_jobs", &json!({"state": state}));
+    assert_eq!((jobs("succeeded"), jobs("queued"), jobs("running"), jobs("failed")), (2.0, 2.0, 0.0, 0.0));
+    assert_eq!(value(&samples, "convene_job_queue_oldest_due_seconds", &json!({})), 0.0, "the queued are not due");
+    // Each waits its turn after two creations in the same second: one or two intervals (pacing's arithmetic is
+    // convene-core's to test); what counts here is that the waits were measured.
+    assert_eq!(value(&samples, "convene_pacing_wait_seconds_count", &json!({})), 2.0);
+    let waited = value(&samples, "convene_pacing_wait_seconds_sum", &json!({}));
+    assert!((2.0 * 3500.0..=2.0 * 7200.0).contains(&waited), "each queued job waits an hour or two: {waited}");
     let outcomes = |action: &str, outcome: &str| {
         value(&samples, "convene_participant_outcomes_total", &json!({"action": action, "outcome": outcome}))
     };

@@ -518,6 +518,7 @@ impl Service {
                 .await;
         };
         if next > now {
+            metrics::histogram!(crate::telemetry::PACING_WAIT).record(now.until(next).as_secs_f64());
             job.next_run_at = next;
             job.updated_at = now;
             return Ok(self.store.update_job(&job).await?);

@@ -458,6 +458,28 @@ pub async fn the_next_job_due_counts_queued_jobs_only(store: &dyn Store) {
     assert_eq!(next, Some(at(10)));
 }
 
+pub async fn jobs_are_counted_by_state(store: &dyn Store) {
+    // Arrange
+    let nothing = store.count_jobs_by_state().await.unwrap();
+    let with = |state| JobRecord { state, ..queued(0) };
+    let jobs = [
+        with(JobState::Queued),
+        with(JobState::Queued),
+        with(JobState::Running),
+        with(JobState::Failed),
+        with(JobState::Queued),
+    ];
+    store.insert_jobs(&jobs).await.unwrap();
+
+    // Act
+    let mut counts = store.count_jobs_by_state().await.unwrap();
+
+    // Assert
+    counts.sort_by_key(|(state, _)| state.as_str());
+    assert_eq!(nothing, []);
+    assert_eq!(counts, [(JobState::Failed, 1), (JobState::Queued, 3), (JobState::Running, 1)]);
+}
+
 pub async fn claiming_a_job_pins_it_counts_an_attempt_and_leaves_the_rest(store: &dyn Store) {
     // Arrange
     let job = JobRecord { attempts: 2, needs_reconcile: true, last_error: Some("lost reply".into()), ..queued(0) };

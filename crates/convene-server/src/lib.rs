@@ -102,8 +102,9 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         })
         .route_layer(axum::middleware::from_fn(request_log::note_route))
         .layer(DefaultBodyLimit::max(max_body_bytes))
-        .layer(axum::middleware::from_fn(run_to_completion))
+        // Inside `run_to_completion`: a change whose client hung up still gets its log line and its metrics.
         .layer(axum::middleware::from_fn(request_log::layer))
+        .layer(axum::middleware::from_fn(run_to_completion))
         .with_state(state)
 }
 

@@ -43,6 +43,27 @@ fn every_request_has_one_json_line_with_its_route_status_dialect_instance_and_id
         "{}",
     );
     request(&server, &format!("GET /waInstance{instance}/getStateInstance/{token} HTTP/1.1"), "");
+    // A creation whose client hangs up at once, on a network slowed to 300 ms: it runs to its end, and so does its line.
+    let slow = serde_json::json!({"latency_ms": 300});
+    assert_eq!(server.call(&key, "PUT", "/v1/sandbox/faults", Some(&slow)).0, 200);
+    let body =
+        serde_json::json!({"instance_id": instance, "subject": "Gone", "participants": ["+17137157533"]}).to_string();
+    let mut hung_up = std::net::TcpStream::connect(&server.addr).unwrap();
+    let post = format!(
+        "POST /v1/groups HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {key}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        server.addr,
+        body.len()
+    );
+    std::io::Write::write_all(&mut hung_up, post.as_bytes()).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    drop(hung_up);
+    let started = std::time::Instant::now();
+    while !std::fs::read_to_string(&log_path).unwrap().contains(r#""route":"/v1/groups","status":201"#) {
+        let log = std::fs::read_to_string(&log_path).unwrap();
+        assert!(started.elapsed().as_secs() < 10, "no line for the hung-up creation:\n{log}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
     // And a 502: the sandbox network fails every call.
     let (status, _) = server.call(&key, "PUT", "/v1/sandbox/faults", Some(&serde_json::json!({"error_rate": 1.0})));
     assert_eq!(status, 200);
@@ -81,5 +102,6 @@ fn every_request_has_one_json_line_with_its_route_status_dialect_instance_and_id
     assert!(failed["cause"].as_str().is_some_and(|c| c.contains("Connector(Other(")), "the cause chain: {failed}");
     let failures = lines.iter().filter(|l| l["level"] == "ERROR").count();
     assert_eq!(failures, 1, "the failure is logged once, on its request's line: {lines:#?}");
-    assert_eq!(requests.len(), 7, "one line per request: {requests:#?}");
+    assert_eq!(line("/v1/groups", 201)["method"], "POST", "the hung-up creation");
+    assert_eq!(requests.len(), 9, "one line per request: {requests:#?}");
 }

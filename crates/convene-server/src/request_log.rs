@@ -67,7 +67,8 @@ impl FailureCause {
     }
 }
 
-/// The outermost layer: an id for the request, a span with it for everything logged on its behalf, and its line.
+/// The request's id, a span with it for everything logged on its behalf, its line and its metrics. It runs inside
+/// `run_to_completion`, so a change whose client hung up is still logged and counted.
 pub async fn layer(mut request: Request, next: Next) -> axum::response::Response {
     let started = Instant::now();
     let id = request
@@ -85,18 +86,19 @@ pub async fn layer(mut request: Request, next: Next) -> axum::response::Response
         response.headers_mut().insert(REQUEST_ID.clone(), value);
     }
     let cause = response.extensions_mut().remove::<FailureCause>();
-    let latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    let elapsed = started.elapsed();
+    let latency_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
     let status = response.status().as_u16();
     let _entered = span.enter();
     notes.with(|n| {
         let route = n.route.as_deref().unwrap_or("unmatched");
         let dialect = n.dialect.unwrap_or("native");
         let instance = n.instance.map(|i| i.0);
-        let labels = [("method", method.to_string()), ("route", route.to_owned()), ("dialect", dialect.to_owned())];
-        metrics::histogram!(crate::telemetry::HTTP_REQUEST_DURATION, &labels).record(started.elapsed().as_secs_f64());
-        let [method_label, route_label, dialect_label] = labels;
-        let with_status = [method_label, route_label, dialect_label, ("status", status.to_string())];
-        metrics::counter!(crate::telemetry::HTTP_REQUESTS, &with_status).increment(1);
+        let mut labels =
+            vec![("method", method.to_string()), ("route", route.to_owned()), ("dialect", dialect.to_owned())];
+        metrics::histogram!(crate::telemetry::HTTP_REQUEST_DURATION, &labels).record(elapsed.as_secs_f64());
+        labels.push(("status", status.to_string()));
+        metrics::counter!(crate::telemetry::HTTP_REQUESTS, &labels).increment(1);
         if response.status().is_server_error() {
             let cause = cause.as_ref().map_or("", |c| &c.0);
             tracing::error!(%method, route, status, latency_ms, dialect, instance, cause, "request failed");

@@ -199,8 +199,7 @@ impl From<ParticipantAction> for ParticipantChange {
 /// The group named in the path, as `key` may see it: an instance outside its scope is never asked (a JID is not
 /// looked up or imported through it), and a key scoped to one instance acts with that one.
 async fn resolve(state: &AppState, key: &AccountKey, group: &str, params: &GroupParams) -> Result<GroupRecord> {
-    let instance = instance_filter(params.instance_id)?;
-    let instance = instance.map(|i| key.instance(i)).transpose()?.or_else(|| key.sole_instance());
+    let instance = instance_filter(key, params.instance_id)?;
     key.group(state.service.resolve_group(group, instance).await, group)
 }
 
@@ -249,8 +248,7 @@ async fn list_groups(
     ApiQuery(params): ApiQuery<ListParams>,
     ApiQuery(page): ApiQuery<PageParams>,
 ) -> Result<Json<Page<GroupOut>>> {
-    let instance_id = instance_filter(params.instance_id)?;
-    let instance_id = instance_id.map(|i| key.instance(i)).transpose()?.or_else(|| key.sole_instance());
+    let instance_id = instance_filter(&key, params.instance_id)?;
     let query = GroupListQuery {
         instance_id,
         // The store's group cursor is the same `ms.uuid` position; a bare time starts before every id.
@@ -259,15 +257,8 @@ async fn list_groups(
     };
     let groups = state.service.list_groups(&query).await?;
     // A scoped key lists its instances' groups: a page may then hold fewer than `limit`.
-    Ok(Json(Page {
-        items: groups
-            .groups
-            .into_iter()
-            .filter(|g| key.sees(g.instance_id))
-            .map(|g| GroupOut::from_record(g, None))
-            .collect(),
-        next_cursor: groups.next_cursor,
-    }))
+    let page = Page { items: groups.groups, next_cursor: groups.next_cursor }.retain(|g| key.sees(g.instance_id));
+    Ok(Json(page.map(|g| GroupOut::from_record(g, None))))
 }
 
 /// Get a group with its current members, by our uuid or its WhatsApp id.

@@ -126,13 +126,16 @@ pub(crate) fn parse_instance_id(raw: &str) -> Result<InstanceId> {
         .ok_or_else(|| ApiError::NotFound(format!("no instance `{raw}` (instance ids are ten digits)")))
 }
 
-/// An `instance_id` filter of a list: a value that cannot be an instance id is refused, naming the parameter.
-pub(crate) fn instance_filter(id: Option<InstanceId>) -> Result<Option<InstanceId>> {
+/// An `instance_id` query parameter as `key` may use it: a value that cannot be an instance id is refused, naming
+/// the parameter; an instance outside the key's scope is not found; and a key scoped to one instance means that one
+/// when the parameter is absent.
+pub(crate) fn instance_filter(key: &AccountKey, id: Option<InstanceId>) -> Result<Option<InstanceId>> {
     match id {
         Some(id) if !(InstanceId::MIN..=InstanceId::MAX).contains(&id.0) => {
             Err(ApiError::field("instance_id", "instance ids are ten digits"))
         }
-        other => Ok(other),
+        Some(id) => key.instance(id).map(Some),
+        None => Ok(key.sole_instance()),
     }
 }
 

@@ -507,8 +507,7 @@ async fn list_events(
     ApiQuery(page): ApiQuery<PageParams>,
 ) -> Result<Json<Page<EventOut>>> {
     let limit = page.limit()?;
-    let instance_id = super::instances::instance_filter(params.instance_id)?;
-    let instance_id = instance_id.map(|i| key.instance(i)).transpose()?.or_else(|| key.sole_instance());
+    let instance_id = super::instances::instance_filter(&key, params.instance_id)?;
     let query = EventListQuery { instance_id, after_seq: page.cursor()?.map(|c| c.key), limit: limit + 1 };
     let events = state.service.events(&query).await?;
     // A scoped key reads its instances' events only: a page may then hold fewer than `limit`.

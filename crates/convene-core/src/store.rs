@@ -51,6 +51,16 @@ impl ApiKeyRecord {
     }
 }
 
+/// A console sign-in: the browser holds the session's secret in a cookie, the store its SHA-256 and the key it
+/// signed in with. The session acts with that key's rights and ends with it (a revoked key's sessions find no key).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConsoleSessionRecord {
+    pub secret_hash: String,
+    pub api_key_id: Uuid,
+    pub created_at: Timestamp,
+    pub expires_at: Timestamp,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct InstanceRecord {
     pub id: InstanceId,
@@ -240,6 +250,14 @@ pub trait Store: Send + Sync {
     async fn delete_api_key(&self, id: Uuid) -> DbResult<()>;
     /// Records a use of the key; `NotFound` when it is gone.
     async fn touch_api_key(&self, id: Uuid, at: Timestamp) -> DbResult<()>;
+
+    /// Records a console session, and forgets sessions that expired before it began.
+    async fn insert_console_session(&self, session: &ConsoleSessionRecord) -> DbResult<()>;
+    /// The key of the session whose secret hashes to `secret_hash`, while the session lasts (`expires_at` after
+    /// `now`) and the key exists.
+    async fn find_console_session(&self, secret_hash: &str, now: Timestamp) -> DbResult<Option<ApiKeyRecord>>;
+    /// Ends a session (signing out); ending one that is gone is not an error.
+    async fn delete_console_session(&self, secret_hash: &str) -> DbResult<()>;
 
     /// Fails with `Conflict` when the id is taken.
     async fn insert_instance(&self, instance: &InstanceRecord) -> DbResult<()>;

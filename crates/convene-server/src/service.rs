@@ -31,7 +31,8 @@ mod keys;
 mod outbox;
 pub mod webhooks;
 
-pub use creation::{CreationConfig, CreationResult, Enqueued, RetryGuard};
+pub use creation::{CreationConfig, CreationResult, CreationStatus, Enqueued, RetryGuard};
+pub use keys::CONSOLE_SESSION_LIFETIME;
 pub use outbox::{
     EventGroup, GroupCreatedData, GroupCreationFailedData, GroupUpdatedData, InstanceData, JobStateChangedData,
     ParticipantsData,

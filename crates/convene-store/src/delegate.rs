@@ -30,6 +30,25 @@ macro_rules! impl_store {
                 sql::touch_api_key(self, id, at).await
             }
 
+            async fn insert_console_session(
+                &self,
+                session: &convene_core::store::ConsoleSessionRecord,
+            ) -> DbResult<()> {
+                sql::insert_console_session(self, session).await
+            }
+
+            async fn find_console_session(
+                &self,
+                secret_hash: &str,
+                now: convene_core::Timestamp,
+            ) -> DbResult<Option<ApiKeyRecord>> {
+                sql::find_console_session(self, secret_hash, now).await
+            }
+
+            async fn delete_console_session(&self, secret_hash: &str) -> DbResult<()> {
+                sql::delete_console_session(self, secret_hash).await
+            }
+
             async fn insert_instance(&self, instance: &InstanceRecord) -> DbResult<()> {
                 sql::insert_instance(self, instance).await
             }

@@ -213,6 +213,43 @@ pub(crate) async fn touch_api_key(db: &impl Backend, id: uuid::Uuid, at: Timesta
     changed_some(db.execute(statement).await?)
 }
 
+pub(crate) async fn insert_console_session(
+    db: &impl Backend,
+    session: &convene_core::store::ConsoleSessionRecord,
+) -> DbResult<()> {
+    // Sessions are few and short-lived: forgetting the expired ones at each sign-in keeps the table small
+    // without a sweeper.
+    let expired =
+        Statement::new("DELETE FROM console_sessions WHERE expires_at <= $1").bind(session.created_at.as_millis());
+    db.execute(expired).await?;
+    let statement = Statement::new(
+        "INSERT INTO console_sessions (secret_hash, api_key_id, created_at, expires_at) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(session.secret_hash.as_str())
+    .bind(session.api_key_id.hyphenated().to_string())
+    .bind(session.created_at.as_millis())
+    .bind(session.expires_at.as_millis());
+    db.execute(statement).await.map(drop)
+}
+
+pub(crate) async fn find_console_session(
+    db: &impl Backend,
+    secret_hash: &str,
+    now: Timestamp,
+) -> DbResult<Option<ApiKeyRecord>> {
+    let statement = Statement::new(select_api_keys!(
+        "WHERE id = (SELECT api_key_id FROM console_sessions WHERE secret_hash = $1 AND expires_at > $2)"
+    ))
+    .bind(secret_hash)
+    .bind(now.as_millis());
+    Ok(db.fetch(statement, stored::api_key).await?.into_iter().next())
+}
+
+pub(crate) async fn delete_console_session(db: &impl Backend, secret_hash: &str) -> DbResult<()> {
+    let statement = Statement::new("DELETE FROM console_sessions WHERE secret_hash = $1").bind(secret_hash);
+    db.execute(statement).await.map(drop)
+}
+
 pub(crate) async fn count_api_keys(db: &impl Backend) -> DbResult<u64> {
     let statement = Statement::new("SELECT COUNT(*) AS n FROM api_keys");
     one(db.fetch(statement, |row| stored::count("COUNT(*) FROM api_keys", row.int("n")?)).await?)

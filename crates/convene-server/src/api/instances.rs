@@ -70,6 +70,9 @@ pub struct CreationStatusOut {
     pub pacing: PacingPolicy,
     /// The earliest time the next group can be created.
     pub next_creation_at: Timestamp,
+    /// Creation attempts in the last 24 hours, which `pacing.daily_cap` counts.
+    #[schema(example = 4)]
+    pub created_last_day: u32,
     /// Set while WhatsApp's `rate-overlimit` or a temporary ban pauses creation.
     pub paused_until: Option<Timestamp>,
     pub pause_reason: Option<String>,
@@ -77,13 +80,13 @@ pub struct CreationStatusOut {
 
 impl InstanceOut {
     pub async fn load(service: &Service, record: InstanceRecord, state: InstanceState) -> Result<Self> {
-        let pacing = service.pacing_policy(&record).await?;
-        let (next, pause) = service.next_creation_at(&record, service.now()).await?;
+        let status = service.creation_status(&record, service.now()).await?;
         let creation = CreationStatusOut {
-            pacing,
-            next_creation_at: next,
-            paused_until: pause.as_ref().map(|p| p.until),
-            pause_reason: pause.map(|p| p.reason),
+            pacing: status.pacing,
+            next_creation_at: status.next_creation_at,
+            created_last_day: u32::try_from(status.created_last_day).unwrap_or(u32::MAX),
+            paused_until: status.pause.as_ref().map(|p| p.until),
+            pause_reason: status.pause.map(|p| p.reason),
         };
         Ok(Self {
             id: record.id,

@@ -151,6 +151,19 @@ pub struct Enqueued {
     pub jobs: Vec<JobRecord>,
 }
 
+/// An instance's creation pacing at one moment.
+#[derive(Clone, Debug)]
+pub struct CreationStatus {
+    /// The policy in force: the instance's own, or its kind's default.
+    pub pacing: PacingPolicy,
+    /// The earliest time the next creation may go (the moment asked about, or earlier: at once).
+    pub next_creation_at: Timestamp,
+    /// Creation attempts in the 24 hours before the moment asked about, which the daily cap counts.
+    pub created_last_day: usize,
+    /// The network's pause, while it runs.
+    pub pause: Option<InstancePause>,
+}
+
 impl Service {
     /// The policy that paces `instance`: its own, or its kind's default.
     pub async fn pacing_policy(&self, instance: &InstanceRecord) -> Result<PacingPolicy> {
@@ -169,10 +182,21 @@ impl Service {
         instance: &InstanceRecord,
         now: Timestamp,
     ) -> Result<(Timestamp, Option<InstancePause>)> {
-        let policy = self.pacing_policy(instance).await?;
+        let status = self.creation_status(instance, now).await?;
+        Ok((status.next_creation_at, status.pause))
+    }
+
+    /// Where `instance` stands with its pacing at `now`, as an operator reads it.
+    pub async fn creation_status(&self, instance: &InstanceRecord, now: Timestamp) -> Result<CreationStatus> {
+        let pacing = self.pacing_policy(instance).await?;
         let recent = self.store.creation_attempt_times(instance.id, now.minus(DAY)).await?;
         let pause = self.store.instance_pause(instance.id).await?.filter(|p| p.until > now);
-        Ok((policy.next_allowed(&recent, pause.as_ref().map(|p| p.until), now), pause))
+        Ok(CreationStatus {
+            pacing,
+            next_creation_at: pacing.next_allowed(&recent, pause.as_ref().map(|p| p.until), now),
+            created_last_day: recent.len(),
+            pause,
+        })
     }
 
     /// Checks a creation and adds the instance's backup admins. Every bad field is named, under `prefix`.

@@ -4,13 +4,16 @@
 use std::time::Duration;
 
 use convene_core::group::plain_name;
-use convene_core::store::ApiKeyRecord;
+use convene_core::store::{ApiKeyRecord, ConsoleSessionRecord};
 use convene_core::{DbError, InstanceId};
 use uuid::Uuid;
 
 use super::{MAX_NAME_CHARS, Service, not_found};
 use crate::auth::{self, KeyGrant};
 use crate::error::{ApiError, FieldError, Result};
+
+/// How long a console sign-in lasts; then the operator signs in again.
+pub const CONSOLE_SESSION_LIFETIME: Duration = Duration::from_secs(12 * 60 * 60);
 
 /// `last_used_at` is written at most this often per key, so reads do not each cost a write.
 const LAST_USED_RESOLUTION: Duration = Duration::from_secs(60);
@@ -33,6 +36,32 @@ impl Service {
             }
         }
         Ok(key)
+    }
+
+    /// Signs in to the console with an API key: a new session's secret (for the browser's cookie; only its hash
+    /// is stored) and the key it acts with. Refused like any request with that key.
+    pub async fn sign_in(&self, api_key: &str) -> Result<(String, ApiKeyRecord)> {
+        let key = self.account_key(api_key).await?;
+        let secret = auth::random_hex(32);
+        let now = self.clock.now();
+        let session = ConsoleSessionRecord {
+            secret_hash: auth::hash_secret(&secret),
+            api_key_id: key.id,
+            created_at: now,
+            expires_at: now.plus(CONSOLE_SESSION_LIFETIME),
+        };
+        self.store.insert_console_session(&session).await?;
+        Ok((secret, key))
+    }
+
+    /// The key a console session acts with, while the session lasts and the key is not revoked.
+    pub async fn console_session(&self, secret: &str) -> Result<Option<ApiKeyRecord>> {
+        Ok(self.store.find_console_session(&auth::hash_secret(secret), self.clock.now()).await?)
+    }
+
+    /// Ends a console session: its cookie no longer signs anyone in, wherever it was copied to.
+    pub async fn sign_out(&self, secret: &str) -> Result<()> {
+        Ok(self.store.delete_console_session(&auth::hash_secret(secret)).await?)
     }
 
     /// A new account API key, stored hashed; the secret is returned once, with the record. A scope must name

@@ -145,6 +145,44 @@ pub async fn a_deleted_key_is_gone_but_the_last_admin_key_stays(store: &dyn Stor
     assert_eq!(store.list_api_keys().await.unwrap(), vec![second]);
 }
 
+pub async fn a_console_session_finds_its_key_until_it_expires_is_ended_or_its_key_goes(store: &dyn Store) {
+    // Arrange: two keys, a session for each, and one session that expired already.
+    use convene_core::store::ConsoleSessionRecord;
+    let admin = api_key("admin", "hash-admin");
+    let reader = ApiKeyRecord { read_only: true, ..api_key("reader", "hash-reader") };
+    store.insert_api_key(&admin).await.unwrap();
+    store.insert_api_key(&reader).await.unwrap();
+    let session = |hash: &str, key: &ApiKeyRecord, created: i64, expires: i64| ConsoleSessionRecord {
+        secret_hash: hash.to_owned(),
+        api_key_id: key.id,
+        created_at: Timestamp::from_millis(T0 + created),
+        expires_at: Timestamp::from_millis(T0 + expires),
+    };
+    store.insert_console_session(&session("old", &admin, 0, 1_000)).await.unwrap();
+    store.insert_console_session(&session("s-admin", &admin, 2_000, 60_000)).await.unwrap();
+    store.insert_console_session(&session("s-reader", &reader, 2_000, 60_000)).await.unwrap();
+    let at = |ms: i64| Timestamp::from_millis(T0 + ms);
+
+    // Act + Assert: each session finds its own key while it lasts, and no other secret finds one.
+    assert_eq!(store.find_console_session("s-admin", at(3_000)).await.unwrap(), Some(admin.clone()));
+    assert_eq!(store.find_console_session("s-reader", at(3_000)).await.unwrap(), Some(reader.clone()));
+    assert_eq!(store.find_console_session("old", at(3_000)).await.unwrap(), None, "expired");
+    assert_eq!(store.find_console_session("s-admin", at(60_000)).await.unwrap(), None, "expired at its end");
+    assert_eq!(store.find_console_session("nope", at(3_000)).await.unwrap(), None);
+
+    // Signing out ends the session (twice is fine); revoking the key ends its sessions.
+    store.delete_console_session("s-admin").await.unwrap();
+    store.delete_console_session("s-admin").await.unwrap();
+    assert_eq!(store.find_console_session("s-admin", at(3_000)).await.unwrap(), None);
+    store.delete_api_key(reader.id).await.unwrap();
+    assert_eq!(store.find_console_session("s-reader", at(3_000)).await.unwrap(), None);
+
+    // A sign-in after a session expired forgets it: its secret cannot come back even with an earlier clock.
+    store.insert_console_session(&session("new", &admin, 5_000, 60_000)).await.unwrap();
+    assert_eq!(store.find_console_session("old", at(500)).await.unwrap(), None, "expired sessions are deleted");
+    assert_eq!(store.find_console_session("new", at(5_001)).await.unwrap(), Some(admin));
+}
+
 pub async fn a_new_instance_token_replaces_the_old_hash(store: &dyn Store) {
     // Arrange
     let mut record = instance(7_103_000_001, None);
@@ -664,6 +702,7 @@ macro_rules! every_case {
             scoped_and_read_only_keys_round_trip_and_are_listed_oldest_first,
             a_used_key_records_when_and_a_missing_one_is_not_found,
             a_deleted_key_is_gone_but_the_last_admin_key_stays,
+            a_console_session_finds_its_key_until_it_expires_is_ended_or_its_key_goes,
             a_new_instance_token_replaces_the_old_hash,
             instances_round_trip_with_and_without_a_phone,
             a_paired_instance_gets_its_phone_and_others_keep_theirs,

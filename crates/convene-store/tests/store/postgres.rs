@@ -98,7 +98,7 @@ async fn replicas_starting_at_once_migrate_the_database_once() {
             .fetch_all(&PgPool::connect(&url).await.unwrap())
             .await
             .unwrap();
-        assert_eq!(versions, [1, 2, 3, 4, 5, 6, 7]);
+        assert_eq!(versions, [1, 2, 3, 4, 5, 6, 7, 8]);
         for store in &stores {
             assert_eq!(store.count_api_keys().await.unwrap(), 0);
             store.close().await;

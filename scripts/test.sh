@@ -21,6 +21,16 @@ if ! command -v chromium >/dev/null 2>&1; then
     DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends chromium >/dev/null
 fi
 export CONVENE_REQUIRE_BROWSER=1
+# Playwright's driver (playwright-core, which downloads no browser) for the console test, into the test's own folder.
+if ! command -v npm >/dev/null 2>&1; then
+    echo "== installing Node.js from Debian packages"
+    sudo=(); [[ "$(id -u)" -eq 0 ]] || sudo=(sudo)
+    "${sudo[@]}" apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+fi
+console_tests=crates/convene/tests/console
+echo "== installing the console test's npm packages (as package-lock.json pins them)"
+npm ci --prefix "$console_tests" --no-audit --no-fund --loglevel=error
 
 # Python packages some tests drive, in a virtualenv of their own.
 CONVENE_VENV="${CONVENE_VENV:-$HOME/.cache/convene-venv}"
@@ -67,11 +77,12 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== SQLite leg: every test"
 (unset TEST_DATABASE_URL; run_tests --workspace --locked)
 
-echo "== From outside: openapi-spec-validator and schemathesis, Prometheus's parser on /metrics, against the binary"
+echo "== From outside: openapi-spec-validator and schemathesis, Prometheus's parser on /metrics, the console in Chromium"
+outside=(--test conformance --test metrics --test console)
 if cargo nextest --version >/dev/null 2>&1; then
-    cargo nextest run --locked --workspace --test conformance --test metrics --run-ignored only --no-capture
+    cargo nextest run --locked --workspace "${outside[@]}" --run-ignored only --no-capture
 else
-    cargo test --locked --workspace --test conformance --test metrics -- --ignored --nocapture
+    cargo test --locked --workspace "${outside[@]}" -- --ignored --nocapture
 fi
 
 echo "== PostgreSQL leg: the store contract and the end-to-end tests"

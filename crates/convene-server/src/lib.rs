@@ -18,6 +18,7 @@ use utoipa_swagger_ui::SwaggerUi;
 pub mod api;
 pub mod auth;
 pub mod config;
+pub mod console;
 pub mod dialects;
 pub mod error;
 pub mod extract;
@@ -90,7 +91,8 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
     // Idempotency-Key is the native API's; the dialects answer as their providers do.
     let api = api
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), idempotency::layer))
-        .merge(dialects::router());
+        .merge(dialects::router())
+        .merge(console::router());
     // The validator badge would call swagger.io from the reader's browser: off, so the page stays local.
     let docs = SwaggerUi::new("/docs")
         .url("/openapi.json", spec)

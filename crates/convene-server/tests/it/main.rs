@@ -1,6 +1,7 @@
 //! End-to-end tests: a real server on 127.0.0.1, a fresh SQLite file and sandbox world per test.
 
 mod browser;
+mod console;
 mod dialect_green;
 mod dialect_twochat;
 mod dialect_wawp;

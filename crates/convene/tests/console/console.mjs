@@ -1,0 +1,163 @@
+// The console in a real headless Chromium (Debian's), driven by playwright-core. Run by
+// crates/convene/tests/console.rs, which starts the server, passes what the script needs in the environment, and
+// answers its `NEED <what>` lines on stdin once it has made WhatsApp "do" that (through the connector's simulated
+// events). Fails on the first unmet expectation, on any script error or CSP violation in a page, and on any request
+// that leaves the server's origin. Saves a screenshot of each page, at desktop and phone widths, into SCREENSHOTS.
+
+import { chromium } from 'playwright-core';
+import { createInterface } from 'node:readline';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+
+const env = (name) => {
+  const value = process.env[name];
+  if (!value) throw new Error(`${name} is not set`);
+  return value;
+};
+const BASE = env('CONVENE_URL');
+const ADMIN_KEY = env('CONVENE_ADMIN_KEY');
+const READER_KEY = env('CONVENE_READER_KEY');
+const WHATSAPP_ID = env('CONVENE_WHATSAPP_ID');
+const PAIRED_PHONE = env('CONVENE_PAIRED_PHONE');
+const SCREENSHOTS = env('SCREENSHOTS');
+mkdirSync(SCREENSHOTS, { recursive: true });
+
+const stdin = createInterface({ input: process.stdin });
+const answers = stdin[Symbol.asyncIterator]();
+/** Asks the test to make WhatsApp do `what`, and waits until it has. */
+async function need(what) {
+  console.log(`NEED ${what}`);
+  const { value, done } = await answers.next();
+  if (done || value.trim() !== 'done') throw new Error(`the test did not do ${what}: ${value}`);
+}
+const step = (name) => console.log(`STEP ${name}`);
+const expect = (condition, message) => {
+  if (!condition) throw new Error(message);
+};
+
+const browser = await chromium.launch({
+  executablePath: env('CHROMIUM'),
+  args: [
+    '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+    '--disable-component-update', '--disable-sync', '--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1',
+  ],
+});
+const problems = [];
+
+/** A fresh browser profile at `width`, watching for errors and requests off the origin. */
+async function open(width, height) {
+  const context = await browser.newContext({ viewport: { width, height } });
+  const page = await context.newPage();
+  page.on('pageerror', (e) => problems.push(`script error on ${page.url()}: ${e.message}`));
+  page.on('console', (m) => {
+    // A wrong key's sign-in page is answered 401 on purpose, which Chromium reports as a failed load.
+    const expected = page.url().endsWith('/console/sign-in') && m.text().includes('status of 401');
+    if (m.type() === 'error' && !expected) problems.push(`console error on ${page.url()}: ${m.text()}`);
+  });
+  page.on('request', (r) => {
+    if (!r.url().startsWith(BASE)) problems.push(`request off the origin: ${r.url()}`);
+  });
+  page.setDefaultTimeout(15000);
+  return { context, page };
+}
+
+async function shot(page, name) {
+  await page.screenshot({ path: join(SCREENSHOTS, `${name}.png`), fullPage: true });
+}
+
+async function signIn(page, key) {
+  await page.goto(`${BASE}/`);
+  expect(page.url().endsWith('/console/sign-in'), `/ leads to sign-in, got ${page.url()}`);
+  await page.getByLabel('API key').fill(key);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.waitForURL('**/console/numbers');
+}
+
+/** The page fits its width: nothing scrolls sideways but the tables' own scrolling box. */
+async function fitsWidth(page) {
+  return page.evaluate(() => document.documentElement.scrollWidth <= window.innerWidth);
+}
+
+try {
+  // Desktop: sign in, read the numbers, add one, watch the list change live, pair a WhatsApp number by QR.
+  const desktop = await open(1280, 800);
+  let page = desktop.page;
+  step('sign-in page');
+  await page.goto(`${BASE}/`);
+  await shot(page, 'desktop-sign-in');
+  expect(await page.evaluate(() => document.activeElement?.id) === 'api-key', 'the key field has the focus');
+  await page.getByLabel('API key').fill('cvn_not_a_key');
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.getByRole('alert').filter({ hasText: 'not valid' }).waitFor();
+
+  step('sign in');
+  await signIn(page, ADMIN_KEY);
+  await page.getByRole('heading', { name: 'Numbers' }).waitFor();
+  await shot(page, 'desktop-numbers');
+  await page.keyboard.press('Tab');
+  expect(await page.evaluate(() => document.activeElement?.textContent) === 'Skip to content',
+    'the first Tab stop is the skip link');
+
+  step('add a sandbox number');
+  await page.getByLabel('Kind').selectOption('sandbox');
+  await page.getByLabel('Name (optional)').fill('Breakout room 7');
+  await page.getByRole('button', { name: 'Add number' }).click();
+  await page.getByRole('heading', { name: 'Breakout room 7' }).waitFor();
+  const token = await page.locator('#instance-token').textContent();
+  expect(/^[0-9a-f]{50}$/.test(token), `the instance token is shown once: ${token}`);
+  await page.locator('.state-connected').first().waitFor();
+  await shot(page, 'desktop-number-sandbox');
+
+  step('the list follows a number added elsewhere, without a reload');
+  await page.getByRole('navigation', { name: 'Console' }).getByRole('link', { name: 'Numbers' }).click();
+  await page.waitForURL('**/console/numbers');
+  const created = await fetch(`${BASE}/v1/instances`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${ADMIN_KEY}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ kind: 'sandbox', name: 'Added through the API' }),
+  });
+  expect(created.status === 201, `the API created a number: ${created.status}`);
+  await page.getByRole('link', { name: 'Added through the API' }).waitFor();
+
+  step('pair a WhatsApp number by QR');
+  await page.goto(`${BASE}/console/numbers/${WHATSAPP_ID}`);
+  await page.locator('#pairing').waitFor();
+  await need('qr');
+  await page.getByRole('img', { name: 'QR code to link this number' }).waitFor();
+  await shot(page, 'desktop-number-qr');
+  await need('paired');
+  await page.getByText(`Paired: ${PAIRED_PHONE}`).waitFor();
+  await shot(page, 'desktop-number-paired');
+
+  step('sign out');
+  await page.getByRole('button', { name: 'Sign out' }).click();
+  await page.waitForURL('**/console/sign-in');
+  await page.goto(`${BASE}/console/numbers`);
+  expect(page.url().endsWith('/console/sign-in'), 'signed out for good');
+  await desktop.context.close();
+
+  // Phone width, with a read-only key: everything readable, nothing that changes things offered.
+  step('read-only key at a phone width');
+  const phone = await open(390, 844);
+  page = phone.page;
+  await signIn(page, READER_KEY);
+  await page.getByText('read-only').waitFor();
+  expect(await page.getByRole('button', { name: 'Add number' }).count() === 0, 'no form to add a number');
+  expect(await fitsWidth(page), 'the numbers page fits a phone');
+  await shot(page, 'phone-numbers-read-only');
+  await page.getByRole('link', { name: 'Breakout room 7' }).click();
+  await page.getByRole('heading', { name: 'Breakout room 7' }).waitFor();
+  for (const name of ['Save settings', 'Delete…', 'Get a code']) {
+    expect(await page.getByRole('button', { name }).count() === 0
+      && await page.getByRole('link', { name }).count() === 0, `a read-only key is offered "${name}"`);
+  }
+  expect(await fitsWidth(page), 'a number page fits a phone');
+  await shot(page, 'phone-number-read-only');
+  await phone.context.close();
+
+  expect(problems.length === 0, `problems in the pages:\n${problems.join('\n')}`);
+  console.log('PASS');
+} finally {
+  await browser.close();
+  stdin.close();
+}

@@ -122,9 +122,7 @@ impl IntoResponse for ConsoleError {
     fn into_response(self) -> Response {
         let detail = match &self.0 {
             ApiError::Internal(_) => "Something went wrong on the server; its log has the cause.".to_owned(),
-            ApiError::Validation(fields) => {
-                fields.iter().map(|f| format!("{}: {}", f.field, f.message)).collect::<Vec<_>>().join("; ")
-            }
+            ApiError::Validation(fields) => field_words(fields),
             other => other.to_string(),
         };
         // The API's answer gives the status, `Retry-After` and the cause for the log; the body becomes a page.
@@ -146,6 +144,11 @@ impl IntoResponse for ConsoleError {
 }
 
 pub type PageResult<T = Markup> = Result<T, ConsoleError>;
+
+/// Bad fields in one line, each named: what a page shows above the form that sent them.
+fn field_words(fields: &[crate::error::FieldError]) -> String {
+    fields.iter().map(|f| format!("{}: {}", f.field, f.message)).collect::<Vec<_>>().join("; ")
+}
 
 /// A 303 to `to`: where a form that changed something sends the browser, so a reload does not post it again.
 fn see_other(to: &str) -> Response {

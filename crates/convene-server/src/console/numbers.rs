@@ -19,7 +19,7 @@ use serde::Deserialize;
 
 use super::session::{Console, Submitted};
 use super::time::relative;
-use super::{PageResult, Section, inline_svg, page, see_other};
+use super::{PageResult, Section, field_words, inline_svg, page, see_other};
 use crate::AppState;
 use crate::api::instances::parse_instance_id;
 use crate::api::page::{Cursor, Page, PageParams};
@@ -293,10 +293,7 @@ async fn create(
             Ok(number_page(&state, &console, record.id, notice).await?.into_response())
         }
         Err(ApiError::Validation(fields)) => {
-            let words = fields.iter().map(|f| format!("{}: {}", f.field, f.message)).collect::<Vec<_>>().join("; ");
-            let mut response = list_page(&state, &console, &PageParams::default(), Some(words)).await?.into_response();
-            *response.status_mut() = axum::http::StatusCode::UNPROCESSABLE_ENTITY;
-            Ok(response)
+            unprocessable(list_page(&state, &console, &PageParams::default(), Some(field_words(&fields))).await?)
         }
         Err(e) => Err(e.into()),
     }
@@ -525,7 +522,7 @@ async fn save_settings(
     match saved {
         Ok(_) => Ok(see_other(&number_path(id))),
         Err(ApiError::Validation(fields)) => {
-            let words = fields.iter().map(|f| format!("{}: {}", f.field, f.message)).collect::<Vec<_>>().join("; ");
+            let words = field_words(&fields);
             unprocessable(number_page(&state, &console, id, Notice::Error(words)).await?)
         }
         Err(e) => Err(e.into()),
@@ -553,7 +550,7 @@ async fn pairing_code(
     match state.service.request_pairing_code(id, &form.phone).await {
         Ok(code) => Ok(number_page(&state, &console, id, Notice::PairingCode(code.code)).await?.into_response()),
         Err(ApiError::Validation(fields)) => {
-            let words = fields.iter().map(|f| f.message.clone()).collect::<Vec<_>>().join("; ");
+            let words = field_words(&fields);
             unprocessable(number_page(&state, &console, id, Notice::Error(words)).await?)
         }
         Err(e) => Err(e.into()),

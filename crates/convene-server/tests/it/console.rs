@@ -188,7 +188,11 @@ async fn an_operator_adds_a_sandbox_number_sees_its_token_once_changes_its_setti
     browser.sign_in(&app.api_key).await;
     let csrf = browser.csrf("/console/numbers").await;
 
-    // Act: add a number.
+    // Act: a number that is not one, then a good one.
+    let (status, html, _) =
+        browser.post("/console/numbers", &[("csrf", &csrf), ("kind", "sandbox"), ("phone", "12")]).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(html.contains("phone:"), "the bad field is named: {html}");
     let form = [("csrf", csrf.as_str()), ("kind", "sandbox"), ("name", "Onboarding <3"), ("phone", "+12015550177")];
     let (status, html, _) = browser.post("/console/numbers", &form).await;
 

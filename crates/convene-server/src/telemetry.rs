@@ -121,15 +121,17 @@ pub async fn serve_metrics(State(state): State<AppState>, _key: AccountWideKey) 
 
 #[cfg(test)]
 mod tests {
-    use convene_core::InstanceState;
+    use convene_core::{InstanceState, Timestamp};
 
     #[test]
     fn instance_state_names_are_the_apis_status_values() {
         let states = [
             InstanceState::Starting,
+            InstanceState::Connecting,
             InstanceState::Pairing,
             InstanceState::Connected,
             InstanceState::Disconnected,
+            InstanceState::Unreachable { error: String::new(), since: Timestamp::from_millis(0), next_retry_at: None },
             InstanceState::LoggedOut,
             InstanceState::TemporarilyBanned { until: None },
         ];

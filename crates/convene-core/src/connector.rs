@@ -23,6 +23,8 @@ pub enum ConnectorKind {
 }
 
 impl ConnectorKind {
+    pub const ALL: [Self; 2] = [Self::Sandbox, Self::Whatsapp];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Sandbox => "sandbox",

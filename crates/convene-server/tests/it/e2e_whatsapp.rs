@@ -259,6 +259,8 @@ async fn a_real_number_that_cannot_reach_whatsapp_says_so_within_ten_seconds_and
         .filter(|e| e["type"] == "instance.unreachable")
         .collect();
     assert_eq!(outages.len(), 1, "three failed attempts, one event: {outages:?}");
+    let (_, health) = app.get("/v1/health").await;
+    assert_eq!(health["by_kind"]["whatsapp"]["unreachable"], 1, "{health}");
 
     // It stops by itself: deleting the instance ends its session, and the server shuts down promptly.
     let (status, _) = app.call(reqwest::Method::DELETE, &format!("/v1/instances/{}", id.0), None).await;

@@ -23,6 +23,8 @@ pub enum ConnectorKind {
 }
 
 impl ConnectorKind {
+    pub const ALL: [Self; 2] = [Self::Sandbox, Self::Whatsapp];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Sandbox => "sandbox",
@@ -44,10 +46,24 @@ impl ConnectorKind {
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum InstanceState {
     Starting,
+    /// Dialling the network: no answer yet, and no attempt has failed.
+    Connecting,
     /// Waiting for a QR code scan or a phone code.
     Pairing,
     Connected,
+    /// The connection dropped; the connector reconnects by itself.
     Disconnected,
+    /// The network cannot be reached: connection attempts fail or go unanswered, and the connector keeps trying.
+    Unreachable {
+        /// The last failure, in words.
+        #[schema(example = "GET https://web.whatsapp.com/sw.js: failed to lookup address information")]
+        error: String,
+        /// When this outage began: the first failed (or unanswered) attempt.
+        since: Timestamp,
+        /// When the connector tries again, as far as it can tell (give or take a tenth); `null` while an attempt
+        /// is under way or when it does not say.
+        next_retry_at: Option<Timestamp>,
+    },
     LoggedOut,
     /// WhatsApp has paused this number (code 103: created too many groups).
     TemporarilyBanned {
@@ -57,16 +73,26 @@ pub enum InstanceState {
 
 impl InstanceState {
     /// Every state's name, as `name` gives it.
-    pub const NAMES: [&'static str; 6] =
-        ["starting", "pairing", "connected", "disconnected", "logged_out", "temporarily_banned"];
+    pub const NAMES: [&'static str; 8] = [
+        "starting",
+        "connecting",
+        "pairing",
+        "connected",
+        "disconnected",
+        "unreachable",
+        "logged_out",
+        "temporarily_banned",
+    ];
 
     /// The state's name as the API writes its `status`.
     pub fn name(&self) -> &'static str {
         match self {
             Self::Starting => "starting",
+            Self::Connecting => "connecting",
             Self::Pairing => "pairing",
             Self::Connected => "connected",
             Self::Disconnected => "disconnected",
+            Self::Unreachable { .. } => "unreachable",
             Self::LoggedOut => "logged_out",
             Self::TemporarilyBanned { .. } => "temporarily_banned",
         }
@@ -76,15 +102,34 @@ impl InstanceState {
         matches!(self, Self::Connected)
     }
 
+    /// Whether a connector reports going from `self` to `next`. Any change is news except a new failure within one
+    /// outage (another error, another retry time): an outage is reported once, when it begins, and `state` gives
+    /// its details as they stand.
+    pub fn reports_change_to(&self, next: &Self) -> bool {
+        match (self, next) {
+            (Self::Unreachable { .. }, Self::Unreachable { .. }) => false,
+            _ => self != next,
+        }
+    }
+
     /// Why an instance in this state cannot work now, in words an answer can show; `None` when it is connected. A
-    /// ban says until when. One wording for the connector's errors, the native API and every dialect.
+    /// ban says until when; an outage says what failed and when the next attempt is. One wording for the
+    /// connector's errors, the native API and every dialect.
     pub fn not_connected_reason(&self) -> Option<String> {
         Some(match self {
             Self::Connected => return None,
             Self::Starting => "the session is starting".to_owned(),
+            Self::Connecting => "the session is connecting to WhatsApp".to_owned(),
             Self::Pairing => "the instance is not paired yet: scan its QR code or link it with a phone code".to_owned(),
             Self::Disconnected => {
                 "the connection to WhatsApp is down (a paired number reconnects by itself)".to_owned()
+            }
+            Self::Unreachable { error, since, next_retry_at } => {
+                let next = match next_retry_at {
+                    Some(at) => format!("next attempt at {at}"),
+                    None => "retrying".to_owned(),
+                };
+                format!("WhatsApp cannot be reached (since {since}): {error}; {next}")
             }
             Self::LoggedOut => "the number was logged out: pair it again".to_owned(),
             Self::TemporarilyBanned { until: Some(until) } => {
@@ -249,4 +294,44 @@ pub enum GroupChangeEvent {
 /// Where a connector sends its events; the service implements it.
 pub trait ConnectorEvents: Send + Sync {
     fn emit(&self, instance: InstanceId, event: ConnectorEvent);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn unreachable(error: &str, next_retry_at: Option<Timestamp>) -> InstanceState {
+        InstanceState::Unreachable { error: error.into(), since: Timestamp::from_millis(0), next_retry_at }
+    }
+
+    #[test]
+    fn an_outage_is_reported_once_however_often_its_attempts_fail() {
+        let first = unreachable("connection refused", None);
+        let later = unreachable("timed out", Some(Timestamp::from_millis(5_000)));
+
+        assert!(InstanceState::Connecting.reports_change_to(&first));
+        assert!(InstanceState::Disconnected.reports_change_to(&first));
+        assert!(!first.reports_change_to(&later), "a new failure within the outage is not news");
+        assert!(later.reports_change_to(&InstanceState::Connected), "the end of the outage is");
+        assert!(!InstanceState::Connected.reports_change_to(&InstanceState::Connected));
+        let ban = |ms| InstanceState::TemporarilyBanned { until: Some(Timestamp::from_millis(ms)) };
+        assert!(ban(1).reports_change_to(&ban(2)), "a ban's new end is reported");
+    }
+
+    #[test]
+    fn an_outage_says_what_failed_since_when_and_when_it_is_tried_again() {
+        let since = Timestamp::from_millis(1_795_392_000_000);
+        let state = InstanceState::Unreachable {
+            error: "dns error: no such host".into(),
+            since,
+            next_retry_at: Some(since.plus(Duration::from_secs(3))),
+        };
+        assert_eq!(
+            state.not_connected_reason().unwrap(),
+            "WhatsApp cannot be reached (since 2026-11-23T00:00:00Z): dns error: no such host; next attempt at \
+             2026-11-23T00:00:03Z"
+        );
+        let trying = InstanceState::Unreachable { error: "no answer".into(), since, next_retry_at: None };
+        assert!(trying.not_connected_reason().unwrap().ends_with("no answer; retrying"));
+    }
 }

@@ -29,13 +29,14 @@ pub enum EventType {
     InstancePaired,
     InstanceConnected,
     InstanceDisconnected,
+    InstanceUnreachable,
     InstanceLoggedOut,
     InstanceTemporarilyBanned,
     JobStateChanged,
 }
 
 impl EventType {
-    pub const ALL: [Self; 17] = [
+    pub const ALL: [Self; 18] = [
         Self::GroupCreated,
         Self::GroupCreationFailed,
         Self::GroupUpdated,
@@ -50,6 +51,7 @@ impl EventType {
         Self::InstancePaired,
         Self::InstanceConnected,
         Self::InstanceDisconnected,
+        Self::InstanceUnreachable,
         Self::InstanceLoggedOut,
         Self::InstanceTemporarilyBanned,
         Self::JobStateChanged,
@@ -71,6 +73,7 @@ impl EventType {
             Self::InstancePaired => "instance.paired",
             Self::InstanceConnected => "instance.connected",
             Self::InstanceDisconnected => "instance.disconnected",
+            Self::InstanceUnreachable => "instance.unreachable",
             Self::InstanceLoggedOut => "instance.logged_out",
             Self::InstanceTemporarilyBanned => "instance.temporarily_banned",
             Self::JobStateChanged => "job.state_changed",

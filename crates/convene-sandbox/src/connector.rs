@@ -43,10 +43,7 @@ impl Connector for SandboxConnector {
 
     async fn state(&self) -> InstanceState {
         self.network.delay().await;
-        match self.network.ban(&self.account) {
-            Some(until) => InstanceState::TemporarilyBanned { until: Some(until) },
-            None => InstanceState::Connected,
-        }
+        self.network.state(&self.account)
     }
 
     async fn own_number(&self) -> Option<PhoneNumber> {
@@ -55,7 +52,7 @@ impl Connector for SandboxConnector {
     }
 
     async fn create_group(&self, request: &CreateGroupRequest) -> Result<CreatedGroup, ConnectorError> {
-        self.network.delay().await;
+        self.network.reach(&self.account).await?;
         self.network.mutate(|w, env| w.create_group(&self.account, request, env))
     }
 
@@ -65,17 +62,17 @@ impl Connector for SandboxConnector {
         request: &CreateGroupRequest,
         _since: Timestamp,
     ) -> Result<Option<GroupMetadata>, ConnectorError> {
-        self.network.delay().await;
+        self.network.reach(&self.account).await?;
         Ok(self.network.read(|w, _| w.find_created_group(&self.account, &request.key.0)))
     }
 
     async fn group_metadata(&self, group: &GroupJid) -> Result<GroupMetadata, ConnectorError> {
-        self.network.delay().await;
+        self.network.reach(&self.account).await?;
         self.network.read(|w, _| w.group_metadata(&self.account, group))
     }
 
     async fn joined_groups(&self) -> Result<Vec<GroupMetadata>, ConnectorError> {
-        self.network.delay().await;
+        self.network.reach(&self.account).await?;
         Ok(self.network.read(|w, _| w.joined_groups(&self.account)))
     }
 
@@ -85,17 +82,17 @@ impl Connector for SandboxConnector {
         change: ParticipantChange,
         people: &[PhoneNumber],
     ) -> Result<Vec<ParticipantResult>, ConnectorError> {
-        self.network.delay().await;
+        self.network.reach(&self.account).await?;
         self.network.mutate(|w, env| w.change_participants(&self.account, group, change, people, env))
     }
 
     async fn invite_link(&self, group: &GroupJid, reset: bool) -> Result<String, ConnectorError> {
-        self.network.delay().await;
+        self.network.reach(&self.account).await?;
         self.network.mutate(|w, _| w.invite_link(&self.account, group, reset))
     }
 
     async fn set_subject(&self, group: &GroupJid, subject: &GroupSubject) -> Result<(), ConnectorError> {
-        self.network.delay().await;
+        self.network.reach(&self.account).await?;
         self.network.mutate(|w, _| {
             w.edit(&self.account, group, false, |g| {
                 check_subject(subject.as_str())?;
@@ -106,7 +103,7 @@ impl Connector for SandboxConnector {
     }
 
     async fn set_description(&self, group: &GroupJid, description: &GroupDescription) -> Result<(), ConnectorError> {
-        self.network.delay().await;
+        self.network.reach(&self.account).await?;
         let d = description.as_str();
         self.network.mutate(|w, _| {
             w.edit(&self.account, group, false, |g| {
@@ -118,7 +115,7 @@ impl Connector for SandboxConnector {
     }
 
     async fn set_settings(&self, group: &GroupJid, patch: &GroupSettingsPatch) -> Result<(), ConnectorError> {
-        self.network.delay().await;
+        self.network.reach(&self.account).await?;
         self.network.mutate(|w, _| {
             w.edit(&self.account, group, true, |g| {
                 patch.apply(&mut g.settings);
@@ -128,7 +125,7 @@ impl Connector for SandboxConnector {
     }
 
     async fn set_picture(&self, group: &GroupJid, _picture: &GroupPicture) -> Result<(), ConnectorError> {
-        self.network.delay().await;
+        self.network.reach(&self.account).await?;
         self.network.mutate(|w, _| {
             w.edit(&self.account, group, false, |g| {
                 g.has_picture = true;
@@ -138,12 +135,12 @@ impl Connector for SandboxConnector {
     }
 
     async fn leave(&self, group: &GroupJid) -> Result<(), ConnectorError> {
-        self.network.delay().await;
+        self.network.reach(&self.account).await?;
         self.network.mutate(|w, env| w.leave(&self.account, group, env))
     }
 
     async fn send_text(&self, to: &PhoneNumber, text: &str) -> Result<(), ConnectorError> {
-        self.network.delay().await;
+        self.network.reach(&self.account).await?;
         let kind = InboxKind::Text { text: text.to_owned() };
         self.network.mutate(|w, env| w.send(&self.account, to, kind, env))
     }
@@ -156,7 +153,7 @@ impl Connector for SandboxConnector {
         code: &str,
         expires_at: Timestamp,
     ) -> Result<(), ConnectorError> {
-        self.network.delay().await;
+        self.network.reach(&self.account).await?;
         let kind = InboxKind::GroupInvite {
             group: group.clone(),
             subject: subject.to_owned(),

@@ -97,6 +97,10 @@ pub struct Faults {
     pub reply_lost_rate: f64,
     /// Probability (0 to 1) that a changing call fails before doing anything.
     pub error_rate: f64,
+    /// The network cannot be reached, as when the machine has no route to WhatsApp: every instance is
+    /// `unreachable` (reported once when this is switched on, `connected` again when it is switched off) and every
+    /// call that needs the network fails as not connected.
+    pub unreachable: bool,
 }
 
 impl Faults {

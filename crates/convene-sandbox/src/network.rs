@@ -6,7 +6,10 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use convene_core::{Clock, ConnectorEvent, ConnectorEvents, GroupChangeEvent, GroupJid, InstanceId, PhoneNumber};
+use convene_core::{
+    Clock, ConnectorError, ConnectorEvent, ConnectorEvents, GroupChangeEvent, GroupJid, InstanceId, InstanceState,
+    PhoneNumber,
+};
 
 use crate::connector::SandboxConnector;
 use crate::world::{Env, World};
@@ -67,8 +70,12 @@ impl SandboxNetwork {
             state: Mutex::new(State { world, saved }),
             listeners: Mutex::default(),
         });
-        // Writes a new world's file now, so that a bad path fails at start-up rather than on the first group.
-        network.mutate(|_, _| Ok::<_, SandboxError>(()))?;
+        // Writes a new world's file now, so that a bad path fails at start-up rather than on the first group; a
+        // world seeded unreachable starts its outage now.
+        network.mutate(|w, env| {
+            w.note_outage(env.now);
+            Ok::<_, SandboxError>(())
+        })?;
         Ok(network)
     }
 
@@ -158,8 +165,37 @@ impl SandboxNetwork {
         self.read(|w, _| w.inbox(phone))
     }
 
+    /// Changes the faults. Switching `unreachable` on or off is reported to every listening instance, as its new
+    /// state: once when the outage begins, once when it ends.
     pub fn set_faults(&self, faults: Faults) -> Result<(), SandboxError> {
-        self.mutate(|w, _| w.set_faults(faults))
+        let was_unreachable = self.mutate(|w, env| {
+            let was = w.faults().unreachable;
+            w.set_faults(faults, env.now).map(|()| was)
+        })?;
+        if was_unreachable != self.faults().unreachable {
+            let listeners = self.listeners.lock().unwrap_or_else(PoisonError::into_inner);
+            for listener in listeners.iter() {
+                let state = self.state(&listener.account);
+                listener.events.emit(listener.instance, ConnectorEvent::StateChanged(state));
+            }
+        }
+        Ok(())
+    }
+
+    /// `account`'s connection: unreachable while that fault is on, banned while a ban runs, otherwise connected.
+    pub fn state(&self, account: &PhoneNumber) -> InstanceState {
+        self.read(|w, env| w.state(account, env.now))
+    }
+
+    /// Waits the injected latency, then refuses a call that needs the network while it cannot be reached.
+    pub(crate) async fn reach(&self, account: &PhoneNumber) -> Result<(), ConnectorError> {
+        self.delay().await;
+        match self.state(account) {
+            state @ InstanceState::Unreachable { .. } => {
+                Err(ConnectorError::NotConnected(state.not_connected_reason().unwrap_or_default()))
+            }
+            _ => Ok(()),
+        }
     }
 
     pub fn faults(&self) -> Faults {

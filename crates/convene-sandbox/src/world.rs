@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use convene_core::connector::{CreateGroupRequest, CreatedGroup};
 use convene_core::{
-    AddRequest, ConnectorError, GroupDescription, GroupJid, GroupMember, GroupMetadata, GroupSubject, MemberRole,
-    ParticipantChange, ParticipantResult, PhoneNumber, Timestamp,
+    AddRequest, ConnectorError, GroupDescription, GroupJid, GroupMember, GroupMetadata, GroupSubject, InstanceState,
+    MemberRole, ParticipantChange, ParticipantResult, PhoneNumber, Timestamp,
 };
 use serde::{Deserialize, Serialize};
 
@@ -176,6 +176,9 @@ pub(crate) struct World {
     accounts: BTreeMap<PhoneNumber, AccountLimits>,
     #[serde(default)]
     stats: NetworkStats,
+    /// When the `unreachable` fault was switched on, while it is.
+    #[serde(default)]
+    unreachable_since: Option<Timestamp>,
     people: BTreeMap<PhoneNumber, PersonState>,
     /// In creation order; groups are never deleted, so positions are stable.
     groups: Vec<GroupState>,
@@ -192,6 +195,9 @@ struct AccountLimits {
 }
 
 const DAY: Duration = Duration::from_secs(86_400);
+
+/// The error an instance shows while the `unreachable` fault is on.
+const UNREACHABLE: &str = "the sandbox network cannot be reached (the `unreachable` fault is on)";
 
 impl AccountLimits {
     fn forget_older_than_a_day(&mut self, now: Timestamp) {
@@ -224,6 +230,7 @@ impl World {
             limits,
             accounts: BTreeMap::new(),
             stats: NetworkStats::default(),
+            unreachable_since: None,
             people: BTreeMap::new(),
             groups: Vec::new(),
             inboxes: BTreeMap::new(),
@@ -242,10 +249,36 @@ impl World {
         &self.faults
     }
 
-    pub fn set_faults(&mut self, faults: Faults) -> Result<(), SandboxError> {
+    pub fn set_faults(&mut self, faults: Faults, now: Timestamp) -> Result<(), SandboxError> {
         faults.validate()?;
         self.faults = faults;
+        self.note_outage(now);
         Ok(())
+    }
+
+    /// Starts or ends the outage the `unreachable` fault stands for, keeping when it began.
+    pub fn note_outage(&mut self, now: Timestamp) {
+        match (self.faults.unreachable, self.unreachable_since) {
+            (true, None) => self.unreachable_since = Some(now),
+            (false, Some(_)) => self.unreachable_since = None,
+            _ => {}
+        }
+    }
+
+    /// `account`'s connection as the network stands: cut off by the `unreachable` fault, banned, or connected.
+    pub fn state(&self, account: &PhoneNumber, now: Timestamp) -> InstanceState {
+        if self.faults.unreachable {
+            return InstanceState::Unreachable {
+                error: UNREACHABLE.to_owned(),
+                since: self.unreachable_since.unwrap_or(now),
+                // The sandbox tries again the moment the fault is switched off.
+                next_retry_at: None,
+            };
+        }
+        match self.ban(account, now) {
+            Some(until) => InstanceState::TemporarilyBanned { until: Some(until) },
+            None => InstanceState::Connected,
+        }
     }
 
     pub fn network_limits(&self) -> &NetworkLimits {

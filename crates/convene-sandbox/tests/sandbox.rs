@@ -5,8 +5,9 @@ use std::time::Duration;
 
 use convene_core::connector::{CreateGroupRequest, CreatedGroup};
 use convene_core::{
-    Clock, Connector, ConnectorError, CreationKey, GroupDescription, GroupJid, GroupSettings, GroupSettingsPatch,
-    GroupSubject, ManualClock, MemberRole, ParticipantChange, ParticipantOutcome, PhoneNumber, Timestamp,
+    Clock, Connector, ConnectorError, ConnectorEvent, ConnectorEvents, CreationKey, GroupDescription, GroupJid,
+    GroupSettings, GroupSettingsPatch, GroupSubject, InstanceId, InstanceState, ManualClock, MemberRole,
+    ParticipantChange, ParticipantOutcome, PhoneNumber, Timestamp,
 };
 use convene_sandbox::{
     Faults, GroupAddPrivacy, InboxKind, JoinResult, NetworkLimits, PersonPatch, SandboxConfig, SandboxConnector,
@@ -379,6 +380,47 @@ async fn fault_rates_outside_zero_to_one_are_refused() {
     let refused = w.net.set_faults(Faults { error_rate: 1.5, ..Default::default() });
     assert!(matches!(refused, Err(SandboxError::InvalidFaults(_))));
     assert_eq!(w.net.faults(), Faults::default());
+}
+
+/// Records what the network reports to the instances listening.
+#[derive(Default)]
+struct Reports(std::sync::Mutex<Vec<ConnectorEvent>>);
+
+impl ConnectorEvents for Reports {
+    fn emit(&self, _instance: InstanceId, event: ConnectorEvent) {
+        self.0.lock().unwrap().push(event);
+    }
+}
+
+#[tokio::test]
+async fn an_unreachable_network_refuses_every_call_and_reports_its_start_and_end_once() {
+    // Arrange
+    let w = world();
+    let reports = Arc::new(Reports::default());
+    w.net.listen(phone(1000), InstanceId(7103000001), reports.clone());
+    let began = w.clock.now();
+    let unreachable = Faults { unreachable: true, ..Default::default() };
+
+    // Act: cut off, cut off again later (the same outage), then back.
+    w.net.set_faults(unreachable.clone()).unwrap();
+    w.clock.advance(Duration::from_secs(60));
+    w.net.set_faults(Faults { latency_ms: 1, ..unreachable }).unwrap();
+    let state = w.owner.state().await;
+    let refused = w.owner.create_group(&request(&[phone(1)])).await;
+    w.net.set_faults(Faults::default()).unwrap();
+
+    // Assert
+    let InstanceState::Unreachable { since, next_retry_at, ref error } = state else { panic!("{state:?}") };
+    assert_eq!((since, next_retry_at), (began, None), "the outage began when the fault went on");
+    assert!(error.contains("cannot be reached"), "{error}");
+    let Err(ConnectorError::NotConnected(why)) = refused else { panic!("{refused:?}") };
+    assert!(why.starts_with("WhatsApp cannot be reached") && why.contains(error.as_str()), "{why}");
+    assert!(w.net.groups().is_empty(), "nothing was created");
+    assert_eq!(
+        *reports.0.lock().unwrap(),
+        [ConnectorEvent::StateChanged(state.clone()), ConnectorEvent::StateChanged(InstanceState::Connected)]
+    );
+    assert_eq!(w.owner.state().await, InstanceState::Connected);
 }
 
 #[tokio::test]

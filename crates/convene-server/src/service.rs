@@ -27,11 +27,13 @@ const MAX_NAME_CHARS: usize = 100;
 
 mod creation;
 mod events;
+mod health;
 mod keys;
 mod outbox;
 pub mod webhooks;
 
 pub use creation::{CreationConfig, CreationResult, CreationStatus, Enqueued, RetryGuard};
+pub use health::InstanceHealth;
 pub use keys::CONSOLE_SESSION_LIFETIME;
 pub use outbox::{
     EventGroup, GroupCreatedData, GroupCreationFailedData, GroupUpdatedData, InstanceData, JobStateChangedData,

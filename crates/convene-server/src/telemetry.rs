@@ -12,7 +12,6 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
 use convene_core::store::JobState;
-use convene_core::{ConnectorKind, InstanceState};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 use crate::AppState;
@@ -90,16 +89,7 @@ pub fn count_outcomes(action: &'static str, reports: &[crate::service::Participa
     security(("api_key" = [])))]
 pub async fn serve_metrics(State(state): State<AppState>, _key: AccountWideKey) -> Result<impl IntoResponse> {
     // Every kind and state, so that a state nobody is in any more reads 0 rather than its last count.
-    let mut by_state = std::collections::BTreeMap::<(&'static str, &'static str), u64>::new();
-    for kind in [ConnectorKind::Sandbox, ConnectorKind::Whatsapp] {
-        for name in InstanceState::NAMES {
-            by_state.insert((kind.as_str(), name), 0);
-        }
-    }
-    for (record, live) in state.service.list_instances().await? {
-        *by_state.entry((record.kind.as_str(), live.name())).or_default() += 1;
-    }
-    for ((kind, live), count) in by_state {
+    for ((kind, live), count) in state.service.instance_health(|_| true).await?.counts {
         #[expect(clippy::cast_precision_loss, reason = "a count of instances is exact in an f64")]
         metrics::gauge!(INSTANCES, "kind" => kind, "state" => live).set(count as f64);
     }
@@ -121,15 +111,17 @@ pub async fn serve_metrics(State(state): State<AppState>, _key: AccountWideKey) 
 
 #[cfg(test)]
 mod tests {
-    use convene_core::InstanceState;
+    use convene_core::{InstanceState, Timestamp};
 
     #[test]
     fn instance_state_names_are_the_apis_status_values() {
         let states = [
             InstanceState::Starting,
+            InstanceState::Connecting,
             InstanceState::Pairing,
             InstanceState::Connected,
             InstanceState::Disconnected,
+            InstanceState::Unreachable { error: String::new(), since: Timestamp::from_millis(0), next_retry_at: None },
             InstanceState::LoggedOut,
             InstanceState::TemporarilyBanned { until: None },
         ];

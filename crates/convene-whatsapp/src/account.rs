@@ -11,9 +11,12 @@ use convene_core::{
 };
 use whatsapp_rust::Client;
 use whatsapp_rust::bot::{Bot, BotHandle};
+use whatsapp_rust::http::UreqHttpClient;
 use whatsapp_rust::store::SqliteStore;
+use whatsapp_rust::transport::TokioWebSocketTransportFactory;
 use whatsapp_rust::types::events::Event;
 
+use crate::dial::{Dial, LOOK_EVERY, Look, WatchedHttp, WatchedTransport, judge};
 use crate::mapping;
 
 /// What the account knows of itself between library events.
@@ -25,8 +28,8 @@ struct Status {
 
 /// The running session, once the stored device state has been loaded.
 enum Session {
-    /// Built and connecting (or reconnecting) on its own.
-    Running(BotHandle),
+    /// Built and connecting (or reconnecting) on its own, with the watchdog that reports failed attempts.
+    Running(BotHandle, tokio::task::JoinHandle<()>),
     /// Built with the stored state and not connected (`whatsapp.connect = false`).
     Idle(Bot),
 }
@@ -43,6 +46,8 @@ pub(crate) struct Account {
     client: Mutex<Option<Arc<Client>>>,
     /// Set while we unlink the device ourselves, so the library's `LoggedOut` for it does not start a new session.
     unlinking: AtomicBool,
+    /// The running session's connection attempts.
+    dial: Mutex<Option<Arc<Dial>>>,
 }
 
 impl Account {
@@ -63,6 +68,7 @@ impl Account {
             session: tokio::sync::Mutex::default(),
             client: Mutex::default(),
             unlinking: AtomicBool::new(false),
+            dial: Mutex::default(),
         }
     }
 
@@ -80,18 +86,68 @@ impl Account {
     }
 
     fn set_state(&self, state: InstanceState) {
-        let changed = {
-            let mut status = self.status();
-            if !matches!(state, InstanceState::Pairing) {
-                status.qr = None;
-            }
-            let changed = status.state != state;
-            status.state = state.clone();
-            changed
-        };
-        if changed {
+        self.update_state(|_| Some(state));
+    }
+
+    /// Moves to the state `next` picks from the current one (`None`: stays), deciding under the lock so that a
+    /// library event cannot slip in between, and reports the change when it is news.
+    fn update_state(&self, next: impl FnOnce(&InstanceState) -> Option<InstanceState>) {
+        let mut status = self.status();
+        let Some(state) = next(&status.state) else { return };
+        if !matches!(state, InstanceState::Pairing) {
+            status.qr = None;
+        }
+        let report = status.state.reports_change_to(&state);
+        status.state = state.clone();
+        if report {
             self.events.emit(self.id, ConnectorEvent::StateChanged(state));
         }
+    }
+
+    fn dial(&self) -> Option<Arc<Dial>> {
+        self.dial.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// Watches the session's connection attempts until the session stops: a failed or unanswered attempt makes the
+    /// number `unreachable`. It looks again every [`LOOK_EVERY`] only while an attempt is unresolved.
+    fn watch(self: &Arc<Self>, dial: Arc<Dial>) -> tokio::task::JoinHandle<()> {
+        let account = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut ended = None;
+            loop {
+                let Some(account) = account.upgrade() else { return };
+                let settled = account.look(&dial, &mut ended);
+                drop(account);
+                if settled {
+                    dial.changed().await;
+                } else {
+                    tokio::select! {
+                        () = dial.changed() => {}
+                        () = tokio::time::sleep(LOOK_EVERY) => {}
+                    }
+                }
+            }
+        })
+    }
+
+    /// One look at the current attempt; `ended` keeps when an attempt was first seen over. Returns whether
+    /// nothing can change before the next wake-up.
+    fn look(&self, dial: &Dial, ended: &mut Option<(Option<u64>, convene_core::Timestamp)>) -> bool {
+        let attempt = dial.attempt();
+        let failures = dial.failures();
+        let now = self.clock.now();
+        if failures > attempt.failures_before && ended.is_none_or(|(id, _)| id != attempt.id) {
+            *ended = Some((attempt.id, now));
+        }
+        let ended_at = ended.filter(|(id, _)| *id == attempt.id).map(|(_, at)| at);
+        let waited = attempt.started.map_or(Duration::ZERO, |s| s.elapsed());
+        let mut settled = true;
+        self.update_state(|state| {
+            let look = Look { state, attempt: &attempt, failures, now, waited, ended_at };
+            settled = look.settled();
+            judge(&look)
+        });
+        settled
     }
 
     /// Opens the stored device state (a new device when there is none) and starts the session.
@@ -107,8 +163,14 @@ impl Account {
             .await
             .map_err(|e| format!("cannot open {}: {e}", self.db_path.display()))?;
         let account = Arc::downgrade(self);
+        let dial = Arc::new(Dial::default());
         let bot = Bot::builder()
             .with_backend(store)
+            .with_transport_factory(WatchedTransport {
+                inner: TokioWebSocketTransportFactory::new(),
+                dial: Arc::clone(&dial),
+            })
+            .with_http_client(WatchedHttp { inner: UreqHttpClient::new(), dial: Arc::clone(&dial) })
             .skip_history_sync()
             .on_event(move |event, _client| {
                 if let Some(account) = account.upgrade() {
@@ -120,11 +182,13 @@ impl Account {
             .await
             .map_err(|e| format!("cannot start the WhatsApp session: {e}"))?;
         let client = bot.client();
+        dial.attach(&client);
         *self.client.lock().unwrap_or_else(PoisonError::into_inner) = Some(Arc::clone(&client));
+        *self.dial.lock().unwrap_or_else(PoisonError::into_inner) = Some(Arc::clone(&dial));
         if self.connect {
-            *session = Some(Session::Running(bot.spawn()));
-            // Until the library reports otherwise: linked devices reconnect, new ones wait for their first QR.
-            self.set_state(if client.pn().is_some() { InstanceState::Disconnected } else { InstanceState::Pairing });
+            // Until WhatsApp answers: a QR code for a new device, a login for a linked one; or the watchdog's word.
+            self.set_state(InstanceState::Connecting);
+            *session = Some(Session::Running(bot.spawn(), self.watch(dial)));
         } else {
             *session = Some(Session::Idle(bot));
             self.set_state(InstanceState::Disconnected);
@@ -136,8 +200,12 @@ impl Account {
     pub(crate) async fn stop(&self) {
         let session = self.session.lock().await.take();
         *self.client.lock().unwrap_or_else(PoisonError::into_inner) = None;
+        *self.dial.lock().unwrap_or_else(PoisonError::into_inner) = None;
         match session {
-            Some(Session::Running(handle)) => handle.shutdown().await,
+            Some(Session::Running(handle, watchdog)) => {
+                watchdog.abort();
+                handle.shutdown().await;
+            }
             Some(Session::Idle(bot)) => drop(bot),
             None => {}
         }
@@ -208,6 +276,7 @@ impl Account {
     pub(crate) fn handle_event(self: &Arc<Self>, event: &Event) {
         match event {
             Event::PairingQrCode(qr) => {
+                self.reached_whatsapp();
                 let expires_at = self.clock.now().plus(qr.timeout);
                 let code = PairingCode { code: qr.code.clone(), expires_at };
                 self.status().qr = Some(code.clone());
@@ -219,7 +288,10 @@ impl Account {
                     self.events.emit(self.id, ConnectorEvent::Paired { phone });
                 }
             }
-            Event::Connected(_) => self.set_state(InstanceState::Connected),
+            Event::Connected(_) => {
+                self.reached_whatsapp();
+                self.set_state(InstanceState::Connected);
+            }
             Event::Disconnected(_) | Event::ConnectFailure(_) | Event::StreamReplaced(_) | Event::ClientOutdated(_) => {
                 if !matches!(self.state(), InstanceState::LoggedOut | InstanceState::TemporarilyBanned { .. }) {
                     self.set_state(InstanceState::Disconnected);
@@ -261,6 +333,13 @@ impl Account {
                 self.events.emit(self.id, ConnectorEvent::Group { group, change, by });
             }
             _ => {}
+        }
+    }
+
+    /// WhatsApp answered the current attempt: what fails from here on is not a failed connection.
+    fn reached_whatsapp(&self) {
+        if let Some(dial) = self.dial() {
+            dial.reached();
         }
     }
 

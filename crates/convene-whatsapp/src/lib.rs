@@ -9,6 +9,7 @@
 mod account;
 mod connector;
 mod create;
+mod dial;
 mod mapping;
 
 use std::collections::HashMap;

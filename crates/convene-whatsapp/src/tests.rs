@@ -317,11 +317,16 @@ struct Offline {
 }
 
 fn offline() -> Offline {
+    accounts(false)
+}
+
+/// Accounts that dial WhatsApp (`connect`) or only load their stored state.
+fn accounts(connect: bool) -> Offline {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(NOW);
     let events = Arc::new(Recorder::default());
     let accounts = WhatsappAccounts::new(
-        WhatsappConfig { data_dir: dir.path().join("whatsapp"), connect: false },
+        WhatsappConfig { data_dir: dir.path().join("whatsapp"), connect },
         Arc::new(clock.clone()),
         Arc::clone(&events) as Arc<dyn ConnectorEvents>,
     );
@@ -439,4 +444,54 @@ fn the_invite_message_carries_the_code_group_and_expiry() {
     assert_eq!(invite.invite_code.as_deref(), Some("AbCd1234EfGh"));
     assert_eq!(invite.invite_expiration, Some(NOW.as_secs()));
     assert_eq!(invite.group_name.as_deref(), Some("Incident 4711"));
+}
+
+/// The real library on this machine, which cannot reach WhatsApp: the first attempt fails at once, the library
+/// retries on its backoff, and the account reports one outage with the error in words. Where WhatsApp answers (a QR
+/// code comes), there is no outage to observe and the test stops there.
+#[tokio::test]
+async fn a_session_that_cannot_reach_whatsapp_reports_one_outage_with_the_error_and_stops_when_told() {
+    let o = accounts(true);
+    let started = std::time::Instant::now();
+    let c = o.accounts.open_and_wait(InstanceId(5)).await.unwrap();
+    let deadline = Duration::from_secs(30);
+
+    // Three failed attempts: the third waits 2 s (the clock stands still, so the estimate is exact).
+    let third_failure_waits = Some(NOW.plus(Duration::from_secs(2)));
+    let mut first_unreachable = None;
+    loop {
+        match c.state().await {
+            InstanceState::Pairing => {
+                eprintln!("WhatsApp answered from this machine: there is no outage to observe here");
+                return;
+            }
+            InstanceState::Unreachable { next_retry_at, error, .. } => {
+                first_unreachable.get_or_insert(started.elapsed());
+                assert!(error.contains("web.whatsapp.com"), "{error}");
+                if next_retry_at == third_failure_waits {
+                    break;
+                }
+            }
+            _ => {}
+        }
+        assert!(started.elapsed() < deadline, "no third failed attempt within {deadline:?}: {:?}", c.state().await);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let first_unreachable = first_unreachable.unwrap();
+    assert!(first_unreachable < Duration::from_secs(10), "unreachable only after {first_unreachable:?}");
+    let reported: Vec<InstanceState> = o
+        .events
+        .events()
+        .into_iter()
+        .filter_map(|e| match e {
+            ConnectorEvent::StateChanged(state) => Some(state),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(reported.len(), 2, "connecting, then one outage: {reported:?}");
+    assert_eq!(reported[0], InstanceState::Connecting);
+    assert!(matches!(reported[1], InstanceState::Unreachable { .. }), "{reported:?}");
+
+    // Shutting down waits for the library's run loop to end, backoff sleep included.
+    tokio::time::timeout(Duration::from_secs(10), o.accounts.shutdown()).await.expect("the session stops");
 }

@@ -154,17 +154,26 @@ async fn wait_for_pairing(
                         write!(out, "\x1b[2J\x1b[H{drawing}")?;
                         writeln!(out, "Scan with WhatsApp > Linked devices > Link a device (code rotates; waiting…)")?;
                     }
-                    Qr::NotPairing(detail) => writeln!(out, "No QR code yet: {detail}")?,
+                    Qr::NotPairing(detail) => writeln!(out, "{}", sentence(detail))?,
                 }
                 out.flush()?;
                 shown = Some(qr);
             }
         }
         if Instant::now() >= deadline {
-            bail!("the phone did not link within {} s", timeout.as_secs());
+            match &shown {
+                Some(Qr::NotPairing(detail)) => bail!("no QR code within {} s: {detail}", timeout.as_secs()),
+                _ => bail!("the phone did not link within {} s", timeout.as_secs()),
+            }
         }
         tokio::time::sleep(interval).await;
     }
+}
+
+/// The server's words as a line of their own: first letter capitalised.
+fn sentence(detail: &str) -> String {
+    let mut chars = detail.chars();
+    chars.next().map(|first| first.to_uppercase().chain(chars).collect()).unwrap_or_default()
 }
 
 /// The instance's pairing endpoints on a running Convene.
@@ -306,7 +315,7 @@ mod tests {
     #[tokio::test]
     async fn a_missing_qr_code_is_explained_once_and_waited_for() {
         // Arrange
-        let not_pairing = || Qr::NotPairing("the instance is starting".to_owned());
+        let not_pairing = || Qr::NotPairing("no QR code right now: the instance is starting".to_owned());
         let script = Script::new(
             &["starting", "starting", "pairing", "connected"],
             vec![not_pairing(), not_pairing(), code("2@a")],
@@ -317,7 +326,7 @@ mod tests {
 
         // Assert
         result.unwrap();
-        assert_eq!(out.matches("No QR code yet: the instance is starting\n").count(), 1);
+        assert_eq!(out.matches("No QR code right now: the instance is starting\n").count(), 1);
         assert!(out.contains(&convene_server::qr::terminal("2@a").unwrap()));
         assert!(out.ends_with("Paired: +15551234567\n"));
     }
@@ -352,5 +361,19 @@ mod tests {
 
         // Assert
         assert!(result.unwrap_err().to_string().contains("did not link within 0 s"));
+    }
+
+    #[tokio::test]
+    async fn giving_up_without_a_qr_code_says_why_there_was_none() {
+        // Arrange
+        let why = "no QR code: WhatsApp cannot be reached (since 2026-11-23T00:00:00Z): dns error; retrying";
+        let script = Script::new(&["unreachable"], vec![Qr::NotPairing(why.to_owned())]);
+
+        // Act
+        let (result, out) = run_script(&script, Mode::Qr, Duration::ZERO).await;
+
+        // Assert
+        assert_eq!(out, "No QR code: WhatsApp cannot be reached (since 2026-11-23T00:00:00Z): dns error; retrying\n");
+        assert_eq!(result.unwrap_err().to_string(), format!("no QR code within 0 s: {why}"));
     }
 }

@@ -102,3 +102,49 @@ async fn pair_draws_each_qr_code_once_and_ends_when_paired() {
     shutdown.cancel();
     server.await.unwrap().unwrap();
 }
+
+/// This machine cannot reach WhatsApp (no internet but package registries): `pair` must say so instead of waiting
+/// silently. Where WhatsApp answers, a QR code is drawn instead and there is no outage to show.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pair_says_why_there_is_no_qr_code_when_whatsapp_cannot_be_reached() {
+    // Arrange: a server that dials WhatsApp, with a new whatsapp instance.
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::for_directory(dir.path());
+    config.whatsapp.connect = true;
+    config.worker.enabled = false;
+    let state = AppState::open(&config, Arc::new(SystemClock)).await.unwrap();
+    let api_key = state.service.bootstrap(false).await.unwrap().expect("first run").api_key;
+    let (instance, _token) = state.service.create_instance(ConnectorKind::Whatsapp, None, None).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let shutdown = CancellationToken::new();
+    let server = tokio::spawn({
+        let shutdown = shutdown.clone();
+        async move { convene_server::serve(listener, state, &config, shutdown).await }
+    });
+
+    // Act
+    let mut child = Command::new(env!("CARGO_BIN_EXE_convene"))
+        .args(["instance", "pair", &instance.id.to_string(), "--url", &format!("http://{addr}"), "--timeout", "20"])
+        .env("CONVENE_API_KEY", &api_key)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let lines = common::stdout_lines(&mut child);
+    let mut seen = Vec::new();
+    wait_for(&lines, &mut seen, |l| l.starts_with("No QR code: ") || l.contains("Linked devices"));
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    // Assert
+    let last = seen.last().unwrap();
+    if last.contains("Linked devices") {
+        eprintln!("WhatsApp answered from this machine: there is no outage to show here");
+    } else {
+        assert!(last.starts_with("No QR code: WhatsApp cannot be reached (since "), "{}", seen.join("\n"));
+        assert!(last.contains("web.whatsapp.com"), "the error in words: {last}");
+    }
+    shutdown.cancel();
+    server.await.unwrap().unwrap();
+}

@@ -7,6 +7,7 @@ use utoipa_axum::router::OpenApiRouter;
 use crate::AppState;
 
 pub mod groups;
+pub mod health;
 pub mod instances;
 pub mod jobs;
 pub mod keys;
@@ -29,7 +30,7 @@ pub mod webhooks;
     ),
     modifiers(&BearerAuth),
     tags(
-        (name = "instances", description = "WhatsApp numbers: real ones (kind `whatsapp`, paired by QR code or phone code) and sandbox ones."),
+        (name = "instances", description = "WhatsApp numbers: real ones (kind `whatsapp`, paired by QR code or phone code) and sandbox ones, and how they are doing (`/v1/health`)."),
         (name = "groups", description = "Groups, named by our uuid or by their WhatsApp id (`…@g.us`)."),
         (name = "jobs", description = "Queued, paced group creation over a pool of instances."),
         (name = "participants", description = "Adding, removing, promoting and demoting people, with an outcome each."),
@@ -54,6 +55,7 @@ impl Modify for BearerAuth {
 pub fn router() -> OpenApiRouter<AppState> {
     let v1 = OpenApiRouter::new()
         .merge(instances::router())
+        .merge(health::router())
         .merge(pairing::router())
         .merge(groups::router())
         .merge(jobs::router())

@@ -189,7 +189,8 @@ async fn get_faults(State(state): State<AppState>, _key: AccountWideKey) -> Json
     Json(state.service.sandbox().faults())
 }
 
-/// Inject latency and failures: lost replies to creations, failing changes.
+/// Inject latency and failures: lost replies to creations, failing changes, a network that cannot be reached (every
+/// instance `unreachable`, one `instance.unreachable` each, `instance.connected` when switched off).
 #[utoipa::path(put, path = "/sandbox/faults", tag = "sandbox", operation_id = "v1.sandbox.faults.set",
     request_body(content = Faults, example = json!({"latency_ms": 200, "reply_lost_rate": 0.1, "error_rate": 0.0})),
     responses((status = 200, body = Faults), (status = 422, body = ErrorBody)), security(("api_key" = [])))]

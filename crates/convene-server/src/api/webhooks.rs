@@ -568,6 +568,11 @@ pub fn document(openapi: &mut utoipa::openapi::OpenApi) {
             EventType::InstancePaired => (&instance, "Pairing finished: the instance is now this number."),
             EventType::InstanceConnected => (&instance, "The instance connected to WhatsApp."),
             EventType::InstanceDisconnected => (&instance, "The connection dropped; Convene reconnects."),
+            EventType::InstanceUnreachable => (
+                &instance,
+                "WhatsApp cannot be reached: once per outage, at its first failed attempt, with the error and the next \
+                 attempt in `state`. `instance.connected` says it is over.",
+            ),
             EventType::InstanceLoggedOut => (&instance, "The number was unlinked; it needs pairing again."),
             EventType::InstanceTemporarilyBanned => {
                 (&instance, "WhatsApp paused the number (code 103); creation is paused until the end.")

@@ -360,9 +360,13 @@ mod tests {
     #[test]
     fn only_a_connected_instance_has_no_reason_and_a_ban_says_until_when() {
         assert_eq!(InstanceState::Connected.not_connected_reason(), None);
-        for state in
-            [InstanceState::Starting, InstanceState::Pairing, InstanceState::Disconnected, InstanceState::LoggedOut]
-        {
+        for state in [
+            InstanceState::Starting,
+            InstanceState::Connecting,
+            InstanceState::Pairing,
+            InstanceState::Disconnected,
+            InstanceState::LoggedOut,
+        ] {
             assert!(state.not_connected_reason().is_some_and(|why| !why.is_empty()), "{state:?}");
         }
         let until = convene_core::Timestamp::from_millis(1_795_395_600_000);

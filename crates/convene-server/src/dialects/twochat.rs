@@ -468,15 +468,18 @@ fn wpn(id: InstanceId) -> String {
     format!("WPN{id}")
 }
 
-/// 2Chat's `connection_status`: `C` connected, `D` disconnected (starting, pairing, reconnecting, logged out), `F`
-/// failure (temporarily banned by WhatsApp).
+/// 2Chat's `connection_status`: `C` connected, `D` disconnected (starting, connecting, pairing, reconnecting,
+/// WhatsApp unreachable while Convene keeps trying, logged out), `F` failure (temporarily banned by WhatsApp).
 fn connection_status(state: &InstanceState) -> &'static str {
     match state {
         InstanceState::Connected => "C",
         InstanceState::TemporarilyBanned { .. } => "F",
-        InstanceState::Starting | InstanceState::Pairing | InstanceState::Disconnected | InstanceState::LoggedOut => {
-            "D"
-        }
+        InstanceState::Starting
+        | InstanceState::Connecting
+        | InstanceState::Pairing
+        | InstanceState::Disconnected
+        | InstanceState::Unreachable { .. }
+        | InstanceState::LoggedOut => "D",
     }
 }
 
@@ -640,9 +643,19 @@ mod tests {
     #[test]
     fn states_read_as_2chats_connection_status() {
         assert_eq!(connection_status(&InstanceState::Connected), "C");
-        for state in
-            [InstanceState::Starting, InstanceState::Pairing, InstanceState::Disconnected, InstanceState::LoggedOut]
-        {
+        let outage = InstanceState::Unreachable {
+            error: "dns error".into(),
+            since: convene_core::Timestamp::from_millis(0),
+            next_retry_at: None,
+        };
+        for state in [
+            InstanceState::Starting,
+            InstanceState::Connecting,
+            InstanceState::Pairing,
+            InstanceState::Disconnected,
+            outage,
+            InstanceState::LoggedOut,
+        ] {
             assert_eq!(connection_status(&state), "D", "{state:?}");
         }
         assert_eq!(connection_status(&InstanceState::TemporarilyBanned { until: None }), "F");

@@ -437,13 +437,17 @@ async fn revoke_invite_code(State(state): State<AppState>, call: WawpCall) -> Re
 
 // ---------- session and pairing ----------
 
-/// WAHA's session status. Convene keeps every session running and reconnects it by itself, so a dropped connection
-/// is `STARTING` and nothing is ever `STOPPED`; a logged-out number and a ban are `FAILED`.
+/// WAHA's session status. Convene keeps every session running and reconnects it by itself, so a connection being
+/// made, dropped or failing to reach WhatsApp is `STARTING` (WAHA's `FAILED` asks for a restart, which would not
+/// help) and nothing is ever `STOPPED`; a logged-out number and a ban are `FAILED`.
 fn session_status(state: &InstanceState) -> &'static str {
     match state {
         InstanceState::Connected => "WORKING",
         InstanceState::Pairing => "SCAN_QR_CODE",
-        InstanceState::Starting | InstanceState::Disconnected => "STARTING",
+        InstanceState::Starting
+        | InstanceState::Connecting
+        | InstanceState::Disconnected
+        | InstanceState::Unreachable { .. } => "STARTING",
         InstanceState::LoggedOut | InstanceState::TemporarilyBanned { .. } => "FAILED",
     }
 }
@@ -619,6 +623,10 @@ mod tests {
         assert_eq!(session_status(&InstanceState::Pairing), "SCAN_QR_CODE");
         assert_eq!(session_status(&InstanceState::Starting), "STARTING");
         assert_eq!(session_status(&InstanceState::Disconnected), "STARTING");
+        assert_eq!(session_status(&InstanceState::Connecting), "STARTING");
+        let since = convene_core::Timestamp::from_millis(0);
+        let outage = InstanceState::Unreachable { error: "dns error".into(), since, next_retry_at: None };
+        assert_eq!(session_status(&outage), "STARTING", "Convene keeps trying: a restart would not help");
         assert_eq!(session_status(&InstanceState::LoggedOut), "FAILED");
         assert_eq!(session_status(&InstanceState::TemporarilyBanned { until: None }), "FAILED");
     }

@@ -610,6 +610,15 @@ mod tests {
         let until = convene_core::Timestamp::from_millis(1_795_395_600_000);
         let banned = status_of(&InstanceState::TemporarilyBanned { until: Some(until) });
         assert!(banned.error.contains("banned") && banned.error.contains("2026-11-23T01:00:00Z"), "{}", banned.error);
+        let since = until.minus(std::time::Duration::from_secs(60));
+        let outage =
+            status_of(&InstanceState::Unreachable { error: "dns error".into(), since, next_retry_at: Some(until) });
+        assert!(!outage.connected);
+        assert_eq!(
+            outage.error,
+            "You are not connected: WhatsApp cannot be reached (since 2026-11-23T00:59:00Z): dns error; next attempt \
+             at 2026-11-23T01:00:00Z"
+        );
     }
 
     #[tokio::test]

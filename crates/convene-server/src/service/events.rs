@@ -69,16 +69,18 @@ impl Service {
         self.commit(&[Change::SetInstancePhone { id: instance, phone }], &[paired]).await
     }
 
-    /// `instance.connected`, `.disconnected`, `.logged_out`; starting and pairing are not events of their own
-    /// (`instance.qr_ready` says a session waits for a scan).
+    /// `instance.connected`, `.disconnected`, `.unreachable` (once per outage: connectors report an outage when it
+    /// begins), `.logged_out`; starting, connecting and pairing are not events of their own (`instance.qr_ready`
+    /// says a session waits for a scan).
     async fn publish_state(&self, instance: InstanceId, state: InstanceState) -> Result<()> {
         tracing::info!(instance = %instance, ?state, "instance state changed");
         let event_type = match state {
             InstanceState::Connected => EventType::InstanceConnected,
             InstanceState::Disconnected => EventType::InstanceDisconnected,
+            InstanceState::Unreachable { .. } => EventType::InstanceUnreachable,
             InstanceState::LoggedOut => EventType::InstanceLoggedOut,
             InstanceState::TemporarilyBanned { .. } => EventType::InstanceTemporarilyBanned,
-            InstanceState::Starting | InstanceState::Pairing => return Ok(()),
+            InstanceState::Starting | InstanceState::Connecting | InstanceState::Pairing => return Ok(()),
         };
         let phone = self.store.get_instance(instance).await.ok().and_then(|i| i.phone);
         self.publish(&[self.instance_event(event_type, instance, state, phone, None)?]).await
@@ -161,18 +163,19 @@ impl Service {
         self.group_updated_event(about, record, &[part], by)
     }
 
-    /// The QR code to scan now; 409 `not_pairing` when there is none (paired already, or the session is not
-    /// waiting for a scan).
+    /// The QR code to scan now; 409 `not_pairing` when there is none, saying why: paired already, not waiting for
+    /// a scan, or WhatsApp cannot be reached (what failed and when the next attempt is).
     pub async fn pairing_qr(&self, id: InstanceId) -> Result<PairingCode> {
         self.store.get_instance(id).await.map_err(|e| not_found(e, || format!("no instance {id}")))?;
         let connector = self.connector(id)?;
-        match connector.pairing_qr().await {
-            Some(qr) => Ok(qr),
-            None => Err(ApiError::NotPairing(format!(
-                "no QR code right now: the instance is {}",
-                state_words(&connector.state().await)
-            ))),
+        if let Some(qr) = connector.pairing_qr().await {
+            return Ok(qr);
         }
+        let state = connector.state().await;
+        Err(ApiError::NotPairing(match (&state, state.not_connected_reason()) {
+            (InstanceState::Unreachable { .. }, Some(why)) => format!("no QR code: {why}"),
+            _ => format!("no QR code right now: the instance is {}", state_words(&state)),
+        }))
     }
 
     /// A code to type on the phone instead of scanning.
@@ -192,9 +195,11 @@ impl Service {
 fn state_words(state: &InstanceState) -> String {
     match state {
         InstanceState::Starting => "starting".into(),
+        InstanceState::Connecting => "connecting to WhatsApp (a QR code comes once WhatsApp answers)".into(),
         InstanceState::Pairing => "pairing and waiting for WhatsApp to send a QR code".into(),
         InstanceState::Connected => "connected (already paired)".into(),
         InstanceState::Disconnected => "disconnected".into(),
+        InstanceState::Unreachable { .. } => "unreachable".into(),
         InstanceState::LoggedOut => "logged out".into(),
         InstanceState::TemporarilyBanned { until: Some(until) } => format!("temporarily banned until {until}"),
         InstanceState::TemporarilyBanned { until: None } => "temporarily banned".into(),

@@ -77,6 +77,8 @@ enum Kind {
     List,
     /// Names an instance (in the path or the body): one outside the scope is 404.
     Instance,
+    /// Counts over the instances: a scoped key's count only its own.
+    Summary,
 }
 
 fn kind(method: &str, template: &str) -> Kind {
@@ -86,6 +88,7 @@ fn kind(method: &str, template: &str) -> Kind {
     }
     match (method, template) {
         ("get", "/v1/instances" | "/v1/groups" | "/v1/jobs" | "/v1/events") => Kind::List,
+        ("get", "/v1/health") => Kind::Summary,
         (_, t) if t.starts_with("/v1/instances/") || t.starts_with("/v1/groups") || t.starts_with("/v1/jobs") => {
             Kind::Instance
         }
@@ -171,6 +174,11 @@ async fn a_scoped_key_sees_and_touches_only_its_instances_on_every_native_route(
             Kind::Instance => {
                 assert_eq!(status, StatusCode::NOT_FOUND, "{method} {template} on B: {body}");
                 assert_eq!(body["code"], "not_found", "{method} {template}: {body}");
+            }
+            Kind::Summary => {
+                assert_eq!(status, StatusCode::OK, "{method} {template}: {body}");
+                assert_eq!(body["instances"], 1, "only A is counted, of the account's two: {body}");
+                assert_eq!(body["by_state"]["connected"], 1, "{body}");
             }
             Kind::List => {
                 assert_eq!(status, StatusCode::OK, "{method} {template}: {body}");

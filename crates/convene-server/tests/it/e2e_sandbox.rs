@@ -38,10 +38,10 @@ async fn faults_are_read_set_and_validated() {
     let app = spawn_app().await;
     let (status, faults) = app.get("/v1/sandbox/faults").await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(faults, json!({"latency_ms": 0, "reply_lost_rate": 0.0, "error_rate": 0.0}));
+    assert_eq!(faults, json!({"latency_ms": 0, "reply_lost_rate": 0.0, "error_rate": 0.0, "unreachable": false}));
     let (status, faults) = app.put("/v1/sandbox/faults", json!({"latency_ms": 5, "error_rate": 0.25})).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(faults, json!({"latency_ms": 5, "reply_lost_rate": 0.0, "error_rate": 0.25}));
+    assert_eq!(faults, json!({"latency_ms": 5, "reply_lost_rate": 0.0, "error_rate": 0.25, "unreachable": false}));
     let (status, body) = app.put("/v1/sandbox/faults", json!({"error_rate": 1.5})).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     let (_, faults) = app.get("/v1/sandbox/faults").await;

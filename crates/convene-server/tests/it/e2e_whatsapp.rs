@@ -3,12 +3,12 @@
 
 use std::time::{Duration, Instant};
 
-use convene_core::{InstanceId, PhoneNumber};
+use convene_core::{InstanceId, PhoneNumber, Timestamp};
 use convene_whatsapp::SimulatedEvent;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, spawn_app};
+use crate::helpers::{START, TestApp, spawn_app, spawn_app_with};
 
 const QR: &str = "2@Xb9Q0xk2bVg7cC7nA1,bFzJ4Vm2x3lq+9qxwAbC=,Q2h5cWq0q1cZ=,7yX9c5X2c0MQ=";
 
@@ -201,4 +201,69 @@ async fn logout_forgets_the_keys_and_starts_over_and_sandbox_instances_cannot() 
         app.client.delete(app.url(&format!("/v1/instances/{}", id.0))).bearer_auth(&app.api_key).send().await.unwrap();
     assert_eq!(res.status(), StatusCode::NO_CONTENT);
     assert!(!device.exists(), "deleting the instance deletes its keys");
+}
+
+/// The real library on this machine, which cannot reach WhatsApp (no internet but package registries): its first
+/// attempt fails at once and it keeps retrying on its backoff. Where WhatsApp does answer, a QR code comes instead and
+/// the outage cannot be shown; the test says so and stops.
+#[tokio::test]
+async fn a_real_number_that_cannot_reach_whatsapp_says_so_within_ten_seconds_and_once_per_outage() {
+    // Arrange: a server that dials WhatsApp.
+    let app = spawn_app_with(|config| config.whatsapp.connect = true).await;
+    let started = Instant::now();
+
+    // Act
+    let (status, created) = app.post("/v1/instances", json!({"kind": "whatsapp"})).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let id = InstanceId(created["id"].as_i64().expect("id"));
+    let first = loop {
+        let (_, body) = app.get(&format!("/v1/instances/{}", id.0)).await;
+        if ["unreachable", "pairing"].contains(&body["state"]["status"].as_str().unwrap()) {
+            break body;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "still {} after 10 s", body["state"]);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    if first["state"]["status"] == "pairing" {
+        eprintln!("WhatsApp answered from this machine: there is no outage to observe here");
+        return;
+    }
+
+    // Assert: the error in words, naming what could not be reached.
+    let error = first["state"]["error"].as_str().unwrap();
+    assert!(error.contains("web.whatsapp.com"), "{error}");
+    let since = Timestamp::parse_rfc3339(first["state"]["since"].as_str().unwrap()).unwrap();
+    assert!(since <= START && START.minus(Duration::from_secs(10)) < since, "{since}");
+    // The library keeps trying on its backoff (1, 1, 2 … s): after the third failure the next attempt is 2 s away
+    // (the test's clock stands still, so the times are exact).
+    let third_failure_waits = START.plus(Duration::from_secs(2)).to_rfc3339();
+    let later = loop {
+        let (_, body) = app.get(&format!("/v1/instances/{}", id.0)).await;
+        if body["state"]["next_retry_at"] == third_failure_waits.as_str() {
+            break body;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "no third failure in 30 s: {}", body["state"]);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(later["state"]["status"], "unreachable");
+    assert_eq!(later["state"]["since"], first["state"]["since"], "one outage");
+    let (status, qr) = app.get(&format!("/v1/instances/{}/qr", id.0)).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{qr}");
+    let detail = qr["detail"].as_str().unwrap();
+    let latest = later["state"]["error"].as_str().unwrap();
+    assert!(detail.starts_with("no QR code: WhatsApp cannot be reached") && detail.contains(latest), "{qr}");
+    let outages: Vec<Value> = app
+        .all_pages(&format!("/v1/events?instance_id={}", id.0))
+        .await
+        .into_iter()
+        .filter(|e| e["type"] == "instance.unreachable")
+        .collect();
+    assert_eq!(outages.len(), 1, "three failed attempts, one event: {outages:?}");
+    let (_, health) = app.get("/v1/health").await;
+    assert_eq!(health["by_kind"]["whatsapp"]["unreachable"], 1, "{health}");
+
+    // It stops by itself: deleting the instance ends its session, and the server shuts down promptly.
+    let (status, _) = app.call(reqwest::Method::DELETE, &format!("/v1/instances/{}", id.0), None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    tokio::time::timeout(Duration::from_secs(10), app.stop()).await.expect("the server stops");
 }

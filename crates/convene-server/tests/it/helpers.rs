@@ -36,9 +36,15 @@ pub struct TestApp {
 
 /// Starts a server on a random loopback port with its own data directory, bootstrapped as on a first run.
 pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// `spawn_app` with the test configuration changed by `tweak`.
+pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
     let dir = tempfile::tempdir().expect("temp dir");
     let clock = ManualClock::new(START);
-    let (config, database) = test_config(dir.path()).await;
+    let (mut config, database) = test_config(dir.path()).await;
+    tweak(&mut config);
     let state = AppState::open(&config, Arc::new(clock.clone())).await.expect("app state");
     let first = state.service.bootstrap(true).await.expect("bootstrap").expect("first run");
     let service = state.service.clone();

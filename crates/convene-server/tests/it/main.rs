@@ -10,6 +10,7 @@ mod dialect_zapi;
 mod e2e_errors;
 mod e2e_groups;
 mod e2e_hangups;
+mod e2e_health;
 mod e2e_idempotency;
 mod e2e_instances;
 mod e2e_jobs;

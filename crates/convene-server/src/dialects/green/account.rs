@@ -27,13 +27,17 @@ pub(super) fn methods() -> Vec<GreenMethod> {
     ]
 }
 
-/// Green's `stateInstance`. A dropped connection is `starting` (the session is kept and Convene reconnects, so a
-/// QR scan would be the wrong advice); a temporary ban is `blocked`.
+/// Green's `stateInstance`. A connection being made, dropped or failing to reach WhatsApp is `starting` (the
+/// session is kept and Convene keeps trying, so a QR scan would be the wrong advice; `qr` says what failed); a
+/// temporary ban is `blocked`.
 pub(super) fn state_name(state: &InstanceState) -> &'static str {
     match state {
         InstanceState::Connected => "authorized",
         InstanceState::Pairing | InstanceState::LoggedOut => "notAuthorized",
-        InstanceState::Starting | InstanceState::Disconnected => "starting",
+        InstanceState::Starting
+        | InstanceState::Connecting
+        | InstanceState::Disconnected
+        | InstanceState::Unreachable { .. } => "starting",
         InstanceState::TemporarilyBanned { .. } => "blocked",
     }
 }
@@ -157,6 +161,8 @@ async fn logout(
 mod tests {
     use super::*;
 
+    const START: convene_core::Timestamp = convene_core::Timestamp::from_millis(1_795_392_000_000);
+
     #[test]
     fn instance_states_read_as_greens() {
         assert_eq!(state_name(&InstanceState::Connected), "authorized");
@@ -164,6 +170,9 @@ mod tests {
         assert_eq!(state_name(&InstanceState::LoggedOut), "notAuthorized");
         assert_eq!(state_name(&InstanceState::Disconnected), "starting");
         assert_eq!(state_name(&InstanceState::Starting), "starting");
+        assert_eq!(state_name(&InstanceState::Connecting), "starting");
+        let outage = InstanceState::Unreachable { error: "dns error".into(), since: START, next_retry_at: None };
+        assert_eq!(state_name(&outage), "starting", "Convene keeps trying: no scan would help");
         assert_eq!(state_name(&InstanceState::TemporarilyBanned { until: None }), "blocked");
     }
 }

@@ -95,6 +95,18 @@ fn state_badge(state: &InstanceState) -> Markup {
     }
 }
 
+/// Why a number cannot reach its network, and when it tries again, under its state in the list.
+fn connection_error(state: &InstanceState, now: Timestamp) -> Markup {
+    html! {
+        @if let InstanceState::Unreachable { error, next_retry_at, .. } = state {
+            small.why {
+                (error)
+                @if let Some(at) = next_retry_at { " · next attempt " (relative(*at, now)) }
+            }
+        }
+    }
+}
+
 fn kind_words(kind: ConnectorKind) -> &'static str {
     match kind {
         ConnectorKind::Sandbox => "sandbox",
@@ -127,7 +139,7 @@ fn rows(numbers: &[Number], now: Timestamp) -> Markup {
                 td data-label="Name" { a href=(number_path(n.record.id)) { (n.record.name) } }
                 td data-label="Number" { @if let Some(phone) = &n.record.phone { (phone.e164()) } @else { "—" } }
                 td data-label="Kind" { (kind_words(n.record.kind)) }
-                td data-label="State" { (state_badge(&n.state)) }
+                td data-label="State" { (state_badge(&n.state)) (connection_error(&n.state, now)) }
                 td data-label="Next creation" { (relative(n.creation.next_creation_at.max(now), now)) }
                 td data-label="Last 24 h" { (daily_use(&n.creation)) }
                 td data-label="Pause" { (pause_words(&n.creation, now)) }

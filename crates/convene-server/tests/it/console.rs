@@ -350,3 +350,25 @@ async fn the_numbers_stream_pushes_the_rows_when_a_state_changes_and_assets_are_
     }
     assert!(seen.contains("event: rows"), "{seen}");
 }
+
+#[tokio::test]
+async fn a_number_that_cannot_reach_its_network_says_why_in_the_list_and_on_its_page() {
+    // Arrange
+    let app = spawn_app().await;
+    let mut browser = Browser::new(&app);
+    browser.sign_in(&app.api_key).await;
+
+    // Act: the sandbox plays an outage.
+    let (status, body) = app.put("/v1/sandbox/faults", serde_json::json!({"unreachable": true})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, list, _) = browser.get("/console/numbers").await;
+    let (_, page, _) = browser.get(&format!("/console/numbers/{}", app.instance_id)).await;
+
+    // Assert
+    let state = app.service.instance_state(InstanceId(app.instance_id)).await;
+    let convene_core::InstanceState::Unreachable { error, .. } = state else { panic!("not unreachable: {state:?}") };
+    let error = maud::html! { (error) }.into_string();
+    assert!(list.contains("state-unreachable"), "{list}");
+    assert!(list.contains(&format!(r#"<small class="why">{error}"#)), "the list says why, not only on hover: {list}");
+    assert!(page.contains("WhatsApp cannot be reached") || page.contains(&error), "the page says why: {page}");
+}

@@ -54,19 +54,13 @@ fn whole_numbers_as_integers(value: &mut serde_json::Value) {
     }
 }
 
-pub fn json_rejection(rejection: &JsonRejection) -> ApiError {
+/// Why axum could not read a body as JSON at all: its type, size or syntax. (Read into a `Value`, a body has no
+/// shape to be wrong about; `ApiJson` names a bad field itself.)
+fn json_rejection(rejection: &JsonRejection) -> ApiError {
     let text = rejection.body_text();
     match rejection {
         JsonRejection::MissingJsonContentType(_) => {
             ApiError::UnsupportedMediaType("the body must be JSON, sent with `Content-Type: application/json`".into())
-        }
-        JsonRejection::JsonDataError(_) => {
-            // axum names the path of the bad value: "…: participants[1]: invalid type: …".
-            let detail = text.trim_start_matches("Failed to deserialize the JSON body into the target type: ");
-            match detail.split_once(": ") {
-                Some((field, message)) if !field.contains(' ') => ApiError::field(field, message),
-                _ => ApiError::field("body", detail),
-            }
         }
         _ if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
             ApiError::PayloadTooLarge("the request body is larger than this endpoint accepts".into())

@@ -19,7 +19,6 @@ use convene_core::{ConnectorKind, PhoneNumber, SystemClock};
 use convene_server::auth::KeyGrant;
 use convene_server::{AppState, Config};
 use convene_whatsapp::SimulatedEvent;
-use tokio_util::sync::CancellationToken;
 
 const SCRIPT_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/console");
 const PAIRED_PHONE: &str = "+12015550188";
@@ -62,14 +61,8 @@ async fn an_operator_signs_in_adds_a_number_pairs_one_by_qr_and_a_read_only_key_
     let (whatsapp_number, _) =
         state.service.create_instance(ConnectorKind::Whatsapp, Some("Front desk phone"), None).await.unwrap();
     state.service.whatsapp().open_and_wait(whatsapp_number.id).await.unwrap();
-    let service = state.service.clone();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let shutdown = CancellationToken::new();
-    let server = tokio::spawn({
-        let shutdown = shutdown.clone();
-        async move { convene_server::serve(listener, state, &config, shutdown).await }
-    });
+    let server = common::InProcess::serve(state, config).await;
+    let (service, addr) = (server.service.clone(), server.addr);
     let screenshots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("console-screenshots");
 
     // Act: the script, answering what it needs.
@@ -127,6 +120,5 @@ async fn an_operator_signs_in_adds_a_number_pairs_one_by_qr_and_a_read_only_key_
         let shot = screenshots.join(format!("{name}.png"));
         assert!(std::fs::metadata(&shot).is_ok_and(|m| m.len() > 1000), "no screenshot {}", shot.display());
     }
-    shutdown.cancel();
-    server.await.unwrap().unwrap();
+    server.stop().await;
 }

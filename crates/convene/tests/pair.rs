@@ -12,7 +12,6 @@ use std::time::Duration;
 use convene_core::{ConnectorKind, PhoneNumber, SystemClock};
 use convene_server::{AppState, Config};
 use convene_whatsapp::SimulatedEvent;
-use tokio_util::sync::CancellationToken;
 
 const FIRST_QR: &str = "2@first7Xb9Q0xk2bVg7cC7nA1,bFzJ4Vm2x3lq+9qxwAbC=,Q2h5cWq0q1cZ=,7yX9c5X2c0MQ=";
 const SECOND_QR: &str = "2@second0xk2bVg7cC7nA1aa,bFzJ4Vm2x3lq+9qxwAbC=,Q2h5cWq0q1cZ=,7yX9c5X2c0MQ=";
@@ -49,14 +48,8 @@ async fn pair_draws_each_qr_code_once_and_ends_when_paired() {
     let api_key = state.service.bootstrap(false).await.unwrap().expect("first run").api_key;
     let (instance, _token) = state.service.create_instance(ConnectorKind::Whatsapp, None, None).await.unwrap();
     state.service.whatsapp().open_and_wait(instance.id).await.unwrap();
-    let service = state.service.clone();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let shutdown = CancellationToken::new();
-    let server = tokio::spawn({
-        let shutdown = shutdown.clone();
-        async move { convene_server::serve(listener, state, &config, shutdown).await }
-    });
+    let server = common::InProcess::serve(state, config).await;
+    let (service, addr) = (server.service.clone(), server.addr);
     let whatsapp = service.whatsapp();
     whatsapp
         .simulate(instance.id, SimulatedEvent::Qr { code: FIRST_QR.into(), valid_for: Duration::from_secs(60) })
@@ -99,8 +92,7 @@ async fn pair_draws_each_qr_code_once_and_ends_when_paired() {
     assert_eq!(seen.iter().filter(|l| l.contains("Linked devices")).count(), 2, "each code once:\n{output}");
     assert_eq!(seen.last().unwrap(), "Paired: +12015550188");
 
-    shutdown.cancel();
-    server.await.unwrap().unwrap();
+    server.stop().await;
 }
 
 /// This machine cannot reach WhatsApp (no internet but package registries): `pair` must say so instead of waiting
@@ -115,13 +107,8 @@ async fn pair_says_why_there_is_no_qr_code_when_whatsapp_cannot_be_reached() {
     let state = AppState::open(&config, Arc::new(SystemClock)).await.unwrap();
     let api_key = state.service.bootstrap(false).await.unwrap().expect("first run").api_key;
     let (instance, _token) = state.service.create_instance(ConnectorKind::Whatsapp, None, None).await.unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let shutdown = CancellationToken::new();
-    let server = tokio::spawn({
-        let shutdown = shutdown.clone();
-        async move { convene_server::serve(listener, state, &config, shutdown).await }
-    });
+    let server = common::InProcess::serve(state, config).await;
+    let addr = server.addr;
 
     // Act
     let mut child = Command::new(env!("CARGO_BIN_EXE_convene"))
@@ -145,6 +132,5 @@ async fn pair_says_why_there_is_no_qr_code_when_whatsapp_cannot_be_reached() {
         assert!(last.starts_with("No QR code: WhatsApp cannot be reached (since "), "{}", seen.join("\n"));
         assert!(last.contains("web.whatsapp.com"), "the error in words: {last}");
     }
-    shutdown.cancel();
-    server.await.unwrap().unwrap();
+    server.stop().await;
 }

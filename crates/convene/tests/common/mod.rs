@@ -161,3 +161,33 @@ pub fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// A server in the test's own process, on 127.0.0.1, for tests that act as WhatsApp through the connector's
+/// simulated events while a client (the CLI, a browser) talks to it. Stops when `stop` is called.
+pub struct InProcess {
+    pub addr: std::net::SocketAddr,
+    pub service: convene_server::Service,
+    shutdown: tokio_util::sync::CancellationToken,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl InProcess {
+    /// Serves `state` with `config` on a free loopback port.
+    pub async fn serve(state: convene_server::AppState, config: convene_server::Config) -> Self {
+        let service = state.service.clone();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a free loopback port");
+        let addr = listener.local_addr().expect("the listener's address");
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        let server = tokio::spawn({
+            let shutdown = shutdown.clone();
+            async move { convene_server::serve(listener, state, &config, shutdown).await }
+        });
+        Self { addr, service, shutdown, server }
+    }
+
+    /// Shuts down and waits for the server to finish; panics if it failed.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        self.server.await.expect("the server task").expect("the server ran");
+    }
+}

@@ -132,6 +132,43 @@ fn pause_words(creation: &CreationStatus, now: Timestamp) -> Markup {
     }
 }
 
+/// How many numbers the key sees in each state, those in none left out: what an operator reads first.
+async fn state_counts(state: &AppState, console: &Console) -> PageResult<Vec<(&'static str, u64)>> {
+    let health = state.service.instance_health(|id| console.key.sees(id)).await?;
+    let mut counts: Vec<(&'static str, u64)> = Vec::new();
+    for name in InstanceState::NAMES {
+        let n: u64 = health.counts.iter().filter(|((_, state), _)| *state == name).map(|(_, n)| n).sum();
+        if n > 0 {
+            counts.push((name, n));
+        }
+    }
+    Ok(counts)
+}
+
+/// The live part of the numbers page: the count by state, then this page's table.
+fn numbers_block(summary: &[(&'static str, u64)], numbers: &[Number], now: Timestamp) -> Markup {
+    let total: u64 = summary.iter().map(|(_, n)| n).sum();
+    html! {
+        p.summary #state-summary {
+            strong { (total) (if total == 1 { " number" } else { " numbers" }) }
+            @for (name, n) in summary {
+                " · " span class={ "state state-" (name) } { (n) " " (name.replace('_', " ")) }
+            }
+        }
+        div.scroll {
+            table.cards {
+                caption { "Every number this key sees, with its live state and pacing" }
+                thead { tr {
+                    th scope="col" { "Name" } th scope="col" { "Number" } th scope="col" { "Kind" }
+                    th scope="col" { "State" } th scope="col" { "Next creation" } th scope="col" { "Last 24 h" }
+                    th scope="col" { "Pause" }
+                } }
+                tbody { (rows(numbers, now)) }
+            }
+        }
+    }
+}
+
 fn rows(numbers: &[Number], now: Timestamp) -> Markup {
     html! {
         @for n in numbers {
@@ -172,6 +209,7 @@ async fn list(
 
 async fn list_page(state: &AppState, console: &Console, params: &PageParams, error: Option<String>) -> PageResult {
     let numbers = numbers_page(state, console, params).await?;
+    let summary = state_counts(state, console).await?;
     let now = state.service.now();
     let live = match &params.cursor {
         Some(cursor) => format!("/console/numbers/live?cursor={}", urlencode(cursor)),
@@ -184,17 +222,7 @@ async fn list_page(state: &AppState, console: &Console, params: &PageParams, err
         html! {
             h1 { "Numbers" }
             @if let Some(error) = &error { p.error role="alert" { (error) } }
-            div.scroll {
-                table.cards {
-                    caption { "Every number this key sees, with its live state and pacing" }
-                    thead { tr {
-                        th scope="col" { "Name" } th scope="col" { "Number" } th scope="col" { "Kind" }
-                        th scope="col" { "State" } th scope="col" { "Next creation" } th scope="col" { "Last 24 h" }
-                        th scope="col" { "Pause" }
-                    } }
-                    tbody #number-rows hx-ext="sse" sse-connect=(live) sse-swap="rows" { (rows(&numbers.items, now)) }
-                }
-            }
+            div #numbers-live hx-ext="sse" sse-connect=(live) sse-swap="numbers" { (numbers_block(&summary, &numbers.items, now)) }
             @if let Some(next) = &numbers.next_cursor {
                 p { a href={ (PATH) "?cursor=" (urlencode(next)) } rel="next" { "Next page" } }
             }
@@ -230,18 +258,19 @@ fn add_form(console: &Console) -> Markup {
     }
 }
 
-/// The table's rows, pushed whenever they change.
+/// The summary and the table, pushed whenever they change.
 async fn list_live(
     State(state): State<AppState>,
     console: Console,
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Response {
     let params = page_params(query);
-    live("rows", state.clone(), console, move |state, console| {
+    live("numbers", state.clone(), console, move |state, console| {
         let params = PageParams { limit: params.limit, cursor: params.cursor.clone() };
         async move {
             let numbers = numbers_page(&state, &console, &params).await.ok()?;
-            Some(rows(&numbers.items, state.service.now()).into_string())
+            let summary = state_counts(&state, &console).await.ok()?;
+            Some(numbers_block(&summary, &numbers.items, state.service.now()).into_string())
         }
     })
 }

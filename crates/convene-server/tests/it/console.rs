@@ -341,14 +341,15 @@ async fn the_numbers_stream_pushes_the_rows_when_a_state_changes_and_assets_are_
     assert_eq!(stream.status(), StatusCode::OK);
     app.service.create_instance(convene_core::ConnectorKind::Sandbox, Some("Arrives live"), None).await.unwrap();
 
-    // Assert: a `rows` event names the new number.
+    // Assert: a `numbers` event names the new number.
     let mut seen = String::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while !seen.contains("Arrives live") {
         let chunk = tokio::time::timeout_at(deadline, stream.chunk()).await.expect("an event within 10 s");
         seen.push_str(&String::from_utf8_lossy(&chunk.unwrap().expect("the stream stays open")));
     }
-    assert!(seen.contains("event: rows"), "{seen}");
+    assert!(seen.contains("event: numbers"), "{seen}");
+    assert!(seen.contains("2 numbers</strong>"), "the count by state follows too: {seen}");
 }
 
 #[tokio::test]
@@ -369,6 +370,8 @@ async fn a_number_that_cannot_reach_its_network_says_why_in_the_list_and_on_its_
     let convene_core::InstanceState::Unreachable { error, .. } = state else { panic!("not unreachable: {state:?}") };
     let error = maud::html! { (error) }.into_string();
     assert!(list.contains("state-unreachable"), "{list}");
+    assert!(list.contains("1 number</strong>"), "{list}");
+    assert!(list.contains("1 unreachable"), "the count by state says it at a glance: {list}");
     assert!(list.contains(&format!(r#"<small class="why">{error}"#)), "the list says why, not only on hover: {list}");
     assert!(page.contains("WhatsApp cannot be reached") || page.contains(&error), "the page says why: {page}");
 }

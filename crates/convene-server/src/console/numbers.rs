@@ -24,7 +24,7 @@ use crate::AppState;
 use crate::api::instances::parse_instance_id;
 use crate::api::page::{Cursor, Page, PageParams};
 use crate::error::ApiError;
-use crate::service::{CreationStatus, Service};
+use crate::service::{CreationStatus, InstanceHealth, Service};
 
 pub const PATH: &str = "/console/numbers";
 /// How often a live region checks for a change to push.
@@ -76,17 +76,22 @@ impl Number {
     }
 }
 
-/// The instances the key sees, a page of them from `cursor`.
-async fn numbers_page(state: &AppState, console: &Console, params: &PageParams) -> PageResult<Page<Number>> {
+/// The instances the key sees: their count by state, and a page of them from `cursor`.
+async fn numbers_page(
+    state: &AppState,
+    console: &Console,
+    params: &PageParams,
+) -> PageResult<(Vec<(&'static str, u64)>, Page<Number>)> {
     let all: Vec<_> =
         state.service.list_instances().await?.into_iter().filter(|(record, _)| console.key.sees(record.id)).collect();
+    let summary = state_counts(&InstanceHealth::of(&all));
     let page = Page::from_all(all, params, |(record, _)| Cursor::new(record.id.0, None))?;
     let now = state.service.now();
     let mut items = Vec::with_capacity(page.items.len());
     for (record, live) in page.items {
         items.push(Number::load(&state.service, record, live, now).await?);
     }
-    Ok(Page { items, next_cursor: page.next_cursor })
+    Ok((summary, Page { items, next_cursor: page.next_cursor }))
 }
 
 fn state_badge(state: &InstanceState) -> Markup {
@@ -133,8 +138,7 @@ fn pause_words(creation: &CreationStatus, now: Timestamp) -> Markup {
 }
 
 /// How many numbers the key sees in each state, those in none left out: what an operator reads first.
-async fn state_counts(state: &AppState, console: &Console) -> PageResult<Vec<(&'static str, u64)>> {
-    let health = state.service.instance_health(|id| console.key.sees(id)).await?;
+fn state_counts(health: &InstanceHealth) -> Vec<(&'static str, u64)> {
     let mut counts: Vec<(&'static str, u64)> = Vec::new();
     for name in InstanceState::NAMES {
         let n: u64 = health.counts.iter().filter(|((_, state), _)| *state == name).map(|(_, n)| n).sum();
@@ -142,7 +146,7 @@ async fn state_counts(state: &AppState, console: &Console) -> PageResult<Vec<(&'
             counts.push((name, n));
         }
     }
-    Ok(counts)
+    counts
 }
 
 /// The live part of the numbers page: the count by state, then this page's table.
@@ -208,8 +212,7 @@ async fn list(
 }
 
 async fn list_page(state: &AppState, console: &Console, params: &PageParams, error: Option<String>) -> PageResult {
-    let numbers = numbers_page(state, console, params).await?;
-    let summary = state_counts(state, console).await?;
+    let (summary, numbers) = numbers_page(state, console, params).await?;
     let now = state.service.now();
     let live = match &params.cursor {
         Some(cursor) => format!("/console/numbers/live?cursor={}", urlencode(cursor)),
@@ -268,8 +271,7 @@ async fn list_live(
     live("numbers", state.clone(), console, move |state, console| {
         let params = PageParams { limit: params.limit, cursor: params.cursor.clone() };
         async move {
-            let numbers = numbers_page(&state, &console, &params).await.ok()?;
-            let summary = state_counts(&state, &console).await.ok()?;
+            let (summary, numbers) = numbers_page(&state, &console, &params).await.ok()?;
             Some(numbers_block(&summary, &numbers.items, state.service.now()).into_string())
         }
     })

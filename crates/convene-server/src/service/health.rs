@@ -18,9 +18,9 @@ pub struct InstanceHealth {
     pub not_connected: Vec<(InstanceRecord, InstanceState)>,
 }
 
-impl Service {
-    /// The health of the instances `visible` lets through (a key's scope).
-    pub async fn instance_health(&self, visible: impl Fn(InstanceId) -> bool) -> Result<InstanceHealth> {
+impl InstanceHealth {
+    /// The health of these instances.
+    pub fn of(instances: &[(InstanceRecord, InstanceState)]) -> Self {
         let mut counts = BTreeMap::new();
         for kind in ConnectorKind::ALL {
             for state in InstanceState::NAMES {
@@ -28,15 +28,21 @@ impl Service {
             }
         }
         let mut not_connected = Vec::new();
-        for (record, state) in self.list_instances().await? {
-            if !visible(record.id) {
-                continue;
-            }
+        for (record, state) in instances {
             *counts.entry((record.kind.as_str(), state.name())).or_default() += 1;
             if !state.is_connected() {
-                not_connected.push((record, state));
+                not_connected.push((record.clone(), state.clone()));
             }
         }
-        Ok(InstanceHealth { counts, not_connected })
+        Self { counts, not_connected }
+    }
+}
+
+impl Service {
+    /// The health of the instances `visible` lets through (a key's scope).
+    pub async fn instance_health(&self, visible: impl Fn(InstanceId) -> bool) -> Result<InstanceHealth> {
+        let mut instances = self.list_instances().await?;
+        instances.retain(|(record, _)| visible(record.id));
+        Ok(InstanceHealth::of(&instances))
     }
 }

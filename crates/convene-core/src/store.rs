@@ -85,6 +85,9 @@ pub struct GroupRecord {
     pub updated_at: Timestamp,
     /// Set when the instance left the group; the record stays for history.
     pub left_at: Option<Timestamp>,
+    /// The creation job that made the group (its result says what happened to every participant); `None` for a
+    /// group Convene found rather than created.
+    pub creation_job_id: Option<Uuid>,
 }
 
 /// A page of groups in creation order, and where the next page starts.
@@ -97,6 +100,8 @@ pub struct GroupPage {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct GroupListQuery {
     pub instance_id: Option<InstanceId>,
+    /// Only groups whose subject contains this text, ignoring the case of ASCII letters (see the store for others).
+    pub subject_contains: Option<String>,
     /// Opaque cursor from a previous page's `next_cursor`.
     pub cursor: Option<String>,
     pub limit: u32,

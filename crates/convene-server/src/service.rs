@@ -530,12 +530,18 @@ impl Service {
             }
             Err(e) => return Err(e.into()),
         };
-        self.record_group(instance_id, &metadata).await
+        self.record_group(instance_id, &metadata, None).await
     }
 
-    /// Stores a group this instance is in; when a record for it is already there (written by a concurrent request,
-    /// or by a run a crash interrupted), that one is returned instead of a second.
-    async fn record_group(&self, instance_id: InstanceId, metadata: &GroupMetadata) -> Result<GroupRecord> {
+    /// Stores a group this instance is in, created by `creation_job_id` or found; when a record for it is already
+    /// there (written by a concurrent request, or by a run a crash interrupted), that one is returned instead of a
+    /// second.
+    async fn record_group(
+        &self,
+        instance_id: InstanceId,
+        metadata: &GroupMetadata,
+        creation_job_id: Option<uuid::Uuid>,
+    ) -> Result<GroupRecord> {
         let now = self.clock.now();
         let record = GroupRecord {
             id: GroupId::new(),
@@ -547,6 +553,7 @@ impl Service {
             created_at: now,
             updated_at: now,
             left_at: None,
+            creation_job_id,
         };
         match self.store.insert_group(&record).await {
             Ok(()) => Ok(record),

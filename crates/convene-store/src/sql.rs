@@ -135,7 +135,7 @@ macro_rules! select_groups {
     ($rest:literal) => {
         concat!(
             "SELECT id, instance_id, jid, subject, description, announce_only, locked_info, join_approval, ",
-            "disappearing_seconds, created_at, updated_at, left_at FROM groups ",
+            "disappearing_seconds, created_at, updated_at, left_at, creation_job_id FROM groups ",
             $rest
         )
     };
@@ -303,8 +303,8 @@ pub(crate) fn insert_group_statement(group: &GroupRecord) -> Statement {
     let s = &group.settings;
     Statement::new(
         "INSERT INTO groups (id, instance_id, jid, subject, description, announce_only, locked_info, \
-         join_approval, disappearing_seconds, created_at, updated_at, left_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+         join_approval, disappearing_seconds, created_at, updated_at, left_at, creation_job_id) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
     )
     .bind(group_id(group.id))
     .bind(group.instance_id.0)
@@ -318,6 +318,7 @@ pub(crate) fn insert_group_statement(group: &GroupRecord) -> Statement {
     .bind(group.created_at.as_millis())
     .bind(group.updated_at.as_millis())
     .bind(group.left_at.map(Timestamp::as_millis))
+    .bind(group.creation_job_id.map(|id| id.hyphenated().to_string()))
 }
 
 pub(crate) async fn get_group(db: &impl Backend, id: GroupId) -> DbResult<GroupRecord> {
@@ -348,18 +349,36 @@ pub(crate) async fn list_groups(db: &impl Backend, query: &GroupListQuery) -> Db
     // One row more than the page holds tells whether there is a next page.
     let statement = Statement::new(select_groups!(
         "WHERE ($1 IS NULL OR instance_id = $1) AND ($2 IS NULL OR (created_at, id) > ($2, $3)) \
+         AND ($5 IS NULL OR lower(subject) LIKE $5 ESCAPE '\\') \
          ORDER BY created_at, id LIMIT $4"
     ))
     .bind(query.instance_id.map(|i| i.0))
     .bind(after.map(|c| c.created_at.as_millis()))
     .bind(after.map(|c| group_id(c.id)))
-    .bind(i64::from(size) + 1);
+    .bind(i64::from(size) + 1)
+    .bind(query.subject_contains.as_deref().map(contains_pattern));
     let mut groups = db.fetch(statement, stored::group).await?;
     let more = groups.len() > size as usize;
     groups.truncate(size as usize);
     let next_cursor =
         more.then(|| groups.last().map(|g| GroupCursor { created_at: g.created_at, id: g.id }.encode())).flatten();
     Ok(GroupPage { groups, next_cursor })
+}
+
+/// A `LIKE … ESCAPE '\'` pattern matching `text` anywhere in a lower-cased value. Only ASCII letters are folded:
+/// SQLite's `lower` folds no others. (PostgreSQL's folds all letters, so there a capital "É" typed finds nothing,
+/// while "é" finds both cases; on SQLite each finds itself.)
+fn contains_pattern(text: &str) -> String {
+    let mut pattern = String::with_capacity(text.len() + 2);
+    pattern.push('%');
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c.to_ascii_lowercase());
+    }
+    pattern.push('%');
+    pattern
 }
 
 pub(crate) async fn update_group(db: &impl Backend, group: &GroupRecord) -> DbResult<()> {

@@ -35,6 +35,7 @@ const MIGRATIONS: &[Migration] = &[
     (6, include_str!("../migrations/sqlite/0006_sealed_idempotent_answers.sql")),
     (7, include_str!("../migrations/sqlite/0007_api_key_scope.sql")),
     (8, include_str!("../migrations/sqlite/0008_console_sessions.sql")),
+    (9, include_str!("../migrations/sqlite/0009_group_creation_job.sql")),
 ];
 
 /// How long a connection waits for another one's write lock before failing with "database is locked".

@@ -98,6 +98,10 @@ pub(crate) fn group(row: &dyn Columns) -> DbResult<GroupRecord> {
         created_at: Timestamp::from_millis(row.int("created_at")?),
         updated_at: Timestamp::from_millis(row.int("updated_at")?),
         left_at: row.int_or_null("left_at")?.map(Timestamp::from_millis),
+        creation_job_id: row
+            .text_or_null("creation_job_id")?
+            .map(|id| uuid("groups.creation_job_id", id))
+            .transpose()?,
     })
 }
 

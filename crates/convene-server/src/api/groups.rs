@@ -12,6 +12,7 @@ use convene_core::{
 use serde::{Deserialize, Serialize};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
+use uuid::Uuid;
 
 use super::instances::instance_filter;
 use super::page::{Cursor, Page, PageParams};
@@ -86,6 +87,9 @@ pub struct GroupOut {
     pub updated_at: Timestamp,
     /// When this instance left the group.
     pub left_at: Option<Timestamp>,
+    /// The creation job that made the group: `GET /v1/jobs/{id}` has what happened to every participant. Null for a
+    /// group Convene found rather than created (the number was added to it elsewhere).
+    pub creation_job_id: Option<Uuid>,
     /// Members as the network reports them now; absent in listings and when the instance is no longer in the group.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub members: Option<Vec<GroupMember>>,
@@ -103,6 +107,7 @@ impl GroupOut {
             created_at: r.created_at,
             updated_at: r.updated_at,
             left_at: r.left_at,
+            creation_job_id: r.creation_job_id,
             members,
         }
     }
@@ -126,6 +131,9 @@ pub struct GroupCreatedOut {
 pub struct ListParams {
     /// Only this instance's groups.
     pub instance_id: Option<InstanceId>,
+    /// Only groups whose subject contains this text, ignoring the case of the letters A to Z.
+    #[param(example = "war room")]
+    pub subject_contains: Option<String>,
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -251,6 +259,7 @@ async fn list_groups(
     let instance_id = instance_filter(&key, params.instance_id)?;
     let query = GroupListQuery {
         instance_id,
+        subject_contains: params.subject_contains.filter(|text| !text.is_empty()),
         // The store's group cursor is the same `ms.uuid` position; a bare time starts before every id.
         cursor: page.cursor()?.map(|c| Cursor::new(c.key, Some(c.id_or_nil())).render()),
         limit: page.limit()?,

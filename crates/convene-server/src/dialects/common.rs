@@ -207,8 +207,10 @@ pub(super) async fn current_groups(state: &AppState, instance_id: InstanceId) ->
     let mut groups = Vec::new();
     let mut cursor = None;
     loop {
-        let page =
-            state.service.list_groups(&GroupListQuery { instance_id: Some(instance_id), cursor, limit: 500 }).await?;
+        let page = state
+            .service
+            .list_groups(&GroupListQuery { instance_id: Some(instance_id), cursor, limit: 500, ..Default::default() })
+            .await?;
         groups.extend(page.groups.into_iter().filter(|g| g.left_at.is_none()));
         match page.next_cursor {
             Some(next) => cursor = Some(next),

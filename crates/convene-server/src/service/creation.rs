@@ -328,7 +328,7 @@ impl Service {
         match self.attempt(&job, instance_id, connector.as_ref(), &prepared.request).await? {
             Attempted::Created(metadata, results) => {
                 let (view, result) =
-                    self.record_created(&instance, metadata, results, &prepared, connector.as_ref()).await?;
+                    self.record_created(job.id, &instance, metadata, results, &prepared, connector.as_ref()).await?;
                 self.finish_job(job, JobState::Succeeded, Some(&result), None).await?;
                 Ok(view)
             }
@@ -574,7 +574,7 @@ impl Service {
         match self.attempt(&job, instance.id, connector.as_ref(), &prepared.request).await? {
             Attempted::Created(metadata, results) => {
                 let (_, result) =
-                    self.record_created(&instance, metadata, results, &prepared, connector.as_ref()).await?;
+                    self.record_created(job.id, &instance, metadata, results, &prepared, connector.as_ref()).await?;
                 self.finish_job(job, JobState::Succeeded, Some(&result), None).await
             }
             Attempted::Failed(e) => {
@@ -612,7 +612,8 @@ impl Service {
             return Ok(false);
         };
         let results = results_from_membership(&metadata, &prepared.request.participants);
-        let (_, result) = self.record_created(&instance, metadata, results, &prepared, connector.as_ref()).await?;
+        let (_, result) =
+            self.record_created(job.id, &instance, metadata, results, &prepared, connector.as_ref()).await?;
         self.finish_job(job.clone(), JobState::Succeeded, Some(&result), None).await?;
         Ok(true)
     }
@@ -689,13 +690,14 @@ impl Service {
     /// invites, and makes the backup admins admins.
     async fn record_created(
         &self,
+        job_id: Uuid,
         instance: &InstanceRecord,
         metadata: GroupMetadata,
         results: Vec<ParticipantResult>,
         prepared: &Prepared,
         connector: &dyn convene_core::Connector,
     ) -> Result<(CreatedGroupView, CreationResult)> {
-        let record = self.record_group(instance.id, &metadata).await?;
+        let record = self.record_group(instance.id, &metadata, Some(job_id)).await?;
         let backup: HashSet<&PhoneNumber> = prepared.backup_admins.iter().collect();
         let requested: HashSet<&PhoneNumber> = prepared.participants.numbers.iter().map(|(_, p)| p).collect();
         let (for_backups, for_participants): (Vec<ParticipantResult>, Vec<ParticipantResult>) =

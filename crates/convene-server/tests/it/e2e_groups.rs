@@ -121,6 +121,56 @@ async fn groups_are_listed_a_page_at_a_time_without_gaps() {
 }
 
 #[tokio::test]
+async fn groups_are_searched_by_subject_ignoring_case_and_on_one_instance() {
+    // Arrange
+    let app = spawn_app().await;
+    let (_, second) = app.post("/v1/instances", json!({"name": "Second"})).await;
+    let mut ids = Vec::new();
+    for subject in ["INCIDENT-1 | War room", "Onboarding ACME", "incident-2 | war ROOM"] {
+        ids.push(app.create_group(subject, &["+17137157533"]).await["group"]["id"].clone());
+    }
+
+    // Act
+    let (status, found) = app.get("/v1/groups?subject_contains=War%20Room&limit=1").await;
+    let (_, rest) = app
+        .get(&format!("/v1/groups?subject_contains=War%20Room&cursor={}", found["next_cursor"].as_str().unwrap()))
+        .await;
+    let (_, elsewhere) = app.get(&format!("/v1/groups?subject_contains=war&instance_id={}", second["id"])).await;
+    let (_, everything) = app.get("/v1/groups?subject_contains=").await;
+
+    // Assert
+    assert_eq!(status, StatusCode::OK, "{found}");
+    assert_eq!(found["items"][0]["id"], ids[0]);
+    assert_eq!(rest["items"].as_array().unwrap().iter().map(|g| g["id"].clone()).collect::<Vec<_>>(), [ids[2].clone()]);
+    assert_eq!(elsewhere["items"], json!([]));
+    assert_eq!(everything["items"].as_array().unwrap().len(), 3, "an empty search is no filter");
+}
+
+#[tokio::test]
+async fn a_created_group_names_the_job_that_has_every_participants_outcome_and_a_found_one_names_none() {
+    // Arrange
+    let app = spawn_app().await;
+    let (_, second) = app.post("/v1/instances", json!({"name": "Second"})).await;
+    app.person("+18647351567", json!({"registered": false})).await;
+    let created = app.create_group("Made here", &[second["phone"].as_str().unwrap(), "+18647351567"]).await;
+    let jid = created["group"]["jid"].as_str().unwrap();
+
+    // Act
+    let job_id = created["group"]["creation_job_id"].as_str().expect("a created group names its job").to_owned();
+    let (status, job) = app.get(&format!("/v1/jobs/{job_id}")).await;
+    let (_, found) = app.get(&format!("/v1/groups/{jid}?instance_id={}", second["id"])).await;
+
+    // Assert
+    assert_eq!(status, StatusCode::OK, "{job}");
+    assert_eq!(job["result"]["group_id"], created["group"]["id"]);
+    assert_eq!(outcome_of(&job["result"]["participants"], "+18647351567")["outcome"], "not_on_whatsapp");
+    let (_, again) = app.get(&format!("/v1/groups/{}", created["group"]["id"].as_str().unwrap())).await;
+    assert_eq!(again["creation_job_id"], job_id.as_str());
+    assert_ne!(found["id"], created["group"]["id"], "the second number's own record of the group");
+    assert!(found["creation_job_id"].is_null(), "{found}");
+}
+
+#[tokio::test]
 async fn subject_description_and_settings_can_be_changed() {
     let app = spawn_app().await;
     let created = app.create_group("Before", &["+17137157533"]).await;

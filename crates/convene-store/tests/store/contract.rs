@@ -47,6 +47,7 @@ fn group(instance_id: i64, jid_n: u64, created_at: i64) -> GroupRecord {
         created_at: Timestamp::from_millis(created_at),
         updated_at: Timestamp::from_millis(created_at),
         left_at: None,
+        creation_job_id: None,
     }
 }
 
@@ -54,7 +55,8 @@ async fn all_pages(store: &dyn Store, instance_id: Option<InstanceId>, limit: u3
     let mut pages = Vec::new();
     let mut cursor = None;
     loop {
-        let page = store.list_groups(&GroupListQuery { instance_id, cursor, limit }).await.unwrap();
+        let page =
+            store.list_groups(&GroupListQuery { instance_id, cursor, limit, ..Default::default() }).await.unwrap();
         pages.push(page.groups);
         match page.next_cursor {
             Some(next) => {
@@ -254,6 +256,7 @@ pub async fn groups_round_trip_with_every_field_set_and_unset(store: &dyn Store)
         },
         updated_at: Timestamp::from_millis(T0 + 5_000),
         left_at: Some(Timestamp::from_millis(T0 + 9_000)),
+        creation_job_id: Some(Uuid::now_v7()),
         ..group(7_103_000_001, 99, T0 + 10)
     });
     groups.push(GroupRecord { description: Some(String::new()), ..group(7_103_000_001, 98, T0 + 11) });
@@ -468,6 +471,48 @@ pub async fn listing_by_instance_pages_through_that_instances_groups_only(store:
     // Assert
     assert_eq!(pages.iter().map(Vec::len).collect::<Vec<_>>(), [2, 2, 1]);
     assert_eq!(pages.concat(), mine);
+}
+
+pub async fn a_subject_search_ignores_ascii_case_reads_wildcards_as_text_and_pages(store: &dyn Store) {
+    // Arrange: subjects that a LIKE wildcard left unescaped, or a case-sensitive match, would get wrong.
+    store.insert_instance(&instance(7_103_000_001, None)).await.unwrap();
+    store.insert_instance(&instance(7_103_000_002, None)).await.unwrap();
+    let subjects = [
+        "INCIDENT-1 | War room",
+        "Onboarding: ACME",
+        "incident-2 | war room",
+        "100% uptime_club",
+        "100 percent uptime club",
+        "Incident-3 | War Room",
+    ];
+    let mut groups = Vec::new();
+    for (i, subject) in subjects.iter().enumerate() {
+        let owner = if i == 5 { 7_103_000_002 } else { 7_103_000_001 };
+        let g = GroupRecord { subject: (*subject).to_owned(), ..group(owner, i as u64, T0 + i as i64) };
+        store.insert_group(&g).await.unwrap();
+        groups.push(g);
+    }
+    let search = |text: &str, instance_id: Option<InstanceId>, cursor: Option<String>| GroupListQuery {
+        instance_id,
+        subject_contains: Some(text.to_owned()),
+        cursor,
+        limit: 2,
+    };
+
+    // Act
+    let first = store.list_groups(&search("WAR ROOM", None, None)).await.unwrap();
+    let second = store.list_groups(&search("WAR ROOM", None, first.next_cursor.clone())).await.unwrap();
+    let percent = store.list_groups(&search("0% up", None, None)).await.unwrap();
+    let underscore = store.list_groups(&search("uptime_", None, None)).await.unwrap();
+    let one_instance = store.list_groups(&search("war", Some(InstanceId(7_103_000_002)), None)).await.unwrap();
+
+    // Assert
+    assert_eq!(first.groups, [groups[0].clone(), groups[2].clone()]);
+    assert_eq!(second.groups, [groups[5].clone()]);
+    assert_eq!(second.next_cursor, None);
+    assert_eq!(percent.groups, [groups[3].clone()], "`%` is a character, not any text");
+    assert_eq!(underscore.groups, [groups[3].clone()], "`_` is a character, not any one");
+    assert_eq!(one_instance.groups, [groups[5].clone()]);
 }
 
 pub async fn listing_with_no_groups_gives_one_empty_page(store: &dyn Store) {
@@ -718,6 +763,7 @@ macro_rules! every_case {
             seven_groups_in_pages_of_three_come_as_three_three_and_one,
             a_last_page_that_is_exactly_full_has_no_next_cursor,
             listing_by_instance_pages_through_that_instances_groups_only,
+            a_subject_search_ignores_ascii_case_reads_wildcards_as_text_and_pages,
             listing_with_no_groups_gives_one_empty_page,
             a_zero_limit_is_read_as_one,
             a_malformed_cursor_is_refused,
@@ -766,3 +812,22 @@ pub(crate) use every_case;
 
 pub use crate::contract_events::*;
 pub use crate::contract_jobs::*;
+
+/// Migration 9 links groups made before it to the jobs whose results name them. The statements that set up a
+/// database as an older build left it: two finished jobs (one for each of two groups) and a group no job made.
+pub fn groups_from_before_the_job_link(instance_id: i64) -> (Vec<GroupRecord>, Vec<Uuid>, String) {
+    let groups: Vec<GroupRecord> = (0..3).map(|i| group(instance_id, i, T0 + i as i64)).collect();
+    let jobs: Vec<Uuid> = (0..2).map(|_| Uuid::now_v7()).collect();
+    let mut sql = String::from("UPDATE groups SET creation_job_id = NULL;\n");
+    for (job, g) in jobs.iter().zip(&groups) {
+        sql.push_str(&format!(
+            "INSERT INTO jobs (id, state, instance_ids, request, creation_key, attempts, next_run_at, needs_reconcile, \
+             result, created_at, updated_at) VALUES ('{job}', 'succeeded', '{instance_id}', '{{}}', 'key-{job}', 1, 0, \
+             FALSE, '{{\"group_id\":\"{}\",\"instance_id\":{instance_id},\"jid\":\"{}\",\"participants\":[],\
+             \"backup_admins\":[]}}', 0, 0);\n",
+            g.id.0,
+            g.jid.as_str()
+        ));
+    }
+    (groups, jobs, sql)
+}

@@ -112,6 +112,7 @@ pub async fn a_commit_writes_the_change_and_its_events_or_neither(store: &dyn St
         created_at: at(0),
         updated_at: at(0),
         left_at: None,
+        creation_job_id: None,
     };
     let update = store.commit(&[Change::UpdateGroup(&ghost)], &[event(EventType::GroupUpdated, "g", 3)]).await;
     let written = event(EventType::JobStateChanged, "job:1", 4);

@@ -98,7 +98,7 @@ async fn replicas_starting_at_once_migrate_the_database_once() {
             .fetch_all(&PgPool::connect(&url).await.unwrap())
             .await
             .unwrap();
-        assert_eq!(versions, [1, 2, 3, 4, 5, 6, 7, 8]);
+        assert_eq!(versions, [1, 2, 3, 4, 5, 6, 7, 8, 9]);
         for store in &stores {
             assert_eq!(store.count_api_keys().await.unwrap(), 0);
             store.close().await;
@@ -194,6 +194,7 @@ async fn a_group_with_a_corrupt_jid_fails_the_listing_that_reaches_it() {
             created_at: Timestamp::from_millis(1),
             updated_at: Timestamp::from_millis(1),
             left_at: None,
+            creation_job_id: None,
         };
         store.insert_group(&group).await.unwrap();
         sqlx::raw_sql("UPDATE groups SET jid = 'not-a-jid'")
@@ -233,6 +234,42 @@ async fn a_database_migrated_by_a_newer_build_is_refused() {
             Err(DbError::Other(e)) => assert!(e.to_string().contains("9999"), "{e}"),
             other => panic!("expected a refusal, got {:?}", other.map(|_| ())),
         }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_upgrade_links_each_group_made_before_to_the_job_that_made_it() {
+    on_fresh_database("an_upgrade_links_each_group_made_before_to_the_job_that_made_it", |url| async move {
+        // Arrange: a database as the build before migration 9 left it.
+        let store = PostgresStore::connect(&url).await.unwrap();
+        store.insert_instance(&instance(7_103_000_001)).await.unwrap();
+        let (groups, jobs, seed) = crate::contract::groups_from_before_the_job_link(7_103_000_001);
+        for g in &groups {
+            store.insert_group(g).await.unwrap();
+        }
+        let raw = PgPool::connect(&url).await.unwrap();
+        // The seed is this test's own text: uuids and digits.
+        sqlx::raw_sql(sqlx::AssertSqlSafe(seed)).execute(&raw).await.unwrap();
+        sqlx::raw_sql(
+            "ALTER TABLE groups DROP COLUMN creation_job_id; DELETE FROM schema_migrations WHERE version = 9",
+        )
+        .execute(&raw)
+        .await
+        .unwrap();
+        raw.close().await;
+        store.close().await;
+
+        // Act
+        let store = PostgresStore::connect(&url).await.unwrap();
+
+        // Assert
+        let mut found = Vec::new();
+        for g in &groups {
+            found.push(store.get_group(g.id).await.unwrap().creation_job_id);
+        }
+        assert_eq!(found, [Some(jobs[0]), Some(jobs[1]), None]);
+        store.close().await;
     })
     .await;
 }

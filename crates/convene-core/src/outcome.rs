@@ -66,6 +66,43 @@ pub enum ParticipantOutcome {
 }
 
 impl ParticipantOutcome {
+    pub const ALL: [Self; 14] = [
+        Self::Added,
+        Self::InviteSent,
+        Self::PrivacyBlocked,
+        Self::RecentlyLeft,
+        Self::AlreadyMember,
+        Self::NotOnWhatsapp,
+        Self::InvalidNumber,
+        Self::Removed,
+        Self::Promoted,
+        Self::Demoted,
+        Self::NotMember,
+        Self::NotAllowed,
+        Self::NoJoinRequest,
+        Self::Failed,
+    ];
+
+    /// The name as serialised.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Added => "added",
+            Self::InviteSent => "invite_sent",
+            Self::PrivacyBlocked => "privacy_blocked",
+            Self::RecentlyLeft => "recently_left",
+            Self::AlreadyMember => "already_member",
+            Self::NotOnWhatsapp => "not_on_whatsapp",
+            Self::InvalidNumber => "invalid_number",
+            Self::Removed => "removed",
+            Self::Promoted => "promoted",
+            Self::Demoted => "demoted",
+            Self::NotMember => "not_member",
+            Self::NotAllowed => "not_allowed",
+            Self::NoJoinRequest => "no_join_request",
+            Self::Failed => "failed",
+        }
+    }
+
     /// Did the requested change take effect?
     pub fn is_success(self) -> bool {
         matches!(self, Self::Added | Self::Removed | Self::Promoted | Self::Demoted)
@@ -144,6 +181,13 @@ mod tests {
     use super::ParticipantChange::*;
     use super::ParticipantOutcome::*;
     use super::*;
+
+    #[test]
+    fn each_outcomes_name_is_its_serialised_name() {
+        for outcome in ParticipantOutcome::ALL {
+            assert_eq!(serde_json::to_value(outcome).unwrap(), outcome.as_str(), "{outcome:?}");
+        }
+    }
 
     #[test]
     fn whatsapp_codes_map_to_named_outcomes() {

@@ -76,9 +76,7 @@ fn describe() {
 /// Counts each report's outcome under `action` (`create`, `add`, `remove`, `promote`, `demote`, `approve`).
 pub fn count_outcomes(action: &'static str, reports: &[crate::service::ParticipantReport]) {
     for report in reports {
-        let outcome = serde_json::to_value(report.outcome).ok().and_then(|v| v.as_str().map(str::to_owned));
-        metrics::counter!(PARTICIPANT_OUTCOMES, "action" => action, "outcome" => outcome.unwrap_or_default())
-            .increment(1);
+        metrics::counter!(PARTICIPANT_OUTCOMES, "action" => action, "outcome" => report.outcome.as_str()).increment(1);
     }
 }
 

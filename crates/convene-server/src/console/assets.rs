@@ -17,11 +17,16 @@ pub const HTMX_SSE: &str = "/console/assets/htmx-ext-sse-2.2.4.js";
 const HTMX_JS: &str = include_str!("assets/htmx-2.0.11.min.js");
 const HTMX_SSE_JS: &str = include_str!("assets/htmx-ext-sse-2.2.4.js");
 const CONSOLE_CSS: &str = include_str!("assets/console.css");
+const CONSOLE_JS: &str = include_str!("assets/console.js");
 const ICON_SVG: &str = include_str!("assets/icon.svg");
 
 /// `/console/assets/console-<hash>.css`: the name changes with the content.
 pub static STYLESHEET: LazyLock<String> =
     LazyLock::new(|| format!("/console/assets/console-{}.css", &crate::auth::sha256_hex(CONSOLE_CSS.as_bytes())[..12]));
+
+/// `/console/assets/console-<hash>.js`: our own few lines (copy buttons).
+pub static SCRIPT: LazyLock<String> =
+    LazyLock::new(|| format!("/console/assets/console-{}.js", &crate::auth::sha256_hex(CONSOLE_JS.as_bytes())[..12]));
 
 /// `/console/assets/icon-<hash>.svg`, the tab's icon (without it, browsers ask for `/favicon.ico`).
 pub static ICON: LazyLock<String> =
@@ -39,6 +44,8 @@ async fn asset(Path(name): Path<String>) -> Response {
         (HTMX_SSE_JS, "text/javascript; charset=utf-8")
     } else if path == *STYLESHEET {
         (CONSOLE_CSS, "text/css; charset=utf-8")
+    } else if path == *SCRIPT {
+        (CONSOLE_JS, "text/javascript; charset=utf-8")
     } else if path == *ICON {
         (ICON_SVG, "image/svg+xml")
     } else {

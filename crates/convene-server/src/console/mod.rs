@@ -18,6 +18,7 @@ use crate::AppState;
 use crate::error::ApiError;
 
 mod assets;
+mod groups;
 mod numbers;
 mod session;
 mod time;
@@ -31,6 +32,7 @@ pub fn router() -> Router<AppState> {
         .route("/console/", get(home))
         .merge(session::router())
         .merge(numbers::router())
+        .merge(groups::router())
         .route_layer(axum::middleware::map_request(crate::request_log::note_dialect("console")))
         .layer(axum::middleware::from_fn(security_headers));
     Router::new().route("/", get(|| async { Redirect::to("/console/") })).merge(pages).merge(assets::router())
@@ -66,6 +68,7 @@ async fn security_headers(request: Request, next: Next) -> Response {
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Section {
     Numbers,
+    Groups,
     None,
 }
 
@@ -84,6 +87,7 @@ fn page(title: &str, console: Option<&Console>, section: Section, body: Markup) 
                 link rel="icon" href=(assets::ICON.as_str()) type="image/svg+xml";
                 script src=(assets::HTMX) defer {}
                 script src=(assets::HTMX_SSE) defer {}
+                script src=(assets::SCRIPT.as_str()) defer {}
             }
             body {
                 a.skip href="#main" { "Skip to content" }
@@ -92,6 +96,7 @@ fn page(title: &str, console: Option<&Console>, section: Section, body: Markup) 
                     @if let Some(console) = console {
                         nav aria-label="Console" {
                             a href=(numbers::PATH) aria-current=[(section == Section::Numbers).then_some("page")] { "Numbers" }
+                            a href=(groups::PATH) aria-current=[(section == Section::Groups).then_some("page")] { "Groups" }
                             a href="/docs/" { "API docs" }
                         }
                         (session::signed_in_as(console))

@@ -42,7 +42,7 @@ pub fn router() -> Router<AppState> {
         .route("/console/numbers/{id}/delete", get(confirm_delete).post(delete))
 }
 
-fn number_path(id: InstanceId) -> String {
+pub(super) fn number_path(id: InstanceId) -> String {
     format!("{PATH}/{id}")
 }
 
@@ -112,7 +112,7 @@ fn connection_error(state: &InstanceState, now: Timestamp) -> Markup {
     }
 }
 
-fn kind_words(kind: ConnectorKind) -> &'static str {
+pub(super) fn kind_words(kind: ConnectorKind) -> &'static str {
     match kind {
         ConnectorKind::Sandbox => "sandbox",
         ConnectorKind::Whatsapp => "WhatsApp",
@@ -236,7 +236,7 @@ async fn list_page(state: &AppState, console: &Console, params: &PageParams, err
     ))
 }
 
-fn urlencode(value: &str) -> String {
+pub(super) fn urlencode(value: &str) -> String {
     serde_urlencoded::to_string([("", value)]).map(|s| s[1..].to_owned()).unwrap_or_default()
 }
 
@@ -279,7 +279,7 @@ async fn list_live(
 
 /// A stream of `event` events carrying what `render` gives whenever it changes, checked every `LIVE_INTERVAL`;
 /// it ends when `render` gives nothing or the session ends (the browser's next reconnect is then refused).
-fn live<F, Fut>(event: &'static str, state: AppState, console: Console, render: F) -> Response
+pub(super) fn live<F, Fut>(event: &'static str, state: AppState, console: Console, render: F) -> Response
 where
     F: Fn(AppState, std::sync::Arc<Console>) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Option<String>> + Send + 'static,
@@ -318,7 +318,7 @@ struct NewNumber {
     phone: String,
 }
 
-fn blank_to_none(value: &str) -> Option<&str> {
+pub(super) fn blank_to_none(value: &str) -> Option<&str> {
     Some(value.trim()).filter(|v| !v.is_empty())
 }
 
@@ -572,7 +572,7 @@ async fn save_settings(
     }
 }
 
-fn unprocessable(page: Markup) -> PageResult<Response> {
+pub(super) fn unprocessable(page: Markup) -> PageResult<Response> {
     let mut response = page.into_response();
     *response.status_mut() = axum::http::StatusCode::UNPROCESSABLE_ENTITY;
     Ok(response)

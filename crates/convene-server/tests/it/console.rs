@@ -321,7 +321,7 @@ async fn the_numbers_stream_pushes_the_rows_when_a_state_changes_and_assets_are_
         .collect();
 
     // Assert
-    assert_eq!(assets.len(), 4, "scripts, stylesheet and icon: {html}");
+    assert_eq!(assets.len(), 5, "three scripts, the stylesheet and the icon: {html}");
     for asset in &assets {
         let (status, body, headers) = browser.get(asset).await;
         assert_eq!(status, StatusCode::OK, "{asset}");
@@ -374,4 +374,240 @@ async fn a_number_that_cannot_reach_its_network_says_why_in_the_list_and_on_its_
     assert!(list.contains("1 unreachable"), "the count by state says it at a glance: {list}");
     assert!(list.contains(&format!(r#"<small class="why">{error}"#)), "the list says why, not only on hover: {list}");
     assert!(page.contains("WhatsApp cannot be reached") || page.contains(&error), "the page says why: {page}");
+}
+
+/// The rows of the first table after `caption` (a caption's words), as each row's cells' text.
+fn table_rows(html: &str, caption: &str) -> Vec<Vec<String>> {
+    let Some(start) = html.find(caption) else { return Vec::new() };
+    let table = &html[start..html[start..].find("</table>").map_or(html.len(), |end| start + end)];
+    let body = table.split("<tbody>").nth(1).unwrap_or("");
+    body.split("<tr>")
+        .skip(1)
+        .map(|row| {
+            row.split("<td").skip(1).map(|cell| text_of(cell.split_once('>').map_or("", |(_, rest)| rest))).collect()
+        })
+        .collect()
+}
+
+/// Text with the tags taken out, up to the cell's end.
+fn text_of(cell: &str) -> String {
+    let cell = cell.split("</td>").next().unwrap_or("");
+    let mut text = String::new();
+    let mut in_tag = false;
+    for c in cell.chars() {
+        match c {
+            '<' => in_tag = true,
+            '>' => in_tag = false,
+            _ if !in_tag => text.push(c),
+            _ => {}
+        }
+    }
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[tokio::test]
+async fn groups_are_found_by_subject_and_number_and_a_scoped_key_finds_only_its_numbers_groups() {
+    // Arrange: groups on two numbers.
+    let app = spawn_app().await;
+    let (other, other_token) =
+        app.service.create_instance(convene_core::ConnectorKind::Sandbox, Some("Events desk"), None).await.unwrap();
+    drop(other_token);
+    for subject in ["INCIDENT-1 | War room", "Onboarding ACME", "incident-2 | WAR ROOM"] {
+        app.create_group(subject, &["+17137157533"]).await;
+    }
+    let (status, body) = app
+        .post(
+            "/v1/groups",
+            serde_json::json!({"instance_id": other.id, "subject": "War room on the other desk", "participants": ["+17137157533"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let mut browser = Browser::new(&app);
+    browser.sign_in(&app.api_key).await;
+
+    // Act
+    let (status, all, _) = browser.get("/console/groups").await;
+    let (_, war_rooms, _) = browser.get("/console/groups?q=war+room&number=").await;
+    let (_, on_other, _) = browser.get(&format!("/console/groups?q=war&number={}", other.id)).await;
+    let (_, none, _) = browser.get("/console/groups?q=nothing+like+this").await;
+
+    // Assert
+    assert_eq!(status, StatusCode::OK, "{all}");
+    let subjects = |html: &str| -> Vec<String> {
+        table_rows(html, "Groups that match")
+            .into_iter()
+            .chain(table_rows(html, "Every group"))
+            .map(|r| r[0].clone())
+            .collect()
+    };
+    assert_eq!(subjects(&all).len(), 4, "{all}");
+    assert_eq!(
+        subjects(&war_rooms),
+        ["INCIDENT-1 | War room", "incident-2 | WAR ROOM", "War room on the other desk"],
+        "case is ignored"
+    );
+    assert_eq!(subjects(&on_other), ["War room on the other desk"]);
+    assert!(none.contains("No group matches."), "{none}");
+    assert!(on_other.contains(r#"value="war""#), "the search stays in its field");
+
+    // Act: a key for the first number only.
+    let grant = KeyGrant { instance_ids: Some(vec![InstanceId(app.instance_id)]), read_only: false };
+    let (scoped, _) = app.service.create_api_key("desk", grant).await.unwrap();
+    let mut desk = Browser::new(&app);
+    desk.sign_in(&scoped).await;
+    let (_, mine, _) = desk.get("/console/groups?q=war").await;
+    let (refused, _, _) = desk.get(&format!("/console/groups?number={}", other.id)).await;
+
+    // Assert
+    assert_eq!(subjects(&mine), ["INCIDENT-1 | War room", "incident-2 | WAR ROOM"]);
+    assert!(!mine.contains("Events desk"), "the other number is not even a choice: {mine}");
+    assert_eq!(refused, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn a_groups_page_shows_its_members_invite_link_and_what_happened_to_every_participant_at_creation() {
+    // Arrange: one person whose privacy keeps them out, one without WhatsApp.
+    let app = spawn_app().await;
+    app.person("+18647351567", serde_json::json!({"registered": false})).await;
+    app.person("+447700176576", serde_json::json!({"group_add": "contacts"})).await;
+    let created = app.create_group("Onboarding ACME", &["+17137157533", "+18647351567", "+447700176576"]).await;
+    let id = created["group"]["id"].as_str().unwrap();
+    let mut browser = Browser::new(&app);
+    browser.sign_in(&app.api_key).await;
+
+    // Act
+    let (status, html, _) = browser.get(&format!("/console/groups/{id}")).await;
+
+    // Assert
+    assert_eq!(status, StatusCode::OK, "{html}");
+    let members = table_rows(&html, "members, as the network has them now");
+    let roles: Vec<(&str, &str)> = members.iter().map(|r| (r[0].as_str(), r[1].as_str())).collect();
+    assert_eq!(
+        roles,
+        [(format!("{} (this number)", app.instance_phone).as_str(), "creator"), ("+17137157533", "member")]
+    );
+    let outcomes: Vec<(String, String)> =
+        table_rows(&html, "when the group was created").into_iter().map(|r| (r[0].clone(), r[1].clone())).collect();
+    assert_eq!(
+        outcomes,
+        [
+            ("+17137157533".to_owned(), "added".to_owned()),
+            ("+18647351567".to_owned(), "not on whatsapp".to_owned()),
+            ("+447700176576".to_owned(), "privacy blocked".to_owned()),
+        ]
+    );
+    assert!(html.contains("Private invite code"), "the refused one's invite code is shown: {html}");
+    let (_, link) = app.get(&format!("/v1/groups/{id}/invite-link")).await;
+    let link = link["invite_link"].as_str().unwrap();
+    assert!(html.contains(&format!(r#"value="{link}""#)), "the invite link, ready to copy: {html}");
+    assert!(html.contains(r#"data-copy="invite-link""#));
+}
+
+#[tokio::test]
+async fn an_operator_changes_members_subject_settings_and_the_invite_link_then_leaves() {
+    // Arrange
+    let app = spawn_app().await;
+    let created = app.create_group("War room", &["+17137157533"]).await;
+    let (id, jid) = (created["group"]["id"].as_str().unwrap(), created["group"]["jid"].as_str().unwrap());
+    let page = format!("/console/groups/{id}");
+    let network = || async { app.get(&format!("/v1/sandbox/groups/{jid}")).await.1 };
+    let role_of = |group: &serde_json::Value, phone: &str| {
+        group["members"].as_array().unwrap().iter().find(|m| m["phone"] == phone).map(|m| m["role"].clone())
+    };
+    let mut browser = Browser::new(&app);
+    browser.sign_in(&app.api_key).await;
+    let csrf = browser.csrf(&page).await;
+    let participants = format!("{page}/participants");
+
+    // Act + Assert: add two and something that is not a number.
+    let (status, html, _) = browser
+        .post(&participants, &[("csrf", &csrf), ("action", "add"), ("participants", "+18647351567\n+595981048477, 12")])
+        .await;
+    assert_eq!(status, StatusCode::OK, "{html}");
+    let outcomes: Vec<String> = table_rows(&html, "Outcome of the change").into_iter().map(|r| r[1].clone()).collect();
+    assert_eq!(outcomes, ["added", "added", "invalid number"], "{html}");
+    assert_eq!(network().await["members"].as_array().unwrap().len(), 4);
+
+    // Act + Assert: a member's own buttons promote, and remove.
+    let (_, html, _) =
+        browser.post(&participants, &[("csrf", &csrf), ("action", "promote"), ("participants", "+18647351567")]).await;
+    assert!(html.contains("Made admins"), "{html}");
+    assert_eq!(role_of(&network().await, "+18647351567"), Some(serde_json::json!("admin")));
+    let members = table_rows(&html, "members, as the network has them now");
+    let row = members.iter().find(|r| r[0] == "+18647351567").unwrap();
+    assert_eq!(row[1], "admin");
+    assert!(
+        row[2].contains("Dismiss as admin") && row[2].contains("Remove") && !row[2].contains("Make admin"),
+        "{row:?}"
+    );
+    browser.post(&participants, &[("csrf", &csrf), ("action", "remove"), ("participants", "+595981048477")]).await;
+    assert_eq!(role_of(&network().await, "+595981048477"), None);
+
+    // Act + Assert: subject, description and settings; only what changed is sent.
+    let edit = [
+        ("csrf", csrf.as_str()),
+        ("subject", "War room | resolved"),
+        ("description", "Postmortem on Friday\r\nRunbook 42"),
+        ("announce_only", "on"),
+        ("disappearing", "604800"),
+    ];
+    let (status, _, headers) = browser.post(&format!("{page}/edit"), &edit).await;
+    assert_eq!((status, headers[LOCATION].to_str().unwrap()), (StatusCode::SEE_OTHER, page.as_str()));
+    let group = network().await;
+    assert_eq!(group["subject"], "War room | resolved");
+    assert_eq!(group["description"], "Postmortem on Friday\nRunbook 42");
+    assert_eq!(group["settings"]["announce_only"], true);
+    assert_eq!(group["settings"]["disappearing_messages"], "7d");
+    let (status, html, _) = browser.post(&format!("{page}/edit"), &[("csrf", &csrf), ("subject", " ")]).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{html}");
+
+    // Act + Assert: a new invite link.
+    let (_, before) = app.get(&format!("/v1/groups/{id}/invite-link")).await;
+    let (status, html, _) = browser.post(&format!("{page}/invite-link/reset"), &[("csrf", &csrf)]).await;
+    let (_, after) = app.get(&format!("/v1/groups/{id}/invite-link")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_ne!(before["invite_link"], after["invite_link"]);
+    assert!(html.contains("no longer works") && html.contains(after["invite_link"].as_str().unwrap()), "{html}");
+
+    // Act + Assert: leave, after the confirmation page.
+    let (status, confirm, _) = browser.get(&format!("{page}/leave")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(confirm.contains("Convene keeps the record"), "{confirm}");
+    let (status, _, _) = browser.post(&format!("{page}/leave"), &[("csrf", &csrf)]).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(role_of(&network().await, &app.instance_phone), None, "left on the network");
+    let (_, html, _) = browser.get(&page).await;
+    assert!(html.contains("no longer in the group") && !html.contains("/participants"), "{html}");
+}
+
+#[tokio::test]
+async fn a_read_only_key_sees_a_group_but_no_form_to_change_it_and_cannot_post_one() {
+    // Arrange
+    let app = spawn_app().await;
+    let created = app.create_group("War room", &["+17137157533"]).await;
+    let page = format!("/console/groups/{}", created["group"]["id"].as_str().unwrap());
+    let grant = KeyGrant { instance_ids: None, read_only: true };
+    let (reader, _) = app.service.create_api_key("dashboard", grant).await.unwrap();
+    let mut browser = Browser::new(&app);
+    browser.sign_in(&reader).await;
+
+    // Act
+    let (status, html, _) = browser.get(&page).await;
+    let csrf = attribute_after(&html, r#"name="csrf" value=""#).expect("the sign-out form's token");
+    let (refused, _, _) = browser
+        .post(
+            &format!("{page}/participants"),
+            &[("csrf", &csrf), ("action", "remove"), ("participants", "+17137157533")],
+        )
+        .await;
+
+    // Assert
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("+17137157533") && html.contains("https://chat.whatsapp.com/"), "{html}");
+    for form in ["/participants", "/edit", "/invite-link/reset", "/leave"] {
+        assert!(!html.contains(form), "a read-only key is shown {form}: {html}");
+    }
+    assert_eq!(refused, StatusCode::FORBIDDEN);
+    let (_, network) = app.get(&format!("/v1/sandbox/groups/{}", created["group"]["jid"].as_str().unwrap())).await;
+    assert_eq!(network["members"].as_array().unwrap().len(), 2, "nobody was removed");
 }

@@ -25,6 +25,6 @@ pub use group::{
 };
 pub use ids::{CreationKey, GroupId, GroupJid, InstanceId};
 pub use outcome::{AddRequest, ParticipantChange, ParticipantOutcome, ParticipantResult};
-pub use pacing::PacingPolicy;
+pub use pacing::{PacingPolicy, PoolNumber, forecast_last};
 pub use phone::{PhoneNumber, PhoneParseError};
 pub use store::{DbError, Store};

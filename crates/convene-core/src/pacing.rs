@@ -95,9 +95,60 @@ impl PacingPolicy {
     }
 }
 
+/// One number of a pool, as a forecast sees it.
+#[derive(Clone, Debug)]
+pub struct PoolNumber {
+    pub policy: PacingPolicy,
+    /// Its attempts of the last 24 hours.
+    pub recent: Vec<Timestamp>,
+    pub paused_until: Option<Timestamp>,
+}
+
+/// When the last of `count` creations may start from `now`, each going to whichever number of `pool` may create
+/// soonest, as the queue sends them; `None` when there is nothing to place. Network refusals and failures are not
+/// foreseen: this is the earliest pacing allows.
+pub fn forecast_last(pool: &[PoolNumber], count: usize, now: Timestamp) -> Option<Timestamp> {
+    let mut pool = pool.to_vec();
+    let mut last = None;
+    for _ in 0..count {
+        let (number, at) = pool
+            .iter_mut()
+            .map(|n| {
+                let at = n.policy.next_allowed(&n.recent, n.paused_until, now);
+                (n, at)
+            })
+            .min_by_key(|(_, at)| *at)?;
+        number.recent.push(at);
+        last = Some(at);
+    }
+    last
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_forecast_places_each_creation_on_the_number_free_soonest() {
+        let now = Timestamp::from_millis(1_000_000);
+        let every_five_minutes =
+            PoolNumber { policy: PacingPolicy::REAL_NUMBER, recent: Vec::new(), paused_until: None };
+        let paused =
+            PoolNumber { paused_until: Some(now.plus(Duration::from_secs(3_600))), ..every_five_minutes.clone() };
+        let two = [every_five_minutes.clone(), every_five_minutes.clone()];
+
+        assert_eq!(forecast_last(&two, 0, now), None);
+        assert_eq!(forecast_last(&[], 3, now), None);
+        assert_eq!(forecast_last(&two, 2, now), Some(now), "one each, at once");
+        assert_eq!(forecast_last(&two, 4, now), Some(now.plus(Duration::from_secs(300))));
+        // The paused number takes none of five creations until its pause ends (after 12 intervals of the other).
+        assert_eq!(
+            forecast_last(&[every_five_minutes.clone(), paused], 5, now),
+            Some(now.plus(Duration::from_secs(1_200)))
+        );
+        // A daily cap of 30: the 31st waits a day after the first.
+        assert_eq!(forecast_last(&[every_five_minutes], 31, now), Some(now.plus(DAY)));
+    }
 
     const T0: Timestamp = Timestamp::from_millis(1_795_392_000_000);
 

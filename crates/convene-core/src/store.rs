@@ -197,6 +197,27 @@ pub struct JobRecord {
     pub updated_at: Timestamp,
 }
 
+/// A batch of queued creations (`POST /v1/jobs/groups`): its jobs counted by state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BatchSummary {
+    pub batch_id: Uuid,
+    pub created_at: Timestamp,
+    /// The pool of instances its jobs may run on (one pool for the whole batch).
+    pub instance_ids: Vec<InstanceId>,
+    /// Jobs per state, every state present.
+    pub counts: [(JobState, u64); 5],
+}
+
+impl BatchSummary {
+    pub fn count(&self, state: JobState) -> u64 {
+        self.counts.iter().find(|(s, _)| *s == state).map_or(0, |(_, n)| *n)
+    }
+
+    pub fn total(&self) -> u64 {
+        self.counts.iter().map(|(_, n)| n).sum()
+    }
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct JobListQuery {
     pub state: Option<JobState>,
@@ -317,6 +338,8 @@ pub trait Store: Send + Sync {
     async fn next_job_due(&self) -> DbResult<Option<Timestamp>>;
     /// How many jobs are in each state; a state without jobs is left out.
     async fn count_jobs_by_state(&self) -> DbResult<Vec<(JobState, u64)>>;
+    /// Batches newest first, after `before` (a batch's creation time and id: the next page), at most `limit`.
+    async fn list_batches(&self, before: Option<(Timestamp, Uuid)>, limit: u32) -> DbResult<Vec<BatchSummary>>;
     /// Queued → running, one more attempt, pinned to `instance_id`; false when the job was not queued (taken or
     /// cancelled meanwhile).
     async fn claim_job(&self, id: Uuid, instance_id: InstanceId, now: Timestamp) -> DbResult<bool>;

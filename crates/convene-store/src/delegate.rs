@@ -194,6 +194,14 @@ macro_rules! impl_store {
                 jobs::count_jobs_by_state(self).await
             }
 
+            async fn list_batches(
+                &self,
+                before: Option<(Timestamp, Uuid)>,
+                limit: u32,
+            ) -> DbResult<Vec<convene_core::store::BatchSummary>> {
+                jobs::list_batches(self, before, limit).await
+            }
+
             async fn claim_job(&self, id: Uuid, instance_id: InstanceId, now: Timestamp) -> DbResult<bool> {
                 jobs::claim_job(self, id, instance_id, now).await
             }

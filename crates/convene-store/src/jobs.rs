@@ -2,7 +2,7 @@
 //! attempts, and jobs. Shared by both backends like those in `sql`.
 
 use convene_core::store::{
-    CreationAttempt, DbResult, InstancePause, InstanceSettings, JobListQuery, JobRecord, JobState,
+    BatchSummary, CreationAttempt, DbResult, InstancePause, InstanceSettings, JobListQuery, JobRecord, JobState,
 };
 use convene_core::{InstanceId, PhoneNumber, Timestamp};
 use uuid::Uuid;
@@ -223,6 +223,29 @@ pub(crate) async fn count_jobs_by_state(db: &impl Backend) -> DbResult<Vec<(JobS
     let statement = Statement::new("SELECT state, COUNT(*) AS n FROM jobs GROUP BY state ORDER BY state");
     db.fetch(statement, |row| Ok((stored::job_state("jobs.state", row.text("state")?)?, row.int("n")?.unsigned_abs())))
         .await
+}
+
+pub(crate) async fn list_batches(
+    db: &impl Backend,
+    before: Option<(Timestamp, Uuid)>,
+    limit: u32,
+) -> DbResult<Vec<BatchSummary>> {
+    // Every job of a batch is written in one transaction with the same time and pool.
+    let statement = Statement::new(
+        "SELECT batch_id, MIN(created_at) AS created_at, MIN(instance_ids) AS instance_ids, \
+         SUM(CASE WHEN state = 'queued' THEN 1 ELSE 0 END) AS queued, \
+         SUM(CASE WHEN state = 'running' THEN 1 ELSE 0 END) AS running, \
+         SUM(CASE WHEN state = 'succeeded' THEN 1 ELSE 0 END) AS succeeded, \
+         SUM(CASE WHEN state = 'failed' THEN 1 ELSE 0 END) AS failed, \
+         SUM(CASE WHEN state = 'cancelled' THEN 1 ELSE 0 END) AS cancelled \
+         FROM jobs WHERE batch_id IS NOT NULL GROUP BY batch_id \
+         HAVING ($1 IS NULL OR MIN(created_at) < $1 OR (MIN(created_at) = $1 AND batch_id < $2)) \
+         ORDER BY MIN(created_at) DESC, batch_id DESC LIMIT $3",
+    )
+    .bind(before.map(|(at, _)| at.as_millis()))
+    .bind(before.map(|(_, batch)| id(batch)))
+    .bind(i64::from(limit.clamp(1, 500)));
+    db.fetch(statement, stored::batch_summary).await
 }
 
 pub(crate) async fn claim_job(db: &impl Backend, job_id: Uuid, instance: InstanceId, now: Timestamp) -> DbResult<bool> {

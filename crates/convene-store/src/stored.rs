@@ -3,8 +3,8 @@
 //! column, never as a panic and never silently replaced.
 
 use convene_core::store::{
-    ApiKeyRecord, CreationAttempt, DbResult, GroupRecord, InstancePause, InstanceRecord, InstanceSettings, JobRecord,
-    JobState,
+    ApiKeyRecord, BatchSummary, CreationAttempt, DbResult, GroupRecord, InstancePause, InstanceRecord,
+    InstanceSettings, JobRecord, JobState,
 };
 use convene_core::{
     ConnectorKind, DbError, Disappearing, GroupId, GroupJid, GroupSettings, InstanceId, PacingPolicy, PhoneNumber,
@@ -203,6 +203,22 @@ fn disappearing(column: &str, value: i64) -> DbResult<Disappearing> {
 
 pub(crate) fn job_state(column: &str, value: &str) -> DbResult<JobState> {
     JobState::parse(value).ok_or_else(|| corrupt(column, value, "a job state"))
+}
+
+pub(crate) fn batch_summary(row: &dyn Columns) -> DbResult<BatchSummary> {
+    let count = |column: &str| row.int(column).map(i64::unsigned_abs);
+    Ok(BatchSummary {
+        batch_id: uuid("jobs.batch_id", row.text("batch_id")?)?,
+        created_at: Timestamp::from_millis(row.int("created_at")?),
+        instance_ids: instance_ids("jobs.instance_ids", row.text("instance_ids")?)?,
+        counts: [
+            (JobState::Queued, count("queued")?),
+            (JobState::Running, count("running")?),
+            (JobState::Succeeded, count("succeeded")?),
+            (JobState::Failed, count("failed")?),
+            (JobState::Cancelled, count("cancelled")?),
+        ],
+    })
 }
 
 /// Space-separated instance ids, as `jobs::instance_id_list` writes them (jobs' pools, API keys' scopes).

@@ -373,7 +373,7 @@ fn members_table(
 }
 
 /// Each participant's outcome: the number as given, as read, the outcome, and what it means.
-fn outcomes_table(caption: &str, reports: &[ParticipantReport]) -> Markup {
+pub(super) fn outcomes_table(caption: &str, reports: &[ParticipantReport]) -> Markup {
     html! {
         div.scroll {
             table.cards.outcomes {

@@ -18,6 +18,7 @@ use crate::AppState;
 use crate::error::ApiError;
 
 mod assets;
+mod campaigns;
 mod groups;
 mod numbers;
 mod session;
@@ -33,6 +34,7 @@ pub fn router() -> Router<AppState> {
         .merge(session::router())
         .merge(numbers::router())
         .merge(groups::router())
+        .merge(campaigns::router())
         .route_layer(axum::middleware::map_request(crate::request_log::note_dialect("console")))
         .layer(axum::middleware::from_fn(security_headers));
     Router::new().route("/", get(|| async { Redirect::to("/console/") })).merge(pages).merge(assets::router())
@@ -69,6 +71,7 @@ async fn security_headers(request: Request, next: Next) -> Response {
 enum Section {
     Numbers,
     Groups,
+    Campaigns,
     None,
 }
 
@@ -97,6 +100,7 @@ fn page(title: &str, console: Option<&Console>, section: Section, body: Markup) 
                         nav aria-label="Console" {
                             a href=(numbers::PATH) aria-current=[(section == Section::Numbers).then_some("page")] { "Numbers" }
                             a href=(groups::PATH) aria-current=[(section == Section::Groups).then_some("page")] { "Groups" }
+                            a href=(campaigns::PATH) aria-current=[(section == Section::Campaigns).then_some("page")] { "Campaigns" }
                             a href="/docs/" { "API docs" }
                         }
                         (session::signed_in_as(console))

@@ -199,6 +199,27 @@ impl Service {
         })
     }
 
+    /// The earliest pacing lets the last of `count` creations over `instance_ids` start (see
+    /// `convene_core::forecast_last`).
+    pub async fn forecast_last_creation(
+        &self,
+        instance_ids: &[InstanceId],
+        count: usize,
+        now: Timestamp,
+    ) -> Result<Option<Timestamp>> {
+        let mut pool = Vec::with_capacity(instance_ids.len());
+        for &id in instance_ids {
+            let instance =
+                self.store.get_instance(id).await.map_err(|e| not_found(e, || format!("no instance {id}")))?;
+            pool.push(convene_core::PoolNumber {
+                policy: self.pacing_policy(&instance).await?,
+                recent: self.store.creation_attempt_times(id, now.minus(DAY)).await?,
+                paused_until: self.store.instance_pause(id).await?.map(|p| p.until).filter(|until| *until > now),
+            });
+        }
+        Ok(convene_core::forecast_last(&pool, count, now))
+    }
+
     /// Checks a creation and adds the instance's backup admins. Every bad field is named, under `prefix`.
     async fn prepare(
         &self,
@@ -434,6 +455,11 @@ impl Service {
         self.commit(&[Change::UpdateJob(&job)], &[self.job_event(&job, Some(JobState::Queued))?]).await?;
         metrics::counter!(crate::telemetry::CREATIONS, "result" => job.state.as_str()).increment(1);
         Ok(job)
+    }
+
+    /// The group a job was asked to create.
+    pub fn job_request(job: &JobRecord) -> Option<NewGroup> {
+        serde_json::from_str::<StoredRequest>(&job.request).ok().map(|stored| stored.group)
     }
 
     /// The result stored in a finished job.

@@ -611,3 +611,128 @@ async fn a_read_only_key_sees_a_group_but_no_form_to_change_it_and_cannot_post_o
     let (_, network) = app.get(&format!("/v1/sandbox/groups/{}", created["group"]["jid"].as_str().unwrap())).await;
     assert_eq!(network["members"].as_array().unwrap().len(), 2, "nobody was removed");
 }
+
+/// The batch page a queue form's answer leads to.
+fn batch_page_of(headers: &reqwest::header::HeaderMap) -> String {
+    let location = headers[LOCATION].to_str().unwrap();
+    assert!(location.starts_with("/console/campaigns/"), "{location}");
+    location.to_owned()
+}
+
+#[tokio::test]
+async fn an_operator_previews_a_csv_batch_with_when_pacing_lets_the_last_go_queues_it_and_sees_every_outcome() {
+    // Arrange: a number paced to one creation every five minutes, and a person without WhatsApp.
+    let app = spawn_app().await;
+    let pacing = convene_core::PacingPolicy { min_interval_secs: 300, burst: 1, daily_cap: None };
+    app.service.set_instance_settings(InstanceId(app.instance_id), Some(pacing), false, &[]).await.unwrap();
+    app.person("+18647351567", serde_json::json!({"registered": false})).await;
+    let mut browser = Browser::new(&app);
+    browser.sign_in(&app.api_key).await;
+    let csrf = browser.csrf("/console/campaigns").await;
+    let number = app.instance_id.to_string();
+    let csv = "subject,participants,description\n\
+               Onboarding ACME,+17137157533;+18647351567,Welcome ACME\n\
+               \"Onboarding Globex, Inc.\",+17137157533\n\
+               Onboarding Initech,+17137157533\n";
+    let form = |intent: &'static str, csv: &'static str| {
+        vec![("csrf", csrf.clone()), ("number", number.clone()), ("csv", csv.to_owned()), ("intent", intent.to_owned())]
+    };
+    let post = |fields: Vec<(&'static str, String)>| {
+        let browser = &browser;
+        async move {
+            let pairs: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            browser.post("/console/campaigns", &pairs).await
+        }
+    };
+
+    // Act + Assert: a preview queues nothing and says when the third group can go (two intervals from now).
+    let (status, html, _) = post(form("preview", csv)).await;
+    assert_eq!(status, StatusCode::OK, "{html}");
+    assert!(html.contains("3 groups read") && html.contains("in 10 min"), "{html}");
+    let read: Vec<String> =
+        table_rows(&html, "The groups as read from the CSV").into_iter().map(|r| r[1].clone()).collect();
+    assert_eq!(read, ["Onboarding ACME", "Onboarding Globex, Inc.", "Onboarding Initech"]);
+    assert!(html.contains("Onboarding Initech,+17137157533\n</textarea>"), "the CSV stays in its box: {html}");
+    assert!(app.service.store().list_batches(None, 10).await.unwrap().is_empty(), "nothing queued");
+
+    // Act + Assert: a bad number is named by its line, and nothing is queued.
+    let (status, html, _) = post(form("queue", "War room,+17137157533\nBad,not-a-number\n")).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{html}");
+    assert!(html.contains("line 2 participants"), "{html}");
+    assert!(app.service.store().list_batches(None, 10).await.unwrap().is_empty());
+
+    // Act: queue, and let the queue run.
+    let (status, _, headers) = post(form("queue", csv)).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let batch = batch_page_of(&headers);
+    let (status, html, _) = browser.get(&batch).await;
+    assert_eq!(status, StatusCode::OK, "{html}");
+    assert!(html.contains("Batch of 3 groups"), "{html}");
+    app.run_jobs_to_completion().await;
+
+    // Assert: every group created, with each participant's outcome a click away.
+    let (_, html, _) = browser.get(&batch).await;
+    assert!(html.contains("3 succeeded") && html.contains("Finished."), "{html}");
+    let rows = table_rows(&html, "Each group of the batch");
+    let states: Vec<(&str, &str)> = rows.iter().map(|r| (r[0].as_str(), r[1].as_str())).collect();
+    assert_eq!(
+        states,
+        [
+            ("Onboarding ACME", "succeeded"),
+            ("Onboarding Globex, Inc.", "succeeded"),
+            ("Onboarding Initech", "succeeded")
+        ]
+    );
+    assert_eq!(rows[0][4], "Group · 1 of 2 added");
+    let job = attribute_after(&html, r#"<a href="/console/jobs/"#).unwrap();
+    let (_, job_page, _) = browser.get(&format!("/console/jobs/{job}")).await;
+    let outcomes: Vec<String> =
+        table_rows(&job_page, "What happened to each participant").into_iter().map(|r| r[1].clone()).collect();
+    assert_eq!(outcomes, ["added", "not on whatsapp"], "{job_page}");
+    assert_eq!(table_rows(&job_page, "Every attempt on the network")[0][2], "created");
+    let (_, list, _) = browser.get("/console/campaigns").await;
+    assert!(table_rows(&list, "Batches of queued groups")[0][2].contains("3 of 3"), "{list}");
+}
+
+#[tokio::test]
+async fn queued_groups_can_be_cancelled_and_a_key_for_other_numbers_cannot_see_the_batch() {
+    // Arrange: a number allowed one creation a day, and a batch of three on it.
+    let app = spawn_app().await;
+    let pacing = convene_core::PacingPolicy { min_interval_secs: 0, burst: 1, daily_cap: Some(1) };
+    app.service.set_instance_settings(InstanceId(app.instance_id), Some(pacing), false, &[]).await.unwrap();
+    app.create_group("Today's one", &["+17137157533"]).await;
+    let mut browser = Browser::new(&app);
+    browser.sign_in(&app.api_key).await;
+    let csrf = browser.csrf("/console/campaigns").await;
+    let number = app.instance_id.to_string();
+    let fields = [
+        ("csrf", csrf.as_str()),
+        ("number", number.as_str()),
+        ("csv", "A,+17137157533\nB,+17137157533\nC,+17137157533"),
+        ("intent", "queue"),
+    ];
+    let (_, _, headers) = browser.post("/console/campaigns", &fields).await;
+    let batch = batch_page_of(&headers);
+
+    // Act
+    let (_, before, _) = browser.get(&batch).await;
+    let (status, _, _) = browser.post(&format!("{batch}/cancel"), &[("csrf", &csrf)]).await;
+    let (_, after, _) = browser.get(&batch).await;
+
+    // Assert
+    assert!(before.contains("3 queued") && before.contains("in 3 d"), "one a day, after today's: {before}");
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert!(after.contains("3 cancelled") && !after.contains("Cancel the groups"), "{after}");
+
+    // Act + Assert: a key for another number is told there is no such batch.
+    let (other, _) =
+        app.service.create_instance(convene_core::ConnectorKind::Sandbox, Some("Other"), None).await.unwrap();
+    let grant = KeyGrant { instance_ids: Some(vec![other.id]), read_only: false };
+    let (scoped, _) = app.service.create_api_key("other desk", grant).await.unwrap();
+    let mut outsider = Browser::new(&app);
+    outsider.sign_in(&scoped).await;
+    let (status, _, _) = outsider.get(&batch).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (_, list, _) = outsider.get("/console/campaigns").await;
+    assert!(list.contains("No batches yet."), "{list}");
+}

@@ -791,6 +791,7 @@ macro_rules! every_case {
             due_jobs_are_the_queued_ones_up_to_now_soonest_then_oldest_then_by_id,
             the_next_job_due_counts_queued_jobs_only,
             jobs_are_counted_by_state,
+            batches_are_listed_newest_first_with_their_jobs_counted_by_state_a_page_at_a_time,
             claiming_a_job_pins_it_counts_an_attempt_and_leaves_the_rest,
             updating_a_job_replaces_only_its_mutable_fields,
             deleting_an_instance_keeps_its_jobs_and_the_other_instances_records,

@@ -480,6 +480,51 @@ pub async fn jobs_are_counted_by_state(store: &dyn Store) {
     assert_eq!(counts, [(JobState::Failed, 1), (JobState::Queued, 3), (JobState::Running, 1)]);
 }
 
+pub async fn batches_are_listed_newest_first_with_their_jobs_counted_by_state_a_page_at_a_time(store: &dyn Store) {
+    // Arrange: three batches on two pools, a job outside any batch, jobs in every state.
+    let pool = [InstanceId(7_103_000_001), InstanceId(7_103_000_002)];
+    let batches: Vec<Uuid> = (0..3).map(|_| Uuid::now_v7()).collect();
+    let in_batch = |n: usize, at: i64, state: JobState, pool: &[InstanceId]| JobRecord {
+        state,
+        ..job(&format!("b{n}-{}", Uuid::now_v7()), pool, Timestamp::from_millis(at), Some(batches[n]))
+    };
+    let jobs = [
+        in_batch(0, 1_000, JobState::Succeeded, &pool),
+        in_batch(0, 1_000, JobState::Failed, &pool),
+        in_batch(1, 2_000, JobState::Queued, &pool[..1]),
+        in_batch(1, 2_000, JobState::Queued, &pool[..1]),
+        in_batch(1, 2_000, JobState::Running, &pool[..1]),
+        in_batch(1, 2_000, JobState::Cancelled, &pool[..1]),
+        in_batch(2, 3_000, JobState::Succeeded, &pool),
+        job("alone", &pool, Timestamp::from_millis(4_000), None),
+    ];
+    store.insert_jobs(&jobs).await.unwrap();
+
+    // Act
+    let first = store.list_batches(None, 2).await.unwrap();
+    let after = first.last().map(|b| (b.created_at, b.batch_id));
+    let second = store.list_batches(after, 2).await.unwrap();
+
+    // Assert
+    assert_eq!(first.iter().map(|b| b.batch_id).collect::<Vec<_>>(), [batches[2], batches[1]]);
+    assert_eq!(second.iter().map(|b| b.batch_id).collect::<Vec<_>>(), [batches[0]]);
+    let middle = &first[1];
+    assert_eq!(middle.created_at, Timestamp::from_millis(2_000));
+    assert_eq!(middle.instance_ids, &pool[..1]);
+    assert_eq!(
+        middle.counts,
+        [
+            (JobState::Queued, 2),
+            (JobState::Running, 1),
+            (JobState::Succeeded, 0),
+            (JobState::Failed, 0),
+            (JobState::Cancelled, 1)
+        ]
+    );
+    assert_eq!((second[0].count(JobState::Succeeded), second[0].count(JobState::Failed), second[0].total()), (1, 1, 2));
+    assert_eq!(second[0].instance_ids, pool);
+}
+
 pub async fn claiming_a_job_pins_it_counts_an_attempt_and_leaves_the_rest(store: &dyn Store) {
     // Arrange
     let job = JobRecord { attempts: 2, needs_reconcile: true, last_error: Some("lost reply".into()), ..queued(0) };

@@ -1,5 +1,7 @@
-// The console's own script, all of it: a button with data-copy="<id>" copies that field's text. Pages work without
-// it; the field can still be selected and copied by hand.
+// The console's own script, all of it. Pages work without it: a field to copy can be selected by hand, and CSV can
+// be pasted instead of read from a file.
+
+// A button with data-copy="<id>" copies that field's text.
 document.addEventListener('click', async (event) => {
   const button = event.target.closest('button[data-copy]');
   const field = button && document.getElementById(button.dataset.copy);
@@ -16,3 +18,14 @@ document.addEventListener('click', async (event) => {
   }
   if (status) status.textContent = copied ? 'Copied.' : 'Selected: press Ctrl+C to copy.';
 });
+
+// A file input with data-fills="<id>" reads the chosen text file into that field. Its block is hidden until this
+// script runs, since without script a chosen file would go nowhere.
+for (const input of document.querySelectorAll('input[type="file"][data-fills]')) {
+  input.closest('[hidden]')?.removeAttribute('hidden');
+  input.addEventListener('change', async () => {
+    const field = document.getElementById(input.dataset.fills);
+    const file = input.files[0];
+    if (field && file) field.value = await file.text();
+  });
+}

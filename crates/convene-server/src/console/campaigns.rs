@@ -466,13 +466,7 @@ async fn show(State(state): State<AppState>, console: Console, Path(id): Path<St
                 dt { "Batch id" } dd { code { (id) } }
             }
             section #batch-live aria-live="polite" hx-ext="sse" sse-connect={ (path) "/live" } sse-swap="batch" {
-                (batch_block(&summary, forecast, &jobs, &names, now))
-            }
-            @if console.writes() && summary.count(JobState::Queued) > 0 {
-                form method="post" action={ (path) "/cancel" } {
-                    (console.csrf_field())
-                    button.danger type="submit" { "Cancel the groups not started yet" }
-                }
+                (batch_block(&console, &summary, forecast, &jobs, &names, now))
             }
         },
     ))
@@ -484,7 +478,9 @@ async fn forecast(state: &AppState, summary: &BatchSummary, now: Timestamp) -> P
     Ok(state.service.forecast_last_creation(&summary.instance_ids, queued, now).await?)
 }
 
+/// The live part of a batch's page: progress, the forecast, each job, and cancelling what has not started.
 fn batch_block(
+    console: &Console,
     summary: &BatchSummary,
     forecast: Option<Timestamp>,
     jobs: &[JobRecord],
@@ -534,6 +530,12 @@ fn batch_block(
                 }
             }
         }
+        @if console.writes() && summary.count(JobState::Queued) > 0 {
+            form method="post" action={ (batch_path(summary.batch_id)) "/cancel" } {
+                (console.csrf_field())
+                button.danger type="submit" { "Cancel the groups not started yet" }
+            }
+        }
     }
 }
 
@@ -546,7 +548,7 @@ async fn show_live(State(state): State<AppState>, console: Console, Path(id): Pa
         let summary = summary_of(id, &jobs);
         let now = state.service.now();
         let forecast = forecast(&state, &summary, now).await.ok()?;
-        Some(batch_block(&summary, forecast, &jobs, &names, now).into_string())
+        Some(batch_block(&console, &summary, forecast, &jobs, &names, now).into_string())
     }))
 }
 

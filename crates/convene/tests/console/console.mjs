@@ -78,6 +78,54 @@ async function fitsWidth(page) {
   return page.evaluate(() => document.documentElement.scrollWidth <= window.innerWidth);
 }
 
+/** Campaigns and groups: a batch of five from a CSV file, watched live to the end; a group's outcomes; adding. */
+async function groupsAndCampaigns(page) {
+  step('queue five groups from a CSV file');
+  await page.getByRole('navigation', { name: 'Console' }).getByRole('link', { name: 'Campaigns' }).click();
+  await page.getByRole('heading', { name: 'Queue a batch of groups' }).waitFor();
+  const csv = ['subject,participants,description',
+    ...[1, 2, 3, 4, 5].map((n) => `Onboarding ${n},+17137157533;+18647351567,Customer ${n}`)].join('\n');
+  await page.getByLabel('Or read a CSV file into the box above').setInputFiles(
+    { name: 'groups.csv', mimeType: 'text/csv', buffer: Buffer.from(csv) });
+  await page.waitForFunction(() => document.getElementById('csv').value.includes('Onboarding 5'));
+  await page.getByLabel('Breakout room 7').check();
+  await page.getByRole('button', { name: 'Preview' }).click();
+  await page.getByText('5 groups read').waitFor();
+  expect(await page.getByLabel('Breakout room 7').isChecked(), 'the pool stays chosen after a preview');
+  await shot(page, 'desktop-campaign-preview');
+  await page.getByRole('button', { name: 'Queue groups' }).click();
+  await page.waitForURL(/\/console\/campaigns\/[0-9a-f-]{36}$/);
+
+  step('the batch finishes live');
+  await page.getByText('5 succeeded').waitFor({ timeout: 30000 });
+  await page.getByText('Finished.').waitFor();
+  expect(await page.getByRole('button', { name: 'Cancel the groups not started yet' }).count() === 0,
+    'nothing left to cancel once finished');
+  await shot(page, 'desktop-campaign-batch');
+
+  step('a group shows what happened to each participant, and takes one more');
+  await page.getByRole('link', { name: 'Group', exact: true }).first().click();
+  await page.getByRole('heading', { name: 'At creation' }).waitFor();
+  const atCreation = page.getByRole('table', { name: /when the group was created/ });
+  expect(await atCreation.getByText('added', { exact: true }).count() === 2, 'both participants were added at creation');
+  await page.getByRole('button', { name: 'Copy' }).click();
+  await page.getByText(/^(Copied\.|Selected: press Ctrl\+C to copy\.)$/).waitFor();
+  await page.getByLabel('Phone numbers with country code, one per line').fill('+447700176576');
+  await page.getByRole('button', { name: 'Apply' }).click();
+  await page.getByRole('table', { name: 'Outcome of the change' }).getByText('added', { exact: true }).waitFor();
+  await page.getByRole('table', { name: /members, as the network has them now/ }).getByText('+447700176576').waitFor();
+  await shot(page, 'desktop-group');
+
+  step('groups are searched by subject');
+  await page.getByRole('navigation', { name: 'Console' }).getByRole('link', { name: 'Groups' }).click();
+  await page.getByLabel('Subject contains').fill('onboarding');
+  await page.getByRole('button', { name: 'Search' }).click();
+  await page.getByRole('table', { name: 'Groups that match' }).waitFor();
+  const found = await page.getByRole('table', { name: 'Groups that match' }).locator('tbody tr').count();
+  expect(found === 5, `five groups match "onboarding": ${found}`);
+  await shot(page, 'desktop-groups');
+}
+
 try {
   // Desktop: sign in, read the numbers, add one, watch the list change live, pair a WhatsApp number by QR.
   const desktop = await open(1280, 800);
@@ -129,6 +177,8 @@ try {
   await page.getByText(`Paired: ${PAIRED_PHONE}`).waitFor();
   await shot(page, 'desktop-number-paired');
 
+  await groupsAndCampaigns(page);
+
   step('sign out');
   await page.getByRole('button', { name: 'Sign out' }).click();
   await page.waitForURL('**/console/sign-in');
@@ -153,6 +203,18 @@ try {
   }
   expect(await fitsWidth(page), 'a number page fits a phone');
   await shot(page, 'phone-number-read-only');
+  for (const [section, name] of [['Campaigns', 'phone-campaigns-read-only'], ['Groups', 'phone-groups-read-only']]) {
+    await page.getByRole('navigation', { name: 'Console' }).getByRole('link', { name: section }).click();
+    await page.getByRole('heading', { name: section, exact: true }).waitFor();
+    expect(await page.getByRole('button', { name: 'Queue groups' }).count() === 0, 'a read-only key queues nothing');
+    expect(await fitsWidth(page), `the ${section} page fits a phone`);
+    await shot(page, name);
+  }
+  await page.getByRole('link', { name: 'Onboarding 1' }).click();
+  await page.getByRole('heading', { name: 'At creation' }).waitFor();
+  expect(await page.getByRole('button', { name: 'Apply' }).count() === 0, 'a read-only key changes no members');
+  expect(await fitsWidth(page), 'a group page fits a phone');
+  await shot(page, 'phone-group-read-only');
   await phone.context.close();
 
   expect(problems.length === 0, `problems in the pages:\n${problems.join('\n')}`);

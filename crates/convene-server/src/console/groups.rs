@@ -309,7 +309,7 @@ fn change_words(change: ParticipantChange) -> &'static str {
     }
 }
 
-fn role_words(role: MemberRole) -> &'static str {
+pub(super) fn role_words(role: MemberRole) -> &'static str {
     match role {
         MemberRole::Creator => "creator",
         MemberRole::Admin => "admin",

@@ -21,6 +21,7 @@ mod assets;
 mod campaigns;
 mod groups;
 mod numbers;
+mod sandbox;
 mod session;
 mod time;
 
@@ -35,6 +36,7 @@ pub fn router() -> Router<AppState> {
         .merge(numbers::router())
         .merge(groups::router())
         .merge(campaigns::router())
+        .merge(sandbox::router())
         .route_layer(axum::middleware::map_request(crate::request_log::note_dialect("console")))
         .layer(axum::middleware::from_fn(security_headers));
     Router::new().route("/", get(|| async { Redirect::to("/console/") })).merge(pages).merge(assets::router())
@@ -72,6 +74,7 @@ enum Section {
     Numbers,
     Groups,
     Campaigns,
+    Sandbox,
     None,
 }
 
@@ -101,6 +104,9 @@ fn page(title: &str, console: Option<&Console>, section: Section, body: Markup) 
                             a href=(numbers::PATH) aria-current=[(section == Section::Numbers).then_some("page")] { "Numbers" }
                             a href=(groups::PATH) aria-current=[(section == Section::Groups).then_some("page")] { "Groups" }
                             a href=(campaigns::PATH) aria-current=[(section == Section::Campaigns).then_some("page")] { "Campaigns" }
+                            @if console.account_wide() {
+                                a href=(sandbox::PATH) aria-current=[(section == Section::Sandbox).then_some("page")] { "Sandbox" }
+                            }
                             a href="/docs/" { "API docs" }
                         }
                         (session::signed_in_as(console))

@@ -736,3 +736,126 @@ async fn queued_groups_can_be_cancelled_and_a_key_for_other_numbers_cannot_see_t
     let (_, list, _) = outsider.get("/console/campaigns").await;
     assert!(list.contains("No batches yet."), "{list}");
 }
+
+#[tokio::test]
+async fn a_scripted_person_accepts_the_private_invite_they_were_sent_opens_a_link_and_leaves() {
+    // Arrange
+    let app = spawn_app().await;
+    let mut browser = Browser::new(&app);
+    browser.sign_in(&app.api_key).await;
+    let csrf = browser.csrf("/console/sandbox").await;
+    let person = "/console/sandbox/people/+447700176576";
+
+    // Act + Assert: only contacts may add this person now.
+    let (status, _, headers) = browser.get("/console/sandbox/people?phone=%2B44+7700+176576").await;
+    assert_eq!((status, headers[LOCATION].to_str().unwrap()), (StatusCode::SEE_OTHER, person));
+    let script =
+        [("csrf", csrf.as_str()), ("registered", "on"), ("group_add", "contacts"), ("contacts", "+17137157533")];
+    let (status, html, _) = browser.post(person, &script).await;
+    assert_eq!(status, StatusCode::OK, "{html}");
+    assert!(html.contains("Saved.") && html.contains("Only their contacts may add them"), "{html}");
+    let scripted = app.service.sandbox().person(&convene_core::PhoneNumber::parse("+447700176576").unwrap());
+    assert_eq!(scripted.contacts.iter().map(|p| p.e164()).collect::<Vec<_>>(), ["+17137157533"]);
+
+    // Act + Assert: a creation keeps them out and sends a private invite, which they accept from their inbox.
+    let body = serde_json::json!({"instance_id": app.instance_id, "subject": "Launch", "participants": ["+447700176576"], "auto_invite": true});
+    let (_, created) = app.post("/v1/groups", body).await;
+    assert_eq!(created["participants"][0]["outcome"], "invite_sent", "{created}");
+    let jid = created["group"]["jid"].as_str().unwrap().to_owned();
+    let (_, html, _) = browser.get(person).await;
+    assert_eq!(
+        table_rows(&html, "What the numbers sent this person")[0][2].starts_with("Invite to Launch"),
+        true,
+        "{html}"
+    );
+    let (status, html, _) = browser.post(&format!("{person}/accept-invite"), &[("csrf", &csrf), ("group", &jid)]).await;
+    assert_eq!(status, StatusCode::OK, "{html}");
+    assert!(html.contains("Joined the group."), "{html}");
+    let (status, html, _) = browser.post(&format!("{person}/accept-invite"), &[("csrf", &csrf), ("group", &jid)]).await;
+    assert_eq!(status, StatusCode::CONFLICT, "accepting twice is refused in words: {html}");
+
+    // Act + Assert: the group as the network holds it, and a member leaving from there.
+    let group_page = format!("/console/sandbox/groups/{jid}");
+    let (_, html, _) = browser.get(&group_page).await;
+    let members: Vec<String> = table_rows(&html, "members on the network").into_iter().map(|r| r[0].clone()).collect();
+    assert_eq!(members, [app.instance_phone.clone(), "+447700176576".to_owned()]);
+    let (status, _, _) =
+        browser.post(&format!("{group_page}/leave"), &[("csrf", &csrf), ("phone", "+447700176576")]).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(app.service.sandbox().group(&convene_core::GroupJid::parse(&jid).unwrap()).unwrap().members.len(), 1);
+
+    // Act + Assert: someone else opens the invite link.
+    let (_, link) = app.get(&format!("/v1/groups/{jid}/invite-link")).await;
+    let (status, html, _) = browser
+        .post(
+            "/console/sandbox/people/+18647351567/join",
+            &[("csrf", &csrf), ("invite", link["invite_link"].as_str().unwrap())],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{html}");
+    assert!(html.contains("Joined the group."), "{html}");
+}
+
+#[tokio::test]
+async fn faults_and_network_limits_are_switched_from_the_sandbox_page_and_a_bad_value_is_named() {
+    // Arrange
+    let app = spawn_app().await;
+    let mut browser = Browser::new(&app);
+    browser.sign_in(&app.api_key).await;
+    let csrf = browser.csrf("/console/sandbox").await;
+
+    // Act
+    let bad = [("csrf", csrf.as_str()), ("latency_ms", "5"), ("reply_lost_rate", "0"), ("error_rate", "2")];
+    let (refused, html, _) = browser.post("/console/sandbox/faults", &bad).await;
+    let good = [("csrf", csrf.as_str()), ("latency_ms", "5"), ("reply_lost_rate", "0.25"), ("error_rate", "0")];
+    let (saved, _, _) = browser.post("/console/sandbox/faults", &good).await;
+    let limits = [
+        ("csrf", csrf.as_str()),
+        ("enabled", "on"),
+        ("min_interval_secs", "60"),
+        ("max_per_day", "20"),
+        ("ban_after_hits", "2"),
+        ("ban_secs", "3600"),
+    ];
+    let (limited, _, _) = browser.post("/console/sandbox/network-limits", &limits).await;
+    let (_, page, _) = browser.get("/console/sandbox").await;
+
+    // Assert
+    assert_eq!(refused, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(html.contains("error_rate must be between 0 and 1"), "{html}");
+    assert_eq!((saved, limited), (StatusCode::SEE_OTHER, StatusCode::SEE_OTHER));
+    let faults = app.service.sandbox().faults();
+    assert_eq!((faults.latency_ms, faults.reply_lost_rate, faults.unreachable), (5, 0.25, false));
+    let network = app.service.sandbox().network_limits();
+    assert!(network.enabled && network.min_interval_secs == 60 && network.ban_secs == 3600, "{network:?}");
+    assert!(page.contains(r#"name="reply_lost_rate" min="0" max="1" step="any" value="0.25""#), "the page shows them");
+}
+
+#[tokio::test]
+async fn the_sandbox_is_for_account_wide_keys_and_a_read_only_one_only_reads_it() {
+    // Arrange
+    let app = spawn_app().await;
+    let scoped_grant = KeyGrant { instance_ids: Some(vec![InstanceId(app.instance_id)]), read_only: false };
+    let (scoped, _) = app.service.create_api_key("desk", scoped_grant).await.unwrap();
+    let (reader, _) =
+        app.service.create_api_key("wall", KeyGrant { instance_ids: None, read_only: true }).await.unwrap();
+    let mut desk = Browser::new(&app);
+    desk.sign_in(&scoped).await;
+    let mut wall = Browser::new(&app);
+    wall.sign_in(&reader).await;
+
+    // Act
+    let (_, numbers, _) = desk.get("/console/numbers").await;
+    let (refused, _, _) = desk.get("/console/sandbox").await;
+    let (status, page, _) = wall.get("/console/sandbox").await;
+    let csrf = attribute_after(&page, r#"name="csrf" value=""#).unwrap();
+    let (posted, _, _) = wall.post("/console/sandbox/faults", &[("csrf", &csrf), ("latency_ms", "9")]).await;
+
+    // Assert
+    assert!(!numbers.contains("/console/sandbox"), "no Sandbox link for a scoped key");
+    assert_eq!(refused, StatusCode::FORBIDDEN);
+    assert_eq!(status, StatusCode::OK);
+    assert!(!page.contains("Save faults") && !page.contains("Save limits"), "{page}");
+    assert_eq!(posted, StatusCode::FORBIDDEN);
+    assert_eq!(app.service.sandbox().faults().latency_ms, 0);
+}

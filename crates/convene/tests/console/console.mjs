@@ -126,6 +126,24 @@ async function groupsAndCampaigns(page) {
   await shot(page, 'desktop-groups');
 }
 
+/** The sandbox: script a person, and see the network's groups. */
+async function sandbox(page) {
+  step('script a sandbox person');
+  await page.getByRole('navigation', { name: 'Console' }).getByRole('link', { name: 'Sandbox' }).click();
+  await page.getByRole('heading', { name: 'Groups on the network' }).waitFor();
+  expect(await page.getByRole('table', { name: /groups on the network/ }).locator('tbody tr').count() >= 5,
+    "the batch's groups are on the network");
+  await shot(page, 'desktop-sandbox');
+  await page.getByLabel("A person's number").fill('+447700176576');
+  await page.getByRole('button', { name: 'Open' }).click();
+  await page.getByLabel('Who may add them to groups').selectOption('nobody');
+  await page.getByRole('button', { name: 'Save' }).click();
+  await page.getByText('Saved.').waitFor();
+  expect(await page.getByRole('definition').filter({ hasText: 'Nobody may add them' }).count() === 1,
+    'the person now refuses every add');
+  await shot(page, 'desktop-sandbox-person');
+}
+
 try {
   // Desktop: sign in, read the numbers, add one, watch the list change live, pair a WhatsApp number by QR.
   const desktop = await open(1280, 800);
@@ -178,6 +196,7 @@ try {
   await shot(page, 'desktop-number-paired');
 
   await groupsAndCampaigns(page);
+  await sandbox(page);
 
   step('sign out');
   await page.getByRole('button', { name: 'Sign out' }).click();

@@ -16,7 +16,7 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use super::groups::outcomes_table;
-use super::numbers::{live, number_path, unprocessable, urlencode};
+use super::numbers::{live, number_path, unprocessable, urlencode, visible_numbers};
 use super::session::{Console, Submitted};
 use super::time::relative;
 use super::{PageResult, Section, field_words, page, see_other};
@@ -51,12 +51,6 @@ fn job_path(id: Uuid) -> String {
 
 fn state_words(state: JobState) -> &'static str {
     state.as_str()
-}
-
-/// The numbers the key sees, with their names, for the pool's choices and the tables.
-async fn visible_numbers(state: &AppState, console: &Console) -> PageResult<Vec<InstanceRecord>> {
-    let instances = state.service.list_instances().await?;
-    Ok(instances.into_iter().map(|(record, _)| record).filter(|record| console.key.sees(record.id)).collect())
 }
 
 fn pool_words(pool: &[InstanceId], names: &HashMap<InstanceId, String>) -> Markup {

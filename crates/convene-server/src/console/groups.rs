@@ -9,17 +9,17 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use convene_core::store::{GroupListQuery, GroupRecord, InstanceRecord};
+use convene_core::store::{GroupListQuery, GroupRecord};
 use convene_core::{
     Disappearing, GroupMember, GroupSettings, GroupSettingsPatch, InstanceId, MemberRole, ParticipantChange,
 };
 use maud::{Markup, html};
 use serde::Deserialize;
 
-use super::numbers::{blank_to_none, number_path, unprocessable};
+use super::numbers::{blank_to_none, number_path, unprocessable, visible_numbers};
 use super::session::{Console, Submitted};
 use super::time::relative;
-use super::{PageResult, Section, field_words, page, see_other};
+use super::{Confirm, PageResult, Section, field_words, page, see_other};
 use crate::AppState;
 use crate::api::instances::instance_filter;
 use crate::api::page::{Cursor, PageParams};
@@ -53,12 +53,6 @@ struct ListQuery {
     #[serde(default)]
     number: String,
     cursor: Option<String>,
-}
-
-/// The numbers the key sees, by id: for the filter's choices and the rows' number column.
-async fn visible_numbers(state: &AppState, console: &Console) -> PageResult<Vec<InstanceRecord>> {
-    let instances = state.service.list_instances().await?;
-    Ok(instances.into_iter().map(|(record, _)| record).filter(|record| console.key.sees(record.id)).collect())
 }
 
 async fn list(
@@ -572,22 +566,17 @@ async fn reset_invite_link(
 async fn confirm_leave(State(state): State<AppState>, console: Console, Path(id): Path<String>) -> PageResult {
     let record = resolve(&state, &console, &id).await?;
     let path = group_path(&record);
-    Ok(page(
-        &format!("Leave {}", record.subject),
-        Some(&console),
+    let confirm = Confirm {
+        question: format!("Leave {}?", record.subject),
+        what_happens: "The number leaves the group on WhatsApp and can no longer change it. Convene keeps the record.",
+        action: format!("{path}/leave"),
+        button: format!("Leave {}", record.subject),
+        back: &path,
+    };
+    Ok(confirm.page(
+        &console,
         Section::Groups,
-        html! {
-            nav.crumbs aria-label="Breadcrumb" { a href=(PATH) { "Groups" } " › " a href=(path) { (record.subject) } }
-            h1 { "Leave " (record.subject) "?" }
-            p { "The number leaves the group on WhatsApp and can no longer change it. Convene keeps the record." }
-            div.actions {
-                form method="post" action={ (path) "/leave" } {
-                    (console.csrf_field())
-                    button.danger type="submit" { "Leave " (record.subject) }
-                }
-                a.button href=(path) { "Cancel" }
-            }
-        },
+        html! { a href=(PATH) { "Groups" } " › " a href=(path) { (record.subject) } },
     ))
 }
 

@@ -170,6 +170,39 @@ fn see_other(to: &str) -> Response {
     (StatusCode::SEE_OTHER, [(header::LOCATION, to.to_owned())]).into_response()
 }
 
+/// A question asked before something that cannot be undone: what happens, a button that posts to `action`, and a
+/// way back to `back`.
+struct Confirm<'a> {
+    question: String,
+    what_happens: &'a str,
+    action: String,
+    button: String,
+    back: &'a str,
+}
+
+impl Confirm<'_> {
+    /// The question as a page, `crumbs` leading to the thing it is about.
+    fn page(&self, console: &Console, section: Section, crumbs: Markup) -> Markup {
+        page(
+            &self.question,
+            Some(console),
+            section,
+            html! {
+                nav.crumbs aria-label="Breadcrumb" { (crumbs) }
+                h1 { (self.question) }
+                p { (self.what_happens) }
+                div.actions {
+                    form method="post" action=(self.action) {
+                        (console.csrf_field())
+                        button.danger type="submit" { (self.button) }
+                    }
+                    a.button href=(self.back) { "Cancel" }
+                }
+            },
+        )
+    }
+}
+
 /// An inline SVG QR code (the document's XML declaration dropped), labelled for screen readers.
 fn inline_svg(svg: &str, label: &str) -> Markup {
     let start = svg.find("<svg").unwrap_or(0);

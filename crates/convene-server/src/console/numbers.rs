@@ -19,7 +19,7 @@ use serde::Deserialize;
 
 use super::session::{Console, Submitted};
 use super::time::relative;
-use super::{PageResult, Section, field_words, inline_svg, page, see_other};
+use super::{Confirm, PageResult, Section, field_words, inline_svg, page, see_other};
 use crate::AppState;
 use crate::api::instances::parse_instance_id;
 use crate::api::page::{Cursor, Page, PageParams};
@@ -74,6 +74,12 @@ impl Number {
         }
         Ok(number)
     }
+}
+
+/// The numbers the key sees, without their states: for choices and names on other pages.
+pub(super) async fn visible_numbers(state: &AppState, console: &Console) -> PageResult<Vec<InstanceRecord>> {
+    let instances = state.service.list_instances().await?;
+    Ok(instances.into_iter().map(|(record, _)| record).filter(|record| console.key.sees(record.id)).collect())
 }
 
 /// The instances the key sees: their count by state, and a page of them from `cursor`.
@@ -614,22 +620,17 @@ async fn confirm_delete(State(state): State<AppState>, console: Console, Path(id
     let id = console.key.instance(parse_instance_id(&id)?)?;
     let (record, _) = state.service.instance(id).await?;
     let path = number_path(id);
-    Ok(page(
-        &format!("Delete {}", record.name),
-        Some(&console),
+    let confirm = Confirm {
+        question: format!("Delete {}?", record.name),
+        what_happens: "Convene forgets this number, its groups and its jobs. The groups themselves stay on WhatsApp.",
+        action: format!("{path}/delete"),
+        button: format!("Delete {}", record.name),
+        back: &path,
+    };
+    Ok(confirm.page(
+        &console,
         Section::Numbers,
-        html! {
-            nav.crumbs aria-label="Breadcrumb" { a href=(PATH) { "Numbers" } " › " a href=(path) { (record.name) } }
-            h1 { "Delete " (record.name) "?" }
-            p { "Convene forgets this number, its groups and its jobs. The groups themselves stay on WhatsApp." }
-            div.actions {
-                form method="post" action={ (path) "/delete" } {
-                    (console.csrf_field())
-                    button.danger type="submit" { "Delete " (record.name) }
-                }
-                a.button href=(path) { "Cancel" }
-            }
-        },
+        html! { a href=(PATH) { "Numbers" } " › " a href=(path) { (record.name) } },
     ))
 }
 

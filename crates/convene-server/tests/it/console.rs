@@ -763,11 +763,7 @@ async fn a_scripted_person_accepts_the_private_invite_they_were_sent_opens_a_lin
     assert_eq!(created["participants"][0]["outcome"], "invite_sent", "{created}");
     let jid = created["group"]["jid"].as_str().unwrap().to_owned();
     let (_, html, _) = browser.get(person).await;
-    assert_eq!(
-        table_rows(&html, "What the numbers sent this person")[0][2].starts_with("Invite to Launch"),
-        true,
-        "{html}"
-    );
+    assert!(table_rows(&html, "What the numbers sent this person")[0][2].starts_with("Invite to Launch"), "{html}");
     let (status, html, _) = browser.post(&format!("{person}/accept-invite"), &[("csrf", &csrf), ("group", &jid)]).await;
     assert_eq!(status, StatusCode::OK, "{html}");
     assert!(html.contains("Joined the group."), "{html}");

@@ -21,6 +21,7 @@ mod assets;
 mod numbers;
 mod session;
 mod time;
+mod webhooks;
 
 pub use session::Console;
 
@@ -31,6 +32,7 @@ pub fn router() -> Router<AppState> {
         .route("/console/", get(home))
         .merge(session::router())
         .merge(numbers::router())
+        .merge(webhooks::router())
         .route_layer(axum::middleware::map_request(crate::request_log::note_dialect("console")))
         .layer(axum::middleware::from_fn(security_headers));
     Router::new().route("/", get(|| async { Redirect::to("/console/") })).merge(pages).merge(assets::router())
@@ -66,6 +68,7 @@ async fn security_headers(request: Request, next: Next) -> Response {
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Section {
     Numbers,
+    Webhooks,
     None,
 }
 
@@ -92,6 +95,10 @@ fn page(title: &str, console: Option<&Console>, section: Section, body: Markup) 
                     @if let Some(console) = console {
                         nav aria-label="Console" {
                             a href=(numbers::PATH) aria-current=[(section == Section::Numbers).then_some("page")] { "Numbers" }
+                            // Endpoints belong to the whole account: a key for some numbers cannot open them.
+                            @if console.account_wide() {
+                                a href=(webhooks::PATH) aria-current=[(section == Section::Webhooks).then_some("page")] { "Webhooks" }
+                            }
                             a href="/docs/" { "API docs" }
                         }
                         (session::signed_in_as(console))

@@ -28,7 +28,7 @@ use crate::service::{CreationStatus, InstanceHealth, Service};
 
 pub const PATH: &str = "/console/numbers";
 /// How often a live region checks for a change to push.
-const LIVE_INTERVAL: Duration = Duration::from_secs(1);
+pub(super) const LIVE_INTERVAL: Duration = Duration::from_secs(1);
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -236,7 +236,7 @@ async fn list_page(state: &AppState, console: &Console, params: &PageParams, err
     ))
 }
 
-fn urlencode(value: &str) -> String {
+pub(super) fn urlencode(value: &str) -> String {
     serde_urlencoded::to_string([("", value)]).map(|s| s[1..].to_owned()).unwrap_or_default()
 }
 
@@ -279,7 +279,7 @@ async fn list_live(
 
 /// A stream of `event` events carrying what `render` gives whenever it changes, checked every `LIVE_INTERVAL`;
 /// it ends when `render` gives nothing or the session ends (the browser's next reconnect is then refused).
-fn live<F, Fut>(event: &'static str, state: AppState, console: Console, render: F) -> Response
+pub(super) fn live<F, Fut>(event: &'static str, state: AppState, console: Console, render: F) -> Response
 where
     F: Fn(AppState, std::sync::Arc<Console>) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Option<String>> + Send + 'static,
@@ -304,7 +304,7 @@ where
     sse(stream)
 }
 
-fn sse(stream: impl Stream<Item = Result<Event, Infallible>> + Send + 'static) -> Response {
+pub(super) fn sse(stream: impl Stream<Item = Result<Event, Infallible>> + Send + 'static) -> Response {
     Sse::new(stream).keep_alive(KeepAlive::default()).into_response()
 }
 
@@ -572,7 +572,7 @@ async fn save_settings(
     }
 }
 
-fn unprocessable(page: Markup) -> PageResult<Response> {
+pub(super) fn unprocessable(page: Markup) -> PageResult<Response> {
     let mut response = page.into_response();
     *response.status_mut() = axum::http::StatusCode::UNPROCESSABLE_ENTITY;
     Ok(response)

@@ -18,6 +18,7 @@ use crate::AppState;
 use crate::error::ApiError;
 
 mod assets;
+mod events;
 mod numbers;
 mod session;
 mod time;
@@ -33,6 +34,7 @@ pub fn router() -> Router<AppState> {
         .merge(session::router())
         .merge(numbers::router())
         .merge(webhooks::router())
+        .merge(events::router())
         .route_layer(axum::middleware::map_request(crate::request_log::note_dialect("console")))
         .layer(axum::middleware::from_fn(security_headers));
     Router::new().route("/", get(|| async { Redirect::to("/console/") })).merge(pages).merge(assets::router())
@@ -69,6 +71,7 @@ async fn security_headers(request: Request, next: Next) -> Response {
 enum Section {
     Numbers,
     Webhooks,
+    Events,
     None,
 }
 
@@ -99,6 +102,7 @@ fn page(title: &str, console: Option<&Console>, section: Section, body: Markup) 
                             @if console.account_wide() {
                                 a href=(webhooks::PATH) aria-current=[(section == Section::Webhooks).then_some("page")] { "Webhooks" }
                             }
+                            a href=(events::PATH) aria-current=[(section == Section::Events).then_some("page")] { "Events" }
                             a href="/docs/" { "API docs" }
                         }
                         (session::signed_in_as(console))

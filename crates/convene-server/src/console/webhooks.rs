@@ -113,7 +113,7 @@ async fn list_page(
         Section::Webhooks,
         html! {
             h1 { "Webhooks" }
-            p { "Every event is sent to each enabled endpoint whose filter takes it, signed the Standard Webhooks way, and retried until it is answered 2xx or the retry schedule runs out." }
+            p { "Every event (see " a href="/console/events" { "Events" } ") is sent to each enabled endpoint whose filter takes it, signed the Standard Webhooks way, and retried until it is answered 2xx or the retry schedule runs out." }
             div.scroll {
                 table.cards {
                     caption { "Endpoints, oldest first" }

@@ -1,6 +1,6 @@
 //! The console's webhooks pages and event monitor over real HTTP: endpoints added, edited, disabled, rotated and
 //! deleted by form; a failing receiver's deliveries with every attempt, replayed one or all, followed live; what
-//! read-only and scoped keys get.
+//! read-only and scoped keys get; the event log filtered by type and number, and its live stream.
 
 use std::time::Duration;
 
@@ -271,6 +271,7 @@ async fn a_read_only_key_sees_endpoints_without_forms_and_a_key_for_some_numbers
 
     // Assert: as the API answers it, 403; and no link to it.
     assert!(!numbers.contains(r#"href="/console/webhooks""#), "{numbers}");
+    assert!(numbers.contains(r#"href="/console/events""#), "the event monitor is offered: {numbers}");
     assert_eq!((list, one), (StatusCode::FORBIDDEN, StatusCode::FORBIDDEN));
 }
 
@@ -295,4 +296,80 @@ async fn a_form_without_the_csrf_token_adds_no_endpoint_and_replays_nothing() {
     assert_eq!((add, replay), (StatusCode::FORBIDDEN, StatusCode::FORBIDDEN));
     assert_eq!(app.service.list_webhooks().await.unwrap().len(), 1);
     assert_eq!(app.all_pages(&format!("/v1/webhooks/{endpoint}/deliveries?state=failed")).await.len(), 1);
+}
+
+/// The event types of the rows a monitor page shows, top to bottom.
+fn row_types(html: &str) -> Vec<String> {
+    html.split(r#"<code class="event-type">"#).skip(1).map(|rest| rest.split('<').next().unwrap().to_owned()).collect()
+}
+
+#[tokio::test]
+async fn the_event_monitor_filters_by_type_and_number_and_a_key_for_some_numbers_sees_only_theirs() {
+    // Arrange: a group on the bootstrap number and one on another.
+    let app = spawn_app().await;
+    let (other, _) =
+        app.service.create_instance(convene_core::ConnectorKind::Sandbox, Some("Other desk"), None).await.unwrap();
+    app.create_group("Mine", &["+17137157533"]).await;
+    let body = json!({"instance_id": other.id.0, "subject": "Theirs", "participants": ["+17137157533"]});
+    let (status, created) = app.post("/v1/groups", body).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let mut browser = Browser::new(&app);
+    browser.sign_in(&app.api_key).await;
+
+    // Act
+    let (status, everything, _) = browser.get("/console/events").await;
+    let (_, created_only, _) = browser.get("/console/events?type=group.created&number=").await;
+    let (_, theirs, _) = browser.get(&format!("/console/events?type=&number={}", other.id)).await;
+    let (_, both, _) = browser.get(&format!("/console/events?type=group.created&number={}", other.id)).await;
+    let (bad_type, _, _) = browser.get("/console/events?type=group.made").await;
+
+    // Assert
+    assert_eq!(status, StatusCode::OK, "{everything}");
+    let all = row_types(&everything);
+    assert!(all.iter().any(|t| t == "job.state_changed") && all.iter().any(|t| t == "group.created"), "{all:?}");
+    assert!(everything.contains(r#"href="/console/events" aria-current="page""#));
+    assert!(everything.contains("&quot;subject&quot;: &quot;Theirs&quot;"), "payloads, indented: {everything}");
+    assert_eq!(row_types(&created_only), ["group.created", "group.created"]);
+    assert!(created_only.contains(r#"<option value="group.created" selected>"#), "{created_only}");
+    assert!(!row_types(&theirs).is_empty());
+    assert!(!theirs.contains(&format!(r#"href="/console/numbers/{}""#, app.instance_id)), "{theirs}");
+    assert_eq!(row_types(&both), ["group.created"]);
+    assert!(both.contains("Theirs") && !both.contains("&quot;Mine&quot;"), "{both}");
+    assert_eq!(bad_type, StatusCode::UNPROCESSABLE_ENTITY);
+
+    // Act: a key for the bootstrap number only.
+    let scope = KeyGrant { instance_ids: Some(vec![InstanceId(app.instance_id)]), read_only: true };
+    let (scoped, _) = app.service.create_api_key("desk", scope).await.unwrap();
+    let mut desk = Browser::new(&app);
+    desk.sign_in(&scoped).await;
+    let (_, seen, _) = desk.get("/console/events").await;
+    let (hidden, _, _) = desk.get(&format!("/console/events?number={}", other.id)).await;
+
+    // Assert
+    assert!(seen.contains("&quot;Mine&quot;") && !seen.contains("Theirs"), "{seen}");
+    assert!(!seen.contains("Other desk"), "the other number is not a choice: {seen}");
+    assert_eq!(hidden, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn the_event_monitor_stream_sends_new_events_of_its_filter_only() {
+    // Arrange: the monitor filtered to group creations, its stream open from where the page was rendered.
+    let app = spawn_app().await;
+    app.create_group("Before", &["+17137157533"]).await;
+    let mut browser = Browser::new(&app);
+    browser.sign_in(&app.api_key).await;
+    let (_, html, _) = browser.get("/console/events?type=group.created").await;
+    let live = attribute_after(&html, r#"sse-connect=""#).expect("the newest page is live").replace("&amp;", "&");
+    assert!(live.starts_with("/console/events/live?type=group.created&"), "{live}");
+    let mut stream = open_stream(&app, &browser, &live).await;
+
+    // Act
+    app.create_group("Arrives live", &["+17137157533"]).await;
+
+    // Assert: one push, with the new group.created only (not the old one, not the job's events).
+    let seen = read_until(&mut stream, "Arrives live").await;
+    assert!(seen.contains("event: events"), "{seen}");
+    assert!(seen.contains("\nid: "), "the newest seq, for a reconnect: {seen}");
+    assert_eq!(row_types(&seen), ["group.created"], "{seen}");
+    assert!(!seen.contains("Before"), "{seen}");
 }

@@ -57,6 +57,21 @@ impl EventType {
         Self::JobStateChanged,
     ];
 
+    /// Every category a filter may name (`group.*`, `group.participants.*`, `instance.*`, `job.*`), in the order
+    /// their first types appear in `ALL`.
+    pub fn categories() -> Vec<String> {
+        let mut categories: Vec<String> = Vec::new();
+        for name in Self::ALL.map(Self::as_str) {
+            for (i, _) in name.match_indices('.') {
+                let category = format!("{}.*", &name[..i]);
+                if !categories.contains(&category) {
+                    categories.push(category);
+                }
+            }
+        }
+        categories
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::GroupCreated => "group.created",
@@ -179,8 +194,14 @@ pub struct EventRecord {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct EventListQuery {
     pub instance_id: Option<InstanceId>,
-    /// Only events with a greater `seq` (the next page after the last one seen).
+    /// Only events of this type (`group.created`).
+    pub event_type: Option<String>,
+    /// Only events with a greater `seq` (the next page after the last one seen, oldest first).
     pub after_seq: Option<i64>,
+    /// Only events with a smaller `seq` (the next page after the last one seen, newest first).
+    pub before_seq: Option<i64>,
+    /// Newest first (the console's event monitor) rather than in the log's order.
+    pub newest_first: bool,
     /// 1 to 500.
     pub limit: u32,
 }
@@ -328,6 +349,12 @@ mod tests {
             assert_eq!(EventType::parse(t.as_str()), Some(t));
         }
         assert_eq!(EventType::parse("group.made"), None);
+    }
+
+    #[test]
+    fn the_categories_are_every_prefix_of_a_type() {
+        assert_eq!(EventType::categories(), ["group.*", "group.participants.*", "instance.*", "job.*"]);
+        assert!(EventFilter::parse(&EventType::categories()).is_ok());
     }
 
     #[test]

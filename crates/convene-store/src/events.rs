@@ -113,13 +113,24 @@ fn event(row: &dyn Columns) -> DbResult<EventRecord> {
 }
 
 pub(crate) async fn list_events(db: &impl Backend, query: &EventListQuery) -> DbResult<Vec<EventRecord>> {
-    let statement = Statement::new(concat!(
-        "SELECT seq, id, event_type, instance_id, ordering_key, payload, created_at, acknowledged_at FROM events ",
-        "WHERE ($1 IS NULL OR instance_id = $1) AND ($2 IS NULL OR seq > $2) ORDER BY seq LIMIT $3"
-    ))
-    .bind(query.instance_id.map(|i| i.0))
-    .bind(query.after_seq)
-    .bind(limit(query.limit));
+    macro_rules! select_events {
+        ($order:literal) => {
+            concat!(
+                "SELECT seq, id, event_type, instance_id, ordering_key, payload, created_at, acknowledged_at FROM events ",
+                "WHERE ($1 IS NULL OR instance_id = $1) AND ($2 IS NULL OR seq > $2) AND ($3 IS NULL OR seq < $3) ",
+                "AND ($4 IS NULL OR event_type = $4) ORDER BY seq ",
+                $order,
+                " LIMIT $5"
+            )
+        };
+    }
+    let sql = if query.newest_first { select_events!("DESC") } else { select_events!("ASC") };
+    let statement = Statement::new(sql)
+        .bind(query.instance_id.map(|i| i.0))
+        .bind(query.after_seq)
+        .bind(query.before_seq)
+        .bind(query.event_type.as_deref())
+        .bind(limit(query.limit));
     db.fetch(statement, event).await
 }
 

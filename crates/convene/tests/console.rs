@@ -54,6 +54,9 @@ async fn an_operator_signs_in_adds_a_number_pairs_one_by_qr_and_a_read_only_key_
     let dir = tempfile::tempdir().unwrap();
     let mut config = Config::for_directory(dir.path());
     config.whatsapp.connect = false;
+    // The script's webhook receiver is on 127.0.0.1, and a failing delivery should give up within seconds.
+    config.webhooks.allow_private_targets = vec!["127.0.0.1".to_owned()];
+    config.webhooks.retry_schedule_secs = vec![1];
     let state = AppState::open(&config, Arc::new(SystemClock)).await.unwrap();
     let admin_key = state.service.bootstrap(true).await.unwrap().expect("first run").api_key;
     let grant = KeyGrant { instance_ids: None, read_only: true };
@@ -117,6 +120,20 @@ async fn an_operator_signs_in_adds_a_number_pairs_one_by_qr_and_a_read_only_key_
     // Assert
     assert!(status.success() && seen.last().map(String::as_str) == Some("PASS"), "{status}:\n{}", seen.join("\n"));
     for name in ["desktop-sign-in", "desktop-numbers", "desktop-number-qr", "phone-number-read-only"] {
+        let shot = screenshots.join(format!("{name}.png"));
+        assert!(std::fs::metadata(&shot).is_ok_and(|m| m.len() > 1000), "no screenshot {}", shot.display());
+    }
+    // Webhooks and the event monitor (`webhooksAndEvents` in the script).
+    for name in [
+        "desktop-webhook",
+        "desktop-delivery-failed",
+        "desktop-delivery-replayed",
+        "desktop-events",
+        "phone-webhooks",
+        "phone-endpoint",
+        "phone-delivery",
+        "phone-events",
+    ] {
         let shot = screenshots.join(format!("{name}.png"));
         assert!(std::fs::metadata(&shot).is_ok_and(|m| m.len() > 1000), "no screenshot {}", shot.display());
     }

@@ -286,7 +286,7 @@ impl From<EventRecord> for EventOut {
     }
 }
 
-fn endpoint_id(raw: &str) -> Result<Uuid> {
+pub(crate) fn endpoint_id(raw: &str) -> Result<Uuid> {
     Uuid::parse_str(raw).map_err(|_| ApiError::NotFound(format!("no webhook endpoint `{raw}`")))
 }
 
@@ -295,15 +295,7 @@ fn event_filter() -> utoipa::openapi::schema::Schema {
     use convene_core::events::EventType;
     use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, SchemaType, Type};
     let mut entries: Vec<String> = EventType::ALL.iter().map(|t| t.as_str().to_owned()).collect();
-    for t in EventType::ALL {
-        let name = t.as_str();
-        for (i, _) in name.match_indices('.') {
-            let category = format!("{}.*", &name[..i]);
-            if !entries.contains(&category) {
-                entries.push(category);
-            }
-        }
-    }
+    entries.extend(EventType::categories());
     let entry = ObjectBuilder::new().schema_type(Type::String).enum_values(Some(entries));
     ArrayBuilder::new().schema_type(SchemaType::Array(vec![Type::Array, Type::Null])).items(entry).into()
 }
@@ -463,7 +455,7 @@ async fn get_delivery(
     Ok(Json(DeliveryOut::new(delivery, Some(attempts))))
 }
 
-fn delivery_id(raw: &str) -> Result<i64> {
+pub(crate) fn delivery_id(raw: &str) -> Result<i64> {
     raw.parse().map_err(|_| ApiError::NotFound(format!("no delivery `{raw}`")))
 }
 
@@ -508,7 +500,12 @@ async fn list_events(
 ) -> Result<Json<Page<EventOut>>> {
     let limit = page.limit()?;
     let instance_id = super::instances::instance_filter(&key, params.instance_id)?;
-    let query = EventListQuery { instance_id, after_seq: page.cursor()?.map(|c| c.key), limit: limit + 1 };
+    let query = EventListQuery {
+        instance_id,
+        after_seq: page.cursor()?.map(|c| c.key),
+        limit: limit + 1,
+        ..Default::default()
+    };
     let events = state.service.events(&query).await?;
     // A scoped key reads its instances' events only: a page may then hold fewer than `limit`.
     let page = Page::from_lookahead(events, limit, |e| Cursor::new(e.seq, None).render());

@@ -19,11 +19,13 @@ use crate::error::ApiError;
 
 mod assets;
 mod campaigns;
+mod events;
 mod groups;
 mod numbers;
 mod sandbox;
 mod session;
 mod time;
+mod webhooks;
 
 pub use session::Console;
 
@@ -36,6 +38,8 @@ pub fn router() -> Router<AppState> {
         .merge(numbers::router())
         .merge(groups::router())
         .merge(campaigns::router())
+        .merge(webhooks::router())
+        .merge(events::router())
         .merge(sandbox::router())
         .route_layer(axum::middleware::map_request(crate::request_log::note_dialect("console")))
         .layer(axum::middleware::from_fn(security_headers));
@@ -74,6 +78,8 @@ enum Section {
     Numbers,
     Groups,
     Campaigns,
+    Webhooks,
+    Events,
     Sandbox,
     None,
 }
@@ -104,6 +110,12 @@ fn page(title: &str, console: Option<&Console>, section: Section, body: Markup) 
                             a href=(numbers::PATH) aria-current=[(section == Section::Numbers).then_some("page")] { "Numbers" }
                             a href=(groups::PATH) aria-current=[(section == Section::Groups).then_some("page")] { "Groups" }
                             a href=(campaigns::PATH) aria-current=[(section == Section::Campaigns).then_some("page")] { "Campaigns" }
+                            // Endpoints and the sandbox belong to the whole account: a key for some numbers cannot
+                            // open them.
+                            @if console.account_wide() {
+                                a href=(webhooks::PATH) aria-current=[(section == Section::Webhooks).then_some("page")] { "Webhooks" }
+                            }
+                            a href=(events::PATH) aria-current=[(section == Section::Events).then_some("page")] { "Events" }
                             @if console.account_wide() {
                                 a href=(sandbox::PATH) aria-current=[(section == Section::Sandbox).then_some("page")] { "Sandbox" }
                             }

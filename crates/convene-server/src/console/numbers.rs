@@ -28,7 +28,7 @@ use crate::service::{CreationStatus, InstanceHealth, Service};
 
 pub const PATH: &str = "/console/numbers";
 /// How often a live region checks for a change to push.
-const LIVE_INTERVAL: Duration = Duration::from_secs(1);
+pub(super) const LIVE_INTERVAL: Duration = Duration::from_secs(1);
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -310,7 +310,7 @@ where
     sse(stream)
 }
 
-fn sse(stream: impl Stream<Item = Result<Event, Infallible>> + Send + 'static) -> Response {
+pub(super) fn sse(stream: impl Stream<Item = Result<Event, Infallible>> + Send + 'static) -> Response {
     Sse::new(stream).keep_alive(KeepAlive::default()).into_response()
 }
 

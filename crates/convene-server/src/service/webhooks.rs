@@ -137,7 +137,7 @@ impl Service {
             }
             Some(false) if endpoint.enabled => {
                 endpoint.enabled = false;
-                endpoint.disabled_reason = Some("disabled through the API".to_owned());
+                endpoint.disabled_reason = Some("disabled by its owner".to_owned());
             }
             _ => {}
         }

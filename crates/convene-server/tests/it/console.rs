@@ -12,14 +12,14 @@ use reqwest::header::{CONTENT_SECURITY_POLICY, COOKIE, LOCATION, SET_COOKIE};
 use crate::helpers::{TestApp, spawn_app};
 
 /// A browser's view of the console: no redirects followed, the session cookie carried by hand.
-struct Browser<'a> {
+pub(crate) struct Browser<'a> {
     app: &'a TestApp,
-    client: reqwest::Client,
-    cookie: Option<String>,
+    pub(crate) client: reqwest::Client,
+    pub(crate) cookie: Option<String>,
 }
 
 impl<'a> Browser<'a> {
-    fn new(app: &'a TestApp) -> Self {
+    pub(crate) fn new(app: &'a TestApp) -> Self {
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(Duration::from_secs(30))
@@ -28,7 +28,7 @@ impl<'a> Browser<'a> {
         Self { app, client, cookie: None }
     }
 
-    async fn get(&self, path: &str) -> (StatusCode, String, reqwest::header::HeaderMap) {
+    pub(crate) async fn get(&self, path: &str) -> (StatusCode, String, reqwest::header::HeaderMap) {
         let mut request = self.client.get(self.app.url(path));
         if let Some(cookie) = &self.cookie {
             request = request.header(COOKIE, cookie);
@@ -38,7 +38,11 @@ impl<'a> Browser<'a> {
         (status, response.text().await.unwrap(), headers)
     }
 
-    async fn post(&self, path: &str, form: &[(&str, &str)]) -> (StatusCode, String, reqwest::header::HeaderMap) {
+    pub(crate) async fn post(
+        &self,
+        path: &str,
+        form: &[(&str, &str)],
+    ) -> (StatusCode, String, reqwest::header::HeaderMap) {
         let mut request = self
             .client
             .post(self.app.url(path))
@@ -53,7 +57,7 @@ impl<'a> Browser<'a> {
     }
 
     /// Signs in with `key`; panics unless the console takes it.
-    async fn sign_in(&mut self, key: &str) -> String {
+    pub(crate) async fn sign_in(&mut self, key: &str) -> String {
         let (status, _, headers) = self.post("/console/sign-in", &[("api_key", key)]).await;
         assert_eq!(status, StatusCode::SEE_OTHER);
         assert_eq!(headers[LOCATION], "/console/numbers");
@@ -64,7 +68,7 @@ impl<'a> Browser<'a> {
     }
 
     /// The CSRF token of the forms on `path`.
-    async fn csrf(&self, path: &str) -> String {
+    pub(crate) async fn csrf(&self, path: &str) -> String {
         let (status, html, _) = self.get(path).await;
         assert_eq!(status, StatusCode::OK, "{html}");
         attribute_after(&html, r#"name="csrf" value=""#).expect("a form with a CSRF token")
@@ -72,7 +76,7 @@ impl<'a> Browser<'a> {
 }
 
 /// The text from right after `marker` up to the next `"`.
-fn attribute_after(html: &str, marker: &str) -> Option<String> {
+pub(crate) fn attribute_after(html: &str, marker: &str) -> Option<String> {
     let start = html.find(marker)? + marker.len();
     Some(html[start..].split('"').next()?.to_owned())
 }

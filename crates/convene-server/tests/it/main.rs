@@ -2,6 +2,7 @@
 
 mod browser;
 mod console;
+mod console_webhooks;
 mod dialect_green;
 mod dialect_twochat;
 mod dialect_wawp;

@@ -804,6 +804,7 @@ macro_rules! every_case {
             an_attempt_is_logged_and_can_disable_its_endpoint,
             failed_deliveries_replay_one_or_all_since_a_time,
             the_notification_queue_gives_the_oldest_unacknowledged_event_of_an_instance,
+            events_list_newest_first_by_type_and_instance_a_page_before_a_seq,
             endpoints_update_and_delete_with_their_deliveries_but_not_the_events,
             old_events_go_with_their_deliveries_and_attempts_unless_still_owed,
         );

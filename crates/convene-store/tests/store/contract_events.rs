@@ -299,10 +299,49 @@ pub async fn the_notification_queue_gives_the_oldest_unacknowledged_event_of_an_
     assert_eq!(all.len(), 3);
     assert_eq!(all[1].acknowledged_at, Some(at(300)));
     let page = store
-        .list_events(&EventListQuery { instance_id: Some(mine), after_seq: Some(all[1].seq), limit: 500 })
+        .list_events(&EventListQuery {
+            instance_id: Some(mine),
+            after_seq: Some(all[1].seq),
+            limit: 500,
+            ..Default::default()
+        })
         .await
         .unwrap();
     assert_eq!(page.iter().map(|e| e.id).collect::<Vec<_>>(), [second.id]);
+}
+
+pub async fn events_list_newest_first_by_type_and_instance_a_page_before_a_seq(store: &dyn Store) {
+    // Arrange: three of one instance, two of them `group.created`, and one of another instance.
+    let mine = InstanceId(7_200_000_001);
+    let mut elsewhere = event(EventType::GroupCreated, "x", 40);
+    elsewhere.instance_id = Some(InstanceId(7_200_000_002));
+    let (first, updated, last) = (
+        event(EventType::GroupCreated, "a", 10),
+        event(EventType::GroupUpdated, "a", 20),
+        event(EventType::GroupCreated, "b", 30),
+    );
+    store.commit(&[], &[first.clone(), updated, elsewhere.clone(), last.clone()]).await.unwrap();
+    let list = |query: EventListQuery| async move {
+        store.list_events(&query).await.unwrap().into_iter().map(|e| e.id).collect::<Vec<_>>()
+    };
+    let created = || EventListQuery {
+        event_type: Some("group.created".into()),
+        newest_first: true,
+        limit: 500,
+        ..Default::default()
+    };
+
+    // Act
+    let every_created = list(created()).await;
+    let mine_created = list(EventListQuery { instance_id: Some(mine), ..created() }).await;
+    let newest = store.list_events(&EventListQuery { instance_id: Some(mine), ..created() }).await.unwrap();
+    let before_newest =
+        list(EventListQuery { instance_id: Some(mine), before_seq: Some(newest[0].seq), ..created() }).await;
+
+    // Assert
+    assert_eq!(every_created, [last.id, elsewhere.id, first.id]);
+    assert_eq!(mine_created, [last.id, first.id]);
+    assert_eq!(before_newest, [first.id]);
 }
 
 pub async fn endpoints_update_and_delete_with_their_deliveries_but_not_the_events(store: &dyn Store) {

@@ -5,6 +5,7 @@
 // that leaves the server's origin. Saves a screenshot of each page, at desktop and phone widths, into SCREENSHOTS.
 
 import { chromium } from 'playwright-core';
+import { createServer } from 'node:http';
 import { createInterface } from 'node:readline';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -144,6 +145,103 @@ async function sandbox(page) {
   await shot(page, 'desktop-sandbox-person');
 }
 
+// ---------- webhooks and the event monitor ----------
+
+/** A webhook receiver on 127.0.0.1 that answers `receiverStatus` (500 until the script says otherwise). */
+let receiverStatus = 500;
+const receiver = createServer((request, response) => {
+  request.resume();
+  request.on('end', () => response.writeHead(receiverStatus).end(receiverStatus === 500 ? 'not now' : ''));
+});
+await new Promise((resolve) => receiver.listen(0, '127.0.0.1', resolve));
+const RECEIVER_URL = `http://127.0.0.1:${receiver.address().port}/hook`;
+/** Pages the phone-width pass revisits: the endpoint's and the failed delivery's. */
+const webhookPages = {};
+
+/** A sandbox number and a group on it, made through the API: the group's `group.created` is the event to watch. */
+async function groupThroughTheApi(numberName, subject) {
+  const call = async (path, body) => {
+    const response = await fetch(`${BASE}${path}`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${ADMIN_KEY}`, 'content-type': 'application/json' },
+      body: JSON.stringify(body),
+    });
+    expect(response.status === 201, `POST ${path}: ${response.status} ${await response.clone().text()}`);
+    return response.json();
+  };
+  const number = await call('/v1/instances', { kind: 'sandbox', name: numberName });
+  await call('/v1/groups', { instance_id: number.id, subject, participants: ['+12015550123'] });
+}
+
+async function webhooksAndEvents(page) {
+  const nav = page.getByRole('navigation', { name: 'Console' });
+
+  step('add a webhook endpoint for group creations');
+  await nav.getByRole('link', { name: 'Webhooks' }).click();
+  await page.getByRole('heading', { name: 'Webhooks', exact: true }).waitFor();
+  await page.getByLabel('URL', { exact: true }).fill(RECEIVER_URL);
+  await page.getByLabel('group.created', { exact: true }).check();
+  await page.getByRole('button', { name: 'Add endpoint' }).click();
+  const secret = await page.locator('#webhook-secret').textContent();
+  expect(/^whsec_/.test(secret), `the secret is shown once: ${secret}`);
+  webhookPages.endpoint = page.url();
+
+  step('a delivery to a failing receiver fails, live');
+  await groupThroughTheApi('Announced by webhook', 'Webhook watchers');
+  const deliveries = page.locator('#deliveries-live');
+  await deliveries.getByText('failed', { exact: true }).first().waitFor();
+  await shot(page, 'desktop-webhook');
+
+  step('the failed delivery shows every attempt');
+  await deliveries.getByRole('link').first().click();
+  await page.getByRole('heading', { name: 'Attempts (2)' }).waitFor();
+  expect(await page.locator('table').getByText('HTTP 500', { exact: true }).count() === 2, 'both attempts answered 500');
+  webhookPages.delivery = page.url();
+  await shot(page, 'desktop-delivery-failed');
+
+  step('the receiver recovers; replay the delivery and see it succeed live');
+  receiverStatus = 204;
+  await page.getByRole('button', { name: 'Replay this delivery' }).click();
+  await page.getByRole('heading', { name: 'Attempts (3)' }).waitFor();
+  await page.getByText('succeeded', { exact: true }).waitFor();
+  await page.locator('table').getByText('HTTP 204', { exact: true }).waitFor();
+  await shot(page, 'desktop-delivery-replayed');
+
+  step('the event monitor, filtered by type, shows a new event live');
+  await nav.getByRole('link', { name: 'Events' }).click();
+  await page.getByRole('heading', { name: 'Events', exact: true }).waitFor();
+  await page.getByLabel('Type', { exact: true }).selectOption('group.created');
+  await page.getByRole('button', { name: 'Show' }).click();
+  await page.waitForURL('**/console/events?type=group.created*');
+  await groupThroughTheApi('Monitored live', 'Appears live');
+  const events = page.locator('#events');
+  await events.getByRole('link', { name: /^Monitored live/ }).waitFor();
+  const types = await events.locator('code.event-type').allTextContents();
+  expect(types.length > 1 && types.every((t) => t === 'group.created'), `only the filtered type: ${types}`);
+  await events.getByText('Payload').first().click();
+  await shot(page, 'desktop-events');
+}
+
+/** The same pages at a phone's width, with a read-only key: readable, nothing to change offered. */
+async function webhooksAndEventsAtPhoneWidth(page) {
+  step('webhooks and events at a phone width, read-only');
+  await page.goto(`${BASE}/console/webhooks`);
+  expect(await page.getByRole('button', { name: 'Add endpoint' }).count() === 0, 'no form to add an endpoint');
+  expect(await fitsWidth(page), 'the webhooks page fits a phone');
+  await shot(page, 'phone-webhooks');
+  for (const [name, url] of Object.entries(webhookPages)) {
+    await page.goto(url);
+    expect(await page.getByRole('button').filter({ hasText: /Replay|Save|Rotate/ }).count() === 0,
+      `a read-only key is offered a change on the ${name} page`);
+    expect(await fitsWidth(page), `the ${name} page fits a phone`);
+    await shot(page, `phone-${name}`);
+  }
+  await page.goto(`${BASE}/console/events`);
+  await page.locator('#events code.event-type').first().waitFor();
+  expect(await fitsWidth(page), 'the event monitor fits a phone');
+  await shot(page, 'phone-events');
+}
+
 try {
   // Desktop: sign in, read the numbers, add one, watch the list change live, pair a WhatsApp number by QR.
   const desktop = await open(1280, 800);
@@ -197,6 +295,7 @@ try {
 
   await groupsAndCampaigns(page);
   await sandbox(page);
+  await webhooksAndEvents(page);
 
   step('sign out');
   await page.getByRole('button', { name: 'Sign out' }).click();
@@ -234,11 +333,13 @@ try {
   expect(await page.getByRole('button', { name: 'Apply' }).count() === 0, 'a read-only key changes no members');
   expect(await fitsWidth(page), 'a group page fits a phone');
   await shot(page, 'phone-group-read-only');
+  await webhooksAndEventsAtPhoneWidth(page);
   await phone.context.close();
 
   expect(problems.length === 0, `problems in the pages:\n${problems.join('\n')}`);
   console.log('PASS');
 } finally {
   await browser.close();
+  receiver.close();
   stdin.close();
 }

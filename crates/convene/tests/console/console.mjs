@@ -62,7 +62,25 @@ async function open(width, height) {
   return { context, page };
 }
 
+/** Fields without a label and controls without a name on the page: what a screen reader could not announce. */
+async function unlabelled(page) {
+  return page.evaluate(() => {
+    const named = (el) => (el.getAttribute('aria-label') || el.textContent || el.value || '').trim() !== '';
+    const problems = [];
+    for (const field of document.querySelectorAll('input:not([type="hidden"]), select, textarea')) {
+      if (field.labels.length === 0 && !field.getAttribute('aria-label')) problems.push(`field ${field.outerHTML}`);
+    }
+    for (const control of document.querySelectorAll('button, a[href]')) {
+      if (!named(control)) problems.push(`control ${control.outerHTML}`);
+    }
+    return problems;
+  });
+}
+
+/** Saves the page's picture, and checks on the way that every field is labelled and every control named. */
 async function shot(page, name) {
+  const missing = await unlabelled(page);
+  expect(missing.length === 0, `on ${name}, unlabelled:\n${missing.join('\n')}`);
   await page.screenshot({ path: join(SCREENSHOTS, `${name}.png`), fullPage: true });
 }
 

@@ -28,7 +28,7 @@ impl SandboxConnector {
     }
 }
 
-/// Only a failure to save the world reaches a connector call; the change was rolled back, so nothing happened.
+/// Only a failure to journal a change reaches a connector call as this error.
 impl From<SandboxError> for ConnectorError {
     fn from(e: SandboxError) -> Self {
         ConnectorError::Other(e.to_string())
@@ -53,7 +53,7 @@ impl Connector for SandboxConnector {
 
     async fn create_group(&self, request: &CreateGroupRequest) -> Result<CreatedGroup, ConnectorError> {
         self.network.reach(&self.account).await?;
-        self.network.mutate(|w, env| w.create_group(&self.account, request, env))
+        self.network.mutate(|w, env| w.create_group(&self.account, request, env)).await
     }
 
     /// The sandbox keeps every creation key, so it finds the group by key alone.
@@ -63,17 +63,17 @@ impl Connector for SandboxConnector {
         _since: Timestamp,
     ) -> Result<Option<GroupMetadata>, ConnectorError> {
         self.network.reach(&self.account).await?;
-        Ok(self.network.read(|w, _| w.find_created_group(&self.account, &request.key.0)))
+        Ok(self.network.read_settled(|w, _| w.find_created_group(&self.account, &request.key.0)).await?)
     }
 
     async fn group_metadata(&self, group: &GroupJid) -> Result<GroupMetadata, ConnectorError> {
         self.network.reach(&self.account).await?;
-        self.network.read(|w, _| w.group_metadata(&self.account, group))
+        self.network.read_settled(|w, _| w.group_metadata(&self.account, group)).await?
     }
 
     async fn joined_groups(&self) -> Result<Vec<GroupMetadata>, ConnectorError> {
         self.network.reach(&self.account).await?;
-        Ok(self.network.read(|w, _| w.joined_groups(&self.account)))
+        Ok(self.network.read_settled(|w, _| w.joined_groups(&self.account)).await?)
     }
 
     async fn change_participants(
@@ -83,66 +83,74 @@ impl Connector for SandboxConnector {
         people: &[PhoneNumber],
     ) -> Result<Vec<ParticipantResult>, ConnectorError> {
         self.network.reach(&self.account).await?;
-        self.network.mutate(|w, env| w.change_participants(&self.account, group, change, people, env))
+        self.network.mutate(|w, env| w.change_participants(&self.account, group, change, people, env)).await
     }
 
     async fn invite_link(&self, group: &GroupJid, reset: bool) -> Result<String, ConnectorError> {
         self.network.reach(&self.account).await?;
-        self.network.mutate(|w, _| w.invite_link(&self.account, group, reset))
+        self.network.mutate(|w, _| w.invite_link(&self.account, group, reset)).await
     }
 
     async fn set_subject(&self, group: &GroupJid, subject: &GroupSubject) -> Result<(), ConnectorError> {
         self.network.reach(&self.account).await?;
-        self.network.mutate(|w, _| {
-            w.edit(&self.account, group, false, |g| {
-                check_subject(subject.as_str())?;
-                g.subject = subject.as_str().to_owned();
-                Ok(())
+        self.network
+            .mutate(|w, _| {
+                w.edit(&self.account, group, false, |g| {
+                    check_subject(subject.as_str())?;
+                    g.subject = subject.as_str().to_owned();
+                    Ok(())
+                })
             })
-        })
+            .await
     }
 
     async fn set_description(&self, group: &GroupJid, description: &GroupDescription) -> Result<(), ConnectorError> {
         self.network.reach(&self.account).await?;
         let d = description.as_str();
-        self.network.mutate(|w, _| {
-            w.edit(&self.account, group, false, |g| {
-                check_description(d)?;
-                g.description = (!d.is_empty()).then(|| d.to_owned());
-                Ok(())
+        self.network
+            .mutate(|w, _| {
+                w.edit(&self.account, group, false, |g| {
+                    check_description(d)?;
+                    g.description = (!d.is_empty()).then(|| d.to_owned());
+                    Ok(())
+                })
             })
-        })
+            .await
     }
 
     async fn set_settings(&self, group: &GroupJid, patch: &GroupSettingsPatch) -> Result<(), ConnectorError> {
         self.network.reach(&self.account).await?;
-        self.network.mutate(|w, _| {
-            w.edit(&self.account, group, true, |g| {
-                patch.apply(&mut g.settings);
-                Ok(())
+        self.network
+            .mutate(|w, _| {
+                w.edit(&self.account, group, true, |g| {
+                    patch.apply(&mut g.settings);
+                    Ok(())
+                })
             })
-        })
+            .await
     }
 
     async fn set_picture(&self, group: &GroupJid, _picture: &GroupPicture) -> Result<(), ConnectorError> {
         self.network.reach(&self.account).await?;
-        self.network.mutate(|w, _| {
-            w.edit(&self.account, group, false, |g| {
-                g.has_picture = true;
-                Ok(())
+        self.network
+            .mutate(|w, _| {
+                w.edit(&self.account, group, false, |g| {
+                    g.has_picture = true;
+                    Ok(())
+                })
             })
-        })
+            .await
     }
 
     async fn leave(&self, group: &GroupJid) -> Result<(), ConnectorError> {
         self.network.reach(&self.account).await?;
-        self.network.mutate(|w, env| w.leave(&self.account, group, env))
+        self.network.mutate(|w, env| w.leave(&self.account, group, env)).await
     }
 
     async fn send_text(&self, to: &PhoneNumber, text: &str) -> Result<(), ConnectorError> {
         self.network.reach(&self.account).await?;
         let kind = InboxKind::Text { text: text.to_owned() };
-        self.network.mutate(|w, env| w.send(&self.account, to, kind, env))
+        self.network.mutate(|w, env| w.send(&self.account, to, kind, env)).await
     }
 
     async fn send_group_invite(
@@ -160,6 +168,6 @@ impl Connector for SandboxConnector {
             code: code.to_owned(),
             expires_at,
         };
-        self.network.mutate(|w, env| w.send(&self.account, to, kind, env))
+        self.network.mutate(|w, env| w.send(&self.account, to, kind, env)).await
     }
 }

@@ -3,12 +3,14 @@
 //! It models registered and unregistered numbers, group-add privacy (everyone / contacts / nobody), contacts and
 //! blocks, "recently left", 403 refusals carrying add-request codes that expire, invite links (with join approval),
 //! the group size limit and subject/description limits, and injected latency and faults, including "the group was
-//! created but the reply was lost". The world is one JSON file rewritten atomically after every change, because it
-//! plays the remote side: a group it created must outlive a crash of the gateway. All randomness comes from a seeded
-//! generator kept in that file, so a run is repeatable.
+//! created but the reply was lost". The world is kept on disk apart from Convene's database, because it plays the
+//! remote side: a group it created must outlive a crash of the gateway. A change returns once it is on disk, as a
+//! line in a journal beside a snapshot of the world (see `journal.rs`). All randomness comes from a seeded generator
+//! kept with the world, so a run is repeatable.
 #![forbid(unsafe_code)]
 
 mod connector;
+mod journal;
 mod network;
 mod world;
 
@@ -33,6 +35,8 @@ pub struct SandboxConfig {
     pub recently_left_secs: u64,
     /// Lifetime of the add-request code that comes with a 403 privacy refusal, in seconds.
     pub add_request_ttl_secs: u64,
+    /// Most messages a person's inbox keeps: beyond it, the oldest go.
+    pub inbox_limit: usize,
     /// Latency and failures to inject.
     pub faults: Faults,
     /// WhatsApp's own limits on creating groups; off unless switched on.
@@ -47,6 +51,7 @@ impl Default for SandboxConfig {
             max_group_size: 1024,
             recently_left_secs: 86_400,
             add_request_ttl_secs: 3 * 86_400,
+            inbox_limit: 1000,
             faults: Faults::default(),
             network_limits: NetworkLimits::default(),
         }

@@ -1,8 +1,6 @@
-//! The shared network: the world behind a mutex, saved to its file after every change.
+//! The shared network: the world behind a mutex, each change journaled to disk before its call returns.
 
-use std::fs::{self, File};
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -12,6 +10,7 @@ use convene_core::{
 };
 
 use crate::connector::SandboxConnector;
+use crate::journal::{Durability, Journal};
 use crate::world::{Env, World};
 use crate::{
     Faults, InboxMessage, JoinResult, NetworkLimits, NetworkStats, Person, PersonPatch, SandboxConfig, SandboxError,
@@ -35,9 +34,8 @@ struct Listener {
 
 struct State {
     world: World,
-    /// The file's current content, to skip rewriting an unchanged world and to roll back a change that could not
-    /// be saved.
-    saved: Vec<u8>,
+    /// None for a world kept in memory only.
+    journal: Option<Journal>,
 }
 
 impl std::fmt::Debug for SandboxNetwork {
@@ -47,8 +45,8 @@ impl std::fmt::Debug for SandboxNetwork {
 }
 
 impl SandboxNetwork {
-    /// `path: None` keeps the world in memory only; otherwise it is loaded from that file if it exists, and the file
-    /// is rewritten (atomically, synced) after every change, before the call returns.
+    /// `path: None` keeps the world in memory only; otherwise it is loaded from that file (the snapshot) and the
+    /// journal beside it, and every change is journaled before its call returns.
     pub fn open(
         path: Option<PathBuf>,
         config: SandboxConfig,
@@ -56,32 +54,32 @@ impl SandboxNetwork {
     ) -> Result<Arc<Self>, SandboxError> {
         config.faults.validate()?;
         let fresh = || World::new(config.seed, config.faults.clone(), config.network_limits.clone());
-        let (world, saved) = match &path {
-            Some(p) if p.exists() => {
-                let bytes = fs::read(p).map_err(|e| io_error(p, &e))?;
-                (World::from_json(&bytes).map_err(|e| SandboxError::Io(format!("{}: {e}", p.display())))?, bytes)
+        let (world, journal) = match &path {
+            Some(p) => {
+                let (world, journal) = Journal::open(p, config.inbox_limit, fresh)?;
+                (world, Some(journal))
             }
-            _ => (fresh(), Vec::new()),
+            None => (fresh(), None),
         };
         let network = Arc::new(Self {
             config,
             clock,
             path,
-            state: Mutex::new(State { world, saved }),
+            state: Mutex::new(State { world, journal }),
             listeners: Mutex::default(),
         });
-        // Writes a new world's file now, so that a bad path fails at start-up rather than on the first group; a
-        // world seeded unreachable starts its outage now.
-        network.mutate(|w, env| {
+        // A world seeded unreachable starts its outage now (journaled soon after: nothing waits on it).
+        network.change_unawaited(|w, env| {
             w.note_outage(env.now);
             Ok::<_, SandboxError>(())
         })?;
         Ok(network)
     }
 
-    /// A connector acting as `account`, which becomes a registered WhatsApp user of the world.
+    /// A connector acting as `account`, which becomes a registered WhatsApp user of the world. Nothing waits for
+    /// the registration to reach the disk: every start registers its accounts again.
     pub fn connector(self: &Arc<Self>, account: PhoneNumber) -> SandboxConnector {
-        let registered = self.mutate(|w, env| {
+        let registered = self.change_unawaited(|w, env| {
             w.register(&account, env);
             Ok::<_, SandboxError>(())
         });
@@ -91,8 +89,8 @@ impl SandboxNetwork {
         SandboxConnector::new(Arc::clone(self), account)
     }
 
-    pub fn upsert_person(&self, phone: &PhoneNumber, patch: &PersonPatch) -> Result<Person, SandboxError> {
-        self.mutate(|w, env| Ok(w.upsert_person(phone, patch, env)))
+    pub async fn upsert_person(&self, phone: &PhoneNumber, patch: &PersonPatch) -> Result<Person, SandboxError> {
+        self.mutate(|w, env| Ok(w.upsert_person(phone, patch, env))).await
     }
 
     pub fn person(&self, phone: &PhoneNumber) -> Person {
@@ -121,15 +119,15 @@ impl SandboxNetwork {
     }
 
     /// The person leaves the group of their own accord: adding them back answers 408 for a while.
-    pub fn person_leaves(&self, jid: &GroupJid, phone: &PhoneNumber) -> Result<(), SandboxError> {
-        self.mutate(|w, env| w.person_leaves(jid, phone, env))?;
+    pub async fn person_leaves(&self, jid: &GroupJid, phone: &PhoneNumber) -> Result<(), SandboxError> {
+        self.mutate(|w, env| w.person_leaves(jid, phone, env)).await?;
         self.notify_members(jid, phone, GroupChangeEvent::ParticipantsLeft(vec![phone.clone()]));
         Ok(())
     }
 
     /// The person accepts the private invite (the add request of a 403 refusal) to the group.
-    pub fn accept_invite(&self, phone: &PhoneNumber, jid: &GroupJid) -> Result<JoinResult, SandboxError> {
-        let result = self.mutate(|w, env| w.accept_invite(phone, jid, env))?;
+    pub async fn accept_invite(&self, phone: &PhoneNumber, jid: &GroupJid) -> Result<JoinResult, SandboxError> {
+        let result = self.mutate(|w, env| w.accept_invite(phone, jid, env)).await?;
         if result == JoinResult::Joined {
             self.notify_members(jid, phone, GroupChangeEvent::ParticipantsJoined(vec![phone.clone()]));
         }
@@ -137,11 +135,13 @@ impl SandboxNetwork {
     }
 
     /// The person opens `https://chat.whatsapp.com/<code>` (the code or the whole link).
-    pub fn join_by_link(&self, phone: &PhoneNumber, invite_code: &str) -> Result<JoinResult, SandboxError> {
-        let (result, jid) = self.mutate(|w, env| {
-            let jid = w.group_by_invite_code(invite_code);
-            Ok::<_, SandboxError>((w.join_by_link(phone, invite_code, env)?, jid))
-        })?;
+    pub async fn join_by_link(&self, phone: &PhoneNumber, invite_code: &str) -> Result<JoinResult, SandboxError> {
+        let (result, jid) = self
+            .mutate(|w, env| {
+                let jid = w.group_by_invite_code(invite_code);
+                Ok::<_, SandboxError>((w.join_by_link(phone, invite_code, env)?, jid))
+            })
+            .await?;
         if let (JoinResult::Joined, Some(jid)) = (result, jid) {
             self.notify_members(&jid, phone, GroupChangeEvent::ParticipantsJoined(vec![phone.clone()]));
         }
@@ -167,11 +167,13 @@ impl SandboxNetwork {
 
     /// Changes the faults. Switching `unreachable` on or off is reported to every listening instance, as its new
     /// state: once when the outage begins, once when it ends.
-    pub fn set_faults(&self, faults: Faults) -> Result<(), SandboxError> {
-        let was_unreachable = self.mutate(|w, env| {
-            let was = w.faults().unreachable;
-            w.set_faults(faults, env.now).map(|()| was)
-        })?;
+    pub async fn set_faults(&self, faults: Faults) -> Result<(), SandboxError> {
+        let was_unreachable = self
+            .mutate(|w, env| {
+                let was = w.faults().unreachable;
+                w.set_faults(faults, env.now).map(|()| was)
+            })
+            .await?;
         if was_unreachable != self.faults().unreachable {
             let listeners = self.listeners.lock().unwrap_or_else(PoisonError::into_inner);
             for listener in listeners.iter() {
@@ -207,11 +209,12 @@ impl SandboxNetwork {
         self.read(|w, _| w.network_limits().clone())
     }
 
-    pub fn set_network_limits(&self, limits: NetworkLimits) -> Result<(), SandboxError> {
+    pub async fn set_network_limits(&self, limits: NetworkLimits) -> Result<(), SandboxError> {
         self.mutate(|w, _| {
             w.set_network_limits(limits);
             Ok(())
         })
+        .await
     }
 
     /// Rate-limit refusals, bans and creations so far.
@@ -241,48 +244,52 @@ impl SandboxNetwork {
         f(&self.lock().world, &env)
     }
 
-    /// Runs a change and saves the world if it changed, whatever `f` returned (a failed call may still have moved
-    /// the generator, and a lost reply still created its group). If saving fails, the change is undone and the
-    /// call fails: the file is the truth.
-    pub(crate) fn mutate<T, E: From<SandboxError>>(
+    /// A read for a connector, answered once every change it may reflect is on disk: a group found after a lost
+    /// reply must not vanish in a crash after the gateway recorded it. Fails once the journal cannot be written.
+    pub(crate) async fn read_settled<T>(&self, f: impl FnOnce(&World, &Env) -> T) -> Result<T, SandboxError> {
+        self.mutate(|w, env| Ok::<_, SandboxError>(f(w, env))).await
+    }
+
+    /// Runs a change and returns once what it touched is on disk, whatever `f` returned (a failed call may still
+    /// have moved the generator, and a lost reply still created its group). The lock is held only to change the
+    /// world in memory and queue the journal entry, never across the wait for the disk.
+    pub(crate) async fn mutate<T, E: From<SandboxError>>(
         &self,
         f: impl FnOnce(&mut World, &Env) -> Result<T, E>,
     ) -> Result<T, E> {
-        let env = Env::new(&self.config, self.clock.now());
-        let mut state = self.lock();
-        let result = f(&mut state.world, &env);
-        let Some(path) = &self.path else { return result };
-        let bytes = serde_json::to_vec_pretty(&state.world).map_err(|e| SandboxError::Io(e.to_string()))?;
-        if bytes != state.saved {
-            if let Err(e) = write_atomically(path, &bytes) {
-                if !state.saved.is_empty() {
-                    state.world = World::from_json(&state.saved)?;
-                }
-                return Err(io_error(path, &e).into());
-            }
-            state.saved = bytes;
+        let (result, durability) = self.change(f)?;
+        if let Some(durability) = durability {
+            durability.wait().await?;
         }
         result
     }
-}
 
-fn io_error(path: &Path, e: &std::io::Error) -> SandboxError {
-    SandboxError::Io(format!("{}: {e}", path.display()))
-}
+    /// Runs a change that needs no waiting for the disk: it is journaled soon after, with whatever comes next.
+    fn change_unawaited<T, E: From<SandboxError>>(
+        &self,
+        f: impl FnOnce(&mut World, &Env) -> Result<T, E>,
+    ) -> Result<T, E> {
+        self.change(f)?.0
+    }
 
-/// Temp file in the same directory, fsync, rename over the old file, fsync the directory: after a crash the file
-/// holds either the old world or the new one, never a torn mix.
-fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    fs::create_dir_all(dir)?;
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp"));
-    let mut file = File::create(&tmp)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    drop(file);
-    fs::rename(&tmp, path)?;
-    #[cfg(unix)]
-    File::open(dir)?.sync_all()?;
-    Ok(())
+    /// Runs a change and queues it for the journal, returning what to await for it to be on disk. Refuses to
+    /// change anything once the journal could not be written.
+    fn change<T, E: From<SandboxError>>(
+        &self,
+        f: impl FnOnce(&mut World, &Env) -> Result<T, E>,
+    ) -> Result<(Result<T, E>, Option<Durability>), E> {
+        let env = Env::new(&self.config, self.clock.now());
+        let mut state = self.lock();
+        let State { world, journal } = &mut *state;
+        if let Some(journal) = journal {
+            journal.check()?;
+        }
+        let result = f(world, &env);
+        let changes = world.take_changes();
+        let durability = match journal {
+            Some(journal) => Some(journal.append(world, changes)?),
+            None => None,
+        };
+        Ok((result, durability))
+    }
 }

@@ -1,6 +1,8 @@
 //! The persisted world and the network's rules. No I/O, no clock, no locks: the caller passes the time in [`Env`].
+//! Every change notes what it touched, and [`World::take_changes`] hands those parts over as [`Change`]s for the
+//! journal (see `journal.rs`); [`World::apply`] replays them.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::time::Duration;
 
 use convene_core::connector::{CreateGroupRequest, CreatedGroup};
@@ -31,7 +33,7 @@ impl<'a> Env<'a> {
 }
 
 /// SplitMix64: tiny, good enough for ids and fault draws, and its whole state is one persisted number.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
 pub(crate) struct Rng(u64);
 
@@ -167,6 +169,9 @@ impl GroupState {
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) struct World {
+    /// The last journal entry this world includes: a snapshot written at `seq` skips the journal's entries up to it.
+    #[serde(default)]
+    pub seq: u64,
     rng: Rng,
     faults: Faults,
     #[serde(default)]
@@ -182,13 +187,62 @@ pub(crate) struct World {
     people: BTreeMap<PhoneNumber, PersonState>,
     /// In creation order; groups are never deleted, so positions are stable.
     groups: Vec<GroupState>,
-    inboxes: BTreeMap<PhoneNumber, Vec<InboxMessage>>,
+    /// Each person's latest messages, oldest first, at most `inbox_limit` of them.
+    inboxes: BTreeMap<PhoneNumber, VecDeque<InboxMessage>>,
     #[serde(skip)]
     by_jid: HashMap<GroupJid, usize>,
+    /// What changes touched since [`World::take_changes`] last ran.
+    #[serde(skip)]
+    touched: Touched,
+    /// The small state last handed over as [`Change::Meta`], to hand it over again only when it differs.
+    #[serde(skip)]
+    taken_meta: Option<Meta>,
+}
+
+#[derive(Clone, Debug, Default)]
+struct Touched {
+    accounts: BTreeSet<PhoneNumber>,
+    people: BTreeSet<PhoneNumber>,
+    /// Positions in `groups`.
+    groups: BTreeSet<usize>,
+    messages: Vec<(PhoneNumber, InboxMessage)>,
+}
+
+/// The world's small state, all in one journal entry.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Meta {
+    rng: Rng,
+    faults: Faults,
+    limits: NetworkLimits,
+    stats: NetworkStats,
+    unreachable_since: Option<Timestamp>,
+}
+
+/// The new state of one part of the world, as a journal entry holds it: replaying the entries in order on the
+/// snapshot they follow gives the world back.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum Change {
+    Meta(Meta),
+    Account {
+        phone: PhoneNumber,
+        limits: AccountLimits,
+    },
+    Person {
+        phone: PhoneNumber,
+        state: PersonState,
+    },
+    /// A new group (appended in creation order) or a group's new state.
+    Group(Box<GroupState>),
+    /// A message into a person's inbox (the oldest dropped beyond the limit).
+    Message {
+        to: PhoneNumber,
+        message: InboxMessage,
+    },
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
-struct AccountLimits {
+pub(crate) struct AccountLimits {
     creations: Vec<Timestamp>,
     hits: Vec<Timestamp>,
     banned_until: Option<Timestamp>,
@@ -209,6 +263,17 @@ impl AccountLimits {
         self.banned_until.filter(|until| *until > now)
     }
 
+    /// The limits read only the latest `max_per_day` creations and `ban_after_hits` refusals: keeping no more
+    /// bounds what a number's journal entry holds, however fast it creates with the limits off.
+    fn keep_what_limits_read(&mut self, limits: &NetworkLimits) {
+        fn keep_latest(times: &mut Vec<Timestamp>, n: u32) {
+            let excess = times.len().saturating_sub(n.max(1) as usize);
+            times.drain(..excess);
+        }
+        keep_latest(&mut self.creations, limits.max_per_day);
+        keep_latest(&mut self.hits, limits.ban_after_hits);
+    }
+
     /// When the limits would next allow a creation, if not now.
     fn refused_until(&self, limits: &NetworkLimits, now: Timestamp) -> Option<Timestamp> {
         let too_soon = self.creations.last().map(|t| t.plus(Duration::from_secs(limits.min_interval_secs)));
@@ -225,6 +290,7 @@ fn rejected(code: u16, text: impl Into<String>) -> ConnectorError {
 impl World {
     pub fn new(seed: u64, faults: Faults, limits: NetworkLimits) -> Self {
         Self {
+            seq: 0,
             rng: Rng(seed),
             faults,
             limits,
@@ -235,13 +301,88 @@ impl World {
             groups: Vec::new(),
             inboxes: BTreeMap::new(),
             by_jid: HashMap::new(),
+            touched: Touched::default(),
+            taken_meta: None,
         }
+    }
+
+    fn meta(&self) -> Meta {
+        Meta {
+            rng: self.rng.clone(),
+            faults: self.faults.clone(),
+            limits: self.limits.clone(),
+            stats: self.stats.clone(),
+            unreachable_since: self.unreachable_since,
+        }
+    }
+
+    /// What changed since the last call, each part in its new state.
+    pub fn take_changes(&mut self) -> Vec<Change> {
+        let touched = std::mem::take(&mut self.touched);
+        let mut changes = Vec::new();
+        let meta = self.meta();
+        if self.taken_meta.as_ref() != Some(&meta) {
+            changes.push(Change::Meta(meta.clone()));
+            self.taken_meta = Some(meta);
+        }
+        changes.extend(touched.accounts.into_iter().filter_map(|phone| {
+            let limits = self.accounts.get(&phone)?.clone();
+            Some(Change::Account { phone, limits })
+        }));
+        changes.extend(touched.people.into_iter().filter_map(|phone| {
+            let state = self.people.get(&phone)?.clone();
+            Some(Change::Person { phone, state })
+        }));
+        changes.extend(touched.groups.into_iter().map(|i| Change::Group(Box::new(self.groups[i].clone()))));
+        changes.extend(touched.messages.into_iter().map(|(to, message)| Change::Message { to, message }));
+        changes
+    }
+
+    /// Replays a journal entry.
+    pub fn apply(&mut self, change: Change, inbox_limit: usize) {
+        match change {
+            Change::Meta(meta) => {
+                let Meta { rng, faults, limits, stats, unreachable_since } = meta.clone();
+                (self.rng, self.faults, self.limits, self.stats, self.unreachable_since) =
+                    (rng, faults, limits, stats, unreachable_since);
+                self.taken_meta = Some(meta);
+            }
+            Change::Account { phone, limits } => {
+                self.accounts.insert(phone, limits);
+            }
+            Change::Person { phone, state } => {
+                self.people.insert(phone, state);
+            }
+            Change::Group(group) => match self.by_jid.get(&group.info.jid) {
+                Some(&i) => self.groups[i] = *group,
+                None => {
+                    self.by_jid.insert(group.info.jid.clone(), self.groups.len());
+                    self.groups.push(*group);
+                }
+            },
+            Change::Message { to, message } => self.deliver(to, message, inbox_limit),
+        }
+    }
+
+    fn deliver(&mut self, to: PhoneNumber, message: InboxMessage, inbox_limit: usize) {
+        let inbox = self.inboxes.entry(to).or_default();
+        inbox.push_back(message);
+        while inbox.len() > inbox_limit {
+            inbox.pop_front();
+        }
+    }
+
+    /// The group at position `i`, noted as changed.
+    fn group_mut(&mut self, i: usize) -> &mut GroupState {
+        self.touched.groups.insert(i);
+        &mut self.groups[i]
     }
 
     pub fn from_json(bytes: &[u8]) -> Result<Self, SandboxError> {
         let mut world: Self =
             serde_json::from_slice(bytes).map_err(|e| SandboxError::Io(format!("unreadable: {e}")))?;
         world.by_jid = world.groups.iter().enumerate().map(|(i, g)| (g.info.jid.clone(), i)).collect();
+        world.taken_meta = Some(world.meta());
         Ok(world)
     }
 
@@ -302,6 +443,7 @@ impl World {
     /// creation when it is allowed.
     fn admit_creation(&mut self, account: &PhoneNumber, now: Timestamp) -> Result<(), ConnectorError> {
         let limits = self.limits.clone();
+        self.touched.accounts.insert(account.clone());
         let state = self.accounts.entry(account.clone()).or_default();
         state.forget_older_than_a_day(now);
         if let Some(until) = state.ban(now) {
@@ -311,6 +453,7 @@ impl World {
             && let Some(until) = state.refused_until(&limits, now)
         {
             state.hits.push(now);
+            state.keep_what_limits_read(&limits);
             self.stats.rate_limit_hits += 1;
             if state.hits.len() >= limits.ban_after_hits.max(1) as usize {
                 let until = now.plus(Duration::from_secs(limits.ban_secs));
@@ -321,6 +464,7 @@ impl World {
             return Err(ConnectorError::RateLimited { retry_after: Some(now.until(until)) });
         }
         state.creations.push(now);
+        state.keep_what_limits_read(&limits);
         self.stats.groups_created += 1;
         Ok(())
     }
@@ -358,6 +502,10 @@ impl World {
     // ---- scripting ----
 
     pub fn register(&mut self, account: &PhoneNumber, env: &Env) {
+        if self.people.get(account).is_some_and(|p| p.registered) {
+            return;
+        }
+        self.touched.people.insert(account.clone());
         let person = self.people.entry(account.clone()).or_insert_with(|| env.unknown.clone());
         person.registered = true;
     }
@@ -375,6 +523,7 @@ impl World {
     }
 
     pub fn upsert_person(&mut self, phone: &PhoneNumber, patch: &PersonPatch, env: &Env) -> Person {
+        self.touched.people.insert(phone.clone());
         let p = self.people.entry(phone.clone()).or_insert_with(|| env.unknown.clone());
         if let Some(registered) = patch.registered {
             p.registered = registered;
@@ -405,12 +554,12 @@ impl World {
     }
 
     pub fn inbox(&self, phone: &PhoneNumber) -> Vec<InboxMessage> {
-        self.inboxes.get(phone).cloned().unwrap_or_default()
+        self.inboxes.get(phone).map(|inbox| inbox.iter().cloned().collect()).unwrap_or_default()
     }
 
     pub fn person_leaves(&mut self, jid: &GroupJid, phone: &PhoneNumber, env: &Env) -> Result<(), SandboxError> {
         let i = self.index(jid)?;
-        let g = &mut self.groups[i];
+        let g = self.group_mut(i);
         if g.role(phone).is_none() {
             return Err(SandboxError::NotMember);
         }
@@ -429,7 +578,7 @@ impl World {
         if !self.person_state(phone, env).registered {
             return Err(SandboxError::NotRegistered);
         }
-        let g = &mut self.groups[i];
+        let g = self.group_mut(i);
         if g.role(phone).is_some() {
             return Err(SandboxError::AlreadyMember);
         }
@@ -457,7 +606,7 @@ impl World {
         if !self.person_state(phone, env).registered {
             return Err(SandboxError::NotRegistered);
         }
-        let g = &mut self.groups[g];
+        let g = self.group_mut(g);
         if g.role(phone).is_some() {
             return Err(SandboxError::AlreadyMember);
         }
@@ -524,6 +673,7 @@ impl World {
             .collect();
         let metadata = group.metadata();
         self.by_jid.insert(jid, self.groups.len());
+        self.touched.groups.insert(self.groups.len());
         self.groups.push(group);
         if self.rng.chance(self.faults.reply_lost_rate) {
             return Err(ConnectorError::OutcomeUnknown);
@@ -553,6 +703,7 @@ impl World {
     ) -> Result<Vec<ParticipantResult>, ConnectorError> {
         self.inject_error()?;
         let i = self.admin_group(jid, account)?;
+        self.touched.groups.insert(i);
         let World { groups, people: persons, rng, .. } = self;
         let g = &mut groups[i];
         let results = people
@@ -600,7 +751,8 @@ impl World {
         }
         let i = self.admin_group(jid, account)?;
         if reset {
-            self.groups[i].info.invite_code = self.rng.code(22);
+            let code = self.rng.code(22);
+            self.group_mut(i).info.invite_code = code;
         }
         Ok(format!("https://chat.whatsapp.com/{}", self.groups[i].info.invite_code))
     }
@@ -618,7 +770,7 @@ impl World {
         if admin_only || self.groups[i].info.settings.locked_info {
             self.admin_group(jid, account)?;
         }
-        f(&mut self.groups[i].info)
+        f(&mut self.group_mut(i).info)
     }
 
     pub fn leave(&mut self, account: &PhoneNumber, jid: &GroupJid, env: &Env) -> Result<(), ConnectorError> {
@@ -642,7 +794,8 @@ impl World {
         }
         if !recipient.blocked.contains(account) {
             let message = InboxMessage { from: account.clone(), at: env.now, kind };
-            self.inboxes.entry(to.clone()).or_default().push(message);
+            self.touched.messages.push((to.clone(), message.clone()));
+            self.deliver(to.clone(), message, env.config.inbox_limit);
         }
         Ok(())
     }

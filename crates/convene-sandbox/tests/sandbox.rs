@@ -48,8 +48,8 @@ fn request(participants: &[PhoneNumber]) -> CreateGroupRequest {
     }
 }
 
-fn set_privacy(net: &SandboxNetwork, who: &PhoneNumber, group_add: GroupAddPrivacy) {
-    net.upsert_person(who, &PersonPatch { group_add: Some(group_add), ..Default::default() }).unwrap();
+async fn set_privacy(net: &SandboxNetwork, who: &PhoneNumber, group_add: GroupAddPrivacy) {
+    net.upsert_person(who, &PersonPatch { group_add: Some(group_add), ..Default::default() }).await.unwrap();
 }
 
 async fn create(c: &SandboxConnector, participants: &[PhoneNumber]) -> CreatedGroup {
@@ -83,8 +83,8 @@ async fn contacts_privacy_admits_only_adders_in_the_persons_contacts() {
         add_contacts: vec![phone(1000)],
         ..Default::default()
     };
-    w.net.upsert_person(&phone(1), &patch).unwrap();
-    set_privacy(&w.net, &phone(2), GroupAddPrivacy::Contacts);
+    w.net.upsert_person(&phone(1), &patch).await.unwrap();
+    set_privacy(&w.net, &phone(2), GroupAddPrivacy::Contacts).await;
     // Act
     let created = create(&w.owner, &[phone(1), phone(2)]).await;
     // Assert
@@ -96,7 +96,7 @@ async fn contacts_privacy_admits_only_adders_in_the_persons_contacts() {
 #[tokio::test]
 async fn nobody_privacy_refuses_with_an_add_request_valid_for_three_days() {
     let w = world();
-    set_privacy(&w.net, &phone(1), GroupAddPrivacy::Nobody);
+    set_privacy(&w.net, &phone(1), GroupAddPrivacy::Nobody).await;
     let created = create(&w.owner, &[phone(1)]).await;
     let result = &created.participants[0];
     assert_eq!(result.outcome, ParticipantOutcome::PrivacyBlocked);
@@ -108,7 +108,7 @@ async fn nobody_privacy_refuses_with_an_add_request_valid_for_three_days() {
 #[tokio::test]
 async fn someone_who_blocked_the_adder_is_refused_without_an_add_request() {
     let w = world();
-    w.net.upsert_person(&phone(1), &PersonPatch { block: vec![phone(1000)], ..Default::default() }).unwrap();
+    w.net.upsert_person(&phone(1), &PersonPatch { block: vec![phone(1000)], ..Default::default() }).await.unwrap();
     let created = create(&w.owner, &[phone(1)]).await;
     assert_eq!(created.participants[0].outcome, ParticipantOutcome::PrivacyBlocked);
     assert_eq!(created.participants[0].add_request, None);
@@ -118,7 +118,7 @@ async fn someone_who_blocked_the_adder_is_refused_without_an_add_request() {
 async fn unregistered_numbers_are_not_on_whatsapp() {
     // Arrange: 1 is explicitly unregistered; in the second world unknown numbers are unregistered too
     let w = world();
-    w.net.upsert_person(&phone(1), &PersonPatch { registered: Some(false), ..Default::default() }).unwrap();
+    w.net.upsert_person(&phone(1), &PersonPatch { registered: Some(false), ..Default::default() }).await.unwrap();
     let strict = world_with(SandboxConfig { unknown_numbers_registered: false, ..Default::default() });
     // Act
     let created = create(&w.owner, &[phone(1), phone(2)]).await;
@@ -135,7 +135,7 @@ async fn someone_who_left_cannot_be_added_back_until_recently_left_secs_pass() {
     // Arrange
     let w = world();
     let jid = create(&w.owner, &[phone(1)]).await.metadata.jid;
-    w.net.person_leaves(&jid, &phone(1)).unwrap();
+    w.net.person_leaves(&jid, &phone(1)).await.unwrap();
     let one = [phone(1)];
     let add = || w.owner.change_participants(&jid, ParticipantChange::Add, &one);
     // Act / Assert
@@ -165,14 +165,14 @@ async fn a_removed_member_can_be_added_back_at_once() {
 async fn an_accepted_invite_makes_a_member_and_an_expired_one_is_refused() {
     // Arrange: 1 and 2 refuse adds, so each gets an add request
     let w = world();
-    set_privacy(&w.net, &phone(1), GroupAddPrivacy::Nobody);
-    set_privacy(&w.net, &phone(2), GroupAddPrivacy::Nobody);
+    set_privacy(&w.net, &phone(1), GroupAddPrivacy::Nobody).await;
+    set_privacy(&w.net, &phone(2), GroupAddPrivacy::Nobody).await;
     let jid = create(&w.owner, &[phone(1), phone(2)]).await.metadata.jid;
     // Act / Assert
-    assert_eq!(w.net.accept_invite(&phone(1), &jid), Ok(JoinResult::Joined));
-    assert_eq!(w.net.accept_invite(&phone(3), &jid), Err(SandboxError::NotInvited));
+    assert_eq!(w.net.accept_invite(&phone(1), &jid).await, Ok(JoinResult::Joined));
+    assert_eq!(w.net.accept_invite(&phone(3), &jid).await, Err(SandboxError::NotInvited));
     w.clock.advance(3 * DAY);
-    assert_eq!(w.net.accept_invite(&phone(2), &jid), Err(SandboxError::InviteExpired));
+    assert_eq!(w.net.accept_invite(&phone(2), &jid).await, Err(SandboxError::InviteExpired));
     let members: Vec<_> = w.net.group(&jid).unwrap().members.into_iter().map(|m| m.phone).collect();
     assert_eq!(members, [phone(1000), phone(1)]);
 }
@@ -184,16 +184,16 @@ async fn anyone_can_join_by_link_until_the_link_is_reset() {
     let jid = create(&w.owner, &[]).await.metadata.jid;
     let link = w.owner.invite_link(&jid, false).await.unwrap();
     // Act
-    let joined = w.net.join_by_link(&phone(1), &link);
+    let joined = w.net.join_by_link(&phone(1), &link).await;
     let new_link = w.owner.invite_link(&jid, true).await.unwrap();
     // Assert
     assert_eq!(joined, Ok(JoinResult::Joined));
     assert_ne!(new_link, link);
-    assert_eq!(w.net.join_by_link(&phone(2), &link), Err(SandboxError::InvalidInviteCode));
+    assert_eq!(w.net.join_by_link(&phone(2), &link).await, Err(SandboxError::InvalidInviteCode));
     let code = new_link.trim_start_matches("https://chat.whatsapp.com/");
     assert_eq!(code, w.net.group(&jid).unwrap().invite_code);
-    assert_eq!(w.net.join_by_link(&phone(2), code), Ok(JoinResult::Joined));
-    assert_eq!(w.net.join_by_link(&phone(2), code), Err(SandboxError::AlreadyMember));
+    assert_eq!(w.net.join_by_link(&phone(2), code).await, Ok(JoinResult::Joined));
+    assert_eq!(w.net.join_by_link(&phone(2), code).await, Err(SandboxError::AlreadyMember));
 }
 
 #[tokio::test]
@@ -203,7 +203,7 @@ async fn with_join_approval_a_link_join_becomes_a_pending_request() {
     req.settings.join_approval = true;
     let jid = w.owner.create_group(&req).await.unwrap().metadata.jid;
     let code = w.net.group(&jid).unwrap().invite_code;
-    assert_eq!(w.net.join_by_link(&phone(1), &code), Ok(JoinResult::Pending));
+    assert_eq!(w.net.join_by_link(&phone(1), &code).await, Ok(JoinResult::Pending));
     let group = w.net.group(&jid).unwrap();
     assert_eq!(group.pending_join_requests, [phone(1)]);
     assert_eq!(group.members.len(), 1);
@@ -262,7 +262,7 @@ async fn participants_beyond_the_group_size_limit_get_500() {
     assert_eq!(outcomes(&created), [ParticipantOutcome::Added, ParticipantOutcome::Added, ParticipantOutcome::Failed]);
     assert_eq!(created.participants[2].code, Some(500));
     assert_eq!(
-        w.net.join_by_link(&phone(4), &w.net.group(&created.metadata.jid).unwrap().invite_code),
+        w.net.join_by_link(&phone(4), &w.net.group(&created.metadata.jid).unwrap().invite_code).await,
         Err(SandboxError::GroupFull)
     );
 }
@@ -284,8 +284,8 @@ async fn when_the_last_admin_leaves_the_oldest_member_becomes_admin() {
 #[tokio::test]
 async fn messages_reach_registered_inboxes_unless_the_recipient_blocked_the_sender() {
     let w = world();
-    w.net.upsert_person(&phone(9), &PersonPatch { registered: Some(false), ..Default::default() }).unwrap();
-    w.net.upsert_person(&phone(2), &PersonPatch { block: vec![phone(1000)], ..Default::default() }).unwrap();
+    w.net.upsert_person(&phone(9), &PersonPatch { registered: Some(false), ..Default::default() }).await.unwrap();
+    w.net.upsert_person(&phone(2), &PersonPatch { block: vec![phone(1000)], ..Default::default() }).await.unwrap();
     let jid = create(&w.owner, &[]).await.metadata.jid;
     let expires_at = w.clock.now().plus(3 * DAY);
     w.owner.send_text(&phone(1), "hello").await.unwrap();
@@ -322,7 +322,7 @@ async fn a_created_group_survives_reopening_the_world_file_and_the_generator_con
 async fn the_same_seed_and_calls_give_the_same_ids_and_other_seeds_do_not() {
     async fn run(seed: u64) -> Vec<String> {
         let w = world_with(SandboxConfig { seed, ..Default::default() });
-        set_privacy(&w.net, &phone(1), GroupAddPrivacy::Nobody);
+        set_privacy(&w.net, &phone(1), GroupAddPrivacy::Nobody).await;
         let mut ids = Vec::new();
         for _ in 0..3 {
             let created = create(&w.owner, &[phone(1)]).await;
@@ -342,7 +342,7 @@ async fn the_same_seed_and_calls_give_the_same_ids_and_other_seeds_do_not() {
 async fn a_lost_reply_still_creates_a_group_that_find_created_group_finds() {
     // Arrange
     let w = world();
-    w.net.set_faults(Faults { reply_lost_rate: 1.0, ..Default::default() }).unwrap();
+    w.net.set_faults(Faults { reply_lost_rate: 1.0, ..Default::default() }).await.unwrap();
     let req = request(&[phone(1)]);
     // Act
     let result = w.owner.create_group(&req).await;
@@ -366,7 +366,7 @@ async fn a_lost_reply_still_creates_a_group_that_find_created_group_finds() {
 #[tokio::test]
 async fn an_injected_error_creates_nothing() {
     let w = world();
-    w.net.set_faults(Faults { error_rate: 1.0, ..Default::default() }).unwrap();
+    w.net.set_faults(Faults { error_rate: 1.0, ..Default::default() }).await.unwrap();
     let req = request(&[phone(1)]);
     let result = w.owner.create_group(&req).await;
     assert_eq!(result, Err(ConnectorError::Other("injected fault".into())));
@@ -377,7 +377,7 @@ async fn an_injected_error_creates_nothing() {
 #[tokio::test]
 async fn fault_rates_outside_zero_to_one_are_refused() {
     let w = world();
-    let refused = w.net.set_faults(Faults { error_rate: 1.5, ..Default::default() });
+    let refused = w.net.set_faults(Faults { error_rate: 1.5, ..Default::default() }).await;
     assert!(matches!(refused, Err(SandboxError::InvalidFaults(_))));
     assert_eq!(w.net.faults(), Faults::default());
 }
@@ -402,12 +402,12 @@ async fn an_unreachable_network_refuses_every_call_and_reports_its_start_and_end
     let unreachable = Faults { unreachable: true, ..Default::default() };
 
     // Act: cut off, cut off again later (the same outage), then back.
-    w.net.set_faults(unreachable.clone()).unwrap();
+    w.net.set_faults(unreachable.clone()).await.unwrap();
     w.clock.advance(Duration::from_secs(60));
-    w.net.set_faults(Faults { latency_ms: 1, ..unreachable }).unwrap();
+    w.net.set_faults(Faults { latency_ms: 1, ..unreachable }).await.unwrap();
     let state = w.owner.state().await;
     let refused = w.owner.create_group(&request(&[phone(1)])).await;
-    w.net.set_faults(Faults::default()).unwrap();
+    w.net.set_faults(Faults::default()).await.unwrap();
 
     // Assert
     let InstanceState::Unreachable { since, next_retry_at, ref error } = state else { panic!("{state:?}") };
@@ -426,7 +426,7 @@ async fn an_unreachable_network_refuses_every_call_and_reports_its_start_and_end
 #[tokio::test]
 async fn injected_latency_delays_every_call() {
     let w = world();
-    w.net.set_faults(Faults { latency_ms: 30, ..Default::default() }).unwrap();
+    w.net.set_faults(Faults { latency_ms: 30, ..Default::default() }).await.unwrap();
     let started = std::time::Instant::now();
     w.owner.joined_groups().await.unwrap();
     assert!(started.elapsed() >= Duration::from_millis(30));
@@ -526,8 +526,8 @@ async fn members_instances_hear_people_join_by_link_and_leave() {
     let link = w.owner.invite_link(&jid, false).await.unwrap();
 
     // Act
-    w.net.join_by_link(&phone(1), &link).unwrap();
-    w.net.person_leaves(&jid, &phone(1)).unwrap();
+    w.net.join_by_link(&phone(1), &link).await.unwrap();
+    w.net.person_leaves(&jid, &phone(1)).await.unwrap();
 
     // Assert: only the member's instance hears, in order, with who did it.
     let group = |change| ConnectorEvent::Group { group: jid.clone(), change, by: Some(phone(1)) };
@@ -538,4 +538,278 @@ async fn members_instances_hear_people_join_by_link_and_leave() {
             (InstanceId(7), group(GroupChangeEvent::ParticipantsLeft(vec![phone(1)]))),
         ]
     );
+}
+
+// ---- on disk: a snapshot and a journal ----
+
+/// What a crash leaves: the world's files as they are on disk right now, copied while the network still runs.
+fn files_after_a_crash(from: &std::path::Path) -> tempfile::TempDir {
+    let copy = tempfile::tempdir().unwrap();
+    for name in ["sandbox.json", "sandbox.json.journal"] {
+        if from.join(name).exists() {
+            std::fs::copy(from.join(name), copy.path().join(name)).unwrap();
+        }
+    }
+    copy
+}
+
+fn open_at(dir: &std::path::Path, config: SandboxConfig) -> Arc<SandboxNetwork> {
+    let clock = Arc::new(ManualClock::new(Timestamp::from_millis(1_795_000_000_000)));
+    SandboxNetwork::open(Some(dir.join("sandbox.json")), config, clock).unwrap()
+}
+
+/// Everything a caller can see of the world, to compare a reopened world with the one that wrote it.
+fn everything(net: &SandboxNetwork, people: &[PhoneNumber]) -> String {
+    format!(
+        "{:?}\n{:?}\n{:?}\n{:?}\n{:?}",
+        net.groups(),
+        people.iter().map(|p| (net.person(p), net.inbox(p), net.ban(p))).collect::<Vec<_>>(),
+        net.faults(),
+        net.network_limits(),
+        net.stats(),
+    )
+}
+
+/// Opens what a crash would leave of the world in `dir` and checks it is the world `net` shows.
+fn assert_on_disk(net: &SandboxNetwork, dir: &std::path::Path, people: &[PhoneNumber], after: &str) {
+    let crashed = files_after_a_crash(dir);
+    let reopened = open_at(crashed.path(), SandboxConfig::default());
+    assert_eq!(everything(&reopened, people), everything(net, people), "after {after}");
+}
+
+#[tokio::test]
+async fn every_kind_of_change_is_on_disk_when_its_call_returns() {
+    // Arrange
+    let dir = tempfile::tempdir().unwrap();
+    let net = open_at(dir.path(), SandboxConfig::default());
+    let owner = net.connector(phone(1000));
+    let people: Vec<PhoneNumber> = (1..=6).map(phone).chain([phone(1000)]).collect();
+    let on_disk = |after: &str| assert_on_disk(&net, dir.path(), &people, after);
+
+    // Act and assert: each kind of call that changes the world, each checked on its own
+    set_privacy(&net, &phone(1), GroupAddPrivacy::Nobody).await;
+    on_disk("a privacy setting");
+    let patch = PersonPatch { add_contacts: vec![phone(3)], name: Some("Ann".into()), ..Default::default() };
+    net.upsert_person(&phone(2), &patch).await.unwrap();
+    on_disk("a person's contacts and name");
+    net.set_network_limits(NetworkLimits { enabled: true, min_interval_secs: 0, ..Default::default() }).await.unwrap();
+    on_disk("the network limits");
+    let jid = create(&owner, &[phone(1), phone(2), phone(3)]).await.metadata.jid;
+    on_disk("a creation with a privacy refusal");
+    let other = create(&owner, &[phone(4)]).await.metadata.jid;
+    on_disk("a second creation");
+    owner.change_participants(&jid, ParticipantChange::Promote, &[phone(2)]).await.unwrap();
+    on_disk("a promotion");
+    owner.change_participants(&jid, ParticipantChange::Remove, &[phone(3)]).await.unwrap();
+    on_disk("a removal");
+    owner.set_subject(&jid, &GroupSubject::parse("Renamed").unwrap()).await.unwrap();
+    on_disk("a new subject");
+    owner.set_description(&jid, &GroupDescription::parse("About").unwrap()).await.unwrap();
+    on_disk("a new description");
+    owner.set_settings(&jid, &GroupSettingsPatch { join_approval: Some(true), ..Default::default() }).await.unwrap();
+    on_disk("new settings");
+    owner.set_picture(&jid, &convene_core::GroupPicture::parse(vec![0xff, 0xd8, 0xff]).unwrap()).await.unwrap();
+    on_disk("a picture");
+    let link = owner.invite_link(&other, true).await.unwrap();
+    on_disk("an invite link reset");
+    net.join_by_link(&phone(5), &link).await.unwrap();
+    on_disk("a join by link");
+    net.join_by_link(&phone(6), &net.group(&jid).unwrap().invite_code).await.unwrap();
+    on_disk("a join request");
+    net.person_leaves(&other, &phone(4)).await.unwrap();
+    on_disk("a person leaving");
+    owner.leave(&other).await.unwrap();
+    on_disk("the owner leaving");
+    net.accept_invite(&phone(1), &jid).await.unwrap();
+    on_disk("an accepted invite");
+    owner.send_text(&phone(6), "hello").await.unwrap();
+    on_disk("a message");
+    net.set_faults(Faults { latency_ms: 1, ..Default::default() }).await.unwrap();
+    on_disk("new faults");
+
+    // Assert: the generator carries on where it was
+    let crashed = files_after_a_crash(dir.path());
+    let reopened = open_at(crashed.path(), SandboxConfig::default());
+    let next = create(&owner, &[]).await.metadata.jid;
+    assert_eq!(create(&reopened.connector(phone(1000)), &[]).await.metadata.jid, next);
+}
+
+#[tokio::test]
+async fn a_change_appends_what_it_touched_and_leaves_the_snapshot_alone() {
+    // Arrange
+    let dir = tempfile::tempdir().unwrap();
+    let net = open_at(dir.path(), SandboxConfig::default());
+    let owner = net.connector(phone(1000));
+    let size = |name: &str| std::fs::metadata(dir.path().join(name)).map(|m| m.len()).unwrap_or(0);
+    create(&owner, &[phone(1), phone(2)]).await;
+    let snapshot = std::fs::read(dir.path().join("sandbox.json")).unwrap();
+
+    // Act
+    let mut appended = Vec::new();
+    for _ in 0..300 {
+        let before = size("sandbox.json.journal");
+        create(&owner, &[phone(1), phone(2)]).await;
+        appended.push(size("sandbox.json.journal") - before);
+    }
+
+    // Assert: the 300th creation wrote no more than the 150th (a number's limits keep its latest 50 creations, so
+    // the first few wrote less), and the snapshot was not rewritten
+    assert!(appended[149] > 0);
+    assert!(appended[299] <= appended[149] + 16, "{} bytes then {}", appended[149], appended[299]);
+    assert_eq!(std::fs::read(dir.path().join("sandbox.json")).unwrap(), snapshot);
+}
+
+#[tokio::test]
+async fn concurrent_changes_share_a_sync_and_all_reach_the_disk() {
+    // Arrange
+    let dir = tempfile::tempdir().unwrap();
+    let net = open_at(dir.path(), SandboxConfig::default());
+    let owners: Vec<SandboxConnector> = (0..16).map(|n| net.connector(phone(2000 + n))).collect();
+
+    // Act: 16 numbers create 25 groups each, all at once
+    let mut tasks = tokio::task::JoinSet::new();
+    for owner in owners {
+        tasks.spawn(async move {
+            for _ in 0..25 {
+                create(&owner, &[phone(1)]).await;
+            }
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.unwrap();
+    }
+    let crashed = files_after_a_crash(dir.path());
+
+    // Assert
+    let reopened = open_at(crashed.path(), SandboxConfig::default());
+    assert_eq!(reopened.groups().len(), 400);
+    assert_eq!(reopened.groups(), net.groups());
+}
+
+#[tokio::test]
+async fn a_torn_last_journal_entry_is_cut_off_and_the_journal_goes_on() {
+    // Arrange: a crash in the middle of an append leaves half a line
+    let dir = tempfile::tempdir().unwrap();
+    let net = open_at(dir.path(), SandboxConfig::default());
+    let first = create(&net.connector(phone(1000)), &[]).await.metadata.jid;
+    drop(net);
+    let journal = dir.path().join("sandbox.json.journal");
+    let mut bytes = std::fs::read(&journal).unwrap();
+    bytes.extend_from_slice(br#"{"seq":99,"change":{"gro"#);
+    std::fs::write(&journal, &bytes).unwrap();
+
+    // Act
+    let net = open_at(dir.path(), SandboxConfig::default());
+    let second = create(&net.connector(phone(1000)), &[]).await.metadata.jid;
+    drop(net);
+    let net = open_at(dir.path(), SandboxConfig::default());
+
+    // Assert
+    let jids: Vec<GroupJid> = net.groups().into_iter().map(|g| g.jid).collect();
+    assert_eq!(jids, [first, second]);
+}
+
+#[tokio::test]
+async fn a_damaged_entry_before_the_last_is_an_error_not_a_silent_loss() {
+    let dir = tempfile::tempdir().unwrap();
+    let net = open_at(dir.path(), SandboxConfig::default());
+    create(&net.connector(phone(1000)), &[]).await;
+    create(&net.connector(phone(1000)), &[]).await;
+    drop(net);
+    let journal = dir.path().join("sandbox.json.journal");
+    let text = std::fs::read_to_string(&journal).unwrap();
+    std::fs::write(&journal, text.replacen("{\"seq\"", "{\"sxq\"", 1)).unwrap();
+    let clock = Arc::new(ManualClock::new(Timestamp::from_millis(1_795_000_000_000)));
+    let opened = SandboxNetwork::open(Some(dir.path().join("sandbox.json")), SandboxConfig::default(), clock);
+    let Err(SandboxError::Io(why)) = opened else { panic!("{opened:?}") };
+    assert!(why.contains("sandbox.json.journal") && why.contains("damaged"), "{why}");
+}
+
+#[tokio::test]
+async fn a_long_journal_becomes_a_new_snapshot_and_no_entry_is_replayed_twice() {
+    // Arrange
+    let dir = tempfile::tempdir().unwrap();
+    let net = open_at(dir.path(), SandboxConfig::default());
+    let owner = net.connector(phone(1000));
+    let text = "x".repeat(100_000);
+    let journal = dir.path().join("sandbox.json.journal");
+    let mut largest_journal = Vec::new();
+
+    // Act: 60 messages of 100 KB take the journal past its 4 MiB floor, so it is folded into a new snapshot
+    for n in 0..60 {
+        let now = std::fs::read(&journal).unwrap();
+        if now.len() > largest_journal.len() {
+            largest_journal = now;
+        }
+        owner.send_text(&phone(1), &format!("{n}{text}")).await.unwrap();
+    }
+    // Its line follows the fold's, so the fold has finished when it returns.
+    owner.send_text(&phone(1), "last").await.unwrap();
+    let sent = net.inbox(&phone(1)).len();
+    let crashed = files_after_a_crash(dir.path());
+
+    // Assert: the snapshot holds the messages up to the fold, the journal only what came after
+    let snapshot_len = std::fs::metadata(crashed.path().join("sandbox.json")).unwrap().len();
+    assert!(snapshot_len > 4_000_000);
+    assert!(std::fs::metadata(crashed.path().join("sandbox.json.journal")).unwrap().len() < snapshot_len);
+    assert_eq!(open_at(crashed.path(), SandboxConfig::default()).inbox(&phone(1)).len(), sent);
+    let snapshot_only = tempfile::tempdir().unwrap();
+    std::fs::copy(crashed.path().join("sandbox.json"), snapshot_only.path().join("sandbox.json")).unwrap();
+    let in_snapshot = open_at(snapshot_only.path(), SandboxConfig::default()).inbox(&phone(1)).len();
+    assert!(in_snapshot < sent);
+    // A crash after the new snapshot but before the journal was emptied leaves entries the snapshot holds already.
+    std::fs::write(crashed.path().join("sandbox.json.journal"), &largest_journal).unwrap();
+    let reopened = open_at(crashed.path(), SandboxConfig::default());
+    assert_eq!(reopened.inbox(&phone(1)).len(), in_snapshot, "nothing the snapshot holds is replayed again");
+}
+
+#[tokio::test]
+async fn an_inbox_keeps_its_latest_messages_up_to_the_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = SandboxConfig { inbox_limit: 3, ..Default::default() };
+    let net = open_at(dir.path(), config.clone());
+    let owner = net.connector(phone(1000));
+    for n in 0..5 {
+        owner.send_text(&phone(1), &format!("message {n}")).await.unwrap();
+    }
+    let texts = |net: &SandboxNetwork| -> Vec<InboxKind> { net.inbox(&phone(1)).into_iter().map(|m| m.kind).collect() };
+    let latest: Vec<InboxKind> = (2..5).map(|n| InboxKind::Text { text: format!("message {n}") }).collect();
+    assert_eq!(texts(&net), latest);
+    let crashed = files_after_a_crash(dir.path());
+    assert_eq!(texts(&open_at(crashed.path(), config)), latest);
+}
+
+#[tokio::test]
+async fn a_world_file_written_before_the_journal_opens_as_its_first_snapshot() {
+    // Arrange: sandbox.json as Convene wrote it before the journal (pretty-printed, no sequence number)
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("sandbox.json"), include_str!("world-before-journal.json")).unwrap();
+
+    // Act
+    let net = open_at(dir.path(), SandboxConfig::default());
+    let group = net.group(&GroupJid::parse("120363000000000042@g.us").unwrap()).unwrap();
+    let created = create(&net.connector(phone(1000)), &[]).await.metadata;
+    drop(net);
+    let net = open_at(dir.path(), SandboxConfig::default());
+
+    // Assert
+    assert_eq!(group.subject, "War room");
+    assert_eq!(group.members.len(), 2);
+    assert_eq!(net.inbox(&phone(1)).len(), 1);
+    assert_eq!(net.stats().groups_created, 2);
+    assert_eq!(net.groups().len(), 2);
+    assert_eq!(net.group(&created.jid).unwrap().members.len(), 1);
+}
+
+#[tokio::test]
+async fn deleting_the_world_file_starts_a_new_world_whatever_journal_is_left() {
+    let dir = tempfile::tempdir().unwrap();
+    let net = open_at(dir.path(), SandboxConfig::default());
+    create(&net.connector(phone(1000)), &[]).await;
+    drop(net);
+    std::fs::remove_file(dir.path().join("sandbox.json")).unwrap();
+    let net = open_at(dir.path(), SandboxConfig::default());
+    assert!(net.groups().is_empty());
+    drop(net);
+    assert!(open_at(dir.path(), SandboxConfig::default()).groups().is_empty(), "and it stays new");
 }

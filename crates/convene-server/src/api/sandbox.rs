@@ -102,7 +102,7 @@ async fn update_person(
     ApiPath(raw): ApiPath<String>,
     ApiJson(patch): ApiJson<PersonPatch>,
 ) -> Result<Json<Person>> {
-    Ok(Json(state.service.sandbox().upsert_person(&phone(&raw, "phone")?, &patch)?))
+    Ok(Json(state.service.sandbox().upsert_person(&phone(&raw, "phone")?, &patch).await?))
 }
 
 /// Messages the instances sent to this person (texts and private group invites), oldest first.
@@ -147,7 +147,7 @@ async fn person_leaves(
     ApiPath(raw): ApiPath<String>,
     ApiJson(input): ApiJson<PersonIn>,
 ) -> Result<StatusCode> {
-    state.service.sandbox().person_leaves(&jid(&raw)?, &phone(&input.phone, "phone")?)?;
+    state.service.sandbox().person_leaves(&jid(&raw)?, &phone(&input.phone, "phone")?).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -163,7 +163,7 @@ async fn accept_invite(
     ApiPath(raw): ApiPath<String>,
     ApiJson(input): ApiJson<PersonIn>,
 ) -> Result<Json<JoinOut>> {
-    let result = state.service.sandbox().accept_invite(&phone(&input.phone, "phone")?, &jid(&raw)?)?;
+    let result = state.service.sandbox().accept_invite(&phone(&input.phone, "phone")?, &jid(&raw)?).await?;
     Ok(Json(JoinOut { result }))
 }
 
@@ -179,7 +179,7 @@ async fn join_by_link(
 ) -> Result<Json<JoinOut>> {
     let who = phone(&input.phone, "phone")?;
     let code = input.invite.trim().trim_start_matches("https://chat.whatsapp.com/");
-    Ok(Json(JoinOut { result: state.service.sandbox().join_by_link(&who, code)? }))
+    Ok(Json(JoinOut { result: state.service.sandbox().join_by_link(&who, code).await? }))
 }
 
 /// The faults being injected.
@@ -199,7 +199,7 @@ async fn set_faults(
     _key: AccountWideKey,
     ApiJson(faults): ApiJson<Faults>,
 ) -> Result<Json<Faults>> {
-    state.service.sandbox().set_faults(faults)?;
+    state.service.sandbox().set_faults(faults).await?;
     Ok(Json(state.service.sandbox().faults()))
 }
 
@@ -221,7 +221,7 @@ async fn set_network_limits(
     _key: AccountWideKey,
     ApiJson(limits): ApiJson<NetworkLimits>,
 ) -> Result<Json<NetworkLimits>> {
-    state.service.sandbox().set_network_limits(limits)?;
+    state.service.sandbox().set_network_limits(limits).await?;
     Ok(Json(state.service.sandbox().network_limits()))
 }
 

@@ -219,7 +219,11 @@ async fn set_faults(
             unreachable: form.unreachable.is_some(),
         })
     };
-    match faults().and_then(|f| state.service.sandbox().set_faults(f).map_err(ApiError::from)) {
+    let saved = match faults() {
+        Ok(f) => state.service.sandbox().set_faults(f).await.map_err(ApiError::from),
+        Err(e) => Err(e),
+    };
+    match saved {
         Ok(()) => Ok(see_other(PATH)),
         Err(e) => overview_error(&state, &console, e).await,
     }
@@ -252,7 +256,11 @@ async fn set_limits(
             ban_secs: whole("ban_secs", &form.ban_secs)?,
         })
     };
-    match limits().and_then(|l| state.service.sandbox().set_network_limits(l).map_err(ApiError::from)) {
+    let saved = match limits() {
+        Ok(l) => state.service.sandbox().set_network_limits(l).await.map_err(ApiError::from),
+        Err(e) => Err(e),
+    };
+    match saved {
         Ok(()) => Ok(see_other(PATH)),
         Err(e) => overview_error(&state, &console, e).await,
     }
@@ -458,7 +466,10 @@ async fn update_person(
     account_wide(&console)?;
     let who = phone(&raw, "phone")?;
     let before = state.service.sandbox().person(&who);
-    let saved = form.patch(&before).and_then(|patch| Ok(state.service.sandbox().upsert_person(&who, &patch)?));
+    let saved = match form.patch(&before) {
+        Ok(patch) => state.service.sandbox().upsert_person(&who, &patch).await.map_err(ApiError::from),
+        Err(e) => Err(e),
+    };
     match saved {
         Ok(_) => Ok(person_page(&state, &console, &who, Notice::Saved).await?.into_response()),
         Err(ApiError::Validation(fields)) => {
@@ -499,7 +510,7 @@ async fn accept_invite(
 ) -> PageResult<Response> {
     account_wide(&console)?;
     let who = phone(&raw, "phone")?;
-    let result = state.service.sandbox().accept_invite(&who, &jid(&form.group)?);
+    let result = state.service.sandbox().accept_invite(&who, &jid(&form.group)?).await;
     acted(&state, &console, &who, result).await
 }
 
@@ -517,7 +528,7 @@ async fn join_by_link(
     account_wide(&console)?;
     let who = phone(&raw, "phone")?;
     let code = form.invite.trim().trim_start_matches("https://chat.whatsapp.com/");
-    let result = state.service.sandbox().join_by_link(&who, code);
+    let result = state.service.sandbox().join_by_link(&who, code).await;
     acted(&state, &console, &who, result).await
 }
 
@@ -587,6 +598,6 @@ async fn person_leaves(
 ) -> PageResult<Response> {
     account_wide(&console)?;
     let jid = jid(&raw)?;
-    state.service.sandbox().person_leaves(&jid, &phone(&form.phone, "phone")?).map_err(ApiError::from)?;
+    state.service.sandbox().person_leaves(&jid, &phone(&form.phone, "phone")?).await.map_err(ApiError::from)?;
     Ok(see_other(&group_path(&jid)))
 }

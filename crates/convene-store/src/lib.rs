@@ -13,6 +13,7 @@ mod cursor;
 mod delegate;
 mod error;
 mod events;
+mod group_commit;
 mod idempotency;
 mod jobs;
 mod migrate;

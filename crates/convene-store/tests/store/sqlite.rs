@@ -262,3 +262,58 @@ async fn an_upgrade_links_each_group_made_before_to_the_job_that_made_it() {
     }
     assert_eq!(found, [Some(jobs[0]), Some(jobs[1]), None]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writes_share_commits_and_each_keeps_its_own_outcome() {
+    // Arrange
+    let db = TestDb::new().await;
+    db.store.insert_instance(&instance(1)).await.unwrap();
+    let before = db.store.transactions_committed();
+
+    // Act: 100 new instances, and 100 that repeat instance 1's id, all at once
+    let mut tasks = tokio::task::JoinSet::new();
+    for n in 0..200 {
+        let store = db.store.clone();
+        tasks.spawn(async move {
+            let id = if n % 2 == 0 { 1 } else { 1000 + n };
+            (id, store.insert_instance(&instance(id)).await)
+        });
+    }
+    let mut outcomes = Vec::new();
+    while let Some(done) = tasks.join_next().await {
+        outcomes.push(done.unwrap());
+    }
+
+    // Assert: each write got its own answer, a refused one undid none of the others, and they shared commits
+    for (id, outcome) in &outcomes {
+        match id {
+            1 => assert!(matches!(outcome, Err(DbError::Conflict)), "{outcome:?}"),
+            _ => assert!(outcome.is_ok(), "{id}: {outcome:?}"),
+        }
+    }
+    let raw = db.raw().await;
+    let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM instances").fetch_one(&raw).await.unwrap();
+    assert_eq!(stored, 101);
+    let commits = db.store.transactions_committed() - before;
+    assert!(commits < 100, "{commits} commits for 200 writes");
+}
+
+#[tokio::test]
+async fn a_closed_store_commits_what_was_sent_before_and_refuses_later_writes() {
+    // Arrange
+    let db = TestDb::new().await;
+    let store = db.store.clone();
+    let before_close = tokio::spawn(async move { store.insert_instance(&instance(1)).await });
+    tokio::task::yield_now().await;
+
+    // Act
+    db.store.close().await;
+    let after_close = db.store.insert_instance(&instance(2)).await;
+
+    // Assert
+    assert!(before_close.await.unwrap().is_ok());
+    assert!(after_close.is_err());
+    let raw = db.raw().await;
+    let ids: Vec<i64> = sqlx::query_scalar("SELECT id FROM instances").fetch_all(&raw).await.unwrap();
+    assert_eq!(ids, [1]);
+}

@@ -10,7 +10,7 @@ use uuid::Uuid;
 use crate::PhoneNumber;
 use crate::clock::Timestamp;
 use crate::ids::InstanceId;
-use crate::store::{GroupRecord, InstancePause, JobRecord};
+use crate::store::{CreationAttempt, GroupRecord, InstancePause, JobRecord};
 
 /// Every kind of event, by the name receivers see and filter on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -213,6 +213,10 @@ pub enum Change<'a> {
     UpdateGroup(&'a GroupRecord),
     InsertJobs(&'a [JobRecord]),
     UpdateJob(&'a JobRecord),
+    /// A creation attempt, recorded before the network is asked.
+    InsertCreationAttempt(&'a CreationAttempt),
+    /// An attempt's end (its `finished_at`, `outcome` and `detail`); the attempt must be recorded.
+    FinishCreationAttempt(&'a CreationAttempt),
     /// Queued → running with one more attempt, as `Store::claim_job`. When the job is no longer queued the whole
     /// commit is refused with `DbError::NotFound` and nothing is written.
     ClaimJob {

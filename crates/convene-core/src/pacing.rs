@@ -54,6 +54,12 @@ impl PacingPolicy {
         Ok(())
     }
 
+    /// Whether `next_allowed` reads the attempts at all: a policy with no interval and no daily cap allows every
+    /// creation whatever came before, so callers can skip reading a day of attempts (which grows with the rate).
+    pub fn needs_history(&self) -> bool {
+        self.min_interval_secs > 0 || self.daily_cap.is_some()
+    }
+
     /// The earliest time a new creation is allowed, given the times of the attempts of the last 24 hours (any
     /// order) and a pause the network imposed. `now` or earlier means: allowed now.
     pub fn next_allowed(&self, recent: &[Timestamp], paused_until: Option<Timestamp>, now: Timestamp) -> Timestamp {
@@ -148,6 +154,29 @@ mod tests {
         );
         // A daily cap of 30: the 31st waits a day after the first.
         assert_eq!(forecast_last(&[every_five_minutes], 31, now), Some(now.plus(DAY)));
+    }
+
+    #[test]
+    fn a_policy_that_needs_no_history_allows_the_same_with_or_without_it() {
+        let now = at(86_000);
+        let history: Vec<Timestamp> = (0..500).map(|i| at(i * 100)).chain([now]).collect();
+        let paused = Some(now.plus(Duration::from_secs(60)));
+        for policy in [
+            PacingPolicy { min_interval_secs: 0, burst: 1, daily_cap: None },
+            PacingPolicy { min_interval_secs: 0, burst: 5, daily_cap: None },
+        ] {
+            assert!(!policy.needs_history());
+            for pause in [None, paused] {
+                assert_eq!(policy.next_allowed(&history, pause, now), policy.next_allowed(&[], pause, now));
+            }
+        }
+        for policy in [
+            PacingPolicy { min_interval_secs: 1, burst: 1, daily_cap: None },
+            PacingPolicy { min_interval_secs: 0, burst: 1, daily_cap: Some(400) },
+        ] {
+            assert!(policy.needs_history());
+            assert_ne!(policy.next_allowed(&history, None, now), policy.next_allowed(&[], None, now), "{policy:?}");
+        }
     }
 
     const T0: Timestamp = Timestamp::from_millis(1_795_392_000_000);

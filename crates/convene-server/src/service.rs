@@ -530,17 +530,18 @@ impl Service {
             }
             Err(e) => return Err(e.into()),
         };
-        self.record_group(instance_id, &metadata, None).await
+        self.record_group(instance_id, &metadata, None, &[]).await
     }
 
-    /// Stores a group this instance is in, created by `creation_job_id` or found; when a record for it is already
-    /// there (written by a concurrent request, or by a run a crash interrupted), that one is returned instead of a
-    /// second.
+    /// Stores a group this instance is in, created by `creation_job_id` or found, in one commit with `also` (the
+    /// creation attempt's end); when a record for it is already there (written by a concurrent request, or by a run
+    /// a crash interrupted), that one is returned instead of a second, and `also` is committed alone.
     async fn record_group(
         &self,
         instance_id: InstanceId,
         metadata: &GroupMetadata,
         creation_job_id: Option<uuid::Uuid>,
+        also: &[convene_core::events::Change<'_>],
     ) -> Result<GroupRecord> {
         let now = self.clock.now();
         let record = GroupRecord {
@@ -555,9 +556,12 @@ impl Service {
             left_at: None,
             creation_job_id,
         };
-        match self.store.insert_group(&record).await {
+        let mut changes = vec![convene_core::events::Change::InsertGroup(&record)];
+        changes.extend_from_slice(also);
+        match self.store.commit(&changes, &[]).await {
             Ok(()) => Ok(record),
             Err(convene_core::DbError::Conflict) => {
+                self.store.commit(also, &[]).await?;
                 let mut found = self.store.find_groups_by_jid(&record.jid, Some(instance_id)).await?;
                 found.pop().ok_or_else(|| ApiError::internal(anyhow::anyhow!("group record vanished")))
             }

@@ -53,6 +53,8 @@ fn change_statements(change: &Change<'_>) -> Vec<Statement> {
         Change::UpdateGroup(group) => vec![sql::update_group_statement(group)],
         Change::InsertJobs(list) => list.iter().map(jobs::insert_job_statement).collect(),
         Change::UpdateJob(job) => vec![jobs::update_job_statement(job)],
+        Change::InsertCreationAttempt(attempt) => vec![jobs::insert_creation_attempt_statement(attempt)],
+        Change::FinishCreationAttempt(attempt) => vec![jobs::finish_creation_attempt_statement(attempt)],
         Change::ClaimJob { id, instance_id, now } => vec![jobs::claim_job_statement(*id, *instance_id, *now)],
         Change::SetInstancePause { id, pause } => vec![jobs::set_instance_pause_statement(*id, *pause)],
         Change::SetInstancePhone { id, phone } => vec![sql::set_instance_phone_statement(*id, phone)],

@@ -91,7 +91,11 @@ pub(crate) async fn instance_pause(db: &impl Backend, instance: InstanceId) -> D
 }
 
 pub(crate) async fn insert_creation_attempt(db: &impl Backend, a: &CreationAttempt) -> DbResult<()> {
-    let statement = Statement::new(
+    db.execute(insert_creation_attempt_statement(a)).await.map(drop)
+}
+
+pub(crate) fn insert_creation_attempt_statement(a: &CreationAttempt) -> Statement {
+    Statement::new(
         "INSERT INTO creation_attempts (id, instance_id, job_id, started_at, finished_at, outcome, detail) \
          VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
@@ -101,8 +105,16 @@ pub(crate) async fn insert_creation_attempt(db: &impl Backend, a: &CreationAttem
     .bind(a.started_at.as_millis())
     .bind(a.finished_at.map(Timestamp::as_millis))
     .bind(a.outcome.as_deref())
-    .bind(a.detail.as_deref());
-    db.execute(statement).await.map(drop)
+    .bind(a.detail.as_deref())
+}
+
+pub(crate) fn finish_creation_attempt_statement(a: &CreationAttempt) -> Statement {
+    Statement::new("UPDATE creation_attempts SET finished_at = $2, outcome = $3, detail = $4 WHERE id = $1")
+        .bind(id(a.id))
+        .bind(a.finished_at.map(Timestamp::as_millis))
+        .bind(a.outcome.as_deref())
+        .bind(a.detail.as_deref())
+        .must_change()
 }
 
 pub(crate) async fn finish_creation_attempt(

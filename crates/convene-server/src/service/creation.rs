@@ -10,8 +10,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use convene_core::connector::CreateGroupRequest;
-use convene_core::events::{Change, EventType};
-use convene_core::store::{CreationAttempt, InstancePause, InstanceRecord, JobListQuery, JobRecord, JobState};
+use convene_core::events::{Change, EventType, NewEvent};
+use convene_core::store::{
+    CreationAttempt, GroupRecord, InstancePause, InstanceRecord, JobListQuery, JobRecord, JobState,
+};
 use convene_core::{
     ConnectorError, CreationKey, DbError, GroupDescription, GroupId, GroupMetadata, GroupSettings, GroupSubject,
     InstanceId, InstanceState, PacingPolicy, ParticipantChange, ParticipantOutcome, ParticipantResult, PhoneNumber,
@@ -69,9 +71,36 @@ pub struct CreationResult {
 /// A creation checked and ready for the network.
 struct Prepared {
     request: CreateGroupRequest,
+    /// The instance's pacing policy, read with its other settings.
+    pacing: PacingPolicy,
     participants: ParsedParticipants,
     backup_admins: Vec<PhoneNumber>,
     auto_invite: bool,
+}
+
+/// What created a group: its job, and the attempt whose end is recorded with the group's record (none when a
+/// reconciliation found the group).
+struct CreatedBy<'a> {
+    job: Uuid,
+    attempt: Option<&'a CreationAttempt>,
+}
+
+fn by<'a>(job: &JobRecord, attempt: Option<&'a CreationAttempt>) -> CreatedBy<'a> {
+    CreatedBy { job: job.id, attempt }
+}
+
+/// What one pass of the worker knows of each instance's pacing: read once, and again after the pass creates on it.
+/// Without it every due job read every instance of its pool (four queries each), so a campaign over 40 numbers made
+/// 160 reads a job.
+#[derive(Default)]
+struct PassPacing(std::collections::HashMap<InstanceId, Option<InstancePacing>>);
+
+struct InstancePacing {
+    instance: InstanceRecord,
+    policy: PacingPolicy,
+    /// The last day's attempts, when the policy reads them.
+    recent: Vec<Timestamp>,
+    pause: Option<InstancePause>,
 }
 
 /// How one attempt ended.
@@ -168,22 +197,33 @@ impl Service {
     /// The policy that paces `instance`: its own, or its kind's default.
     pub async fn pacing_policy(&self, instance: &InstanceRecord) -> Result<PacingPolicy> {
         let own = self.store.instance_settings(instance.id).await?.pacing;
-        Ok(own.unwrap_or(match instance.kind {
-            convene_core::ConnectorKind::Sandbox => self.creation.sandbox_pacing,
-            convene_core::ConnectorKind::Whatsapp => self.creation.whatsapp_pacing,
-        }))
+        Ok(self.policy_of(instance, own))
     }
 
-    /// When `instance` may next create a group (`now` or earlier: at once), and the network's pause if one runs.
-    /// The caller reads the clock once and decides with that reading: a second reading a moment later would make
-    /// an instance that may create at once look paced.
-    pub async fn next_creation_at(
+    /// The instance's own policy when it has one, else its kind's default.
+    fn policy_of(&self, instance: &InstanceRecord, own: Option<PacingPolicy>) -> PacingPolicy {
+        own.unwrap_or(match instance.kind {
+            convene_core::ConnectorKind::Sandbox => self.creation.sandbox_pacing,
+            convene_core::ConnectorKind::Whatsapp => self.creation.whatsapp_pacing,
+        })
+    }
+
+    /// When `instance` may next create a group under `pacing` (`now` or earlier: at once), and the network's pause
+    /// if one runs. The caller reads the clock once and decides with that reading: a second reading a moment later
+    /// would make an instance that may create at once look paced. A day of attempts is read only when the policy
+    /// looks at them.
+    async fn next_creation_under(
         &self,
         instance: &InstanceRecord,
+        pacing: PacingPolicy,
         now: Timestamp,
     ) -> Result<(Timestamp, Option<InstancePause>)> {
-        let status = self.creation_status(instance, now).await?;
-        Ok((status.next_creation_at, status.pause))
+        let recent = match pacing.needs_history() {
+            true => self.store.creation_attempt_times(instance.id, now.minus(DAY)).await?,
+            false => Vec::new(),
+        };
+        let pause = self.store.instance_pause(instance.id).await?.filter(|p| p.until > now);
+        Ok((pacing.next_allowed(&recent, pause.as_ref().map(|p| p.until), now), pause))
     }
 
     /// Where `instance` stands with its pacing at `now`, as an operator reads it.
@@ -259,6 +299,7 @@ impl Service {
         let mut settings = GroupSettings::default();
         new.settings.apply(&mut settings);
         Ok(Prepared {
+            pacing: self.policy_of(instance, settings_row.pacing),
             request: CreateGroupRequest {
                 subject,
                 description,
@@ -327,7 +368,7 @@ impl Service {
             }
             // The first ended without a group, or this number has left it since: this one goes ahead.
         };
-        let (next, pause) = self.next_creation_at(&instance, now).await?;
+        let (next, pause) = self.next_creation_under(&instance, prepared.pacing, now).await?;
         if next > now {
             let why = match pause {
                 Some(p) => format!("the network paused this number's group creation ({})", p.reason),
@@ -345,12 +386,25 @@ impl Service {
         job.attempts = 1;
         job.dedupe_key = dedupe_key;
         let _running = self.running_here(job.id);
-        self.commit(&[Change::InsertJobs(std::slice::from_ref(&job))], &[self.job_event(&job, None)?]).await?;
-        match self.attempt(&job, instance_id, connector.as_ref(), &prepared.request).await? {
+        // The job's row goes in with its attempt's, in one commit.
+        let inserted = self.job_event(&job, None)?;
+        let with_job = [Change::InsertJobs(std::slice::from_ref(&job))];
+        let (attempted, ended) = self
+            .attempt(
+                &job,
+                instance_id,
+                connector.as_ref(),
+                &prepared.request,
+                &with_job,
+                std::slice::from_ref(&inserted),
+            )
+            .await?;
+        match attempted {
             Attempted::Created(metadata, results) => {
-                let (view, result) =
-                    self.record_created(job.id, &instance, metadata, results, &prepared, connector.as_ref()).await?;
-                self.finish_job(job, JobState::Succeeded, Some(&result), None).await?;
+                let (view, result) = self
+                    .record_created(by(&job, Some(&ended)), &instance, metadata, results, &prepared, connector.as_ref())
+                    .await?;
+                self.finish_job(job, JobState::Succeeded, Some((&result, &view.group.record)), None).await?;
                 Ok(view)
             }
             Attempted::Failed(e) => {
@@ -479,9 +533,10 @@ impl Service {
         }
         let due = self.store.due_jobs(self.clock.now(), 100).await?;
         let n = due.len();
+        let mut pass = PassPacing::default();
         for job in due {
             let id = job.id;
-            if let Err(e) = self.run_job(job).await {
+            if let Err(e) = self.run_job(job, &mut pass).await {
                 tracing::error!(job = %id, error = ?e, "job step failed");
             }
         }
@@ -526,7 +581,32 @@ impl Service {
         Ok(self.store.next_job_due().await?)
     }
 
-    async fn run_job(&self, mut job: JobRecord) -> Result<()> {
+    /// An instance's pacing as this pass of the worker knows it (see `PassPacing`); `None` when it does not exist.
+    async fn pacing_in_pass<'a>(
+        &self,
+        pass: &'a mut PassPacing,
+        id: InstanceId,
+        now: Timestamp,
+    ) -> Result<Option<&'a InstancePacing>> {
+        if let std::collections::hash_map::Entry::Vacant(slot) = pass.0.entry(id) {
+            let known = match self.store.get_instance(id).await {
+                Ok(instance) => {
+                    let policy = self.pacing_policy(&instance).await?;
+                    let recent = match policy.needs_history() {
+                        true => self.store.creation_attempt_times(id, now.minus(DAY)).await?,
+                        false => Vec::new(),
+                    };
+                    let pause = self.store.instance_pause(id).await?;
+                    Some(InstancePacing { instance, policy, recent, pause })
+                }
+                Err(_) => None,
+            };
+            slot.insert(known);
+        }
+        Ok(pass.0.get(&id).and_then(Option::as_ref))
+    }
+
+    async fn run_job(&self, mut job: JobRecord, pass: &mut PassPacing) -> Result<()> {
         let now = self.clock.now();
         let stored: StoredRequest = serde_json::from_str(&job.request).map_err(ApiError::internal)?;
         if job.needs_reconcile {
@@ -553,13 +633,14 @@ impl Service {
         // The instance that may create soonest.
         let mut best: Option<(Timestamp, InstanceRecord)> = None;
         for id in &job.instance_ids {
-            let Ok(instance) = self.store.get_instance(*id).await else { continue };
             if self.connector(*id).is_err() {
                 continue;
             }
-            let (next, _) = self.next_creation_at(&instance, now).await?;
+            let Some(known) = self.pacing_in_pass(pass, *id, now).await? else { continue };
+            let paused_until = known.pause.as_ref().map(|p| p.until).filter(|until| *until > now);
+            let next = known.policy.next_allowed(&known.recent, paused_until, now);
             if best.as_ref().is_none_or(|(b, _)| next < *b) {
-                best = Some((next, instance));
+                best = Some((next, known.instance.clone()));
             }
         }
         let Some((next, instance)) = best else {
@@ -573,6 +654,8 @@ impl Service {
             job.updated_at = now;
             return Ok(self.store.update_job(&job).await?);
         }
+        // What follows may add an attempt or a pause: the next job of this pass reads this instance again.
+        pass.0.remove(&instance.id);
         let prepared = match self.prepare(&instance, &stored.group, "").await {
             Ok(mut p) => {
                 p.request.key = CreationKey(job.creation_key.clone());
@@ -597,11 +680,14 @@ impl Service {
             Err(DbError::NotFound) => return Ok(()),
             Err(e) => return Err(e.into()),
         }
-        match self.attempt(&job, instance.id, connector.as_ref(), &prepared.request).await? {
+        let (attempted, ended) =
+            self.attempt(&job, instance.id, connector.as_ref(), &prepared.request, &[], &[]).await?;
+        match attempted {
             Attempted::Created(metadata, results) => {
-                let (_, result) =
-                    self.record_created(job.id, &instance, metadata, results, &prepared, connector.as_ref()).await?;
-                self.finish_job(job, JobState::Succeeded, Some(&result), None).await
+                let (view, result) = self
+                    .record_created(by(&job, Some(&ended)), &instance, metadata, results, &prepared, connector.as_ref())
+                    .await?;
+                self.finish_job(job, JobState::Succeeded, Some((&result, &view.group.record)), None).await
             }
             Attempted::Failed(e) => {
                 let now = self.clock.now();
@@ -638,21 +724,25 @@ impl Service {
             return Ok(false);
         };
         let results = results_from_membership(&metadata, &prepared.request.participants);
-        let (_, result) =
-            self.record_created(job.id, &instance, metadata, results, &prepared, connector.as_ref()).await?;
-        self.finish_job(job.clone(), JobState::Succeeded, Some(&result), None).await?;
+        let (view, result) =
+            self.record_created(by(job, None), &instance, metadata, results, &prepared, connector.as_ref()).await?;
+        self.finish_job(job.clone(), JobState::Succeeded, Some((&result, &view.group.record)), None).await?;
         Ok(true)
     }
 
-    /// One network attempt, recorded before it is made. A lost reply is looked for at once; limits pause the
-    /// instance.
+    /// One network attempt, recorded before it is made, in one commit with `with` and `with_events` (a synchronous
+    /// creation's job row). A lost reply is looked for at once; limits pause the instance. Returns how it went and
+    /// the attempt's end: recorded here when it failed, and left to the caller to commit with the group's record
+    /// when it created one (one commit fewer; a crash before it leaves the job to be reconciled, as before).
     async fn attempt(
         &self,
         job: &JobRecord,
         instance_id: InstanceId,
         connector: &dyn convene_core::Connector,
         request: &CreateGroupRequest,
-    ) -> Result<Attempted> {
+        with: &[Change<'_>],
+        with_events: &[NewEvent],
+    ) -> Result<(Attempted, CreationAttempt)> {
         let attempt = CreationAttempt {
             id: Uuid::now_v7(),
             instance_id,
@@ -662,7 +752,9 @@ impl Service {
             outcome: None,
             detail: None,
         };
-        self.store.insert_creation_attempt(&attempt).await?;
+        let mut changes = with.to_vec();
+        changes.push(Change::InsertCreationAttempt(&attempt));
+        self.commit(&changes, with_events).await?;
         let (outcome, result) = match connector.create_group(request).await {
             Ok(created) => ("created", Attempted::Created(created.metadata, created.participants)),
             // The reply was lost: the group may exist. Look for it before anything else.
@@ -693,8 +785,16 @@ impl Service {
             Attempted::Failed(e) => Some(e.to_string()),
             Attempted::Created(m, _) => Some(m.jid.to_string()),
         };
-        self.store.finish_creation_attempt(attempt.id, self.clock.now(), outcome, detail.as_deref()).await?;
-        Ok(result)
+        let ended = CreationAttempt {
+            finished_at: Some(self.clock.now()),
+            outcome: Some(outcome.to_owned()),
+            detail,
+            ..attempt
+        };
+        if matches!(result, Attempted::Failed(_)) {
+            self.commit(&[Change::FinishCreationAttempt(&ended)], &[]).await?;
+        }
+        Ok((result, ended))
     }
 
     /// Pauses the instance's creations until `until`. A ban is also an `instance.temporarily_banned` event — once,
@@ -716,14 +816,16 @@ impl Service {
     /// invites, and makes the backup admins admins.
     async fn record_created(
         &self,
-        job_id: Uuid,
+        by: CreatedBy<'_>,
         instance: &InstanceRecord,
         metadata: GroupMetadata,
         results: Vec<ParticipantResult>,
         prepared: &Prepared,
         connector: &dyn convene_core::Connector,
     ) -> Result<(CreatedGroupView, CreationResult)> {
-        let record = self.record_group(instance.id, &metadata, Some(job_id)).await?;
+        let job_id = by.job;
+        let also: Vec<Change<'_>> = by.attempt.map(Change::FinishCreationAttempt).into_iter().collect();
+        let record = self.record_group(instance.id, &metadata, Some(job_id), &also).await?;
         let backup: HashSet<&PhoneNumber> = prepared.backup_admins.iter().collect();
         let requested: HashSet<&PhoneNumber> = prepared.participants.numbers.iter().map(|(_, p)| p).collect();
         let (for_backups, for_participants): (Vec<ParticipantResult>, Vec<ParticipantResult>) =
@@ -811,29 +913,22 @@ impl Service {
         &self,
         mut job: JobRecord,
         state: JobState,
-        result: Option<&CreationResult>,
+        created: Option<(&CreationResult, &GroupRecord)>,
         error: Option<String>,
     ) -> Result<()> {
         let previous = job.state;
         job.state = state;
         job.needs_reconcile = false;
-        job.result = result.map(serde_json::to_string).transpose().map_err(ApiError::internal)?;
+        job.result =
+            created.map(|(result, _)| serde_json::to_string(result)).transpose().map_err(ApiError::internal)?;
         if error.is_some() {
             job.last_error = error;
         }
         job.updated_at = self.clock.now();
         let mut events = vec![self.job_event(&job, Some(previous))?];
-        match result {
-            Some(result) => {
-                let group = match self.store.get_group(result.group_id).await {
-                    Ok(record) => EventGroup::of(&record),
-                    Err(_) => EventGroup {
-                        id: Some(result.group_id),
-                        jid: result.jid.clone(),
-                        instance_id: result.instance_id,
-                        subject: None,
-                    },
-                };
+        match created {
+            Some((result, record)) => {
+                let group = EventGroup::of(record);
                 let invited: Vec<PhoneNumber> = result
                     .participants
                     .iter()

@@ -289,6 +289,11 @@ pub trait Store: Send + Sync {
     async fn insert_instance(&self, instance: &InstanceRecord) -> DbResult<()>;
     async fn get_instance(&self, id: InstanceId) -> DbResult<InstanceRecord>;
     async fn list_instances(&self) -> DbResult<Vec<InstanceRecord>>;
+    /// Whether an instance is the number `phone`.
+    async fn instance_phone_taken(&self, phone: &PhoneNumber) -> DbResult<bool>;
+    /// The greatest number of an instance from `low` to `high` (E.164 of one length, so that text order is number
+    /// order), without reading every instance.
+    async fn highest_instance_phone(&self, low: &PhoneNumber, high: &PhoneNumber) -> DbResult<Option<PhoneNumber>>;
     /// Deletes the instance and its group records.
     async fn delete_instance(&self, id: InstanceId) -> DbResult<()>;
     /// The number an instance turned out to be (a real number is known once paired). `NotFound` for no instance.

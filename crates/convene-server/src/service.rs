@@ -60,6 +60,10 @@ pub struct Service {
     creation_turns: Arc<std::sync::Mutex<HashMap<InstanceId, Arc<tokio::sync::Mutex<()>>>>>,
     /// The jobs this process is running: any other job left `running` belongs to a process that is gone.
     running_here: creation::JobsRunningHere,
+    /// Valid API keys recently read (see `keys::KeyCache`).
+    keys: Arc<keys::KeyCache>,
+    /// Held while an instance's number is checked and the instance inserted.
+    numbering: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// What happened to one requested participant, keyed by what the caller sent.
@@ -222,6 +226,8 @@ impl Service {
             reported: Arc::clone(&events),
             creation_turns: Arc::default(),
             running_here: Arc::default(),
+            keys: Arc::default(),
+            numbering: Arc::default(),
         };
         for instance in service.store.list_instances().await? {
             service.attach_connector(&instance);
@@ -233,6 +239,31 @@ impl Service {
             }
         });
         Ok(service)
+    }
+
+    /// The service over the database alone, for commands that work on it beside a running server (`convene key`):
+    /// no network is opened and no connector attached, so nothing is written but what the command asks.
+    pub fn offline(store: Arc<dyn Store>, clock: Arc<dyn Clock>, creation: CreationConfig) -> Result<Self> {
+        let (events, _ignored) = events::channel();
+        let sandbox = SandboxNetwork::open(None, convene_sandbox::SandboxConfig::default(), Arc::clone(&clock))
+            .map_err(|e| ApiError::internal(anyhow::anyhow!("an empty sandbox in memory: {e}")))?;
+        let whatsapp = WhatsappConfig { data_dir: std::path::PathBuf::new(), connect: false };
+        Ok(Self {
+            store,
+            sandbox,
+            whatsapp: WhatsappAccounts::new(whatsapp, Arc::clone(&clock), Arc::clone(&events)),
+            clock,
+            connectors: Arc::default(),
+            creation: Arc::new(creation),
+            job_added: Arc::default(),
+            events_written: Arc::default(),
+            event_writes: Arc::new(tokio::sync::watch::Sender::new(0)),
+            reported: events,
+            creation_turns: Arc::default(),
+            running_here: Arc::default(),
+            keys: Arc::default(),
+            numbering: Arc::default(),
+        })
     }
 
     /// Stops the real numbers' sessions, flushing what the library buffers (their stored state stays).
@@ -334,14 +365,14 @@ impl Service {
         if !errors.is_empty() {
             return Err(ApiError::Validation(errors));
         }
-        let taken: HashSet<PhoneNumber> =
-            self.store.list_instances().await?.into_iter().filter_map(|i| i.phone).collect();
+        // One number check and insert at a time, so that two creations cannot both take a number.
+        let _numbering = self.numbering.lock().await;
         let phone = match (kind, phone) {
-            (_, Some(p)) if taken.contains(&p) => {
+            (_, Some(p)) if self.store.instance_phone_taken(&p).await? => {
                 return Err(ApiError::Conflict(format!("another instance already uses {}", p.e164())));
             }
             (_, Some(p)) => Some(p),
-            (ConnectorKind::Sandbox, None) => Some(next_sandbox_number(&taken)),
+            (ConnectorKind::Sandbox, None) => Some(self.next_sandbox_number().await?),
             // Known once paired.
             (ConnectorKind::Whatsapp, None) => None,
         };
@@ -836,11 +867,42 @@ fn random_instance_id() -> InstanceId {
 
 /// The first free number of the sandbox range +1 201-555-01xx, then +1 201-555-02xx and on (libphonenumber's own
 /// example range, so always valid).
-fn next_sandbox_number(taken: &HashSet<PhoneNumber>) -> PhoneNumber {
-    (100..10_000)
-        .filter_map(|n| PhoneNumber::parse(&format!("+1201555{n:04}")).ok())
-        .find(|p| !taken.contains(p))
-        .expect("ten thousand sandbox numbers are enough")
+/// How many numbers the sandbox gives out: +1 201 555-0100 to 555-9999, then on through 556-0000, 557-0000, … to
+/// 654-9999.
+const SANDBOX_NUMBERS: u32 = 999_900;
+
+/// The `index`th sandbox number (from 0).
+fn sandbox_number(index: u32) -> PhoneNumber {
+    let n = index + 100;
+    PhoneNumber::parse(&format!("+1201{:03}{:04}", 555 + n / 10_000, n % 10_000))
+        .expect("the sandbox's numbers are valid US numbers")
+}
+
+/// Where `phone` is among the sandbox's numbers, if it is one.
+fn sandbox_index(phone: &PhoneNumber) -> Option<u32> {
+    let digits = phone.e164().strip_prefix("+1201")?.parse::<u32>().ok()?;
+    let n = (digits / 10_000).checked_sub(555)? * 10_000 + digits % 10_000;
+    n.checked_sub(100).filter(|i| *i < SANDBOX_NUMBERS)
+}
+
+impl Service {
+    /// The next sandbox number: the one after the highest given out, or, when the last was given out, the first
+    /// free one.
+    async fn next_sandbox_number(&self) -> Result<PhoneNumber> {
+        let (first, last) = (sandbox_number(0), sandbox_number(SANDBOX_NUMBERS - 1));
+        let after = self.store.highest_instance_phone(&first, &last).await?.as_ref().and_then(sandbox_index);
+        match after.map_or(0, |i| i + 1) {
+            next if next < SANDBOX_NUMBERS => Ok(sandbox_number(next)),
+            _ => {
+                let taken: HashSet<PhoneNumber> =
+                    self.store.list_instances().await?.into_iter().filter_map(|i| i.phone).collect();
+                (0..SANDBOX_NUMBERS)
+                    .map(sandbox_number)
+                    .find(|p| !taken.contains(p))
+                    .ok_or_else(|| ApiError::Conflict(format!("all {SANDBOX_NUMBERS} sandbox numbers are in use")))
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -893,11 +955,18 @@ mod tests {
     }
 
     #[test]
-    fn sandbox_numbers_are_valid_and_skip_taken_ones() {
-        let first = next_sandbox_number(&HashSet::new());
-        assert_eq!(first.e164(), "+12015550100");
-        let second = next_sandbox_number(&HashSet::from([first.clone()]));
-        assert_eq!(second.e164(), "+12015550101");
+    fn sandbox_numbers_run_on_past_ten_thousand_and_each_is_found_again() {
+        let numbers = |indexes: &[u32]| indexes.iter().map(|&i| sandbox_number(i).e164()).collect::<Vec<_>>();
+        assert_eq!(
+            numbers(&[0, 1, 9_899, 9_900, 10_000, SANDBOX_NUMBERS - 1]),
+            ["+12015550100", "+12015550101", "+12015559999", "+12015560000", "+12015560100", "+12016549999"]
+        );
+        for index in [0, 9_899, 9_900, 123_456, SANDBOX_NUMBERS - 1] {
+            assert_eq!(sandbox_index(&sandbox_number(index)), Some(index));
+        }
+        for other in ["+12015550099", "+12016550000", "+12025550100", "+447700176576"] {
+            assert_eq!(sandbox_index(&PhoneNumber::parse(other).unwrap()), None, "{other}");
+        }
     }
 
     #[test]

@@ -61,6 +61,18 @@ macro_rules! impl_store {
                 sql::list_instances(self).await
             }
 
+            async fn instance_phone_taken(&self, phone: &convene_core::PhoneNumber) -> DbResult<bool> {
+                sql::instance_phone_taken(self, phone).await
+            }
+
+            async fn highest_instance_phone(
+                &self,
+                low: &convene_core::PhoneNumber,
+                high: &convene_core::PhoneNumber,
+            ) -> DbResult<Option<convene_core::PhoneNumber>> {
+                sql::highest_instance_phone(self, low, high).await
+            }
+
             async fn delete_instance(&self, id: InstanceId) -> DbResult<()> {
                 sql::delete_instance(self, id).await
             }

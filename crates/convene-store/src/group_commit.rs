@@ -17,6 +17,7 @@ use sqlx::{Connection as _, Sqlite, SqliteConnection};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::error::db_err;
+use crate::group_cache::GroupCache;
 use crate::sql::Statement;
 
 /// Most callers' writes in one transaction, so that a long queue does not hold the write lock for long.
@@ -50,20 +51,20 @@ enum Writer {
 }
 
 impl Committer {
-    /// A committer on a connection of the pool, for each batch.
-    pub(crate) fn start(pool: SqlitePool) -> Self {
-        Self::spawn(Writer::Pool(pool))
+    /// A committer on a connection of the pool, for each batch; it tells `groups` what it committed.
+    pub(crate) fn start(pool: SqlitePool, groups: Arc<GroupCache>) -> Self {
+        Self::spawn(Writer::Pool(pool), groups)
     }
 
-    /// A committer on a connection of its own.
-    pub(crate) fn start_on(connection: SqliteConnection) -> Self {
-        Self::spawn(Writer::Own(connection))
+    /// A committer on a connection of its own; it tells `groups` what it committed.
+    pub(crate) fn start_on(connection: SqliteConnection, groups: Arc<GroupCache>) -> Self {
+        Self::spawn(Writer::Own(connection), groups)
     }
 
-    fn spawn(writer: Writer) -> Self {
+    fn spawn(writer: Writer, groups: Arc<GroupCache>) -> Self {
         let (messages, queue) = mpsc::unbounded_channel();
         let committed = Arc::new(AtomicU64::new(0));
-        tokio::spawn(serve(writer, queue, Arc::clone(&committed)));
+        tokio::spawn(serve(writer, queue, Arc::clone(&committed), groups));
         Self { messages, committed }
     }
 
@@ -89,7 +90,12 @@ impl Committer {
     }
 }
 
-async fn serve(mut writer: Writer, mut queue: mpsc::UnboundedReceiver<Message>, committed: Arc<AtomicU64>) {
+async fn serve(
+    mut writer: Writer,
+    mut queue: mpsc::UnboundedReceiver<Message>,
+    committed: Arc<AtomicU64>,
+    groups: Arc<GroupCache>,
+) {
     let mut messages = Vec::new();
     let mut batch = Vec::new();
     while queue.recv_many(&mut messages, MOST_PER_COMMIT).await > 0 {
@@ -97,7 +103,7 @@ async fn serve(mut writer: Writer, mut queue: mpsc::UnboundedReceiver<Message>, 
             match message {
                 Message::Write(write) => batch.push(write),
                 Message::Close(done) => {
-                    commit_batch(&mut writer, &mut batch, &committed).await;
+                    commit_batch(&mut writer, &mut batch, &committed, &groups).await;
                     if let Writer::Own(connection) = writer {
                         let _ = connection.close().await;
                     }
@@ -106,15 +112,16 @@ async fn serve(mut writer: Writer, mut queue: mpsc::UnboundedReceiver<Message>, 
                 }
             }
         }
-        commit_batch(&mut writer, &mut batch, &committed).await;
+        commit_batch(&mut writer, &mut batch, &committed, &groups).await;
     }
 }
 
 /// Commits the writes in `batch` together and answers each; leaves `batch` empty.
-async fn commit_batch(writer: &mut Writer, batch: &mut Vec<Write>, committed: &AtomicU64) {
+async fn commit_batch(writer: &mut Writer, batch: &mut Vec<Write>, committed: &AtomicU64, groups: &GroupCache) {
     if batch.is_empty() {
         return;
     }
+    let changing_groups = groups.writing(batch.iter().flat_map(|write| &write.statements));
     let outcomes = match writer {
         Writer::Own(connection) => commit(connection, batch).await,
         Writer::Pool(pool) => match pool.acquire().await {
@@ -126,6 +133,7 @@ async fn commit_batch(writer: &mut Writer, batch: &mut Vec<Write>, committed: &A
         },
     };
     committed.fetch_add(1, Ordering::Relaxed);
+    groups.written(changing_groups);
     for (write, outcome) in batch.drain(..).zip(outcomes) {
         let _ = write.done.send(outcome);
     }
@@ -241,7 +249,7 @@ mod tests {
         let mut setup = options.clone().connect().await.unwrap();
         sqlx::raw_sql("CREATE TABLE t (x BLOB)").execute(&mut setup).await.unwrap();
         drop(setup);
-        let committer = Committer::start_on(options.connect().await.unwrap());
+        let committer = Committer::start_on(options.connect().await.unwrap(), Arc::default());
         let insert = |bytes: usize| vec![Statement::new("INSERT INTO t VALUES (zeroblob($1))").bind(bytes as i64)];
 
         // Act

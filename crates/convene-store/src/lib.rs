@@ -13,6 +13,7 @@ mod cursor;
 mod delegate;
 mod error;
 mod events;
+mod group_cache;
 mod group_commit;
 mod idempotency;
 mod jobs;
@@ -40,6 +41,11 @@ pub async fn connect(url: &str) -> Result<Arc<dyn Store>, DbError> {
              (e.g. sqlite://data/convene.db or postgres://user@host/convene)"
         ))),
     }
+}
+
+/// The file a `sqlite:` URL names; `None` for an in-memory database or another engine.
+pub fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
+    sqlite::file_of(url)
 }
 
 /// What comes before the URL's first `:`, or the whole string when it has none.

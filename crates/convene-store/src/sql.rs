@@ -14,6 +14,7 @@ use sqlx::{Database, Encode, Type};
 
 use crate::cursor::{GroupCursor, page_size};
 use crate::error::other;
+use crate::group_cache::GroupCache;
 use crate::stored::{self, Columns};
 
 /// One value bound to a placeholder. Text is copied: the drivers copy it into their own buffers anyway.
@@ -84,6 +85,10 @@ impl Statement {
         self
     }
 
+    pub(crate) fn sql(&self) -> &'static str {
+        self.sql
+    }
+
     pub(crate) fn bind(mut self, value: impl Into<Arg>) -> Self {
         self.args.push(value.into());
         self
@@ -121,6 +126,11 @@ pub(crate) trait Backend: Send + Sync {
     /// Runs statements in one transaction: all take effect or none. A `must_change` statement that changes no row
     /// rolls everything back and fails with `DbError::NotFound`.
     async fn execute_all(&self, statements: Vec<Statement>) -> DbResult<()>;
+
+    /// Groups kept in memory, on a backend where this process writes every group (see `group_cache`).
+    fn group_cache(&self) -> Option<&GroupCache> {
+        None
+    }
 }
 
 /// The `SELECT` list that `stored::instance` reads, followed by the rest of the query.
@@ -277,6 +287,25 @@ pub(crate) async fn list_instances(db: &impl Backend) -> DbResult<Vec<InstanceRe
     db.fetch(Statement::new(select_instances!("ORDER BY created_at, id")), stored::instance).await
 }
 
+pub(crate) async fn instance_phone_taken(db: &impl Backend, phone: &PhoneNumber) -> DbResult<bool> {
+    let statement = Statement::new("SELECT COUNT(*) AS n FROM instances WHERE phone = $1").bind(phone.digits());
+    Ok(one(db.fetch(statement, |row| row.int("n")).await?)? > 0)
+}
+
+pub(crate) async fn highest_instance_phone(
+    db: &impl Backend,
+    low: &PhoneNumber,
+    high: &PhoneNumber,
+) -> DbResult<Option<PhoneNumber>> {
+    // Stored as digits, as `insert_instance` writes them.
+    let statement = Statement::new("SELECT MAX(phone) AS phone FROM instances WHERE phone BETWEEN $1 AND $2")
+        .bind(low.digits())
+        .bind(high.digits());
+    let read =
+        |row: &dyn stored::Columns| row.text_or_null("phone")?.map(|p| stored::phone("instances.phone", p)).transpose();
+    one(db.fetch(statement, read).await?)
+}
+
 pub(crate) async fn delete_instance(db: &impl Backend, id: InstanceId) -> DbResult<()> {
     // The instance's groups go with it: groups.instance_id is ON DELETE CASCADE.
     changed_some(db.execute(Statement::new("DELETE FROM instances WHERE id = $1").bind(id.0)).await?)
@@ -322,8 +351,17 @@ pub(crate) fn insert_group_statement(group: &GroupRecord) -> Statement {
 }
 
 pub(crate) async fn get_group(db: &impl Backend, id: GroupId) -> DbResult<GroupRecord> {
+    let cache = db.group_cache();
+    if let Some(group) = cache.and_then(|c| c.get(id)) {
+        return Ok(group);
+    }
+    let changes = cache.map(GroupCache::reading);
     let statement = Statement::new(select_groups!("WHERE id = $1")).bind(group_id(id));
-    one(db.fetch(statement, stored::group).await?)
+    let group = one(db.fetch(statement, stored::group).await?)?;
+    if let (Some(cache), Some(changes)) = (cache, changes) {
+        cache.put(changes, &group);
+    }
+    Ok(group)
 }
 
 pub(crate) async fn find_groups_by_jid(

@@ -7,6 +7,7 @@
 //! a migration that fails leaves nothing behind.
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -22,6 +23,7 @@ use uuid::Uuid;
 
 use crate::error::{db_err, other};
 use crate::events;
+use crate::group_cache::GroupCache;
 use crate::group_commit::Committer;
 use crate::idempotency;
 use crate::jobs;
@@ -51,6 +53,7 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct SqliteStore {
     pool: SqlitePool,
     committer: Committer,
+    groups: Arc<GroupCache>,
 }
 
 impl SqliteStore {
@@ -92,11 +95,12 @@ impl SqliteStore {
             (pool, Some(options.pragma("cache_size", WRITER_CACHE)))
         };
         migrate(&pool).await?;
+        let groups = Arc::new(GroupCache::default());
         let committer = match writer {
-            Some(options) => Committer::start_on(options.connect().await.map_err(db_err)?),
-            None => Committer::start(pool.clone()),
+            Some(options) => Committer::start_on(options.connect().await.map_err(db_err)?, Arc::clone(&groups)),
+            None => Committer::start(pool.clone(), Arc::clone(&groups)),
         };
-        Ok(Self { pool, committer })
+        Ok(Self { pool, committer, groups })
     }
 
     /// Transactions the committer has committed so far: fewer than the writes when writes share commits.
@@ -109,6 +113,14 @@ impl SqliteStore {
         self.committer.close().await;
         self.pool.close().await;
     }
+}
+
+/// The file a `sqlite:` URL names, read the way `connect` reads it; `None` for an in-memory database.
+pub(crate) fn file_of(url: &str) -> Option<std::path::PathBuf> {
+    if !url.starts_with("sqlite:") || is_memory(url) {
+        return None;
+    }
+    SqliteConnectOptions::from_str(url).ok().map(|options| options.get_filename().to_path_buf())
 }
 
 /// Whether a `sqlite:` URL names an in-memory database, read the way `SqliteConnectOptions::from_str` reads it.
@@ -165,6 +177,10 @@ impl Backend for SqliteStore {
     async fn execute_all(&self, statements: Vec<Statement>) -> DbResult<()> {
         self.committer.write(statements).await.map(drop)
     }
+
+    fn group_cache(&self) -> Option<&GroupCache> {
+        Some(&self.groups)
+    }
 }
 
 crate::delegate::impl_store!(SqliteStore);
@@ -180,6 +196,10 @@ mod tests {
         assert!(is_memory("sqlite://?mode=memory&cache=private"));
         assert!(!is_memory("sqlite://data/convene.db"));
         assert!(!is_memory("sqlite:data/memory.db"));
+        assert_eq!(file_of("sqlite://data/convene.db"), Some("data/convene.db".into()));
+        assert_eq!(file_of("sqlite:///var/lib/c.db?mode=rwc"), Some("/var/lib/c.db".into()));
+        assert_eq!(file_of("sqlite::memory:"), None);
+        assert_eq!(file_of("postgres://u@h/d"), None);
     }
 
     #[tokio::test]

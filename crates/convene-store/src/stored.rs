@@ -182,7 +182,7 @@ fn uuid(column: &str, value: &str) -> DbResult<Uuid> {
     Uuid::try_parse(value).map_err(|_| corrupt(column, value, "a uuid"))
 }
 
-fn phone(column: &str, value: &str) -> DbResult<PhoneNumber> {
+pub(crate) fn phone(column: &str, value: &str) -> DbResult<PhoneNumber> {
     PhoneNumber::parse(value).map_err(|_| corrupt(column, value, "a phone number"))
 }
 

@@ -1,11 +1,15 @@
 //! `convene key create|list|revoke`: the account's API keys, straight in the database, so that an operator on the
 //! host can always issue a key (a first one, or after the last was lost) without one.
 
+use std::sync::Arc;
+
+use anyhow::Context as _;
 use clap::Subcommand;
-use convene_core::InstanceId;
 use convene_core::store::ApiKeyRecord;
+use convene_core::{InstanceId, SystemClock};
+use convene_server::Config;
 use convene_server::auth::KeyGrant;
-use convene_server::{AppState, Config};
+use convene_server::service::Service;
 
 #[derive(Subcommand)]
 pub enum KeyCommand {
@@ -24,7 +28,7 @@ pub enum KeyCommand {
     },
     /// List the keys: id, prefix, name, scope, access, created, last used. Secrets are never stored, so never shown.
     List,
-    /// Revoke a key by its id (from `key list`): it is refused from the next request on. The last key for the whole
+    /// Revoke a key by its id (from `key list`): a running server refuses it within a second. The last key for the whole
     /// account that is not read-only stays; create another first.
     Revoke {
         /// The key's id.
@@ -33,8 +37,10 @@ pub enum KeyCommand {
 }
 
 pub async fn run(command: KeyCommand, config: &Config) -> anyhow::Result<()> {
-    let state = AppState::open_with_system_clock(config).await?;
-    let service = &state.service;
+    // The database alone: a server may be running on the same data directory, and its networks are its own.
+    let store = convene_store::connect(&config.database_url).await.context("opening the database")?;
+    let service =
+        &Service::offline(store, Arc::new(SystemClock), config.creation.clone()).map_err(|e| anyhow::anyhow!("{e}"))?;
     let failed = |e: convene_server::error::ApiError| anyhow::anyhow!("{e}");
     match command {
         KeyCommand::Create { name, instances, read_only } => {

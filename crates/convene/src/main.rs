@@ -13,6 +13,7 @@ use tracing_subscriber::EnvFilter;
 
 mod instance;
 mod key;
+mod serve_lock;
 
 #[derive(Parser)]
 #[command(name = "convene", version, about = "Self-hosted WhatsApp group gateway")]
@@ -71,6 +72,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Serve => serve(&configured(cli.config.as_deref())?).await,
         Command::Migrate => {
             let config = configured(cli.config.as_deref())?;
+            serve_lock::hold_until_exit(&config)?;
             AppState::open_with_system_clock(&config).await?;
             println!("database {} is up to date", config.database_url);
             Ok(())
@@ -124,6 +126,7 @@ fn print_quietly(text: &str) -> anyhow::Result<()> {
 }
 
 async fn serve(config: &Config) -> anyhow::Result<()> {
+    serve_lock::hold_until_exit(config)?;
     let state = AppState::open_with_system_clock(config).await?;
     if let Some(first) =
         state.service.bootstrap(config.bootstrap_sandbox_instance).await.map_err(|e| anyhow::anyhow!("{e}"))?

@@ -53,6 +53,60 @@ fn a_bad_config_is_refused_with_a_message() {
 }
 
 #[test]
+fn a_second_server_or_a_migration_beside_a_running_one_is_refused_and_a_killed_one_leaves_no_lock() {
+    // Arrange: a server running.
+    let dir = tempfile::tempdir().unwrap();
+    let first = Server::start(&mut convene(dir.path()));
+    let second = |command: &str, data_dir: &str, database: &str| {
+        let mut child = convene(dir.path())
+            .arg(command)
+            .env("CONVENE_DATA_DIR", data_dir)
+            .env("CONVENE_DATABASE_URL", database)
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // One that started would run on: it has 20 s to be refused.
+        let started = std::time::Instant::now();
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if started.elapsed() > std::time::Duration::from_secs(20) {
+                child.kill().unwrap();
+                panic!("`convene {command}` beside a running server was not refused");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        };
+        let mut err = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+        (status.success(), err)
+    };
+
+    // Act: a second one on its data directory; then on its database from another directory; a migration.
+    let same_directory = second("serve", "data", "sqlite://elsewhere/convene.db");
+    let same_database = second("serve", "elsewhere", "sqlite://./data/convene.db");
+    let migration = second("migrate", "data", "sqlite://data/convene.db");
+
+    // Assert: each refused, saying why; the first one still answers.
+    for (refused, guarded) in
+        [(same_directory, "data directory"), (same_database, "SQLite database"), (migration, "data directory")]
+    {
+        assert!(!refused.0 && refused.1.contains(&format!("is running on the {guarded}")), "{}", refused.1);
+    }
+    assert!(first.get_text("/healthz").starts_with("HTTP/1.1 200"));
+
+    // Keys are still made on the host beside it (the database alone), and the running server takes them.
+    let output = convene(dir.path()).args(["key", "create", "--name", "beside"]).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let key = String::from_utf8(output.stdout).unwrap().trim().to_owned();
+    assert_eq!(first.call(&key, "GET", "/v1/instances", None).0, 200);
+
+    // A server killed with SIGKILL holds nothing: the next one starts.
+    first.kill();
+    Server::start(&mut convene(dir.path())).stop_with("-INT");
+}
+
+#[test]
 fn the_openapi_command_prints_the_committed_document() {
     let dir = tempfile::tempdir().unwrap();
     let output = convene(dir.path()).arg("openapi").output().unwrap();

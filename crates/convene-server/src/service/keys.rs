@@ -1,7 +1,9 @@
 //! Account API keys and instance tokens: issuing, checking, listing, revoking and rotating them. Secrets are
 //! returned once and stored as SHA-256 hashes; what a key may do is `crate::auth`'s.
 
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use convene_core::group::plain_name;
 use convene_core::store::{ApiKeyRecord, ConsoleSessionRecord};
@@ -18,20 +20,98 @@ pub const CONSOLE_SESSION_LIFETIME: Duration = Duration::from_secs(12 * 60 * 60)
 /// `last_used_at` is written at most this often per key, so reads do not each cost a write.
 const LAST_USED_RESOLUTION: Duration = Duration::from_secs(60);
 
+/// How long a key read from the store is trusted without reading it again. A key revoked through this process is
+/// forgotten at once; one revoked elsewhere (`convene key revoke` on the host while this process serves) is refused
+/// within this time.
+const KEY_CACHE_TTL: Duration = Duration::from_secs(1);
+
+/// Most keys the cache holds; past it, it starts over (an account has a handful of keys).
+const KEY_CACHE_MOST: usize = 1024;
+
+/// Valid keys recently read from the store, by secret hash, so that a request does not cost a database read for
+/// its key. Only keys that exist are kept: unknown secrets, however many are tried, are read from the store.
+#[derive(Debug, Default)]
+pub(super) struct KeyCache(Mutex<CachedKeys>);
+
+#[derive(Debug, Default)]
+struct CachedKeys {
+    by_hash: HashMap<String, (Instant, ApiKeyRecord)>,
+    /// Counts revocations, so that a key read before one is not kept after it.
+    revocations: u64,
+}
+
+/// When a key was read from the store, and how many revocations this process had seen then.
+#[derive(Clone, Copy)]
+struct ReadAt {
+    at: Instant,
+    revocations: u64,
+}
+
+impl KeyCache {
+    fn lock(&self) -> std::sync::MutexGuard<'_, CachedKeys> {
+        self.0.lock().expect("the key cache's lock is not poisoned")
+    }
+
+    /// The key, when read less than `KEY_CACHE_TTL` ago.
+    fn get(&self, secret_hash: &str) -> Option<ApiKeyRecord> {
+        let keys = self.lock();
+        keys.by_hash.get(secret_hash).filter(|(read, _)| read.elapsed() < KEY_CACHE_TTL).map(|(_, key)| key.clone())
+    }
+
+    /// Call before reading a key from the store; `put` it with the answer.
+    fn reading(&self) -> ReadAt {
+        ReadAt { at: Instant::now(), revocations: self.lock().revocations }
+    }
+
+    fn put(&self, read: ReadAt, key: &ApiKeyRecord) {
+        let mut keys = self.lock();
+        if keys.revocations != read.revocations {
+            return; // revoked since: it may be this key
+        }
+        if keys.by_hash.len() >= KEY_CACHE_MOST {
+            keys.by_hash.clear();
+        }
+        keys.by_hash.insert(key.secret_hash.clone(), (read.at, key.clone()));
+    }
+
+    fn forget(&self, id: Uuid) {
+        let mut keys = self.lock();
+        keys.revocations += 1;
+        keys.by_hash.retain(|_, (_, key)| key.id != id);
+    }
+}
+
 impl Service {
     /// A valid account API key (native Bearer, 2Chat `X-User-API-Key`, Z-API `Client-Token`), its use recorded.
     pub async fn account_key(&self, secret: &str) -> Result<ApiKeyRecord> {
         let secret = secret.trim();
-        let mut key = match self.store.find_api_key(&auth::hash_secret(secret)).await? {
-            Some(key) if !secret.is_empty() => key,
-            _ => return Err(ApiError::Unauthorized("unknown API key")),
+        if secret.is_empty() {
+            return Err(ApiError::Unauthorized("unknown API key"));
+        }
+        let secret_hash = auth::hash_secret(secret);
+        let mut key = match self.keys.get(&secret_hash) {
+            Some(key) => key,
+            None => {
+                let read = self.keys.reading();
+                let key = self.store.find_api_key(&secret_hash).await?;
+                let key = key.ok_or(ApiError::Unauthorized("unknown API key"))?;
+                self.keys.put(read, &key);
+                key
+            }
         };
         let now = self.clock.now();
         if key.last_used_at.is_none_or(|last| last.until(now) >= LAST_USED_RESOLUTION) {
+            let read = self.keys.reading();
             match self.store.touch_api_key(key.id, now).await {
-                Ok(()) => key.last_used_at = Some(now),
+                Ok(()) => {
+                    key.last_used_at = Some(now);
+                    self.keys.put(read, &key);
+                }
                 // Revoked since it was read: refused like any unknown key.
-                Err(DbError::NotFound) => return Err(ApiError::Unauthorized("unknown API key")),
+                Err(DbError::NotFound) => {
+                    self.keys.forget(key.id);
+                    return Err(ApiError::Unauthorized("unknown API key"));
+                }
                 Err(e) => tracing::warn!(key = %key.prefix, error = %e, "could not record the API key's use"),
             }
         }
@@ -102,7 +182,10 @@ impl Service {
     /// Deletes a key: the next request with it is refused. The last admin key (account-wide and writable) stays,
     /// so that the API always has a key that can issue keys; `convene key create` makes one on the host anyway.
     pub async fn revoke_api_key(&self, id: Uuid) -> Result<()> {
-        match self.store.delete_api_key(id).await {
+        let deleted = self.store.delete_api_key(id).await;
+        // Forgotten whatever the answer: a lost reply may hide a deletion that happened.
+        self.keys.forget(id);
+        match deleted {
             Ok(()) => Ok(()),
             Err(DbError::Conflict) => Err(ApiError::Conflict(format!(
                 "API key {id} is the last key that is account-wide and writable; create another one before \
@@ -120,5 +203,43 @@ impl Service {
             .await
             .map_err(|e| not_found(e, || format!("no instance {id}")))?;
         Ok(token)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use convene_core::Timestamp;
+
+    use super::*;
+
+    fn key() -> ApiKeyRecord {
+        auth::new_api_key("k", KeyGrant::admin(), Timestamp::from_millis(0)).1
+    }
+
+    #[test]
+    fn a_key_read_is_kept_for_a_second_and_forgotten_when_revoked() {
+        let (cache, key) = (KeyCache::default(), key());
+        cache.put(cache.reading(), &key);
+        assert_eq!(cache.get(&key.secret_hash).map(|k| k.id), Some(key.id));
+        assert!(cache.get("another hash").is_none());
+
+        cache.forget(key.id);
+        assert!(cache.get(&key.secret_hash).is_none());
+
+        let long_ago = ReadAt { at: Instant::now() - KEY_CACHE_TTL, revocations: cache.lock().revocations };
+        cache.put(long_ago, &key);
+        assert!(cache.get(&key.secret_hash).is_none(), "read a second ago: read again");
+    }
+
+    #[test]
+    fn a_key_read_before_a_revocation_is_not_kept_after_it() {
+        // A request reads the key while another revokes it: the reader's answer must not outlive the revocation.
+        let (cache, key) = (KeyCache::default(), key());
+        let read = cache.reading();
+        cache.forget(key.id);
+        cache.put(read, &key);
+        assert!(cache.get(&key.secret_hash).is_none());
+        cache.put(cache.reading(), &key);
+        assert!(cache.get(&key.secret_hash).is_some(), "read after it: kept");
     }
 }

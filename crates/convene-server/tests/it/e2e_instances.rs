@@ -101,3 +101,27 @@ async fn everything_written_survives_a_restart_and_no_second_key_is_made() {
     shutdown.cancel();
     server.await.unwrap().unwrap();
 }
+
+#[tokio::test]
+async fn instances_created_at_once_each_get_a_number_of_their_own_and_numbers_run_on_after_the_highest() {
+    // Arrange: a number given out far along the range (as an explicit phone), beside the bootstrap one.
+    let app = spawn_app().await;
+    let (status, body) = app.post("/v1/instances", json!({"phone": "+12015559999"})).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+
+    // Act: twenty sandbox instances asked for at the same moment.
+    let made = futures_util::future::join_all((0..20).map(|_| app.post("/v1/instances", json!({})))).await;
+
+    // Assert: twenty different numbers, after the highest one given out (555-9999 runs on into 556-…).
+    let mut phones: Vec<String> = made
+        .iter()
+        .map(|(status, body)| {
+            assert_eq!(*status, StatusCode::CREATED, "{body}");
+            body["phone"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    phones.sort();
+    phones.dedup();
+    assert_eq!(phones.len(), 20, "{phones:?}");
+    assert_eq!((phones[0].as_str(), phones[19].as_str()), ("+12015560000", "+12015560019"));
+}

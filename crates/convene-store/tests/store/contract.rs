@@ -739,6 +739,25 @@ pub async fn expired_idempotency_records_are_deleted_oldest_first_a_batch_at_a_t
     assert_eq!(k0_again, IdempotencyClaim::Claimed, "k0 was gone");
 }
 
+pub async fn instance_numbers_are_found_taken_and_the_highest_in_a_range(store: &dyn Store) {
+    // Arrange
+    for (id, phone) in
+        [(7_103_000_001, "+12015550100"), (7_103_000_002, "+12015560042"), (7_103_000_003, "+447700176576")]
+    {
+        store.insert_instance(&instance(id, Some(phone))).await.unwrap();
+    }
+    let number = |p: &str| PhoneNumber::parse(p).unwrap();
+
+    // Act + Assert
+    assert!(store.instance_phone_taken(&number("+12015560042")).await.unwrap());
+    assert!(!store.instance_phone_taken(&number("+12015560043")).await.unwrap());
+    let (first, end_555, last) = (number("+12015550100"), number("+12015559999"), number("+12016549999"));
+    assert_eq!(store.highest_instance_phone(&first, &last).await.unwrap(), Some(number("+12015560042")));
+    assert_eq!(store.highest_instance_phone(&first, &end_555).await.unwrap(), Some(first.clone()));
+    let elsewhere = store.highest_instance_phone(&number("+12025550100"), &number("+12026549999")).await;
+    assert_eq!(elsewhere.unwrap(), None);
+}
+
 /// Every contract case, handed to a backend's runner macro: one list, so no backend can miss a case.
 macro_rules! every_case {
     ($run:ident) => {
@@ -751,6 +770,7 @@ macro_rules! every_case {
             a_new_instance_token_replaces_the_old_hash,
             instances_round_trip_with_and_without_a_phone,
             a_paired_instance_gets_its_phone_and_others_keep_theirs,
+            instance_numbers_are_found_taken_and_the_highest_in_a_range,
             groups_round_trip_with_every_field_set_and_unset,
             a_duplicate_instance_id_is_a_conflict,
             a_duplicate_api_key_hash_is_a_conflict,

@@ -317,3 +317,82 @@ async fn a_closed_store_commits_what_was_sent_before_and_refuses_later_writes() 
     let ids: Vec<i64> = sqlx::query_scalar("SELECT id FROM instances").fetch_all(&raw).await.unwrap();
     assert_eq!(ids, [1]);
 }
+
+#[tokio::test]
+async fn a_group_is_read_from_memory_until_a_commit_may_have_changed_it() {
+    // Arrange: two groups, one read once; then its row changed behind the store's back (only `convene serve` writes
+    // groups on SQLite, so this is how the test tells a read from memory from a read of the file).
+    let db = TestDb::new().await;
+    db.store.insert_instance(&instance(7_103_000_001)).await.unwrap();
+    let mut group = convene_core::store::GroupRecord {
+        id: convene_core::GroupId::new(),
+        instance_id: InstanceId(7_103_000_001),
+        jid: convene_core::GroupJid::parse("120363043968066561@g.us").unwrap(),
+        subject: "first".into(),
+        description: None,
+        settings: Default::default(),
+        created_at: Timestamp::from_millis(1),
+        updated_at: Timestamp::from_millis(1),
+        left_at: None,
+        creation_job_id: None,
+    };
+    db.store.insert_group(&group).await.unwrap();
+    assert_eq!(db.store.get_group(group.id).await.unwrap().subject, "first");
+    let raw = db.raw().await;
+    let behind = |subject: &'static str| {
+        let raw = raw.clone();
+        async move {
+            sqlx::query("UPDATE groups SET subject = $1").bind(subject).execute(&raw).await.unwrap();
+        }
+    };
+    behind("behind").await;
+
+    // Act + Assert: read from memory while nothing that may change a group was committed through the store; adding
+    // a group or another instance, or a key, changes none that was read.
+    assert_eq!(db.store.get_group(group.id).await.unwrap().subject, "first", "a second read is from memory");
+    let mut other = group.clone();
+    other.id = convene_core::GroupId::new();
+    other.jid = convene_core::GroupJid::parse("120363000000000001@g.us").unwrap();
+    db.store.insert_group(&other).await.unwrap();
+    db.store.insert_instance(&instance(7_103_000_002)).await.unwrap();
+    db.store
+        .insert_api_key(&convene_core::store::ApiKeyRecord {
+            id: uuid::Uuid::new_v4(),
+            name: "k".into(),
+            prefix: "cvn_000000".into(),
+            secret_hash: "h".into(),
+            created_at: Timestamp::from_millis(1),
+            instance_ids: None,
+            read_only: false,
+            last_used_at: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(db.store.get_group(group.id).await.unwrap().subject, "first");
+
+    // An update of any group, even another one, and the next read is from the file.
+    db.store.update_group(&other).await.unwrap();
+    assert_eq!(db.store.get_group(group.id).await.unwrap().subject, "behind");
+
+    // The store's own update is read back at once.
+    group.subject = "updated".into();
+    db.store.update_group(&group).await.unwrap();
+    assert_eq!(db.store.get_group(group.id).await.unwrap().subject, "updated");
+
+    // Deleting the instance takes its groups along: the group read from memory is gone too.
+    db.store.delete_instance(InstanceId(7_103_000_001)).await.unwrap();
+    assert!(matches!(db.store.get_group(group.id).await, Err(DbError::NotFound)));
+}
+
+#[tokio::test]
+async fn nothing_but_a_statement_naming_groups_or_instances_changes_a_group() {
+    // The group cache counts the statements that name `groups` or `instances` (src/group_cache.rs): no trigger may
+    // change a group behind them, and no foreign key but the instance's may reach into `groups`.
+    let db = TestDb::new().await;
+    let raw = db.raw().await;
+    let triggers: Vec<String> =
+        sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'trigger'").fetch_all(&raw).await.unwrap();
+    let parents: Vec<String> =
+        sqlx::query_scalar("SELECT \"table\" FROM pragma_foreign_key_list('groups')").fetch_all(&raw).await.unwrap();
+    assert_eq!((triggers, parents), (Vec::<String>::new(), vec!["instances".to_owned()]));
+}

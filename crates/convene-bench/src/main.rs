@@ -1,17 +1,24 @@
 //! Convene's bench harness (issue 13). It starts `convene serve`'s server in this process on a fresh data directory
-//! (SQLite and the sandbox), loads it over loopback HTTP for a fixed time per figure, and prints one markdown table:
-//! each figure beside the limit it is held to, measured in the same run on the same machine — the trivial endpoint
-//! (`GET /healthz`) through the same HTTP stack, and raw SQLite transactions writing what one creation writes (a
-//! group row and three participant rows, WAL, `synchronous = FULL`). Figures issue 13 asks for that are not measured
-//! yet are listed as such.
+//! (SQLite and the sandbox, or PostgreSQL), loads it over loopback HTTP for a fixed time per figure, and prints one
+//! markdown table: each figure beside the limit it is held to, measured in the same run on the same machine — the
+//! trivial endpoint (`GET /healthz`) through the same HTTP stack, and raw database transactions writing what one
+//! creation writes (a group row and three participant rows; SQLite in WAL with `synchronous = FULL`, PostgreSQL with
+//! its defaults) — then the campaign, webhook deliveries, and memory and start with many numbers and groups.
 //!
 //! Throughput is measured closed-loop: each connection sends its next request when the answer to the last has come,
 //! so those latencies are at full load. The latency targets are measured open-loop at a fixed rate (half the load),
 //! each request timed from when it was due, so a server that falls behind cannot hide it.
 //!
-//! `cargo run --release -p convene-bench [-- SECONDS CONNECTIONS PREFILL]` (defaults: 5 seconds a figure, 16
-//! connections, and no prefill: creation is measured again after the groups the other figures made; with PREFILL,
-//! after groups are created until that many exist).
+//! `cargo run --release -p convene-bench [-- SECONDS CONNECTIONS PREFILL NUMBERS GROUPS]` (defaults: 5 seconds a
+//! figure, 16 connections, no prefill: creation is measured again after the groups the other figures made, or after
+//! groups are created until PREFILL exist; and 10,000 numbers with 100,000 groups for memory and start, loaded for
+//! 60 s). With `DATABASE_URL=postgres://…` the server and the raw transactions run on a scratch database there.
+//! `… -- campaign [GROUPS NUMBERS]`, `… -- webhooks [EVENTS GROUPS]` and `… -- scale [NUMBERS GROUPS SECONDS]` run
+//! one part alone.
+
+mod campaign;
+mod scale;
+mod webhooks;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -45,14 +52,95 @@ impl Load {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args: Vec<u64> = std::env::args().skip(1).map(|a| a.parse()).collect::<Result<_, _>>()?;
-    let seconds = Duration::from_secs(args.first().copied().unwrap_or(5).max(1));
-    let connections = args.get(1).copied().unwrap_or(16).max(1) as usize;
-    let prefill = args.get(2).copied().unwrap_or(0) as usize;
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let part = match args.first().map(String::as_str) {
+        Some(word @ ("campaign" | "webhooks" | "scale" | scale::SERVE_CHILD)) => Some(word.to_owned()),
+        _ => None,
+    };
+    if part.is_some() {
+        args.remove(0);
+    }
+    let postgres = std::env::var("DATABASE_URL").ok().filter(|url| url.starts_with("postgres"));
+    if part.as_deref() == Some(scale::SERVE_CHILD) {
+        let dir = args.first().ok_or_else(|| anyhow::anyhow!("serve-child DIR"))?;
+        return scale::serve_child(std::path::Path::new(dir)).await;
+    }
+    let numbers: Vec<u64> = args.iter().map(|a| a.parse()).collect::<Result<_, _>>()?;
+    let arg = |i: usize, default: u64| numbers.get(i).copied().unwrap_or(default);
+    match part.as_deref() {
+        Some("campaign") => campaign::run(arg(0, 1000) as usize, arg(1, 40) as usize, true).await.map(drop),
+        Some("webhooks") => webhooks::print(arg(0, 5000) as usize, arg(1, 100) as usize, postgres.as_deref()).await,
+        Some("scale") => {
+            let scale =
+                scale::measure(arg(0, 10_000) as usize, arg(1, 100_000) as usize, arg(2, 60).max(10), 16).await?;
+            print_table_head();
+            scale_rows(&scale);
+            Ok(())
+        }
+        _ => {
+            let seconds = Duration::from_secs(arg(0, 5).max(1));
+            let connections = arg(1, 16).max(1) as usize;
+            harness(seconds, connections, arg(2, 0) as usize, postgres.as_deref(), (arg(3, 10_000), arg(4, 100_000)))
+                .await
+        }
+    }
+}
 
+fn print_table_head() {
+    println!();
+    println!("| figure | per second | p50 ms | p99 ms | limit (same run) | ratio | target |");
+    println!("|---|---:|---:|---:|---|---:|---|");
+}
+
+/// The rows of part 4: memory and start.
+fn scale_rows(scale: &scale::Scale) {
+    let mb = |bytes: u64| bytes as f64 / 1e6;
+    let what = format!("{} numbers, {} groups", scale.numbers, scale.groups);
+    println!(
+        "| startup to a ready /healthz, {what} (made in {:.0} s) | | | {:.0} | ≤ 300 ms | {:.2} | ≤ 1 |",
+        scale.made_in.as_secs_f64(),
+        scale.startup.as_secs_f64() * 1000.0,
+        scale.startup.as_secs_f64() * 1000.0 / 300.0,
+    );
+    println!(
+        "| RSS, {what}: ready {:.1} MB, after 10 s of load {:.1} MB, at {} s {:.1} MB (most {:.1} MB; {:.0} requests/s) \
+         | | | | ≤ 100 MB | {:.2} | ≤ 1 |",
+        mb(scale.rss_ready),
+        mb(scale.rss_at_10s),
+        scale.load_seconds,
+        mb(scale.rss_end),
+        mb(scale.rss_max),
+        scale.requests as f64 / scale.load_seconds as f64,
+        mb(scale.rss_max) / 100.0,
+    );
+    let growth = (scale.rss_end as f64 - scale.rss_at_10s as f64) / scale.rss_at_10s as f64;
+    println!(
+        "| RSS growth from 10 s to {} s of load: {:+.1}% | | | | within ±10% | {:.2} | ≤ 1 |",
+        scale.load_seconds,
+        growth * 100.0,
+        growth.abs() / 0.1,
+    );
+}
+
+/// The whole table.
+async fn harness(
+    seconds: Duration,
+    connections: usize,
+    prefill: usize,
+    postgres: Option<&str>,
+    (scale_numbers, scale_groups): (u64, u64),
+) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let mut config = Config::for_directory(dir.path());
     config.bootstrap_sandbox_instance = true;
+    let scratch = match postgres {
+        Some(server) => Some(convene_store::ScratchDatabase::create(server).await?),
+        None => None,
+    };
+    if let Some(database) = &scratch {
+        config.database_url = database.url().to_owned();
+    }
+    let engine = if scratch.is_some() { "PostgreSQL" } else { "SQLite" };
     let state = AppState::open(&config, Arc::new(SystemClock)).await?;
     let service = state.service.clone();
     let first = service.bootstrap(true).await?.expect("a fresh data directory");
@@ -77,11 +165,17 @@ async fn main() -> anyhow::Result<()> {
     });
     let client = reqwest::Client::builder().pool_max_idle_per_host(connections).build()?;
     let bearer = format!("Bearer {api_key}");
-    println!("convene-bench: {} s a figure, {connections} connections, 127.0.0.1, SQLite + sandbox", seconds.as_secs());
+    println!(
+        "convene-bench: {} s a figure, {connections} connections, 127.0.0.1, {engine} + sandbox",
+        seconds.as_secs()
+    );
 
-    // The limits first: the trivial endpoint over the same HTTP stack, and raw SQLite.
+    // The limits first: the trivial endpoint over the same HTTP stack, and raw transactions on the same engine.
     let trivial = load(seconds, connections, |_, _| client.get(format!("{base}/healthz")).send()).await?;
-    let raw_sqlite = raw_sqlite_transactions(dir.path(), seconds).await?;
+    let raw_sqlite = match &scratch {
+        Some(database) => raw_postgres_transactions(database.url(), seconds, connections).await?,
+        None => raw_sqlite_transactions(dir.path(), seconds).await?,
+    };
 
     let sequence = Arc::new(AtomicUsize::new(0));
     let create_on = |pick: fn(usize) -> usize| {
@@ -105,19 +199,26 @@ async fn main() -> anyhow::Result<()> {
         load_at_rate(seconds, half_target_rate, |i| create(0, i)).await?
     };
     let groups = sequence.load(Ordering::Relaxed);
+    // Reads spread over the first 1,000 groups (every one of them is read several times a figure).
     let listed: serde_json::Value =
-        client.get(format!("{base}/v1/groups?limit=1")).header("authorization", &bearer).send().await?.json().await?;
-    let group_id = listed["items"][0]["id"].as_str().unwrap_or_default().to_owned();
-    let get_one = load(seconds, connections, |_, _| {
-        client.get(format!("{base}/v1/groups/{group_id}")).header("authorization", &bearer).send()
+        client.get(format!("{base}/v1/groups?limit=200")).header("authorization", &bearer).send().await?.json().await?;
+    let ids: Vec<String> = listed["items"]
+        .as_array()
+        .map(|items| items.iter().filter_map(|g| g["id"].as_str().map(str::to_owned)).collect())
+        .unwrap_or_default();
+    anyhow::ensure!(!ids.is_empty(), "no group to read: {listed}");
+    let group_path =
+        |connection: usize, i: usize| format!("{base}/v1/groups/{}", ids[(i * 31 + connection) % ids.len()]);
+    let get_one = load(seconds, connections, |connection, i| {
+        client.get(group_path(connection, i)).header("authorization", &bearer).send()
     })
     .await?;
     let list_fifty = load(seconds, connections, |_, _| {
         client.get(format!("{base}/v1/groups?limit=50")).header("authorization", &bearer).send()
     })
     .await?;
-    let get_one_half = load_at_rate(seconds, get_one.per_second / 2.0, |_| {
-        client.get(format!("{base}/v1/groups/{group_id}")).header("authorization", &bearer).send()
+    let get_one_half = load_at_rate(seconds, get_one.per_second / 2.0, |i| {
+        client.get(group_path(0, i)).header("authorization", &bearer).send()
     })
     .await?;
     let list_fifty_half = load_at_rate(seconds, list_fifty.per_second / 2.0, |_| {
@@ -131,9 +232,21 @@ async fn main() -> anyhow::Result<()> {
     let groups_before = sequence.load(Ordering::Relaxed);
     let create_after = load(seconds, connections, create_on(|n| n)).await?;
 
-    println!();
-    println!("| figure | per second | p50 ms | p99 ms | limit (same run) | ratio | target |");
-    println!("|---|---:|---:|---:|---|---:|---|");
+    shutdown.cancel();
+    server.await??;
+    service.shutdown().await;
+    let on_postgres = scratch.is_some();
+    if let Some(database) = scratch {
+        database.drop_now().await.ok();
+    }
+
+    // The other parts, each on its own data.
+    let campaign = campaign::run(1000, 40, false).await?;
+    let webhooks_many = webhooks::run(5000, 100, postgres).await?;
+    let webhooks_one = webhooks::run(2000, 1, postgres).await?;
+    let scale = scale::measure(scale_numbers as usize, scale_groups as usize, 60, connections).await?;
+
+    print_table_head();
     let row = |name: &str, figure: &Load, limit: &str, limit_rate: f64, target: &str| {
         println!(
             "| {name} | {:.0} | {:.2} | {:.2} | {limit} | {:.2} | {target} |",
@@ -143,12 +256,15 @@ async fn main() -> anyhow::Result<()> {
             figure.per_second / limit_rate,
         );
     };
-    let sqlite_limit = format!("raw SQLite FULL: {:.0} tx/s", raw_sqlite);
+    let sqlite_limit = match on_postgres {
+        true => format!("raw PostgreSQL, {connections} connections: {raw_sqlite:.0} tx/s"),
+        false => format!("raw SQLite FULL: {raw_sqlite:.0} tx/s"),
+    };
     let http_limit = format!("GET /healthz: {:.0}/s", trivial.per_second);
     row("GET /healthz (the HTTP limit)", &trivial, &http_limit, trivial.per_second, "—");
     row("create a group, 1 sandbox number", &create_one, &sqlite_limit, raw_sqlite, "—");
     row(&format!("create a group, {NUMBERS} sandbox numbers"), &create_many, &sqlite_limit, raw_sqlite, "≥ 0.45");
-    row(&format!("GET one group ({groups} exist)"), &get_one, &http_limit, trivial.per_second, "≥ 0.5");
+    row(&format!("GET one group, 200 in turn ({groups} exist)"), &get_one, &http_limit, trivial.per_second, "≥ 0.5");
     row("list 50 groups", &list_fifty, &http_limit, trivial.per_second, "≥ 0.5");
     let latency_row = |name: &str, figure: &Load, limit_ms: f64| {
         println!(
@@ -173,20 +289,32 @@ async fn main() -> anyhow::Result<()> {
         create_many.per_second,
         "≥ 0.9 (at 100,000)",
     );
-    for missing in [
-        "RSS with 10,000 numbers and 100,000 groups, and over 60 s (≤ 100 MB, flat)",
-        "startup to a ready /healthz with 100,000 groups (≤ 300 ms)",
-        "the campaign example, 1,000 groups on 40 numbers (< 30 s wall): not run here, run \
-         `cargo run --release -p convene-server --example campaign`",
-        "webhook deliveries/s (for now: `cargo run --release -p convene-server --example webhook_throughput`)",
-        "the same on PostgreSQL",
-    ] {
-        println!("| {missing} | not measured yet | | | | | |");
+    println!(
+        "| the campaign: {} groups on {} numbers, WhatsApp's limits on, simulated clock ({}/{} done, {} rate-limit \
+         hits, {} bans, {} duplicates, {} lost, time / pacing minimum {:.4}) | | | {:.0} | < 30 s wall{} | {:.2} | < 1 |",
+        campaign.groups,
+        campaign.numbers,
+        campaign.completed,
+        campaign.groups,
+        campaign.rate_limit_hits,
+        campaign.bans,
+        campaign.duplicates,
+        campaign.lost,
+        campaign.ratio,
+        campaign.wall.as_secs_f64() * 1000.0,
+        if campaign.safe() { "" } else { " — SAFETY TARGETS MISSED" },
+        campaign.wall.as_secs_f64() / 30.0,
+    );
+    for (name, (elapsed, delivered)) in
+        [("over 100 groups", webhooks_many), ("in one group (one after another, in order)", webhooks_one)]
+    {
+        let rate = delivered as f64 / elapsed.as_secs_f64();
+        println!(
+            "| webhook deliveries {name}, to a receiver on 127.0.0.1 | {rate:.0} | | | {http_limit} | {:.2} | — |",
+            rate / trivial.per_second
+        );
     }
-
-    shutdown.cancel();
-    server.await??;
-    service.shutdown().await;
+    scale_rows(&scale);
     Ok(())
 }
 
@@ -297,4 +425,49 @@ async fn raw_sqlite_transactions(dir: &std::path::Path, seconds: Duration) -> an
         n += 1;
     }
     Ok(n as f64 / started.elapsed().as_secs_f64())
+}
+
+/// Transactions a second that PostgreSQL commits writing a group row and three participant rows, from `connections`
+/// connections at once (PostgreSQL shares a flush between concurrent commits), for `seconds`.
+async fn raw_postgres_transactions(url: &str, seconds: Duration, connections: usize) -> anyhow::Result<f64> {
+    let pool = sqlx::postgres::PgPoolOptions::new().max_connections(connections as u32).connect(url).await?;
+    sqlx::raw_sql(
+        "CREATE TABLE raw_groups (id TEXT PRIMARY KEY, instance_id BIGINT NOT NULL, jid TEXT NOT NULL, \
+         subject TEXT NOT NULL, created_at BIGINT NOT NULL); \
+         CREATE TABLE raw_participants (group_id TEXT NOT NULL, phone TEXT NOT NULL, outcome TEXT NOT NULL)",
+    )
+    .execute(&pool)
+    .await?;
+    let (next, done) = (AtomicUsize::new(0), AtomicUsize::new(0));
+    let started = Instant::now();
+    let writers = (0..connections).map(|_| async {
+        while started.elapsed() < seconds {
+            let n = next.fetch_add(1, Ordering::Relaxed);
+            let mut tx = pool.begin().await?;
+            let id = format!("group-{n}");
+            sqlx::query("INSERT INTO raw_groups VALUES ($1, 7103000001, $2, $3, $4)")
+                .bind(&id)
+                .bind(format!("1203630{n:011}@g.us"))
+                .bind(format!("Bench group {n}"))
+                .bind(n as i64)
+                .execute(&mut *tx)
+                .await?;
+            for phone in ["+17137157533", "+18647351567", "+447700176576"] {
+                sqlx::query("INSERT INTO raw_participants VALUES ($1, $2, 'added')")
+                    .bind(&id)
+                    .bind(phone)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+            done.fetch_add(1, Ordering::Relaxed);
+        }
+        anyhow::Ok(())
+    });
+    for writer in futures_util::future::join_all(writers).await {
+        writer?;
+    }
+    let rate = done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64();
+    pool.close().await;
+    Ok(rate)
 }

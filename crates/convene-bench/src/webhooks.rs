@@ -3,8 +3,8 @@
 //! second, once with the events spread over many groups (deliveries run side by side) and once all in one group
 //! (strictly one after another, as per-group order demands).
 //!
-//! `cargo run --release -p convene-server --example webhook_throughput [-- EVENTS GROUPS]`
-//! (defaults: 5000 events over 100 groups). `DATABASE_URL=postgres://…` runs it on PostgreSQL instead.
+//! `cargo run --release -p convene-bench -- webhooks [EVENTS GROUPS]` prints it alone (defaults: 5000 events over
+//! 100 groups); with `DATABASE_URL=postgres://…` on PostgreSQL instead.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -18,14 +18,11 @@ use convene_core::{Clock, InstanceId, Store, SystemClock};
 use convene_server::webhooks::{Dispatcher, Secret, SecretBox, WebhookConfig};
 use uuid::Uuid;
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let args: Vec<usize> = std::env::args().skip(1).map(|a| a.parse()).collect::<Result<_, _>>()?;
-    let events = args.first().copied().unwrap_or(5000);
-    let groups = args.get(1).copied().unwrap_or(100).max(1);
+/// Prints deliveries per second for `events` events over `groups` groups, then all in one group.
+pub async fn print(events: usize, groups: usize, postgres: Option<&str>) -> anyhow::Result<()> {
     println!("webhook throughput: {events} events, one endpoint on 127.0.0.1");
-    for (label, keys) in [(format!("{groups} groups"), groups), ("1 group".to_owned(), 1)] {
-        let (elapsed, delivered) = run(events, keys).await?;
+    for (label, keys) in [(format!("{groups} groups"), groups.max(1)), ("1 group".to_owned(), 1)] {
+        let (elapsed, delivered) = run(events, keys, postgres).await?;
         println!(
             "  {label:>12}: {delivered} deliveries in {:.2} s = {:.0} deliveries/s",
             elapsed.as_secs_f64(),
@@ -35,15 +32,17 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn run(events: usize, keys: usize) -> anyhow::Result<(Duration, usize)> {
+/// Delivers `events` events, ordered within `keys` groups, to a receiver on 127.0.0.1 through the real dispatcher,
+/// on a fresh SQLite file or, given a PostgreSQL server's URL, a scratch database on it: how long it took, and how
+/// many arrived.
+pub async fn run(events: usize, keys: usize, postgres: Option<&str>) -> anyhow::Result<(Duration, usize)> {
     let dir = tempfile::tempdir()?;
-    let url = std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| format!("sqlite://{}", dir.path().join("convene.db").display()));
-    let database = match url.starts_with("postgres") {
-        true => Some(convene_store::ScratchDatabase::create(&url).await?),
-        false => None,
+    let database = match postgres {
+        Some(server) => Some(convene_store::ScratchDatabase::create(server).await?),
+        None => None,
     };
-    let store: Arc<dyn Store> = convene_store::connect(database.as_ref().map_or(url.as_str(), |d| d.url())).await?;
+    let sqlite = format!("sqlite://{}", dir.path().join("convene.db").display());
+    let store: Arc<dyn Store> = convene_store::connect(database.as_ref().map_or(sqlite.as_str(), |d| d.url())).await?;
 
     let received = Arc::new(AtomicUsize::new(0));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;

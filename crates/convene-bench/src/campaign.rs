@@ -1,11 +1,11 @@
-//! Campaign simulation: many groups across many sandbox numbers with WhatsApp's creation limits switched on, on a
-//! simulated clock, through the real queue, pacing, worker and store. Prints what happened against the targets:
-//! all completed, no rate-limit hits, no bans, no duplicates, nothing lost, within 5% of the pacing minimum.
+//! The campaign: many groups across many sandbox numbers with WhatsApp's creation limits switched on, on a
+//! simulated clock, through the real queue, pacing, worker and store. It reports what happened against the targets:
+//! all completed, no rate-limit hits, no bans, no duplicates, nothing lost, within 5% of the pacing minimum, and how
+//! long it took on the wall clock.
 //!
-//!     cargo run --release -p convene-server --example campaign [-- GROUPS NUMBERS]
-//!
-//! Defaults: 1000 groups, 40 numbers, each number paced as a real one (one group per 5 minutes, 30 a day) while
-//! the network refuses creations less than 4 minutes apart or past 40 a day, and bans after 3 refusals.
+//! `cargo run --release -p convene-bench -- campaign [GROUPS NUMBERS]` prints it alone; defaults: 1000 groups, 40
+//! numbers, each number paced as a real one (one group per 5 minutes, 30 a day) while the network refuses
+//! creations less than 4 minutes apart or past 40 a day, and bans after 3 refusals.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -17,11 +17,34 @@ use convene_sandbox::{NetworkLimits, SandboxConfig, SandboxNetwork};
 use convene_server::Config;
 use convene_server::service::{NewGroup, Service};
 
-#[tokio::main(flavor = "current_thread")]
-async fn main() -> anyhow::Result<()> {
-    let mut args = std::env::args().skip(1);
-    let groups: usize = args.next().map(|a| a.parse()).transpose()?.unwrap_or(1000);
-    let numbers: usize = args.next().map(|a| a.parse()).transpose()?.unwrap_or(40);
+/// What a campaign did.
+pub struct Campaign {
+    pub groups: usize,
+    pub numbers: usize,
+    pub completed: usize,
+    pub rate_limit_hits: u64,
+    pub bans: u64,
+    pub duplicates: usize,
+    pub lost: usize,
+    /// Simulated time over the pacing minimum.
+    pub ratio: f64,
+    pub wall: Duration,
+}
+
+impl Campaign {
+    /// Every safety target met (the wall time is judged apart).
+    pub fn safe(&self) -> bool {
+        self.completed == self.groups
+            && self.rate_limit_hits == 0
+            && self.bans == 0
+            && self.duplicates == 0
+            && self.lost == 0
+            && self.ratio <= 1.05
+    }
+}
+
+/// Runs `groups` creations over `numbers` numbers; with `verbose`, prints each figure.
+pub async fn run(groups: usize, numbers: usize, verbose: bool) -> anyhow::Result<Campaign> {
     let policy = PacingPolicy::REAL_NUMBER;
     let limits =
         NetworkLimits { enabled: true, min_interval_secs: 240, max_per_day: 40, ban_after_hits: 3, ban_secs: 86_400 };
@@ -105,6 +128,21 @@ async fn main() -> anyhow::Result<()> {
     let minimum = policy.minimum_duration(per_number);
     let ratio = if minimum.is_zero() { 1.0 } else { took.as_secs_f64() / minimum.as_secs_f64() };
 
+    let campaign = Campaign {
+        groups,
+        numbers,
+        completed,
+        rate_limit_hits: stats.rate_limit_hits,
+        bans: stats.bans,
+        duplicates,
+        lost,
+        ratio,
+        wall: wall.elapsed(),
+    };
+    service.shutdown().await;
+    if !verbose {
+        return Ok(campaign);
+    }
     println!("campaign: {groups} groups over {numbers} sandbox numbers");
     println!(
         "  pacing per number:       one per {} s, burst {}, at most {:?} a day",
@@ -122,15 +160,9 @@ async fn main() -> anyhow::Result<()> {
     println!("  simulated time:          {}", hms(took));
     println!("  pacing minimum:          {} ({per_number} groups per number)", hms(minimum));
     println!("  time / minimum:          {ratio:.4}");
-    println!("  worker passes:           {passes}; wall time {:.1} s", wall.elapsed().as_secs_f64());
-    let met = completed == groups
-        && stats.rate_limit_hits == 0
-        && stats.bans == 0
-        && duplicates == 0
-        && lost == 0
-        && ratio <= 1.05;
-    println!("  targets met:             {}", if met { "yes" } else { "NO" });
-    Ok(())
+    println!("  worker passes:           {passes}; wall time {:.1} s", campaign.wall.as_secs_f64());
+    println!("  targets met:             {}", if campaign.safe() { "yes" } else { "NO" });
+    Ok(campaign)
 }
 
 async fn count_succeeded(

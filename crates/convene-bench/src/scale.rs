@@ -192,7 +192,7 @@ async fn load_and_watch(
     };
     let (mut ids, mut cursors) = (Vec::new(), vec![String::new()]);
     while ids.len() < 5000 {
-        let page = get(format!("/v1/groups?limit=200&cursor={}", cursors.last().map_or("", String::as_str))).await?;
+        let page = get(page_path(200, cursors.last().map_or("", String::as_str))).await?;
         let items = page["items"].as_array().cloned().unwrap_or_default();
         ids.extend(items.iter().filter_map(|g| g["id"].as_str().map(str::to_owned)));
         match page["next_cursor"].as_str() {
@@ -218,7 +218,7 @@ async fn load_and_watch(
             let mut i = c;
             while Instant::now() < deadline {
                 let path = match i % 4 {
-                    0 => format!("/v1/groups?limit=50&cursor={}", cursors[i / 4 % cursors.len()]),
+                    0 => page_path(50, &cursors[i / 4 % cursors.len()]),
                     _ => format!("/v1/groups/{}", ids[i * 7919 % ids.len()]),
                 };
                 let answer = client.get(format!("{base}{path}")).header("authorization", &bearer).send().await?;
@@ -274,6 +274,14 @@ async fn load_and_watch(
     }
     creator.await??;
     Ok((rss_ready, at_10s, last, max, answered.load(Ordering::Relaxed)))
+}
+
+/// A page of `limit` groups after `cursor` ("": the first page).
+fn page_path(limit: u32, cursor: &str) -> String {
+    match cursor {
+        "" => format!("/v1/groups?limit={limit}"),
+        cursor => format!("/v1/groups?limit={limit}&cursor={cursor}"),
+    }
 }
 
 /// A process's resident memory, in bytes, from `/proc/<pid>/status`.

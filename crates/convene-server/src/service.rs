@@ -213,22 +213,7 @@ impl Service {
         creation: CreationConfig,
     ) -> Result<Self> {
         let (events, mut reported) = events::channel();
-        let service = Self {
-            store,
-            sandbox,
-            whatsapp: WhatsappAccounts::new(whatsapp, Arc::clone(&clock), Arc::clone(&events)),
-            clock,
-            connectors: Arc::default(),
-            creation: Arc::new(creation),
-            job_added: Arc::default(),
-            events_written: Arc::default(),
-            event_writes: Arc::new(tokio::sync::watch::Sender::new(0)),
-            reported: Arc::clone(&events),
-            creation_turns: Arc::default(),
-            running_here: Arc::default(),
-            keys: Arc::default(),
-            numbering: Arc::default(),
-        };
+        let service = Self::idle(store, sandbox, whatsapp, clock, creation, events);
         for instance in service.store.list_instances().await? {
             service.attach_connector(&instance);
         }
@@ -248,22 +233,34 @@ impl Service {
         let sandbox = SandboxNetwork::open(None, convene_sandbox::SandboxConfig::default(), Arc::clone(&clock))
             .map_err(|e| ApiError::internal(anyhow::anyhow!("an empty sandbox in memory: {e}")))?;
         let whatsapp = WhatsappConfig { data_dir: std::path::PathBuf::new(), connect: false };
-        Ok(Self {
+        Ok(Self::idle(store, sandbox, whatsapp, clock, creation, events))
+    }
+
+    /// The service with no connector attached and nothing applying what the networks report to `reported`.
+    fn idle(
+        store: Arc<dyn Store>,
+        sandbox: Arc<SandboxNetwork>,
+        whatsapp: WhatsappConfig,
+        clock: Arc<dyn Clock>,
+        creation: CreationConfig,
+        reported: Arc<dyn ConnectorEvents>,
+    ) -> Self {
+        Self {
             store,
             sandbox,
-            whatsapp: WhatsappAccounts::new(whatsapp, Arc::clone(&clock), Arc::clone(&events)),
+            whatsapp: WhatsappAccounts::new(whatsapp, Arc::clone(&clock), Arc::clone(&reported)),
             clock,
             connectors: Arc::default(),
             creation: Arc::new(creation),
             job_added: Arc::default(),
             events_written: Arc::default(),
             event_writes: Arc::new(tokio::sync::watch::Sender::new(0)),
-            reported: events,
+            reported,
             creation_turns: Arc::default(),
             running_here: Arc::default(),
             keys: Arc::default(),
             numbering: Arc::default(),
-        })
+        }
     }
 
     /// Stops the real numbers' sessions, flushing what the library buffers (their stored state stays).

@@ -36,7 +36,8 @@ fn jid(n: u64) -> GroupJid {
     GroupJid::parse(&format!("1203630{n:011}@g.us")).unwrap()
 }
 
-fn group(instance_id: i64, jid_n: u64, created_at: i64) -> GroupRecord {
+/// A group record of `instance_id` with the `jid_n`th JID, made at `created_at`: for the backends' own tests too.
+pub(crate) fn group(instance_id: i64, jid_n: u64, created_at: i64) -> GroupRecord {
     GroupRecord {
         id: GroupId::new(),
         instance_id: InstanceId(instance_id),

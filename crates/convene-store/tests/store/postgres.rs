@@ -6,8 +6,8 @@
 
 use std::future::Future;
 
-use convene_core::store::{GroupListQuery, GroupRecord, InstanceRecord};
-use convene_core::{ConnectorKind, DbError, GroupId, GroupJid, InstanceId, PhoneNumber, Store, Timestamp};
+use convene_core::store::{GroupListQuery, InstanceRecord};
+use convene_core::{ConnectorKind, DbError, InstanceId, PhoneNumber, Store, Timestamp};
 use convene_store::{PostgresStore, ScratchDatabase};
 use sqlx::postgres::PgPool;
 
@@ -184,18 +184,7 @@ async fn a_group_with_a_corrupt_jid_fails_the_listing_that_reaches_it() {
         // Arrange
         let store = PostgresStore::connect(&url).await.unwrap();
         store.insert_instance(&instance(7_103_000_001)).await.unwrap();
-        let group = GroupRecord {
-            id: GroupId::new(),
-            instance_id: InstanceId(7_103_000_001),
-            jid: GroupJid::parse("120363043968066561@g.us").unwrap(),
-            subject: "s".into(),
-            description: None,
-            settings: Default::default(),
-            created_at: Timestamp::from_millis(1),
-            updated_at: Timestamp::from_millis(1),
-            left_at: None,
-            creation_job_id: None,
-        };
+        let group = crate::contract::group(7_103_000_001, 1, 1);
         store.insert_group(&group).await.unwrap();
         sqlx::raw_sql("UPDATE groups SET jid = 'not-a-jid'")
             .execute(&PgPool::connect(&url).await.unwrap())

@@ -191,18 +191,7 @@ async fn a_group_with_a_corrupt_jid_fails_the_listing_that_reaches_it() {
     // Arrange
     let db = TestDb::new().await;
     db.store.insert_instance(&instance(7_103_000_001)).await.unwrap();
-    let group = convene_core::store::GroupRecord {
-        id: convene_core::GroupId::new(),
-        instance_id: InstanceId(7_103_000_001),
-        jid: convene_core::GroupJid::parse("120363043968066561@g.us").unwrap(),
-        subject: "s".into(),
-        description: None,
-        settings: Default::default(),
-        created_at: Timestamp::from_millis(1),
-        updated_at: Timestamp::from_millis(1),
-        left_at: None,
-        creation_job_id: None,
-    };
+    let group = crate::contract::group(7_103_000_001, 1, 1);
     db.store.insert_group(&group).await.unwrap();
     sqlx::raw_sql("UPDATE groups SET jid = 'not-a-jid'").execute(&db.raw().await).await.unwrap();
 
@@ -324,18 +313,8 @@ async fn a_group_is_read_from_memory_until_a_commit_may_have_changed_it() {
     // groups on SQLite, so this is how the test tells a read from memory from a read of the file).
     let db = TestDb::new().await;
     db.store.insert_instance(&instance(7_103_000_001)).await.unwrap();
-    let mut group = convene_core::store::GroupRecord {
-        id: convene_core::GroupId::new(),
-        instance_id: InstanceId(7_103_000_001),
-        jid: convene_core::GroupJid::parse("120363043968066561@g.us").unwrap(),
-        subject: "first".into(),
-        description: None,
-        settings: Default::default(),
-        created_at: Timestamp::from_millis(1),
-        updated_at: Timestamp::from_millis(1),
-        left_at: None,
-        creation_job_id: None,
-    };
+    let mut group = crate::contract::group(7_103_000_001, 1, 1);
+    group.subject = "first".into();
     db.store.insert_group(&group).await.unwrap();
     assert_eq!(db.store.get_group(group.id).await.unwrap().subject, "first");
     let raw = db.raw().await;
@@ -350,9 +329,7 @@ async fn a_group_is_read_from_memory_until_a_commit_may_have_changed_it() {
     // Act + Assert: read from memory while nothing that may change a group was committed through the store; adding
     // a group or another instance, or a key, changes none that was read.
     assert_eq!(db.store.get_group(group.id).await.unwrap().subject, "first", "a second read is from memory");
-    let mut other = group.clone();
-    other.id = convene_core::GroupId::new();
-    other.jid = convene_core::GroupJid::parse("120363000000000001@g.us").unwrap();
+    let other = crate::contract::group(7_103_000_001, 2, 1);
     db.store.insert_group(&other).await.unwrap();
     db.store.insert_instance(&instance(7_103_000_002)).await.unwrap();
     db.store

@@ -218,12 +218,24 @@ impl Service {
         pacing: PacingPolicy,
         now: Timestamp,
     ) -> Result<(Timestamp, Option<InstancePause>)> {
+        let (recent, pause) = self.pacing_history(instance.id, pacing, now).await?;
+        let pause = pause.filter(|p| p.until > now);
+        Ok((pacing.next_allowed(&recent, pause.as_ref().map(|p| p.until), now), pause))
+    }
+
+    /// What pacing decides by for instance `id`: its last day's attempts (read only when `pacing` looks at them) and
+    /// the network's pause, if one was recorded (ended or not).
+    async fn pacing_history(
+        &self,
+        id: InstanceId,
+        pacing: PacingPolicy,
+        now: Timestamp,
+    ) -> Result<(Vec<Timestamp>, Option<InstancePause>)> {
         let recent = match pacing.needs_history() {
-            true => self.store.creation_attempt_times(instance.id, now.minus(DAY)).await?,
+            true => self.store.creation_attempt_times(id, now.minus(DAY)).await?,
             false => Vec::new(),
         };
-        let pause = self.store.instance_pause(instance.id).await?.filter(|p| p.until > now);
-        Ok((pacing.next_allowed(&recent, pause.as_ref().map(|p| p.until), now), pause))
+        Ok((recent, self.store.instance_pause(id).await?))
     }
 
     /// Where `instance` stands with its pacing at `now`, as an operator reads it.
@@ -592,11 +604,7 @@ impl Service {
             let known = match self.store.get_instance(id).await {
                 Ok(instance) => {
                     let policy = self.pacing_policy(&instance).await?;
-                    let recent = match policy.needs_history() {
-                        true => self.store.creation_attempt_times(id, now.minus(DAY)).await?,
-                        false => Vec::new(),
-                    };
-                    let pause = self.store.instance_pause(id).await?;
+                    let (recent, pause) = self.pacing_history(id, policy, now).await?;
                     Some(InstancePacing { instance, policy, recent, pause })
                 }
                 Err(_) => None,

@@ -226,7 +226,7 @@ fn replay(path: &Path, file: &mut File, world: &mut World, inbox_limit: usize) -
         if !line.ends_with(b"\n") {
             break;
         }
-        let entry = match serde_json::from_slice::<Entry>(line) {
+        let entry = match convene_core::phone::reading_stored(|| serde_json::from_slice::<Entry>(line)) {
             Ok(entry) => entry,
             Err(_) if last => break,
             Err(e) => return Err(io_error(path, &format!("entry at byte {good} is damaged: {e}"))),

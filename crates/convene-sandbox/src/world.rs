@@ -379,8 +379,8 @@ impl World {
     }
 
     pub fn from_json(bytes: &[u8]) -> Result<Self, SandboxError> {
-        let mut world: Self =
-            serde_json::from_slice(bytes).map_err(|e| SandboxError::Io(format!("unreadable: {e}")))?;
+        let mut world: Self = convene_core::phone::reading_stored(|| serde_json::from_slice(bytes))
+            .map_err(|e| SandboxError::Io(format!("unreadable: {e}")))?;
         world.by_jid = world.groups.iter().enumerate().map(|(i, g)| (g.info.jid.clone(), i)).collect();
         world.taken_meta = Some(world.meta());
         Ok(world)

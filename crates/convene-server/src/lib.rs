@@ -62,7 +62,6 @@ impl AppState {
     /// Opens the store (creating and migrating it) and the sandbox world, and starts the service.
     pub async fn open(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
         webhooks::install_tls_provider();
-        let store = convene_store::connect(&config.database_url).await.context("opening the database")?;
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
         // The data directory holds the database, device keys and the secrets key: its owner's only, also when an
@@ -73,7 +72,15 @@ impl AppState {
             tracing::warn!(dir = %config.data_dir.display(), error = %e, "could not make the data directory private");
         }
         telemetry::handle();
-        let sandbox = SandboxNetwork::open(Some(config.sandbox_path()), config.sandbox.clone(), clock.clone())
+        // The sandbox's world is read while the database opens: both are start-up's longest parts.
+        let opening_sandbox = {
+            let (path, sandbox, clock) = (config.sandbox_path(), config.sandbox.clone(), clock.clone());
+            tokio::task::spawn_blocking(move || SandboxNetwork::open(Some(path), sandbox, clock))
+        };
+        let store = convene_store::connect(&config.database_url).await.context("opening the database")?;
+        let sandbox = opening_sandbox
+            .await
+            .context("reading the sandbox world")?
             .with_context(|| format!("opening the sandbox world {}", config.sandbox_path().display()))?;
         let secrets = Arc::new(webhooks::SecretBox::open_or_create(&config.webhooks, &config.data_dir)?);
         let targets =

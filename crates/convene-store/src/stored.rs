@@ -183,7 +183,7 @@ fn uuid(column: &str, value: &str) -> DbResult<Uuid> {
 }
 
 pub(crate) fn phone(column: &str, value: &str) -> DbResult<PhoneNumber> {
-    PhoneNumber::parse(value).map_err(|_| corrupt(column, value, "a phone number"))
+    PhoneNumber::from_stored(value).ok_or_else(|| corrupt(column, value, "a phone number"))
 }
 
 fn jid(column: &str, value: &str) -> DbResult<GroupJid> {

@@ -14,7 +14,8 @@
 //! groups are created until PREFILL exist; and 10,000 numbers with 100,000 groups for memory and start, loaded for
 //! 60 s). With `DATABASE_URL=postgres://…` the server and the raw transactions run on a scratch database there.
 //! `… -- campaign [GROUPS NUMBERS]`, `… -- webhooks [EVENTS GROUPS]` and `… -- scale [NUMBERS GROUPS SECONDS]` run
-//! one part alone.
+//! one part alone; `… -- fill DIR [NUMBERS GROUPS]` only makes part 4's data directory and `… -- serve-child DIR`
+//! serves one, to profile a server at scale.
 
 mod campaign;
 mod scale;
@@ -54,7 +55,7 @@ impl Load {
 async fn main() -> anyhow::Result<()> {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
     let part = match args.first().map(String::as_str) {
-        Some(word @ ("campaign" | "webhooks" | "scale" | scale::SERVE_CHILD)) => Some(word.to_owned()),
+        Some(word @ ("campaign" | "webhooks" | "scale" | scale::SERVE_CHILD | scale::FILL)) => Some(word.to_owned()),
         _ => None,
     };
     if part.is_some() {
@@ -64,6 +65,11 @@ async fn main() -> anyhow::Result<()> {
     if part.as_deref() == Some(scale::SERVE_CHILD) {
         let dir = args.first().ok_or_else(|| anyhow::anyhow!("serve-child DIR"))?;
         return scale::serve_child(std::path::Path::new(dir)).await;
+    }
+    if part.as_deref() == Some(scale::FILL) {
+        let (dir, counts) = args.split_first().ok_or_else(|| anyhow::anyhow!("fill DIR [NUMBERS GROUPS]"))?;
+        let count = |i: usize, default: usize| counts.get(i).and_then(|n| n.parse().ok()).unwrap_or(default);
+        return scale::fill(std::path::Path::new(dir), count(0, 10_000), count(1, 100_000)).await;
     }
     let numbers: Vec<u64> = args.iter().map(|a| a.parse()).collect::<Result<_, _>>()?;
     let arg = |i: usize, default: u64| numbers.get(i).copied().unwrap_or(default);

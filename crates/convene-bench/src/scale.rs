@@ -17,6 +17,9 @@ use convene_core::{ConnectorKind, SystemClock};
 use convene_server::service::{NewGroup, RetryGuard};
 use convene_server::{AppState, Config};
 
+/// The subcommand that only makes the data directory, to profile a server on it: `fill DIR [NUMBERS GROUPS]`.
+pub const FILL: &str = "fill";
+
 /// The hidden subcommand that serves a data directory: `serve-child DIR`; it prints `listening ADDR` once ready.
 pub const SERVE_CHILD: &str = "serve-child";
 

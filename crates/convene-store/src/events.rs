@@ -115,11 +115,18 @@ fn event(row: &dyn Columns) -> DbResult<EventRecord> {
 }
 
 pub(crate) async fn list_events(db: &impl Backend, query: &EventListQuery) -> DbResult<Vec<EventRecord>> {
+    db.fetch(list_events_statement(query), event).await
+}
+
+/// Both ends of the range are always bound (the ends of `seq`'s type when the query leaves them open): SQLite cannot
+/// seek through `$n IS NULL OR seq > $n`, and read the log from its first event to the cursor on every page (28 ms
+/// of CPU a page 150,000 events in, against 0.05 ms seeking).
+pub(crate) fn list_events_statement(query: &EventListQuery) -> Statement {
     macro_rules! select_events {
         ($order:literal) => {
             concat!(
                 "SELECT seq, id, event_type, instance_id, ordering_key, payload, created_at, acknowledged_at FROM events ",
-                "WHERE ($1 IS NULL OR instance_id = $1) AND ($2 IS NULL OR seq > $2) AND ($3 IS NULL OR seq < $3) ",
+                "WHERE ($1 IS NULL OR instance_id = $1) AND seq > $2 AND seq < $3 ",
                 "AND ($4 IS NULL OR event_type = $4) ORDER BY seq ",
                 $order,
                 " LIMIT $5"
@@ -127,13 +134,12 @@ pub(crate) async fn list_events(db: &impl Backend, query: &EventListQuery) -> Db
         };
     }
     let sql = if query.newest_first { select_events!("DESC") } else { select_events!("ASC") };
-    let statement = Statement::new(sql)
+    Statement::new(sql)
         .bind(query.instance_id.map(|i| i.0))
-        .bind(query.after_seq)
-        .bind(query.before_seq)
+        .bind(query.after_seq.unwrap_or(i64::MIN))
+        .bind(query.before_seq.unwrap_or(i64::MAX))
         .bind(query.event_type.as_deref())
-        .bind(limit(query.limit));
-    db.fetch(statement, event).await
+        .bind(limit(query.limit))
 }
 
 pub(crate) async fn next_unacknowledged_event(

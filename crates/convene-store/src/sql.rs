@@ -384,23 +384,39 @@ pub(crate) async fn list_groups(db: &impl Backend, query: &GroupListQuery) -> Db
         None => None,
     };
     let size = page_size(query.limit);
-    // One row more than the page holds tells whether there is a next page.
-    let statement = Statement::new(select_groups!(
-        "WHERE ($1 IS NULL OR instance_id = $1) AND ($2 IS NULL OR (created_at, id) > ($2, $3)) \
-         AND ($5 IS NULL OR lower(subject) LIKE $5 ESCAPE '\\') \
-         ORDER BY created_at, id LIMIT $4"
-    ))
-    .bind(query.instance_id.map(|i| i.0))
-    .bind(after.map(|c| c.created_at.as_millis()))
-    .bind(after.map(|c| group_id(c.id)))
-    .bind(i64::from(size) + 1)
-    .bind(query.subject_contains.as_deref().map(contains_pattern));
-    let mut groups = db.fetch(statement, stored::group).await?;
+    let mut groups = db.fetch(list_groups_statement(query, after, size), stored::group).await?;
     let more = groups.len() > size as usize;
     groups.truncate(size as usize);
     let next_cursor =
         more.then(|| groups.last().map(|g| GroupCursor { created_at: g.created_at, id: g.id }.encode())).flatten();
     Ok(GroupPage { groups, next_cursor })
+}
+
+/// The page of `size` groups after `after`, and one more, which tells whether there is a next page. The position is
+/// always bound (before the first group when there is no cursor) and the instance filter is in the statement only
+/// when there is one: SQLite cannot seek an index through `$n IS NULL OR …`, and read every group from the first to
+/// the cursor on each page (15 ms a page 90,000 groups in, against 0.15 ms seeking).
+pub(crate) fn list_groups_statement(query: &GroupListQuery, after: Option<GroupCursor>, size: u32) -> Statement {
+    let statement = match query.instance_id {
+        None => Statement::new(select_groups!(
+            "WHERE (created_at, id) > ($1, $2) AND ($4 IS NULL OR lower(subject) LIKE $4 ESCAPE '\\') \
+             ORDER BY created_at, id LIMIT $3"
+        )),
+        Some(_) => Statement::new(select_groups!(
+            "WHERE instance_id = $5 AND (created_at, id) > ($1, $2) \
+             AND ($4 IS NULL OR lower(subject) LIKE $4 ESCAPE '\\') ORDER BY created_at, id LIMIT $3"
+        )),
+    };
+    let (after_at, after_id) = after.map_or((i64::MIN, String::new()), |c| (c.created_at.as_millis(), group_id(c.id)));
+    let statement = statement
+        .bind(after_at)
+        .bind(after_id)
+        .bind(i64::from(size) + 1)
+        .bind(query.subject_contains.as_deref().map(contains_pattern));
+    match query.instance_id {
+        Some(instance) => statement.bind(instance.0),
+        None => statement,
+    }
 }
 
 /// A `LIKE … ESCAPE '\'` pattern matching `text` anywhere in a lower-cased value. Only ASCII letters are folded:

@@ -221,4 +221,53 @@ mod tests {
             assert_eq!((sync, fk, busy, journal.as_str()), (2, 1, 5000, "wal"), "2 is FULL");
         }
     }
+
+    #[tokio::test]
+    async fn pages_of_groups_and_events_seek_to_their_cursor_instead_of_reading_from_the_start() {
+        // Arrange
+        let store = SqliteStore::connect("sqlite::memory:").await.unwrap();
+        let cursor = crate::cursor::GroupCursor {
+            created_at: convene_core::Timestamp::from_millis(1_000),
+            id: convene_core::GroupId(uuid::Uuid::nil()),
+        };
+        let groups = |instance_id, subject_contains: Option<&str>| convene_core::store::GroupListQuery {
+            instance_id,
+            subject_contains: subject_contains.map(str::to_owned),
+            ..Default::default()
+        };
+        let events = |after_seq, before_seq, newest_first| convene_core::events::EventListQuery {
+            after_seq,
+            before_seq,
+            newest_first,
+            limit: 50,
+            ..Default::default()
+        };
+        let statements = [
+            crate::sql::list_groups_statement(&groups(None, None), None, 50),
+            crate::sql::list_groups_statement(&groups(None, None), Some(cursor), 50),
+            crate::sql::list_groups_statement(&groups(None, Some("war room")), Some(cursor), 50),
+            crate::sql::list_groups_statement(&groups(Some(convene_core::InstanceId(7)), None), Some(cursor), 50),
+            crate::events::list_events_statement(&events(None, None, false)),
+            crate::events::list_events_statement(&events(Some(150_000), None, false)),
+            crate::events::list_events_statement(&events(None, Some(150_000), true)),
+        ];
+
+        for statement in statements {
+            // Act
+            let plan: Vec<String> = sqlx::query(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {}", statement.sql())))
+                .fetch_all(&store.pool)
+                .await
+                .unwrap()
+                .iter()
+                .map(|step| sqlx::Row::get(step, "detail"))
+                .collect();
+
+            // Assert: one search by the index (or the rowid) from the position on, no scan of the table.
+            assert!(
+                plan.len() == 1 && plan[0].starts_with("SEARCH ") && !plan.iter().any(|p| p.contains("TEMP B-TREE")),
+                "{}\n{plan:?}",
+                statement.sql()
+            );
+        }
+    }
 }

@@ -390,19 +390,23 @@ pub(crate) async fn get_delivery(db: &impl Backend, delivery_id: i64) -> DbResul
 }
 
 pub(crate) async fn list_deliveries(db: &impl Backend, query: &DeliveryListQuery) -> DbResult<Vec<DeliveryRecord>> {
-    let statement = Statement::new(concat!(
+    db.fetch(list_deliveries_statement(query), delivery).await
+}
+
+/// The cursor is always bound (past the last id when the query has none), as in `list_events_statement`.
+pub(crate) fn list_deliveries_statement(query: &DeliveryListQuery) -> Statement {
+    Statement::new(concat!(
         "SELECT ",
         delivery_columns!(),
         " FROM webhook_deliveries d JOIN events ev ON ev.id = d.event_id \
          WHERE ($1 IS NULL OR d.endpoint_id = $1) AND ($2 IS NULL OR d.state = $2) AND ($3 IS NULL OR d.event_id = $3) \
-         AND ($4 IS NULL OR d.id < $4) ORDER BY d.id DESC LIMIT $5"
+         AND d.id < $4 ORDER BY d.id DESC LIMIT $5"
     ))
     .bind(query.endpoint_id.map(id))
     .bind(query.state.map(DeliveryState::as_str))
     .bind(query.event_id.map(id))
-    .bind(query.before_id)
-    .bind(limit(query.limit));
-    db.fetch(statement, delivery).await
+    .bind(query.before_id.unwrap_or(i64::MAX))
+    .bind(limit(query.limit))
 }
 
 pub(crate) async fn delivery_attempts(db: &impl Backend, delivery_id: i64) -> DbResult<Vec<DeliveryAttempt>> {

@@ -56,7 +56,7 @@ pub async fn run(groups: usize, numbers: usize, verbose: bool) -> anyhow::Result
     let clock = ManualClock::new(Timestamp::from_millis(1_795_392_000_000));
     let store = convene_store::connect(&config.database_url).await?;
     let sandbox_config = SandboxConfig { network_limits: limits.clone(), ..SandboxConfig::default() };
-    let sandbox = SandboxNetwork::open(None, sandbox_config, Arc::new(clock.clone()))?;
+    let sandbox = SandboxNetwork::open(None, sandbox_config, Arc::new(clock.clone())).await?;
     let service = Service::start(
         store.clone(),
         sandbox.clone(),
@@ -118,7 +118,7 @@ pub async fn run(groups: usize, numbers: usize, verbose: bool) -> anyhow::Result
         completed += if jobs.len() < 500 { jobs.len() } else { count_succeeded(&*store, batch).await? };
     }
     let mut on_network: HashMap<String, usize> = HashMap::new();
-    for g in sandbox.groups() {
+    for g in sandbox.groups().await? {
         *on_network.entry(g.subject).or_default() += 1;
     }
     let duplicates: usize = on_network.values().map(|n| n.saturating_sub(1)).sum();

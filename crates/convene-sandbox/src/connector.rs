@@ -9,6 +9,7 @@ use convene_core::{
     GroupSettingsPatch, GroupSubject, InstanceState, ParticipantChange, ParticipantResult, PhoneNumber, Timestamp,
 };
 
+use crate::store::{GroupsNeeded, Needs};
 use crate::world::{check_description, check_subject};
 use crate::{InboxKind, SandboxError, SandboxNetwork};
 
@@ -43,7 +44,7 @@ impl Connector for SandboxConnector {
 
     async fn state(&self) -> InstanceState {
         self.network.delay().await;
-        self.network.state(&self.account)
+        self.network.state(&self.account).await
     }
 
     async fn own_number(&self) -> Option<PhoneNumber> {
@@ -53,7 +54,8 @@ impl Connector for SandboxConnector {
 
     async fn create_group(&self, request: &CreateGroupRequest) -> Result<CreatedGroup, ConnectorError> {
         self.network.reach(&self.account).await?;
-        self.network.mutate(|w, env| w.create_group(&self.account, request, env)).await
+        let needs = Needs::account(&self.account).and_people(request.participants.iter().cloned());
+        self.network.mutate(needs, |w, env| w.create_group(&self.account, request, env)).await
     }
 
     /// The sandbox keeps every creation key, so it finds the group by key alone.
@@ -63,17 +65,22 @@ impl Connector for SandboxConnector {
         _since: Timestamp,
     ) -> Result<Option<GroupMetadata>, ConnectorError> {
         self.network.reach(&self.account).await?;
-        Ok(self.network.read_settled(|w, _| w.find_created_group(&self.account, &request.key.0)).await?)
+        let needs = Needs {
+            groups: GroupsNeeded::CreationKey(self.account.clone(), request.key.0.clone()),
+            ..Needs::default()
+        };
+        Ok(self.network.read(needs, |w, _| w.find_created_group(&self.account, &request.key.0)).await?)
     }
 
     async fn group_metadata(&self, group: &GroupJid) -> Result<GroupMetadata, ConnectorError> {
         self.network.reach(&self.account).await?;
-        self.network.read_settled(|w, _| w.group_metadata(&self.account, group)).await?
+        self.network.read(Needs::group(group), |w, _| w.group_metadata(&self.account, group)).await?
     }
 
     async fn joined_groups(&self) -> Result<Vec<GroupMetadata>, ConnectorError> {
         self.network.reach(&self.account).await?;
-        Ok(self.network.read_settled(|w, _| w.joined_groups(&self.account)).await?)
+        let needs = Needs { groups: GroupsNeeded::MemberOf(self.account.clone()), ..Needs::default() };
+        Ok(self.network.read(needs, |w, _| w.joined_groups(&self.account)).await?)
     }
 
     async fn change_participants(
@@ -83,18 +90,19 @@ impl Connector for SandboxConnector {
         people: &[PhoneNumber],
     ) -> Result<Vec<ParticipantResult>, ConnectorError> {
         self.network.reach(&self.account).await?;
-        self.network.mutate(|w, env| w.change_participants(&self.account, group, change, people, env)).await
+        let needs = Needs::group(group).and_people(people.iter().cloned());
+        self.network.mutate(needs, |w, env| w.change_participants(&self.account, group, change, people, env)).await
     }
 
     async fn invite_link(&self, group: &GroupJid, reset: bool) -> Result<String, ConnectorError> {
         self.network.reach(&self.account).await?;
-        self.network.mutate(|w, _| w.invite_link(&self.account, group, reset)).await
+        self.network.mutate(Needs::group(group), |w, _| w.invite_link(&self.account, group, reset)).await
     }
 
     async fn set_subject(&self, group: &GroupJid, subject: &GroupSubject) -> Result<(), ConnectorError> {
         self.network.reach(&self.account).await?;
         self.network
-            .mutate(|w, _| {
+            .mutate(Needs::group(group), |w, _| {
                 w.edit(&self.account, group, false, |g| {
                     check_subject(subject.as_str())?;
                     g.subject = subject.as_str().to_owned();
@@ -108,7 +116,7 @@ impl Connector for SandboxConnector {
         self.network.reach(&self.account).await?;
         let d = description.as_str();
         self.network
-            .mutate(|w, _| {
+            .mutate(Needs::group(group), |w, _| {
                 w.edit(&self.account, group, false, |g| {
                     check_description(d)?;
                     g.description = (!d.is_empty()).then(|| d.to_owned());
@@ -121,7 +129,7 @@ impl Connector for SandboxConnector {
     async fn set_settings(&self, group: &GroupJid, patch: &GroupSettingsPatch) -> Result<(), ConnectorError> {
         self.network.reach(&self.account).await?;
         self.network
-            .mutate(|w, _| {
+            .mutate(Needs::group(group), |w, _| {
                 w.edit(&self.account, group, true, |g| {
                     patch.apply(&mut g.settings);
                     Ok(())
@@ -133,7 +141,7 @@ impl Connector for SandboxConnector {
     async fn set_picture(&self, group: &GroupJid, _picture: &GroupPicture) -> Result<(), ConnectorError> {
         self.network.reach(&self.account).await?;
         self.network
-            .mutate(|w, _| {
+            .mutate(Needs::group(group), |w, _| {
                 w.edit(&self.account, group, false, |g| {
                     g.has_picture = true;
                     Ok(())
@@ -144,13 +152,13 @@ impl Connector for SandboxConnector {
 
     async fn leave(&self, group: &GroupJid) -> Result<(), ConnectorError> {
         self.network.reach(&self.account).await?;
-        self.network.mutate(|w, env| w.leave(&self.account, group, env)).await
+        self.network.mutate(Needs::group(group), |w, env| w.leave(&self.account, group, env)).await
     }
 
     async fn send_text(&self, to: &PhoneNumber, text: &str) -> Result<(), ConnectorError> {
         self.network.reach(&self.account).await?;
         let kind = InboxKind::Text { text: text.to_owned() };
-        self.network.mutate(|w, env| w.send(&self.account, to, kind, env)).await
+        self.network.mutate(Needs::people([to.clone()]), |w, env| w.send(&self.account, to, kind, env)).await
     }
 
     async fn send_group_invite(
@@ -168,6 +176,6 @@ impl Connector for SandboxConnector {
             code: code.to_owned(),
             expires_at,
         };
-        self.network.mutate(|w, env| w.send(&self.account, to, kind, env)).await
+        self.network.mutate(Needs::people([to.clone()]), |w, env| w.send(&self.account, to, kind, env)).await
     }
 }

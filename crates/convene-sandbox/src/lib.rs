@@ -3,15 +3,16 @@
 //! It models registered and unregistered numbers, group-add privacy (everyone / contacts / nobody), contacts and
 //! blocks, "recently left", 403 refusals carrying add-request codes that expire, invite links (with join approval),
 //! the group size limit and subject/description limits, and injected latency and faults, including "the group was
-//! created but the reply was lost". The world is kept on disk apart from Convene's database, because it plays the
-//! remote side: a group it created must outlive a crash of the gateway. A change returns once it is on disk, as a
-//! line in a journal beside a snapshot of the world (see `journal.rs`). All randomness comes from a seeded generator
-//! kept with the world, so a run is repeatable.
+//! created but the reply was lost". The world is kept in a database of its own, apart from Convene's, because it
+//! plays the remote side: a group it created must outlive a crash of the gateway. A change returns once it is
+//! committed, and a call reads only the rows it needs (see `store.rs`), so the world's size costs neither memory nor
+//! time per call. All randomness comes from a seeded generator kept with the world, so a run is repeatable.
 #![forbid(unsafe_code)]
 
 mod connector;
-mod journal;
+mod legacy;
 mod network;
+mod store;
 mod world;
 
 use convene_core::{GroupJid, GroupMember, GroupSettings, PhoneNumber, Timestamp};
@@ -20,8 +21,8 @@ use serde::{Deserialize, Serialize};
 pub use connector::SandboxConnector;
 pub use network::SandboxNetwork;
 
-/// How the simulated network behaves. `seed` and `faults` only seed a new world: an existing world file keeps its
-/// own generator state and faults (change faults at run time with [`SandboxNetwork::set_faults`]).
+/// How the simulated network behaves. `seed`, `faults` and `network_limits` only seed a new world: an existing
+/// world keeps its own generator state, faults and limits (change faults at run time with [`SandboxNetwork::set_faults`]).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SandboxConfig {
@@ -229,6 +230,6 @@ pub enum SandboxError {
     NotMember,
     #[error("invalid faults: {0}")]
     InvalidFaults(String),
-    #[error("sandbox world file: {0}")]
+    #[error("sandbox world: {0}")]
     Io(String),
 }

@@ -1,7 +1,7 @@
-//! The shared network: the world behind a mutex, each change journaled to disk before its call returns.
+//! The shared network: the world in the sandbox's database, each change one transaction before its call returns.
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
 use convene_core::{
@@ -10,18 +10,23 @@ use convene_core::{
 };
 
 use crate::connector::SandboxConnector;
-use crate::journal::{Durability, Journal};
-use crate::world::{Env, World};
+use crate::store::{GroupsNeeded, Needs, WorldStore};
+use crate::world::{Env, Meta, TakenIds, World};
 use crate::{
     Faults, InboxMessage, JoinResult, NetworkLimits, NetworkStats, Person, PersonPatch, SandboxConfig, SandboxError,
-    SandboxGroup,
+    SandboxGroup, legacy,
 };
 
 pub struct SandboxNetwork {
     config: SandboxConfig,
     clock: Arc<dyn Clock>,
     path: Option<PathBuf>,
-    state: Mutex<State>,
+    store: WorldStore,
+    /// Held by each change from reading the world to committing, so that changes apply one after another: the ids
+    /// of every group, for a new group to get an id of its own.
+    writer: tokio::sync::Mutex<TakenIds>,
+    /// The world's small state as last committed, for reads that need nothing else (faults, limits, stats).
+    meta: RwLock<Meta>,
     /// Who hears what people do on their own (join, leave): instances by their account number.
     listeners: Mutex<Vec<Listener>>,
 }
@@ -32,12 +37,6 @@ struct Listener {
     events: Arc<dyn ConnectorEvents>,
 }
 
-struct State {
-    world: World,
-    /// None for a world kept in memory only.
-    journal: Option<Journal>,
-}
-
 impl std::fmt::Debug for SandboxNetwork {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SandboxNetwork").field("path", &self.path).field("config", &self.config).finish()
@@ -45,65 +44,107 @@ impl std::fmt::Debug for SandboxNetwork {
 }
 
 impl SandboxNetwork {
-    /// `path: None` keeps the world in memory only; otherwise it is loaded from that file (the snapshot) and the
-    /// journal beside it, and every change is journaled before its call returns.
-    pub fn open(
+    /// `path: None` keeps the world in memory only; otherwise it is the sandbox's database file, created on the first
+    /// start. A world file of an older Convene beside it (`path` with the extension `json`, and its journal) is
+    /// imported into a new database, then renamed with `.imported` added.
+    pub async fn open(
         path: Option<PathBuf>,
         config: SandboxConfig,
         clock: Arc<dyn Clock>,
     ) -> Result<Arc<Self>, SandboxError> {
         config.faults.validate()?;
-        let fresh = || World::new(config.seed, config.faults.clone(), config.network_limits.clone());
-        let (world, journal) = match &path {
-            Some(p) => {
-                let (world, journal) = Journal::open(p, config.inbox_limit, fresh)?;
-                (world, Some(journal))
+        let store = WorldStore::open(path.as_deref()).await?;
+        let mut conn = store.acquire().await?;
+        let meta = match store.meta(&mut conn).await? {
+            Some(meta) => meta,
+            None => {
+                let legacy_path = path.as_ref().map(|p| p.with_extension("json"));
+                let legacy = match &legacy_path {
+                    Some(p) => {
+                        let (p, inbox_limit) = (p.clone(), config.inbox_limit);
+                        tokio::task::spawn_blocking(move || legacy::read(&p, inbox_limit))
+                            .await
+                            .map_err(|e| SandboxError::Io(format!("reading the old world file: {e}")))??
+                    }
+                    None => None,
+                };
+                let meta = match legacy {
+                    Some(world) => {
+                        let parts = world.into_parts();
+                        let meta = parts.meta.clone();
+                        store.import(parts, config.inbox_limit).await?;
+                        meta
+                    }
+                    None => {
+                        let meta = World::new(config.seed, config.faults.clone(), config.network_limits.clone()).meta();
+                        crate::store::write_meta(&mut conn, &meta).await?;
+                        meta
+                    }
+                };
+                if let Some(p) = &legacy_path {
+                    legacy::set_aside(p)?;
+                }
+                meta
             }
-            None => (fresh(), None),
         };
+        drop(conn);
+        let taken = store.taken_ids().await?;
         let network = Arc::new(Self {
             config,
             clock,
             path,
-            state: Mutex::new(State { world, journal }),
+            store,
+            writer: tokio::sync::Mutex::new(taken),
+            meta: RwLock::new(meta),
             listeners: Mutex::default(),
         });
-        // A world seeded unreachable starts its outage now (journaled soon after: nothing waits on it).
-        network.change_unawaited(|w, env| {
-            w.note_outage(env.now);
-            Ok::<_, SandboxError>(())
-        })?;
+        // A world seeded unreachable starts its outage now.
+        network
+            .mutate(Needs::default(), |w, env| {
+                w.note_outage(env.now);
+                Ok::<_, SandboxError>(())
+            })
+            .await?;
         Ok(network)
     }
 
-    /// A connector acting as `account`, which becomes a registered WhatsApp user of the world. Nothing waits for
-    /// the registration to reach the disk: every start registers its accounts again.
-    pub fn connector(self: &Arc<Self>, account: PhoneNumber) -> SandboxConnector {
-        let registered = self.change_unawaited(|w, env| {
-            w.register(&account, env);
+    /// Makes the numbers registered WhatsApp users of the world (the accounts connectors act as), in one change.
+    pub async fn register(&self, accounts: &[PhoneNumber]) -> Result<(), SandboxError> {
+        self.mutate(Needs::people(accounts.iter().cloned()), |w, env| {
+            for account in accounts {
+                w.register(account, env);
+            }
             Ok::<_, SandboxError>(())
-        });
-        if let Err(e) = registered {
-            tracing::error!(error = %e, %account, "could not save the sandbox account");
-        }
+        })
+        .await
+    }
+
+    /// A connector acting as `account` (which [`Self::register`] makes a WhatsApp user of the world).
+    pub fn connector(self: &Arc<Self>, account: PhoneNumber) -> SandboxConnector {
         SandboxConnector::new(Arc::clone(self), account)
     }
 
     pub async fn upsert_person(&self, phone: &PhoneNumber, patch: &PersonPatch) -> Result<Person, SandboxError> {
-        self.mutate(|w, env| Ok(w.upsert_person(phone, patch, env))).await
+        self.mutate(Needs::people([phone.clone()]), |w, env| Ok(w.upsert_person(phone, patch, env))).await
     }
 
-    pub fn person(&self, phone: &PhoneNumber) -> Person {
-        self.read(|w, env| w.person(phone, env))
+    pub async fn person(&self, phone: &PhoneNumber) -> Result<Person, SandboxError> {
+        self.read(Needs::people([phone.clone()]), |w, env| w.person(phone, env)).await
     }
 
-    pub fn group(&self, jid: &GroupJid) -> Result<SandboxGroup, SandboxError> {
-        self.read(|w, _| w.group(jid))
+    pub async fn group(&self, jid: &GroupJid) -> Result<SandboxGroup, SandboxError> {
+        self.read(Needs::group(jid), |w, _| w.group(jid)).await?
     }
 
     /// All groups, in creation order.
-    pub fn groups(&self) -> Vec<SandboxGroup> {
-        self.read(|w, _| w.groups())
+    pub async fn groups(&self) -> Result<Vec<SandboxGroup>, SandboxError> {
+        self.read(Needs { groups: GroupsNeeded::All, ..Needs::default() }, |w, _| w.groups()).await
+    }
+
+    /// A page of groups, the latest created first, and how many groups there are.
+    pub async fn groups_latest_first(&self, skip: u64, take: u64) -> Result<(Vec<SandboxGroup>, u64), SandboxError> {
+        let (groups, total) = self.store.groups_latest_first(skip, take).await?;
+        Ok((groups.into_iter().map(|g| g.info().clone()).collect(), total))
     }
 
     /// Reports to `events`, as `instance`, what people do on their own in the groups `account` is a member of —
@@ -120,37 +161,43 @@ impl SandboxNetwork {
 
     /// The person leaves the group of their own accord: adding them back answers 408 for a while.
     pub async fn person_leaves(&self, jid: &GroupJid, phone: &PhoneNumber) -> Result<(), SandboxError> {
-        self.mutate(|w, env| w.person_leaves(jid, phone, env)).await?;
-        self.notify_members(jid, phone, GroupChangeEvent::ParticipantsLeft(vec![phone.clone()]));
+        self.mutate(Needs::group(jid), |w, env| w.person_leaves(jid, phone, env)).await?;
+        self.notify_members(jid, phone, GroupChangeEvent::ParticipantsLeft(vec![phone.clone()])).await;
         Ok(())
     }
 
     /// The person accepts the private invite (the add request of a 403 refusal) to the group.
     pub async fn accept_invite(&self, phone: &PhoneNumber, jid: &GroupJid) -> Result<JoinResult, SandboxError> {
-        let result = self.mutate(|w, env| w.accept_invite(phone, jid, env)).await?;
+        let needs = Needs::group(jid).and_people([phone.clone()]);
+        let result = self.mutate(needs, |w, env| w.accept_invite(phone, jid, env)).await?;
         if result == JoinResult::Joined {
-            self.notify_members(jid, phone, GroupChangeEvent::ParticipantsJoined(vec![phone.clone()]));
+            self.notify_members(jid, phone, GroupChangeEvent::ParticipantsJoined(vec![phone.clone()])).await;
         }
         Ok(result)
     }
 
     /// The person opens `https://chat.whatsapp.com/<code>` (the code or the whole link).
     pub async fn join_by_link(&self, phone: &PhoneNumber, invite_code: &str) -> Result<JoinResult, SandboxError> {
+        let needs = Needs {
+            people: vec![phone.clone()],
+            groups: GroupsNeeded::InviteCode(invite_code.to_owned()),
+            ..Needs::default()
+        };
         let (result, jid) = self
-            .mutate(|w, env| {
+            .mutate(needs, |w, env| {
                 let jid = w.group_by_invite_code(invite_code);
                 Ok::<_, SandboxError>((w.join_by_link(phone, invite_code, env)?, jid))
             })
             .await?;
         if let (JoinResult::Joined, Some(jid)) = (result, jid) {
-            self.notify_members(&jid, phone, GroupChangeEvent::ParticipantsJoined(vec![phone.clone()]));
+            self.notify_members(&jid, phone, GroupChangeEvent::ParticipantsJoined(vec![phone.clone()])).await;
         }
         Ok(result)
     }
 
     /// Tells the listening members of `jid` (not `by` themselves) what `by` did.
-    fn notify_members(&self, jid: &GroupJid, by: &PhoneNumber, change: GroupChangeEvent) {
-        let Ok(group) = self.group(jid) else { return };
+    async fn notify_members(&self, jid: &GroupJid, by: &PhoneNumber, change: GroupChangeEvent) {
+        let Ok(group) = self.group(jid).await else { return };
         let listeners = self.listeners.lock().unwrap_or_else(PoisonError::into_inner);
         for listener in listeners.iter() {
             if &listener.account != by && group.members.iter().any(|m| m.phone == listener.account) {
@@ -161,38 +208,48 @@ impl SandboxNetwork {
     }
 
     /// Messages connectors sent to the person, oldest first.
-    pub fn inbox(&self, phone: &PhoneNumber) -> Vec<InboxMessage> {
-        self.read(|w, _| w.inbox(phone))
+    pub async fn inbox(&self, phone: &PhoneNumber) -> Result<Vec<InboxMessage>, SandboxError> {
+        self.store.inbox(phone).await
     }
 
     /// Changes the faults. Switching `unreachable` on or off is reported to every listening instance, as its new
     /// state: once when the outage begins, once when it ends.
     pub async fn set_faults(&self, faults: Faults) -> Result<(), SandboxError> {
         let was_unreachable = self
-            .mutate(|w, env| {
+            .mutate(Needs::default(), |w, env| {
                 let was = w.faults().unreachable;
                 w.set_faults(faults, env.now).map(|()| was)
             })
             .await?;
         if was_unreachable != self.faults().unreachable {
-            let listeners = self.listeners.lock().unwrap_or_else(PoisonError::into_inner);
-            for listener in listeners.iter() {
-                let state = self.state(&listener.account);
-                listener.events.emit(listener.instance, ConnectorEvent::StateChanged(state));
+            let listeners: Vec<(PhoneNumber, InstanceId, Arc<dyn ConnectorEvents>)> = self
+                .listeners
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .iter()
+                .map(|l| (l.account.clone(), l.instance, Arc::clone(&l.events)))
+                .collect();
+            for (account, instance, events) in listeners {
+                let state = self.state(&account).await;
+                events.emit(instance, ConnectorEvent::StateChanged(state));
             }
         }
         Ok(())
     }
 
-    /// `account`'s connection: unreachable while that fault is on, banned while a ban runs, otherwise connected.
-    pub fn state(&self, account: &PhoneNumber) -> InstanceState {
-        self.read(|w, env| w.state(account, env.now))
+    /// `account`'s connection: unreachable while that fault is on (or while the sandbox cannot read its database),
+    /// banned while a ban runs, otherwise connected.
+    pub async fn state(&self, account: &PhoneNumber) -> InstanceState {
+        match self.read(Needs::account(account), |w, env| w.state(account, env.now)).await {
+            Ok(state) => state,
+            Err(e) => InstanceState::Unreachable { error: e.to_string(), since: self.clock.now(), next_retry_at: None },
+        }
     }
 
     /// Waits the injected latency, then refuses a call that needs the network while it cannot be reached.
     pub(crate) async fn reach(&self, account: &PhoneNumber) -> Result<(), ConnectorError> {
         self.delay().await;
-        match self.state(account) {
+        match self.state(account).await {
             state @ InstanceState::Unreachable { .. } => {
                 Err(ConnectorError::NotConnected(state.not_connected_reason().unwrap_or_default()))
             }
@@ -200,17 +257,21 @@ impl SandboxNetwork {
         }
     }
 
+    fn meta(&self) -> Meta {
+        self.meta.read().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
     pub fn faults(&self) -> Faults {
-        self.read(|w, _| w.faults().clone())
+        self.meta().faults
     }
 
     /// WhatsApp's creation limits as the sandbox applies them.
     pub fn network_limits(&self) -> NetworkLimits {
-        self.read(|w, _| w.network_limits().clone())
+        self.meta().limits
     }
 
     pub async fn set_network_limits(&self, limits: NetworkLimits) -> Result<(), SandboxError> {
-        self.mutate(|w, _| {
+        self.mutate(Needs::default(), |w, _| {
             w.set_network_limits(limits);
             Ok(())
         })
@@ -219,77 +280,72 @@ impl SandboxNetwork {
 
     /// Rate-limit refusals, bans and creations so far.
     pub fn stats(&self) -> NetworkStats {
-        self.read(|w, _| w.stats().clone())
+        self.meta().stats
     }
 
     /// The end of `account`'s temporary ban, while one runs.
-    pub fn ban(&self, account: &PhoneNumber) -> Option<convene_core::Timestamp> {
-        self.read(|w, env| w.ban(account, env.now))
+    pub async fn ban(&self, account: &PhoneNumber) -> Result<Option<convene_core::Timestamp>, SandboxError> {
+        self.read(Needs::account(account), |w, env| w.ban(account, env.now)).await
     }
 
-    /// The injected latency, slept before every connector call (without holding the lock).
+    /// The injected latency, slept before every connector call.
     pub(crate) async fn delay(&self) {
-        let ms = self.read(|w, _| w.faults().latency_ms);
+        let ms = self.meta.read().unwrap_or_else(PoisonError::into_inner).faults.latency_ms;
         if ms > 0 {
             tokio::time::sleep(Duration::from_millis(ms)).await;
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    pub(crate) fn read<T>(&self, f: impl FnOnce(&World, &Env) -> T) -> T {
+    /// Runs `f` on a view of the world holding what `needs` names, as last committed.
+    pub(crate) async fn read<T>(&self, needs: Needs, f: impl FnOnce(&World, &Env) -> T) -> Result<T, SandboxError> {
+        let mut conn = self.store.acquire().await?;
+        let world = self.store.load(&mut conn, self.meta(), &needs).await?;
+        drop(conn);
         let env = Env::new(&self.config, self.clock.now());
-        f(&self.lock().world, &env)
+        Ok(f(&world, &env))
     }
 
-    /// A read for a connector, answered once every change it may reflect is on disk: a group found after a lost
-    /// reply must not vanish in a crash after the gateway recorded it. Fails once the journal cannot be written.
-    pub(crate) async fn read_settled<T>(&self, f: impl FnOnce(&World, &Env) -> T) -> Result<T, SandboxError> {
-        self.mutate(|w, env| Ok::<_, SandboxError>(f(w, env))).await
-    }
-
-    /// Runs a change and returns once what it touched is on disk, whatever `f` returned (a failed call may still
-    /// have moved the generator, and a lost reply still created its group). The lock is held only to change the
-    /// world in memory and queue the journal entry, never across the wait for the disk.
+    /// Runs a change on a view of the world holding what `needs` names, and returns once what it touched is
+    /// committed, whatever `f` returned (a failed call may still have moved the generator, and a lost reply still
+    /// created its group). Changes apply one at a time. Nothing is written when the database fails.
     pub(crate) async fn mutate<T, E: From<SandboxError>>(
         &self,
+        needs: Needs,
         f: impl FnOnce(&mut World, &Env) -> Result<T, E>,
     ) -> Result<T, E> {
-        let (result, durability) = self.change(f)?;
-        if let Some(durability) = durability {
-            durability.wait().await?;
+        let mut taken = self.writer.lock().await;
+        let mut tx = self.store.begin().await?;
+        let meta =
+            self.store.meta(&mut tx).await?.ok_or_else(|| SandboxError::Io("sandbox database: no world".into()))?;
+        // The committed meta, in case a change that committed was dropped before it could refresh the cache.
+        *self.meta.write().unwrap_or_else(PoisonError::into_inner) = meta.clone();
+        let mut world = self.store.load(&mut tx, meta, &needs).await?;
+        let env = Env::new(&self.config, self.clock.now());
+        let result = {
+            // The ids go back to the writer even if `f` panics; one the call took stays taken even if the
+            // transaction then fails, which only costs a later draw.
+            let lent = LentIds { world: &mut world, home: &mut taken };
+            lent.world.taken_ids = std::mem::take(lent.home);
+            f(&mut *lent.world, &env)
+        };
+        let changes = world.take_changes();
+        self.store.save(&mut tx, &changes, self.config.inbox_limit).await?;
+        tx.commit().await.map_err(|e| SandboxError::Io(format!("sandbox database: {e}")))?;
+        if let Some(meta) = changes.meta {
+            *self.meta.write().unwrap_or_else(PoisonError::into_inner) = meta;
         }
         result
     }
+}
 
-    /// Runs a change that needs no waiting for the disk: it is journaled soon after, with whatever comes next.
-    fn change_unawaited<T, E: From<SandboxError>>(
-        &self,
-        f: impl FnOnce(&mut World, &Env) -> Result<T, E>,
-    ) -> Result<T, E> {
-        self.change(f)?.0
-    }
+/// The writer's taken ids, lent to the world for one change and handed back when the change ends, however it ends.
+struct LentIds<'a> {
+    world: &'a mut World,
+    home: &'a mut TakenIds,
+}
 
-    /// Runs a change and queues it for the journal, returning what to await for it to be on disk. Refuses to
-    /// change anything once the journal could not be written.
-    fn change<T, E: From<SandboxError>>(
-        &self,
-        f: impl FnOnce(&mut World, &Env) -> Result<T, E>,
-    ) -> Result<(Result<T, E>, Option<Durability>), E> {
-        let env = Env::new(&self.config, self.clock.now());
-        let mut state = self.lock();
-        let State { world, journal } = &mut *state;
-        if let Some(journal) = journal {
-            journal.check()?;
-        }
-        let result = f(world, &env);
-        let changes = world.take_changes();
-        let durability = match journal {
-            Some(journal) => Some(journal.append(world, changes)?),
-            None => None,
-        };
-        Ok((result, durability))
+impl Drop for LentIds<'_> {
+    fn drop(&mut self) {
+        *self.home = std::mem::take(&mut self.world.taken_ids);
     }
 }

@@ -1,8 +1,12 @@
-//! The persisted world and the network's rules. No I/O, no clock, no locks: the caller passes the time in [`Env`].
-//! Every change notes what it touched, and [`World::take_changes`] hands those parts over as [`Change`]s for the
-//! journal (see `journal.rs`); [`World::apply`] replays them.
+//! The network's rules over a view of the world. No I/O, no clock, no locks: the caller passes the time in [`Env`].
+//!
+//! A [`World`] holds what one call needs (the small state, and the people, numbers' limits and groups the call
+//! names), loaded from the sandbox's database (`store.rs`); every change notes what it touched, and
+//! [`World::take_changes`] hands those parts over to be written back. A world file of an older Convene is a whole
+//! world in this shape, read once to be imported (`legacy.rs`, which replays its journal with [`World::apply`]).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::hash::Hasher;
 use std::time::Duration;
 
 use convene_core::connector::{CreateGroupRequest, CreatedGroup};
@@ -80,6 +84,10 @@ pub(crate) struct GroupState {
 }
 
 impl GroupState {
+    pub fn info(&self) -> &SandboxGroup {
+        &self.info
+    }
+
     fn role(&self, phone: &PhoneNumber) -> Option<MemberRole> {
         self.info.members.iter().find(|m| &m.phone == phone).map(|m| m.role)
     }
@@ -169,7 +177,7 @@ impl GroupState {
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) struct World {
-    /// The last journal entry this world includes: a snapshot written at `seq` skips the journal's entries up to it.
+    /// In a world file of an older Convene, the last journal entry its snapshot includes.
     #[serde(default)]
     pub seq: u64,
     rng: Rng,
@@ -185,12 +193,17 @@ pub(crate) struct World {
     #[serde(default)]
     unreachable_since: Option<Timestamp>,
     people: BTreeMap<PhoneNumber, PersonState>,
-    /// In creation order; groups are never deleted, so positions are stable.
+    /// In creation order.
     groups: Vec<GroupState>,
-    /// Each person's latest messages, oldest first, at most `inbox_limit` of them.
+    /// In a world file: each person's latest messages, oldest first, at most `inbox_limit` of them. A view holds
+    /// none (a message only goes into [`Changes::messages`]).
+    #[serde(default)]
     inboxes: BTreeMap<PhoneNumber, VecDeque<InboxMessage>>,
     #[serde(skip)]
     by_jid: HashMap<GroupJid, usize>,
+    /// Fingerprints of every group id in use, the view's groups or not, for a new group to get an id of its own.
+    #[serde(skip)]
+    pub taken_ids: TakenIds,
     /// What changes touched since [`World::take_changes`] last ran.
     #[serde(skip)]
     touched: Touched,
@@ -203,23 +216,57 @@ pub(crate) struct World {
 struct Touched {
     accounts: BTreeSet<PhoneNumber>,
     people: BTreeSet<PhoneNumber>,
-    /// Positions in `groups`.
+    /// Positions in `groups` of groups that were there before.
     groups: BTreeSet<usize>,
+    /// Positions in `groups` of new groups.
+    created: BTreeSet<usize>,
     messages: Vec<(PhoneNumber, InboxMessage)>,
+}
+
+/// What a call changed, each part in its new state, to be written back.
+#[derive(Debug, Default)]
+pub(crate) struct Changes {
+    pub meta: Option<Meta>,
+    pub accounts: Vec<(PhoneNumber, AccountLimits)>,
+    pub people: Vec<(PhoneNumber, PersonState)>,
+    pub created: Vec<GroupState>,
+    pub groups: Vec<GroupState>,
+    pub messages: Vec<(PhoneNumber, InboxMessage)>,
+}
+
+/// Fingerprints of the group ids in use. A false match only costs a new group another draw, so a hash stands in
+/// for the id: 8 bytes a group instead of the id's string, to keep 100,000 groups' ids in memory cheaply.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct TakenIds(HashSet<u64>);
+
+impl TakenIds {
+    fn fingerprint(jid: &GroupJid) -> u64 {
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        hasher.write(jid.as_str().as_bytes());
+        hasher.finish()
+    }
+
+    pub fn insert(&mut self, jid: &GroupJid) {
+        self.0.insert(Self::fingerprint(jid));
+    }
+
+    fn contains(&self, jid: &GroupJid) -> bool {
+        self.0.contains(&Self::fingerprint(jid))
+    }
 }
 
 /// The world's small state, all in one journal entry.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub(crate) struct Meta {
     rng: Rng,
-    faults: Faults,
-    limits: NetworkLimits,
-    stats: NetworkStats,
+    pub faults: Faults,
+    pub limits: NetworkLimits,
+    pub stats: NetworkStats,
     unreachable_since: Option<Timestamp>,
 }
 
-/// The new state of one part of the world, as a journal entry holds it: replaying the entries in order on the
-/// snapshot they follow gives the world back.
+/// The new state of one part of the world, as an entry of an older Convene's journal holds it: replaying the
+/// entries in order on the snapshot they follow gives the world back.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub(crate) enum Change {
@@ -301,12 +348,46 @@ impl World {
             groups: Vec::new(),
             inboxes: BTreeMap::new(),
             by_jid: HashMap::new(),
+            taken_ids: TakenIds::default(),
             touched: Touched::default(),
             taken_meta: None,
         }
     }
 
-    fn meta(&self) -> Meta {
+    /// The part of the world a call needs, as loaded from the database.
+    pub fn view(
+        meta: Meta,
+        accounts: BTreeMap<PhoneNumber, AccountLimits>,
+        people: BTreeMap<PhoneNumber, PersonState>,
+        groups: Vec<GroupState>,
+    ) -> Self {
+        let Meta { rng, faults, limits, stats, unreachable_since } = meta.clone();
+        let by_jid = groups.iter().enumerate().map(|(i, g)| (g.info.jid.clone(), i)).collect();
+        Self {
+            seq: 0,
+            rng,
+            faults,
+            limits,
+            accounts,
+            stats,
+            unreachable_since,
+            people,
+            groups,
+            inboxes: BTreeMap::new(),
+            by_jid,
+            taken_ids: TakenIds::default(),
+            touched: Touched::default(),
+            taken_meta: Some(meta),
+        }
+    }
+
+    /// A whole world (read from an older Convene's file), in parts to write into the database.
+    pub fn into_parts(self) -> WorldParts {
+        let meta = self.meta();
+        WorldParts { meta, accounts: self.accounts, people: self.people, groups: self.groups, inboxes: self.inboxes }
+    }
+
+    pub fn meta(&self) -> Meta {
         Meta {
             rng: self.rng.clone(),
             faults: self.faults.clone(),
@@ -317,28 +398,31 @@ impl World {
     }
 
     /// What changed since the last call, each part in its new state.
-    pub fn take_changes(&mut self) -> Vec<Change> {
+    pub fn take_changes(&mut self) -> Changes {
         let touched = std::mem::take(&mut self.touched);
-        let mut changes = Vec::new();
-        let meta = self.meta();
-        if self.taken_meta.as_ref() != Some(&meta) {
-            changes.push(Change::Meta(meta.clone()));
-            self.taken_meta = Some(meta);
+        let meta = Some(self.meta()).filter(|meta| self.taken_meta.as_ref() != Some(meta));
+        if meta.is_some() {
+            self.taken_meta.clone_from(&meta);
         }
-        changes.extend(touched.accounts.into_iter().filter_map(|phone| {
-            let limits = self.accounts.get(&phone)?.clone();
-            Some(Change::Account { phone, limits })
-        }));
-        changes.extend(touched.people.into_iter().filter_map(|phone| {
-            let state = self.people.get(&phone)?.clone();
-            Some(Change::Person { phone, state })
-        }));
-        changes.extend(touched.groups.into_iter().map(|i| Change::Group(Box::new(self.groups[i].clone()))));
-        changes.extend(touched.messages.into_iter().map(|(to, message)| Change::Message { to, message }));
-        changes
+        Changes {
+            meta,
+            accounts: touched
+                .accounts
+                .into_iter()
+                .filter_map(|phone| Some((phone.clone(), self.accounts.get(&phone)?.clone())))
+                .collect(),
+            people: touched
+                .people
+                .into_iter()
+                .filter_map(|phone| Some((phone.clone(), self.people.get(&phone)?.clone())))
+                .collect(),
+            created: touched.created.iter().map(|&i| self.groups[i].clone()).collect(),
+            groups: touched.groups.difference(&touched.created).map(|&i| self.groups[i].clone()).collect(),
+            messages: touched.messages,
+        }
     }
 
-    /// Replays a journal entry.
+    /// Replays an entry of an older Convene's journal.
     pub fn apply(&mut self, change: Change, inbox_limit: usize) {
         match change {
             Change::Meta(meta) => {
@@ -378,6 +462,7 @@ impl World {
         &mut self.groups[i]
     }
 
+    /// Reads a world file of an older Convene.
     pub fn from_json(bytes: &[u8]) -> Result<Self, SandboxError> {
         let mut world: Self = convene_core::phone::reading_stored(|| serde_json::from_slice(bytes))
             .map_err(|e| SandboxError::Io(format!("unreadable: {e}")))?;
@@ -422,16 +507,8 @@ impl World {
         }
     }
 
-    pub fn network_limits(&self) -> &NetworkLimits {
-        &self.limits
-    }
-
     pub fn set_network_limits(&mut self, limits: NetworkLimits) {
         self.limits = limits;
-    }
-
-    pub fn stats(&self) -> &NetworkStats {
-        &self.stats
     }
 
     /// The ban on `account`, if one is running.
@@ -553,10 +630,6 @@ impl World {
         self.groups.iter().map(|g| g.info.clone()).collect()
     }
 
-    pub fn inbox(&self, phone: &PhoneNumber) -> Vec<InboxMessage> {
-        self.inboxes.get(phone).map(|inbox| inbox.iter().cloned().collect()).unwrap_or_default()
-    }
-
     pub fn person_leaves(&mut self, jid: &GroupJid, phone: &PhoneNumber, env: &Env) -> Result<(), SandboxError> {
         let i = self.index(jid)?;
         let g = self.group_mut(i);
@@ -596,12 +669,12 @@ impl World {
 
     /// The group an invite link (or its code) opens.
     pub fn group_by_invite_code(&self, code: &str) -> Option<GroupJid> {
-        let code = code.trim().trim_start_matches("https://chat.whatsapp.com/");
+        let code = invite_code_of(code);
         self.groups.iter().find(|g| g.info.invite_code == code).map(|g| g.info.jid.clone())
     }
 
     pub fn join_by_link(&mut self, phone: &PhoneNumber, code: &str, env: &Env) -> Result<JoinResult, SandboxError> {
-        let code = code.trim().trim_start_matches("https://chat.whatsapp.com/");
+        let code = invite_code_of(code);
         let g = self.groups.iter().position(|g| g.info.invite_code == code).ok_or(SandboxError::InvalidInviteCode)?;
         if !self.person_state(phone, env).registered {
             return Err(SandboxError::NotRegistered);
@@ -640,7 +713,7 @@ impl World {
         let jid = loop {
             let jid = GroupJid::parse(&format!("120363{:012}@g.us", self.rng.below(1_000_000_000_000)))
                 .expect("digits make a valid group jid");
-            if !self.by_jid.contains_key(&jid) {
+            if !self.by_jid.contains_key(&jid) && !self.taken_ids.contains(&jid) {
                 break jid;
             }
         };
@@ -672,8 +745,9 @@ impl World {
             })
             .collect();
         let metadata = group.metadata();
+        self.taken_ids.insert(&jid);
         self.by_jid.insert(jid, self.groups.len());
-        self.touched.groups.insert(self.groups.len());
+        self.touched.created.insert(self.groups.len());
         self.groups.push(group);
         if self.rng.chance(self.faults.reply_lost_rate) {
             return Err(ConnectorError::OutcomeUnknown);
@@ -794,11 +868,24 @@ impl World {
         }
         if !recipient.blocked.contains(account) {
             let message = InboxMessage { from: account.clone(), at: env.now, kind };
-            self.touched.messages.push((to.clone(), message.clone()));
-            self.deliver(to.clone(), message, env.config.inbox_limit);
+            self.touched.messages.push((to.clone(), message));
         }
         Ok(())
     }
+}
+
+/// The code of an invite link, or the code itself.
+pub(crate) fn invite_code_of(link: &str) -> &str {
+    link.trim().trim_start_matches("https://chat.whatsapp.com/")
+}
+
+/// A whole world, in parts.
+pub(crate) struct WorldParts {
+    pub meta: Meta,
+    pub accounts: BTreeMap<PhoneNumber, AccountLimits>,
+    pub people: BTreeMap<PhoneNumber, PersonState>,
+    pub groups: Vec<GroupState>,
+    pub inboxes: BTreeMap<PhoneNumber, VecDeque<InboxMessage>>,
 }
 
 fn set_role(g: &mut GroupState, phone: &PhoneNumber, f: impl FnOnce(MemberRole) -> MemberRole) {

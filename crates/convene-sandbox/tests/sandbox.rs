@@ -27,15 +27,16 @@ struct TestWorld {
     owner: SandboxConnector,
 }
 
-fn world_with(config: SandboxConfig) -> TestWorld {
+async fn world_with(config: SandboxConfig) -> TestWorld {
     let clock = ManualClock::new(Timestamp::from_millis(1_795_000_000_000));
-    let net = SandboxNetwork::open(None, config, Arc::new(clock.clone())).unwrap();
+    let net = SandboxNetwork::open(None, config, Arc::new(clock.clone())).await.unwrap();
+    net.register(&[phone(1000)]).await.unwrap();
     let owner = net.connector(phone(1000));
     TestWorld { net, clock, owner }
 }
 
-fn world() -> TestWorld {
-    world_with(SandboxConfig::default())
+async fn world() -> TestWorld {
+    world_with(SandboxConfig::default()).await
 }
 
 fn request(participants: &[PhoneNumber]) -> CreateGroupRequest {
@@ -63,7 +64,7 @@ fn outcomes(created: &CreatedGroup) -> Vec<ParticipantOutcome> {
 #[tokio::test]
 async fn the_creator_and_people_with_privacy_everyone_become_members() {
     // Arrange
-    let w = world();
+    let w = world().await;
     // Act
     let created = create(&w.owner, &[phone(1), phone(1000), phone(2)]).await;
     // Assert: the creator in the participant list is ignored
@@ -71,13 +72,13 @@ async fn the_creator_and_people_with_privacy_everyone_become_members() {
     let members = &created.metadata.members;
     assert_eq!((&members[0].phone, members[0].role), (&phone(1000), MemberRole::Creator));
     assert_eq!(members.len(), 3);
-    assert_eq!(w.net.group(&created.metadata.jid).unwrap().members, *members);
+    assert_eq!(w.net.group(&created.metadata.jid).await.unwrap().members, *members);
 }
 
 #[tokio::test]
 async fn contacts_privacy_admits_only_adders_in_the_persons_contacts() {
     // Arrange: 1 has 1000 in their contacts, 2 does not
-    let w = world();
+    let w = world().await;
     let patch = PersonPatch {
         group_add: Some(GroupAddPrivacy::Contacts),
         add_contacts: vec![phone(1000)],
@@ -95,7 +96,7 @@ async fn contacts_privacy_admits_only_adders_in_the_persons_contacts() {
 
 #[tokio::test]
 async fn nobody_privacy_refuses_with_an_add_request_valid_for_three_days() {
-    let w = world();
+    let w = world().await;
     set_privacy(&w.net, &phone(1), GroupAddPrivacy::Nobody).await;
     let created = create(&w.owner, &[phone(1)]).await;
     let result = &created.participants[0];
@@ -107,7 +108,7 @@ async fn nobody_privacy_refuses_with_an_add_request_valid_for_three_days() {
 
 #[tokio::test]
 async fn someone_who_blocked_the_adder_is_refused_without_an_add_request() {
-    let w = world();
+    let w = world().await;
     w.net.upsert_person(&phone(1), &PersonPatch { block: vec![phone(1000)], ..Default::default() }).await.unwrap();
     let created = create(&w.owner, &[phone(1)]).await;
     assert_eq!(created.participants[0].outcome, ParticipantOutcome::PrivacyBlocked);
@@ -117,23 +118,23 @@ async fn someone_who_blocked_the_adder_is_refused_without_an_add_request() {
 #[tokio::test]
 async fn unregistered_numbers_are_not_on_whatsapp() {
     // Arrange: 1 is explicitly unregistered; in the second world unknown numbers are unregistered too
-    let w = world();
+    let w = world().await;
     w.net.upsert_person(&phone(1), &PersonPatch { registered: Some(false), ..Default::default() }).await.unwrap();
-    let strict = world_with(SandboxConfig { unknown_numbers_registered: false, ..Default::default() });
+    let strict = world_with(SandboxConfig { unknown_numbers_registered: false, ..Default::default() }).await;
     // Act
     let created = create(&w.owner, &[phone(1), phone(2)]).await;
     let strict_created = create(&strict.owner, &[phone(2)]).await;
     // Assert
     assert_eq!(outcomes(&created), [ParticipantOutcome::NotOnWhatsapp, ParticipantOutcome::Added]);
     assert_eq!(outcomes(&strict_created), [ParticipantOutcome::NotOnWhatsapp]);
-    assert!(!strict.net.person(&phone(2)).registered);
-    assert!(strict.net.person(&phone(1000)).registered, "a connector's own account is registered");
+    assert!(!strict.net.person(&phone(2)).await.unwrap().registered);
+    assert!(strict.net.person(&phone(1000)).await.unwrap().registered, "a registered account is");
 }
 
 #[tokio::test]
 async fn someone_who_left_cannot_be_added_back_until_recently_left_secs_pass() {
     // Arrange
-    let w = world();
+    let w = world().await;
     let jid = create(&w.owner, &[phone(1)]).await.metadata.jid;
     w.net.person_leaves(&jid, &phone(1)).await.unwrap();
     let one = [phone(1)];
@@ -147,7 +148,7 @@ async fn someone_who_left_cannot_be_added_back_until_recently_left_secs_pass() {
 
 #[tokio::test]
 async fn a_removed_member_can_be_added_back_at_once() {
-    let w = world();
+    let w = world().await;
     let jid = create(&w.owner, &[phone(1)]).await.metadata.jid;
     let removed = w.owner.change_participants(&jid, ParticipantChange::Remove, &[phone(1), phone(2)]).await.unwrap();
     assert_eq!(
@@ -164,7 +165,7 @@ async fn a_removed_member_can_be_added_back_at_once() {
 #[tokio::test]
 async fn an_accepted_invite_makes_a_member_and_an_expired_one_is_refused() {
     // Arrange: 1 and 2 refuse adds, so each gets an add request
-    let w = world();
+    let w = world().await;
     set_privacy(&w.net, &phone(1), GroupAddPrivacy::Nobody).await;
     set_privacy(&w.net, &phone(2), GroupAddPrivacy::Nobody).await;
     let jid = create(&w.owner, &[phone(1), phone(2)]).await.metadata.jid;
@@ -173,14 +174,14 @@ async fn an_accepted_invite_makes_a_member_and_an_expired_one_is_refused() {
     assert_eq!(w.net.accept_invite(&phone(3), &jid).await, Err(SandboxError::NotInvited));
     w.clock.advance(3 * DAY);
     assert_eq!(w.net.accept_invite(&phone(2), &jid).await, Err(SandboxError::InviteExpired));
-    let members: Vec<_> = w.net.group(&jid).unwrap().members.into_iter().map(|m| m.phone).collect();
+    let members: Vec<_> = w.net.group(&jid).await.unwrap().members.into_iter().map(|m| m.phone).collect();
     assert_eq!(members, [phone(1000), phone(1)]);
 }
 
 #[tokio::test]
 async fn anyone_can_join_by_link_until_the_link_is_reset() {
     // Arrange
-    let w = world();
+    let w = world().await;
     let jid = create(&w.owner, &[]).await.metadata.jid;
     let link = w.owner.invite_link(&jid, false).await.unwrap();
     // Act
@@ -191,20 +192,20 @@ async fn anyone_can_join_by_link_until_the_link_is_reset() {
     assert_ne!(new_link, link);
     assert_eq!(w.net.join_by_link(&phone(2), &link).await, Err(SandboxError::InvalidInviteCode));
     let code = new_link.trim_start_matches("https://chat.whatsapp.com/");
-    assert_eq!(code, w.net.group(&jid).unwrap().invite_code);
+    assert_eq!(code, w.net.group(&jid).await.unwrap().invite_code);
     assert_eq!(w.net.join_by_link(&phone(2), code).await, Ok(JoinResult::Joined));
     assert_eq!(w.net.join_by_link(&phone(2), code).await, Err(SandboxError::AlreadyMember));
 }
 
 #[tokio::test]
 async fn with_join_approval_a_link_join_becomes_a_pending_request() {
-    let w = world();
+    let w = world().await;
     let mut req = request(&[]);
     req.settings.join_approval = true;
     let jid = w.owner.create_group(&req).await.unwrap().metadata.jid;
-    let code = w.net.group(&jid).unwrap().invite_code;
+    let code = w.net.group(&jid).await.unwrap().invite_code;
     assert_eq!(w.net.join_by_link(&phone(1), &code).await, Ok(JoinResult::Pending));
-    let group = w.net.group(&jid).unwrap();
+    let group = w.net.group(&jid).await.unwrap();
     assert_eq!(group.pending_join_requests, [phone(1)]);
     assert_eq!(group.members.len(), 1);
 }
@@ -212,7 +213,7 @@ async fn with_join_approval_a_link_join_becomes_a_pending_request() {
 #[tokio::test]
 async fn the_creator_cannot_be_removed_or_demoted() {
     // Arrange: 1 is promoted to admin and tries to get rid of the creator
-    let w = world();
+    let w = world().await;
     let jid = create(&w.owner, &[phone(1)]).await.metadata.jid;
     let admin = w.net.connector(phone(1));
     let promoted = w.owner.change_participants(&jid, ParticipantChange::Promote, &[phone(1)]).await.unwrap();
@@ -223,12 +224,12 @@ async fn the_creator_cannot_be_removed_or_demoted() {
     // Assert
     assert_eq!((removed[0].outcome, removed[0].code), (ParticipantOutcome::NotAllowed, Some(406)));
     assert_eq!(demoted[0].outcome, ParticipantOutcome::NotAllowed);
-    assert_eq!(w.net.group(&jid).unwrap().members[0].role, MemberRole::Creator);
+    assert_eq!(w.net.group(&jid).await.unwrap().members[0].role, MemberRole::Creator);
 }
 
 #[tokio::test]
 async fn a_member_who_is_not_an_admin_cannot_change_participants_or_settings() {
-    let w = world();
+    let w = world().await;
     let jid = create(&w.owner, &[phone(1)]).await.metadata.jid;
     let member = w.net.connector(phone(1));
     let added = member.change_participants(&jid, ParticipantChange::Add, &[phone(2)]).await;
@@ -241,7 +242,7 @@ async fn a_member_who_is_not_an_admin_cannot_change_participants_or_settings() {
 
 #[tokio::test]
 async fn locked_info_limits_subject_changes_to_admins() {
-    let w = world();
+    let w = world().await;
     let jid = create(&w.owner, &[phone(1)]).await.metadata.jid;
     let member = w.net.connector(phone(1));
     let subject = GroupSubject::parse("Renamed").unwrap();
@@ -251,29 +252,29 @@ async fn locked_info_limits_subject_changes_to_admins() {
     assert_eq!(member.set_subject(&jid, &subject).await, Err(ConnectorError::NotAdmin));
     let description = GroupDescription::parse("Plans").unwrap();
     w.owner.set_description(&jid, &description).await.unwrap();
-    let group = w.net.group(&jid).unwrap();
+    let group = w.net.group(&jid).await.unwrap();
     assert_eq!((group.subject.as_str(), group.description.as_deref()), ("Renamed", Some("Plans")));
 }
 
 #[tokio::test]
 async fn participants_beyond_the_group_size_limit_get_500() {
-    let w = world_with(SandboxConfig { max_group_size: 3, ..Default::default() });
+    let w = world_with(SandboxConfig { max_group_size: 3, ..Default::default() }).await;
     let created = create(&w.owner, &[phone(1), phone(2), phone(3)]).await;
     assert_eq!(outcomes(&created), [ParticipantOutcome::Added, ParticipantOutcome::Added, ParticipantOutcome::Failed]);
     assert_eq!(created.participants[2].code, Some(500));
     assert_eq!(
-        w.net.join_by_link(&phone(4), &w.net.group(&created.metadata.jid).unwrap().invite_code).await,
+        w.net.join_by_link(&phone(4), &w.net.group(&created.metadata.jid).await.unwrap().invite_code).await,
         Err(SandboxError::GroupFull)
     );
 }
 
 #[tokio::test]
 async fn when_the_last_admin_leaves_the_oldest_member_becomes_admin() {
-    let w = world();
+    let w = world().await;
     let created = create(&w.owner, &[phone(1), phone(2)]).await;
     let jid = created.metadata.jid;
     w.owner.leave(&jid).await.unwrap();
-    let group = w.net.group(&jid).unwrap();
+    let group = w.net.group(&jid).await.unwrap();
     assert_eq!((&group.members[0].phone, group.members[0].role), (&phone(1), MemberRole::Admin));
     assert_eq!(group.members[1].role, MemberRole::Member);
     assert!(w.owner.joined_groups().await.unwrap().is_empty());
@@ -283,45 +284,45 @@ async fn when_the_last_admin_leaves_the_oldest_member_becomes_admin() {
 
 #[tokio::test]
 async fn messages_reach_registered_inboxes_unless_the_recipient_blocked_the_sender() {
-    let w = world();
+    let w = world().await;
     w.net.upsert_person(&phone(9), &PersonPatch { registered: Some(false), ..Default::default() }).await.unwrap();
     w.net.upsert_person(&phone(2), &PersonPatch { block: vec![phone(1000)], ..Default::default() }).await.unwrap();
     let jid = create(&w.owner, &[]).await.metadata.jid;
     let expires_at = w.clock.now().plus(3 * DAY);
     w.owner.send_text(&phone(1), "hello").await.unwrap();
     w.owner.send_group_invite(&phone(1), &jid, "War room", "abc", expires_at).await.unwrap();
-    let inbox = w.net.inbox(&phone(1));
+    let inbox = w.net.inbox(&phone(1)).await.unwrap();
     assert_eq!(inbox[0].kind, InboxKind::Text { text: "hello".into() });
     assert!(matches!(&inbox[1].kind, InboxKind::GroupInvite { code, .. } if code == "abc"));
     let refused = w.owner.send_text(&phone(9), "hello").await;
     assert!(matches!(refused, Err(ConnectorError::Rejected { code: 404, .. })), "{refused:?}");
     assert_eq!(w.owner.send_text(&phone(2), "hello").await, Ok(()), "WhatsApp accepts it...");
-    assert!(w.net.inbox(&phone(2)).is_empty(), "...but never delivers it");
+    assert!(w.net.inbox(&phone(2)).await.unwrap().is_empty(), "...but never delivers it");
 }
 
 #[tokio::test]
 async fn a_created_group_survives_reopening_the_world_file_and_the_generator_continues() {
     // Arrange
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("world").join("sandbox.json");
+    let path = dir.path().join("world").join("sandbox.db");
     let clock = Arc::new(ManualClock::new(Timestamp::from_millis(1_795_000_000_000)));
-    let net = SandboxNetwork::open(Some(path.clone()), SandboxConfig::default(), clock.clone()).unwrap();
+    let net = SandboxNetwork::open(Some(path.clone()), SandboxConfig::default(), clock.clone()).await.unwrap();
     let first = create(&net.connector(phone(1000)), &[phone(1)]).await.metadata;
     drop(net);
     // Act
-    let net = SandboxNetwork::open(Some(path), SandboxConfig::default(), clock).unwrap();
+    let net = SandboxNetwork::open(Some(path), SandboxConfig::default(), clock).await.unwrap();
     let second = create(&net.connector(phone(1000)), &[]).await.metadata;
     // Assert
-    let reloaded = net.group(&first.jid).unwrap();
+    let reloaded = net.group(&first.jid).await.unwrap();
     assert_eq!(reloaded.members, first.members);
     assert_ne!(second.jid, first.jid);
-    assert_eq!(net.groups().len(), 2);
+    assert_eq!(net.groups().await.unwrap().len(), 2);
 }
 
 #[tokio::test]
 async fn the_same_seed_and_calls_give_the_same_ids_and_other_seeds_do_not() {
     async fn run(seed: u64) -> Vec<String> {
-        let w = world_with(SandboxConfig { seed, ..Default::default() });
+        let w = world_with(SandboxConfig { seed, ..Default::default() }).await;
         set_privacy(&w.net, &phone(1), GroupAddPrivacy::Nobody).await;
         let mut ids = Vec::new();
         for _ in 0..3 {
@@ -341,7 +342,7 @@ async fn the_same_seed_and_calls_give_the_same_ids_and_other_seeds_do_not() {
 #[tokio::test]
 async fn a_lost_reply_still_creates_a_group_that_find_created_group_finds() {
     // Arrange
-    let w = world();
+    let w = world().await;
     w.net.set_faults(Faults { reply_lost_rate: 1.0, ..Default::default() }).await.unwrap();
     let req = request(&[phone(1)]);
     // Act
@@ -351,7 +352,7 @@ async fn a_lost_reply_still_creates_a_group_that_find_created_group_finds() {
     let found =
         w.owner.find_created_group(&req, Timestamp::from_millis(0)).await.unwrap().expect("the group was created");
     assert_eq!(found.members.len(), 2);
-    assert_eq!(w.net.groups().len(), 1);
+    assert_eq!(w.net.groups().await.unwrap().len(), 1);
     assert_eq!(
         w.owner
             .find_created_group(
@@ -365,18 +366,18 @@ async fn a_lost_reply_still_creates_a_group_that_find_created_group_finds() {
 
 #[tokio::test]
 async fn an_injected_error_creates_nothing() {
-    let w = world();
+    let w = world().await;
     w.net.set_faults(Faults { error_rate: 1.0, ..Default::default() }).await.unwrap();
     let req = request(&[phone(1)]);
     let result = w.owner.create_group(&req).await;
     assert_eq!(result, Err(ConnectorError::Other("injected fault".into())));
-    assert!(w.net.groups().is_empty());
+    assert!(w.net.groups().await.unwrap().is_empty());
     assert_eq!(w.owner.find_created_group(&req, Timestamp::from_millis(0)).await, Ok(None));
 }
 
 #[tokio::test]
 async fn fault_rates_outside_zero_to_one_are_refused() {
-    let w = world();
+    let w = world().await;
     let refused = w.net.set_faults(Faults { error_rate: 1.5, ..Default::default() }).await;
     assert!(matches!(refused, Err(SandboxError::InvalidFaults(_))));
     assert_eq!(w.net.faults(), Faults::default());
@@ -395,7 +396,7 @@ impl ConnectorEvents for Reports {
 #[tokio::test]
 async fn an_unreachable_network_refuses_every_call_and_reports_its_start_and_end_once() {
     // Arrange
-    let w = world();
+    let w = world().await;
     let reports = Arc::new(Reports::default());
     w.net.listen(phone(1000), InstanceId(7103000001), reports.clone());
     let began = w.clock.now();
@@ -415,7 +416,7 @@ async fn an_unreachable_network_refuses_every_call_and_reports_its_start_and_end
     assert!(error.contains("cannot be reached"), "{error}");
     let Err(ConnectorError::NotConnected(why)) = refused else { panic!("{refused:?}") };
     assert!(why.starts_with("WhatsApp cannot be reached") && why.contains(error.as_str()), "{why}");
-    assert!(w.net.groups().is_empty(), "nothing was created");
+    assert!(w.net.groups().await.unwrap().is_empty(), "nothing was created");
     assert_eq!(
         *reports.0.lock().unwrap(),
         [ConnectorEvent::StateChanged(state.clone()), ConnectorEvent::StateChanged(InstanceState::Connected)]
@@ -425,7 +426,7 @@ async fn an_unreachable_network_refuses_every_call_and_reports_its_start_and_end
 
 #[tokio::test]
 async fn injected_latency_delays_every_call() {
-    let w = world();
+    let w = world().await;
     w.net.set_faults(Faults { latency_ms: 30, ..Default::default() }).await.unwrap();
     let started = std::time::Instant::now();
     w.owner.joined_groups().await.unwrap();
@@ -436,15 +437,15 @@ async fn injected_latency_delays_every_call() {
 async fn a_group_whose_reply_was_lost_is_on_disk_before_the_call_returns() {
     // Arrange
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("sandbox.json");
+    let path = dir.path().join("sandbox.db");
     let clock = Arc::new(ManualClock::new(Timestamp::from_millis(1_795_000_000_000)));
     let lossy = SandboxConfig { faults: Faults { reply_lost_rate: 1.0, ..Default::default() }, ..Default::default() };
-    let net = SandboxNetwork::open(Some(path.clone()), lossy, clock.clone()).unwrap();
+    let net = SandboxNetwork::open(Some(path.clone()), lossy, clock.clone()).await.unwrap();
     let req = request(&[]);
     assert_eq!(net.connector(phone(1000)).create_group(&req).await, Err(ConnectorError::OutcomeUnknown));
     drop(net);
     // Act: the gateway "crashed"; a new process opens the same world
-    let net = SandboxNetwork::open(Some(path), SandboxConfig::default(), clock).unwrap();
+    let net = SandboxNetwork::open(Some(path), SandboxConfig::default(), clock).await.unwrap();
     // Assert: the world file kept its faults and the group
     assert_eq!(net.faults().reply_lost_rate, 1.0);
     let found = net.connector(phone(1000)).find_created_group(&req, Timestamp::from_millis(0)).await.unwrap();
@@ -453,7 +454,7 @@ async fn a_group_whose_reply_was_lost_is_on_disk_before_the_call_returns() {
 
 #[tokio::test]
 async fn network_limits_are_off_by_default() {
-    let w = world();
+    let w = world().await;
     for _ in 0..5 {
         create(&w.owner, &[phone(1)]).await;
     }
@@ -466,7 +467,7 @@ async fn creating_too_fast_is_rate_limited_then_banned_and_the_ban_ends() {
     // Arrange: at most one creation a minute, a ban of an hour after two refusals.
     let limits =
         NetworkLimits { enabled: true, min_interval_secs: 60, max_per_day: 100, ban_after_hits: 2, ban_secs: 3600 };
-    let w = world_with(SandboxConfig { network_limits: limits, ..SandboxConfig::default() });
+    let w = world_with(SandboxConfig { network_limits: limits, ..SandboxConfig::default() }).await;
     create(&w.owner, &[phone(1)]).await;
 
     // Act + Assert: too soon is refused with the wait, a second refusal bans the number.
@@ -481,7 +482,7 @@ async fn creating_too_fast_is_rate_limited_then_banned_and_the_ban_ends() {
     assert!(matches!(w.owner.create_group(&request(&[])).await, Err(ConnectorError::TemporarilyBanned { .. })));
     assert_eq!(w.net.stats().bans, 1);
     assert_eq!(w.net.stats().rate_limit_hits, 2);
-    assert_eq!(w.net.groups().len(), 1, "nothing refused was created");
+    assert_eq!(w.net.groups().await.unwrap().len(), 1, "nothing refused was created");
 
     w.clock.advance(Duration::from_secs(3600));
     assert_eq!(w.owner.state().await, convene_core::InstanceState::Connected);
@@ -492,7 +493,7 @@ async fn creating_too_fast_is_rate_limited_then_banned_and_the_ban_ends() {
 async fn the_daily_allowance_counts_the_last_24_hours() {
     let limits =
         NetworkLimits { enabled: true, min_interval_secs: 0, max_per_day: 3, ban_after_hits: 10, ban_secs: 60 };
-    let w = world_with(SandboxConfig { network_limits: limits, ..SandboxConfig::default() });
+    let w = world_with(SandboxConfig { network_limits: limits, ..SandboxConfig::default() }).await;
     for _ in 0..3 {
         create(&w.owner, &[]).await;
         w.clock.advance(Duration::from_secs(3600));
@@ -518,7 +519,7 @@ impl convene_core::ConnectorEvents for Heard {
 async fn members_instances_hear_people_join_by_link_and_leave() {
     // Arrange: the owner's instance (7) and an outsider's instance (8) listen.
     use convene_core::{ConnectorEvent, GroupChangeEvent, InstanceId};
-    let w = world();
+    let w = world().await;
     let heard = Arc::new(Heard::default());
     w.net.listen(phone(1000), InstanceId(7), heard.clone());
     w.net.listen(phone(3000), InstanceId(8), heard.clone());
@@ -540,12 +541,13 @@ async fn members_instances_hear_people_join_by_link_and_leave() {
     );
 }
 
-// ---- on disk: a snapshot and a journal ----
+// ---- on disk: the sandbox's database ----
 
-/// What a crash leaves: the world's files as they are on disk right now, copied while the network still runs.
+/// What a crash leaves: the database's files as they are on disk right now, copied while the network still runs
+/// (the WAL's index is rebuilt from the WAL on open).
 fn files_after_a_crash(from: &std::path::Path) -> tempfile::TempDir {
     let copy = tempfile::tempdir().unwrap();
-    for name in ["sandbox.json", "sandbox.json.journal"] {
+    for name in ["sandbox.db", "sandbox.db-wal"] {
         if from.join(name).exists() {
             std::fs::copy(from.join(name), copy.path().join(name)).unwrap();
         }
@@ -553,17 +555,21 @@ fn files_after_a_crash(from: &std::path::Path) -> tempfile::TempDir {
     copy
 }
 
-fn open_at(dir: &std::path::Path, config: SandboxConfig) -> Arc<SandboxNetwork> {
+async fn open_at(dir: &std::path::Path, config: SandboxConfig) -> Arc<SandboxNetwork> {
     let clock = Arc::new(ManualClock::new(Timestamp::from_millis(1_795_000_000_000)));
-    SandboxNetwork::open(Some(dir.join("sandbox.json")), config, clock).unwrap()
+    SandboxNetwork::open(Some(dir.join("sandbox.db")), config, clock).await.unwrap()
 }
 
 /// Everything a caller can see of the world, to compare a reopened world with the one that wrote it.
-fn everything(net: &SandboxNetwork, people: &[PhoneNumber]) -> String {
+async fn everything(net: &SandboxNetwork, people: &[PhoneNumber]) -> String {
+    let mut seen = Vec::new();
+    for p in people {
+        seen.push((net.person(p).await.unwrap(), net.inbox(p).await.unwrap(), net.ban(p).await.unwrap()));
+    }
     format!(
         "{:?}\n{:?}\n{:?}\n{:?}\n{:?}",
-        net.groups(),
-        people.iter().map(|p| (net.person(p), net.inbox(p), net.ban(p))).collect::<Vec<_>>(),
+        net.groups().await.unwrap(),
+        seen,
         net.faults(),
         net.network_limits(),
         net.stats(),
@@ -571,100 +577,77 @@ fn everything(net: &SandboxNetwork, people: &[PhoneNumber]) -> String {
 }
 
 /// Opens what a crash would leave of the world in `dir` and checks it is the world `net` shows.
-fn assert_on_disk(net: &SandboxNetwork, dir: &std::path::Path, people: &[PhoneNumber], after: &str) {
+async fn assert_on_disk(net: &SandboxNetwork, dir: &std::path::Path, people: &[PhoneNumber], after: &str) {
     let crashed = files_after_a_crash(dir);
-    let reopened = open_at(crashed.path(), SandboxConfig::default());
-    assert_eq!(everything(&reopened, people), everything(net, people), "after {after}");
+    let reopened = open_at(crashed.path(), SandboxConfig::default()).await;
+    assert_eq!(everything(&reopened, people).await, everything(net, people).await, "after {after}");
 }
 
 #[tokio::test]
 async fn every_kind_of_change_is_on_disk_when_its_call_returns() {
     // Arrange
     let dir = tempfile::tempdir().unwrap();
-    let net = open_at(dir.path(), SandboxConfig::default());
+    let net = open_at(dir.path(), SandboxConfig::default()).await;
     let owner = net.connector(phone(1000));
     let people: Vec<PhoneNumber> = (1..=6).map(phone).chain([phone(1000)]).collect();
-    let on_disk = |after: &str| assert_on_disk(&net, dir.path(), &people, after);
 
     // Act and assert: each kind of call that changes the world, each checked on its own
     set_privacy(&net, &phone(1), GroupAddPrivacy::Nobody).await;
-    on_disk("a privacy setting");
+    assert_on_disk(&net, dir.path(), &people, "a privacy setting").await;
     let patch = PersonPatch { add_contacts: vec![phone(3)], name: Some("Ann".into()), ..Default::default() };
     net.upsert_person(&phone(2), &patch).await.unwrap();
-    on_disk("a person's contacts and name");
+    assert_on_disk(&net, dir.path(), &people, "a person's contacts and name").await;
     net.set_network_limits(NetworkLimits { enabled: true, min_interval_secs: 0, ..Default::default() }).await.unwrap();
-    on_disk("the network limits");
+    assert_on_disk(&net, dir.path(), &people, "the network limits").await;
     let jid = create(&owner, &[phone(1), phone(2), phone(3)]).await.metadata.jid;
-    on_disk("a creation with a privacy refusal");
+    assert_on_disk(&net, dir.path(), &people, "a creation with a privacy refusal").await;
     let other = create(&owner, &[phone(4)]).await.metadata.jid;
-    on_disk("a second creation");
+    assert_on_disk(&net, dir.path(), &people, "a second creation").await;
     owner.change_participants(&jid, ParticipantChange::Promote, &[phone(2)]).await.unwrap();
-    on_disk("a promotion");
+    assert_on_disk(&net, dir.path(), &people, "a promotion").await;
     owner.change_participants(&jid, ParticipantChange::Remove, &[phone(3)]).await.unwrap();
-    on_disk("a removal");
+    assert_on_disk(&net, dir.path(), &people, "a removal").await;
     owner.set_subject(&jid, &GroupSubject::parse("Renamed").unwrap()).await.unwrap();
-    on_disk("a new subject");
+    assert_on_disk(&net, dir.path(), &people, "a new subject").await;
     owner.set_description(&jid, &GroupDescription::parse("About").unwrap()).await.unwrap();
-    on_disk("a new description");
+    assert_on_disk(&net, dir.path(), &people, "a new description").await;
     owner.set_settings(&jid, &GroupSettingsPatch { join_approval: Some(true), ..Default::default() }).await.unwrap();
-    on_disk("new settings");
+    assert_on_disk(&net, dir.path(), &people, "new settings").await;
     owner.set_picture(&jid, &convene_core::GroupPicture::parse(vec![0xff, 0xd8, 0xff]).unwrap()).await.unwrap();
-    on_disk("a picture");
+    assert_on_disk(&net, dir.path(), &people, "a picture").await;
     let link = owner.invite_link(&other, true).await.unwrap();
-    on_disk("an invite link reset");
+    assert_on_disk(&net, dir.path(), &people, "an invite link reset").await;
     net.join_by_link(&phone(5), &link).await.unwrap();
-    on_disk("a join by link");
-    net.join_by_link(&phone(6), &net.group(&jid).unwrap().invite_code).await.unwrap();
-    on_disk("a join request");
+    assert_on_disk(&net, dir.path(), &people, "a join by link").await;
+    net.join_by_link(&phone(6), &net.group(&jid).await.unwrap().invite_code).await.unwrap();
+    assert_on_disk(&net, dir.path(), &people, "a join request").await;
     net.person_leaves(&other, &phone(4)).await.unwrap();
-    on_disk("a person leaving");
+    assert_on_disk(&net, dir.path(), &people, "a person leaving").await;
     owner.leave(&other).await.unwrap();
-    on_disk("the owner leaving");
+    assert_on_disk(&net, dir.path(), &people, "the owner leaving").await;
     net.accept_invite(&phone(1), &jid).await.unwrap();
-    on_disk("an accepted invite");
+    assert_on_disk(&net, dir.path(), &people, "an accepted invite").await;
     owner.send_text(&phone(6), "hello").await.unwrap();
-    on_disk("a message");
+    assert_on_disk(&net, dir.path(), &people, "a message").await;
     net.set_faults(Faults { latency_ms: 1, ..Default::default() }).await.unwrap();
-    on_disk("new faults");
+    assert_on_disk(&net, dir.path(), &people, "new faults").await;
 
     // Assert: the generator carries on where it was
     let crashed = files_after_a_crash(dir.path());
-    let reopened = open_at(crashed.path(), SandboxConfig::default());
+    let reopened = open_at(crashed.path(), SandboxConfig::default()).await;
     let next = create(&owner, &[]).await.metadata.jid;
     assert_eq!(create(&reopened.connector(phone(1000)), &[]).await.metadata.jid, next);
 }
 
 #[tokio::test]
-async fn a_change_appends_what_it_touched_and_leaves_the_snapshot_alone() {
+async fn concurrent_changes_all_reach_the_disk() {
     // Arrange
     let dir = tempfile::tempdir().unwrap();
-    let net = open_at(dir.path(), SandboxConfig::default());
-    let owner = net.connector(phone(1000));
-    let size = |name: &str| std::fs::metadata(dir.path().join(name)).map(|m| m.len()).unwrap_or(0);
-    create(&owner, &[phone(1), phone(2)]).await;
-    let snapshot = std::fs::read(dir.path().join("sandbox.json")).unwrap();
-
-    // Act
-    let mut appended = Vec::new();
-    for _ in 0..300 {
-        let before = size("sandbox.json.journal");
-        create(&owner, &[phone(1), phone(2)]).await;
-        appended.push(size("sandbox.json.journal") - before);
+    let net = open_at(dir.path(), SandboxConfig::default()).await;
+    let mut owners = Vec::new();
+    for n in 0..16 {
+        owners.push(net.connector(phone(2000 + n)));
     }
-
-    // Assert: the 300th creation wrote no more than the 150th (a number's limits keep its latest 50 creations, so
-    // the first few wrote less), and the snapshot was not rewritten
-    assert!(appended[149] > 0);
-    assert!(appended[299] <= appended[149] + 16, "{} bytes then {}", appended[149], appended[299]);
-    assert_eq!(std::fs::read(dir.path().join("sandbox.json")).unwrap(), snapshot);
-}
-
-#[tokio::test]
-async fn concurrent_changes_share_a_sync_and_all_reach_the_disk() {
-    // Arrange
-    let dir = tempfile::tempdir().unwrap();
-    let net = open_at(dir.path(), SandboxConfig::default());
-    let owners: Vec<SandboxConnector> = (0..16).map(|n| net.connector(phone(2000 + n))).collect();
 
     // Act: 16 numbers create 25 groups each, all at once
     let mut tasks = tokio::task::JoinSet::new();
@@ -681,135 +664,136 @@ async fn concurrent_changes_share_a_sync_and_all_reach_the_disk() {
     let crashed = files_after_a_crash(dir.path());
 
     // Assert
-    let reopened = open_at(crashed.path(), SandboxConfig::default());
-    assert_eq!(reopened.groups().len(), 400);
-    assert_eq!(reopened.groups(), net.groups());
+    let reopened = open_at(crashed.path(), SandboxConfig::default()).await;
+    assert_eq!(reopened.groups().await.unwrap().len(), 400);
+    assert_eq!(reopened.groups().await.unwrap(), net.groups().await.unwrap());
+    assert_eq!(reopened.stats().groups_created, 400);
 }
 
 #[tokio::test]
-async fn a_torn_last_journal_entry_is_cut_off_and_the_journal_goes_on() {
-    // Arrange: a crash in the middle of an append leaves half a line
-    let dir = tempfile::tempdir().unwrap();
-    let net = open_at(dir.path(), SandboxConfig::default());
-    let first = create(&net.connector(phone(1000)), &[]).await.metadata.jid;
-    drop(net);
-    let journal = dir.path().join("sandbox.json.journal");
-    let mut bytes = std::fs::read(&journal).unwrap();
-    bytes.extend_from_slice(br#"{"seq":99,"change":{"gro"#);
-    std::fs::write(&journal, &bytes).unwrap();
+async fn a_member_finds_their_groups_and_a_creator_a_group_by_its_key_among_many() {
+    // Arrange: 300 groups by two numbers, person 7 in every third
+    let w = world().await;
+    let other = w.net.connector(phone(2000));
+    let mut with_seven = Vec::new();
+    let mut keys = Vec::new();
+    for n in 0..300 {
+        let creator = if n % 2 == 0 { &w.owner } else { &other };
+        let participants = if n % 3 == 0 { vec![phone(7)] } else { vec![phone(8)] };
+        let req = request(&participants);
+        let created = creator.create_group(&req).await.unwrap().metadata;
+        if n % 3 == 0 {
+            with_seven.push(created.jid.clone());
+        }
+        keys.push((n % 2 == 0, req, created.jid));
+    }
 
     // Act
-    let net = open_at(dir.path(), SandboxConfig::default());
-    let second = create(&net.connector(phone(1000)), &[]).await.metadata.jid;
-    drop(net);
-    let net = open_at(dir.path(), SandboxConfig::default());
+    let seven = w.net.connector(phone(7));
+    let joined: Vec<GroupJid> = seven.joined_groups().await.unwrap().into_iter().map(|g| g.jid).collect();
 
-    // Assert
-    let jids: Vec<GroupJid> = net.groups().into_iter().map(|g| g.jid).collect();
-    assert_eq!(jids, [first, second]);
-}
-
-#[tokio::test]
-async fn a_damaged_entry_before_the_last_is_an_error_not_a_silent_loss() {
-    let dir = tempfile::tempdir().unwrap();
-    let net = open_at(dir.path(), SandboxConfig::default());
-    create(&net.connector(phone(1000)), &[]).await;
-    create(&net.connector(phone(1000)), &[]).await;
-    drop(net);
-    let journal = dir.path().join("sandbox.json.journal");
-    let text = std::fs::read_to_string(&journal).unwrap();
-    std::fs::write(&journal, text.replacen("{\"seq\"", "{\"sxq\"", 1)).unwrap();
-    let clock = Arc::new(ManualClock::new(Timestamp::from_millis(1_795_000_000_000)));
-    let opened = SandboxNetwork::open(Some(dir.path().join("sandbox.json")), SandboxConfig::default(), clock);
-    let Err(SandboxError::Io(why)) = opened else { panic!("{opened:?}") };
-    assert!(why.contains("sandbox.json.journal") && why.contains("damaged"), "{why}");
-}
-
-#[tokio::test]
-async fn a_long_journal_becomes_a_new_snapshot_and_no_entry_is_replayed_twice() {
-    // Arrange
-    let dir = tempfile::tempdir().unwrap();
-    let net = open_at(dir.path(), SandboxConfig::default());
-    let owner = net.connector(phone(1000));
-    let text = "x".repeat(100_000);
-    let journal = dir.path().join("sandbox.json.journal");
-    let mut largest_journal = Vec::new();
-
-    // Act: 60 messages of 100 KB take the journal past its 4 MiB floor, so it is folded into a new snapshot
-    for n in 0..60 {
-        let now = std::fs::read(&journal).unwrap();
-        if now.len() > largest_journal.len() {
-            largest_journal = now;
-        }
-        owner.send_text(&phone(1), &format!("{n}{text}")).await.unwrap();
+    // Assert: in creation order; and each key finds its own group, only for its creator
+    assert_eq!(joined, with_seven);
+    for (by_owner, req, jid) in keys.iter().step_by(37) {
+        let (creator, stranger) = if *by_owner { (&w.owner, &other) } else { (&other, &w.owner) };
+        let found = creator.find_created_group(req, Timestamp::from_millis(0)).await.unwrap();
+        assert_eq!(found.map(|g| g.jid).as_ref(), Some(jid));
+        assert!(stranger.find_created_group(req, Timestamp::from_millis(0)).await.unwrap().is_none());
     }
-    // Its line follows the fold's, so the fold has finished when it returns.
-    owner.send_text(&phone(1), "last").await.unwrap();
-    let sent = net.inbox(&phone(1)).len();
-    let crashed = files_after_a_crash(dir.path());
-
-    // Assert: the snapshot holds the messages up to the fold, the journal only what came after
-    let snapshot_len = std::fs::metadata(crashed.path().join("sandbox.json")).unwrap().len();
-    assert!(snapshot_len > 4_000_000);
-    assert!(std::fs::metadata(crashed.path().join("sandbox.json.journal")).unwrap().len() < snapshot_len);
-    assert_eq!(open_at(crashed.path(), SandboxConfig::default()).inbox(&phone(1)).len(), sent);
-    let snapshot_only = tempfile::tempdir().unwrap();
-    std::fs::copy(crashed.path().join("sandbox.json"), snapshot_only.path().join("sandbox.json")).unwrap();
-    let in_snapshot = open_at(snapshot_only.path(), SandboxConfig::default()).inbox(&phone(1)).len();
-    assert!(in_snapshot < sent);
-    // A crash after the new snapshot but before the journal was emptied leaves entries the snapshot holds already.
-    std::fs::write(crashed.path().join("sandbox.json.journal"), &largest_journal).unwrap();
-    let reopened = open_at(crashed.path(), SandboxConfig::default());
-    assert_eq!(reopened.inbox(&phone(1)).len(), in_snapshot, "nothing the snapshot holds is replayed again");
 }
 
 #[tokio::test]
 async fn an_inbox_keeps_its_latest_messages_up_to_the_limit() {
     let dir = tempfile::tempdir().unwrap();
     let config = SandboxConfig { inbox_limit: 3, ..Default::default() };
-    let net = open_at(dir.path(), config.clone());
+    let net = open_at(dir.path(), config.clone()).await;
     let owner = net.connector(phone(1000));
     for n in 0..5 {
         owner.send_text(&phone(1), &format!("message {n}")).await.unwrap();
+        owner.send_text(&phone(2), &format!("message {n}")).await.unwrap();
     }
-    let texts = |net: &SandboxNetwork| -> Vec<InboxKind> { net.inbox(&phone(1)).into_iter().map(|m| m.kind).collect() };
     let latest: Vec<InboxKind> = (2..5).map(|n| InboxKind::Text { text: format!("message {n}") }).collect();
-    assert_eq!(texts(&net), latest);
+    let texts = async |net: &SandboxNetwork, who: u16| -> Vec<InboxKind> {
+        net.inbox(&phone(who)).await.unwrap().into_iter().map(|m| m.kind).collect()
+    };
+    assert_eq!(texts(&net, 1).await, latest);
+    assert_eq!(texts(&net, 2).await, latest, "each person's inbox keeps its own");
     let crashed = files_after_a_crash(dir.path());
-    assert_eq!(texts(&open_at(crashed.path(), config)), latest);
+    let reopened = open_at(crashed.path(), config).await;
+    assert_eq!(texts(&reopened, 1).await, latest);
 }
 
+// ---- world files of an older Convene ----
+
 #[tokio::test]
-async fn a_world_file_written_before_the_journal_opens_as_its_first_snapshot() {
+async fn a_world_file_written_before_the_journal_is_imported_and_set_aside() {
     // Arrange: sandbox.json as Convene wrote it before the journal (pretty-printed, no sequence number)
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("sandbox.json"), include_str!("world-before-journal.json")).unwrap();
 
     // Act
-    let net = open_at(dir.path(), SandboxConfig::default());
-    let group = net.group(&GroupJid::parse("120363000000000042@g.us").unwrap()).unwrap();
+    let net = open_at(dir.path(), SandboxConfig::default()).await;
+    let group = net.group(&GroupJid::parse("120363000000000042@g.us").unwrap()).await.unwrap();
     let created = create(&net.connector(phone(1000)), &[]).await.metadata;
     drop(net);
-    let net = open_at(dir.path(), SandboxConfig::default());
+    let net = open_at(dir.path(), SandboxConfig::default()).await;
 
     // Assert
     assert_eq!(group.subject, "War room");
     assert_eq!(group.members.len(), 2);
-    assert_eq!(net.inbox(&phone(1)).len(), 1);
+    assert_eq!(net.inbox(&phone(1)).await.unwrap().len(), 1);
     assert_eq!(net.stats().groups_created, 2);
-    assert_eq!(net.groups().len(), 2);
-    assert_eq!(net.group(&created.jid).unwrap().members.len(), 1);
+    assert_eq!(net.groups().await.unwrap().len(), 2);
+    assert_eq!(net.group(&created.jid).await.unwrap().members.len(), 1);
+    assert!(!dir.path().join("sandbox.json").exists());
+    assert!(dir.path().join("sandbox.json.imported").exists(), "kept as a backup");
+}
+
+/// A world file with a journal, as the last Convene before the database left it after a crash: one entry making
+/// person 1 refuse group adds, and half an entry that was never acknowledged.
+fn world_with_journal(dir: &std::path::Path, second_entry: &str) {
+    std::fs::write(dir.join("sandbox.json"), include_str!("world-before-journal.json")).unwrap();
+    let person = r#"{"seq":1,"change":{"person":{"phone":"+17137150001","state":{"registered":true,"group_add":"nobody","contacts":[],"blocked":[],"name":"Ann"}}}}"#;
+    std::fs::write(dir.join("sandbox.json.journal"), format!("{person}\n{second_entry}")).unwrap();
 }
 
 #[tokio::test]
-async fn deleting_the_world_file_starts_a_new_world_whatever_journal_is_left() {
+async fn a_journal_is_imported_with_its_world_file_and_a_torn_last_entry_is_left_out() {
     let dir = tempfile::tempdir().unwrap();
-    let net = open_at(dir.path(), SandboxConfig::default());
+    world_with_journal(dir.path(), r#"{"seq":2,"change":{"gro"#);
+
+    let net = open_at(dir.path(), SandboxConfig::default()).await;
+
+    let person = net.person(&phone(1)).await.unwrap();
+    assert_eq!((person.group_add, person.name.as_deref()), (GroupAddPrivacy::Nobody, Some("Ann")));
+    assert_eq!(net.groups().await.unwrap().len(), 1);
+    assert!(dir.path().join("sandbox.json.journal.imported").exists());
+}
+
+#[tokio::test]
+async fn a_damaged_journal_entry_before_the_last_is_an_error_not_a_silent_loss() {
+    let dir = tempfile::tempdir().unwrap();
+    world_with_journal(dir.path(), "{\"sxq\":2}\n{\"seq\":3,\"change\":{}}\n");
+    let clock = Arc::new(ManualClock::new(Timestamp::from_millis(1_795_000_000_000)));
+
+    let opened = SandboxNetwork::open(Some(dir.path().join("sandbox.db")), SandboxConfig::default(), clock).await;
+
+    let Err(SandboxError::Io(why)) = opened else { panic!("{opened:?}") };
+    assert!(why.contains("sandbox.json.journal") && why.contains("damaged"), "{why}");
+    assert!(dir.path().join("sandbox.json").exists(), "nothing is set aside");
+}
+
+#[tokio::test]
+async fn deleting_the_database_starts_a_new_world() {
+    let dir = tempfile::tempdir().unwrap();
+    let net = open_at(dir.path(), SandboxConfig::default()).await;
     create(&net.connector(phone(1000)), &[]).await;
     drop(net);
-    std::fs::remove_file(dir.path().join("sandbox.json")).unwrap();
-    let net = open_at(dir.path(), SandboxConfig::default());
-    assert!(net.groups().is_empty());
+    for name in ["sandbox.db", "sandbox.db-wal", "sandbox.db-shm"] {
+        let _ = std::fs::remove_file(dir.path().join(name));
+    }
+    let net = open_at(dir.path(), SandboxConfig::default()).await;
+    assert!(net.groups().await.unwrap().is_empty());
     drop(net);
-    assert!(open_at(dir.path(), SandboxConfig::default()).groups().is_empty(), "and it stays new");
+    assert!(open_at(dir.path(), SandboxConfig::default()).await.groups().await.unwrap().is_empty(), "and it stays new");
 }

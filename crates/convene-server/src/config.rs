@@ -143,9 +143,9 @@ impl Config {
         self.sandbox.faults.validate().map_err(|e| format!("sandbox.faults: {e}"))
     }
 
-    /// The sandbox world file.
+    /// The sandbox's database (an older Convene's world file, `sandbox.json`, beside it is imported on start).
     pub fn sandbox_path(&self) -> PathBuf {
-        self.data_dir.join("sandbox.json")
+        self.data_dir.join("sandbox.db")
     }
 
     /// Where real numbers keep their device state: one SQLite file per instance.

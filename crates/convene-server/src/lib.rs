@@ -72,17 +72,12 @@ impl AppState {
             tracing::warn!(dir = %config.data_dir.display(), error = %e, "could not make the data directory private");
         }
         telemetry::handle();
-        // The sandbox's world is read while the database opens (both are start-up's longest parts), and both have
-        // ended before either's error is returned.
-        let opening_sandbox = {
-            let (path, sandbox, clock) = (config.sandbox_path(), config.sandbox.clone(), clock.clone());
-            tokio::task::spawn_blocking(move || SandboxNetwork::open(Some(path), sandbox, clock))
-        };
+        // The sandbox's database opens while Convene's does, and both have ended before either's error is returned.
+        let opening_sandbox = SandboxNetwork::open(Some(config.sandbox_path()), config.sandbox.clone(), clock.clone());
         let (store, sandbox) = tokio::join!(convene_store::connect(&config.database_url), opening_sandbox);
         let store = store.context("opening the database")?;
-        let sandbox = sandbox
-            .context("reading the sandbox world")?
-            .with_context(|| format!("opening the sandbox world {}", config.sandbox_path().display()))?;
+        let sandbox =
+            sandbox.with_context(|| format!("opening the sandbox world {}", config.sandbox_path().display()))?;
         let secrets = Arc::new(webhooks::SecretBox::open_or_create(&config.webhooks, &config.data_dir)?);
         let targets =
             Arc::new(webhooks::TargetPolicy::new(&config.webhooks.allow_private_targets).map_err(anyhow::Error::msg)?);

@@ -214,8 +214,10 @@ impl Service {
     ) -> Result<Self> {
         let (events, mut reported) = events::channel();
         let service = Self::idle(store, sandbox, whatsapp, clock, creation, events);
-        for instance in service.store.list_instances().await? {
-            service.attach_connector(&instance);
+        let instances = service.store.list_instances().await?;
+        service.register_sandbox_accounts(&instances).await;
+        for instance in &instances {
+            service.attach_connector(instance);
         }
         let applying = service.clone();
         tokio::spawn(async move {
@@ -228,9 +230,10 @@ impl Service {
 
     /// The service over the database alone, for commands that work on it beside a running server (`convene key`):
     /// no network is opened and no connector attached, so nothing is written but what the command asks.
-    pub fn offline(store: Arc<dyn Store>, clock: Arc<dyn Clock>, creation: CreationConfig) -> Result<Self> {
+    pub async fn offline(store: Arc<dyn Store>, clock: Arc<dyn Clock>, creation: CreationConfig) -> Result<Self> {
         let (events, _ignored) = events::channel();
         let sandbox = SandboxNetwork::open(None, convene_sandbox::SandboxConfig::default(), Arc::clone(&clock))
+            .await
             .map_err(|e| ApiError::internal(anyhow::anyhow!("an empty sandbox in memory: {e}")))?;
         let whatsapp = WhatsappConfig { data_dir: std::path::PathBuf::new(), connect: false };
         Ok(Self::idle(store, sandbox, whatsapp, clock, creation, events))
@@ -302,6 +305,20 @@ impl Service {
             Arc::clone(turns.entry(id).or_default())
         };
         turn.lock_owned().await
+    }
+
+    /// Makes the sandbox numbers among `instances` WhatsApp users of the simulated network, in one change. A
+    /// failure is logged, not returned: the number works all the same unless the world was set to refuse numbers it
+    /// does not know.
+    async fn register_sandbox_accounts(&self, instances: &[InstanceRecord]) {
+        let accounts: Vec<PhoneNumber> =
+            instances.iter().filter(|i| i.kind == ConnectorKind::Sandbox).filter_map(|i| i.phone.clone()).collect();
+        if accounts.is_empty() {
+            return;
+        }
+        if let Err(e) = self.sandbox.register(&accounts).await {
+            tracing::error!(error = %e, accounts = accounts.len(), "could not register the sandbox accounts");
+        }
     }
 
     fn attach_connector(&self, instance: &InstanceRecord) {
@@ -391,6 +408,7 @@ impl Service {
             record.id = random_instance_id();
             match self.store.insert_instance(&record).await {
                 Ok(()) => {
+                    self.register_sandbox_accounts(std::slice::from_ref(&record)).await;
                     self.attach_connector(&record);
                     return Ok((record, token));
                 }

@@ -39,8 +39,9 @@ pub enum KeyCommand {
 pub async fn run(command: KeyCommand, config: &Config) -> anyhow::Result<()> {
     // The database alone: a server may be running on the same data directory, and its networks are its own.
     let store = convene_store::connect(&config.database_url).await.context("opening the database")?;
-    let service =
-        &Service::offline(store, Arc::new(SystemClock), config.creation.clone()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let service = &Service::offline(store, Arc::new(SystemClock), config.creation.clone())
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     let failed = |e: convene_server::error::ApiError| anyhow::anyhow!("{e}");
     match command {
         KeyCommand::Create { name, instances, read_only } => {

@@ -38,7 +38,7 @@ fn a_config_file_is_layered_under_the_environment() {
     .unwrap();
     let server = Server::start(convene(dir.path()).args(["--config", "convene.toml"]));
     assert!(dir.path().join("state/gateway.db").exists(), "the file chose the database");
-    assert!(dir.path().join("state/sandbox.json").exists(), "the file chose the data directory");
+    assert!(dir.path().join("state/sandbox.db").exists(), "the file chose the data directory");
     assert_ne!(server.addr, "127.0.0.1:1", "the environment overrides the file");
     server.stop_with("-INT");
 }

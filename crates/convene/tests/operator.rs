@@ -35,14 +35,9 @@ fn the_data_directory_and_every_file_in_it_are_for_the_owner_only() {
     assert_eq!(mode(&data), 0o700, "the data directory");
     assert_eq!(mode(&data.join("whatsapp")), 0o700, "the device directory");
     let files: Vec<_> = walk(&data);
-    for name in [
-        "convene.db",
-        "convene.db-wal",
-        "convene.db-shm",
-        "sandbox.json",
-        "sandbox.json.journal",
-        "webhook-secrets.key",
-    ] {
+    for name in
+        ["convene.db", "convene.db-wal", "convene.db-shm", "sandbox.db", "sandbox.db-wal", "webhook-secrets.key"]
+    {
         assert!(files.iter().any(|f| f.ends_with(name)), "{name} is among {files:?}");
     }
     assert!(files.contains(&device), "{files:?}");

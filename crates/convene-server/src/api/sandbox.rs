@@ -88,7 +88,7 @@ async fn get_person(
     _key: AccountWideKey,
     ApiPath(raw): ApiPath<String>,
 ) -> Result<Json<Person>> {
-    Ok(Json(state.service.sandbox().person(&phone(&raw, "phone")?)))
+    Ok(Json(state.service.sandbox().person(&phone(&raw, "phone")?).await?))
 }
 
 /// Script a person: WhatsApp account or not, group-add privacy, contacts, blocks.
@@ -114,14 +114,14 @@ async fn person_inbox(
     _key: AccountWideKey,
     ApiPath(raw): ApiPath<String>,
 ) -> Result<Json<Vec<InboxMessage>>> {
-    Ok(Json(state.service.sandbox().inbox(&phone(&raw, "phone")?)))
+    Ok(Json(state.service.sandbox().inbox(&phone(&raw, "phone")?).await?))
 }
 
 /// Every group on the simulated network.
 #[utoipa::path(get, path = "/sandbox/groups", tag = "sandbox", operation_id = "v1.sandbox.group.list",
     responses((status = 200, body = Vec<SandboxGroup>)), security(("api_key" = [])))]
-async fn list_groups(State(state): State<AppState>, _key: AccountWideKey) -> Json<Vec<SandboxGroup>> {
-    Json(state.service.sandbox().groups())
+async fn list_groups(State(state): State<AppState>, _key: AccountWideKey) -> Result<Json<Vec<SandboxGroup>>> {
+    Ok(Json(state.service.sandbox().groups().await?))
 }
 
 /// A group as the network holds it, members and pending join requests included.
@@ -133,7 +133,7 @@ async fn get_group(
     _key: AccountWideKey,
     ApiPath(raw): ApiPath<String>,
 ) -> Result<Json<SandboxGroup>> {
-    Ok(Json(state.service.sandbox().group(&jid(&raw)?)?))
+    Ok(Json(state.service.sandbox().group(&jid(&raw)?).await?))
 }
 
 /// A member leaves the group by themselves (re-adding them soon after answers `recently_left`).

@@ -78,13 +78,11 @@ async fn overview_page(state: &AppState, console: &Console, page_number: usize, 
     let faults = network.faults();
     let limits = network.network_limits();
     let stats = network.stats();
-    let mut groups = network.groups();
     // Newest first: what an operator just made is what they look for.
-    groups.sort_by(|a, b| b.created_at.cmp(&a.created_at).then_with(|| b.jid.as_str().cmp(a.jid.as_str())));
-    let total = groups.len();
-    let shown: Vec<&SandboxGroup> =
-        groups.iter().skip((page_number - 1) * GROUPS_PER_PAGE).take(GROUPS_PER_PAGE).collect();
-    let more = total > page_number * GROUPS_PER_PAGE;
+    let skip = ((page_number - 1) * GROUPS_PER_PAGE) as u64;
+    let (groups, total) = network.groups_latest_first(skip, GROUPS_PER_PAGE as u64).await.map_err(ApiError::from)?;
+    let shown: Vec<&SandboxGroup> = groups.iter().collect();
+    let more = total > (page_number * GROUPS_PER_PAGE) as u64;
     let now = state.service.now();
     let writes = console.writes();
     Ok(page(
@@ -312,8 +310,8 @@ fn numbers_text(numbers: &[PhoneNumber]) -> String {
 
 async fn person_page(state: &AppState, console: &Console, who: &PhoneNumber, notice: Notice) -> PageResult {
     let network = state.service.sandbox();
-    let person = network.person(who);
-    let inbox = network.inbox(who);
+    let person = network.person(who).await.map_err(ApiError::from)?;
+    let inbox = network.inbox(who).await.map_err(ApiError::from)?;
     let now = state.service.now();
     let path = person_path(who);
     let writes = console.writes();
@@ -465,7 +463,7 @@ async fn update_person(
 ) -> PageResult<Response> {
     account_wide(&console)?;
     let who = phone(&raw, "phone")?;
-    let before = state.service.sandbox().person(&who);
+    let before = state.service.sandbox().person(&who).await.map_err(ApiError::from)?;
     let saved = match form.patch(&before) {
         Ok(patch) => state.service.sandbox().upsert_person(&who, &patch).await.map_err(ApiError::from),
         Err(e) => Err(e),
@@ -534,7 +532,7 @@ async fn join_by_link(
 
 async fn group(State(state): State<AppState>, console: Console, Path(raw): Path<String>) -> PageResult {
     account_wide(&console)?;
-    let group = state.service.sandbox().group(&jid(&raw)?).map_err(ApiError::from)?;
+    let group = state.service.sandbox().group(&jid(&raw)?).await.map_err(ApiError::from)?;
     let now = state.service.now();
     let path = group_path(&group.jid);
     Ok(page(

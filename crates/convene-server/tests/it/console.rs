@@ -758,7 +758,8 @@ async fn a_scripted_person_accepts_the_private_invite_they_were_sent_opens_a_lin
     let (status, html, _) = browser.post(person, &script).await;
     assert_eq!(status, StatusCode::OK, "{html}");
     assert!(html.contains("Saved.") && html.contains("Only their contacts may add them"), "{html}");
-    let scripted = app.service.sandbox().person(&convene_core::PhoneNumber::parse("+447700176576").unwrap());
+    let scripted =
+        app.service.sandbox().person(&convene_core::PhoneNumber::parse("+447700176576").unwrap()).await.unwrap();
     assert_eq!(scripted.contacts.iter().map(|p| p.e164()).collect::<Vec<_>>(), ["+17137157533"]);
 
     // Act + Assert: a creation keeps them out and sends a private invite, which they accept from their inbox.
@@ -782,7 +783,10 @@ async fn a_scripted_person_accepts_the_private_invite_they_were_sent_opens_a_lin
     let (status, _, _) =
         browser.post(&format!("{group_page}/leave"), &[("csrf", &csrf), ("phone", "+447700176576")]).await;
     assert_eq!(status, StatusCode::SEE_OTHER);
-    assert_eq!(app.service.sandbox().group(&convene_core::GroupJid::parse(&jid).unwrap()).unwrap().members.len(), 1);
+    assert_eq!(
+        app.service.sandbox().group(&convene_core::GroupJid::parse(&jid).unwrap()).await.unwrap().members.len(),
+        1
+    );
 
     // Act + Assert: someone else opens the invite link.
     let (_, link) = app.get(&format!("/v1/groups/{jid}/invite-link")).await;

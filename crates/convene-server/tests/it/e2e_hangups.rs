@@ -42,7 +42,8 @@ async fn hang_up_then_retry(app: &TestApp, request: impl Fn(&Client) -> RequestB
 /// Exactly one group called `subject` on the network and in Convene, made by exactly one job that succeeded; its
 /// WhatsApp id.
 async fn the_one_group(app: &TestApp, instance: InstanceId, subject: &str) -> String {
-    let on_network: Vec<_> = app.service.sandbox().groups().into_iter().filter(|g| g.subject == subject).collect();
+    let on_network: Vec<_> =
+        app.service.sandbox().groups().await.unwrap().into_iter().filter(|g| g.subject == subject).collect();
     assert_eq!(on_network.len(), 1, "groups called {subject:?} on the network: {on_network:?}");
     let query = GroupListQuery { instance_id: Some(instance), limit: 500, ..GroupListQuery::default() };
     let recorded: Vec<_> = app
@@ -212,7 +213,7 @@ async fn a_repeat_after_the_number_left_the_first_group_makes_a_new_one() {
 
     // Assert
     assert_ne!(again["group"]["id"], first["group"]["id"]);
-    assert_eq!(app.service.sandbox().groups().into_iter().filter(|g| g.subject == "Left").count(), 2);
+    assert_eq!(app.service.sandbox().groups().await.unwrap().into_iter().filter(|g| g.subject == "Left").count(), 2);
 }
 
 #[tokio::test]

@@ -29,7 +29,7 @@ impl SandboxConnector {
     }
 }
 
-/// Only a failure to journal a change reaches a connector call as this error.
+/// Only a failure to commit a change to the sandbox's database reaches a connector call as this error.
 impl From<SandboxError> for ConnectorError {
     fn from(e: SandboxError) -> Self {
         ConnectorError::Other(e.to_string())

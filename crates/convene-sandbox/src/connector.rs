@@ -158,7 +158,7 @@ impl Connector for SandboxConnector {
     async fn send_text(&self, to: &PhoneNumber, text: &str) -> Result<(), ConnectorError> {
         self.network.reach(&self.account).await?;
         let kind = InboxKind::Text { text: text.to_owned() };
-        self.network.mutate(Needs::people([to.clone()]), |w, env| w.send(&self.account, to, kind, env)).await
+        self.network.mutate(Needs::people([to.clone()]), |w, env| w.send(&self.account, to, kind.clone(), env)).await
     }
 
     async fn send_group_invite(
@@ -176,6 +176,6 @@ impl Connector for SandboxConnector {
             code: code.to_owned(),
             expires_at,
         };
-        self.network.mutate(Needs::people([to.clone()]), |w, env| w.send(&self.account, to, kind, env)).await
+        self.network.mutate(Needs::people([to.clone()]), |w, env| w.send(&self.account, to, kind.clone(), env)).await
     }
 }

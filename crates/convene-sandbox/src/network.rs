@@ -1,5 +1,6 @@
 //! The shared network: the world in the sandbox's database, each change one transaction before its call returns.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
@@ -11,7 +12,7 @@ use convene_core::{
 
 use crate::connector::SandboxConnector;
 use crate::store::{GroupsNeeded, Needs, WorldStore};
-use crate::world::{Env, Meta, TakenIds, World};
+use crate::world::{Env, Meta, World};
 use crate::{
     Faults, InboxMessage, JoinResult, NetworkLimits, NetworkStats, Person, PersonPatch, SandboxConfig, SandboxError,
     SandboxGroup, legacy,
@@ -22,18 +23,17 @@ pub struct SandboxNetwork {
     clock: Arc<dyn Clock>,
     path: Option<PathBuf>,
     store: WorldStore,
-    /// Held by each change from reading the world to committing, so that changes apply one after another: the ids
-    /// of every group, for a new group to get an id of its own.
-    writer: tokio::sync::Mutex<TakenIds>,
+    /// Held by each change from reading the world to committing, so that this process's changes queue here rather
+    /// than on the database's write lock (which `BEGIN IMMEDIATE` takes, so changes apply one after another).
+    writer: tokio::sync::Mutex<()>,
     /// The world's small state as last committed, for reads that need nothing else (faults, limits, stats).
     meta: RwLock<Meta>,
     /// Who hears what people do on their own (join, leave): instances by their account number.
-    listeners: Mutex<Vec<Listener>>,
+    listeners: Mutex<BTreeMap<InstanceId, Listener>>,
 }
 
 struct Listener {
     account: PhoneNumber,
-    instance: InstanceId,
     events: Arc<dyn ConnectorEvents>,
 }
 
@@ -88,13 +88,12 @@ impl SandboxNetwork {
             }
         };
         drop(conn);
-        let taken = store.taken_ids().await?;
         let network = Arc::new(Self {
             config,
             clock,
             path,
             store,
-            writer: tokio::sync::Mutex::new(taken),
+            writer: tokio::sync::Mutex::new(()),
             meta: RwLock::new(meta),
             listeners: Mutex::default(),
         });
@@ -151,12 +150,11 @@ impl SandboxNetwork {
     /// as WhatsApp notifies every member's devices. A second call for the same instance replaces the first.
     pub fn listen(&self, account: PhoneNumber, instance: InstanceId, events: Arc<dyn ConnectorEvents>) {
         let mut listeners = self.listeners.lock().unwrap_or_else(PoisonError::into_inner);
-        listeners.retain(|l| l.instance != instance);
-        listeners.push(Listener { account, instance, events });
+        listeners.insert(instance, Listener { account, events });
     }
 
     pub fn stop_listening(&self, instance: InstanceId) {
-        self.listeners.lock().unwrap_or_else(PoisonError::into_inner).retain(|l| l.instance != instance);
+        self.listeners.lock().unwrap_or_else(PoisonError::into_inner).remove(&instance);
     }
 
     /// The person leaves the group of their own accord: adding them back answers 408 for a while.
@@ -199,10 +197,10 @@ impl SandboxNetwork {
     async fn notify_members(&self, jid: &GroupJid, by: &PhoneNumber, change: GroupChangeEvent) {
         let Ok(group) = self.group(jid).await else { return };
         let listeners = self.listeners.lock().unwrap_or_else(PoisonError::into_inner);
-        for listener in listeners.iter() {
+        for (instance, listener) in listeners.iter() {
             if &listener.account != by && group.members.iter().any(|m| m.phone == listener.account) {
                 let event = ConnectorEvent::Group { group: jid.clone(), change: change.clone(), by: Some(by.clone()) };
-                listener.events.emit(listener.instance, event);
+                listener.events.emit(*instance, event);
             }
         }
     }
@@ -218,7 +216,7 @@ impl SandboxNetwork {
         let was_unreachable = self
             .mutate(Needs::default(), |w, env| {
                 let was = w.faults().unreachable;
-                w.set_faults(faults, env.now).map(|()| was)
+                w.set_faults(faults.clone(), env.now).map(|()| was)
             })
             .await?;
         if was_unreachable != self.faults().unreachable {
@@ -227,7 +225,7 @@ impl SandboxNetwork {
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .iter()
-                .map(|l| (l.account.clone(), l.instance, Arc::clone(&l.events)))
+                .map(|(instance, l)| (l.account.clone(), *instance, Arc::clone(&l.events)))
                 .collect();
             for (account, instance, events) in listeners {
                 let state = self.state(&account).await;
@@ -272,7 +270,7 @@ impl SandboxNetwork {
 
     pub async fn set_network_limits(&self, limits: NetworkLimits) -> Result<(), SandboxError> {
         self.mutate(Needs::default(), |w, _| {
-            w.set_network_limits(limits);
+            w.set_network_limits(limits.clone());
             Ok(())
         })
         .await
@@ -308,44 +306,40 @@ impl SandboxNetwork {
     /// Runs a change on a view of the world holding what `needs` names, and returns once what it touched is
     /// committed, whatever `f` returned (a failed call may still have moved the generator, and a lost reply still
     /// created its group). Changes apply one at a time. Nothing is written when the database fails.
+    ///
+    /// A new group's id is drawn from the generator and checked against the database before the change commits:
+    /// when it is taken (by a group the view did not load), the change is rolled back and run again from the same
+    /// state, drawing past that id, so `f` may run more than once. The database, not this process, knows which
+    /// ids are in use: nothing of the world is held in memory to start, and processes sharing a database agree.
     pub(crate) async fn mutate<T, E: From<SandboxError>>(
         &self,
         needs: Needs,
-        f: impl FnOnce(&mut World, &Env) -> Result<T, E>,
+        mut f: impl FnMut(&mut World, &Env) -> Result<T, E>,
     ) -> Result<T, E> {
-        let mut taken = self.writer.lock().await;
-        let mut tx = self.store.begin().await?;
-        let meta =
-            self.store.meta(&mut tx).await?.ok_or_else(|| SandboxError::Io("sandbox database: no world".into()))?;
-        // The committed meta, in case a change that committed was dropped before it could refresh the cache.
-        *self.meta.write().unwrap_or_else(PoisonError::into_inner) = meta.clone();
-        let mut world = self.store.load(&mut tx, meta, &needs).await?;
+        let _turn = self.writer.lock().await;
         let env = Env::new(&self.config, self.clock.now());
-        let result = {
-            // The ids go back to the writer even if `f` panics; one the call took stays taken even if the
-            // transaction then fails, which only costs a later draw.
-            let lent = LentIds { world: &mut world, home: &mut taken };
-            lent.world.taken_ids = std::mem::take(lent.home);
-            f(&mut *lent.world, &env)
-        };
-        let changes = world.take_changes();
-        self.store.save(&mut tx, &changes, self.config.inbox_limit).await?;
-        tx.commit().await.map_err(|e| SandboxError::Io(format!("sandbox database: {e}")))?;
-        if let Some(meta) = changes.meta {
-            *self.meta.write().unwrap_or_else(PoisonError::into_inner) = meta;
+        let mut known_taken = BTreeSet::new();
+        loop {
+            let mut tx = self.store.begin().await?;
+            let meta =
+                self.store.meta(&mut tx).await?.ok_or_else(|| SandboxError::Io("sandbox database: no world".into()))?;
+            // The committed meta, in case a change that committed was dropped before it could refresh the cache.
+            *self.meta.write().unwrap_or_else(PoisonError::into_inner) = meta.clone();
+            let mut world = self.store.load(&mut tx, meta, &needs).await?;
+            world.known_taken.clone_from(&known_taken);
+            let result = f(&mut world, &env);
+            let changes = world.take_changes();
+            if let Some(taken) = self.store.first_taken_id(&mut tx, &changes.created).await? {
+                // Dropping `tx` rolls the try back.
+                known_taken.insert(taken);
+                continue;
+            }
+            self.store.save(&mut tx, &changes, self.config.inbox_limit).await?;
+            tx.commit().await.map_err(|e| SandboxError::Io(format!("sandbox database: {e}")))?;
+            if let Some(meta) = changes.meta {
+                *self.meta.write().unwrap_or_else(PoisonError::into_inner) = meta;
+            }
+            return result;
         }
-        result
-    }
-}
-
-/// The writer's taken ids, lent to the world for one change and handed back when the change ends, however it ends.
-struct LentIds<'a> {
-    world: &'a mut World,
-    home: &'a mut TakenIds,
-}
-
-impl Drop for LentIds<'_> {
-    fn drop(&mut self) {
-        *self.home = std::mem::take(&mut self.world.taken_ids);
     }
 }

@@ -16,10 +16,10 @@ use std::str::FromStr as _;
 use convene_core::{GroupJid, PhoneNumber};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use sqlx::SqliteConnection;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Row as _, SqliteConnection};
 
-use crate::world::{AccountLimits, Changes, GroupState, Meta, PersonState, TakenIds, World, WorldParts};
+use crate::world::{AccountLimits, Changes, GroupState, Meta, PersonState, World, WorldParts};
 use crate::{InboxMessage, SandboxError};
 
 const SCHEMA: &str = "
@@ -159,17 +159,25 @@ impl WorldStore {
         row.map(|(state,)| from_json(&state)).transpose()
     }
 
-    /// Fingerprints of every group id in the world.
-    pub async fn taken_ids(&self) -> Result<TakenIds, SandboxError> {
-        use futures_util::TryStreamExt as _;
-        let mut taken = TakenIds::default();
-        let mut rows = sqlx::query("SELECT jid FROM groups").fetch(&self.pool);
-        while let Some(row) = rows.try_next().await.map_err(db_error)? {
-            let jid: &str = row.try_get(0).map_err(db_error)?;
-            let jid = GroupJid::parse(jid).ok_or_else(|| db_error(format!("a stored group id is damaged: {jid:?}")))?;
-            taken.insert(&jid);
+    /// The first of these new groups whose id another group already has.
+    pub async fn first_taken_id(
+        &self,
+        conn: &mut SqliteConnection,
+        created: &[GroupState],
+    ) -> Result<Option<GroupJid>, SandboxError> {
+        for group in created {
+            let jid = &group.info().jid;
+            let taken = sqlx::query("SELECT 1 FROM groups WHERE jid = $1")
+                .bind(jid.as_str())
+                .fetch_optional(&mut *conn)
+                .await
+                .map_err(db_error)?
+                .is_some();
+            if taken {
+                return Ok(Some(jid.clone()));
+            }
         }
-        Ok(taken)
+        Ok(None)
     }
 
     /// The view of the world a call with these needs works on.

@@ -5,8 +5,7 @@
 //! [`World::take_changes`] hands those parts over to be written back. A world file of an older Convene is a whole
 //! world in this shape, read once to be imported (`legacy.rs`, which replays its journal with [`World::apply`]).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
-use std::hash::Hasher;
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::time::Duration;
 
 use convene_core::connector::{CreateGroupRequest, CreatedGroup};
@@ -201,9 +200,10 @@ pub(crate) struct World {
     inboxes: BTreeMap<PhoneNumber, VecDeque<InboxMessage>>,
     #[serde(skip)]
     by_jid: HashMap<GroupJid, usize>,
-    /// Fingerprints of every group id in use, the view's groups or not, for a new group to get an id of its own.
+    /// Group ids an earlier try of this change drew and found taken in the database, to draw past them (a view
+    /// holds only the groups its call needs, so the database is where an id is known to be in use).
     #[serde(skip)]
-    pub taken_ids: TakenIds,
+    pub known_taken: BTreeSet<GroupJid>,
     /// What changes touched since [`World::take_changes`] last ran.
     #[serde(skip)]
     touched: Touched,
@@ -232,27 +232,6 @@ pub(crate) struct Changes {
     pub created: Vec<GroupState>,
     pub groups: Vec<GroupState>,
     pub messages: Vec<(PhoneNumber, InboxMessage)>,
-}
-
-/// Fingerprints of the group ids in use. A false match only costs a new group another draw, so a hash stands in
-/// for the id: 8 bytes a group instead of the id's string, to keep 100,000 groups' ids in memory cheaply.
-#[derive(Clone, Debug, Default)]
-pub(crate) struct TakenIds(HashSet<u64>);
-
-impl TakenIds {
-    fn fingerprint(jid: &GroupJid) -> u64 {
-        let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        hasher.write(jid.as_str().as_bytes());
-        hasher.finish()
-    }
-
-    pub fn insert(&mut self, jid: &GroupJid) {
-        self.0.insert(Self::fingerprint(jid));
-    }
-
-    fn contains(&self, jid: &GroupJid) -> bool {
-        self.0.contains(&Self::fingerprint(jid))
-    }
 }
 
 /// The world's small state, all in one journal entry.
@@ -348,7 +327,7 @@ impl World {
             groups: Vec::new(),
             inboxes: BTreeMap::new(),
             by_jid: HashMap::new(),
-            taken_ids: TakenIds::default(),
+            known_taken: BTreeSet::new(),
             touched: Touched::default(),
             taken_meta: None,
         }
@@ -375,7 +354,7 @@ impl World {
             groups,
             inboxes: BTreeMap::new(),
             by_jid,
-            taken_ids: TakenIds::default(),
+            known_taken: BTreeSet::new(),
             touched: Touched::default(),
             taken_meta: Some(meta),
         }
@@ -713,7 +692,7 @@ impl World {
         let jid = loop {
             let jid = GroupJid::parse(&format!("120363{:012}@g.us", self.rng.below(1_000_000_000_000)))
                 .expect("digits make a valid group jid");
-            if !self.by_jid.contains_key(&jid) && !self.taken_ids.contains(&jid) {
+            if !self.by_jid.contains_key(&jid) && !self.known_taken.contains(&jid) {
                 break jid;
             }
         };
@@ -745,7 +724,6 @@ impl World {
             })
             .collect();
         let metadata = group.metadata();
-        self.taken_ids.insert(&jid);
         self.by_jid.insert(jid, self.groups.len());
         self.touched.created.insert(self.groups.len());
         self.groups.push(group);

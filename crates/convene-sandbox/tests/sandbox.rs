@@ -3,6 +3,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use sqlx::Connection as _;
+
 use convene_core::connector::{CreateGroupRequest, CreatedGroup};
 use convene_core::{
     Clock, Connector, ConnectorError, ConnectorEvent, ConnectorEvents, CreationKey, GroupDescription, GroupJid,
@@ -796,4 +798,35 @@ async fn deleting_the_database_starts_a_new_world() {
     assert!(net.groups().await.unwrap().is_empty());
     drop(net);
     assert!(open_at(dir.path(), SandboxConfig::default()).await.groups().await.unwrap().is_empty(), "and it stays new");
+}
+
+/// The database, not the process, knows which group ids are taken: a group another process sharing the database
+/// wrote after this one started (here: copied in with SQL) is never given the same id again.
+#[tokio::test]
+async fn a_new_group_draws_past_an_id_another_process_took_after_the_start() {
+    let (elsewhere, shared, control) =
+        (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let first = |net: Arc<SandboxNetwork>| async move { create(&net.connector(phone(1000)), &[]).await.metadata.jid };
+    // The same seed draws the same ids: a world's first group gets the same id in every new world.
+    let taken = first(open_at(elsewhere.path(), SandboxConfig::default()).await).await;
+    assert_eq!(first(open_at(control.path(), SandboxConfig::default()).await).await, taken);
+    let net = open_at(shared.path(), SandboxConfig::default()).await;
+    let mut other =
+        sqlx::SqliteConnection::connect(&format!("sqlite://{}", shared.path().join("sandbox.db").display()))
+            .await
+            .unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "ATTACH DATABASE '{}' AS elsewhere",
+        elsewhere.path().join("sandbox.db").display()
+    )))
+    .execute(&mut other)
+    .await
+    .unwrap();
+    sqlx::query("INSERT INTO groups SELECT * FROM elsewhere.groups").execute(&mut other).await.unwrap();
+
+    let created = first(Arc::clone(&net)).await;
+
+    assert_ne!(created, taken);
+    let jids: Vec<GroupJid> = net.groups().await.unwrap().into_iter().map(|g| g.jid).collect();
+    assert_eq!(jids, [taken, created]);
 }

@@ -11,7 +11,7 @@ use convene_core::{
 };
 
 use crate::connector::SandboxConnector;
-use crate::store::{GroupsNeeded, Needs, WorldStore};
+use crate::store::{self, GroupsNeeded, Needs};
 use crate::world::{Env, Meta, World};
 use crate::{
     Faults, InboxMessage, JoinResult, NetworkLimits, NetworkStats, Person, PersonPatch, SandboxConfig, SandboxError,
@@ -22,14 +22,61 @@ pub struct SandboxNetwork {
     config: SandboxConfig,
     clock: Arc<dyn Clock>,
     path: Option<PathBuf>,
-    store: WorldStore,
-    /// Held by each change from reading the world to committing, so that this process's changes queue here rather
-    /// than on the database's write lock (which `BEGIN IMMEDIATE` takes, so changes apply one after another).
-    writer: tokio::sync::Mutex<()>,
+    /// The connection changes are written on, held by each change while it reads and writes the world: changes
+    /// apply one after another, and queue here rather than on the database's write lock.
+    writer: Arc<tokio::sync::Mutex<Writer>>,
+    /// Connections for reads, beside the writer's (WAL: a read sees the last commit and waits for no change). `None`
+    /// for a world in memory, which lives in the writer's one connection.
+    readers: Option<Arc<Readers>>,
     /// The world's small state as last committed, for reads that need nothing else (faults, limits, stats).
-    meta: RwLock<Meta>,
+    meta: Arc<RwLock<Meta>>,
+    /// Transactions committed so far: fewer than the changes when changes commit together.
+    commits: Arc<std::sync::atomic::AtomicU64>,
     /// Who hears what people do on their own (join, leave): instances by their account number.
     listeners: Mutex<BTreeMap<InstanceId, Listener>>,
+}
+
+struct Writer {
+    conn: rusqlite::Connection,
+    /// The transaction open on `conn`, while one is.
+    batch: Option<Batch>,
+}
+
+/// Group commit: the changes that queue for the writer while one runs join its transaction (each in a savepoint of
+/// its own, so a change that fails leaves the others), and one commit — one sync of the file, on a blocking thread —
+/// ends them all. A change returns only once that commit is done, so what it returned is on disk, as when each
+/// change committed alone; under concurrent calls (16 numbers creating at once) the sandbox syncs its file once for
+/// many changes instead of once each. A world in memory commits each change at once.
+struct Batch {
+    /// Changes kept in it so far.
+    changes: usize,
+    /// The small state as the batch's latest change left it, for the cache once committed.
+    meta: Option<Meta>,
+    /// The commit's outcome, once it is known.
+    committed: tokio::sync::watch::Sender<Option<Result<(), String>>>,
+}
+
+/// Idle read connections to the sandbox's file, opened as reads need them.
+struct Readers {
+    path: PathBuf,
+    idle: Mutex<Vec<rusqlite::Connection>>,
+}
+
+impl Readers {
+    /// Runs `read` on an idle connection, or a new one when none is idle.
+    fn run<T>(&self, read: impl FnOnce(&rusqlite::Connection) -> Result<T, SandboxError>) -> Result<T, SandboxError> {
+        let idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner).pop();
+        let conn = match idle {
+            Some(conn) => conn,
+            None => store::open_reader(&self.path)?,
+        };
+        let result = read(&conn);
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        if idle.len() < 8 {
+            idle.push(conn);
+        }
+        result
+    }
 }
 
 struct Listener {
@@ -53,48 +100,20 @@ impl SandboxNetwork {
         clock: Arc<dyn Clock>,
     ) -> Result<Arc<Self>, SandboxError> {
         config.faults.validate()?;
-        let store = WorldStore::open(path.as_deref()).await?;
-        let mut conn = store.acquire().await?;
-        let meta = match store.meta(&mut conn).await? {
-            Some(meta) => meta,
-            None => {
-                let legacy_path = path.as_ref().map(|p| p.with_extension("json"));
-                let legacy = match &legacy_path {
-                    Some(p) => {
-                        let (p, inbox_limit) = (p.clone(), config.inbox_limit);
-                        tokio::task::spawn_blocking(move || legacy::read(&p, inbox_limit))
-                            .await
-                            .map_err(|e| SandboxError::Io(format!("reading the old world file: {e}")))??
-                    }
-                    None => None,
-                };
-                let meta = match legacy {
-                    Some(world) => {
-                        let parts = world.into_parts();
-                        let meta = parts.meta.clone();
-                        store.import(parts, config.inbox_limit).await?;
-                        meta
-                    }
-                    None => {
-                        let meta = World::new(config.seed, config.faults.clone(), config.network_limits.clone()).meta();
-                        crate::store::write_meta(&mut conn, &meta).await?;
-                        meta
-                    }
-                };
-                if let Some(p) = &legacy_path {
-                    legacy::set_aside(p)?;
-                }
-                meta
-            }
-        };
-        drop(conn);
+        // Opening, and importing an older world file, read and write files: off the runtime.
+        let (opening_path, opening_config) = (path.clone(), config.clone());
+        let (conn, meta) = tokio::task::spawn_blocking(move || open_world(opening_path.as_deref(), &opening_config))
+            .await
+            .map_err(|e| SandboxError::Io(format!("opening the sandbox's database: {e}")))??;
+        let readers = path.clone().map(|path| Arc::new(Readers { path, idle: Mutex::default() }));
         let network = Arc::new(Self {
             config,
             clock,
             path,
-            store,
-            writer: tokio::sync::Mutex::new(()),
-            meta: RwLock::new(meta),
+            writer: Arc::new(tokio::sync::Mutex::new(Writer { conn, batch: None })),
+            readers,
+            meta: Arc::new(RwLock::new(meta)),
+            commits: Arc::default(),
             listeners: Mutex::default(),
         });
         // A world seeded unreachable starts its outage now.
@@ -142,7 +161,7 @@ impl SandboxNetwork {
 
     /// A page of groups, the latest created first, and how many groups there are.
     pub async fn groups_latest_first(&self, skip: u64, take: u64) -> Result<(Vec<SandboxGroup>, u64), SandboxError> {
-        let (groups, total) = self.store.groups_latest_first(skip, take).await?;
+        let (groups, total) = self.reading(true, move |conn| store::groups_latest_first(conn, skip, take)).await?;
         Ok((groups.into_iter().map(|g| g.info().clone()).collect(), total))
     }
 
@@ -207,7 +226,8 @@ impl SandboxNetwork {
 
     /// Messages connectors sent to the person, oldest first.
     pub async fn inbox(&self, phone: &PhoneNumber) -> Result<Vec<InboxMessage>, SandboxError> {
-        self.store.inbox(phone).await
+        let phone = phone.clone();
+        self.reading(false, move |conn| store::inbox(conn, &phone)).await
     }
 
     /// Changes the faults. Switching `unreachable` on or off is reported to every listening instance, as its new
@@ -276,6 +296,11 @@ impl SandboxNetwork {
         .await
     }
 
+    /// Transactions the sandbox has committed since it opened: fewer than its changes when changes commit together.
+    pub fn transactions_committed(&self) -> u64 {
+        self.commits.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Rate-limit refusals, bans and creations so far.
     pub fn stats(&self) -> NetworkStats {
         self.meta().stats
@@ -296,50 +321,180 @@ impl SandboxNetwork {
 
     /// Runs `f` on a view of the world holding what `needs` names, as last committed.
     pub(crate) async fn read<T>(&self, needs: Needs, f: impl FnOnce(&World, &Env) -> T) -> Result<T, SandboxError> {
-        let mut conn = self.store.acquire().await?;
-        let world = self.store.load(&mut conn, self.meta(), &needs).await?;
-        drop(conn);
+        let meta = self.meta();
+        let bulk = matches!(needs.groups, GroupsNeeded::All);
+        let world = self.reading(bulk, move |conn| store::load(conn, meta, &needs)).await?;
         let env = Env::new(&self.config, self.clock.now());
         Ok(f(&world, &env))
     }
 
+    /// Runs `read` on a connection that sees the last commit: inline (a few rows by index, from the page cache), or
+    /// on a blocking thread when `bulk` (the whole world, a page of it).
+    async fn reading<T: Send + 'static>(
+        &self,
+        bulk: bool,
+        read: impl FnOnce(&rusqlite::Connection) -> Result<T, SandboxError> + Send + 'static,
+    ) -> Result<T, SandboxError> {
+        match &self.readers {
+            Some(readers) if bulk => {
+                let readers = Arc::clone(readers);
+                tokio::task::spawn_blocking(move || readers.run(read))
+                    .await
+                    .map_err(|e| SandboxError::Io(format!("reading the sandbox's database: {e}")))?
+            }
+            Some(readers) => readers.run(read),
+            // In memory, a change commits before it lets the writer go: what its connection holds is committed.
+            None => read(&self.writer.lock().await.conn),
+        }
+    }
+
     /// Runs a change on a view of the world holding what `needs` names, and returns once what it touched is
     /// committed, whatever `f` returned (a failed call may still have moved the generator, and a lost reply still
-    /// created its group). Changes apply one at a time. Nothing is written when the database fails.
-    ///
-    /// A new group's id is drawn from the generator and checked against the database before the change commits:
-    /// when it is taken (by a group the view did not load), the change is rolled back and run again from the same
-    /// state, drawing past that id, so `f` may run more than once. The database, not this process, knows which
-    /// ids are in use: nothing of the world is held in memory to start, and processes sharing a database agree.
+    /// created its group). Changes apply one at a time, and those that queue meanwhile commit together (see
+    /// [`Batch`]). Nothing of a change is written when the database fails.
     pub(crate) async fn mutate<T, E: From<SandboxError>>(
         &self,
         needs: Needs,
         mut f: impl FnMut(&mut World, &Env) -> Result<T, E>,
     ) -> Result<T, E> {
-        let _turn = self.writer.lock().await;
         let env = Env::new(&self.config, self.clock.now());
+        let (result, mut committed) = {
+            let mut writer = self.writer.lock().await;
+            let writer = &mut *writer;
+            if writer.batch.is_none() {
+                writer.conn.execute_batch("BEGIN IMMEDIATE").map_err(store::db_error)?;
+                writer.batch = Some(Batch { changes: 0, meta: None, committed: tokio::sync::watch::Sender::new(None) });
+                if self.readers.is_some() {
+                    self.commit_when_joined();
+                }
+            }
+            let result = self.apply(writer, &needs, &env, &mut f)?;
+            if self.readers.is_none() {
+                // In memory: nothing to sync, so nothing to wait for.
+                let batch = writer.batch.take().expect("a batch is open");
+                let outcome = writer.conn.execute_batch("COMMIT").map_err(store::db_error);
+                self.committed(batch.meta, outcome.is_ok());
+                outcome?;
+                return result;
+            }
+            (result, writer.batch.as_ref().expect("a batch is open").committed.subscribe())
+        };
+        let outcome = match committed.wait_for(Option::is_some).await {
+            Ok(outcome) => outcome.clone().unwrap_or(Ok(())),
+            Err(_) => Err("the commit was cut off".to_owned()),
+        };
+        outcome.map_err(|e| SandboxError::Io(format!("sandbox database: {e}")))?;
+        result
+    }
+
+    /// Commits the batch just opened once the changes queued for the writer before this task have joined it: the
+    /// task queues behind them (the writer's lock is fair). A task of its own, so that the batch is committed even
+    /// when the call that opened it is dropped; the sync runs on a blocking thread, holding the writer.
+    fn commit_when_joined(&self) {
+        let (writer, meta, commits) = (Arc::clone(&self.writer), Arc::clone(&self.meta), Arc::clone(&self.commits));
+        tokio::spawn(async move {
+            let mut writer = writer.lock_owned().await;
+            let Some(batch) = writer.batch.take() else { return };
+            let outcome = tokio::task::spawn_blocking(move || {
+                let outcome = writer.conn.execute_batch("COMMIT").map_err(|e| e.to_string());
+                if outcome.is_err() && !writer.conn.is_autocommit() {
+                    // A commit that failed may leave its transaction open: end it, for the next batch to begin.
+                    let _ = writer.conn.execute_batch("ROLLBACK");
+                }
+                outcome
+            })
+            .await
+            .unwrap_or_else(|e| Err(format!("the commit failed: {e}")));
+            if outcome.is_ok() {
+                commits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if let Some(latest) = batch.meta {
+                    *meta.write().unwrap_or_else(PoisonError::into_inner) = latest;
+                }
+            }
+            batch.committed.send_replace(Some(outcome));
+        });
+    }
+
+    /// Notes a commit made inline (a world in memory).
+    fn committed(&self, latest: Option<Meta>, ok: bool) {
+        if ok {
+            self.commits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if let Some(latest) = latest {
+                *self.meta.write().unwrap_or_else(PoisonError::into_inner) = latest;
+            }
+        }
+    }
+
+    /// One change in a savepoint of the open batch. A new group's id is drawn from the generator and checked against
+    /// the database: when it is taken (by a group the view did not load), the savepoint is rolled back and the change
+    /// runs again from the same state, drawing past that id, so `f` may run more than once. The database, not this
+    /// process, knows which ids are in use: nothing of the world is held in memory to start, and processes sharing
+    /// a database agree.
+    fn apply<T, E>(
+        &self,
+        writer: &mut Writer,
+        needs: &Needs,
+        env: &Env<'_>,
+        f: &mut impl FnMut(&mut World, &Env) -> Result<T, E>,
+    ) -> Result<Result<T, E>, SandboxError> {
+        let batch = writer.batch.as_mut().expect("a batch is open");
         let mut known_taken = BTreeSet::new();
         loop {
-            let mut tx = self.store.begin().await?;
-            let meta =
-                self.store.meta(&mut tx).await?.ok_or_else(|| SandboxError::Io("sandbox database: no world".into()))?;
-            // The committed meta, in case a change that committed was dropped before it could refresh the cache.
-            *self.meta.write().unwrap_or_else(PoisonError::into_inner) = meta.clone();
-            let mut world = self.store.load(&mut tx, meta, &needs).await?;
+            // Dropped before its commit (an error, a taken id, a panic in `f`), the savepoint is rolled back.
+            let change = writer.conn.savepoint().map_err(store::db_error)?;
+            let meta = store::meta(&change)?.ok_or_else(|| SandboxError::Io("sandbox database: no world".into()))?;
+            if batch.changes == 0 {
+                // As committed: a change that committed may have been dropped before the cache heard of it.
+                *self.meta.write().unwrap_or_else(PoisonError::into_inner) = meta.clone();
+            }
+            let mut world = store::load(&change, meta, needs)?;
             world.known_taken.clone_from(&known_taken);
-            let result = f(&mut world, &env);
+            let result = f(&mut world, env);
             let changes = world.take_changes();
-            if let Some(taken) = self.store.first_taken_id(&mut tx, &changes.created).await? {
-                // Dropping `tx` rolls the try back.
+            if let Some(taken) = store::first_taken_id(&change, &changes.created)? {
                 known_taken.insert(taken);
                 continue;
             }
-            self.store.save(&mut tx, &changes, self.config.inbox_limit).await?;
-            tx.commit().await.map_err(|e| SandboxError::Io(format!("sandbox database: {e}")))?;
+            store::save(&change, &changes, self.config.inbox_limit)?;
+            change.commit().map_err(store::db_error)?;
+            batch.changes += 1;
             if let Some(meta) = changes.meta {
-                *self.meta.write().unwrap_or_else(PoisonError::into_inner) = meta;
+                batch.meta = Some(meta);
             }
-            return result;
+            return Ok(result);
         }
     }
+}
+
+/// Opens the world's database, importing an older world file beside it into a new one, or starting a new world.
+fn open_world(
+    path: Option<&std::path::Path>,
+    config: &SandboxConfig,
+) -> Result<(rusqlite::Connection, Meta), SandboxError> {
+    let mut conn = store::open(path)?;
+    if let Some(meta) = store::meta(&conn)? {
+        return Ok((conn, meta));
+    }
+    let legacy_path = path.map(|p| p.with_extension("json"));
+    let legacy = match &legacy_path {
+        Some(p) => legacy::read(p, config.inbox_limit)?,
+        None => None,
+    };
+    let meta = match legacy {
+        Some(world) => {
+            let parts = world.into_parts();
+            let meta = parts.meta.clone();
+            store::import(&mut conn, parts, config.inbox_limit)?;
+            meta
+        }
+        None => {
+            let meta = World::new(config.seed, config.faults.clone(), config.network_limits.clone()).meta();
+            store::write_meta(&conn, &meta)?;
+            meta
+        }
+    };
+    if let Some(p) = &legacy_path {
+        legacy::set_aside(p)?;
+    }
+    Ok((conn, meta))
 }

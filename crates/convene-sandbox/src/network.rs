@@ -1,7 +1,8 @@
-//! The shared network: the world in the sandbox's database, each change one transaction before its call returns.
+//! The shared network: the world in the sandbox's database; a change returns once the transaction holding it is committed.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
@@ -9,6 +10,7 @@ use convene_core::{
     Clock, ConnectorError, ConnectorEvent, ConnectorEvents, GroupChangeEvent, GroupJid, InstanceId, InstanceState,
     PhoneNumber,
 };
+use tokio::sync::OwnedMutexGuard;
 
 use crate::connector::SandboxConnector;
 use crate::store::{self, GroupsNeeded, Needs};
@@ -31,7 +33,7 @@ pub struct SandboxNetwork {
     /// The world's small state as last committed, for reads that need nothing else (faults, limits, stats).
     meta: Arc<RwLock<Meta>>,
     /// Transactions committed so far: fewer than the changes when changes commit together.
-    commits: Arc<std::sync::atomic::AtomicU64>,
+    commits: Arc<AtomicU64>,
     /// Who hears what people do on their own (join, leave): instances by their account number.
     listeners: Mutex<BTreeMap<InstanceId, Listener>>,
 }
@@ -298,7 +300,7 @@ impl SandboxNetwork {
 
     /// Transactions the sandbox has committed since it opened: fewer than its changes when changes commit together.
     pub fn transactions_committed(&self) -> u64 {
-        self.commits.load(std::sync::atomic::Ordering::Relaxed)
+        self.commits.load(Ordering::Relaxed)
     }
 
     /// Rate-limit refusals, bans and creations so far.
@@ -358,33 +360,64 @@ impl SandboxNetwork {
         mut f: impl FnMut(&mut World, &Env) -> Result<T, E>,
     ) -> Result<T, E> {
         let env = Env::new(&self.config, self.clock.now());
-        let (result, mut committed) = {
-            let mut writer = self.writer.lock().await;
-            let writer = &mut *writer;
-            if writer.batch.is_none() {
-                writer.conn.execute_batch("BEGIN IMMEDIATE").map_err(store::db_error)?;
-                writer.batch = Some(Batch { changes: 0, meta: None, committed: tokio::sync::watch::Sender::new(None) });
-                if self.readers.is_some() {
-                    self.commit_when_joined();
+        let mut writer = Arc::clone(&self.writer).lock_owned().await;
+        if writer.batch.is_some() && writer.conn.is_autocommit() {
+            // SQLite undid the open transaction by itself (a full disk, an I/O error): its changes are gone.
+            if let Some(lost) = writer.batch.take() {
+                lost.committed.send_replace(Some(Err("SQLite undid the transaction after an error".to_owned())));
+            }
+        }
+        if writer.batch.is_none() {
+            writer = self.begin(writer).await?;
+        }
+        let result = match self.apply(&mut writer, &needs, &env, &mut f) {
+            Ok(result) => result,
+            Err(e) => {
+                // Nothing of a batch that met a database error is kept, so that no half-written change is committed:
+                // the others in it fail too (none of them has returned yet).
+                let _ = writer.conn.execute_batch("ROLLBACK");
+                if let Some(batch) = writer.batch.take() {
+                    batch.committed.send_replace(Some(Err(e.to_string())));
                 }
+                return Err(e.into());
             }
-            let result = self.apply(writer, &needs, &env, &mut f)?;
-            if self.readers.is_none() {
-                // In memory: nothing to sync, so nothing to wait for.
-                let batch = writer.batch.take().expect("a batch is open");
-                let outcome = writer.conn.execute_batch("COMMIT").map_err(store::db_error);
-                self.committed(batch.meta, outcome.is_ok());
-                outcome?;
-                return result;
-            }
-            (result, writer.batch.as_ref().expect("a batch is open").committed.subscribe())
         };
+        let mut committed = writer.batch.as_ref().expect("a batch is open").committed.subscribe();
+        if self.readers.is_none() {
+            // In memory there is nothing to sync: commit now.
+            let batch = writer.batch.take().expect("a batch is open");
+            commit(&writer.conn, batch, &self.meta, &self.commits);
+        }
+        drop(writer);
         let outcome = match committed.wait_for(Option::is_some).await {
             Ok(outcome) => outcome.clone().unwrap_or(Ok(())),
             Err(_) => Err("the commit was cut off".to_owned()),
         };
         outcome.map_err(|e| SandboxError::Io(format!("sandbox database: {e}")))?;
         result
+    }
+
+    /// Begins a batch on the writer; with a file, on a blocking thread (another connection holding the file's write
+    /// lock would make `BEGIN IMMEDIATE` wait), and with its committer queued.
+    async fn begin(&self, writer: OwnedMutexGuard<Writer>) -> Result<OwnedMutexGuard<Writer>, SandboxError> {
+        let (mut writer, begun) = match self.readers {
+            None => {
+                let begun = writer.conn.execute_batch("BEGIN IMMEDIATE");
+                (writer, begun)
+            }
+            Some(_) => tokio::task::spawn_blocking(move || {
+                let begun = writer.conn.execute_batch("BEGIN IMMEDIATE");
+                (writer, begun)
+            })
+            .await
+            .map_err(|e| SandboxError::Io(format!("beginning a sandbox transaction: {e}")))?,
+        };
+        begun.map_err(store::db_error)?;
+        writer.batch = Some(Batch { changes: 0, meta: None, committed: tokio::sync::watch::Sender::new(None) });
+        if self.readers.is_some() {
+            self.commit_when_joined();
+        }
+        Ok(writer)
     }
 
     /// Commits the batch just opened once the changes queued for the writer before this task have joined it: the
@@ -395,34 +428,9 @@ impl SandboxNetwork {
         tokio::spawn(async move {
             let mut writer = writer.lock_owned().await;
             let Some(batch) = writer.batch.take() else { return };
-            let outcome = tokio::task::spawn_blocking(move || {
-                let outcome = writer.conn.execute_batch("COMMIT").map_err(|e| e.to_string());
-                if outcome.is_err() && !writer.conn.is_autocommit() {
-                    // A commit that failed may leave its transaction open: end it, for the next batch to begin.
-                    let _ = writer.conn.execute_batch("ROLLBACK");
-                }
-                outcome
-            })
-            .await
-            .unwrap_or_else(|e| Err(format!("the commit failed: {e}")));
-            if outcome.is_ok() {
-                commits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                if let Some(latest) = batch.meta {
-                    *meta.write().unwrap_or_else(PoisonError::into_inner) = latest;
-                }
-            }
-            batch.committed.send_replace(Some(outcome));
+            // Should the blocking thread fail, the batch's changes hear that their commit was cut off.
+            let _ = tokio::task::spawn_blocking(move || commit(&writer.conn, batch, &meta, &commits)).await;
         });
-    }
-
-    /// Notes a commit made inline (a world in memory).
-    fn committed(&self, latest: Option<Meta>, ok: bool) {
-        if ok {
-            self.commits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            if let Some(latest) = latest {
-                *self.meta.write().unwrap_or_else(PoisonError::into_inner) = latest;
-            }
-        }
     }
 
     /// One change in a savepoint of the open batch. A new group's id is drawn from the generator and checked against
@@ -464,6 +472,26 @@ impl SandboxNetwork {
             return Ok(result);
         }
     }
+}
+
+/// Commits `batch` on `conn` and tells its changes how it went. The cache and the count follow the commit before the
+/// writer is let go, so that a later batch's state is never overwritten by an earlier one's.
+fn commit(conn: &rusqlite::Connection, batch: Batch, meta: &RwLock<Meta>, commits: &AtomicU64) {
+    let outcome = conn.execute_batch("COMMIT").map_err(|e| e.to_string());
+    match &outcome {
+        Ok(()) => {
+            commits.fetch_add(1, Ordering::Relaxed);
+            if let Some(latest) = batch.meta {
+                *meta.write().unwrap_or_else(PoisonError::into_inner) = latest;
+            }
+        }
+        // A commit that failed may leave its transaction open: end it, for the next batch to begin.
+        Err(_) if !conn.is_autocommit() => {
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+        Err(_) => {}
+    }
+    batch.committed.send_replace(Some(outcome));
 }
 
 /// Opens the world's database, importing an older world file beside it into a new one, or starting a new world.

@@ -1,4 +1,4 @@
-//! The shared network: the world in the sandbox's database; a change returns once the transaction holding it is committed.
+//! The shared network: the world in the sandbox's database; a change returns once its transaction is committed.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;

@@ -58,6 +58,10 @@ struct Batch {
     committed: tokio::sync::watch::Sender<Option<Result<(), String>>>,
 }
 
+/// Read connections kept idle: reads by index run inline, so at most one per runtime thread is busy at a time, plus
+/// the whole-world reads on blocking threads. Each keeps SQLite's page cache (2 MiB): more would cost memory only.
+const READERS_KEPT: usize = 4;
+
 /// Idle read connections to the sandbox's file, opened as reads need them.
 struct Readers {
     path: PathBuf,
@@ -74,7 +78,7 @@ impl Readers {
         };
         let result = read(&conn);
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
-        if idle.len() < 8 {
+        if idle.len() < READERS_KEPT {
             idle.push(conn);
         }
         result

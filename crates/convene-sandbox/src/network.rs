@@ -397,7 +397,7 @@ impl SandboxNetwork {
             Ok(outcome) => outcome.clone().unwrap_or(Ok(())),
             Err(_) => Err("the commit was cut off".to_owned()),
         };
-        outcome.map_err(|e| SandboxError::Io(format!("sandbox database: {e}")))?;
+        outcome.map_err(store::db_error)?;
         result
     }
 
@@ -454,7 +454,7 @@ impl SandboxNetwork {
         loop {
             // Dropped before its commit (an error, a taken id, a panic in `f`), the savepoint is rolled back.
             let change = writer.conn.savepoint().map_err(store::db_error)?;
-            let meta = store::meta(&change)?.ok_or_else(|| SandboxError::Io("sandbox database: no world".into()))?;
+            let meta = store::meta(&change)?.ok_or_else(|| store::db_error("no world"))?;
             if batch.changes == 0 {
                 // As committed: a change that committed may have been dropped before the cache heard of it.
                 *self.meta.write().unwrap_or_else(PoisonError::into_inner) = meta.clone();

@@ -206,11 +206,7 @@ pub(crate) fn load(conn: &Connection, meta: Meta, needs: &Needs) -> Result<World
 }
 
 fn groups(conn: &Connection, needed: &GroupsNeeded) -> Result<Vec<GroupState>, SandboxError> {
-    let states = |sql: &str, params: &[&dyn rusqlite::ToSql]| -> Result<Vec<GroupState>, SandboxError> {
-        let mut statement = conn.prepare_cached(sql).map_err(db_error)?;
-        let rows = statement.query_map(params, |row| row.get::<_, String>(0)).map_err(db_error)?;
-        rows.map(|state| from_json(&state.map_err(db_error)?)).collect()
-    };
+    let states = |sql: &str, params: &[&dyn rusqlite::ToSql]| json_rows(conn, sql, params);
     match needed {
         GroupsNeeded::None => Ok(Vec::new()),
         GroupsNeeded::Jid(jid) => states("SELECT state FROM groups WHERE jid = ?1", params![jid.as_str()]),
@@ -236,22 +232,28 @@ pub(crate) fn groups_latest_first(
     skip: u64,
     take: u64,
 ) -> Result<(Vec<GroupState>, u64), SandboxError> {
-    let mut statement =
-        conn.prepare_cached("SELECT state FROM groups ORDER BY position DESC LIMIT ?1 OFFSET ?2").map_err(db_error)?;
     let take = i64::try_from(take).unwrap_or(i64::MAX);
     let skip = i64::try_from(skip).unwrap_or(i64::MAX);
-    let rows = statement.query_map([take, skip], |row| row.get::<_, String>(0)).map_err(db_error)?;
-    let groups = rows.map(|state| from_json(&state.map_err(db_error)?)).collect::<Result<_, _>>()?;
+    let groups =
+        json_rows(conn, "SELECT state FROM groups ORDER BY position DESC LIMIT ?1 OFFSET ?2", params![take, skip])?;
     let total: i64 = conn.query_row("SELECT COUNT(*) FROM groups", [], |row| row.get(0)).map_err(db_error)?;
     Ok((groups, u64::try_from(total).unwrap_or(0)))
 }
 
 /// A person's latest messages, oldest first.
 pub(crate) fn inbox(conn: &Connection, phone: &PhoneNumber) -> Result<Vec<InboxMessage>, SandboxError> {
-    let mut statement =
-        conn.prepare_cached("SELECT message FROM messages WHERE recipient = ?1 ORDER BY id").map_err(db_error)?;
-    let rows = statement.query_map([phone.e164()], |row| row.get::<_, String>(0)).map_err(db_error)?;
-    rows.map(|message| from_json(&message.map_err(db_error)?)).collect()
+    json_rows(conn, "SELECT message FROM messages WHERE recipient = ?1 ORDER BY id", params![phone.e164()])
+}
+
+/// The rows of a statement whose one column is a state or message as JSON, decoded.
+fn json_rows<T: DeserializeOwned>(
+    conn: &Connection,
+    sql: &str,
+    params: &[&dyn rusqlite::ToSql],
+) -> Result<Vec<T>, SandboxError> {
+    let mut statement = conn.prepare_cached(sql).map_err(db_error)?;
+    let rows = statement.query_map(params, |row| row.get::<_, String>(0)).map_err(db_error)?;
+    rows.map(|json| from_json(&json.map_err(db_error)?)).collect()
 }
 
 /// Writes back what a call changed.

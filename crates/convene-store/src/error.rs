@@ -1,4 +1,4 @@
-//! sqlx errors as the store port's `DbError`.
+//! sqlx's and rusqlite's errors as the store port's `DbError`.
 
 use convene_core::DbError;
 
@@ -7,6 +7,21 @@ pub(crate) fn db_err(e: sqlx::Error) -> DbError {
     match e {
         sqlx::Error::RowNotFound => DbError::NotFound,
         e if e.as_database_error().is_some_and(|d| d.is_unique_violation()) => DbError::Conflict,
+        e => DbError::Other(Box::new(e)),
+    }
+}
+
+/// The same for the committer's rusqlite connection: SQLite's unique and primary-key violations become `Conflict`,
+/// as sqlx reads them.
+pub(crate) fn sqlite_err(e: rusqlite::Error) -> DbError {
+    use rusqlite::ffi;
+    match e {
+        rusqlite::Error::QueryReturnedNoRows => DbError::NotFound,
+        rusqlite::Error::SqliteFailure(ffi::Error { extended_code, .. }, _)
+            if extended_code == ffi::SQLITE_CONSTRAINT_UNIQUE || extended_code == ffi::SQLITE_CONSTRAINT_PRIMARYKEY =>
+        {
+            DbError::Conflict
+        }
         e => DbError::Other(Box::new(e)),
     }
 }

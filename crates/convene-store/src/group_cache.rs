@@ -1,5 +1,5 @@
 //! Group rows read from SQLite, kept in memory so that reading a group by id costs no database round trip (each is
-//! a hop to sqlx's SQLite thread and back: the largest cost of `GET /v1/groups/{id}` in convene-bench).
+//! a hop to a blocking thread and back: the largest cost of `GET /v1/groups/{id}` in convene-bench).
 //!
 //! It stays exact by counting, like a sequence lock. Before a batch with a statement that may change a stored group
 //! (see `may_change_groups`), the committer makes the count odd; after its commit, and before any of its writers

@@ -117,7 +117,7 @@ impl Backend for PostgresStore {
         Ok(done.rows_affected())
     }
 
-    async fn fetch<T: Send>(&self, statement: Statement, read: ReadRow<T>) -> DbResult<Vec<T>> {
+    async fn fetch<T: Send + 'static>(&self, statement: Statement, read: ReadRow<T>) -> DbResult<Vec<T>> {
         let rows = statement.query::<Postgres>().fetch_all(&self.pool).await.map_err(db_err)?;
         rows.iter().map(|row| read(row)).collect()
     }

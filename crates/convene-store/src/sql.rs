@@ -109,6 +109,29 @@ impl Statement {
             Arg::Flag(b) => query.bind(*b),
         })
     }
+
+    /// Binds the values to a statement prepared on the committer's rusqlite connection, by the number in each
+    /// placeholder's name (`$2` takes the second value wherever it appears), as sqlx binds them on SQLite; a
+    /// placeholder past the values stays NULL, as there.
+    pub(crate) fn bind_to(&self, prepared: &mut rusqlite::Statement<'_>) -> rusqlite::Result<()> {
+        for index in 1..=prepared.parameter_count() {
+            let number = prepared
+                .parameter_name(index)
+                .and_then(|name| name.strip_prefix('$')?.parse::<usize>().ok())
+                .filter(|n| *n > 0);
+            let Some(number) = number else {
+                let name = prepared.parameter_name(index).unwrap_or("?").to_owned();
+                return Err(rusqlite::Error::InvalidParameterName(name));
+            };
+            match self.args.get(number - 1) {
+                Some(Arg::Text(s)) => prepared.raw_bind_parameter(index, s.as_deref())?,
+                Some(Arg::Int(n)) => prepared.raw_bind_parameter(index, n)?,
+                Some(Arg::Flag(b)) => prepared.raw_bind_parameter(index, b)?,
+                None => prepared.raw_bind_parameter(index, rusqlite::types::Null)?,
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Reads one result row into a value: `stored::group` and the like.
@@ -121,7 +144,7 @@ pub(crate) trait Backend: Send + Sync {
     async fn execute(&self, statement: Statement) -> DbResult<u64>;
 
     /// Runs a query and reads every row it returns with `read`.
-    async fn fetch<T: Send>(&self, statement: Statement, read: ReadRow<T>) -> DbResult<Vec<T>>;
+    async fn fetch<T: Send + 'static>(&self, statement: Statement, read: ReadRow<T>) -> DbResult<Vec<T>>;
 
     /// Runs statements in one transaction: all take effect or none. A `must_change` statement that changes no row
     /// rolls everything back and fails with `DbError::NotFound`.

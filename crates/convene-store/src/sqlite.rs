@@ -6,8 +6,9 @@
 //! transaction together with its row in `schema_migrations`, so two processes starting on one file apply it once, and
 //! a migration that fails leaves nothing behind.
 
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -17,11 +18,11 @@ use convene_core::store::{CreationAttempt, InstancePause, InstanceSettings, JobL
 use convene_core::store::{IdempotencyClaim, IdempotencyRecord, IdempotentResponse};
 use convene_core::{GroupId, GroupJid, InstanceId};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{ConnectOptions as _, Sqlite};
 
+use tokio::sync::Semaphore;
 use uuid::Uuid;
 
-use crate::error::{db_err, other};
+use crate::error::{db_err, other, sqlite_err};
 use crate::events;
 use crate::group_cache::GroupCache;
 use crate::group_commit::Committer;
@@ -29,6 +30,7 @@ use crate::idempotency;
 use crate::jobs;
 use crate::migrate::{Migration, refuse_newer};
 use crate::sql::{self, Backend, ReadRow, Statement};
+use crate::stored::SqliteRow;
 
 const MIGRATIONS: &[Migration] = &[
     (1, include_str!("../migrations/sqlite/0001_init.sql")),
@@ -45,6 +47,12 @@ const MIGRATIONS: &[Migration] = &[
 /// The committer's page cache: 32 MiB (negative: KiB), filled only as pages are read.
 const WRITER_CACHE: &str = "-32768";
 
+/// Reads under way at once, each on a connection of its own (kept when idle) and a blocking thread.
+const READERS: usize = 8;
+
+/// Prepared statements each read connection keeps: more than the store has kinds of read.
+const READER_STATEMENTS_KEPT: usize = 128;
+
 /// How long a connection waits for another one's write lock before failing with "database is locked".
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -53,7 +61,10 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct SqliteStore {
     pool: SqlitePool,
     committer: Committer,
+    readers: Arc<Readers>,
     groups: Arc<GroupCache>,
+    /// Where an in-memory database is kept, removed when the last clone of the store is dropped.
+    _temporary: Option<Arc<tempfile::TempDir>>,
 }
 
 impl SqliteStore {
@@ -66,41 +77,41 @@ impl SqliteStore {
                 "`{url}` is not a SQLite URL (expected sqlite://path/to/file.db or sqlite::memory:)"
             )));
         }
-        let options = SqliteConnectOptions::from_str(url)
-            .map_err(db_err)?
-            .foreign_keys(true)
-            .busy_timeout(BUSY_TIMEOUT)
-            .synchronous(SqliteSynchronous::Full);
-        let (pool, writer) = if is_memory(url) {
-            // An in-memory database lives as long as a connection to it: keep exactly one, forever.
-            let pool = SqlitePoolOptions::new()
-                .min_connections(1)
-                .max_connections(1)
-                .idle_timeout(None)
-                .max_lifetime(None)
-                .connect_with(options)
-                .await
-                .map_err(db_err)?;
-            (pool, None)
+        let options = SqliteConnectOptions::from_str(url).map_err(db_err)?;
+        // An in-memory database is a file in a temporary directory, removed with the store: the committer's
+        // connection and the pool's must see one database, and SQLite shares an in-memory one between connections
+        // only in shared-cache mode, whose table locks fail readers instead of waiting. Nothing in it need survive a
+        // crash, so it is not synced.
+        let (options, temporary) = if is_memory(url) {
+            let dir = tempfile::Builder::new()
+                .prefix("convene-memory-")
+                .tempdir()
+                .map_err(|e| other(format!("cannot make a temporary directory for `{url}`: {e}")))?;
+            let options = SqliteConnectOptions::new().filename(dir.path().join("convene.db"));
+            (options.synchronous(SqliteSynchronous::Off), Some(Arc::new(dir)))
         } else {
             if let Some(dir) = options.get_filename().parent().filter(|d| !d.as_os_str().is_empty()) {
                 std::fs::create_dir_all(dir)
                     .map_err(|e| other(format!("cannot create the database directory {}: {e}", dir.display())))?;
             }
-            let options = options.create_if_missing(true).journal_mode(SqliteJournalMode::Wal);
-            let pool = SqlitePoolOptions::new().connect_with(options.clone()).await.map_err(db_err)?;
-            // The committer's own connection, with a page cache that holds the indexes writes land in: with the
-            // default 2 MiB, creation slowed by a third once 20,000 groups existed (convene-bench), as each commit
-            // read index pages back from the file.
-            (pool, Some(options.pragma("cache_size", WRITER_CACHE)))
+            (options.synchronous(SqliteSynchronous::Full), None)
         };
+        let synchronous = if temporary.is_some() { "OFF" } else { "FULL" };
+        let options = options
+            .foreign_keys(true)
+            .busy_timeout(BUSY_TIMEOUT)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal);
+        let pool = SqlitePoolOptions::new().connect_with(options.clone()).await.map_err(db_err)?;
         migrate(&pool).await?;
         let groups = Arc::new(GroupCache::default());
-        let committer = match writer {
-            Some(options) => Committer::start_on(options.connect().await.map_err(db_err)?, Arc::clone(&groups)),
-            None => Committer::start(pool.clone(), Arc::clone(&groups)),
-        };
-        Ok(Self { pool, committer, groups })
+        let committer = Committer::start(committer_connection(&options, synchronous)?, Arc::clone(&groups))?;
+        let readers = Arc::new(Readers {
+            path: options.get_filename().to_path_buf(),
+            turns: Arc::new(Semaphore::new(READERS)),
+            idle: Mutex::default(),
+        });
+        Ok(Self { pool, committer, readers, groups, _temporary: temporary })
     }
 
     /// Transactions the committer has committed so far: fewer than the writes when writes share commits.
@@ -111,8 +122,90 @@ impl SqliteStore {
     /// Waits for queries in flight, then closes every connection. Later calls on this store fail.
     pub async fn close(&self) {
         self.committer.close().await;
+        self.readers.close().await;
         self.pool.close().await;
     }
+}
+
+/// The committer's own connection to the file `options` name, synced as the pool's connections are, with a page cache that holds
+/// the indexes writes land in: with the default 2 MiB, creation slowed by a third once 20,000 groups existed
+/// (convene-bench), as each commit read index pages back from the file.
+fn committer_connection(options: &SqliteConnectOptions, synchronous: &str) -> DbResult<rusqlite::Connection> {
+    let connection = rusqlite::Connection::open(options.get_filename()).map_err(sqlite_err)?;
+    connection.busy_timeout(BUSY_TIMEOUT).map_err(sqlite_err)?;
+    for (pragma, value) in [("foreign_keys", "ON"), ("synchronous", synchronous), ("cache_size", WRITER_CACHE)] {
+        connection.pragma_update(None, pragma, value).map_err(sqlite_err)?;
+    }
+    plan_without_bound_values(&connection)?;
+    Ok(connection)
+}
+
+/// Read connections, opened as needed and kept when idle. Reads run on them through rusqlite on a blocking thread,
+/// each query and the decoding of its rows in one hop: sqlx sends every row of a result from its connection's thread
+/// to the caller's one at a time, which made listing 50 groups cost 0.06 of the trivial endpoint (convene-bench).
+#[derive(Debug)]
+struct Readers {
+    path: PathBuf,
+    /// One per read under way, so that a burst of reads neither opens connection after connection nor fills the
+    /// blocking thread pool; closed with the store.
+    turns: Arc<Semaphore>,
+    idle: Mutex<Vec<rusqlite::Connection>>,
+}
+
+impl Readers {
+    /// Runs a query on an idle connection (or a new one) and reads each of its rows with `read`.
+    fn fetch<T>(&self, statement: &Statement, read: ReadRow<T>) -> DbResult<Vec<T>> {
+        let connection = match self.idle.lock().unwrap_or_else(PoisonError::into_inner).pop() {
+            Some(connection) => connection,
+            None => open_reader(&self.path)?,
+        };
+        let rows = Self::query(&connection, statement, read);
+        self.idle.lock().unwrap_or_else(PoisonError::into_inner).push(connection);
+        rows
+    }
+
+    fn query<T>(connection: &rusqlite::Connection, statement: &Statement, read: ReadRow<T>) -> DbResult<Vec<T>> {
+        let mut prepared = connection.prepare_cached(statement.sql()).map_err(sqlite_err)?;
+        statement.bind_to(&mut prepared).map_err(sqlite_err)?;
+        // Columns are named by the readers in `stored`; looking each name up in SQLite for every value of every row
+        // was a sixth of listing groups' time.
+        let names: Vec<String> = prepared.column_names().into_iter().map(str::to_owned).collect();
+        let mut rows = prepared.raw_query();
+        let mut records = Vec::new();
+        while let Some(row) = rows.next().map_err(sqlite_err)? {
+            records.push(read(&SqliteRow { row, names: &names })?);
+        }
+        Ok(records)
+    }
+
+    /// Waits for the reads under way, then closes the idle connections; later reads fail.
+    async fn close(&self) {
+        if let Ok(all) = self.turns.acquire_many(READERS as u32).await {
+            self.turns.close();
+            drop(all);
+        }
+        let idle = std::mem::take(&mut *self.idle.lock().unwrap_or_else(PoisonError::into_inner));
+        drop(idle);
+    }
+}
+
+/// A read connection to the file at `path`.
+fn open_reader(path: &Path) -> DbResult<rusqlite::Connection> {
+    let connection = rusqlite::Connection::open(path).map_err(sqlite_err)?;
+    connection.busy_timeout(BUSY_TIMEOUT).map_err(sqlite_err)?;
+    // A reader writes nothing; this makes sure of it.
+    connection.pragma_update(None, "query_only", "ON").map_err(sqlite_err)?;
+    plan_without_bound_values(&connection)?;
+    connection.set_prepared_statement_cache_capacity(READER_STATEMENTS_KEPT);
+    Ok(connection)
+}
+
+/// Makes SQLite plan a statement once, whatever values are bound to it. Otherwise a statement with a parameter on
+/// the right of `LIKE` (the search in a list of groups) is planned again each time it is bound: a fifth of listing
+/// groups' time, with sqlx as with rusqlite.
+fn plan_without_bound_values(connection: &rusqlite::Connection) -> DbResult<()> {
+    connection.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true).map_err(sqlite_err)?;
+    Ok(())
 }
 
 /// The file a `sqlite:` URL names, read the way `connect` reads it; `None` for an in-memory database.
@@ -169,9 +262,16 @@ impl Backend for SqliteStore {
         Ok(self.committer.write(vec![statement]).await?.iter().sum())
     }
 
-    async fn fetch<T: Send>(&self, statement: Statement, read: ReadRow<T>) -> DbResult<Vec<T>> {
-        let rows = statement.query::<Sqlite>().fetch_all(&self.pool).await.map_err(db_err)?;
-        rows.iter().map(|row| read(row)).collect()
+    async fn fetch<T: Send + 'static>(&self, statement: Statement, read: ReadRow<T>) -> DbResult<Vec<T>> {
+        let turn = Arc::clone(&self.readers.turns).acquire_owned().await.map_err(|_| other("the store is closed"))?;
+        let readers = Arc::clone(&self.readers);
+        tokio::task::spawn_blocking(move || {
+            let rows = readers.fetch(&statement, read);
+            drop(turn);
+            rows
+        })
+        .await
+        .map_err(|e| other(format!("a database read stopped: {e}")))?
     }
 
     async fn execute_all(&self, statements: Vec<Statement>) -> DbResult<()> {
@@ -219,6 +319,22 @@ mod tests {
             let busy: i64 = sqlx::query_scalar("PRAGMA busy_timeout").fetch_one(&mut **conn).await.unwrap();
             let journal: String = sqlx::query_scalar("PRAGMA journal_mode").fetch_one(&mut **conn).await.unwrap();
             assert_eq!((sync, fk, busy, journal.as_str()), (2, 1, 5000, "wal"), "2 is FULL");
+        }
+    }
+
+    #[test]
+    fn the_committers_connection_syncs_as_asked_enforces_foreign_keys_and_waits_five_seconds_for_locks() {
+        // Arrange
+        let dir = tempfile::tempdir().unwrap();
+        let options = SqliteConnectOptions::new().filename(dir.path().join("x.db"));
+
+        for (asked, expected) in [("FULL", 2), ("OFF", 0)] {
+            // Act
+            let connection = committer_connection(&options, asked).unwrap();
+
+            // Assert
+            let pragma = |name: &str| -> i64 { connection.pragma_query_value(None, name, |row| row.get(0)).unwrap() };
+            assert_eq!((pragma("synchronous"), pragma("foreign_keys"), pragma("busy_timeout")), (expected, 1, 5000));
         }
     }
 

@@ -55,6 +55,59 @@ where
     }
 }
 
+/// A row of SQLite read through rusqlite (the SQLite store's readers), by column name like sqlx's rows; `names`
+/// are the statement's columns, in order.
+pub(crate) struct SqliteRow<'a> {
+    pub(crate) row: &'a rusqlite::Row<'a>,
+    pub(crate) names: &'a [String],
+}
+
+impl SqliteRow<'_> {
+    fn value(&self, column: &str) -> DbResult<rusqlite::types::ValueRef<'_>> {
+        let index = self.names.iter().position(|name| name == column);
+        let index = index.ok_or_else(|| other(format!("the query returns no column {column}")))?;
+        self.row.get_ref(index).map_err(crate::error::sqlite_err)
+    }
+
+    fn mismatch(column: &str, wanted: &str, found: rusqlite::types::ValueRef<'_>) -> DbError {
+        other(format!("column {column}: expected {wanted}, found {}", found.data_type()))
+    }
+}
+
+impl Columns for SqliteRow<'_> {
+    fn text(&self, column: &str) -> DbResult<&str> {
+        self.text_or_null(column)?.ok_or_else(|| other(format!("column {column}: expected text, found NULL")))
+    }
+
+    fn text_or_null(&self, column: &str) -> DbResult<Option<&str>> {
+        use rusqlite::types::ValueRef;
+        match self.value(column)? {
+            ValueRef::Null => Ok(None),
+            ValueRef::Text(bytes) => {
+                std::str::from_utf8(bytes).map(Some).map_err(|_| other(format!("column {column}: not UTF-8")))
+            }
+            found => Err(Self::mismatch(column, "text", found)),
+        }
+    }
+
+    fn int(&self, column: &str) -> DbResult<i64> {
+        self.int_or_null(column)?.ok_or_else(|| other(format!("column {column}: expected an integer, found NULL")))
+    }
+
+    fn int_or_null(&self, column: &str) -> DbResult<Option<i64>> {
+        use rusqlite::types::ValueRef;
+        match self.value(column)? {
+            ValueRef::Null => Ok(None),
+            ValueRef::Integer(n) => Ok(Some(n)),
+            found => Err(Self::mismatch(column, "an integer", found)),
+        }
+    }
+
+    fn flag(&self, column: &str) -> DbResult<bool> {
+        self.int(column).map(|n| n != 0)
+    }
+}
+
 pub(crate) fn api_key(row: &dyn Columns) -> DbResult<ApiKeyRecord> {
     Ok(ApiKeyRecord {
         id: uuid("api_keys.id", row.text("id")?)?,

@@ -351,3 +351,42 @@ async fn an_unpaced_instance_is_never_refused_however_the_clock_moves_during_the
         }
     }
 }
+
+#[tokio::test]
+async fn creations_on_one_number_wait_for_each_others_pacing_check_not_for_each_others_network_reply() {
+    // Arrange: no pacing, and a network that takes two seconds to answer each call
+    let app = spawn_app().await;
+    pace(&app, app.instance_id, json!({"min_interval_secs": 0, "burst": 1, "daily_cap": null})).await;
+    let (status, body) = app.put("/v1/sandbox/faults", json!({"latency_ms": 2000})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    // Act: two creations at once on the same number; watch for both to be under way before the network made either
+    let (first, second) = (app.create_group("First", &["+17137157533"]), app.create_group("Second", &["+17137157533"]));
+    let creations = async { tokio::join!(first, second) };
+    let both_sent_before_a_reply = async {
+        loop {
+            // Jobs first, then the network: groups only come, so none there now means none when the jobs were read.
+            let (_, running) = app.get("/v1/jobs?state=running&limit=10").await;
+            let running = running["items"].as_array().map_or(0, Vec::len);
+            if !network_subjects(&app).await.is_empty() {
+                return false;
+            }
+            if running == 2 {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::pin!(creations);
+    let overlapped = tokio::select! {
+        overlapped = both_sent_before_a_reply => overlapped,
+        _ = &mut creations => false,
+    };
+
+    // Assert: the second was recorded and sent while the first waited for its reply; both made one group each
+    assert!(overlapped, "the second creation waited for the first one's reply");
+    let (first, second) = creations.await;
+    assert_ne!(first["group"]["jid"], second["group"]["jid"]);
+    let subjects = network_subjects(&app).await;
+    assert_eq!((subjects.get("First"), subjects.get("Second")), (Some(&1), Some(&1)));
+}

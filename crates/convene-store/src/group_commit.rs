@@ -95,8 +95,8 @@ fn serve(
 ) {
     let mut batch = Vec::new();
     while let Some(first) = queue.blocking_recv() {
-        let mut next = Some(first);
-        while let Some(message) = next.take() {
+        let waiting = std::iter::from_fn(|| queue.try_recv().ok());
+        for message in std::iter::once(first).chain(waiting).take(MOST_PER_COMMIT) {
             match message {
                 Message::Write(write) => batch.push(write),
                 Message::Close(done) => {
@@ -105,9 +105,6 @@ fn serve(
                     let _ = done.send(());
                     return;
                 }
-            }
-            if batch.len() < MOST_PER_COMMIT {
-                next = queue.try_recv().ok();
             }
         }
         commit_batch(&connection, &mut batch, committed, groups);

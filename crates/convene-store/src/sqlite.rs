@@ -63,6 +63,7 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// The store on SQLite. Cloning shares the connection pool and the committer.
 #[derive(Clone, Debug)]
 pub struct SqliteStore {
+    /// sqlx's connections: the migrations run on them. Writes go to the committer, reads to the readers.
     pool: SqlitePool,
     committer: Committer,
     readers: Arc<Readers>,
@@ -91,17 +92,20 @@ impl SqliteStore {
                 .prefix("convene-memory-")
                 .tempdir()
                 .map_err(|e| other(format!("cannot make a temporary directory for `{url}`: {e}")))?;
-            let options = SqliteConnectOptions::new().filename(dir.path().join("convene.db"));
-            (options.synchronous(SqliteSynchronous::Off), Some(Arc::new(dir)))
+            (SqliteConnectOptions::new().filename(dir.path().join("convene.db")), Some(Arc::new(dir)))
         } else {
             if let Some(dir) = options.get_filename().parent().filter(|d| !d.as_os_str().is_empty()) {
                 std::fs::create_dir_all(dir)
                     .map_err(|e| other(format!("cannot create the database directory {}: {e}", dir.display())))?;
             }
-            (options.synchronous(SqliteSynchronous::Full), None)
+            (options, None)
         };
-        let synchronous = if temporary.is_some() { "OFF" } else { "FULL" };
+        let (synchronous, pragma) = match temporary {
+            Some(_) => (SqliteSynchronous::Off, "OFF"),
+            None => (SqliteSynchronous::Full, "FULL"),
+        };
         let options = options
+            .synchronous(synchronous)
             .foreign_keys(true)
             .busy_timeout(BUSY_TIMEOUT)
             .create_if_missing(true)
@@ -109,7 +113,7 @@ impl SqliteStore {
         let pool = SqlitePoolOptions::new().connect_with(options.clone()).await.map_err(db_err)?;
         migrate(&pool).await?;
         let groups = Arc::new(GroupCache::default());
-        let committer = Committer::start(committer_connection(&options, synchronous)?, Arc::clone(&groups))?;
+        let committer = Committer::start(committer_connection(&options, pragma)?, Arc::clone(&groups))?;
         let readers = Arc::new(Readers {
             path: options.get_filename().to_path_buf(),
             turns: Arc::new(Semaphore::new(READERS)),
@@ -131,9 +135,9 @@ impl SqliteStore {
     }
 }
 
-/// The committer's own connection to the file `options` name, synced as the pool's connections are, with a page cache that holds
-/// the indexes writes land in: with the default 2 MiB, creation slowed by a third once 20,000 groups existed
-/// (convene-bench), as each commit read index pages back from the file.
+/// The committer's own connection to the file `options` name, synced as the pool's connections are (`synchronous`),
+/// with a page cache that holds the indexes writes land in: with the default 2 MiB, creation slowed by a third once
+/// 20,000 groups existed (convene-bench), as each commit read index pages back from the file.
 fn committer_connection(options: &SqliteConnectOptions, synchronous: &str) -> DbResult<rusqlite::Connection> {
     let connection = rusqlite::Connection::open(options.get_filename()).map_err(sqlite_err)?;
     connection.busy_timeout(BUSY_TIMEOUT).map_err(sqlite_err)?;

@@ -56,8 +56,7 @@ pub struct Service {
     event_writes: Arc<tokio::sync::watch::Sender<u64>>,
     /// Where connectors report what the networks tell them (see `events`).
     reported: Arc<dyn ConnectorEvents>,
-    /// One pacing check at a time per instance, held until the creation it allowed is recorded, so two requests
-    /// cannot both pass it (see `attempt`).
+    /// One creation at a time per instance, so two requests cannot both pass the pacing check.
     creation_turns: Arc<std::sync::Mutex<HashMap<InstanceId, Arc<tokio::sync::Mutex<()>>>>>,
     /// The jobs this process is running: any other job left `running` belongs to a process that is gone.
     running_here: creation::JobsRunningHere,
@@ -299,7 +298,7 @@ impl Service {
         Arc::clone(&self.events_written)
     }
 
-    /// Waits for this instance's turn to check its pacing and record a creation attempt.
+    /// Waits for this instance's turn to create a group.
     async fn creation_turn(&self, id: InstanceId) -> tokio::sync::OwnedMutexGuard<()> {
         let turn = {
             let mut turns = self.creation_turns.lock().unwrap_or_else(std::sync::PoisonError::into_inner);

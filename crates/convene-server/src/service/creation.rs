@@ -364,7 +364,7 @@ impl Service {
         let dedupe_key =
             (guard == RetryGuard::DuplicateWindow && !window.is_zero()).then(|| dedupe_key(instance_id, &prepared));
         let mut passed_over = None;
-        let (turn, now) = loop {
+        let (_turn, now) = loop {
             let turn = self.creation_turn(instance_id).await;
             let now = self.clock.now();
             let first = match &dedupe_key {
@@ -404,7 +404,7 @@ impl Service {
         let (attempted, ended) = self
             .attempt(
                 &job,
-                (instance_id, turn),
+                instance_id,
                 connector.as_ref(),
                 &prepared.request,
                 &with_job,
@@ -675,7 +675,7 @@ impl Service {
             }
         };
         let connector = self.connector(instance.id)?;
-        let turn = self.creation_turn(instance.id).await;
+        let _turn = self.creation_turn(instance.id).await;
         let _running = self.running_here(job.id);
         job.state = JobState::Running;
         job.pinned_instance_id = Some(instance.id);
@@ -689,7 +689,7 @@ impl Service {
             Err(e) => return Err(e.into()),
         }
         let (attempted, ended) =
-            self.attempt(&job, (instance.id, turn), connector.as_ref(), &prepared.request, &[], &[]).await?;
+            self.attempt(&job, instance.id, connector.as_ref(), &prepared.request, &[], &[]).await?;
         match attempted {
             Attempted::Created(metadata, results) => {
                 let (view, result) = self
@@ -742,14 +742,10 @@ impl Service {
     /// creation's job row). A lost reply is looked for at once; limits pause the instance. Returns how it went and
     /// the attempt's end: recorded here when it failed, and left to the caller to commit with the group's record
     /// when it created one (one commit fewer; a crash before it leaves the job to be reconciled, as before).
-    ///
-    /// `turn` is the instance's creation turn, taken before its pacing was checked. It is given back once the attempt
-    /// is recorded: from then on the next creation's pacing check counts this one (an attempt under way counts), so
-    /// holding it through the network's answer would only queue the instance's creations behind each other.
     async fn attempt(
         &self,
         job: &JobRecord,
-        (instance_id, turn): (InstanceId, tokio::sync::OwnedMutexGuard<()>),
+        instance_id: InstanceId,
         connector: &dyn convene_core::Connector,
         request: &CreateGroupRequest,
         with: &[Change<'_>],
@@ -767,7 +763,6 @@ impl Service {
         let mut changes = with.to_vec();
         changes.push(Change::InsertCreationAttempt(&attempt));
         self.commit(&changes, with_events).await?;
-        drop(turn);
         let (outcome, result) = match connector.create_group(request).await {
             Ok(created) => ("created", Attempted::Created(created.metadata, created.participants)),
             // The reply was lost: the group may exist. Look for it before anything else.

@@ -11,8 +11,8 @@ pub(crate) fn db_err(e: sqlx::Error) -> DbError {
     }
 }
 
-/// The same for the committer's rusqlite connection: SQLite's unique and primary-key violations become `Conflict`,
-/// as sqlx reads them.
+/// The same for the SQLite store's rusqlite connections (its committer and readers): unique and primary-key
+/// violations become `Conflict`, as sqlx reads them.
 pub(crate) fn sqlite_err(e: rusqlite::Error) -> DbError {
     use rusqlite::ffi;
     match e {

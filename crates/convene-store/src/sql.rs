@@ -110,8 +110,8 @@ impl Statement {
         })
     }
 
-    /// Binds the values to a statement prepared on the committer's rusqlite connection, by the number in each
-    /// placeholder's name (`$2` takes the second value wherever it appears), as sqlx binds them on SQLite; a
+    /// Binds the values to a statement prepared on one of the SQLite store's rusqlite connections, by the number in
+    /// each placeholder's name (`$2` takes the second value wherever it appears), as sqlx binds them on SQLite; a
     /// placeholder past the values stays NULL, as there.
     pub(crate) fn bind_to(&self, prepared: &mut rusqlite::Statement<'_>) -> rusqlite::Result<()> {
         for index in 1..=prepared.parameter_count() {

@@ -76,7 +76,7 @@ impl SqliteRow<'_> {
 
 impl Columns for SqliteRow<'_> {
     fn text(&self, column: &str) -> DbResult<&str> {
-        self.text_or_null(column)?.ok_or_else(|| other(format!("column {column}: expected text, found NULL")))
+        self.text_or_null(column)?.ok_or_else(|| Self::mismatch(column, "text", rusqlite::types::ValueRef::Null))
     }
 
     fn text_or_null(&self, column: &str) -> DbResult<Option<&str>> {
@@ -91,7 +91,7 @@ impl Columns for SqliteRow<'_> {
     }
 
     fn int(&self, column: &str) -> DbResult<i64> {
-        self.int_or_null(column)?.ok_or_else(|| other(format!("column {column}: expected an integer, found NULL")))
+        self.int_or_null(column)?.ok_or_else(|| Self::mismatch(column, "an integer", rusqlite::types::ValueRef::Null))
     }
 
     fn int_or_null(&self, column: &str) -> DbResult<Option<i64>> {

@@ -576,21 +576,29 @@ impl Service {
             }
             Err(e) => return Err(e.into()),
         };
-        self.record_group(instance_id, &metadata, None, &[]).await
+        self.record_group(instance_id, &metadata).await
     }
 
-    /// Stores a group this instance is in, created by `creation_job_id` or found, in one commit with `also` (the
-    /// creation attempt's end); when a record for it is already there (written by a concurrent request, or by a run
-    /// a crash interrupted), that one is returned instead of a second, and `also` is committed alone.
-    async fn record_group(
+    /// Stores a group this instance is in that Convene did not create; when a record for it is already there
+    /// (written by a concurrent request), that one is returned instead of a second.
+    async fn record_group(&self, instance_id: InstanceId, metadata: &GroupMetadata) -> Result<GroupRecord> {
+        let record = self.new_group_record(instance_id, metadata, None);
+        match self.store.commit(&[Change::InsertGroup(&record)], &[]).await {
+            Ok(()) => Ok(record),
+            Err(convene_core::DbError::Conflict) => self.recorded_group(instance_id, &record.jid).await,
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The record of a group this instance is in, as the network describes it now, created by `creation_job_id`.
+    fn new_group_record(
         &self,
         instance_id: InstanceId,
         metadata: &GroupMetadata,
         creation_job_id: Option<uuid::Uuid>,
-        also: &[convene_core::events::Change<'_>],
-    ) -> Result<GroupRecord> {
+    ) -> GroupRecord {
         let now = self.clock.now();
-        let record = GroupRecord {
+        GroupRecord {
             id: GroupId::new(),
             instance_id,
             jid: metadata.jid.clone(),
@@ -601,18 +609,13 @@ impl Service {
             updated_at: now,
             left_at: None,
             creation_job_id,
-        };
-        let mut changes = vec![convene_core::events::Change::InsertGroup(&record)];
-        changes.extend_from_slice(also);
-        match self.store.commit(&changes, &[]).await {
-            Ok(()) => Ok(record),
-            Err(convene_core::DbError::Conflict) => {
-                self.store.commit(also, &[]).await?;
-                let mut found = self.store.find_groups_by_jid(&record.jid, Some(instance_id)).await?;
-                found.pop().ok_or_else(|| ApiError::internal(anyhow::anyhow!("group record vanished")))
-            }
-            Err(e) => Err(e.into()),
         }
+    }
+
+    /// The stored record of a group of this instance that an insert found already there.
+    async fn recorded_group(&self, instance_id: InstanceId, jid: &GroupJid) -> Result<GroupRecord> {
+        let mut found = self.store.find_groups_by_jid(jid, Some(instance_id)).await?;
+        found.pop().ok_or_else(|| ApiError::internal(anyhow::anyhow!("group record vanished")))
     }
 
     /// A group with its live members; the stored copy is refreshed from the network.

@@ -78,15 +78,11 @@ struct Prepared {
     auto_invite: bool,
 }
 
-/// What created a group: its job, and the attempt whose end is recorded with the group's record (none when a
-/// reconciliation found the group).
-struct CreatedBy<'a> {
-    job: Uuid,
-    attempt: Option<&'a CreationAttempt>,
-}
-
-fn by<'a>(job: &JobRecord, attempt: Option<&'a CreationAttempt>) -> CreatedBy<'a> {
-    CreatedBy { job: job.id, attempt }
+/// A group the network created, with its record and its report, to be committed with its job's end (see
+/// `Service::finish_created`).
+struct Created {
+    view: CreatedGroupView,
+    result: CreationResult,
 }
 
 /// What one pass of the worker knows of each instance's pacing: read once, and again after the pass creates on it.
@@ -413,14 +409,12 @@ impl Service {
             .await?;
         match attempted {
             Attempted::Created(metadata, results) => {
-                let (view, result) = self
-                    .record_created(by(&job, Some(&ended)), &instance, metadata, results, &prepared, connector.as_ref())
-                    .await?;
-                self.finish_job(job, JobState::Succeeded, Some((&result, &view.group.record)), None).await?;
-                Ok(view)
+                let created =
+                    self.complete_created(job.id, &instance, metadata, results, &prepared, connector.as_ref()).await;
+                self.finish_created(job, created, Some(ended)).await
             }
             Attempted::Failed(e) => {
-                self.finish_job(job, JobState::Failed, None, Some(e.to_string())).await?;
+                self.finish_job(job, JobState::Failed, Some(e.to_string())).await?;
                 Err(match e {
                     // The instance is now paused until the ban ends: say when to come back, like pacing does.
                     ConnectorError::TemporarilyBanned { until: Some(until) } => ApiError::TooManyRequests {
@@ -620,14 +614,14 @@ impl Service {
         if job.needs_reconcile {
             let Some(pinned) = job.pinned_instance_id else {
                 return self
-                    .finish_job(job, JobState::Failed, None, Some("reconcile without an instance".into()))
+                    .finish_job(job, JobState::Failed, Some("reconcile without an instance".into()))
                     .await;
             };
             match self.reconcile(&job, pinned, &stored).await {
                 Ok(true) => return Ok(()),
                 Ok(false) if stored.synchronous => {
                     let why = "the creation's outcome was unknown and the group is not on the network".to_owned();
-                    return self.finish_job(job, JobState::Failed, None, Some(why)).await;
+                    return self.finish_job(job, JobState::Failed, Some(why)).await;
                 }
                 Ok(false) => job.needs_reconcile = false,
                 Err(e) => {
@@ -653,7 +647,7 @@ impl Service {
         }
         let Some((next, instance)) = best else {
             return self
-                .finish_job(job, JobState::Failed, None, Some("none of the job's instances exists".into()))
+                .finish_job(job, JobState::Failed, Some("none of the job's instances exists".into()))
                 .await;
         };
         if next > now {
@@ -671,7 +665,7 @@ impl Service {
             }
             Err(errors) => {
                 let why = errors.iter().map(|e| format!("{}: {}", e.field, e.message)).collect::<Vec<_>>().join("; ");
-                return self.finish_job(job, JobState::Failed, None, Some(why)).await;
+                return self.finish_job(job, JobState::Failed, Some(why)).await;
             }
         };
         let connector = self.connector(instance.id)?;
@@ -692,10 +686,9 @@ impl Service {
             self.attempt(&job, instance.id, connector.as_ref(), &prepared.request, &[], &[]).await?;
         match attempted {
             Attempted::Created(metadata, results) => {
-                let (view, result) = self
-                    .record_created(by(&job, Some(&ended)), &instance, metadata, results, &prepared, connector.as_ref())
-                    .await?;
-                self.finish_job(job, JobState::Succeeded, Some((&result, &view.group.record)), None).await
+                let created =
+                    self.complete_created(job.id, &instance, metadata, results, &prepared, connector.as_ref()).await;
+                self.finish_created(job, created, Some(ended)).await.map(drop)
             }
             Attempted::Failed(e) => {
                 let now = self.clock.now();
@@ -713,7 +706,7 @@ impl Service {
                         job.next_run_at = now;
                     }
                     _ if job.attempts >= self.creation.max_attempts => {
-                        return self.finish_job(job, JobState::Failed, None, Some(e.to_string())).await;
+                        return self.finish_job(job, JobState::Failed, Some(e.to_string())).await;
                     }
                     _ => job.next_run_at = now.plus(self.creation.retry_delay(job.attempts, job.id)),
                 }
@@ -732,16 +725,15 @@ impl Service {
             return Ok(false);
         };
         let results = results_from_membership(&metadata, &prepared.request.participants);
-        let (view, result) =
-            self.record_created(by(job, None), &instance, metadata, results, &prepared, connector.as_ref()).await?;
-        self.finish_job(job.clone(), JobState::Succeeded, Some((&result, &view.group.record)), None).await?;
+        let created = self.complete_created(job.id, &instance, metadata, results, &prepared, connector.as_ref()).await;
+        self.finish_created(job.clone(), created, None).await?;
         Ok(true)
     }
 
     /// One network attempt, recorded before it is made, in one commit with `with` and `with_events` (a synchronous
     /// creation's job row). A lost reply is looked for at once; limits pause the instance. Returns how it went and
-    /// the attempt's end: recorded here when it failed, and left to the caller to commit with the group's record
-    /// when it created one (one commit fewer; a crash before it leaves the job to be reconciled, as before).
+    /// the attempt's end: recorded here when it failed, and left to the caller to commit with the group's record and
+    /// the job's end when it created one (a crash before that leaves the job to be reconciled).
     async fn attempt(
         &self,
         job: &JobRecord,
@@ -820,20 +812,20 @@ impl Service {
         self.commit(&[Change::SetInstancePause { id: instance_id, pause: Some(&pause) }], &events).await
     }
 
-    /// Records a created group (once: a record already there from an interrupted run is reused), sends private
-    /// invites, and makes the backup admins admins.
-    async fn record_created(
+    /// Completes a group job `job_id` created: sends private invites, makes the backup admins admins, and reports
+    /// on everyone. Nothing is stored here: `finish_created` commits the group's record, the attempt's end and the
+    /// job's end together, so a crash before then leaves the job to be reconciled, with no record to reconcile it
+    /// against.
+    async fn complete_created(
         &self,
-        by: CreatedBy<'_>,
+        job_id: Uuid,
         instance: &InstanceRecord,
         metadata: GroupMetadata,
         results: Vec<ParticipantResult>,
         prepared: &Prepared,
         connector: &dyn convene_core::Connector,
-    ) -> Result<(CreatedGroupView, CreationResult)> {
-        let job_id = by.job;
-        let also: Vec<Change<'_>> = by.attempt.map(Change::FinishCreationAttempt).into_iter().collect();
-        let record = self.record_group(instance.id, &metadata, Some(job_id), &also).await?;
+    ) -> Created {
+        let record = self.new_group_record(instance.id, &metadata, Some(job_id));
         let backup: HashSet<&PhoneNumber> = prepared.backup_admins.iter().collect();
         let requested: HashSet<&PhoneNumber> = prepared.participants.numbers.iter().map(|(_, p)| p).collect();
         let (for_backups, for_participants): (Vec<ParticipantResult>, Vec<ParticipantResult>) =
@@ -885,7 +877,8 @@ impl Service {
             participants: reports.clone(),
             backup_admins: backup_reports,
         };
-        Ok((CreatedGroupView { group: GroupView { record, members: Some(members) }, participants: reports }, result))
+        let view = CreatedGroupView { group: GroupView { record, members: Some(members) }, participants: reports };
+        Created { view, result }
     }
 
     fn new_job(
@@ -915,15 +908,61 @@ impl Service {
         })
     }
 
-    /// Records the job's end with its events: the job's state, and the group created (with the private invites
-    /// sent) or the creation failed.
-    async fn finish_job(
+    /// Records the end of a job that created no group, with its events: the job's state, and the creation failed
+    /// when it did.
+    async fn finish_job(&self, job: JobRecord, state: JobState, error: Option<String>) -> Result<()> {
+        let (job, events) = self.job_end(job, state, None, error)?;
+        self.commit(&[Change::UpdateJob(&job)], &events).await?;
+        metrics::counter!(crate::telemetry::CREATIONS, "result" => state.as_str()).increment(1);
+        Ok(())
+    }
+
+    /// Records a created group, the end of the attempt that created it (none when a reconciliation found the group)
+    /// and its job's success in one commit. A record of the group already there (a client imported the group by its
+    /// JID meanwhile, or a version before this one recorded it and then crashed) is kept, and the job's result names
+    /// it.
+    async fn finish_created(
+        &self,
+        job: JobRecord,
+        mut created: Created,
+        attempt: Option<CreationAttempt>,
+    ) -> Result<CreatedGroupView> {
+        let attempt_end: Vec<Change<'_>> = attempt.iter().map(Change::FinishCreationAttempt).collect();
+        let inserted = {
+            let record = &created.view.group.record;
+            let (ended, events) = self.job_end(job.clone(), JobState::Succeeded, Some((&created.result, record)), None)?;
+            let mut changes = vec![Change::InsertGroup(record)];
+            changes.extend_from_slice(&attempt_end);
+            changes.push(Change::UpdateJob(&ended));
+            self.try_commit(&changes, &events).await
+        };
+        match inserted {
+            Ok(()) => {}
+            Err(DbError::Conflict) => {
+                let record = self.recorded_group(created.result.instance_id, &created.result.jid).await?;
+                created.result.group_id = record.id;
+                let (ended, events) =
+                    self.job_end(job, JobState::Succeeded, Some((&created.result, &record)), None)?;
+                let mut changes = attempt_end.clone();
+                changes.push(Change::UpdateJob(&ended));
+                self.commit(&changes, &events).await?;
+                created.view.group.record = record;
+            }
+            Err(e) => return Err(e.into()),
+        }
+        metrics::counter!(crate::telemetry::CREATIONS, "result" => JobState::Succeeded.as_str()).increment(1);
+        Ok(created.view)
+    }
+
+    /// A job ended in `state`, and the events that say so: the job's state, and the group created (with the private
+    /// invites sent) or the creation failed.
+    fn job_end(
         &self,
         mut job: JobRecord,
         state: JobState,
         created: Option<(&CreationResult, &GroupRecord)>,
         error: Option<String>,
-    ) -> Result<()> {
+    ) -> Result<(JobRecord, Vec<NewEvent>)> {
         let previous = job.state;
         job.state = state;
         job.needs_reconcile = false;
@@ -966,8 +1005,6 @@ impl Service {
             }
             None => {}
         }
-        self.commit(&[Change::UpdateJob(&job)], &events).await?;
-        metrics::counter!(crate::telemetry::CREATIONS, "result" => state.as_str()).increment(1);
-        Ok(())
+        Ok((job, events))
     }
 }

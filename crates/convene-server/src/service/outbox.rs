@@ -150,6 +150,15 @@ impl Service {
 
     /// Applies `changes` and writes `events` in one transaction, then wakes the webhook dispatcher.
     pub(super) async fn commit(&self, changes: &[Change<'_>], events: &[NewEvent]) -> Result<()> {
+        Ok(self.try_commit(changes, events).await?)
+    }
+
+    /// `commit`, keeping the store's error for a caller that acts on it (a conflict).
+    pub(super) async fn try_commit(
+        &self,
+        changes: &[Change<'_>],
+        events: &[NewEvent],
+    ) -> std::result::Result<(), convene_core::DbError> {
         self.store.commit(changes, events).await?;
         for event in events {
             metrics::counter!(crate::telemetry::EVENTS_WRITTEN, "type" => event.event_type.as_str()).increment(1);

@@ -293,6 +293,78 @@ async fn a_job_interrupted_after_the_network_created_its_group_is_found_not_repe
 }
 
 #[tokio::test]
+async fn a_group_imported_while_its_creation_was_interrupted_is_the_jobs_result_not_a_second_record() {
+    // Arrange: a queued job whose attempt reached the network before the process "died"; meanwhile a client read
+    // the new group by its WhatsApp id, which records it as a group Convene did not create.
+    let app = spawn_app().await;
+    let (_, queued) = app.post("/v1/jobs/groups", batch(&[app.instance_id], &["Imported meanwhile".to_owned()])).await;
+    let job_id = queued["jobs"][0]["id"].as_str().unwrap().parse().unwrap();
+    let store = app.service.store().clone();
+    let job = store.get_job(job_id).await.unwrap();
+    let now = convene_core::Clock::now(&app.clock);
+    assert!(store.claim_job(job_id, convene_core::InstanceId(app.instance_id), now).await.unwrap());
+    let phone = convene_core::PhoneNumber::parse(&app.instance_phone).unwrap();
+    let request = convene_core::connector::CreateGroupRequest {
+        subject: convene_core::GroupSubject::parse("Imported meanwhile").unwrap(),
+        description: None,
+        participants: vec![convene_core::PhoneNumber::parse("+17137157533").unwrap()],
+        settings: Default::default(),
+        key: convene_core::CreationKey(job.creation_key.clone()),
+    };
+    let connector = app.service.sandbox().connector(phone);
+    let created = convene_core::Connector::create_group(&connector, &request).await.unwrap();
+    let jid = created.metadata.jid.to_string();
+    let (status, imported) = app.get(&format!("/v1/groups/{jid}?instance_id={}", app.instance_id)).await;
+    assert_eq!(status, StatusCode::OK, "{imported}");
+
+    // Act
+    assert_eq!(app.service.requeue_orphaned_jobs(app.service.now()).await.unwrap(), 1);
+    app.run_jobs_to_completion().await;
+
+    // Assert: one record, the imported one, named by the job's result.
+    let (_, job) = app.get(&format!("/v1/jobs/{job_id}")).await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+    assert_eq!(job["result"]["group_id"], imported["id"], "{job}");
+    let (_, listed) = app.get("/v1/groups").await;
+    let items = listed["items"].as_array().unwrap();
+    assert_eq!((items.len(), &items[0]["id"]), (1, &imported["id"]), "{listed}");
+    assert_eq!(network_subjects(&app).await.get("Imported meanwhile"), Some(&1));
+}
+
+#[tokio::test]
+async fn a_created_groups_record_appears_only_together_with_its_jobs_success() {
+    // Arrange: every network call takes 200 ms, so a creation spends 200 ms after the network made the group
+    // reading its members back before it ends.
+    let app = spawn_app().await;
+    let (status, body) = app.put("/v1/sandbox/faults", json!({"latency_ms": 200})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let creating = app
+        .client
+        .post(app.url("/v1/groups"))
+        .bearer_auth(&app.api_key)
+        .json(&json!({"instance_id": app.instance_id, "subject": "Atomic", "participants": ["+17137157533"]}))
+        .send();
+    let creating = tokio::spawn(creating);
+
+    // Act: watch the group list until the group is there.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, listed) = app.get("/v1/groups").await;
+        if !listed["items"].as_array().unwrap().is_empty() {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the group never appeared");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+
+    // Assert: its job had already ended when the group could first be seen.
+    let (_, jobs) = app.get("/v1/jobs").await;
+    let states: Vec<&Value> = jobs["items"].as_array().unwrap().iter().map(|j| &j["state"]).collect();
+    assert_eq!(states, [&json!("succeeded")], "{jobs}");
+    assert_eq!(creating.await.unwrap().unwrap().status(), StatusCode::CREATED);
+}
+
+#[tokio::test]
 async fn a_synchronous_creation_that_trips_a_ban_is_told_when_to_come_back() {
     let app = spawn_app().await;
     let limits =

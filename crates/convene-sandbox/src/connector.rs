@@ -53,7 +53,7 @@ impl Connector for SandboxConnector {
     }
 
     async fn create_group(&self, request: &CreateGroupRequest) -> Result<CreatedGroup, ConnectorError> {
-        self.network.reach(&self.account).await?;
+        self.network.reach().await?;
         let needs = Needs::account(&self.account).and_people(request.participants.iter().cloned());
         self.network.mutate(needs, |w, env| w.create_group(&self.account, request, env)).await
     }
@@ -64,7 +64,7 @@ impl Connector for SandboxConnector {
         request: &CreateGroupRequest,
         _since: Timestamp,
     ) -> Result<Option<GroupMetadata>, ConnectorError> {
-        self.network.reach(&self.account).await?;
+        self.network.reach().await?;
         let needs = Needs {
             groups: GroupsNeeded::CreationKey(self.account.clone(), request.key.0.clone()),
             ..Needs::default()
@@ -73,12 +73,12 @@ impl Connector for SandboxConnector {
     }
 
     async fn group_metadata(&self, group: &GroupJid) -> Result<GroupMetadata, ConnectorError> {
-        self.network.reach(&self.account).await?;
+        self.network.reach().await?;
         self.network.read(Needs::group(group), |w, _| w.group_metadata(&self.account, group)).await?
     }
 
     async fn joined_groups(&self) -> Result<Vec<GroupMetadata>, ConnectorError> {
-        self.network.reach(&self.account).await?;
+        self.network.reach().await?;
         let needs = Needs { groups: GroupsNeeded::MemberOf(self.account.clone()), ..Needs::default() };
         Ok(self.network.read(needs, |w, _| w.joined_groups(&self.account)).await?)
     }
@@ -89,18 +89,18 @@ impl Connector for SandboxConnector {
         change: ParticipantChange,
         people: &[PhoneNumber],
     ) -> Result<Vec<ParticipantResult>, ConnectorError> {
-        self.network.reach(&self.account).await?;
+        self.network.reach().await?;
         let needs = Needs::group(group).and_people(people.iter().cloned());
         self.network.mutate(needs, |w, env| w.change_participants(&self.account, group, change, people, env)).await
     }
 
     async fn invite_link(&self, group: &GroupJid, reset: bool) -> Result<String, ConnectorError> {
-        self.network.reach(&self.account).await?;
+        self.network.reach().await?;
         self.network.mutate(Needs::group(group), |w, _| w.invite_link(&self.account, group, reset)).await
     }
 
     async fn set_subject(&self, group: &GroupJid, subject: &GroupSubject) -> Result<(), ConnectorError> {
-        self.network.reach(&self.account).await?;
+        self.network.reach().await?;
         self.network
             .mutate(Needs::group(group), |w, _| {
                 w.edit(&self.account, group, false, |g| {
@@ -113,7 +113,7 @@ impl Connector for SandboxConnector {
     }
 
     async fn set_description(&self, group: &GroupJid, description: &GroupDescription) -> Result<(), ConnectorError> {
-        self.network.reach(&self.account).await?;
+        self.network.reach().await?;
         let d = description.as_str();
         self.network
             .mutate(Needs::group(group), |w, _| {
@@ -127,7 +127,7 @@ impl Connector for SandboxConnector {
     }
 
     async fn set_settings(&self, group: &GroupJid, patch: &GroupSettingsPatch) -> Result<(), ConnectorError> {
-        self.network.reach(&self.account).await?;
+        self.network.reach().await?;
         self.network
             .mutate(Needs::group(group), |w, _| {
                 w.edit(&self.account, group, true, |g| {
@@ -139,7 +139,7 @@ impl Connector for SandboxConnector {
     }
 
     async fn set_picture(&self, group: &GroupJid, _picture: &GroupPicture) -> Result<(), ConnectorError> {
-        self.network.reach(&self.account).await?;
+        self.network.reach().await?;
         self.network
             .mutate(Needs::group(group), |w, _| {
                 w.edit(&self.account, group, false, |g| {
@@ -151,12 +151,12 @@ impl Connector for SandboxConnector {
     }
 
     async fn leave(&self, group: &GroupJid) -> Result<(), ConnectorError> {
-        self.network.reach(&self.account).await?;
+        self.network.reach().await?;
         self.network.mutate(Needs::group(group), |w, env| w.leave(&self.account, group, env)).await
     }
 
     async fn send_text(&self, to: &PhoneNumber, text: &str) -> Result<(), ConnectorError> {
-        self.network.reach(&self.account).await?;
+        self.network.reach().await?;
         let kind = InboxKind::Text { text: text.to_owned() };
         self.network.mutate(Needs::people([to.clone()]), |w, env| w.send(&self.account, to, kind.clone(), env)).await
     }
@@ -169,7 +169,7 @@ impl Connector for SandboxConnector {
         code: &str,
         expires_at: Timestamp,
     ) -> Result<(), ConnectorError> {
-        self.network.reach(&self.account).await?;
+        self.network.reach().await?;
         let kind = InboxKind::GroupInvite {
             group: group.clone(),
             subject: subject.to_owned(),

@@ -270,14 +270,14 @@ impl SandboxNetwork {
         }
     }
 
-    /// Waits the injected latency, then refuses a call that needs the network while it cannot be reached.
-    pub(crate) async fn reach(&self, account: &PhoneNumber) -> Result<(), ConnectorError> {
+    /// Waits the injected latency, then refuses a call that needs the network while it cannot be reached. The fault
+    /// is read from the small state kept in memory, not from the database: every call of every number passes here.
+    pub(crate) async fn reach(&self) -> Result<(), ConnectorError> {
         self.delay().await;
-        match self.state(account).await {
-            state @ InstanceState::Unreachable { .. } => {
-                Err(ConnectorError::NotConnected(state.not_connected_reason().unwrap_or_default()))
-            }
-            _ => Ok(()),
+        let unreachable = self.meta.read().unwrap_or_else(PoisonError::into_inner).unreachable(self.clock.now());
+        match unreachable {
+            Some(state) => Err(ConnectorError::NotConnected(state.not_connected_reason().unwrap_or_default())),
+            None => Ok(()),
         }
     }
 

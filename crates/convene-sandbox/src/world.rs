@@ -279,6 +279,23 @@ const DAY: Duration = Duration::from_secs(86_400);
 /// The error an instance shows while the `unreachable` fault is on.
 const UNREACHABLE: &str = "the sandbox network cannot be reached (the `unreachable` fault is on)";
 
+/// Every connection's state while the `unreachable` fault is on (since `since`, or now); `None` while it is off.
+fn unreachable(faults: &Faults, since: Option<Timestamp>, now: Timestamp) -> Option<InstanceState> {
+    faults.unreachable.then(|| InstanceState::Unreachable {
+        error: UNREACHABLE.to_owned(),
+        since: since.unwrap_or(now),
+        // The sandbox tries again the moment the fault is switched off.
+        next_retry_at: None,
+    })
+}
+
+impl Meta {
+    /// Every connection's state while the `unreachable` fault is on; `None` while it is off.
+    pub fn unreachable(&self, now: Timestamp) -> Option<InstanceState> {
+        unreachable(&self.faults, self.unreachable_since, now)
+    }
+}
+
 impl AccountLimits {
     fn forget_older_than_a_day(&mut self, now: Timestamp) {
         self.creations.retain(|t| t.plus(DAY) > now);
@@ -472,13 +489,8 @@ impl World {
 
     /// `account`'s connection as the network stands: cut off by the `unreachable` fault, banned, or connected.
     pub fn state(&self, account: &PhoneNumber, now: Timestamp) -> InstanceState {
-        if self.faults.unreachable {
-            return InstanceState::Unreachable {
-                error: UNREACHABLE.to_owned(),
-                since: self.unreachable_since.unwrap_or(now),
-                // The sandbox tries again the moment the fault is switched off.
-                next_retry_at: None,
-            };
+        if let Some(state) = unreachable(&self.faults, self.unreachable_since, now) {
+            return state;
         }
         match self.ban(account, now) {
             Some(until) => InstanceState::TemporarilyBanned { until: Some(until) },

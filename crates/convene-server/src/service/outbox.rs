@@ -208,7 +208,7 @@ impl Service {
     }
 
     pub(super) fn job_event(&self, job: &JobRecord, previous: Option<JobState>) -> Result<NewEvent> {
-        let group_id = Self::job_result(job).map(|r| r.group_id);
+        let group_id = Self::job_group_id(job);
         let data = JobStateChangedData {
             job_id: job.id,
             batch_id: job.batch_id,

@@ -131,6 +131,9 @@ pub(crate) fn open(path: Option<&Path>) -> Result<Connection, SandboxError> {
         }
         None => Connection::open_in_memory().map_err(db_error)?,
     };
+    // Each change's savepoint keeps the pages it changes in a sub-journal, which SQLite would spill to a temporary
+    // file on disk past 64 KiB: in a batch of changes it does, every batch.
+    conn.pragma_update(None, "temp_store", "MEMORY").map_err(db_error)?;
     conn.execute_batch(SCHEMA).map_err(db_error)?;
     conn.set_prepared_statement_cache_capacity(STATEMENTS_KEPT);
     Ok(conn)
@@ -381,6 +384,19 @@ fn deliver(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_world_on_file_syncs_each_commit_and_journals_its_savepoints_in_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = open(Some(&dir.path().join("sandbox.db"))).unwrap();
+        let pragma = |name: &str| -> String {
+            conn.pragma_query_value(None, name, |row| row.get::<_, rusqlite::types::Value>(0))
+                .map(|v| format!("{v:?}"))
+                .unwrap()
+        };
+        let settings = [pragma("journal_mode"), pragma("synchronous"), pragma("temp_store")];
+        assert_eq!(settings, [r#"Text("wal")"#, "Integer(2)", "Integer(2)"], "FULL is 2, MEMORY is 2");
+    }
 
     /// Each lookup a call makes seeks an index: the cost of a call does not grow with the world.
     #[test]

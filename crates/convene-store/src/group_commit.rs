@@ -1,11 +1,16 @@
 //! Group commit for SQLite: every write the store makes goes to one committer thread, which runs all the writes
-//! waiting at that moment in one transaction, each inside its own savepoint, and commits them with one sync.
+//! waiting at that moment in one transaction and commits them with one sync.
 //!
 //! SQLite has one writer at a time and, with `synchronous = FULL`, each commit waits for the disk. Committed one by
 //! one, concurrent creations queue for the write lock and pay a sync each; committed together, they share it, as the
 //! webhook dispatcher already does with its attempts. A caller's statements still take effect all together or not at
-//! all (its savepoint), a failed one does not undo another caller's, and no caller hears success before the commit
-//! that holds its writes has returned.
+//! all, a failed one does not undo another caller's, and no caller hears success before the commit that holds its
+//! writes has returned.
+//!
+//! Writes seldom fail (a row taken meanwhile, a duplicate key), so a batch runs without a savepoint per write: a
+//! savepoint keeps the original of every page its write changes, which cost 8% of a creation's samples. When one does
+//! fail, the transaction is undone and the batch written again in three parts, in the order the writes came: those
+//! before it together, it alone, and those after it together.
 //!
 //! The committer works on its connection synchronously through rusqlite, on a thread of its own, rather than through
 //! sqlx: sqlx runs each statement as a round trip to its connection's worker thread, and a batch is a dozen
@@ -125,22 +130,32 @@ fn commit_batch(connection: &Connection, batch: &mut Vec<Write>, committed: &Ato
     }
 }
 
-/// Runs the batch in one transaction; each write's outcome, in order. When the transaction is lost (SQLite undoes a
-/// whole transaction by itself after some errors, such as a full disk) or its commit fails, each write is tried
-/// again in a transaction of its own, so that only the one that cannot be written fails.
+/// Runs the batch in one transaction; each write's outcome, in order. When a write fails, the transaction is undone
+/// (the failed write may have done part of its statements) and the batch written again around it: the writes before
+/// it together, it alone, the rest together. When the commit fails (SQLite may also have undone the transaction by
+/// itself, as on a full disk), each write is tried again in a transaction of its own, so that only the one that
+/// cannot be written fails.
 fn commit(connection: &Connection, batch: &[Write]) -> Vec<DbResult<Vec<u64>>> {
-    if let [write] = batch {
-        return vec![commit_alone(connection, write)];
+    match batch {
+        [] => return Vec::new(),
+        [write] => return vec![commit_alone(connection, write)],
+        _ => {}
     }
     if let Err(e) = control(connection, "BEGIN IMMEDIATE") {
         let e = sqlite_err(e);
         return batch.iter().map(|_| Err(copy(&e))).collect();
     }
     let mut outcomes = Vec::with_capacity(batch.len());
-    for write in batch {
-        match in_savepoint(connection, &write.statements) {
-            Ok(outcome) => outcomes.push(outcome),
-            Err(_) => return one_by_one(connection, batch),
+    for (i, write) in batch.iter().enumerate() {
+        match run(connection, &write.statements) {
+            Ok(changed) => outcomes.push(Ok(changed)),
+            Err(_) => {
+                rollback(connection);
+                let mut outcomes = commit(connection, &batch[..i]);
+                outcomes.push(commit_alone(connection, write));
+                outcomes.extend(commit(connection, &batch[i + 1..]));
+                return outcomes;
+            }
         }
     }
     match control(connection, "COMMIT") {
@@ -173,19 +188,7 @@ fn rollback(connection: &Connection) {
     }
 }
 
-/// One caller's statements inside a savepoint, rolled back to it if one fails. The outer error means the
-/// transaction itself could not go on.
-fn in_savepoint(connection: &Connection, statements: &[Statement]) -> DbResult<DbResult<Vec<u64>>> {
-    control(connection, "SAVEPOINT caller").map_err(sqlite_err)?;
-    let outcome = run(connection, statements);
-    if outcome.is_err() {
-        control(connection, "ROLLBACK TO caller").map_err(sqlite_err)?;
-    }
-    control(connection, "RELEASE caller").map_err(sqlite_err)?;
-    Ok(outcome)
-}
-
-/// Runs a transaction's `BEGIN`, `SAVEPOINT`, `COMMIT` and the like, prepared once.
+/// Runs a transaction's `BEGIN`, `COMMIT` or `ROLLBACK`, prepared once.
 fn control(connection: &Connection, sql: &str) -> rusqlite::Result<()> {
     connection.prepare_cached(sql)?.raw_execute().map(drop)
 }
@@ -238,6 +241,38 @@ mod tests {
         assert_eq!(small.unwrap(), [1]);
         assert!(both.0.is_err());
         assert_eq!(both.1.unwrap(), [1]);
+    }
+
+    #[test]
+    fn a_failed_write_in_a_batch_is_undone_whole_and_the_others_commit_in_the_order_they_came() {
+        // Arrange: a batch whose second write inserts, then fails; the third conflicts with the first.
+        let dir = tempfile::tempdir().unwrap();
+        let connection = Connection::open(dir.path().join("t.db")).unwrap();
+        connection.execute_batch("CREATE TABLE t (k INTEGER PRIMARY KEY)").unwrap();
+        let insert = |k: i64| Statement::new("INSERT INTO t (k) VALUES ($1)").bind(k);
+        let missing = Statement::new("UPDATE t SET k = k WHERE k = 99").must_change();
+        let write = |statements: Vec<Statement>| Write { statements, done: oneshot::channel().0 };
+        let batch =
+            [write(vec![insert(1)]), write(vec![insert(2), missing]), write(vec![insert(1)]), write(vec![insert(3)])];
+
+        // Act
+        let outcomes = commit(&connection, &batch);
+
+        // Assert
+        let kinds: Vec<&str> = outcomes
+            .iter()
+            .map(|o| match o {
+                Ok(_) => "ok",
+                Err(DbError::NotFound) => "not found",
+                Err(DbError::Conflict) => "conflict",
+                Err(DbError::Other(_)) => "other",
+            })
+            .collect();
+        assert_eq!(kinds, ["ok", "not found", "conflict", "ok"]);
+        let mut keys = connection.prepare("SELECT k FROM t ORDER BY k").unwrap();
+        let keys: Vec<i64> = keys.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect();
+        assert_eq!(keys, [1, 3], "the failed write's first insert is undone");
+        assert!(connection.is_autocommit(), "no transaction is left open");
     }
 
     #[tokio::test]

@@ -138,8 +138,8 @@ impl SqliteStore {
 /// The committer's own connection to the file `options` name, synced as the pool's connections are (`synchronous`),
 /// with a page cache that holds the indexes writes land in: with the default 2 MiB, creation slowed by a third once
 /// 20,000 groups existed (convene-bench), as each commit read index pages back from the file. Its temporary files
-/// are kept in memory: the savepoint of each write in a batch keeps the pages it changes in a sub-journal, which
-/// past 64 KiB SQLite spills to a new temporary file on disk, each batch (8% of a creation's samples).
+/// are kept in memory: a statement that may have to be undone alone within a batch keeps the pages it changes in a
+/// statement journal, which past 64 KiB SQLite spills to a new temporary file on disk.
 fn committer_connection(options: &SqliteConnectOptions, synchronous: &str) -> DbResult<rusqlite::Connection> {
     let connection = rusqlite::Connection::open(options.get_filename()).map_err(sqlite_err)?;
     connection.busy_timeout(BUSY_TIMEOUT).map_err(sqlite_err)?;

@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use crate::PhoneNumber;
 use crate::clock::Timestamp;
-use crate::ids::InstanceId;
+use crate::ids::{GroupId, InstanceId};
 use crate::store::{CreationAttempt, GroupRecord, InstancePause, JobRecord};
 
 /// Every kind of event, by the name receivers see and filter on.
@@ -211,6 +211,12 @@ pub struct EventListQuery {
 pub enum Change<'a> {
     InsertGroup(&'a GroupRecord),
     UpdateGroup(&'a GroupRecord),
+    /// Names `job_id` as the creator of a group recorded without one (a client imported it by its JID while its
+    /// creation was finishing); a group that names a creator already is left as it is.
+    AttributeGroupCreation {
+        id: GroupId,
+        job_id: Uuid,
+    },
     InsertJobs(&'a [JobRecord]),
     UpdateJob(&'a JobRecord),
     /// A creation attempt, recorded before the network is asked.

@@ -51,6 +51,7 @@ fn change_statements(change: &Change<'_>) -> Vec<Statement> {
     match change {
         Change::InsertGroup(group) => vec![sql::insert_group_statement(group)],
         Change::UpdateGroup(group) => vec![sql::update_group_statement(group)],
+        Change::AttributeGroupCreation { id, job_id } => vec![sql::attribute_group_creation_statement(*id, *job_id)],
         Change::InsertJobs(list) => list.iter().map(jobs::insert_job_statement).collect(),
         Change::UpdateJob(job) => vec![jobs::update_job_statement(job)],
         Change::InsertCreationAttempt(attempt) => vec![jobs::insert_creation_attempt_statement(attempt)],

@@ -462,6 +462,12 @@ pub(crate) async fn update_group(db: &impl Backend, group: &GroupRecord) -> DbRe
     changed_some(db.execute(update_group_statement(group)).await?)
 }
 
+pub(crate) fn attribute_group_creation_statement(id: GroupId, job_id: uuid::Uuid) -> Statement {
+    Statement::new("UPDATE groups SET creation_job_id = $2 WHERE id = $1 AND creation_job_id IS NULL")
+        .bind(group_id(id))
+        .bind(job_id.hyphenated().to_string())
+}
+
 pub(crate) fn update_group_statement(group: &GroupRecord) -> Statement {
     let s = &group.settings;
     Statement::new(

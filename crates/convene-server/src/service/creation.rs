@@ -935,8 +935,8 @@ impl Service {
 
     /// Records a created group, the end of the attempt that created it (none when a reconciliation found the group)
     /// and its job's success in one commit. A record of the group already there (a client imported the group by its
-    /// JID meanwhile, or a version before this one recorded it and then crashed) is kept, and the job's result names
-    /// it.
+    /// JID meanwhile, or a version before this one recorded it and then crashed) is kept, named as this job's group
+    /// when it names no creator, and the job's result names it.
     async fn finish_created(
         &self,
         job: JobRecord,
@@ -955,11 +955,14 @@ impl Service {
         match inserted {
             Ok(()) => {}
             Err(DbError::Conflict) => {
-                let record = self.recorded_group(created.result.instance_id, &created.result.jid).await?;
+                let mut record = self.recorded_group(created.result.instance_id, &created.result.jid).await?;
+                let job_id = job.id;
+                record.creation_job_id.get_or_insert(job_id);
                 created.result.group_id = record.id;
                 let (ended, events) =
                     self.job_end(job, JobState::Succeeded, Some((&created.result, &record)), None)?;
                 let mut changes = attempt_end.clone();
+                changes.push(Change::AttributeGroupCreation { id: record.id, job_id });
                 changes.push(Change::UpdateJob(&ended));
                 self.commit(&changes, &events).await?;
                 created.view.group.record = record;

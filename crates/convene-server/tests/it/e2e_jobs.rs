@@ -325,6 +325,8 @@ async fn a_group_imported_while_its_creation_was_interrupted_is_the_jobs_result_
     let (_, job) = app.get(&format!("/v1/jobs/{job_id}")).await;
     assert_eq!(job["state"], "succeeded", "{job}");
     assert_eq!(job["result"]["group_id"], imported["id"], "{job}");
+    let (_, group) = app.get(&format!("/v1/groups/{}", imported["id"].as_str().unwrap())).await;
+    assert_eq!(group["creation_job_id"], job["id"], "the imported record now names its creation: {group}");
     let (_, listed) = app.get("/v1/groups").await;
     let items = listed["items"].as_array().unwrap();
     assert_eq!((items.len(), &items[0]["id"]), (1, &imported["id"]), "{listed}");
@@ -333,9 +335,12 @@ async fn a_group_imported_while_its_creation_was_interrupted_is_the_jobs_result_
 
 #[tokio::test]
 async fn a_created_groups_record_appears_only_together_with_its_jobs_success() {
-    // Arrange: every network call takes 200 ms, so a creation spends 200 ms after the network made the group
-    // reading its members back before it ends.
+    // Arrange: a backup admin and every network call taking 200 ms, so a creation spends 400 ms after the network
+    // made the group promoting the backup admin and reading the members back before it ends.
     let app = spawn_app().await;
+    let settings = json!({"backup_admins": ["+18647351567"]});
+    let (status, body) = app.put(&format!("/v1/instances/{}/settings", app.instance_id), settings).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
     let (status, body) = app.put("/v1/sandbox/faults", json!({"latency_ms": 200})).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let creating = app

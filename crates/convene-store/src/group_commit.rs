@@ -13,8 +13,8 @@
 //! before it together, it alone, and those after it together.
 //!
 //! The committer works on its connection synchronously through rusqlite, on a thread of its own, rather than through
-//! sqlx: sqlx runs each statement as a round trip to its connection's worker thread, and a batch is a dozen
-//! statements per caller (savepoint, statements, release). Those round trips, one after another, were what bounded
+//! sqlx: sqlx runs each statement as a round trip to its connection's worker thread, and a batch was a dozen
+//! statements per caller (a savepoint, the statements, a release). Those round trips, one after another, bounded
 //! creation (convene-bench: 16 ms a commit under 16 concurrent creations, at 54% of the two cores).
 
 use std::sync::Arc;
@@ -122,8 +122,9 @@ fn commit_batch(connection: &Connection, batch: &mut Vec<Write>, committed: &Ato
         return;
     }
     let changing_groups = groups.writing(batch.iter().flat_map(|write| &write.statements));
-    let outcomes = commit(connection, batch);
-    committed.fetch_add(1, Ordering::Relaxed);
+    let mut commits = 0;
+    let outcomes = commit(connection, batch, &mut commits);
+    committed.fetch_add(commits, Ordering::Relaxed);
     groups.written(changing_groups);
     for (write, outcome) in batch.drain(..).zip(outcomes) {
         let _ = write.done.send(outcome);
@@ -135,10 +136,10 @@ fn commit_batch(connection: &Connection, batch: &mut Vec<Write>, committed: &Ato
 /// it together, it alone, the rest together. When the commit fails (SQLite may also have undone the transaction by
 /// itself, as on a full disk), each write is tried again in a transaction of its own, so that only the one that
 /// cannot be written fails.
-fn commit(connection: &Connection, batch: &[Write]) -> Vec<DbResult<Vec<u64>>> {
+fn commit(connection: &Connection, batch: &[Write], commits: &mut u64) -> Vec<DbResult<Vec<u64>>> {
     match batch {
         [] => return Vec::new(),
-        [write] => return vec![commit_alone(connection, write)],
+        [write] => return vec![commit_alone(connection, write, commits)],
         _ => {}
     }
     if let Err(e) = control(connection, "BEGIN IMMEDIATE") {
@@ -151,32 +152,36 @@ fn commit(connection: &Connection, batch: &[Write]) -> Vec<DbResult<Vec<u64>>> {
             Ok(changed) => outcomes.push(Ok(changed)),
             Err(_) => {
                 rollback(connection);
-                let mut outcomes = commit(connection, &batch[..i]);
-                outcomes.push(commit_alone(connection, write));
-                outcomes.extend(commit(connection, &batch[i + 1..]));
+                let mut outcomes = commit(connection, &batch[..i], commits);
+                outcomes.push(commit_alone(connection, write, commits));
+                outcomes.extend(commit(connection, &batch[i + 1..], commits));
                 return outcomes;
             }
         }
     }
     match control(connection, "COMMIT") {
-        Ok(()) => outcomes,
-        Err(_) => one_by_one(connection, batch),
+        Ok(()) => {
+            *commits += 1;
+            outcomes
+        }
+        Err(_) => one_by_one(connection, batch, commits),
     }
 }
 
 /// Ends the lost transaction and writes each of the batch alone.
-fn one_by_one(connection: &Connection, batch: &[Write]) -> Vec<DbResult<Vec<u64>>> {
+fn one_by_one(connection: &Connection, batch: &[Write], commits: &mut u64) -> Vec<DbResult<Vec<u64>>> {
     rollback(connection);
-    batch.iter().map(|write| commit_alone(connection, write)).collect()
+    batch.iter().map(|write| commit_alone(connection, write, commits)).collect()
 }
 
 /// One write in a transaction of its own: no savepoint is needed, the transaction is undone if it fails.
-fn commit_alone(connection: &Connection, write: &Write) -> DbResult<Vec<u64>> {
+fn commit_alone(connection: &Connection, write: &Write, commits: &mut u64) -> DbResult<Vec<u64>> {
     control(connection, "BEGIN IMMEDIATE").map_err(sqlite_err)?;
     let committed = run(connection, &write.statements)
         .and_then(|changed| control(connection, "COMMIT").map(|()| changed).map_err(sqlite_err));
-    if committed.is_err() {
-        rollback(connection);
+    match committed {
+        Ok(_) => *commits += 1,
+        Err(_) => rollback(connection),
     }
     committed
 }
@@ -256,7 +261,8 @@ mod tests {
             [write(vec![insert(1)]), write(vec![insert(2), missing]), write(vec![insert(1)]), write(vec![insert(3)])];
 
         // Act
-        let outcomes = commit(&connection, &batch);
+        let mut commits = 0;
+        let outcomes = commit(&connection, &batch, &mut commits);
 
         // Assert
         let kinds: Vec<&str> = outcomes
@@ -269,6 +275,7 @@ mod tests {
             })
             .collect();
         assert_eq!(kinds, ["ok", "not found", "conflict", "ok"]);
+        assert_eq!(commits, 2, "the first write, then the last two: the one after the failure conflicts in turn");
         let mut keys = connection.prepare("SELECT k FROM t ORDER BY k").unwrap();
         let keys: Vec<i64> = keys.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect();
         assert_eq!(keys, [1, 3], "the failed write's first insert is undone");

@@ -98,16 +98,21 @@ impl PhoneNumber {
 /// What libphonenumber said of the international spellings it checked last. Its check runs regular expressions found
 /// through a cache keyed by hashing each pattern's text, some 30 µs a number: a seventh of a group creation's time.
 /// The same numbers come back again and again (a team's agents, backup admins), and the answer for a spelling never
-/// changes within a process. Bounded: emptied when full.
+/// changes within a process. Bounded: emptied when full, and spellings longer than any number's are not kept.
 struct RecentlyChecked(Mutex<HashMap<String, Result<PhoneNumber, PhoneParseError>>>);
 
 const RECENTLY_CHECKED_MOST: usize = 4096;
+/// E.164's 16 characters with room for spaces, dots, dashes and brackets between the digits.
+const RECENTLY_CHECKED_LONGEST: usize = 40;
 
 static RECENTLY_CHECKED: LazyLock<RecentlyChecked> = LazyLock::new(|| RecentlyChecked(Mutex::default()));
 
 impl RecentlyChecked {
     /// libphonenumber's answer for `international` (`+` and digits, maybe with spaces, dots, dashes and brackets).
     fn check(&self, international: String) -> Result<PhoneNumber, PhoneParseError> {
+        if international.len() > RECENTLY_CHECKED_LONGEST {
+            return Self::check_now(&international);
+        }
         if let Some(known) = self.0.lock().unwrap_or_else(PoisonError::into_inner).get(&international) {
             return known.clone();
         }

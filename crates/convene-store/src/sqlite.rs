@@ -336,7 +336,8 @@ mod tests {
     }
 
     #[test]
-    fn the_committers_connection_syncs_as_asked_enforces_foreign_keys_waits_five_seconds_for_locks_and_journals_in_memory() {
+    fn the_committers_connection_syncs_as_asked_enforces_foreign_keys_waits_five_seconds_for_locks_and_journals_in_memory()
+     {
         // Arrange
         let dir = tempfile::tempdir().unwrap();
         let options = SqliteConnectOptions::new().filename(dir.path().join("x.db"));
@@ -347,7 +348,8 @@ mod tests {
 
             // Assert
             let pragma = |name: &str| -> i64 { connection.pragma_query_value(None, name, |row| row.get(0)).unwrap() };
-            let settings = (pragma("synchronous"), pragma("foreign_keys"), pragma("busy_timeout"), pragma("temp_store"));
+            let settings =
+                (pragma("synchronous"), pragma("foreign_keys"), pragma("busy_timeout"), pragma("temp_store"));
             assert_eq!(settings, (expected, 1, 5000, 2), "temp_store 2 is MEMORY");
         }
     }

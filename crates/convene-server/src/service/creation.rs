@@ -624,9 +624,7 @@ impl Service {
         let stored: StoredRequest = serde_json::from_str(&job.request).map_err(ApiError::internal)?;
         if job.needs_reconcile {
             let Some(pinned) = job.pinned_instance_id else {
-                return self
-                    .finish_job(job, JobState::Failed, Some("reconcile without an instance".into()))
-                    .await;
+                return self.finish_job(job, JobState::Failed, Some("reconcile without an instance".into())).await;
             };
             match self.reconcile(&job, pinned, &stored).await {
                 Ok(true) => return Ok(()),
@@ -657,9 +655,7 @@ impl Service {
             }
         }
         let Some((next, instance)) = best else {
-            return self
-                .finish_job(job, JobState::Failed, Some("none of the job's instances exists".into()))
-                .await;
+            return self.finish_job(job, JobState::Failed, Some("none of the job's instances exists".into())).await;
         };
         if next > now {
             metrics::histogram!(crate::telemetry::PACING_WAIT).record(now.until(next).as_secs_f64());
@@ -946,7 +942,8 @@ impl Service {
         let attempt_end: Vec<Change<'_>> = attempt.iter().map(Change::FinishCreationAttempt).collect();
         let inserted = {
             let record = &created.view.group.record;
-            let (ended, events) = self.job_end(job.clone(), JobState::Succeeded, Some((&created.result, record)), None)?;
+            let (ended, events) =
+                self.job_end(job.clone(), JobState::Succeeded, Some((&created.result, record)), None)?;
             let mut changes = vec![Change::InsertGroup(record)];
             changes.extend_from_slice(&attempt_end);
             changes.push(Change::UpdateJob(&ended));
@@ -959,8 +956,7 @@ impl Service {
                 let job_id = job.id;
                 record.creation_job_id.get_or_insert(job_id);
                 created.result.group_id = record.id;
-                let (ended, events) =
-                    self.job_end(job, JobState::Succeeded, Some((&created.result, &record)), None)?;
+                let (ended, events) = self.job_end(job, JobState::Succeeded, Some((&created.result, &record)), None)?;
                 let mut changes = attempt_end.clone();
                 changes.push(Change::AttributeGroupCreation { id: record.id, job_id });
                 changes.push(Change::UpdateJob(&ended));

@@ -259,11 +259,10 @@ async fn an_instance_default_sends_private_invites_without_asking_each_time() {
     assert_eq!(outcome_of(&created["participants"], "+17137157533")["outcome"], "privacy_blocked");
 }
 
-#[tokio::test]
-async fn a_job_interrupted_after_the_network_created_its_group_is_found_not_repeated() {
-    // Arrange: a queued job whose attempt reached the network, then the process "died" before recording it.
-    let app = spawn_app().await;
-    let (_, queued) = app.post("/v1/jobs/groups", batch(&[app.instance_id], &["Interrupted".to_owned()])).await;
+/// Queues a creation of `subject`, claims it and has the network create its group, as a process does before it
+/// dies without recording the group. Returns the job's id and the group's JID.
+async fn interrupt_after_the_network_created(app: &TestApp, subject: &str) -> (uuid::Uuid, String) {
+    let (_, queued) = app.post("/v1/jobs/groups", batch(&[app.instance_id], &[subject.to_owned()])).await;
     let job_id = queued["jobs"][0]["id"].as_str().unwrap().parse().unwrap();
     let store = app.service.store().clone();
     let job = store.get_job(job_id).await.unwrap();
@@ -272,13 +271,21 @@ async fn a_job_interrupted_after_the_network_created_its_group_is_found_not_repe
     let phone = convene_core::PhoneNumber::parse(&app.instance_phone).unwrap();
     let connector = app.service.sandbox().connector(phone);
     let request = convene_core::connector::CreateGroupRequest {
-        subject: convene_core::GroupSubject::parse("Interrupted").unwrap(),
+        subject: convene_core::GroupSubject::parse(subject).unwrap(),
         description: None,
         participants: vec![convene_core::PhoneNumber::parse("+17137157533").unwrap()],
         settings: Default::default(),
         key: convene_core::CreationKey(job.creation_key.clone()),
     };
-    convene_core::Connector::create_group(&connector, &request).await.unwrap();
+    let created = convene_core::Connector::create_group(&connector, &request).await.unwrap();
+    (job_id, created.metadata.jid.to_string())
+}
+
+#[tokio::test]
+async fn a_job_interrupted_after_the_network_created_its_group_is_found_not_repeated() {
+    // Arrange: a queued job whose attempt reached the network, then the process "died" before recording it.
+    let app = spawn_app().await;
+    let (job_id, _) = interrupt_after_the_network_created(&app, "Interrupted").await;
 
     // Act: the restart puts the running job back and the worker runs it.
     assert_eq!(app.service.requeue_orphaned_jobs(app.service.now()).await.unwrap(), 1);
@@ -297,23 +304,7 @@ async fn a_group_imported_while_its_creation_was_interrupted_is_the_jobs_result_
     // Arrange: a queued job whose attempt reached the network before the process "died"; meanwhile a client read
     // the new group by its WhatsApp id, which records it as a group Convene did not create.
     let app = spawn_app().await;
-    let (_, queued) = app.post("/v1/jobs/groups", batch(&[app.instance_id], &["Imported meanwhile".to_owned()])).await;
-    let job_id = queued["jobs"][0]["id"].as_str().unwrap().parse().unwrap();
-    let store = app.service.store().clone();
-    let job = store.get_job(job_id).await.unwrap();
-    let now = convene_core::Clock::now(&app.clock);
-    assert!(store.claim_job(job_id, convene_core::InstanceId(app.instance_id), now).await.unwrap());
-    let phone = convene_core::PhoneNumber::parse(&app.instance_phone).unwrap();
-    let request = convene_core::connector::CreateGroupRequest {
-        subject: convene_core::GroupSubject::parse("Imported meanwhile").unwrap(),
-        description: None,
-        participants: vec![convene_core::PhoneNumber::parse("+17137157533").unwrap()],
-        settings: Default::default(),
-        key: convene_core::CreationKey(job.creation_key.clone()),
-    };
-    let connector = app.service.sandbox().connector(phone);
-    let created = convene_core::Connector::create_group(&connector, &request).await.unwrap();
-    let jid = created.metadata.jid.to_string();
+    let (job_id, jid) = interrupt_after_the_network_created(&app, "Imported meanwhile").await;
     let (status, imported) = app.get(&format!("/v1/groups/{jid}?instance_id={}", app.instance_id)).await;
     assert_eq!(status, StatusCode::OK, "{imported}");
 

@@ -336,8 +336,7 @@ mod tests {
     }
 
     #[test]
-    fn the_committers_connection_syncs_as_asked_enforces_foreign_keys_waits_five_seconds_for_locks_and_journals_in_memory()
-     {
+    fn the_committers_connection_syncs_as_asked_enforces_foreign_keys_waits_for_locks_and_journals_in_memory() {
         // Arrange
         let dir = tempfile::tempdir().unwrap();
         let options = SqliteConnectOptions::new().filename(dir.path().join("x.db"));

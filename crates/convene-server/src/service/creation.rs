@@ -523,7 +523,7 @@ impl Service {
     }
 
     /// The result stored in a finished job. Its numbers were checked before Convene stored them: they are read back
-    /// as stored, not parsed again with libphonenumber (a sixth of a creation's time went to that).
+    /// as stored, not parsed again with libphonenumber (6% of a creation's samples went to that).
     pub fn job_result(job: &JobRecord) -> Option<CreationResult> {
         let result = job.result.as_deref()?;
         convene_core::phone::reading_stored(|| serde_json::from_str(result)).ok()

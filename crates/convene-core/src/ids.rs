@@ -107,12 +107,16 @@ pub struct GroupJid(String);
 impl GroupJid {
     pub fn parse(s: &str) -> Option<Self> {
         let s = s.trim();
-        let user = s.strip_suffix("@g.us").or_else(|| s.strip_suffix("-group"))?;
+        let (user, spelled_as_kept) = match s.strip_suffix("@g.us") {
+            Some(user) => (user, true),
+            None => (s.strip_suffix("-group")?, false),
+        };
         // Older group JIDs are `<creator>-<timestamp>@g.us`.
         let valid = !user.is_empty()
             && user.len() <= 64
             && user.split('-').all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()));
-        valid.then(|| Self(format!("{user}@g.us")))
+        // Stored ids are read back through here, 50 a page: those need no formatting.
+        valid.then(|| Self(if spelled_as_kept { s.to_owned() } else { format!("{user}@g.us") }))
     }
 
     /// The part before `@g.us`.

@@ -185,7 +185,7 @@ impl Readers {
         let mut rows = prepared.raw_query();
         let mut records = Vec::new();
         while let Some(row) = rows.next().map_err(sqlite_err)? {
-            records.push(read(&SqliteRow { row, names: &names })?);
+            records.push(read(&SqliteRow::new(row, &names))?);
         }
         Ok(records)
     }

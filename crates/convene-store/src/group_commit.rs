@@ -16,9 +16,14 @@
 //! sqlx: sqlx runs each statement as a round trip to its connection's worker thread, and a batch was a dozen
 //! statements per caller (a savepoint, the statements, a release). Those round trips, one after another, bounded
 //! creation (convene-bench: 16 ms a commit under 16 concurrent creations, at 54% of the two cores).
+//!
+//! Checkpoints (copying the WAL's pages into the database file, with two syncs of their own) run beside the
+//! committer, on a thread and connection of their own, rather than in the commit that happened to fill the WAL:
+//! there they were an eighth of the committer's time, and every writer of that batch waited for them.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use convene_core::DbError;
 use convene_core::store::DbResult;
@@ -34,6 +39,14 @@ const MOST_PER_COMMIT: usize = 256;
 
 /// Prepared statements the committer keeps: more than the store has kinds of write.
 const STATEMENTS_KEPT: usize = 128;
+
+/// How often the checkpointer copies what was committed meanwhile into the database file. Under convene-bench's
+/// creation load that is about the 1,000 pages after which SQLite would checkpoint by itself.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
+
+/// The WAL's size in pages past which the committer checkpoints by itself, should the checkpointer fall behind:
+/// about 40 MiB.
+pub(crate) const COMMITTER_CHECKPOINTS_PAST: &str = "10000";
 
 /// One caller's writes and where to send how they went: the rows each statement changed.
 struct Write {
@@ -56,15 +69,17 @@ pub(crate) struct Committer {
 }
 
 impl Committer {
-    /// A committer on `connection`, which is its own; it tells `groups` what it committed.
-    pub(crate) fn start(connection: Connection, groups: Arc<GroupCache>) -> DbResult<Self> {
+    /// A committer on `connection`, which is its own, with its checkpoints on `checkpoints`, another connection to
+    /// the same file; it tells `groups` what it committed.
+    pub(crate) fn start(connection: Connection, checkpoints: Connection, groups: Arc<GroupCache>) -> DbResult<Self> {
         connection.set_prepared_statement_cache_capacity(STATEMENTS_KEPT);
         let (messages, queue) = mpsc::unbounded_channel();
         let committed = Arc::new(AtomicU64::new(0));
+        let checkpointer = Checkpointer::start(checkpoints, Arc::clone(&committed))?;
         let counter = Arc::clone(&committed);
         std::thread::Builder::new()
             .name("convene-committer".into())
-            .spawn(move || serve(connection, queue, &counter, &groups))
+            .spawn(move || serve(connection, queue, &counter, &groups, checkpointer))
             .map_err(|e| other(format!("cannot start the database's committer: {e}")))?;
         Ok(Self { messages, committed })
     }
@@ -97,6 +112,7 @@ fn serve(
     mut queue: mpsc::UnboundedReceiver<Message>,
     committed: &AtomicU64,
     groups: &GroupCache,
+    checkpointer: Checkpointer,
 ) {
     let mut batch = Vec::new();
     while let Some(first) = queue.blocking_recv() {
@@ -106,6 +122,7 @@ fn serve(
                 Message::Write(write) => batch.push(write),
                 Message::Close(done) => {
                     commit_batch(&connection, &mut batch, committed, groups);
+                    checkpointer.stop();
                     drop(connection);
                     let _ = done.send(());
                     return;
@@ -113,6 +130,54 @@ fn serve(
             }
         }
         commit_batch(&connection, &mut batch, committed, groups);
+    }
+    checkpointer.stop();
+}
+
+/// The thread that checkpoints the WAL while the committer commits.
+struct Checkpointer {
+    /// Dropped to stop the thread.
+    stop: std::sync::mpsc::Sender<()>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Checkpointer {
+    fn start(connection: Connection, committed: Arc<AtomicU64>) -> DbResult<Self> {
+        let (stop, stopped) = std::sync::mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("convene-checkpointer".into())
+            .spawn(move || checkpoint_while_committing(&connection, &stopped, &committed))
+            .map_err(|e| other(format!("cannot start the database's checkpointer: {e}")))?;
+        Ok(Self { stop, thread })
+    }
+
+    /// Stops the thread and closes its connection, waiting for a checkpoint under way.
+    fn stop(self) {
+        drop(self.stop);
+        let _ = self.thread.join();
+    }
+}
+
+/// Every `CHECKPOINT_EVERY` in which something was committed, copies into the database file what readers no longer
+/// need in the WAL. A passive checkpoint waits for no one: the committer goes on writing at the WAL's end meanwhile,
+/// and SQLite starts the WAL over at the next commit once all of it is copied and unread.
+fn checkpoint_while_committing(
+    connection: &Connection,
+    stopped: &std::sync::mpsc::Receiver<()>,
+    committed: &AtomicU64,
+) {
+    let mut copied_up_to = 0;
+    while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(CHECKPOINT_EVERY) {
+        let commits = committed.load(Ordering::Relaxed);
+        if commits == copied_up_to {
+            continue;
+        }
+        copied_up_to = commits;
+        // Busy when the committer's own checkpoint (past `COMMITTER_CHECKPOINTS_PAST`) is under way: the next turn
+        // copies what it left.
+        if let Err(e) = connection.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            tracing::debug!(error = %e, "checkpoint not made");
+        }
     }
 }
 
@@ -233,7 +298,8 @@ mod tests {
         let connection = Connection::open(dir.path().join("t.db")).unwrap();
         connection.pragma_update(None, "max_page_count", 16).unwrap();
         connection.execute_batch("CREATE TABLE t (x BLOB)").unwrap();
-        let committer = Committer::start(connection, Arc::default()).unwrap();
+        let committer =
+            Committer::start(connection, Connection::open(dir.path().join("t.db")).unwrap(), Arc::default()).unwrap();
         let insert = |bytes: usize| vec![Statement::new("INSERT INTO t VALUES (zeroblob($1))").bind(bytes as i64)];
 
         // Act
@@ -289,7 +355,8 @@ mod tests {
         let connection = Connection::open(dir.path().join("t.db")).unwrap();
         connection.execute_batch("CREATE TABLE t (a TEXT, b INTEGER, c INTEGER, d TEXT)").unwrap();
         let reader = Connection::open(dir.path().join("t.db")).unwrap();
-        let committer = Committer::start(connection, Arc::default()).unwrap();
+        let committer =
+            Committer::start(connection, Connection::open(dir.path().join("t.db")).unwrap(), Arc::default()).unwrap();
         let insert = Statement::new("INSERT INTO t (c, a, b, d) VALUES ($3, $1, $2 + $2, $4)")
             .bind("text")
             .bind(21i64)

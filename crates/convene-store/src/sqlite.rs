@@ -25,7 +25,7 @@ use uuid::Uuid;
 use crate::error::{db_err, other, sqlite_err};
 use crate::events;
 use crate::group_cache::GroupCache;
-use crate::group_commit::Committer;
+use crate::group_commit::{COMMITTER_CHECKPOINTS_PAST, Committer};
 use crate::idempotency;
 use crate::jobs;
 use crate::migrate::{Migration, refuse_newer};
@@ -113,7 +113,11 @@ impl SqliteStore {
         let pool = SqlitePoolOptions::new().connect_with(options.clone()).await.map_err(db_err)?;
         migrate(&pool).await?;
         let groups = Arc::new(GroupCache::default());
-        let committer = Committer::start(committer_connection(&options, pragma)?, Arc::clone(&groups))?;
+        let committer = Committer::start(
+            committer_connection(&options, pragma)?,
+            checkpointer_connection(&options, pragma)?,
+            Arc::clone(&groups),
+        )?;
         let readers = Arc::new(Readers {
             path: options.get_filename().to_path_buf(),
             turns: Arc::new(Semaphore::new(READERS)),
@@ -143,12 +147,25 @@ impl SqliteStore {
 fn committer_connection(options: &SqliteConnectOptions, synchronous: &str) -> DbResult<rusqlite::Connection> {
     let connection = rusqlite::Connection::open(options.get_filename()).map_err(sqlite_err)?;
     connection.busy_timeout(BUSY_TIMEOUT).map_err(sqlite_err)?;
-    let pragmas =
-        [("foreign_keys", "ON"), ("synchronous", synchronous), ("cache_size", WRITER_CACHE), ("temp_store", "MEMORY")];
+    let pragmas = [
+        ("foreign_keys", "ON"),
+        ("synchronous", synchronous),
+        ("cache_size", WRITER_CACHE),
+        ("temp_store", "MEMORY"),
+        ("wal_autocheckpoint", COMMITTER_CHECKPOINTS_PAST),
+    ];
     for (pragma, value) in pragmas {
         connection.pragma_update(None, pragma, value).map_err(sqlite_err)?;
     }
     plan_without_bound_values(&connection)?;
+    Ok(connection)
+}
+
+/// The connection the committer's checkpoints run on (see `group_commit`). A checkpoint syncs the WAL and then the
+/// database file when its connection's `synchronous` says so: as the committer's does.
+fn checkpointer_connection(options: &SqliteConnectOptions, synchronous: &str) -> DbResult<rusqlite::Connection> {
+    let connection = rusqlite::Connection::open(options.get_filename()).map_err(sqlite_err)?;
+    connection.pragma_update(None, "synchronous", synchronous).map_err(sqlite_err)?;
     Ok(connection)
 }
 
@@ -347,10 +364,55 @@ mod tests {
 
             // Assert
             let pragma = |name: &str| -> i64 { connection.pragma_query_value(None, name, |row| row.get(0)).unwrap() };
-            let settings =
-                (pragma("synchronous"), pragma("foreign_keys"), pragma("busy_timeout"), pragma("temp_store"));
-            assert_eq!(settings, (expected, 1, 5000, 2), "temp_store 2 is MEMORY");
+            let settings = (
+                pragma("synchronous"),
+                pragma("foreign_keys"),
+                pragma("busy_timeout"),
+                pragma("temp_store"),
+                pragma("wal_autocheckpoint"),
+            );
+            assert_eq!(settings, (expected, 1, 5000, 2, 10_000), "temp_store 2 is MEMORY");
+            let checkpoints = checkpointer_connection(&options, asked).unwrap();
+            let synchronous: i64 = checkpoints.pragma_query_value(None, "synchronous", |row| row.get(0)).unwrap();
+            assert_eq!(synchronous, expected, "a checkpoint syncs as the commits do");
         }
+    }
+
+    #[tokio::test]
+    async fn what_was_committed_reaches_the_database_file_without_waiting_for_the_wal_to_fill() {
+        // Arrange: a store on a file, and a write far smaller than the 1,000 pages after which SQLite would copy the
+        // WAL into the database file by itself.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("convene.db");
+        let store = SqliteStore::connect(&format!("sqlite:{}", path.display())).await.unwrap();
+        let marker = "checkpointed-marker";
+        store
+            .committer
+            .write(vec![
+                Statement::new("CREATE TABLE checkpoint_probe (name TEXT)"),
+                Statement::new("INSERT INTO checkpoint_probe (name) VALUES ($1)").bind(marker),
+            ])
+            .await
+            .unwrap();
+
+        // Act: read the database file alone (`immutable` ignores the WAL) until the row is there.
+        let in_file = || {
+            let uri = format!("file:{}?immutable=1", path.display());
+            let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_URI;
+            let file = rusqlite::Connection::open_with_flags(uri, flags).unwrap();
+            file.query_row("SELECT count(*) FROM checkpoint_probe WHERE name = ?1", [marker], |row| {
+                row.get::<_, i64>(0)
+            })
+            .unwrap_or(0)
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while in_file() == 0 && std::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+
+        // Assert
+        assert_eq!(in_file(), 1, "the committed row was copied into the database file by the checkpointer");
+        store.close().await;
     }
 
     #[tokio::test]

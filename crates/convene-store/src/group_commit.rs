@@ -49,6 +49,11 @@ const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
 /// about 40 MiB.
 pub(crate) const COMMITTER_CHECKPOINTS_PAST: &str = "10000";
 
+/// The size in bytes the WAL file is cut back to when SQLite starts it over, should it have grown past it (16 MiB):
+/// a WAL that once grew to the backstop's size does not keep it. Below it the file is reused as it is, which saves
+/// the sync of its new length each time it grows.
+pub(crate) const WAL_KEPT_BYTES: &str = "16777216";
+
 /// One caller's writes and where to send how they went: the rows each statement changed.
 struct Write {
     statements: Vec<Statement>,
@@ -159,9 +164,10 @@ impl Checkpointer {
     }
 }
 
-/// Every `CHECKPOINT_EVERY` in which something was committed, copies into the database file what readers no longer
-/// need in the WAL. A passive checkpoint waits for no one: the committer goes on writing at the WAL's end meanwhile,
-/// and SQLite starts the WAL over at the next commit once all of it is copied and unread.
+/// Every `CHECKPOINT_EVERY` in which something was committed, or after a checkpoint that could not copy everything,
+/// copies into the database file what readers no longer need in the WAL. A passive checkpoint waits for no one: the
+/// committer goes on writing at the WAL's end meanwhile, and SQLite starts the WAL over at the next commit once all of
+/// it is copied and unread.
 fn checkpoint_while_committing(
     connection: &Connection,
     stopped: &std::sync::mpsc::Receiver<()>,
@@ -173,11 +179,16 @@ fn checkpoint_while_committing(
         if commits == copied_up_to {
             continue;
         }
-        copied_up_to = commits;
-        // Busy when the committer's own checkpoint (past `COMMITTER_CHECKPOINTS_PAST`) is under way: the next turn
-        // copies what it left.
-        if let Err(e) = connection.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-            tracing::debug!(error = %e, "checkpoint not made");
+        // The row says whether another checkpoint held the WAL (the committer's own, past
+        // `COMMITTER_CHECKPOINTS_PAST`), the WAL's frames, and how many are copied: fewer while a reader still reads
+        // an older state. Until all are copied, the next turn tries again, commits or not.
+        let checkpoint = connection.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
+            Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?, row.get::<_, i64>(2)?))
+        });
+        match checkpoint {
+            Ok((0, frames, copied)) if frames == copied => copied_up_to = commits,
+            Ok(_) => {}
+            Err(e) => tracing::debug!(error = %e, "checkpoint not made"),
         }
     }
 }

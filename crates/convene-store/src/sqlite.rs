@@ -25,7 +25,7 @@ use uuid::Uuid;
 use crate::error::{db_err, other, sqlite_err};
 use crate::events;
 use crate::group_cache::GroupCache;
-use crate::group_commit::{COMMITTER_CHECKPOINTS_PAST, Committer};
+use crate::group_commit::{COMMITTER_CHECKPOINTS_PAST, Committer, WAL_KEPT_BYTES};
 use crate::idempotency;
 use crate::jobs;
 use crate::migrate::{Migration, refuse_newer};
@@ -153,6 +153,7 @@ fn committer_connection(options: &SqliteConnectOptions, synchronous: &str) -> Db
         ("cache_size", WRITER_CACHE),
         ("temp_store", "MEMORY"),
         ("wal_autocheckpoint", COMMITTER_CHECKPOINTS_PAST),
+        ("journal_size_limit", WAL_KEPT_BYTES),
     ];
     for (pragma, value) in pragmas {
         connection.pragma_update(None, pragma, value).map_err(sqlite_err)?;
@@ -370,8 +371,9 @@ mod tests {
                 pragma("busy_timeout"),
                 pragma("temp_store"),
                 pragma("wal_autocheckpoint"),
+                pragma("journal_size_limit"),
             );
-            assert_eq!(settings, (expected, 1, 5000, 2, 10_000), "temp_store 2 is MEMORY");
+            assert_eq!(settings, (expected, 1, 5000, 2, 10_000, 16 << 20), "temp_store 2 is MEMORY");
             let checkpoints = checkpointer_connection(&options, asked).unwrap();
             let synchronous: i64 = checkpoints.pragma_query_value(None, "synchronous", |row| row.get(0)).unwrap();
             assert_eq!(synchronous, expected, "a checkpoint syncs as the commits do");
@@ -412,6 +414,40 @@ mod tests {
 
         // Assert
         assert_eq!(in_file(), 1, "the committed row was copied into the database file by the checkpointer");
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn what_a_reader_kept_from_the_database_file_is_copied_once_it_is_done_with_no_commit_after() {
+        // Arrange: a reader that holds an older state of the database, so that no checkpoint may copy past it.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("convene.db");
+        let store = SqliteStore::connect(&format!("sqlite:{}", path.display())).await.unwrap();
+        let create = Statement::new("CREATE TABLE checkpoint_probe (name TEXT)");
+        store.committer.write(vec![create]).await.unwrap();
+        let reader = rusqlite::Connection::open(&path).unwrap();
+        reader.execute_batch("BEGIN").unwrap();
+        reader.query_row("SELECT count(*) FROM checkpoint_probe", [], |row| row.get::<_, i64>(0)).unwrap();
+        let insert = Statement::new("INSERT INTO checkpoint_probe (name) VALUES ('kept')");
+        store.committer.write(vec![insert]).await.unwrap();
+        let in_file = || {
+            let uri = format!("file:{}?immutable=1", path.display());
+            let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_URI;
+            let file = rusqlite::Connection::open_with_flags(uri, flags).unwrap();
+            file.query_row("SELECT count(*) FROM checkpoint_probe", [], |row| row.get::<_, i64>(0)).unwrap_or(0)
+        };
+        tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+        assert_eq!(in_file(), 0, "the reader's older state keeps the row in the WAL");
+
+        // Act: the reader is done; nothing is committed after.
+        reader.execute_batch("COMMIT").unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while in_file() == 0 && std::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+
+        // Assert
+        assert_eq!(in_file(), 1, "a checkpoint that copied only part of the WAL is tried again");
         store.close().await;
     }
 

@@ -56,7 +56,7 @@ where
 }
 
 /// A row of SQLite read through rusqlite (the SQLite store's readers), by column name like sqlx's rows; `names`
-/// are the statement's columns, in order.
+/// are the statement's columns, in order, each named once (a name selected twice would be found at either place).
 pub(crate) struct SqliteRow<'a> {
     row: &'a rusqlite::Row<'a>,
     names: &'a [String],
@@ -68,6 +68,10 @@ pub(crate) struct SqliteRow<'a> {
 
 impl<'a> SqliteRow<'a> {
     pub(crate) fn new(row: &'a rusqlite::Row<'a>, names: &'a [String]) -> Self {
+        debug_assert!(
+            names.iter().enumerate().all(|(i, name)| !names[..i].contains(name)),
+            "a query names a column twice: {names:?}"
+        );
         Self { row, names, next: std::cell::Cell::new(0) }
     }
 

@@ -89,7 +89,10 @@ fn schemathesis_finds_no_failure_in_any_documented_operation_of_a_live_server() 
         .arg("--config-file")
         .arg(&config)
         .args(["--no-color", "run", &format!("{base}/openapi.json"), "--url", &base])
-        .args(["--checks", "all", "--seed", &seed, "--max-examples", &examples, "--workers", "2"])
+        // One worker: with two, schemathesis builds Python ASTs on two threads, and CPython before 3.11.8 (Debian 12
+        // has 3.11.2) then fails now and then with "AST constructor recursion depth mismatch" (cpython#106905), a
+        // tool error that failed this test with nothing wrong in the server.
+        .args(["--checks", "all", "--seed", &seed, "--max-examples", &examples, "--workers", "1"])
         .args(["--exclude-operation-id", "v1.sandbox.faults.set"])
         .args(["--exclude-operation-id", "v1.sandbox.network_limits.set"])
         .args(["--request-timeout", "20"])

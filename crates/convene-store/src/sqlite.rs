@@ -200,6 +200,10 @@ impl Readers {
         // Columns are named by the readers in `stored`; looking each name up in SQLite for every value of every row
         // was a sixth of listing groups' time.
         let names: Vec<String> = prepared.column_names().into_iter().map(str::to_owned).collect();
+        debug_assert!(
+            names.iter().enumerate().all(|(i, name)| !names[..i].contains(name)),
+            "a query names a column twice, which `SqliteRow` cannot tell apart: {names:?}"
+        );
         let mut rows = prepared.raw_query();
         let mut records = Vec::new();
         while let Some(row) = rows.next().map_err(sqlite_err)? {
@@ -380,6 +384,23 @@ mod tests {
         }
     }
 
+    /// The rows of `checkpoint_probe` in the database file at `path` alone (`immutable` ignores the WAL), read
+    /// until there is one or `wait` has passed.
+    async fn probes_in_database_file_within(path: &Path, wait: std::time::Duration) -> i64 {
+        let in_file = || {
+            let uri = format!("file:{}?immutable=1", path.display());
+            let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_URI;
+            let file = rusqlite::Connection::open_with_flags(uri, flags).unwrap();
+            // No table yet in the file is none of its rows.
+            file.query_row("SELECT count(*) FROM checkpoint_probe", [], |row| row.get::<_, i64>(0)).unwrap_or(0)
+        };
+        let deadline = std::time::Instant::now() + wait;
+        while in_file() == 0 && std::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        in_file()
+    }
+
     #[tokio::test]
     async fn what_was_committed_reaches_the_database_file_without_waiting_for_the_wal_to_fill() {
         // Arrange: a store on a file, and a write far smaller than the 1,000 pages after which SQLite would copy the
@@ -387,33 +408,20 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("convene.db");
         let store = SqliteStore::connect(&format!("sqlite:{}", path.display())).await.unwrap();
-        let marker = "checkpointed-marker";
         store
             .committer
             .write(vec![
                 Statement::new("CREATE TABLE checkpoint_probe (name TEXT)"),
-                Statement::new("INSERT INTO checkpoint_probe (name) VALUES ($1)").bind(marker),
+                Statement::new("INSERT INTO checkpoint_probe (name) VALUES ('committed')"),
             ])
             .await
             .unwrap();
 
-        // Act: read the database file alone (`immutable` ignores the WAL) until the row is there.
-        let in_file = || {
-            let uri = format!("file:{}?immutable=1", path.display());
-            let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_URI;
-            let file = rusqlite::Connection::open_with_flags(uri, flags).unwrap();
-            file.query_row("SELECT count(*) FROM checkpoint_probe WHERE name = ?1", [marker], |row| {
-                row.get::<_, i64>(0)
-            })
-            .unwrap_or(0)
-        };
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while in_file() == 0 && std::time::Instant::now() < deadline {
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
+        // Act: read the database file alone until the row is there.
+        let copied = probes_in_database_file_within(&path, std::time::Duration::from_secs(10)).await;
 
         // Assert
-        assert_eq!(in_file(), 1, "the committed row was copied into the database file by the checkpointer");
+        assert_eq!(copied, 1, "the committed row was copied into the database file by the checkpointer");
         store.close().await;
     }
 
@@ -430,24 +438,15 @@ mod tests {
         reader.query_row("SELECT count(*) FROM checkpoint_probe", [], |row| row.get::<_, i64>(0)).unwrap();
         let insert = Statement::new("INSERT INTO checkpoint_probe (name) VALUES ('kept')");
         store.committer.write(vec![insert]).await.unwrap();
-        let in_file = || {
-            let uri = format!("file:{}?immutable=1", path.display());
-            let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_URI;
-            let file = rusqlite::Connection::open_with_flags(uri, flags).unwrap();
-            file.query_row("SELECT count(*) FROM checkpoint_probe", [], |row| row.get::<_, i64>(0)).unwrap_or(0)
-        };
-        tokio::time::sleep(std::time::Duration::from_millis(800)).await;
-        assert_eq!(in_file(), 0, "the reader's older state keeps the row in the WAL");
+        let held_back = probes_in_database_file_within(&path, std::time::Duration::from_millis(800)).await;
+        assert_eq!(held_back, 0, "the reader's older state keeps the row in the WAL");
 
         // Act: the reader is done; nothing is committed after.
         reader.execute_batch("COMMIT").unwrap();
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while in_file() == 0 && std::time::Instant::now() < deadline {
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
+        let copied = probes_in_database_file_within(&path, std::time::Duration::from_secs(10)).await;
 
         // Assert
-        assert_eq!(in_file(), 1, "a checkpoint that copied only part of the WAL is tried again");
+        assert_eq!(copied, 1, "a checkpoint that copied only part of the WAL is tried again");
         store.close().await;
     }
 

@@ -211,9 +211,9 @@ fn commit_batch(connection: &Connection, batch: &mut Vec<Write>, committed: &Ato
 
 /// Runs the batch in one transaction; each write's outcome, in order. When a write fails, the transaction is undone
 /// (the failed write may have done part of its statements) and the batch written again with a savepoint per write.
-/// When the commit fails (SQLite may also have undone the transaction by
-/// itself, as on a full disk), each write is tried again in a transaction of its own, so that only the one that
-/// cannot be written fails.
+/// When that cannot go on (SQLite undid the whole transaction by itself, as it may on a full disk, or a savepoint
+/// could not be taken or undone) or the commit fails, each write is tried again in a transaction of its own, so that
+/// only the one that cannot be written fails.
 fn commit(connection: &Connection, batch: &[Write], commits: &mut u64) -> Vec<DbResult<Vec<u64>>> {
     match batch {
         [] => return Vec::new(),
@@ -278,7 +278,7 @@ fn finish(
     }
 }
 
-/// Ends the lost transaction and writes each of the batch alone.
+/// Ends the transaction, if one is left, and writes each of the batch alone.
 fn one_by_one(connection: &Connection, batch: &[Write], commits: &mut u64) -> Vec<DbResult<Vec<u64>>> {
     rollback(connection);
     batch.iter().map(|write| commit_alone(connection, write, commits)).collect()
@@ -303,7 +303,8 @@ fn rollback(connection: &Connection) {
     }
 }
 
-/// Runs a transaction's `BEGIN`, `COMMIT` or `ROLLBACK`, prepared once.
+/// Runs a transaction's or a savepoint's control statement (`BEGIN`, `COMMIT`, `SAVEPOINT`, `RELEASE`, …), prepared
+/// once.
 fn control(connection: &Connection, sql: &str) -> rusqlite::Result<()> {
     connection.prepare_cached(sql)?.raw_execute().map(drop)
 }
@@ -357,6 +358,31 @@ mod tests {
         assert_eq!(small.unwrap(), [1]);
         assert!(both.0.is_err());
         assert_eq!(both.1.unwrap(), [1]);
+    }
+
+    #[test]
+    fn a_write_that_ends_the_whole_transaction_in_the_savepoint_pass_leaves_each_write_to_go_alone() {
+        // Arrange: the second write fails and, by its conflict clause, makes SQLite undo the whole transaction.
+        let dir = tempfile::tempdir().unwrap();
+        let connection = Connection::open(dir.path().join("t.db")).unwrap();
+        connection.execute_batch("CREATE TABLE t (k INTEGER PRIMARY KEY)").unwrap();
+        let insert = |k: i64| Statement::new("INSERT INTO t (k) VALUES ($1)").bind(k);
+        let ends_all = Statement::new("INSERT OR ROLLBACK INTO t (k) VALUES (1)");
+        let write = |statements: Vec<Statement>| Write { statements, done: oneshot::channel().0 };
+        let batch = [write(vec![insert(1)]), write(vec![ends_all]), write(vec![insert(2)])];
+
+        // Act
+        let mut commits = 0;
+        let outcomes = commit(&connection, &batch, &mut commits);
+
+        // Assert: one answer per write, in order, and each write that could be written is, once.
+        let ok: Vec<bool> = outcomes.iter().map(Result::is_ok).collect();
+        assert_eq!(ok, [true, false, true]);
+        assert_eq!(commits, 2, "the two that could be written, each alone");
+        let mut keys = connection.prepare("SELECT k FROM t ORDER BY k").unwrap();
+        let keys: Vec<i64> = keys.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect();
+        assert_eq!(keys, [1, 2]);
+        assert!(connection.is_autocommit(), "no transaction is left open");
     }
 
     #[test]

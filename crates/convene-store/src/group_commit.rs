@@ -360,12 +360,23 @@ mod tests {
         assert_eq!(both.1.unwrap(), [1]);
     }
 
-    #[test]
-    fn a_write_that_ends_the_whole_transaction_in_the_savepoint_pass_leaves_each_write_to_go_alone() {
-        // Arrange: the second write fails and, by its conflict clause, makes SQLite undo the whole transaction.
+    /// A table `t` of integer keys in a new database file, kept while the directory is.
+    fn keyed_table() -> (tempfile::TempDir, Connection) {
         let dir = tempfile::tempdir().unwrap();
         let connection = Connection::open(dir.path().join("t.db")).unwrap();
         connection.execute_batch("CREATE TABLE t (k INTEGER PRIMARY KEY)").unwrap();
+        (dir, connection)
+    }
+
+    fn keys_in(connection: &Connection) -> Vec<i64> {
+        let mut keys = connection.prepare("SELECT k FROM t ORDER BY k").unwrap();
+        keys.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
+    }
+
+    #[test]
+    fn a_write_that_ends_the_whole_transaction_in_the_savepoint_pass_leaves_each_write_to_go_alone() {
+        // Arrange: the second write fails and, by its conflict clause, makes SQLite undo the whole transaction.
+        let (_dir, connection) = keyed_table();
         let insert = |k: i64| Statement::new("INSERT INTO t (k) VALUES ($1)").bind(k);
         let ends_all = Statement::new("INSERT OR ROLLBACK INTO t (k) VALUES (1)");
         let write = |statements: Vec<Statement>| Write { statements, done: oneshot::channel().0 };
@@ -379,8 +390,7 @@ mod tests {
         let ok: Vec<bool> = outcomes.iter().map(Result::is_ok).collect();
         assert_eq!(ok, [true, false, true]);
         assert_eq!(commits, 2, "the two that could be written, each alone");
-        let mut keys = connection.prepare("SELECT k FROM t ORDER BY k").unwrap();
-        let keys: Vec<i64> = keys.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect();
+        let keys = keys_in(&connection);
         assert_eq!(keys, [1, 2]);
         assert!(connection.is_autocommit(), "no transaction is left open");
     }
@@ -388,9 +398,7 @@ mod tests {
     #[test]
     fn a_failed_write_in_a_batch_is_undone_whole_and_the_others_commit_in_the_order_they_came() {
         // Arrange: a batch whose second write inserts, then fails; the third conflicts with the first.
-        let dir = tempfile::tempdir().unwrap();
-        let connection = Connection::open(dir.path().join("t.db")).unwrap();
-        connection.execute_batch("CREATE TABLE t (k INTEGER PRIMARY KEY)").unwrap();
+        let (_dir, connection) = keyed_table();
         let insert = |k: i64| Statement::new("INSERT INTO t (k) VALUES ($1)").bind(k);
         let missing = Statement::new("UPDATE t SET k = k WHERE k = 99").must_change();
         let write = |statements: Vec<Statement>| Write { statements, done: oneshot::channel().0 };
@@ -413,8 +421,7 @@ mod tests {
             .collect();
         assert_eq!(kinds, ["ok", "not found", "conflict", "ok"]);
         assert_eq!(commits, 1, "the writes that did not fail commit together");
-        let mut keys = connection.prepare("SELECT k FROM t ORDER BY k").unwrap();
-        let keys: Vec<i64> = keys.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect();
+        let keys = keys_in(&connection);
         assert_eq!(keys, [1, 3], "the failed write's first insert is undone");
         assert!(connection.is_autocommit(), "no transaction is left open");
     }

@@ -220,9 +220,8 @@ fn commit(connection: &Connection, batch: &[Write], commits: &mut u64) -> Vec<Db
         [write] => return vec![commit_alone(connection, write, commits)],
         _ => {}
     }
-    if let Err(e) = control(connection, "BEGIN IMMEDIATE") {
-        let e = sqlite_err(e);
-        return batch.iter().map(|_| Err(copy(&e))).collect();
+    if let Err(failed) = begin(connection, batch) {
+        return failed;
     }
     let mut outcomes = Vec::with_capacity(batch.len());
     for write in batch {
@@ -239,9 +238,8 @@ fn commit(connection: &Connection, batch: &[Write], commits: &mut u64) -> Vec<Db
 
 /// Runs the batch again in one transaction, each write in a savepoint that a failure rolls back alone.
 fn commit_with_savepoints(connection: &Connection, batch: &[Write], commits: &mut u64) -> Vec<DbResult<Vec<u64>>> {
-    if let Err(e) = control(connection, "BEGIN IMMEDIATE") {
-        let e = sqlite_err(e);
-        return batch.iter().map(|_| Err(copy(&e))).collect();
+    if let Err(failed) = begin(connection, batch) {
+        return failed;
     }
     let mut outcomes = Vec::with_capacity(batch.len());
     for write in batch {
@@ -260,6 +258,14 @@ fn commit_with_savepoints(connection: &Connection, batch: &[Write], commits: &mu
         outcomes.push(outcome);
     }
     finish(connection, batch, outcomes, commits)
+}
+
+/// Begins the batch's transaction; when that fails, the same error for each of its writes.
+fn begin(connection: &Connection, batch: &[Write]) -> Result<(), Vec<DbResult<Vec<u64>>>> {
+    control(connection, "BEGIN IMMEDIATE").map_err(|e| {
+        let e = sqlite_err(e);
+        batch.iter().map(|_| Err(copy(&e))).collect()
+    })
 }
 
 /// Commits the batch's transaction: `outcomes` if that worked, else each write's own outcome alone.

@@ -36,6 +36,8 @@ pub struct SandboxNetwork {
     commits: Arc<AtomicU64>,
     /// Who hears what people do on their own (join, leave): instances by their account number.
     listeners: Mutex<BTreeMap<InstanceId, Listener>>,
+    /// Copies the WAL into the file beside the writer's commits; stops with the network. `None` in memory.
+    _checkpointer: Option<convene_sqlite::Checkpointer>,
 }
 
 struct Writer {
@@ -112,6 +114,18 @@ impl SandboxNetwork {
             .await
             .map_err(|e| SandboxError::Io(format!("opening the sandbox's database: {e}")))??;
         let readers = path.clone().map(|path| Arc::new(Readers { path, idle: Mutex::default() }));
+        let commits = Arc::<AtomicU64>::default();
+        let checkpointer = match &path {
+            Some(path) => Some(
+                convene_sqlite::Checkpointer::start(
+                    "sandbox-checkpointer",
+                    store::open_checkpointer(path)?,
+                    Arc::clone(&commits),
+                )
+                .map_err(|e| SandboxError::Io(format!("starting the sandbox's checkpointer: {e}")))?,
+            ),
+            None => None,
+        };
         let network = Arc::new(Self {
             config,
             clock,
@@ -119,8 +133,9 @@ impl SandboxNetwork {
             writer: Arc::new(tokio::sync::Mutex::new(Writer { conn, batch: None })),
             readers,
             meta: Arc::new(RwLock::new(meta)),
-            commits: Arc::default(),
+            commits,
             listeners: Mutex::default(),
+            _checkpointer: checkpointer,
         });
         // A world seeded unreachable starts its outage now.
         network

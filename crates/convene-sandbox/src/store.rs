@@ -11,7 +11,8 @@
 //! thread each runs (see `network.rs`); the sync that ends a transaction never runs on the async runtime.
 //! `synchronous = FULL`: a change that returned survives the machine losing power as well as `kill -9`. NORMAL would
 //! save an `fsync` per change but could roll the world back behind Convene's own database, which already stores
-//! what it returned: the generator would then issue a group id a second time. States are stored as JSON in their
+//! what it returned: the generator would then issue a group id a second time. Checkpoints run beside the writer, on
+//! a thread of their own (`convene_sqlite`), so that a change never waits for the WAL to be copied into the file. States are stored as JSON in their
 //! rows (the same shapes an older Convene's world file held); the columns beside them are what is looked up.
 
 use std::collections::{BTreeMap, VecDeque};
@@ -126,7 +127,8 @@ pub(crate) fn open(path: Option<&Path>) -> Result<Connection, SandboxError> {
             let conn = Connection::open(path).map_err(|e| SandboxError::Io(format!("{}: {e}", path.display())))?;
             conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(db_error)?;
             conn.pragma_update(None, "journal_mode", "WAL").map_err(db_error)?;
-            conn.pragma_update(None, "synchronous", "FULL").map_err(db_error)?;
+            conn.pragma_update(None, "synchronous", SYNCHRONOUS).map_err(db_error)?;
+            convene_sqlite::leave_checkpoints_to_checkpointer(&conn).map_err(db_error)?;
             conn
         }
         None => Connection::open_in_memory().map_err(db_error)?,
@@ -137,6 +139,15 @@ pub(crate) fn open(path: Option<&Path>) -> Result<Connection, SandboxError> {
     conn.execute_batch(SCHEMA).map_err(db_error)?;
     conn.set_prepared_statement_cache_capacity(STATEMENTS_KEPT);
     Ok(conn)
+}
+
+/// How the writer syncs: see the module's comment. Its checkpointer syncs as it does.
+const SYNCHRONOUS: &str = "FULL";
+
+/// The connection for the checkpoints of the database at `path`, which `open` made (see `convene_sqlite`).
+pub(crate) fn open_checkpointer(path: &Path) -> Result<Connection, SandboxError> {
+    convene_sqlite::checkpointer_connection(path, SYNCHRONOUS)
+        .map_err(|e| SandboxError::Io(format!("{}: {e}", path.display())))
 }
 
 /// Another connection to the database at `path`, which `open` made, for reads.
@@ -386,16 +397,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_world_on_file_syncs_each_commit_and_journals_its_savepoints_in_memory() {
+    fn a_world_on_file_syncs_each_commit_journals_its_savepoints_in_memory_and_leaves_checkpoints_to_a_thread() {
         let dir = tempfile::tempdir().unwrap();
-        let conn = open(Some(&dir.path().join("sandbox.db"))).unwrap();
-        let pragma = |name: &str| -> String {
+        let path = dir.path().join("sandbox.db");
+        let conn = open(Some(&path)).unwrap();
+        let pragma = |conn: &Connection, name: &str| -> String {
             conn.pragma_query_value(None, name, |row| row.get::<_, rusqlite::types::Value>(0))
                 .map(|v| format!("{v:?}"))
                 .unwrap()
         };
-        let settings = [pragma("journal_mode"), pragma("synchronous"), pragma("temp_store")];
-        assert_eq!(settings, [r#"Text("wal")"#, "Integer(2)", "Integer(2)"], "FULL is 2, MEMORY is 2");
+        let settings = ["journal_mode", "synchronous", "temp_store", "wal_autocheckpoint", "journal_size_limit"]
+            .map(|name| pragma(&conn, name));
+        let expected = [r#"Text("wal")"#, "Integer(2)", "Integer(2)", "Integer(10000)", "Integer(16777216)"];
+        assert_eq!(settings, expected, "FULL is 2, MEMORY is 2");
+        let checkpoints = open_checkpointer(&path).unwrap();
+        assert_eq!(pragma(&checkpoints, "synchronous"), "Integer(2)", "a checkpoint syncs as the commits do");
     }
 
     /// Each lookup a call makes seeks an index: the cost of a call does not grow with the world.

@@ -586,6 +586,22 @@ async fn assert_on_disk(net: &SandboxNetwork, dir: &std::path::Path, people: &[P
 }
 
 #[tokio::test]
+async fn a_created_group_reaches_the_database_file_without_waiting_for_the_wal_to_fill() {
+    // Arrange: a world on file, and a change far smaller than the 1,000 pages after which SQLite would copy the WAL
+    // into the database file by itself.
+    let dir = tempfile::tempdir().unwrap();
+    let net = open_at(dir.path(), SandboxConfig::default()).await;
+    create(&net.connector(phone(1000)), &[phone(1)]).await;
+
+    // Act: read the database file alone until the group is there.
+    let path = dir.path().join("sandbox.db");
+    let copied = convene_sqlite::testing::rows_in_database_file_within(&path, "groups", 1, Duration::from_secs(10));
+
+    // Assert
+    assert_eq!(copied, 1, "the sandbox's checkpointer copied the group into the database file");
+}
+
+#[tokio::test]
 async fn every_kind_of_change_is_on_disk_when_its_call_returns() {
     // Arrange
     let dir = tempfile::tempdir().unwrap();

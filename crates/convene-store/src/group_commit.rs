@@ -19,16 +19,14 @@
 //! creation (convene-bench: 16 ms a commit under 16 concurrent creations, at 54% of the two cores).
 //!
 //! Checkpoints (copying the WAL's pages into the database file, with two syncs of their own) run beside the
-//! committer, on a thread and connection of their own, rather than in the commit that happened to fill the WAL:
-//! there they were 13% of the committer thread's samples (perf, convene-bench's creation over 16 numbers), and every
-//! writer of that batch waited for them.
+//! committer, on a thread and connection of their own (`convene_sqlite::Checkpointer`).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
 use convene_core::DbError;
 use convene_core::store::DbResult;
+use convene_sqlite::Checkpointer;
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
@@ -41,19 +39,6 @@ const MOST_PER_COMMIT: usize = 256;
 
 /// Prepared statements the committer keeps: more than the store has kinds of write.
 const STATEMENTS_KEPT: usize = 128;
-
-/// How often the checkpointer copies what was committed meanwhile into the database file: often enough that the WAL
-/// stays small (readers look pages up in it) without a checkpoint's two syncs for every few commits.
-const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
-
-/// The WAL's size in pages past which the committer checkpoints by itself, should the checkpointer fall behind:
-/// about 40 MiB.
-pub(crate) const COMMITTER_CHECKPOINTS_PAST: &str = "10000";
-
-/// The size in bytes the WAL file is cut back to when SQLite starts it over, should it have grown past it (16 MiB):
-/// a WAL that once grew to the backstop's size does not keep it. Below it the file is reused as it is, which saves
-/// the sync of its new length each time it grows.
-pub(crate) const WAL_KEPT_BYTES: &str = "16777216";
 
 /// One caller's writes and where to send how they went: the rows each statement changed.
 struct Write {
@@ -82,7 +67,8 @@ impl Committer {
         connection.set_prepared_statement_cache_capacity(STATEMENTS_KEPT);
         let (messages, queue) = mpsc::unbounded_channel();
         let committed = Arc::new(AtomicU64::new(0));
-        let checkpointer = Checkpointer::start(checkpoints, Arc::clone(&committed))?;
+        let checkpointer = Checkpointer::start("convene-checkpointer", checkpoints, Arc::clone(&committed))
+            .map_err(|e| other(format!("cannot start the database's checkpointer: {e}")))?;
         let counter = Arc::clone(&committed);
         std::thread::Builder::new()
             .name("convene-committer".into())
@@ -139,59 +125,6 @@ fn serve(
         commit_batch(&connection, &mut batch, committed, groups);
     }
     checkpointer.stop();
-}
-
-/// The thread that checkpoints the WAL while the committer commits.
-struct Checkpointer {
-    /// Dropped to stop the thread.
-    stop: std::sync::mpsc::Sender<()>,
-    thread: std::thread::JoinHandle<()>,
-}
-
-impl Checkpointer {
-    fn start(connection: Connection, committed: Arc<AtomicU64>) -> DbResult<Self> {
-        let (stop, stopped) = std::sync::mpsc::channel();
-        let thread = std::thread::Builder::new()
-            .name("convene-checkpointer".into())
-            .spawn(move || checkpoint_while_committing(&connection, &stopped, &committed))
-            .map_err(|e| other(format!("cannot start the database's checkpointer: {e}")))?;
-        Ok(Self { stop, thread })
-    }
-
-    /// Stops the thread and closes its connection, waiting for a checkpoint under way.
-    fn stop(self) {
-        drop(self.stop);
-        let _ = self.thread.join();
-    }
-}
-
-/// Every `CHECKPOINT_EVERY` in which something was committed, or after a checkpoint that could not copy everything,
-/// copies into the database file what readers no longer need in the WAL. A passive checkpoint waits for no one: the
-/// committer goes on writing at the WAL's end meanwhile, and SQLite starts the WAL over at the next commit once all of
-/// it is copied and unread.
-fn checkpoint_while_committing(
-    connection: &Connection,
-    stopped: &std::sync::mpsc::Receiver<()>,
-    committed: &AtomicU64,
-) {
-    let mut copied_up_to = 0;
-    while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(CHECKPOINT_EVERY) {
-        let commits = committed.load(Ordering::Relaxed);
-        if commits == copied_up_to {
-            continue;
-        }
-        // The row says whether another checkpoint held the WAL (the committer's own, past
-        // `COMMITTER_CHECKPOINTS_PAST`), the WAL's frames, and how many are copied: fewer while a reader still reads
-        // an older state. Until all are copied, the next turn tries again, commits or not.
-        let checkpoint = connection.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
-            Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?, row.get::<_, i64>(2)?))
-        });
-        match checkpoint {
-            Ok((0, frames, copied)) if frames == copied => copied_up_to = commits,
-            Ok(_) => {}
-            Err(e) => tracing::debug!(error = %e, "checkpoint not made"),
-        }
-    }
 }
 
 /// Commits the writes in `batch` together and answers each; leaves `batch` empty.

@@ -25,7 +25,7 @@ use uuid::Uuid;
 use crate::error::{db_err, other, sqlite_err};
 use crate::events;
 use crate::group_cache::GroupCache;
-use crate::group_commit::{COMMITTER_CHECKPOINTS_PAST, Committer, WAL_KEPT_BYTES};
+use crate::group_commit::Committer;
 use crate::idempotency;
 use crate::jobs;
 use crate::migrate::{Migration, refuse_newer};
@@ -115,7 +115,7 @@ impl SqliteStore {
         let groups = Arc::new(GroupCache::default());
         let committer = Committer::start(
             committer_connection(&options, pragma)?,
-            checkpointer_connection(&options, pragma)?,
+            convene_sqlite::checkpointer_connection(options.get_filename(), pragma).map_err(sqlite_err)?,
             Arc::clone(&groups),
         )?;
         let readers = Arc::new(Readers {
@@ -147,26 +147,13 @@ impl SqliteStore {
 fn committer_connection(options: &SqliteConnectOptions, synchronous: &str) -> DbResult<rusqlite::Connection> {
     let connection = rusqlite::Connection::open(options.get_filename()).map_err(sqlite_err)?;
     connection.busy_timeout(BUSY_TIMEOUT).map_err(sqlite_err)?;
-    let pragmas = [
-        ("foreign_keys", "ON"),
-        ("synchronous", synchronous),
-        ("cache_size", WRITER_CACHE),
-        ("temp_store", "MEMORY"),
-        ("wal_autocheckpoint", COMMITTER_CHECKPOINTS_PAST),
-        ("journal_size_limit", WAL_KEPT_BYTES),
-    ];
+    let pragmas =
+        [("foreign_keys", "ON"), ("synchronous", synchronous), ("cache_size", WRITER_CACHE), ("temp_store", "MEMORY")];
     for (pragma, value) in pragmas {
         connection.pragma_update(None, pragma, value).map_err(sqlite_err)?;
     }
+    convene_sqlite::leave_checkpoints_to_checkpointer(&connection).map_err(sqlite_err)?;
     plan_without_bound_values(&connection)?;
-    Ok(connection)
-}
-
-/// The connection the committer's checkpoints run on (see `group_commit`). A checkpoint syncs the WAL and then the
-/// database file when its connection's `synchronous` says so: as the committer's does.
-fn checkpointer_connection(options: &SqliteConnectOptions, synchronous: &str) -> DbResult<rusqlite::Connection> {
-    let connection = rusqlite::Connection::open(options.get_filename()).map_err(sqlite_err)?;
-    connection.pragma_update(None, "synchronous", synchronous).map_err(sqlite_err)?;
     Ok(connection)
 }
 
@@ -322,6 +309,8 @@ crate::delegate::impl_store!(SqliteStore);
 
 #[cfg(test)]
 mod tests {
+    use convene_sqlite::testing::rows_in_database_file_within;
+
     use super::*;
 
     #[test]
@@ -378,27 +367,10 @@ mod tests {
                 pragma("journal_size_limit"),
             );
             assert_eq!(settings, (expected, 1, 5000, 2, 10_000, 16 << 20), "temp_store 2 is MEMORY");
-            let checkpoints = checkpointer_connection(&options, asked).unwrap();
+            let checkpoints = convene_sqlite::checkpointer_connection(options.get_filename(), asked).unwrap();
             let synchronous: i64 = checkpoints.pragma_query_value(None, "synchronous", |row| row.get(0)).unwrap();
             assert_eq!(synchronous, expected, "a checkpoint syncs as the commits do");
         }
-    }
-
-    /// The rows of `checkpoint_probe` in the database file at `path` alone (`immutable` ignores the WAL), read
-    /// until there is one or `wait` has passed.
-    async fn probes_in_database_file_within(path: &Path, wait: std::time::Duration) -> i64 {
-        let in_file = || {
-            let uri = format!("file:{}?immutable=1", path.display());
-            let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_URI;
-            let file = rusqlite::Connection::open_with_flags(uri, flags).unwrap();
-            // No table yet in the file is none of its rows.
-            file.query_row("SELECT count(*) FROM checkpoint_probe", [], |row| row.get::<_, i64>(0)).unwrap_or(0)
-        };
-        let deadline = std::time::Instant::now() + wait;
-        while in_file() == 0 && std::time::Instant::now() < deadline {
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
-        in_file()
     }
 
     #[tokio::test]
@@ -418,7 +390,7 @@ mod tests {
             .unwrap();
 
         // Act: read the database file alone until the row is there.
-        let copied = probes_in_database_file_within(&path, std::time::Duration::from_secs(10)).await;
+        let copied = rows_in_database_file_within(&path, "checkpoint_probe", 1, std::time::Duration::from_secs(10));
 
         // Assert
         assert_eq!(copied, 1, "the committed row was copied into the database file by the checkpointer");
@@ -438,12 +410,13 @@ mod tests {
         reader.query_row("SELECT count(*) FROM checkpoint_probe", [], |row| row.get::<_, i64>(0)).unwrap();
         let insert = Statement::new("INSERT INTO checkpoint_probe (name) VALUES ('kept')");
         store.committer.write(vec![insert]).await.unwrap();
-        let held_back = probes_in_database_file_within(&path, std::time::Duration::from_millis(800)).await;
+        let held_back =
+            rows_in_database_file_within(&path, "checkpoint_probe", 1, std::time::Duration::from_millis(800));
         assert_eq!(held_back, 0, "the reader's older state keeps the row in the WAL");
 
         // Act: the reader is done; nothing is committed after.
         reader.execute_batch("COMMIT").unwrap();
-        let copied = probes_in_database_file_within(&path, std::time::Duration::from_secs(10)).await;
+        let copied = rows_in_database_file_within(&path, "checkpoint_probe", 1, std::time::Duration::from_secs(10));
 
         // Assert
         assert_eq!(copied, 1, "a checkpoint that copied only part of the WAL is tried again");

@@ -162,8 +162,10 @@ impl FromStr for GroupJid {
 pub struct CreationKey(pub String);
 
 impl CreationKey {
+    /// Time-ordered (UUID v7), so that each new key lands at the end of the indexes that hold it (a job's, the
+    /// sandbox's groups by creator) rather than on a page anywhere in them.
     pub fn new() -> Self {
-        Self(Uuid::new_v4().simple().to_string())
+        Self(Uuid::now_v7().simple().to_string())
     }
 }
 

@@ -408,7 +408,14 @@ mod tests {
         };
         let settings = ["journal_mode", "synchronous", "temp_store", "wal_autocheckpoint", "journal_size_limit"]
             .map(|name| pragma(&conn, name));
-        let expected = [r#"Text("wal")"#, "Integer(2)", "Integer(2)", "Integer(10000)", "Integer(16777216)"];
+        let (backstop, wal_kept) = (convene_sqlite::WRITER_CHECKPOINTS_PAST, convene_sqlite::WAL_KEPT_BYTES);
+        let expected = [
+            r#"Text("wal")"#.to_owned(),
+            "Integer(2)".to_owned(),
+            "Integer(2)".to_owned(),
+            format!("Integer({backstop})"),
+            format!("Integer({wal_kept})"),
+        ];
         assert_eq!(settings, expected, "FULL is 2, MEMORY is 2");
         let checkpoints = open_checkpointer(&path).unwrap();
         assert_eq!(pragma(&checkpoints, "synchronous"), "Integer(2)", "a checkpoint syncs as the commits do");

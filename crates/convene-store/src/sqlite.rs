@@ -366,7 +366,11 @@ mod tests {
                 pragma("wal_autocheckpoint"),
                 pragma("journal_size_limit"),
             );
-            assert_eq!(settings, (expected, 1, 5000, 2, 10_000, 16 << 20), "temp_store 2 is MEMORY");
+            assert_eq!(
+                settings,
+                (expected, 1, 5000, 2, convene_sqlite::WRITER_CHECKPOINTS_PAST, convene_sqlite::WAL_KEPT_BYTES),
+                "temp_store 2 is MEMORY"
+            );
             let checkpoints = convene_sqlite::checkpointer_connection(options.get_filename(), asked).unwrap();
             let synchronous: i64 = checkpoints.pragma_query_value(None, "synchronous", |row| row.get(0)).unwrap();
             assert_eq!(synchronous, expected, "a checkpoint syncs as the commits do");

@@ -701,9 +701,12 @@ impl World {
             check_description(d.as_str())?;
         }
         self.admit_creation(account, env.now)?;
+        // Ids increase with each creation (the count of creations, then three drawn digits): each new group's id
+        // lands at the end of the indexes that hold it, in this database and in Convene's, rather than on a page
+        // anywhere in them. Ids drawn at random by an older Convene are skipped like any other taken id.
         let jid = loop {
-            let jid = GroupJid::parse(&format!("120363{:012}@g.us", self.rng.below(1_000_000_000_000)))
-                .expect("digits make a valid group jid");
+            let number = (self.stats.groups_created % 1_000_000_000) * 1_000 + self.rng.below(1_000);
+            let jid = GroupJid::parse(&format!("120363{number:012}@g.us")).expect("digits make a valid group jid");
             if !self.by_jid.contains_key(&jid) && !self.known_taken.contains(&jid) {
                 break jid;
             }

@@ -322,6 +322,23 @@ async fn a_created_group_survives_reopening_the_world_file_and_the_generator_con
 }
 
 #[tokio::test]
+async fn group_ids_increase_with_each_creation_so_that_they_append_to_the_indexes_holding_them() {
+    // Arrange
+    let w = world().await;
+    let mut jids = Vec::new();
+
+    // Act
+    for _ in 0..20 {
+        jids.push(create(&w.owner, &[phone(1)]).await.metadata.jid.to_string());
+    }
+
+    // Assert: the same length, so text order is numeric order.
+    let mut sorted = jids.clone();
+    sorted.sort();
+    assert_eq!(jids, sorted, "each id is past the last one's");
+}
+
+#[tokio::test]
 async fn the_same_seed_and_calls_give_the_same_ids_and_other_seeds_do_not() {
     async fn run(seed: u64) -> Vec<String> {
         let w = world_with(SandboxConfig { seed, ..Default::default() }).await;

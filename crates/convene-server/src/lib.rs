@@ -18,6 +18,7 @@ use utoipa_swagger_ui::SwaggerUi;
 pub mod api;
 pub mod auth;
 pub mod config;
+mod connectors;
 pub mod console;
 pub mod dialects;
 pub mod error;

@@ -17,6 +17,7 @@ use convene_whatsapp::{WhatsappAccounts, WhatsappConfig};
 use serde::{Deserialize, Serialize};
 
 use crate::auth;
+use crate::connectors::Drivers;
 use crate::error::{ApiError, FieldError, Result};
 
 /// Most participants one request may name: a group holds 1024 members, the creator included.
@@ -43,8 +44,8 @@ pub use outbox::{
 #[derive(Clone)]
 pub struct Service {
     store: Arc<dyn Store>,
-    sandbox: Arc<SandboxNetwork>,
-    whatsapp: Arc<WhatsappAccounts>,
+    /// Each kind of connector's driver.
+    drivers: Arc<Drivers>,
     clock: Arc<dyn Clock>,
     connectors: Arc<RwLock<HashMap<InstanceId, Arc<dyn Connector>>>>,
     creation: Arc<CreationConfig>,
@@ -215,7 +216,7 @@ impl Service {
         let (events, mut reported) = events::channel();
         let service = Self::idle(store, sandbox, whatsapp, clock, creation, events);
         let instances = service.store.list_instances().await?;
-        service.register_sandbox_accounts(&instances).await;
+        service.prepare_networks(&instances).await;
         for instance in &instances {
             service.attach_connector(instance);
         }
@@ -250,8 +251,7 @@ impl Service {
     ) -> Self {
         Self {
             store,
-            sandbox,
-            whatsapp: WhatsappAccounts::new(whatsapp, Arc::clone(&clock), Arc::clone(&reported)),
+            drivers: Arc::new(Drivers::new(sandbox, whatsapp, &clock, &reported)),
             clock,
             connectors: Arc::default(),
             creation: Arc::new(creation),
@@ -266,9 +266,11 @@ impl Service {
         }
     }
 
-    /// Stops the real numbers' sessions, flushing what the library buffers (their stored state stays).
+    /// Ends every connection, flushing what the networks' libraries buffer (their stored state stays).
     pub async fn shutdown(&self) {
-        self.whatsapp.shutdown().await;
+        for (_, driver) in self.drivers.all() {
+            driver.shutdown().await;
+        }
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -276,12 +278,12 @@ impl Service {
     }
 
     pub fn sandbox(&self) -> &Arc<SandboxNetwork> {
-        &self.sandbox
+        &self.drivers.sandbox.network
     }
 
     /// The real numbers' sessions (tests reach `WhatsappAccounts::simulate` through here).
     pub fn whatsapp(&self) -> &Arc<WhatsappAccounts> {
-        &self.whatsapp
+        &self.drivers.whatsapp.accounts
     }
 
     pub fn now(&self) -> Timestamp {
@@ -307,29 +309,18 @@ impl Service {
         turn.lock_owned().await
     }
 
-    /// Makes the sandbox numbers among `instances` WhatsApp users of the simulated network, in one change. A
-    /// failure is logged, not returned: the number works all the same unless the world was set to refuse numbers it
-    /// does not know.
-    async fn register_sandbox_accounts(&self, instances: &[InstanceRecord]) {
-        let accounts: Vec<PhoneNumber> =
-            instances.iter().filter(|i| i.kind == ConnectorKind::Sandbox).filter_map(|i| i.phone.clone()).collect();
-        if accounts.is_empty() {
-            return;
-        }
-        if let Err(e) = self.sandbox.register(&accounts).await {
-            tracing::error!(error = %e, accounts = accounts.len(), "could not register the sandbox accounts");
+    /// Readies each kind's network for its instances among `instances`, before their connections open.
+    async fn prepare_networks(&self, instances: &[InstanceRecord]) {
+        for (kind, driver) in self.drivers.all() {
+            let of_kind: Vec<&InstanceRecord> = instances.iter().filter(|i| i.kind == kind).collect();
+            if !of_kind.is_empty() {
+                driver.prepare(&of_kind).await;
+            }
         }
     }
 
     fn attach_connector(&self, instance: &InstanceRecord) {
-        let connector: Option<Arc<dyn Connector>> = match (instance.kind, &instance.phone) {
-            (ConnectorKind::Sandbox, Some(phone)) => {
-                self.sandbox.listen(phone.clone(), instance.id, Arc::clone(&self.reported));
-                Some(Arc::new(self.sandbox.connector(phone.clone())))
-            }
-            (ConnectorKind::Sandbox, None) => None,
-            (ConnectorKind::Whatsapp, _) => Some(Arc::new(self.whatsapp.open(instance.id))),
-        };
+        let connector = self.drivers.of(instance.kind).open(instance, &self.reported);
         let mut map = self.connectors.write().unwrap_or_else(std::sync::PoisonError::into_inner);
         match connector {
             Some(c) => map.insert(instance.id, c),
@@ -361,18 +352,12 @@ impl Service {
                 None
             }
         };
-        let phone = match (kind, phone.map(PhoneNumber::parse)) {
-            (_, None) => None,
-            (ConnectorKind::Whatsapp, Some(_)) => {
-                errors.push(FieldError::new(
-                    "phone",
-                    "a `whatsapp` instance is the number that pairs with it (QR code or pairing code); leave `phone` out",
-                ));
-                None
-            }
-            (ConnectorKind::Sandbox, Some(Ok(p))) => Some(p),
-            (ConnectorKind::Sandbox, Some(Err(e))) => {
-                errors.push(FieldError::new("phone", format!("{e}")));
+        let driver = self.drivers.of(kind);
+        let phone = match phone.map(|asked| driver.check_phone(asked)) {
+            None => None,
+            Some(Ok(p)) => Some(p),
+            Some(Err(message)) => {
+                errors.push(FieldError::new("phone", message));
                 None
             }
         };
@@ -381,19 +366,14 @@ impl Service {
         }
         // One number check and insert at a time, so that two creations cannot both take a number.
         let _numbering = self.numbering.lock().await;
-        let phone = match (kind, phone) {
-            (_, Some(p)) if self.store.instance_phone_taken(&p).await? => {
+        let phone = match phone {
+            Some(p) if self.store.instance_phone_taken(&p).await? => {
                 return Err(ApiError::Conflict(format!("another instance already uses {}", p.e164())));
             }
-            (_, Some(p)) => Some(p),
-            (ConnectorKind::Sandbox, None) => Some(self.next_sandbox_number().await?),
-            // Known once paired.
-            (ConnectorKind::Whatsapp, None) => None,
+            Some(p) => Some(p),
+            None => driver.assign_phone(self.store.as_ref()).await?,
         };
-        let default_name = match &phone {
-            Some(p) => format!("Sandbox {}", p.e164()),
-            None => "WhatsApp number".to_owned(),
-        };
+        let default_name = driver.default_name(phone.as_ref());
         let token = auth::new_instance_token();
         let mut record = InstanceRecord {
             id: InstanceId(0),
@@ -408,7 +388,7 @@ impl Service {
             record.id = random_instance_id();
             match self.store.insert_instance(&record).await {
                 Ok(()) => {
-                    self.register_sandbox_accounts(std::slice::from_ref(&record)).await;
+                    driver.prepare(&[&record]).await;
                     self.attach_connector(&record);
                     return Ok((record, token));
                 }
@@ -419,8 +399,13 @@ impl Service {
         Err(ApiError::internal(anyhow::anyhow!("could not find a free instance id")))
     }
 
+    /// The instance's record, or a 404 naming it.
+    async fn instance_record(&self, id: InstanceId) -> Result<InstanceRecord> {
+        self.store.get_instance(id).await.map_err(|e| not_found(e, || format!("no instance {id}")))
+    }
+
     pub async fn instance(&self, id: InstanceId) -> Result<(InstanceRecord, InstanceState)> {
-        let record = self.store.get_instance(id).await.map_err(|e| not_found(e, || format!("no instance {id}")))?;
+        let record = self.instance_record(id).await?;
         let state = self.instance_state(id).await;
         Ok((record, state))
     }
@@ -442,7 +427,7 @@ impl Service {
     }
 
     pub async fn instance_settings(&self, id: InstanceId) -> Result<convene_core::store::InstanceSettings> {
-        self.store.get_instance(id).await.map_err(|e| not_found(e, || format!("no instance {id}")))?;
+        self.instance_record(id).await?;
         Ok(self.store.instance_settings(id).await?)
     }
 
@@ -454,7 +439,7 @@ impl Service {
         auto_invite: bool,
         backup_admins: &[String],
     ) -> Result<convene_core::store::InstanceSettings> {
-        let instance = self.store.get_instance(id).await.map_err(|e| not_found(e, || format!("no instance {id}")))?;
+        let instance = self.instance_record(id).await?;
         let mut errors = Vec::new();
         if let Some(Err(e)) = pacing.map(|p| p.validate()) {
             errors.push(FieldError::new("pacing", e));
@@ -477,14 +462,10 @@ impl Service {
 
     /// Deletes the instance and its records; a real number is unlinked and its keys deleted.
     pub async fn delete_instance(&self, id: InstanceId) -> Result<()> {
-        let instance = self.store.get_instance(id).await.map_err(|e| not_found(e, || format!("no instance {id}")))?;
+        let instance = self.instance_record(id).await?;
         self.store.delete_instance(id).await.map_err(|e| not_found(e, || format!("no instance {id}")))?;
-        self.sandbox.stop_listening(id);
         self.connectors.write().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&id);
-        if instance.kind == ConnectorKind::Whatsapp {
-            self.whatsapp.remove(id).await?;
-        }
-        Ok(())
+        self.drivers.of(instance.kind).forget(id).await
     }
 
     // ---------- groups ----------
@@ -565,10 +546,7 @@ impl Service {
     /// Records a group the instance is in but Convene did not create (added by someone else, joined by link), so
     /// it can be managed like any other.
     async fn import_group(&self, instance_id: InstanceId, jid: GroupJid) -> Result<GroupRecord> {
-        self.store
-            .get_instance(instance_id)
-            .await
-            .map_err(|e| not_found(e, || format!("no instance {instance_id}")))?;
+        self.instance_record(instance_id).await?;
         let metadata = match self.connector(instance_id)?.group_metadata(&jid).await {
             Ok(m) => m,
             Err(ConnectorError::GroupNotFound) => {
@@ -883,46 +861,6 @@ fn random_instance_id() -> InstanceId {
     InstanceId(InstanceId::MIN + i64::try_from(u64::from_le_bytes(buf) % span).expect("fits"))
 }
 
-/// The first free number of the sandbox range +1 201-555-01xx, then +1 201-555-02xx and on (libphonenumber's own
-/// example range, so always valid).
-/// How many numbers the sandbox gives out: +1 201 555-0100 to 555-9999, then on through 556-0000, 557-0000, … to
-/// 654-9999.
-const SANDBOX_NUMBERS: u32 = 999_900;
-
-/// The `index`th sandbox number (from 0).
-fn sandbox_number(index: u32) -> PhoneNumber {
-    let n = index + 100;
-    PhoneNumber::parse(&format!("+1201{:03}{:04}", 555 + n / 10_000, n % 10_000))
-        .expect("the sandbox's numbers are valid US numbers")
-}
-
-/// Where `phone` is among the sandbox's numbers, if it is one.
-fn sandbox_index(phone: &PhoneNumber) -> Option<u32> {
-    let digits = phone.e164().strip_prefix("+1201")?.parse::<u32>().ok()?;
-    let n = (digits / 10_000).checked_sub(555)? * 10_000 + digits % 10_000;
-    n.checked_sub(100).filter(|i| *i < SANDBOX_NUMBERS)
-}
-
-impl Service {
-    /// The next sandbox number: the one after the highest given out, or, when the last was given out, the first
-    /// free one.
-    async fn next_sandbox_number(&self) -> Result<PhoneNumber> {
-        let (first, last) = (sandbox_number(0), sandbox_number(SANDBOX_NUMBERS - 1));
-        let after = self.store.highest_instance_phone(&first, &last).await?.as_ref().and_then(sandbox_index);
-        match after.map_or(0, |i| i + 1) {
-            next if next < SANDBOX_NUMBERS => Ok(sandbox_number(next)),
-            _ => {
-                let taken: HashSet<PhoneNumber> =
-                    self.store.list_instances().await?.into_iter().filter_map(|i| i.phone).collect();
-                (0..SANDBOX_NUMBERS)
-                    .map(sandbox_number)
-                    .find(|p| !taken.contains(p))
-                    .ok_or_else(|| ApiError::Conflict(format!("all {SANDBOX_NUMBERS} sandbox numbers are in use")))
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -970,21 +908,6 @@ mod tests {
             (0..=MAX_PARTICIPANTS_PER_REQUEST).map(|i| format!("+1201555{:04}", i % 10_000)).collect();
         let errors = parse_participants("participants", &many, None).unwrap_err();
         assert_eq!(errors.len(), 1);
-    }
-
-    #[test]
-    fn sandbox_numbers_run_on_past_ten_thousand_and_each_is_found_again() {
-        let numbers = |indexes: &[u32]| indexes.iter().map(|&i| sandbox_number(i).e164()).collect::<Vec<_>>();
-        assert_eq!(
-            numbers(&[0, 1, 9_899, 9_900, 10_000, SANDBOX_NUMBERS - 1]),
-            ["+12015550100", "+12015550101", "+12015559999", "+12015560000", "+12015560100", "+12016549999"]
-        );
-        for index in [0, 9_899, 9_900, 123_456, SANDBOX_NUMBERS - 1] {
-            assert_eq!(sandbox_index(&sandbox_number(index)), Some(index));
-        }
-        for other in ["+12015550099", "+12016550000", "+12025550100", "+447700176576"] {
-            assert_eq!(sandbox_index(&PhoneNumber::parse(other).unwrap()), None, "{other}");
-        }
     }
 
     #[test]

@@ -257,8 +257,7 @@ impl Service {
     ) -> Result<Option<Timestamp>> {
         let mut pool = Vec::with_capacity(instance_ids.len());
         for &id in instance_ids {
-            let instance =
-                self.store.get_instance(id).await.map_err(|e| not_found(e, || format!("no instance {id}")))?;
+            let instance = self.instance_record(id).await?;
             pool.push(convene_core::PoolNumber {
                 policy: self.pacing_policy(&instance).await?,
                 recent: self.store.creation_attempt_times(id, now.minus(DAY)).await?,
@@ -349,11 +348,7 @@ impl Service {
         new: NewGroup,
         guard: RetryGuard,
     ) -> Result<CreatedGroupView> {
-        let instance = self
-            .store
-            .get_instance(instance_id)
-            .await
-            .map_err(|e| not_found(e, || format!("no instance {instance_id}")))?;
+        let instance = self.instance_record(instance_id).await?;
         let prepared = self.prepare(&instance, &new, "").await.map_err(ApiError::Validation)?;
         let connector = self.connector(instance_id)?;
         let window = Duration::from_secs(self.creation.duplicate_window_secs);

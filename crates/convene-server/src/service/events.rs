@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 
 use super::creation::{BAN_REASON, DEFAULT_BAN_PAUSE};
 use super::outbox::EventGroup;
-use super::{Service, not_found};
+use super::Service;
 use crate::error::{ApiError, Result};
 
 /// Connectors report from their own tasks; the service applies the events one at a time, in order.
@@ -166,7 +166,7 @@ impl Service {
     /// The QR code to scan now; 409 `not_pairing` when there is none, saying why: paired already, not waiting for
     /// a scan, or WhatsApp cannot be reached (what failed and when the next attempt is).
     pub async fn pairing_qr(&self, id: InstanceId) -> Result<PairingCode> {
-        self.store.get_instance(id).await.map_err(|e| not_found(e, || format!("no instance {id}")))?;
+        self.instance_record(id).await?;
         let connector = self.connector(id)?;
         if let Some(qr) = connector.pairing_qr().await {
             return Ok(qr);
@@ -180,14 +180,14 @@ impl Service {
 
     /// A code to type on the phone instead of scanning.
     pub async fn request_pairing_code(&self, id: InstanceId, phone: &str) -> Result<PairingCode> {
-        self.store.get_instance(id).await.map_err(|e| not_found(e, || format!("no instance {id}")))?;
+        self.instance_record(id).await?;
         let phone = PhoneNumber::parse(phone).map_err(|e| ApiError::field("phone_number", e.to_string()))?;
         Ok(self.connector(id)?.request_pairing_code(&phone).await?)
     }
 
     /// Unlinks the number and deletes its keys; the instance starts a new pairing.
     pub async fn logout(&self, id: InstanceId) -> Result<()> {
-        self.store.get_instance(id).await.map_err(|e| not_found(e, || format!("no instance {id}")))?;
+        self.instance_record(id).await?;
         Ok(self.connector(id)?.logout().await?)
     }
 }

@@ -10,7 +10,6 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::clock::Timestamp;
-use crate::connector::ConnectorKind;
 
 const DAY: Duration = Duration::from_secs(86_400);
 
@@ -33,13 +32,6 @@ impl PacingPolicy {
     pub const UNLIMITED: Self = Self { min_interval_secs: 0, burst: 1, daily_cap: None };
     /// What a real number is kept to unless configured otherwise: one creation per 5 minutes, 30 a day.
     pub const REAL_NUMBER: Self = Self { min_interval_secs: 300, burst: 1, daily_cap: Some(30) };
-
-    pub fn default_for(kind: ConnectorKind) -> Self {
-        match kind {
-            ConnectorKind::Sandbox => Self::UNLIMITED,
-            ConnectorKind::Whatsapp => Self::REAL_NUMBER,
-        }
-    }
 
     pub fn validate(&self) -> Result<(), String> {
         if self.burst == 0 {

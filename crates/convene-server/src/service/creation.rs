@@ -135,6 +135,14 @@ impl CreationConfig {
         self.whatsapp_pacing.validate().map_err(|e| format!("creation.whatsapp_pacing: {e}"))
     }
 
+    /// The pacing of `kind`'s instances that set none of their own.
+    pub fn default_pacing(&self, kind: convene_core::ConnectorKind) -> PacingPolicy {
+        match kind {
+            convene_core::ConnectorKind::Sandbox => self.sandbox_pacing,
+            convene_core::ConnectorKind::Whatsapp => self.whatsapp_pacing,
+        }
+    }
+
     /// The wait before attempt `attempts + 1`, with a jitter of ±20% drawn from the job id (repeatable).
     fn retry_delay(&self, attempts: u32, job: Uuid) -> Duration {
         let i = (attempts.max(1) as usize - 1).min(self.retry_schedule_secs.len() - 1);
@@ -198,10 +206,7 @@ impl Service {
 
     /// The instance's own policy when it has one, else its kind's default.
     fn policy_of(&self, instance: &InstanceRecord, own: Option<PacingPolicy>) -> PacingPolicy {
-        own.unwrap_or(match instance.kind {
-            convene_core::ConnectorKind::Sandbox => self.creation.sandbox_pacing,
-            convene_core::ConnectorKind::Whatsapp => self.creation.whatsapp_pacing,
-        })
+        own.unwrap_or_else(|| self.creation.default_pacing(instance.kind))
     }
 
     /// When `instance` may next create a group under `pacing` (`now` or earlier: at once), and the network's pause

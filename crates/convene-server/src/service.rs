@@ -27,10 +27,10 @@ pub const MAX_PARTICIPANTS_PER_REQUEST: usize = 1023;
 const MAX_NAME_CHARS: usize = 100;
 
 mod creation;
-mod events;
 mod health;
 mod keys;
 mod outbox;
+mod reports;
 pub mod webhooks;
 
 pub use creation::{CreationConfig, CreationResult, CreationStatus, Enqueued, RetryGuard};
@@ -55,7 +55,7 @@ pub struct Service {
     events_written: Arc<tokio::sync::Notify>,
     /// Counts event writes, for pollers waiting for the next one (Green API `receiveNotification`).
     event_writes: Arc<tokio::sync::watch::Sender<u64>>,
-    /// Where connectors report what the networks tell them (see `events`).
+    /// Where connectors report what the networks tell them (see `reports`).
     reported: Arc<dyn ConnectorEvents>,
     /// One creation at a time per instance, so two requests cannot both pass the pacing check.
     creation_turns: Arc<std::sync::Mutex<HashMap<InstanceId, Arc<tokio::sync::Mutex<()>>>>>,
@@ -213,8 +213,8 @@ impl Service {
         clock: Arc<dyn Clock>,
         creation: CreationConfig,
     ) -> Result<Self> {
-        let (events, mut reported) = events::channel();
-        let service = Self::idle(store, sandbox, whatsapp, clock, creation, events);
+        let (sink, mut reported) = reports::channel();
+        let service = Self::idle(store, sandbox, whatsapp, clock, creation, sink);
         let instances = service.store.list_instances().await?;
         service.prepare_networks(&instances).await;
         for instance in &instances {
@@ -232,12 +232,12 @@ impl Service {
     /// The service over the database alone, for commands that work on it beside a running server (`convene key`):
     /// no network is opened and no connector attached, so nothing is written but what the command asks.
     pub async fn offline(store: Arc<dyn Store>, clock: Arc<dyn Clock>, creation: CreationConfig) -> Result<Self> {
-        let (events, _ignored) = events::channel();
+        let (sink, _ignored) = reports::channel();
         let sandbox = SandboxNetwork::open(None, convene_sandbox::SandboxConfig::default(), Arc::clone(&clock))
             .await
             .map_err(|e| ApiError::internal(anyhow::anyhow!("an empty sandbox in memory: {e}")))?;
         let whatsapp = WhatsappConfig { data_dir: std::path::PathBuf::new(), connect: false };
-        Ok(Self::idle(store, sandbox, whatsapp, clock, creation, events))
+        Ok(Self::idle(store, sandbox, whatsapp, clock, creation, sink))
     }
 
     /// The service with no connector attached and nothing applying what the networks report to `reported`.

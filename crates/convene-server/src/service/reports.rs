@@ -9,9 +9,9 @@ use convene_core::{
 };
 use tokio::sync::mpsc;
 
+use super::Service;
 use super::creation::{BAN_REASON, DEFAULT_BAN_PAUSE};
 use super::outbox::EventGroup;
-use super::Service;
 use crate::error::{ApiError, Result};
 
 /// Connectors report from their own tasks; the service applies the events one at a time, in order.

@@ -110,22 +110,21 @@ impl SandboxNetwork {
         config.faults.validate()?;
         // Opening, and importing an older world file, read and write files: off the runtime.
         let (opening_path, opening_config) = (path.clone(), config.clone());
-        let (conn, meta) = tokio::task::spawn_blocking(move || open_world(opening_path.as_deref(), &opening_config))
-            .await
-            .map_err(|e| SandboxError::Io(format!("opening the sandbox's database: {e}")))??;
+        let (conn, meta, checkpoints) = tokio::task::spawn_blocking(move || {
+            let (conn, meta) = open_world(opening_path.as_deref(), &opening_config)?;
+            let checkpoints = opening_path.as_deref().map(store::open_checkpointer).transpose()?;
+            Ok::<_, SandboxError>((conn, meta, checkpoints))
+        })
+        .await
+        .map_err(|e| SandboxError::Io(format!("opening the sandbox's database: {e}")))??;
         let readers = path.clone().map(|path| Arc::new(Readers { path, idle: Mutex::default() }));
         let commits = Arc::<AtomicU64>::default();
-        let checkpointer = match &path {
-            Some(path) => Some(
-                convene_sqlite::Checkpointer::start(
-                    "sandbox-checkpointer",
-                    store::open_checkpointer(path)?,
-                    Arc::clone(&commits),
-                )
-                .map_err(|e| SandboxError::Io(format!("starting the sandbox's checkpointer: {e}")))?,
-            ),
-            None => None,
-        };
+        let checkpointer = checkpoints
+            .map(|connection| {
+                convene_sqlite::Checkpointer::start("sandbox-checkpointer", connection, Arc::clone(&commits))
+                    .map_err(|e| SandboxError::Io(format!("starting the sandbox's checkpointer: {e}")))
+            })
+            .transpose()?;
         let network = Arc::new(Self {
             config,
             clock,

@@ -1,7 +1,8 @@
 //! The kinds of connector Convene runs, each behind a driver: what the group service needs of a kind beyond the
 //! `Connector` each instance gets — checking a new instance's number, opening and forgetting an instance's
-//! connection, shutting down. The service holds no network type of its own: a new kind is a crate, a driver here,
-//! and its line in [`Drivers`].
+//! connection, shutting down. The service asks the instance's kind through [`Drivers`] rather than matching on it.
+//! Not yet here (issue 14): how the server builds each kind's network from its configuration (`AppState::open`,
+//! `Service::start`), the kind's name (`ConnectorKind`) and its default pacing (`CreationConfig`).
 
 use std::collections::HashSet;
 use std::sync::Arc;

@@ -46,13 +46,15 @@ pub fn checkpointer_connection(path: &Path, synchronous: &str) -> rusqlite::Resu
     Ok(connection)
 }
 
-/// The thread that checkpoints a WAL while its writer commits. Dropped, it stops by itself after the checkpoint under
-/// way, if any; [`Checkpointer::stop`] also waits for that.
+/// The thread that checkpoints a WAL while its writer commits. Stopped when dropped: it waits for the checkpoint
+/// under way, if any, so that the thread's connection is closed before its owner lets the files go (a connection
+/// closed later, as the last on the file, would checkpoint and delete the WAL by its name, which a new database at
+/// that path may use by then).
 #[derive(Debug)]
 pub struct Checkpointer {
     /// Dropped to stop the thread.
-    stop: mpsc::Sender<()>,
-    thread: std::thread::JoinHandle<()>,
+    stop: Option<mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Checkpointer {
@@ -63,13 +65,21 @@ impl Checkpointer {
         let thread = std::thread::Builder::new()
             .name(name.to_owned())
             .spawn(move || checkpoint_while_committing(&connection, &stopped, &commits))?;
-        Ok(Self { stop, thread })
+        Ok(Self { stop: Some(stop), thread: Some(thread) })
     }
 
     /// Stops the thread and closes its connection, waiting for a checkpoint under way.
     pub fn stop(self) {
-        drop(self.stop);
-        let _ = self.thread.join();
+        drop(self);
+    }
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
     }
 }
 
@@ -123,5 +133,34 @@ pub mod testing {
             found = in_file();
         }
         found
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_dropped_checkpointer_has_ended_its_thread_and_closed_its_connection_when_the_drop_returns() {
+        // Arrange: a checkpointer in the middle of its work (commits it has not copied yet).
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.db");
+        let writer = Connection::open(&path).unwrap();
+        writer.pragma_update(None, "journal_mode", "WAL").unwrap();
+        writer.execute_batch("CREATE TABLE t (x INTEGER); INSERT INTO t VALUES (1);").unwrap();
+        let commits = Arc::new(AtomicU64::new(1));
+        let checkpointer = Checkpointer::start(
+            "test-checkpointer",
+            checkpointer_connection(&path, "FULL").unwrap(),
+            Arc::clone(&commits),
+        )
+        .unwrap();
+        std::thread::sleep(CHECKPOINT_EVERY * 2);
+
+        // Act
+        drop(checkpointer);
+
+        // Assert: the thread held the count, and its connection, until it ended.
+        assert_eq!(Arc::strong_count(&commits), 1, "the thread is gone");
     }
 }

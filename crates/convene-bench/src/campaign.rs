@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 use convene_core::store::{JobListQuery, JobState};
 use convene_core::{Clock, ConnectorKind, ManualClock, PacingPolicy, Timestamp};
 use convene_sandbox::{NetworkLimits, SandboxConfig, SandboxNetwork};
-use convene_server::Config;
 use convene_server::service::{NewGroup, Service};
+use convene_server::{Config, Networks};
 
 /// What a campaign did.
 pub struct Campaign {
@@ -59,8 +59,7 @@ pub async fn run(groups: usize, numbers: usize, verbose: bool) -> anyhow::Result
     let sandbox = SandboxNetwork::open(None, sandbox_config, Arc::new(clock.clone())).await?;
     let service = Service::start(
         store.clone(),
-        sandbox.clone(),
-        config.whatsapp(),
+        Networks::new(sandbox.clone(), config.whatsapp()),
         Arc::new(clock.clone()),
         config.creation.clone(),
     )

@@ -1,18 +1,20 @@
 //! The kinds of connector Convene runs, each behind a driver: what the group service needs of a kind beyond the
 //! `Connector` each instance gets — checking a new instance's number, opening and forgetting an instance's
 //! connection, shutting down. The service asks the instance's kind through [`Drivers`] rather than matching on it.
-//! Not yet here (issue 14): how the server builds each kind's network from its configuration (`AppState::open`,
-//! `Service::start`), the kind's name (`ConnectorKind`) and its default pacing (`CreationConfig`).
+//! Each kind's network is opened here from the configuration ([`Networks`]). Not yet here (issue 14): the kind's
+//! name (`ConnectorKind`), its configuration section (`Config`) and its default pacing (`CreationConfig`).
 
 use std::collections::HashSet;
 use std::sync::Arc;
 
+use anyhow::Context as _;
 use async_trait::async_trait;
 use convene_core::store::InstanceRecord;
 use convene_core::{Clock, Connector, ConnectorEvents, ConnectorKind, InstanceId, PhoneNumber, Store};
-use convene_sandbox::SandboxNetwork;
+use convene_sandbox::{SandboxConfig, SandboxNetwork};
 use convene_whatsapp::{WhatsappAccounts, WhatsappConfig};
 
+use crate::config::Config;
 use crate::error::{ApiError, Result};
 
 /// What the group service needs of one kind of connector.
@@ -40,6 +42,35 @@ pub(crate) trait ConnectorDriver: Send + Sync {
     async fn shutdown(&self);
 }
 
+/// What each kind's connections run on, opened from the configuration before the service starts.
+pub struct Networks {
+    sandbox: Arc<SandboxNetwork>,
+    whatsapp: WhatsappConfig,
+}
+
+impl Networks {
+    /// Each kind's network as `config` says: the sandbox's world in the data directory, real numbers' device state
+    /// beside it.
+    pub async fn open(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
+        let sandbox = SandboxNetwork::open(Some(config.sandbox_path()), config.sandbox.clone(), clock)
+            .await
+            .with_context(|| format!("opening the sandbox world {}", config.sandbox_path().display()))?;
+        Ok(Self::new(sandbox, config.whatsapp()))
+    }
+
+    /// Networks that reach nothing and keep nothing: an empty sandbox in memory, real numbers that never connect.
+    pub async fn offline(clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
+        let sandbox =
+            SandboxNetwork::open(None, SandboxConfig::default(), clock).await.context("an empty sandbox in memory")?;
+        Ok(Self::new(sandbox, WhatsappConfig { data_dir: std::path::PathBuf::new(), connect: false }))
+    }
+
+    /// These networks (a sandbox set up by the caller, as the bench's campaign does).
+    pub fn new(sandbox: Arc<SandboxNetwork>, whatsapp: WhatsappConfig) -> Self {
+        Self { sandbox, whatsapp }
+    }
+}
+
 /// Every kind's driver: the one place a kind is registered.
 pub(crate) struct Drivers {
     pub sandbox: Arc<SandboxDriver>,
@@ -47,16 +78,12 @@ pub(crate) struct Drivers {
 }
 
 impl Drivers {
-    pub fn new(
-        sandbox: Arc<SandboxNetwork>,
-        whatsapp: WhatsappConfig,
-        clock: &Arc<dyn Clock>,
-        reported: &Arc<dyn ConnectorEvents>,
-    ) -> Self {
+    /// Each kind's driver over its network, reporting what the networks tell to `reported`.
+    pub fn new(networks: Networks, clock: &Arc<dyn Clock>, reported: &Arc<dyn ConnectorEvents>) -> Self {
         Self {
-            sandbox: Arc::new(SandboxDriver { network: sandbox }),
+            sandbox: Arc::new(SandboxDriver { network: networks.sandbox }),
             whatsapp: Arc::new(WhatsappDriver {
-                accounts: WhatsappAccounts::new(whatsapp, Arc::clone(clock), Arc::clone(reported)),
+                accounts: WhatsappAccounts::new(networks.whatsapp, Arc::clone(clock), Arc::clone(reported)),
             }),
         }
     }

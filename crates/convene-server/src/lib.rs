@@ -10,7 +10,6 @@ use axum::extract::DefaultBodyLimit;
 use axum::extract::Request;
 use axum::http::Uri;
 use convene_core::{Clock, Store, SystemClock};
-use convene_sandbox::SandboxNetwork;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use utoipa_swagger_ui::SwaggerUi;
@@ -32,6 +31,7 @@ pub mod webhooks;
 pub mod worker;
 
 pub use config::Config;
+pub use connectors::Networks;
 use error::ApiError;
 pub use service::{Bootstrap, Service};
 
@@ -73,16 +73,15 @@ impl AppState {
             tracing::warn!(dir = %config.data_dir.display(), error = %e, "could not make the data directory private");
         }
         telemetry::handle();
-        // The sandbox's database opens while Convene's does, and both have ended before either's error is returned.
-        let opening_sandbox = SandboxNetwork::open(Some(config.sandbox_path()), config.sandbox.clone(), clock.clone());
-        let (store, sandbox) = tokio::join!(convene_store::connect(&config.database_url), opening_sandbox);
+        // The networks' databases open while Convene's does, and all have ended before an error is returned.
+        let opening_networks = Networks::open(config, clock.clone());
+        let (store, networks) = tokio::join!(convene_store::connect(&config.database_url), opening_networks);
         let store = store.context("opening the database")?;
-        let sandbox =
-            sandbox.with_context(|| format!("opening the sandbox world {}", config.sandbox_path().display()))?;
+        let networks = networks?;
         let secrets = Arc::new(webhooks::SecretBox::open_or_create(&config.webhooks, &config.data_dir)?);
         let targets =
             Arc::new(webhooks::TargetPolicy::new(&config.webhooks.allow_private_targets).map_err(anyhow::Error::msg)?);
-        let service = Service::start(store.clone(), sandbox, config.whatsapp(), clock.clone(), config.creation.clone())
+        let service = Service::start(store.clone(), networks, clock.clone(), config.creation.clone())
             .await
             .map_err(|e| anyhow::anyhow!("{e:?}"))?;
         Ok(Self(Arc::new(AppParts { store, service, secrets, targets, clock })))

@@ -13,11 +13,11 @@ use convene_core::{
     ParticipantChange, ParticipantOutcome, ParticipantResult, PhoneNumber, PhoneParseError, Store, Timestamp,
 };
 use convene_sandbox::SandboxNetwork;
-use convene_whatsapp::{WhatsappAccounts, WhatsappConfig};
+use convene_whatsapp::WhatsappAccounts;
 use serde::{Deserialize, Serialize};
 
 use crate::auth;
-use crate::connectors::Drivers;
+use crate::connectors::{Drivers, Networks};
 use crate::error::{ApiError, FieldError, Result};
 
 /// Most participants one request may name: a group holds 1024 members, the creator included.
@@ -208,13 +208,12 @@ impl Service {
     /// background), and starts applying what the networks report.
     pub async fn start(
         store: Arc<dyn Store>,
-        sandbox: Arc<SandboxNetwork>,
-        whatsapp: WhatsappConfig,
+        networks: Networks,
         clock: Arc<dyn Clock>,
         creation: CreationConfig,
     ) -> Result<Self> {
         let (sink, mut reported) = reports::channel();
-        let service = Self::idle(store, sandbox, whatsapp, clock, creation, sink);
+        let service = Self::idle(store, networks, clock, creation, sink);
         let instances = service.store.list_instances().await?;
         service.prepare_networks(&instances).await;
         for instance in &instances {
@@ -233,25 +232,21 @@ impl Service {
     /// no network is opened and no connector attached, so nothing is written but what the command asks.
     pub async fn offline(store: Arc<dyn Store>, clock: Arc<dyn Clock>, creation: CreationConfig) -> Result<Self> {
         let (sink, _ignored) = reports::channel();
-        let sandbox = SandboxNetwork::open(None, convene_sandbox::SandboxConfig::default(), Arc::clone(&clock))
-            .await
-            .map_err(|e| ApiError::internal(anyhow::anyhow!("an empty sandbox in memory: {e}")))?;
-        let whatsapp = WhatsappConfig { data_dir: std::path::PathBuf::new(), connect: false };
-        Ok(Self::idle(store, sandbox, whatsapp, clock, creation, sink))
+        let networks = Networks::offline(Arc::clone(&clock)).await.map_err(ApiError::internal)?;
+        Ok(Self::idle(store, networks, clock, creation, sink))
     }
 
     /// The service with no connector attached and nothing applying what the networks report to `reported`.
     fn idle(
         store: Arc<dyn Store>,
-        sandbox: Arc<SandboxNetwork>,
-        whatsapp: WhatsappConfig,
+        networks: Networks,
         clock: Arc<dyn Clock>,
         creation: CreationConfig,
         reported: Arc<dyn ConnectorEvents>,
     ) -> Self {
         Self {
             store,
-            drivers: Arc::new(Drivers::new(sandbox, whatsapp, &clock, &reported)),
+            drivers: Arc::new(Drivers::new(networks, &clock, &reported)),
             clock,
             connectors: Arc::default(),
             creation: Arc::new(creation),

@@ -12,8 +12,9 @@
 //! `synchronous = FULL`: a change that returned survives the machine losing power as well as `kill -9`. NORMAL would
 //! save an `fsync` per change but could roll the world back behind Convene's own database, which already stores
 //! what it returned: the generator would then issue a group id a second time. Checkpoints run beside the writer, on
-//! a thread of their own (`convene_sqlite`), so that a change never waits for the WAL to be copied into the file. States are stored as JSON in their
-//! rows (the same shapes an older Convene's world file held); the columns beside them are what is looked up.
+//! a thread of their own (`convene_sqlite`), so that a change never waits for the WAL to be copied into the file.
+//! States are stored as JSON in their rows (the same shapes an older Convene's world file held); the columns beside
+//! them are what is looked up.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::path::Path;

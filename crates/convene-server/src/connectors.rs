@@ -95,8 +95,9 @@ impl Drivers {
         }
     }
 
-    pub fn all(&self) -> [(ConnectorKind, &dyn ConnectorDriver); 2] {
-        [(ConnectorKind::Sandbox, self.sandbox.as_ref()), (ConnectorKind::Whatsapp, self.whatsapp.as_ref())]
+    /// Every kind with its driver, in `ConnectorKind::ALL`'s order.
+    pub fn all(&self) -> impl Iterator<Item = (ConnectorKind, &dyn ConnectorDriver)> {
+        ConnectorKind::ALL.into_iter().map(|kind| (kind, self.of(kind)))
     }
 }
 

@@ -49,8 +49,30 @@ pub fn handle() -> &'static PrometheusHandle {
             tracing::warn!("another metrics recorder was installed first: /metrics will stay empty");
         }
         describe();
+        spawn_upkeep(handle.clone());
         handle
     })
+}
+
+/// How often the recorder's histograms are drained: the exporter's own default.
+const UPKEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The thread that drains the recorder: until then, every histogram sample (one per HTTP request) is kept in memory,
+/// so a server that is never scraped grows without bound (with `build_recorder`, the caller must run upkeep). A thread
+/// rather than a task because the recorder outlives any one runtime (tests start many).
+/// Its name, as Linux shows it (at most 15 bytes).
+const UPKEEP_THREAD: &str = "metrics-upkeep";
+
+fn spawn_upkeep(handle: PrometheusHandle) {
+    let upkeep = move || {
+        loop {
+            std::thread::sleep(UPKEEP_EVERY);
+            handle.run_upkeep();
+        }
+    };
+    if let Err(error) = std::thread::Builder::new().name(UPKEEP_THREAD.into()).spawn(upkeep) {
+        tracing::warn!(%error, "no thread for the metrics' upkeep: histograms will grow until /metrics is scraped");
+    }
 }
 
 fn describe() {
@@ -110,6 +132,16 @@ pub async fn serve_metrics(State(state): State<AppState>, _key: AccountWideKey) 
 #[cfg(test)]
 mod tests {
     use convene_core::{InstanceState, Timestamp};
+
+    #[test]
+    fn the_recorder_is_drained_by_a_thread_of_its_own_so_that_an_unscraped_server_does_not_grow() {
+        super::handle();
+        let threads = std::fs::read_dir("/proc/self/task").unwrap();
+        let names: Vec<String> = threads
+            .map(|thread| std::fs::read_to_string(thread.unwrap().path().join("comm")).unwrap().trim().to_owned())
+            .collect();
+        assert!(names.iter().any(|name| name == super::UPKEEP_THREAD), "threads: {names:?}");
+    }
 
     #[test]
     fn instance_state_names_are_the_apis_status_values() {

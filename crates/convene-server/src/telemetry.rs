@@ -136,11 +136,17 @@ mod tests {
     #[test]
     fn the_recorder_is_drained_by_a_thread_of_its_own_so_that_an_unscraped_server_does_not_grow() {
         super::handle();
-        let threads = std::fs::read_dir("/proc/self/task").unwrap();
-        let names: Vec<String> = threads
-            .map(|thread| std::fs::read_to_string(thread.unwrap().path().join("comm")).unwrap().trim().to_owned())
-            .collect();
-        assert!(names.iter().any(|name| name == super::UPKEEP_THREAD), "threads: {names:?}");
+        // A thread names itself once it runs, which on a busy machine may be a moment after it is spawned.
+        let names = || -> Vec<String> {
+            let threads = std::fs::read_dir("/proc/self/task").unwrap();
+            // A thread may end between the listing and the read: it is then not the one looked for.
+            threads.filter_map(|t| std::fs::read_to_string(t.unwrap().path().join("comm")).ok()).collect()
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !names().iter().any(|name| name.trim() == super::UPKEEP_THREAD) {
+            assert!(std::time::Instant::now() < deadline, "threads: {:?}", names());
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
     }
 
     #[test]

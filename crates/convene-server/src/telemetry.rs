@@ -57,12 +57,12 @@ pub fn handle() -> &'static PrometheusHandle {
 /// How often the recorder's histograms are drained: the exporter's own default.
 const UPKEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// The thread that drains the recorder: until then, every histogram sample (one per HTTP request) is kept in memory,
-/// so a server that is never scraped grows without bound (with `build_recorder`, the caller must run upkeep). A thread
-/// rather than a task because the recorder outlives any one runtime (tests start many).
-/// Its name, as Linux shows it (at most 15 bytes).
+/// The upkeep thread's name, as Linux shows it (at most 15 bytes).
 const UPKEEP_THREAD: &str = "metrics-upkeep";
 
+/// Starts the thread that drains the recorder: until drained, every histogram sample (one per HTTP request) is kept
+/// in memory, so a server that is never scraped grows without bound (with `build_recorder`, the caller must run
+/// upkeep). A thread rather than a task because the recorder outlives any one runtime (tests start many).
 fn spawn_upkeep(handle: PrometheusHandle) {
     let upkeep = move || {
         loop {

@@ -97,7 +97,7 @@ pub struct GroupPage {
     pub next_cursor: Option<String>,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct GroupListQuery {
     pub instance_id: Option<InstanceId>,
     /// Only groups whose subject contains this text, ignoring the case of ASCII letters (see the store for others).
@@ -307,6 +307,12 @@ pub trait Store: Send + Sync {
     /// The records for `jid`, one per instance that knows it, optionally for one instance only.
     async fn find_groups_by_jid(&self, jid: &GroupJid, instance_id: Option<InstanceId>) -> DbResult<Vec<GroupRecord>>;
     async fn list_groups(&self, query: &GroupListQuery) -> DbResult<GroupPage>;
+    /// A count that moves with every commit that may change what `list_groups` returns, on a backend where this
+    /// process is the only writer; `None` where it cannot say (another process may write, or such a commit is under
+    /// way). A list read after this said `Some(n)` stays current for as long as it still says `Some(n)`.
+    fn group_listing_count(&self) -> Option<u64> {
+        None
+    }
     /// Replaces subject, description, settings, updated_at and left_at.
     async fn update_group(&self, group: &GroupRecord) -> DbResult<()>;
 

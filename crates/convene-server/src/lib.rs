@@ -57,6 +57,8 @@ pub struct AppParts {
     pub targets: Arc<webhooks::TargetPolicy>,
     /// What the webhook dispatcher needs besides the store.
     clock: Arc<dyn Clock>,
+    /// Pages of `GET /v1/groups` as they were sent, while still current.
+    pub listed_groups: api::listed_groups::ListedGroups,
 }
 
 impl AppState {
@@ -84,7 +86,7 @@ impl AppState {
         let service = Service::start(store.clone(), networks, clock.clone(), config.creation.clone())
             .await
             .map_err(|e| anyhow::anyhow!("{e:?}"))?;
-        Ok(Self(Arc::new(AppParts { store, service, secrets, targets, clock })))
+        Ok(Self(Arc::new(AppParts { store, service, secrets, targets, clock, listed_groups: Default::default() })))
     }
 
     /// `open` with the wall clock.

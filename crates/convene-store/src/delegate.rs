@@ -105,6 +105,10 @@ macro_rules! impl_store {
                 sql::list_groups(self, query).await
             }
 
+            fn group_listing_count(&self) -> Option<u64> {
+                sql::Backend::group_cache(self).and_then(crate::group_cache::GroupCache::listing_count)
+            }
+
             async fn update_group(&self, group: &GroupRecord) -> DbResult<()> {
                 sql::update_group(self, group).await
             }

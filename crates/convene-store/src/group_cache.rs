@@ -7,6 +7,10 @@
 //! cache is emptied; and a row read from the database is kept only when the count did not move while it was read.
 //! So no read returns a row older than the last commit that may have changed it.
 //!
+//! Lists of groups are not kept here, but a second count, moved the same way by any commit that may change what a
+//! list holds (adding a group too), lets a cache of lists elsewhere tell whether one is still current: see
+//! `listing_count`.
+//!
 //! That holds while this process is SQLite's only writer: `convene serve` takes the file for itself, `convene
 //! migrate` refuses to run beside it, and `convene key` writes keys only. PostgreSQL, which several nodes may share,
 //! has no such cache.
@@ -27,6 +31,8 @@ const MOST_GROUPS: usize = 10_000;
 pub(crate) struct GroupCache {
     /// Twice the commits that may have changed a group, plus one while such a commit is under way.
     changes: AtomicU64,
+    /// The same for commits that may have changed what a list of groups holds: those above, and any that adds one.
+    listing_changes: AtomicU64,
     cached: Mutex<Cached>,
 }
 
@@ -47,21 +53,49 @@ pub(crate) fn may_change_groups(statement: &Statement) -> bool {
     names_them && !plain_insert
 }
 
+/// Whether a statement may change what a list of groups holds: any that names `groups` or `instances`.
+pub(crate) fn may_change_listing(statement: &Statement) -> bool {
+    let sql = statement.sql();
+    sql.contains("groups") || sql.contains("instances")
+}
+
+/// What a batch of writes may change, from `GroupCache::writing`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Changing {
+    groups: bool,
+    listing: bool,
+}
+
 impl GroupCache {
     /// Call before running a batch of writes; `written` after its commit with what this returned.
-    pub(crate) fn writing<'a>(&self, statements: impl IntoIterator<Item = &'a Statement>) -> bool {
-        let changes = statements.into_iter().any(may_change_groups);
-        if changes {
-            self.changes.fetch_add(1, Ordering::SeqCst);
-        }
-        changes
+    pub(crate) fn writing<'a>(&self, statements: impl IntoIterator<Item = &'a Statement> + Clone) -> Changing {
+        let changing = Changing {
+            groups: statements.clone().into_iter().any(may_change_groups),
+            listing: statements.into_iter().any(may_change_listing),
+        };
+        self.count(changing);
+        changing
     }
 
     /// Call after the batch's commit (or its failure), before answering its writers.
-    pub(crate) fn written(&self, changed: bool) {
-        if changed {
+    pub(crate) fn written(&self, changing: Changing) {
+        self.count(changing);
+    }
+
+    fn count(&self, changing: Changing) {
+        if changing.groups {
             self.changes.fetch_add(1, Ordering::SeqCst);
         }
+        if changing.listing {
+            self.listing_changes.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// The count of commits that may have changed what a list of groups holds; `None` while one is under way. Read
+    /// it before reading a list: the list is current for as long as this still says the same.
+    pub(crate) fn listing_count(&self) -> Option<u64> {
+        let now = self.listing_changes.load(Ordering::SeqCst);
+        now.is_multiple_of(2).then_some(now)
     }
 
     /// Call before reading a group from the database; `put` the row with what this returned.
@@ -142,6 +176,22 @@ mod tests {
         cache.put(cache.reading(), &group);
         cache.written(changed);
         assert!(cache.get(group.id).is_none());
+    }
+
+    #[test]
+    fn the_listing_count_moves_for_an_added_group_and_says_nothing_while_a_change_is_under_way() {
+        let cache = GroupCache::default();
+        let before = cache.listing_count().expect("no change is under way");
+        let insert = [Statement::new("INSERT INTO groups (id) VALUES ($1)")];
+        let changing = cache.writing(&insert);
+        assert_eq!(cache.listing_count(), None);
+        cache.written(changing);
+        let after = cache.listing_count().expect("the change is over");
+        assert_ne!(before, after, "a list read before the insert is not current after it");
+
+        let other = [Statement::new("UPDATE jobs SET state = $2 WHERE id = $1")];
+        cache.written(cache.writing(&other));
+        assert_eq!(cache.listing_count(), Some(after), "a write that names no group leaves lists current");
     }
 
     #[test]

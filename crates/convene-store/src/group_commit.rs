@@ -132,11 +132,11 @@ fn commit_batch(connection: &Connection, batch: &mut Vec<Write>, committed: &Ato
     if batch.is_empty() {
         return;
     }
-    let changing_groups = groups.writing(batch.iter().flat_map(|write| &write.statements));
+    let changing = groups.writing(batch.iter().flat_map(|write| &write.statements));
     let mut commits = 0;
     let outcomes = commit(connection, batch, &mut commits);
     committed.fetch_add(commits, Ordering::Relaxed);
-    groups.written(changing_groups);
+    groups.written(changing);
     for (write, outcome) in batch.drain(..).zip(outcomes) {
         let _ = write.done.send(outcome);
     }

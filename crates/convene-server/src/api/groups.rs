@@ -3,7 +3,8 @@
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Request, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use convene_core::store::{GroupListQuery, GroupRecord};
 use convene_core::{
     GroupId, GroupJid, GroupMember, GroupPicture, GroupSettings, GroupSettingsPatch, InstanceId, ParticipantChange,
@@ -15,6 +16,7 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::instances::instance_filter;
+use super::listed_groups::PageKey;
 use super::page::{Cursor, Page, PageParams};
 use crate::AppState;
 use crate::auth::AccountKey;
@@ -255,7 +257,7 @@ async fn list_groups(
     key: AccountKey,
     ApiQuery(params): ApiQuery<ListParams>,
     ApiQuery(page): ApiQuery<PageParams>,
-) -> Result<Json<Page<GroupOut>>> {
+) -> Result<Response> {
     let instance_id = instance_filter(&key, params.instance_id)?;
     let query = GroupListQuery {
         instance_id,
@@ -264,10 +266,28 @@ async fn list_groups(
         cursor: page.cursor()?.map(|c| Cursor::new(c.key, Some(c.id_or_nil())).render()),
         limit: page.limit()?,
     };
-    let groups = state.service.list_groups(&query).await?;
+    let listing_count = state.store.group_listing_count();
+    let page_key = PageKey { query, scope: key.0.instance_ids.clone() };
+    if let Some(count) = listing_count
+        && let Some(sent) = state.listed_groups.get(count, &page_key)
+    {
+        return Ok(json_response(sent));
+    }
+    let groups = state.service.list_groups(&page_key.query).await?;
     // A scoped key lists its instances' groups: a page may then hold fewer than `limit`.
     let page = Page { items: groups.groups, next_cursor: groups.next_cursor }.retain(|g| key.sees(g.instance_id));
-    Ok(Json(page.map(|g| GroupOut::from_record(g, None))))
+    let body = serde_json::to_vec(&page.map(|g| GroupOut::from_record(g, None)))
+        .map_err(|e| ApiError::Internal(anyhow::anyhow!("a page of groups could not be written as JSON: {e}")))?;
+    let body = Bytes::from(body);
+    if let Some(count) = listing_count {
+        state.listed_groups.put(count, page_key, body.clone());
+    }
+    Ok(json_response(body))
+}
+
+/// JSON already written, sent as `Json` would send it.
+fn json_response(body: Bytes) -> Response {
+    ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response()
 }
 
 /// Get a group with its current members, by our uuid or its WhatsApp id.

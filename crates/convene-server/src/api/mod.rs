@@ -11,6 +11,7 @@ pub mod health;
 pub mod instances;
 pub mod jobs;
 pub mod keys;
+pub mod listed_groups;
 pub mod page;
 pub mod pairing;
 pub mod responses;

@@ -121,6 +121,32 @@ async fn groups_are_listed_a_page_at_a_time_without_gaps() {
 }
 
 #[tokio::test]
+async fn a_page_of_groups_asked_for_again_shows_every_change_made_since() {
+    // Arrange: the page is asked for twice, so it is kept as sent (src/api/listed_groups.rs) on SQLite.
+    let app = spawn_app().await;
+    let first = app.create_group("Before", &["+17137157533"]).await["group"]["id"].as_str().unwrap().to_owned();
+    let subjects = |page: serde_json::Value| -> Vec<String> {
+        page["items"].as_array().unwrap().iter().map(|g| g["subject"].as_str().unwrap().to_owned()).collect()
+    };
+    assert_eq!(subjects(app.get("/v1/groups").await.1), ["Before"]);
+    assert_eq!(subjects(app.get("/v1/groups").await.1), ["Before"]);
+
+    // Act + Assert: a change through the API, a group added, one left, and the instance deleted.
+    let (status, body) = app.patch(&format!("/v1/groups/{first}"), json!({"subject": "After"})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(subjects(app.get("/v1/groups").await.1), ["After"]);
+    app.create_group("Second", &["+17137157533"]).await;
+    assert_eq!(subjects(app.get("/v1/groups").await.1), ["After", "Second"]);
+    let (status, body) = app.post(&format!("/v1/groups/{first}/leave"), json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, page) = app.get("/v1/groups").await;
+    assert!(page["items"][0]["left_at"].is_string(), "{page}");
+    let (status, body) = app.call(reqwest::Method::DELETE, &format!("/v1/instances/{}", app.instance_id), None).await;
+    assert!(status.is_success(), "{status}: {body}");
+    assert_eq!(subjects(app.get("/v1/groups").await.1), Vec::<String>::new());
+}
+
+#[tokio::test]
 async fn groups_are_searched_by_subject_ignoring_case_and_on_one_instance() {
     // Arrange
     let app = spawn_app().await;

@@ -156,6 +156,27 @@ impl World {
 }
 
 #[tokio::test]
+async fn a_scoped_key_is_not_sent_the_page_of_groups_an_account_wide_key_was_sent() {
+    // Arrange: the admin key lists every group, so that page is kept (src/api/listed_groups.rs).
+    let w = world().await;
+    let (_, scoped) = new_key(&w.app, json!({"name": "A only", "instance_ids": [w.a.instance]})).await;
+    let (status, everything) = w.app.get("/v1/groups").await;
+    assert_eq!(status, StatusCode::OK, "{everything}");
+    let instances = |page: &Value| -> Vec<Value> {
+        page["items"].as_array().unwrap().iter().map(|g| g["instance_id"].clone()).collect()
+    };
+    assert!(instances(&everything).contains(&json!(w.b.instance)), "{everything}");
+
+    // Act
+    let (status, mine) = call_as(&w.app, &scoped, Method::GET, "/v1/groups", None).await;
+
+    // Assert
+    assert_eq!(status, StatusCode::OK, "{mine}");
+    assert!(!instances(&mine).is_empty(), "{mine}");
+    assert!(instances(&mine).iter().all(|i| i == &json!(w.a.instance)), "only A's groups: {mine}");
+}
+
+#[tokio::test]
 async fn a_scoped_key_sees_and_touches_only_its_instances_on_every_native_route() {
     // Arrange
     let w = world().await;

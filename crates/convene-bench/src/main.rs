@@ -205,7 +205,7 @@ async fn harness(
     let half_target_rate = 0.45 * raw_sqlite / 2.0;
     let create_half = {
         let create = create_on(|n| n);
-        load_at_rate(seconds, half_target_rate, |i| create(0, i)).await?
+        load_at_rate(seconds, connections, half_target_rate, |i| create(0, i)).await?
     };
     let groups = sequence.load(Ordering::Relaxed);
     // Reads spread over the first 1,000 groups (every one of them is read several times a figure).
@@ -226,11 +226,11 @@ async fn harness(
         client.get(format!("{base}/v1/groups?limit=50")).header("authorization", &bearer).send()
     })
     .await?;
-    let get_one_half = load_at_rate(seconds, get_one.per_second / 2.0, |i| {
+    let get_one_half = load_at_rate(seconds, connections, get_one.per_second / 2.0, |i| {
         client.get(group_path(0, i)).header("authorization", &bearer).send()
     })
     .await?;
-    let list_fifty_half = load_at_rate(seconds, list_fifty.per_second / 2.0, |_| {
+    let list_fifty_half = load_at_rate(seconds, connections, list_fifty.per_second / 2.0, |_| {
         client.get(format!("{base}/v1/groups?limit=50")).header("authorization", &bearer).send()
     })
     .await?;
@@ -363,7 +363,12 @@ where
 /// Sends `request` at a fixed `rate` for `seconds` whatever the answers' pace (open loop), so the latencies are those
 /// of a server under that load; each is timed from when it was due, so a server that falls behind shows it. Every
 /// answer must be a success.
-async fn load_at_rate<F, Fut>(seconds: Duration, rate: f64, request: F) -> anyhow::Result<Load>
+///
+/// As wrk2 does, the requests go out over `connections` connections, each sending the ones due on it in turn: one
+/// that is late delays those behind it on its connection, and they count as late too. (A task and, when every
+/// connection was busy, a new connection per request made a stall of a few milliseconds grow into seconds of
+/// overload on two cores: opening connections and scheduling tasks took the CPU the server needed to catch up.)
+async fn load_at_rate<F, Fut>(seconds: Duration, connections: usize, rate: f64, request: F) -> anyhow::Result<Load>
 where
     F: Fn(usize) -> Fut,
     Fut: std::future::Future<Output = reqwest::Result<reqwest::Response>> + Send + 'static,
@@ -371,30 +376,60 @@ where
     let rate = rate.max(1.0);
     let total = (rate * seconds.as_secs_f64()).round() as usize;
     let started = tokio::time::Instant::now();
-    // Each request is a task of its own, as each connection is in the closed loop: driven together from this one
-    // task, the client's own work for thousands of requests a second ran on one thread and was counted as the
-    // server's latency.
-    let mut in_flight = tokio::task::JoinSet::new();
-    let mut times = Vec::with_capacity(total);
-    let mut sent = 0;
-    while sent < total || !in_flight.is_empty() {
-        let due = started + Duration::from_secs_f64(sent as f64 / rate);
-        tokio::select! {
-            () = tokio::time::sleep_until(due), if sent < total => {
-                let response = request(sent);
-                in_flight.spawn(async move {
-                    let response = response.await?;
-                    let status = response.status();
-                    response.bytes().await?;
-                    anyhow::ensure!(status.is_success(), "answered {status}");
-                    anyhow::Ok(due.elapsed())
-                });
-                sent += 1;
+    // Each connection is a task of its own: driven together from this one task, the client's own work for thousands
+    // of requests a second ran on one thread and was counted as the server's latency.
+    let mut senders = Vec::with_capacity(connections);
+    let mut workers = tokio::task::JoinSet::new();
+    for _ in 0..connections.max(1) {
+        let (send, mut due_requests) = tokio::sync::mpsc::unbounded_channel::<(tokio::time::Instant, Fut)>();
+        senders.push(send);
+        workers.spawn(async move {
+            let mut times = Vec::new();
+            while let Some((due, response)) = due_requests.recv().await {
+                let response = response.await?;
+                let status = response.status();
+                response.bytes().await?;
+                anyhow::ensure!(status.is_success(), "answered {status}");
+                times.push((due - started, due.elapsed()));
             }
-            Some(done) = in_flight.join_next(), if !in_flight.is_empty() => times.push(done??),
+            anyhow::Ok(times)
+        });
+    }
+    // A request's future does nothing until its connection's task awaits it, once the one before it is answered.
+    for sent in 0..total {
+        let due = started + Duration::from_secs_f64(sent as f64 / rate);
+        tokio::time::sleep_until(due).await;
+        let _ = senders[sent % senders.len()].send((due, request(sent)));
+    }
+    drop(senders);
+    let mut times = Vec::with_capacity(total);
+    while let Some(done) = workers.join_next().await {
+        times.extend(done??);
+    }
+    if std::env::var_os("CONVENE_BENCH_TIMELINE").is_some() {
+        print_timeline(&times);
+    }
+    Ok(Load::of(times.into_iter().map(|(_, took)| took).collect(), started.elapsed()))
+}
+
+/// With `CONVENE_BENCH_TIMELINE` set, when the slow answers of an open-loop figure came: for each quarter second
+/// with one slower than 5 ms, how many there were and the slowest (to tell a stall from a steady queue).
+fn print_timeline(times: &[(Duration, Duration)]) {
+    let mut quarters = std::collections::BTreeMap::<u128, (usize, usize, Duration)>::new();
+    for &(due, took) in times {
+        let quarter = quarters.entry(due.as_millis() / 250).or_default();
+        quarter.0 += 1;
+        if took > Duration::from_millis(5) {
+            quarter.1 += 1;
+            quarter.2 = quarter.2.max(took);
         }
     }
-    Ok(Load::of(times, started.elapsed()))
+    let slow: Vec<String> = quarters
+        .iter()
+        .filter(|(_, (_, slow, _))| *slow > 0)
+        .map(|(q, (n, slow, most))| format!("{:.2}s {slow}/{n} ≤{:.0}ms", *q as f64 / 4.0, most.as_secs_f64() * 1000.0))
+        .collect();
+    eprintln!("timeline: {}", slow.join(", "));
 }
 
 /// Transactions a second that raw SQLite commits writing a group row and three participant rows, with Convene's

@@ -14,8 +14,12 @@ use axum::body::Bytes;
 use convene_core::InstanceId;
 use convene_core::store::GroupListQuery;
 
-/// Most bytes of pages kept; past it, the cache starts over. About 200 pages of 50 groups.
+/// Most bytes of pages and their keys kept; past it, the cache starts over. About 200 pages of 50 groups.
 const MOST_BYTES: usize = 4 << 20;
+/// Most pages kept, however small (an empty page is 30 bytes).
+const MOST_PAGES: usize = 1024;
+/// What a kept page costs besides its body and the text in its key: the map's entry, the key's fields.
+const PAGE_OVERHEAD: usize = 160;
 
 /// What a page depends on besides the stored groups: the query, and the instances the caller's key sees.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -23,6 +27,15 @@ pub struct PageKey {
     pub query: GroupListQuery,
     /// `None`: every instance (an account-wide key).
     pub scope: Option<Vec<InstanceId>>,
+}
+
+impl PageKey {
+    /// The bytes a kept page costs besides its body: a search or a cursor may be long.
+    fn size(&self) -> usize {
+        let text = |t: &Option<String>| t.as_ref().map_or(0, String::len);
+        let scope = self.scope.as_ref().map_or(0, |ids| ids.len() * size_of::<InstanceId>());
+        PAGE_OVERHEAD + text(&self.query.subject_contains) + text(&self.query.cursor) + scope
+    }
 }
 
 #[derive(Debug, Default)]
@@ -42,12 +55,14 @@ impl ListedGroups {
     /// The page as it was sent, when it was read under `count`: the store's listing count now.
     pub fn get(&self, count: u64, key: &PageKey) -> Option<Bytes> {
         let mut kept = self.kept.lock().expect("the listed groups' lock is not poisoned");
-        if kept.count != count {
-            // A newer count: every page kept is older than a commit that may have changed it.
+        if count > kept.count {
+            // Every page kept is older than a commit that may have changed it.
             *kept = Kept { count, ..Kept::default() };
-            return None;
         }
-        kept.pages.get(key).cloned()
+        match count == kept.count {
+            true => kept.pages.get(key).cloned(),
+            false => None, // a request that read the count before others saw it move
+        }
     }
 
     /// Keeps a page read after the store's listing count said `count`.
@@ -56,13 +71,18 @@ impl ListedGroups {
         if count < kept.count {
             return; // read before a commit that others have already seen
         }
-        if count > kept.count || kept.bytes + page.len() > MOST_BYTES {
+        let size = key.size() + page.len();
+        if count > kept.count || kept.bytes + size > MOST_BYTES || kept.pages.len() >= MOST_PAGES {
             *kept = Kept { count, ..Kept::default() };
         }
-        kept.bytes += page.len();
-        if let Some(replaced) = kept.pages.insert(key, page) {
-            kept.bytes -= replaced.len();
+        if size > MOST_BYTES {
+            return;
         }
+        if let Some(replaced) = kept.pages.remove(&key) {
+            kept.bytes -= key.size() + replaced.len();
+        }
+        kept.bytes += size;
+        kept.pages.insert(key, page);
     }
 }
 
@@ -94,6 +114,34 @@ mod tests {
         listed.put(0, key(50), Bytes::from_static(b"everything"));
         let scoped = PageKey { scope: Some(vec![InstanceId(7_103_000_001)]), ..key(50) };
         assert_eq!(listed.get(0, &scoped), None);
+    }
+
+    #[test]
+    fn a_request_that_read_an_older_count_neither_gets_nor_empties_what_is_kept() {
+        let listed = ListedGroups::default();
+        listed.put(4, key(50), Bytes::from_static(b"[1,2]"));
+        assert_eq!(listed.get(2, &key(50)), None);
+        listed.put(2, key(49), Bytes::from_static(b"[1]"));
+        assert_eq!(listed.get(4, &key(50)).as_deref(), Some(&b"[1,2]"[..]));
+        assert_eq!(listed.get(4, &key(49)), None);
+    }
+
+    #[test]
+    fn long_searches_count_against_the_size_and_small_pages_against_the_number_kept() {
+        let listed = ListedGroups::default();
+        let search = |text: String| PageKey {
+            query: GroupListQuery { subject_contains: Some(text), limit: 50, ..GroupListQuery::default() },
+            scope: None,
+        };
+        let long = "x".repeat(MOST_BYTES / 2);
+        listed.put(0, search(long.clone() + "a"), Bytes::from_static(b"[]"));
+        listed.put(0, search(long.clone() + "b"), Bytes::from_static(b"[]"));
+        assert_eq!(listed.get(0, &search(long + "a")), None, "two such keys do not fit");
+
+        for limit in 0..MOST_PAGES as u32 + 1 {
+            listed.put(0, key(limit), Bytes::from_static(b"[]"));
+        }
+        assert!(listed.kept.lock().unwrap().pages.len() <= MOST_PAGES);
     }
 
     #[test]

@@ -157,9 +157,13 @@ impl World {
 
 #[tokio::test]
 async fn a_scoped_key_is_not_sent_the_page_of_groups_an_account_wide_key_was_sent() {
-    // Arrange: the admin key lists every group, so that page is kept (src/api/listed_groups.rs).
+    // Arrange: the admin key lists every group, so that page is kept (src/api/listed_groups.rs). The scoped key sees
+    // two instances, so its query names none, as the admin's does: only the scope tells the two pages apart.
     let w = world().await;
-    let (_, scoped) = new_key(&w.app, json!({"name": "A only", "instance_ids": [w.a.instance]})).await;
+    let third = w.app.new_instance(json!({})).await.id;
+    let (_, scoped) =
+        new_key(&w.app, json!({"name": "A and C", "instance_ids": [w.a.instance, third.parse::<i64>().unwrap()]}))
+            .await;
     let (status, everything) = w.app.get("/v1/groups").await;
     assert_eq!(status, StatusCode::OK, "{everything}");
     let instances = |page: &Value| -> Vec<Value> {

@@ -187,7 +187,8 @@ async fn load_and_watch(
     seconds: u64,
     connections: usize,
 ) -> anyhow::Result<(u64, u64, u64, u64, usize)> {
-    let client = reqwest::Client::new();
+    // An answer that does not come within a minute fails the run instead of holding it up.
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(60)).build()?;
     let bearer = format!("Bearer {key}");
     let get = |path: String| {
         let request = client.get(format!("{base}{path}")).header("authorization", &bearer);

@@ -225,6 +225,14 @@ async fn harness(
         client.get(format!("{base}/v1/groups?limit=50")).header("authorization", &bearer).send()
     })
     .await?;
+    // The same pages while one connection creates groups: every creation adds a group, so no page stays kept.
+    let (list_fifty_creating, creating) = tokio::join!(
+        load(seconds, connections.saturating_sub(1).max(1), |_, _| {
+            client.get(format!("{base}/v1/groups?limit=50")).header("authorization", &bearer).send()
+        }),
+        load(seconds, 1, create_on(|n| n)),
+    );
+    let (list_fifty_creating, creating) = (list_fifty_creating?, creating?);
     let get_one_half = load_at_rate(seconds, connections, get_one.per_second / 2.0, |i| {
         client.get(group_path(0, i)).header("authorization", &bearer).send()
     })
@@ -274,6 +282,13 @@ async fn harness(
     row(&format!("create a group, {NUMBERS} sandbox numbers"), &create_many, &sqlite_limit, raw_sqlite, "≥ 0.45");
     row(&format!("GET one group, 200 in turn ({groups} exist)"), &get_one, &http_limit, trivial.per_second, "≥ 0.5");
     row("list 50 groups", &list_fifty, &http_limit, trivial.per_second, "≥ 0.5");
+    row(
+        &format!("list 50 groups while one connection creates groups ({:.0}/s)", creating.per_second),
+        &list_fifty_creating,
+        &http_limit,
+        trivial.per_second,
+        "—",
+    );
     let latency_row = |name: &str, figure: &Load, limit_ms: f64| {
         println!(
             "| {name} | {:.0} | {:.2} | {:.2} | p99 ≤ {limit_ms} ms | {:.2} | ≤ 1 |",

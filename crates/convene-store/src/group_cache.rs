@@ -48,9 +48,8 @@ struct Cached {
 /// and no other foreign key leads to `groups` (a test in `tests/store/sqlite.rs` keeps it so).
 pub(crate) fn may_change_groups(statement: &Statement) -> bool {
     let sql = statement.sql();
-    let names_them = sql.contains("groups") || sql.contains("instances");
     let plain_insert = sql.starts_with("INSERT INTO ") && !sql.contains("ON CONFLICT");
-    names_them && !plain_insert
+    may_change_listing(statement) && !plain_insert
 }
 
 /// Whether a statement may change what a list of groups holds: any that names `groups` or `instances`.

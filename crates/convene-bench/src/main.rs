@@ -221,15 +221,12 @@ async fn harness(
         client.get(group_path(connection, i)).header("authorization", &bearer).send()
     })
     .await?;
-    let list_fifty = load(seconds, connections, |_, _| {
-        client.get(format!("{base}/v1/groups?limit=50")).header("authorization", &bearer).send()
-    })
-    .await?;
-    // The same pages while one connection creates groups: every creation adds a group, so no page stays kept.
+    let list_fifty_page = || client.get(format!("{base}/v1/groups?limit=50")).header("authorization", &bearer).send();
+    let list_fifty = load(seconds, connections, |_, _| list_fifty_page()).await?;
+    // The same page while one connection creates groups: every creation adds a group, so the page is kept only
+    // until the next commit.
     let (list_fifty_creating, creating) = tokio::join!(
-        load(seconds, connections.saturating_sub(1).max(1), |_, _| {
-            client.get(format!("{base}/v1/groups?limit=50")).header("authorization", &bearer).send()
-        }),
+        load(seconds, connections.saturating_sub(1).max(1), |_, _| list_fifty_page()),
         load(seconds, 1, create_on(|n| n)),
     );
     let (list_fifty_creating, creating) = (list_fifty_creating?, creating?);
@@ -237,10 +234,8 @@ async fn harness(
         client.get(group_path(0, i)).header("authorization", &bearer).send()
     })
     .await?;
-    let list_fifty_half = load_at_rate(seconds, connections, list_fifty.per_second / 2.0, |_| {
-        client.get(format!("{base}/v1/groups?limit=50")).header("authorization", &bearer).send()
-    })
-    .await?;
+    let list_fifty_half =
+        load_at_rate(seconds, connections, list_fifty.per_second / 2.0, |_| list_fifty_page()).await?;
     // Creation again, once more groups exist: the sandbox's and the database's costs must not grow with them.
     while sequence.load(Ordering::Relaxed) < prefill {
         load(seconds, connections.max(32), create_on(|n| n)).await?;

@@ -12,8 +12,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use convene_core::store::{JobListQuery, JobState};
-use convene_core::{Clock, ConnectorKind, ManualClock, PacingPolicy, Timestamp};
-use convene_sandbox::{NetworkLimits, SandboxConfig, SandboxNetwork};
+use convene_core::{Clock, ManualClock, PacingPolicy, Timestamp};
+use convene_sandbox::NetworkLimits;
 use convene_server::service::{NewGroup, Service};
 use convene_server::{Config, Networks};
 
@@ -52,14 +52,13 @@ pub async fn run(groups: usize, numbers: usize, verbose: bool) -> anyhow::Result
     // A gateway on a temporary SQLite file, a simulated clock and an in-memory sandbox with its limits on.
     let dir = tempfile::tempdir()?;
     let mut config = Config::for_directory(dir.path());
-    config.creation.sandbox_pacing = policy;
+    config.set("sandbox.pacing", policy).map_err(|e| anyhow::anyhow!("{e}"))?;
+    config.set("sandbox.network_limits", &limits).map_err(|e| anyhow::anyhow!("{e}"))?;
     let clock = ManualClock::new(Timestamp::from_millis(1_795_392_000_000));
     let store = convene_store::connect(&config.database_url).await?;
-    let sandbox_config = SandboxConfig { network_limits: limits.clone(), ..SandboxConfig::default() };
-    let sandbox = SandboxNetwork::open(None, sandbox_config, Arc::new(clock.clone())).await?;
     let service = Service::start(
         store.clone(),
-        Networks::new(sandbox.clone(), config.whatsapp()),
+        Networks::in_memory(&config, Arc::new(clock.clone())).await?,
         Arc::new(clock.clone()),
         config.creation.clone(),
     )
@@ -68,7 +67,7 @@ pub async fn run(groups: usize, numbers: usize, verbose: bool) -> anyhow::Result
     let mut instance_ids = Vec::new();
     for _ in 0..numbers {
         let (instance, _) =
-            service.create_instance(ConnectorKind::Sandbox, None, None).await.map_err(|e| anyhow::anyhow!("{e:?}"))?;
+            service.create_instance(convene_sandbox::KIND, None, None).await.map_err(|e| anyhow::anyhow!("{e:?}"))?;
         instance_ids.push(instance.id);
     }
     let subjects: Vec<String> = (0..groups).map(|i| format!("Campaign group {i:04}")).collect();
@@ -117,12 +116,12 @@ pub async fn run(groups: usize, numbers: usize, verbose: bool) -> anyhow::Result
         completed += if jobs.len() < 500 { jobs.len() } else { count_succeeded(&*store, batch).await? };
     }
     let mut on_network: HashMap<String, usize> = HashMap::new();
-    for g in sandbox.groups().await? {
+    for g in service.sandbox().groups().await? {
         *on_network.entry(g.subject).or_default() += 1;
     }
     let duplicates: usize = on_network.values().map(|n| n.saturating_sub(1)).sum();
     let lost = subjects.iter().filter(|s| !on_network.contains_key(*s)).count();
-    let stats = sandbox.stats();
+    let stats = service.sandbox().stats();
     let per_number = groups.div_ceil(numbers) as u64;
     let minimum = policy.minimum_duration(per_number);
     let ratio = if minimum.is_zero() { 1.0 } else { took.as_secs_f64() / minimum.as_secs_f64() };

@@ -2,6 +2,7 @@
 //! whatsapp-rust connector. Shaped after the WhatsApp Web group protocol: per-participant status codes, add-request
 //! codes on privacy refusals, invite links, and a client-chosen creation key.
 
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -13,33 +14,65 @@ use crate::ids::{CreationKey, GroupJid, InstanceId};
 use crate::outcome::{ParticipantChange, ParticipantResult};
 use crate::phone::PhoneNumber;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum ConnectorKind {
-    /// The built-in simulated network.
-    Sandbox,
-    /// A real number over WhatsApp Web multi-device.
-    Whatsapp,
-}
+/// The kind of network an instance is on, by name (`sandbox`, `whatsapp`). Each connector crate names its own kind
+/// (`convene_sandbox::KIND`); which kinds a build has is the server's registry, not this type, so a new kind needs no
+/// change here. Stored and sent as its name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnectorKind(&'static str);
+
+/// Every kind name read back from a database, kept once: names are few (a kind is only stored after the registry
+/// accepted it), and a `Copy` kind keeps records cheap to pass around.
+static NAMED: Mutex<Vec<&'static str>> = Mutex::new(Vec::new());
 
 impl ConnectorKind {
-    pub const ALL: [Self; 2] = [Self::Sandbox, Self::Whatsapp];
+    /// A kind named in code. The name is lowercase letters, digits and `_`.
+    pub const fn new(name: &'static str) -> Self {
+        Self(name)
+    }
+
+    /// The kind called `name`, as stored; `None` when `name` cannot be a kind's name (empty, longer than 32, or
+    /// other than lowercase letters, digits and `_`).
+    pub fn named(name: &str) -> Option<Self> {
+        let well_formed = !name.is_empty()
+            && name.len() <= 32
+            && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+        if !well_formed {
+            return None;
+        }
+        let mut named = NAMED.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(known) = named.iter().find(|known| **known == name) {
+            return Some(Self(known));
+        }
+        let kept: &'static str = Box::leak(name.to_owned().into_boxed_str());
+        named.push(kept);
+        Some(Self(kept))
+    }
 
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Sandbox => "sandbox",
-            Self::Whatsapp => "whatsapp",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "sandbox" => Some(Self::Sandbox),
-            "whatsapp" => Some(Self::Whatsapp),
-            _ => None,
-        }
+        self.0
     }
 }
+
+impl std::fmt::Display for ConnectorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+impl Serialize for ConnectorKind {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.0)
+    }
+}
+
+/// A name; the server's OpenAPI document lists the kinds its build has.
+impl utoipa::PartialSchema for ConnectorKind {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new().schema_type(utoipa::openapi::schema::Type::String).into()
+    }
+}
+
+impl utoipa::ToSchema for ConnectorKind {}
 
 /// An instance's connection to its network.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]

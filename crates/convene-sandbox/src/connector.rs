@@ -39,7 +39,7 @@ impl From<SandboxError> for ConnectorError {
 #[async_trait]
 impl Connector for SandboxConnector {
     fn kind(&self) -> ConnectorKind {
-        ConnectorKind::Sandbox
+        crate::KIND
     }
 
     async fn state(&self) -> InstanceState {

@@ -19,6 +19,9 @@ use convene_core::{GroupJid, GroupMember, GroupSettings, PhoneNumber, Timestamp}
 use serde::{Deserialize, Serialize};
 
 pub use connector::SandboxConnector;
+
+/// Instances on the built-in simulated network.
+pub const KIND: convene_core::ConnectorKind = convene_core::ConnectorKind::new("sandbox");
 pub use network::SandboxNetwork;
 
 /// How the simulated network behaves. `seed`, `faults` and `network_limits` only seed a new world: an existing

@@ -12,7 +12,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use convene_core::events::Change;
 use convene_core::store::GroupRecord;
-use convene_core::{ConnectorKind, GroupId, GroupJid, GroupSettings, SystemClock};
+use convene_core::{GroupId, GroupJid, GroupSettings, SystemClock};
 use convene_server::{AppState, Config};
 use tower::ServiceExt as _;
 
@@ -37,7 +37,7 @@ async fn main() -> anyhow::Result<()> {
     let started = Instant::now();
     let mut instance_ids = Vec::with_capacity(numbers);
     for i in 0..numbers {
-        let (record, _) = service.create_instance(ConnectorKind::Sandbox, Some(&format!("Desk {i}")), None).await?;
+        let (record, _) = service.create_instance(convene_sandbox::KIND, Some(&format!("Desk {i}")), None).await?;
         instance_ids.push(record.id);
     }
     let now = service.now();

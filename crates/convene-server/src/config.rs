@@ -1,20 +1,28 @@
 //! Configuration in layers: the shipped defaults, then an optional file, then `CONVENE_*` environment variables.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::LazyLock;
 
-use convene_sandbox::SandboxConfig;
-
-use crate::service::CreationConfig;
 use figment::Figment;
-use figment::providers::{Env, Format, Toml};
-use serde::Deserialize;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
 
-/// The defaults, with a comment on every key; `convene config default` prints them.
-pub const DEFAULT_CONFIG: &str = include_str!("../../../config.default.toml");
+use crate::connectors;
+use crate::service::CreationConfig;
 
+/// The defaults, with a comment on every key, each kind of connector's sections last; `convene config default`
+/// prints them.
+pub fn default_config() -> &'static str {
+    static DEFAULTS: LazyLock<String> =
+        LazyLock::new(|| format!("{}{}", include_str!("../../../config.default.toml"), connectors::default_sections()));
+    &DEFAULTS
+}
+
+/// Unknown keys are refused: those of a section by its type, those at the top by `validate` (the kinds' sections
+/// are gathered in `connectors`, which takes any key).
 #[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Config {
     /// Address the HTTP server listens on.
     pub listen: SocketAddr,
@@ -26,18 +34,18 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// Create a sandbox instance on the first start.
     pub bootstrap_sandbox_instance: bool,
-    /// The simulated network.
-    pub sandbox: SandboxConfig,
     /// Pacing defaults and the retries of queued group creation.
     pub creation: CreationConfig,
     /// The background worker that runs queued creations.
     pub worker: WorkerConfig,
-    /// Real WhatsApp numbers.
-    pub whatsapp: WhatsappSettings,
     /// Webhook delivery: retries, timeouts, outbound safety, the key that seals secrets.
     pub webhooks: crate::webhooks::WebhookConfig,
     /// The server's log (`logging`: `CONVENE_LOG` is the level filter).
     pub logging: LogConfig,
+    /// Each kind of connector's section, by the kind's name (`[sandbox]`, `[whatsapp]`): its network's settings and
+    /// its `pacing` default, read by the kind (`connectors`).
+    #[serde(flatten)]
+    pub connectors: BTreeMap<String, connectors::Section>,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -59,13 +67,6 @@ pub enum LogFormat {
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct WhatsappSettings {
-    /// Connect `whatsapp` instances to WhatsApp. Off, their stored state is loaded but nothing is dialled.
-    pub connect: bool,
-}
-
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct WorkerConfig {
     /// Run queued jobs in this process.
     pub enabled: bool,
@@ -74,24 +75,22 @@ pub struct WorkerConfig {
 }
 
 impl Config {
-    /// The top-level keys, as the environment may name them.
-    const KEYS: [&'static str; 11] = [
+    /// The top-level keys besides the kinds' sections, as the environment may name them.
+    const KEYS: [&'static str; 9] = [
         "listen",
         "database_url",
         "data_dir",
         "max_body_bytes",
         "bootstrap_sandbox_instance",
-        "sandbox",
         "creation",
         "worker",
-        "whatsapp",
         "webhooks",
         "logging",
     ];
 
     /// Defaults, then `file` if given, then the environment.
     pub fn load(file: Option<&Path>) -> Result<Self, Box<figment::Error>> {
-        let mut figment = Figment::from(Toml::string(DEFAULT_CONFIG));
+        let mut figment = Figment::from(Toml::string(default_config()));
         if let Some(file) = file {
             figment = figment.merge(Toml::file_exact(file));
         }
@@ -100,7 +99,7 @@ impl Config {
         let env = Env::prefixed("CONVENE_")
             .filter(|key| {
                 let top = key.as_str().split("__").next().unwrap_or_default();
-                Self::KEYS.iter().any(|k| k.eq_ignore_ascii_case(top))
+                Self::KEYS.iter().chain(connectors::kind_names()).any(|k| k.eq_ignore_ascii_case(top))
             })
             .split("__");
         Self::load_from(figment.merge(env))
@@ -108,6 +107,14 @@ impl Config {
 
     /// The seam tests use: any figment, validated.
     pub fn load_from(figment: Figment) -> Result<Self, Box<figment::Error>> {
+        // Where versions before 2026-12 kept each kind's pacing default: say where it went rather than only refuse it.
+        for kind in connectors::kind_names() {
+            if figment.find_value(&format!("creation.{kind}_pacing")).is_ok() {
+                let moved =
+                    format!("`creation.{kind}_pacing` is now `{kind}.pacing`: move its keys to [{kind}.pacing]");
+                return Err(Box::new(figment::Error::from(moved)));
+            }
+        }
         let config: Self = figment.extract()?;
         config.validate().map_err(|e| Box::new(figment::Error::from(e)))?;
         Ok(config)
@@ -117,7 +124,7 @@ impl Config {
     /// tests start from.
     pub fn for_directory(dir: &Path) -> Self {
         let mut config: Self =
-            Figment::from(Toml::string(DEFAULT_CONFIG)).extract().expect("the shipped defaults are valid");
+            Figment::from(Toml::string(default_config())).extract().expect("the shipped defaults are valid");
         config.data_dir = dir.to_path_buf();
         config.database_url = format!("sqlite://{}", dir.join("convene.db").display());
         config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
@@ -140,17 +147,17 @@ impl Config {
         }
         self.creation.validate()?;
         self.webhooks.validate()?;
-        self.sandbox.faults.validate().map_err(|e| format!("sandbox.faults: {e}"))
+        connectors::check_sections(&self.connectors)
     }
 
-    /// The sandbox's database (an older Convene's world file, `sandbox.json`, beside it is imported on start).
-    pub fn sandbox_path(&self) -> PathBuf {
-        self.data_dir.join("sandbox.db")
-    }
-
-    /// Where real numbers keep their device state: one SQLite file per instance.
-    pub fn whatsapp(&self) -> convene_whatsapp::WhatsappConfig {
-        convene_whatsapp::WhatsappConfig { data_dir: self.data_dir.join("whatsapp"), connect: self.whatsapp.connect }
+    /// Sets `key` (dotted, within a kind's section: `whatsapp.connect`, `sandbox.network_limits`) to `value`, as a
+    /// configuration file would; tests and the bench set kinds' settings this way.
+    pub fn set(&mut self, key: &str, value: impl Serialize) -> Result<(), Box<figment::Error>> {
+        let sections: BTreeMap<String, connectors::Section> =
+            Figment::from(Serialized::defaults(&self.connectors)).merge(Serialized::default(key, value)).extract()?;
+        connectors::check_sections(&sections).map_err(|e| Box::new(figment::Error::from(e)))?;
+        self.connectors = sections;
+        Ok(())
     }
 }
 
@@ -160,30 +167,37 @@ mod tests {
 
     #[test]
     fn the_shipped_defaults_load() {
-        let c = Config::load_from(Figment::from(Toml::string(DEFAULT_CONFIG))).unwrap();
+        let c = Config::load_from(Figment::from(Toml::string(default_config()))).unwrap();
         assert_eq!(c.listen, "127.0.0.1:8080".parse().unwrap());
         assert_eq!(c.database_url, "sqlite://data/convene.db");
-        assert_eq!(c.sandbox.seed, 1);
+        assert_eq!(c.connectors["sandbox"].find_ref("seed").and_then(|v| v.deserialize::<u64>().ok()), Some(1));
     }
 
     #[test]
     fn a_file_layer_overrides_the_defaults() {
-        let figment = Figment::from(Toml::string(DEFAULT_CONFIG))
+        let figment = Figment::from(Toml::string(default_config()))
             .merge(Toml::string("listen = \"127.0.0.1:9999\"\n[sandbox]\nseed = 42"));
         let c = Config::load_from(figment).unwrap();
         assert_eq!(c.listen.port(), 9999);
-        assert_eq!(c.sandbox.seed, 42);
+        assert_eq!(c.connectors["sandbox"].find_ref("seed").and_then(|v| v.deserialize::<u64>().ok()), Some(42));
     }
 
     #[test]
     fn unknown_keys_and_unsupported_databases_are_refused() {
-        let typo = Figment::from(Toml::string(DEFAULT_CONFIG)).merge(Toml::string("lisen = \"x\""));
+        let typo = Figment::from(Toml::string(default_config())).merge(Toml::string("lisen = \"x\""));
         assert!(Config::load_from(typo).is_err());
-        let pg = Figment::from(Toml::string(DEFAULT_CONFIG)).merge(Toml::string("database_url = \"mysql://x\""));
+        let pg = Figment::from(Toml::string(default_config())).merge(Toml::string("database_url = \"mysql://x\""));
         assert!(Config::load_from(pg).unwrap_err().to_string().contains("not supported"));
-        let ca = Figment::from(Toml::string(DEFAULT_CONFIG))
+        let ca = Figment::from(Toml::string(default_config()))
             .merge(Toml::string("[webhooks]\nca_certificates = \"/nonexistent/ca.pem\""));
         let refused = Config::load_from(ca).unwrap_err().to_string();
         assert!(refused.contains("webhooks.ca_certificates: cannot read /nonexistent/ca.pem"), "{refused}");
+        // A section no kind of connector has, and where pacing defaults were before they moved to each kind's section.
+        let kind = Figment::from(Toml::string(default_config())).merge(Toml::string("[telegram]\nconnect = true"));
+        assert!(Config::load_from(kind).unwrap_err().to_string().contains("unknown key `telegram`"));
+        let moved = Figment::from(Toml::string(default_config()))
+            .merge(Toml::string("[creation.whatsapp_pacing]\nmin_interval_secs = 600"));
+        let refused = Config::load_from(moved).unwrap_err().to_string();
+        assert!(refused.contains("`creation.whatsapp_pacing` is now `whatsapp.pacing`"), "{refused}");
     }
 }

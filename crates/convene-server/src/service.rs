@@ -40,6 +40,7 @@ pub use outbox::{
     EventGroup, GroupCreatedData, GroupCreationFailedData, GroupUpdatedData, InstanceData, JobStateChangedData,
     ParticipantsData,
 };
+pub(crate) use reports::channel as report_channel;
 
 #[derive(Clone)]
 pub struct Service {
@@ -212,8 +213,7 @@ impl Service {
         clock: Arc<dyn Clock>,
         creation: CreationConfig,
     ) -> Result<Self> {
-        let (sink, mut reported) = reports::channel();
-        let service = Self::idle(store, networks, clock, creation, sink);
+        let (service, mut reported) = Self::idle(store, networks, clock, creation);
         let instances = service.store.list_instances().await?;
         service.prepare_networks(&instances).await;
         for instance in &instances {
@@ -231,22 +231,22 @@ impl Service {
     /// The service over the database alone, for commands that work on it beside a running server (`convene key`):
     /// no network is opened and no connector attached, so nothing is written but what the command asks.
     pub async fn offline(store: Arc<dyn Store>, clock: Arc<dyn Clock>, creation: CreationConfig) -> Result<Self> {
-        let (sink, _ignored) = reports::channel();
         let networks = Networks::offline(Arc::clone(&clock)).await.map_err(ApiError::internal)?;
-        Ok(Self::idle(store, networks, clock, creation, sink))
+        let (service, _ignored) = Self::idle(store, networks, clock, creation);
+        Ok(service)
     }
 
-    /// The service with no connector attached and nothing applying what the networks report to `reported`.
+    /// The service with no connector attached, and what the networks report, which nothing applies yet.
     fn idle(
         store: Arc<dyn Store>,
         networks: Networks,
         clock: Arc<dyn Clock>,
         creation: CreationConfig,
-        reported: Arc<dyn ConnectorEvents>,
-    ) -> Self {
-        Self {
+    ) -> (Self, tokio::sync::mpsc::UnboundedReceiver<(InstanceId, convene_core::ConnectorEvent)>) {
+        let (drivers, reported, reports) = networks.into_parts();
+        let service = Self {
             store,
-            drivers: Arc::new(Drivers::new(networks, &clock, &reported)),
+            drivers: Arc::new(drivers),
             clock,
             connectors: Arc::default(),
             creation: Arc::new(creation),
@@ -258,7 +258,8 @@ impl Service {
             running_here: Arc::default(),
             keys: Arc::default(),
             numbering: Arc::default(),
-        }
+        };
+        (service, reports)
     }
 
     /// Ends every connection, flushing what the networks' libraries buffer (their stored state stays).
@@ -273,12 +274,12 @@ impl Service {
     }
 
     pub fn sandbox(&self) -> &Arc<SandboxNetwork> {
-        &self.drivers.sandbox.network
+        self.drivers.sandbox()
     }
 
     /// The real numbers' sessions (tests reach `WhatsappAccounts::simulate` through here).
     pub fn whatsapp(&self) -> &Arc<WhatsappAccounts> {
-        &self.drivers.whatsapp.accounts
+        self.drivers.whatsapp()
     }
 
     pub fn now(&self) -> Timestamp {
@@ -315,7 +316,7 @@ impl Service {
     }
 
     fn attach_connector(&self, instance: &InstanceRecord) {
-        let connector = self.drivers.of(instance.kind).open(instance, &self.reported);
+        let connector = self.drivers.of(instance.kind).and_then(|driver| driver.open(instance, &self.reported));
         let mut map = self.connectors.write().unwrap_or_else(std::sync::PoisonError::into_inner);
         match connector {
             Some(c) => map.insert(instance.id, c),
@@ -347,7 +348,10 @@ impl Service {
                 None
             }
         };
-        let driver = self.drivers.of(kind);
+        let driver = self
+            .drivers
+            .of(kind)
+            .ok_or_else(|| ApiError::field("kind", format!("choose {}", crate::connectors::kind_names_in_words())))?;
         let phone = match phone.map(|asked| driver.check_phone(asked)) {
             None => None,
             Some(Ok(p)) => Some(p),
@@ -460,7 +464,10 @@ impl Service {
         let instance = self.instance_record(id).await?;
         self.store.delete_instance(id).await.map_err(|e| not_found(e, || format!("no instance {id}")))?;
         self.connectors.write().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&id);
-        self.drivers.of(instance.kind).forget(id).await
+        match self.drivers.of(instance.kind) {
+            Some(driver) => driver.forget(id).await,
+            None => Ok(()),
+        }
     }
 
     // ---------- groups ----------
@@ -804,7 +811,7 @@ impl Service {
         }
         let (api_key, record) = auth::new_api_key("admin", auth::KeyGrant::admin(), self.clock.now());
         let instance = if with_instance && self.store.list_instances().await?.is_empty() {
-            Some(self.create_instance(ConnectorKind::Sandbox, None, None).await?)
+            Some(self.create_instance(convene_sandbox::KIND, None, None).await?)
         } else {
             None
         };

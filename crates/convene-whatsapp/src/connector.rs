@@ -61,7 +61,7 @@ pub(crate) fn results_for(
 #[async_trait]
 impl Connector for WhatsappConnector {
     fn kind(&self) -> ConnectorKind {
-        ConnectorKind::Whatsapp
+        crate::KIND
     }
 
     async fn state(&self) -> InstanceState {

@@ -21,6 +21,9 @@ use convene_core::{Clock, ConnectorEvents, InstanceId};
 use crate::account::Account;
 pub use crate::connector::WhatsappConnector;
 
+/// Real numbers over WhatsApp Web multi-device.
+pub const KIND: convene_core::ConnectorKind = convene_core::ConnectorKind::new("whatsapp");
+
 /// Where device state lives and whether to dial WhatsApp.
 #[derive(Clone, Debug)]
 pub struct WhatsappConfig {

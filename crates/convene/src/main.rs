@@ -89,7 +89,7 @@ async fn main() -> anyhow::Result<()> {
             start_logging(LogFormat::Text);
             instance::run(command, cli.config.as_deref()).await
         }
-        Command::Config { command: ConfigCommand::Default } => print_quietly(convene_server::config::DEFAULT_CONFIG),
+        Command::Config { command: ConfigCommand::Default } => print_quietly(convene_server::config::default_config()),
     }
 }
 

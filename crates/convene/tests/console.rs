@@ -15,7 +15,7 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use convene_core::{ConnectorKind, PhoneNumber, SystemClock};
+use convene_core::{PhoneNumber, SystemClock};
 use convene_server::auth::KeyGrant;
 use convene_server::{AppState, Config};
 use convene_whatsapp::SimulatedEvent;
@@ -53,7 +53,7 @@ async fn an_operator_signs_in_adds_a_number_pairs_one_by_qr_and_a_read_only_key_
     // Arrange: a server with its bootstrap sandbox number, a read-only key, and a WhatsApp number not yet paired.
     let dir = tempfile::tempdir().unwrap();
     let mut config = Config::for_directory(dir.path());
-    config.whatsapp.connect = false;
+    config.set("whatsapp.connect", false).unwrap();
     // The script's webhook receiver is on 127.0.0.1, and a failing delivery should give up within seconds.
     config.webhooks.allow_private_targets = vec!["127.0.0.1".to_owned()];
     config.webhooks.retry_schedule_secs = vec![1];
@@ -62,7 +62,7 @@ async fn an_operator_signs_in_adds_a_number_pairs_one_by_qr_and_a_read_only_key_
     let grant = KeyGrant { instance_ids: None, read_only: true };
     let (reader_key, _) = state.service.create_api_key("wallboard", grant).await.unwrap();
     let (whatsapp_number, _) =
-        state.service.create_instance(ConnectorKind::Whatsapp, Some("Front desk phone"), None).await.unwrap();
+        state.service.create_instance(convene_whatsapp::KIND, Some("Front desk phone"), None).await.unwrap();
     state.service.whatsapp().open_and_wait(whatsapp_number.id).await.unwrap();
     let server = common::InProcess::serve(state, config).await;
     let (service, addr) = (server.service.clone(), server.addr);

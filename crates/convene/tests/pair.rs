@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use convene_core::{ConnectorKind, PhoneNumber, SystemClock};
+use convene_core::{PhoneNumber, SystemClock};
 use convene_server::{AppState, Config};
 use convene_whatsapp::SimulatedEvent;
 
@@ -42,11 +42,11 @@ async fn pair_draws_each_qr_code_once_and_ends_when_paired() {
     // Arrange: a server with a whatsapp instance waiting for its first QR code.
     let dir = tempfile::tempdir().unwrap();
     let mut config = Config::for_directory(dir.path());
-    config.whatsapp.connect = false;
+    config.set("whatsapp.connect", false).unwrap();
     config.worker.enabled = false;
     let state = AppState::open(&config, Arc::new(SystemClock)).await.unwrap();
     let api_key = state.service.bootstrap(false).await.unwrap().expect("first run").api_key;
-    let (instance, _token) = state.service.create_instance(ConnectorKind::Whatsapp, None, None).await.unwrap();
+    let (instance, _token) = state.service.create_instance(convene_whatsapp::KIND, None, None).await.unwrap();
     state.service.whatsapp().open_and_wait(instance.id).await.unwrap();
     let server = common::InProcess::serve(state, config).await;
     let (service, addr) = (server.service.clone(), server.addr);
@@ -102,11 +102,11 @@ async fn pair_says_why_there_is_no_qr_code_when_whatsapp_cannot_be_reached() {
     // Arrange: a server that dials WhatsApp, with a new whatsapp instance.
     let dir = tempfile::tempdir().unwrap();
     let mut config = Config::for_directory(dir.path());
-    config.whatsapp.connect = true;
+    config.set("whatsapp.connect", true).unwrap();
     config.worker.enabled = false;
     let state = AppState::open(&config, Arc::new(SystemClock)).await.unwrap();
     let api_key = state.service.bootstrap(false).await.unwrap().expect("first run").api_key;
-    let (instance, _token) = state.service.create_instance(ConnectorKind::Whatsapp, None, None).await.unwrap();
+    let (instance, _token) = state.service.create_instance(convene_whatsapp::KIND, None, None).await.unwrap();
     let server = common::InProcess::serve(state, config).await;
     let addr = server.addr;
 

@@ -12,6 +12,7 @@ use utoipa_axum::routes;
 use super::page::{Cursor, Page, PageParams};
 use crate::AppState;
 use crate::auth::{AccountKey, AccountWideKey};
+use crate::connectors;
 use crate::error::{ApiError, ErrorBody, Result};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::service::Service;
@@ -28,7 +29,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 pub struct InstanceIn {
     /// `sandbox` (the built-in simulated network, the default) or `whatsapp` (a real number: pair it through
     /// `GET /v1/instances/{id}/qr` or `POST /v1/instances/{id}/pairing-code`).
-    #[serde(default = "sandbox_kind")]
+    #[serde(default = "sandbox_kind", deserialize_with = "registered_kind")]
     pub kind: ConnectorKind,
     /// A name for people, 1 to 100 characters without control characters; defaults to "Sandbox <number>" or
     /// "WhatsApp number".
@@ -46,7 +47,24 @@ pub struct InstanceIn {
 }
 
 fn sandbox_kind() -> ConnectorKind {
-    ConnectorKind::Sandbox
+    convene_sandbox::KIND
+}
+
+/// A kind this build has; another name is refused with the names it has, as serde words an unknown variant.
+fn registered_kind<'de, D: serde::Deserializer<'de>>(deserializer: D) -> std::result::Result<ConnectorKind, D::Error> {
+    let name = std::borrow::Cow::<str>::deserialize(deserializer)?;
+    connectors::kind_named(&name).ok_or_else(|| serde::de::Error::unknown_variant(&name, connectors::kind_names()))
+}
+
+/// Lists the kinds this build has as `ConnectorKind`'s values (the type itself knows no kinds).
+pub fn document(openapi: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::RefOr;
+    use utoipa::openapi::schema::Schema;
+
+    let schemas = &mut openapi.components.get_or_insert_with(Default::default).schemas;
+    if let Some(RefOr::T(Schema::Object(kind))) = schemas.get_mut("ConnectorKind") {
+        kind.enum_values = Some(connectors::kind_names().iter().map(|name| serde_json::Value::from(*name)).collect());
+    }
 }
 
 #[derive(Serialize, utoipa::ToSchema)]

@@ -69,6 +69,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     groups::document(router.get_openapi_mut());
     webhooks::document(router.get_openapi_mut());
     keys::document(router.get_openapi_mut());
+    instances::document(router.get_openapi_mut());
     router
 }
 

@@ -23,6 +23,7 @@ use super::{Confirm, PageResult, Section, field_words, inline_svg, page, see_oth
 use crate::AppState;
 use crate::api::instances::parse_instance_id;
 use crate::api::page::{Cursor, Page, PageParams};
+use crate::connectors;
 use crate::error::ApiError;
 use crate::service::{CreationStatus, InstanceHealth, Service};
 
@@ -65,7 +66,7 @@ impl Number {
     async fn load_with_qr(service: &Service, id: InstanceId, now: Timestamp) -> PageResult<Self> {
         let (record, state) = service.instance(id).await?;
         let mut number = Self::load(service, record, state, now).await?;
-        if number.record.kind == ConnectorKind::Whatsapp && matches!(number.state, InstanceState::Pairing) {
+        if pairs(number.record.kind) && matches!(number.state, InstanceState::Pairing) {
             // No QR right now is an answer the page shows ("waiting"), not an error.
             if let Ok(code) = service.pairing_qr(id).await {
                 let svg = crate::qr::svg(&code.code).map_err(|e| ApiError::internal(anyhow::anyhow!(e)))?;
@@ -118,11 +119,14 @@ fn connection_error(state: &InstanceState, now: Timestamp) -> Markup {
     }
 }
 
+/// The kind in people's words; a kind this build does not have, by its name.
 pub(super) fn kind_words(kind: ConnectorKind) -> &'static str {
-    match kind {
-        ConnectorKind::Sandbox => "sandbox",
-        ConnectorKind::Whatsapp => "WhatsApp",
-    }
+    connectors::registration(kind).map_or(kind.as_str(), |r| r.label())
+}
+
+/// Whether numbers of `kind` are linked by pairing a phone.
+fn pairs(kind: ConnectorKind) -> bool {
+    connectors::registration(kind).is_some_and(|r| r.pairs())
 }
 
 /// "12 / 30" against the daily cap, or "12 (no cap)".
@@ -254,8 +258,9 @@ fn add_form(console: &Console) -> Markup {
                 (console.csrf_field())
                 label for="kind" { "Kind" }
                 select #kind name="kind" {
-                    option value="sandbox" selected { "Sandbox (the built-in simulated network)" }
-                    option value="whatsapp" { "WhatsApp (a real number: pair it on its page)" }
+                    @for (i, kind) in connectors::registrations().enumerate() {
+                        option value=(kind.kind()) selected[i == 0] { (kind.label()) " (" (kind.summary()) ")" }
+                    }
                 }
                 label for="name" { "Name (optional)" }
                 input #name type="text" name="name" maxlength="100";
@@ -333,8 +338,8 @@ async fn create(
     Submitted { console, form }: Submitted<NewNumber>,
 ) -> PageResult<Response> {
     console.key.account_wide("adding a number")?;
-    let kind =
-        ConnectorKind::parse(&form.kind).ok_or_else(|| ApiError::field("kind", "choose `sandbox` or `whatsapp`"))?;
+    let kind = connectors::kind_named(&form.kind)
+        .ok_or_else(|| ApiError::field("kind", format!("choose {}", connectors::kind_names_in_words())))?;
     let created = state.service.create_instance(kind, blank_to_none(&form.name), blank_to_none(&form.phone)).await;
     match created {
         Ok((record, token)) => {
@@ -397,7 +402,7 @@ async fn number_page(state: &AppState, console: &Console, id: InstanceId, notice
             }
             @if console.writes() {
                 (settings_form(console, &number, &settings))
-                @if record.kind == ConnectorKind::Whatsapp {
+                @if pairs(record.kind) {
                     section aria-labelledby="phone-code" {
                         h2 #phone-code { "Pair with a phone code instead" }
                         form.stack method="post" action={ (path) "/pairing-code" } {
@@ -411,7 +416,7 @@ async fn number_page(state: &AppState, console: &Console, id: InstanceId, notice
                 section aria-labelledby="danger" {
                     h2 #danger { "Log out or delete" }
                     div.actions {
-                        @if record.kind == ConnectorKind::Whatsapp {
+                        @if pairs(record.kind) {
                             form method="post" action={ (path) "/logout" } {
                                 (console.csrf_field())
                                 button type="submit" { "Log out (unlink the phone)" }
@@ -431,7 +436,7 @@ fn live_part(number: &Number, now: Timestamp) -> Markup {
     html! {
         h2 { "State" }
         p { (state_badge(&number.state)) " " @if let Some(reason) = number.state.not_connected_reason() { (reason) } }
-        @if record.kind == ConnectorKind::Whatsapp {
+        @if pairs(record.kind) {
             (pairing_part(number))
         } @else if let Some(phone) = &record.phone {
             p { "Sandbox number " strong { (phone.e164()) } "." }

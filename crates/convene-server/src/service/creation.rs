@@ -105,7 +105,7 @@ enum Attempted {
     Failed(ConnectorError),
 }
 
-/// Retry and pacing settings of the creation queue.
+/// Retries of the creation queue and the duplicate window (each kind's pacing default is in its own section).
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreationConfig {
@@ -113,10 +113,6 @@ pub struct CreationConfig {
     pub max_attempts: u32,
     /// Waits between attempts after failures, in seconds; the last repeats. Each gets ±20% jitter.
     pub retry_schedule_secs: Vec<u64>,
-    /// Pacing of sandbox instances unless an instance sets its own.
-    pub sandbox_pacing: PacingPolicy,
-    /// Pacing of real numbers unless an instance sets its own.
-    pub whatsapp_pacing: PacingPolicy,
     /// For this many seconds, a synchronous creation sent without an Idempotency-Key on the same instance with the
     /// same subject and participant set as an earlier one that succeeded or is still running gets that creation's
     /// answer instead of a second group (a client retrying after a timeout). 0 turns it off.
@@ -131,16 +127,7 @@ impl CreationConfig {
         if self.retry_schedule_secs.is_empty() {
             return Err("creation.retry_schedule_secs must name at least one wait".into());
         }
-        self.sandbox_pacing.validate().map_err(|e| format!("creation.sandbox_pacing: {e}"))?;
-        self.whatsapp_pacing.validate().map_err(|e| format!("creation.whatsapp_pacing: {e}"))
-    }
-
-    /// The pacing of `kind`'s instances that set none of their own.
-    pub fn default_pacing(&self, kind: convene_core::ConnectorKind) -> PacingPolicy {
-        match kind {
-            convene_core::ConnectorKind::Sandbox => self.sandbox_pacing,
-            convene_core::ConnectorKind::Whatsapp => self.whatsapp_pacing,
-        }
+        Ok(())
     }
 
     /// The wait before attempt `attempts + 1`, with a jitter of ±20% drawn from the job id (repeatable).
@@ -206,7 +193,7 @@ impl Service {
 
     /// The instance's own policy when it has one, else its kind's default.
     fn policy_of(&self, instance: &InstanceRecord, own: Option<PacingPolicy>) -> PacingPolicy {
-        own.unwrap_or_else(|| self.creation.default_pacing(instance.kind))
+        own.unwrap_or_else(|| self.drivers.default_pacing(instance.kind))
     }
 
     /// When `instance` may next create a group under `pacing` (`now` or earlier: at once), and the network's pause

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use convene_core::store::InstanceRecord;
-use convene_core::{ConnectorKind, InstanceId, InstanceState};
+use convene_core::{InstanceId, InstanceState};
 
 use super::Service;
 use crate::error::Result;
@@ -22,9 +22,9 @@ impl InstanceHealth {
     /// The health of these instances.
     pub fn of(instances: &[(InstanceRecord, InstanceState)]) -> Self {
         let mut counts = BTreeMap::new();
-        for kind in ConnectorKind::ALL {
+        for kind in crate::connectors::kind_names() {
             for state in InstanceState::NAMES {
-                counts.insert((kind.as_str(), state), 0);
+                counts.insert((*kind, state), 0);
             }
         }
         let mut not_connected = Vec::new();

@@ -24,7 +24,7 @@ impl ConnectorEvents for Sink {
     }
 }
 
-pub(super) fn channel() -> (Arc<dyn ConnectorEvents>, mpsc::UnboundedReceiver<(InstanceId, ConnectorEvent)>) {
+pub(crate) fn channel() -> (Arc<dyn ConnectorEvents>, mpsc::UnboundedReceiver<(InstanceId, ConnectorEvent)>) {
     let (tx, rx) = mpsc::unbounded_channel();
     (Arc::new(Sink(tx)), rx)
 }

@@ -292,8 +292,7 @@ async fn a_read_only_key_sees_no_forms_that_change_things_and_cannot_post_them()
 async fn a_key_for_some_numbers_sees_only_those_and_not_the_form_to_add_one() {
     // Arrange
     let app = spawn_app().await;
-    let (other, _) =
-        app.service.create_instance(convene_core::ConnectorKind::Sandbox, Some("Other"), None).await.unwrap();
+    let (other, _) = app.service.create_instance(convene_sandbox::KIND, Some("Other"), None).await.unwrap();
     let grant = KeyGrant { instance_ids: Some(vec![InstanceId(app.instance_id)]), read_only: false };
     let (scoped, _) = app.service.create_api_key("desk", grant).await.unwrap();
     let mut browser = Browser::new(&app);
@@ -343,7 +342,7 @@ async fn the_numbers_stream_pushes_the_rows_when_a_state_changes_and_assets_are_
         .await
         .unwrap();
     assert_eq!(stream.status(), StatusCode::OK);
-    app.service.create_instance(convene_core::ConnectorKind::Sandbox, Some("Arrives live"), None).await.unwrap();
+    app.service.create_instance(convene_sandbox::KIND, Some("Arrives live"), None).await.unwrap();
 
     // Assert: a `numbers` event names the new number.
     let mut seen = String::new();
@@ -414,7 +413,7 @@ async fn groups_are_found_by_subject_and_number_and_a_scoped_key_finds_only_its_
     // Arrange: groups on two numbers.
     let app = spawn_app().await;
     let (other, other_token) =
-        app.service.create_instance(convene_core::ConnectorKind::Sandbox, Some("Events desk"), None).await.unwrap();
+        app.service.create_instance(convene_sandbox::KIND, Some("Events desk"), None).await.unwrap();
     drop(other_token);
     for subject in ["INCIDENT-1 | War room", "Onboarding ACME", "incident-2 | WAR ROOM"] {
         app.create_group(subject, &["+17137157533"]).await;
@@ -729,8 +728,7 @@ async fn queued_groups_can_be_cancelled_and_a_key_for_other_numbers_cannot_see_t
     assert!(after.contains("3 cancelled") && !after.contains("Cancel the groups"), "{after}");
 
     // Act + Assert: a key for another number is told there is no such batch.
-    let (other, _) =
-        app.service.create_instance(convene_core::ConnectorKind::Sandbox, Some("Other"), None).await.unwrap();
+    let (other, _) = app.service.create_instance(convene_sandbox::KIND, Some("Other"), None).await.unwrap();
     let grant = KeyGrant { instance_ids: Some(vec![other.id]), read_only: false };
     let (scoped, _) = app.service.create_api_key("other desk", grant).await.unwrap();
     let mut outsider = Browser::new(&app);

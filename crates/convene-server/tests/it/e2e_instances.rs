@@ -41,8 +41,9 @@ async fn bad_instance_requests_name_every_bad_field() {
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     let fields: Vec<_> = body["fields"].as_array().unwrap().iter().map(|f| f["field"].as_str().unwrap()).collect();
     assert_eq!(fields, ["name", "phone"], "a whatsapp instance takes no phone");
-    let (status, _) = app.post("/v1/instances", json!({"kind": "telegram"})).await;
+    let (status, body) = app.post("/v1/instances", json!({"kind": "telegram"})).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(body.to_string().contains("expected `sandbox` or `whatsapp`"), "the kinds this build has: {body}");
     let (status, body) = app.post("/v1/instances", json!({"phone": app.instance_phone})).await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
 }
@@ -124,4 +125,47 @@ async fn instances_created_at_once_each_get_a_number_of_their_own_and_numbers_ru
     phones.dedup();
     assert_eq!(phones.len(), 20, "{phones:?}");
     assert_eq!((phones[0].as_str(), phones[19].as_str()), ("+12015560000", "+12015560019"));
+}
+
+/// A newer build may have stored an instance of a kind this build does not have (a downgrade): it is listed, read and
+/// deleted like any other, with no connection, and creating a group on it says why instead of failing the whole list.
+#[tokio::test]
+async fn an_instance_of_a_kind_this_build_does_not_have_is_listed_disconnected_and_can_be_deleted() {
+    // Arrange: a `cloud` instance written as a newer build would have.
+    let app = spawn_app().await;
+    let record = convene_core::store::InstanceRecord {
+        id: convene_core::InstanceId(7_100_000_001),
+        kind: convene_core::ConnectorKind::new("cloud"),
+        name: "From a newer build".into(),
+        phone: Some(convene_core::PhoneNumber::parse("+12015550177").unwrap()),
+        token_hash: String::new(),
+        created_at: convene_core::Timestamp::from_millis(0),
+    };
+    app.state.store.insert_instance(&record).await.unwrap();
+
+    // Act and assert: listed and read with its kind, disconnected.
+    let (status, list) = app.get("/v1/instances").await;
+    assert_eq!(status, StatusCode::OK, "{list}");
+    let listed = list["items"].as_array().unwrap().iter().find(|i| i["id"] == 7_100_000_001_i64).cloned();
+    let listed = listed.expect("the instance is listed");
+    assert_eq!(listed["kind"], "cloud");
+    assert_eq!(listed["state"]["status"], "disconnected");
+    let (status, health) = app.get("/v1/health").await;
+    assert_eq!(status, StatusCode::OK, "{health}");
+
+    // A creation on it is refused with a reason, not a server error.
+    let (status, body) = app
+        .post(
+            "/v1/groups",
+            json!({"instance_id": 7_100_000_001_i64, "subject": "Nowhere", "participants": ["+17137157533"]}),
+        )
+        .await;
+    assert!(status.is_client_error() || status == StatusCode::SERVICE_UNAVAILABLE, "{status} {body}");
+    assert!(body.to_string().contains("no connection"), "{body}");
+
+    // And it can be deleted.
+    let res = app.client.delete(app.url("/v1/instances/7100000001")).bearer_auth(&app.api_key).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    let (status, _) = app.get("/v1/instances/7100000001").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
 }

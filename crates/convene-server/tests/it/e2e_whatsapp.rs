@@ -209,7 +209,7 @@ async fn logout_forgets_the_keys_and_starts_over_and_sandbox_instances_cannot() 
 #[tokio::test]
 async fn a_real_number_that_cannot_reach_whatsapp_says_so_within_ten_seconds_and_once_per_outage() {
     // Arrange: a server that dials WhatsApp.
-    let app = spawn_app_with(|config| config.whatsapp.connect = true).await;
+    let app = spawn_app_with(|config| config.set("whatsapp.connect", true).unwrap()).await;
     let started = Instant::now();
 
     // Act

@@ -80,7 +80,7 @@ pub async fn test_config(dir: &std::path::Path) -> (Config, Option<ScratchDataba
     let mut config = Config::for_directory(dir);
     config.worker.enabled = false;
     // Tests never dial WhatsApp: `whatsapp` instances load their stored state and stay disconnected.
-    config.whatsapp.connect = false;
+    config.set("whatsapp.connect", false).unwrap();
     // Webhooks go to receivers on 127.0.0.1, which the dispatcher refuses unless allowed; tests run the dispatcher
     // themselves (`TestApp::dispatcher`) on the test's clock.
     config.webhooks.enabled = false;

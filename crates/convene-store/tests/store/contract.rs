@@ -24,7 +24,7 @@ fn api_key(name: &str, secret_hash: &str) -> ApiKeyRecord {
 fn instance(id: i64, phone: Option<&str>) -> InstanceRecord {
     InstanceRecord {
         id: InstanceId(id),
-        kind: if phone.is_some() { ConnectorKind::Whatsapp } else { ConnectorKind::Sandbox },
+        kind: if phone.is_some() { ConnectorKind::new("whatsapp") } else { ConnectorKind::new("sandbox") },
         name: format!("instance {id}"),
         phone: phone.map(|p| PhoneNumber::parse(p).unwrap()),
         token_hash: format!("token-hash-{id}"),

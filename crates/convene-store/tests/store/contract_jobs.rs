@@ -16,7 +16,7 @@ pub(crate) fn at(ms: i64) -> Timestamp {
 pub(crate) async fn instance(store: &dyn Store, id: i64) -> InstanceId {
     let record = InstanceRecord {
         id: InstanceId(id),
-        kind: ConnectorKind::Sandbox,
+        kind: ConnectorKind::new("sandbox"),
         name: "pool".into(),
         phone: None,
         token_hash: format!("hash{id}"),

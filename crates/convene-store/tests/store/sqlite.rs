@@ -37,7 +37,7 @@ fn url(path: &Path) -> String {
 fn instance(id: i64) -> InstanceRecord {
     InstanceRecord {
         id: InstanceId(id),
-        kind: ConnectorKind::Whatsapp,
+        kind: ConnectorKind::new("whatsapp"),
         name: "main".into(),
         phone: Some(convene_core::PhoneNumber::parse("+595981048477").unwrap()),
         token_hash: "hash".into(),
@@ -149,7 +149,7 @@ async fn a_stored_value_that_no_longer_parses_is_an_error_naming_its_column() {
 
     for (edit, column) in [
         ("UPDATE instances SET phone = 'bob'", "instances.phone"),
-        ("UPDATE instances SET phone = NULL, kind = 'telegram'", "instances.kind"),
+        ("UPDATE instances SET phone = NULL, kind = 'Not a kind!'", "instances.kind"),
     ] {
         sqlx::raw_sql(edit).execute(&raw).await.unwrap();
 

@@ -107,12 +107,12 @@ fn green_body(event: &EventRecord, instance: &InstanceRecord) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use convene_core::{ConnectorKind, InstanceId, PhoneNumber, Timestamp};
+    use convene_core::{InstanceId, PhoneNumber, Timestamp};
 
     fn instance() -> InstanceRecord {
         InstanceRecord {
             id: InstanceId(7103000001),
-            kind: ConnectorKind::Whatsapp,
+            kind: convene_whatsapp::KIND,
             name: "n".into(),
             phone: Some(PhoneNumber::parse("+12015550188").unwrap()),
             token_hash: String::new(),

@@ -15,7 +15,7 @@ use axum::http::StatusCode;
 use axum::routing::post;
 use convene_core::events::{EventFilter, EventType, NewEvent, WebhookEndpoint};
 use convene_core::{Clock, InstanceId, Store, SystemClock};
-use convene_server::webhooks::{Dispatcher, Secret, SecretBox, WebhookConfig};
+use convene_server::delivery::{Dispatcher, Secret, SecretBox, WebhookConfig};
 use uuid::Uuid;
 
 /// Prints deliveries per second for `events` events over `groups` groups, then all in one group.

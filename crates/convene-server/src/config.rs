@@ -39,7 +39,7 @@ pub struct Config {
     /// The background worker that runs queued creations.
     pub worker: WorkerConfig,
     /// Webhook delivery: retries, timeouts, outbound safety, the key that seals secrets.
-    pub webhooks: crate::webhooks::WebhookConfig,
+    pub webhooks: crate::delivery::WebhookConfig,
     /// The server's log (`logging`: `CONVENE_LOG` is the level filter).
     pub logging: LogConfig,
     /// Each kind of connector's section, by the kind's name (`[sandbox]`, `[whatsapp]`): its network's settings and

@@ -29,8 +29,8 @@ use utoipa::openapi::{ObjectBuilder, OpenApi, Ref, RefOr, Required, Type};
 
 use crate::AppState;
 use crate::auth::{AccountKey, sha256_hex};
+use crate::delivery::SecretBox;
 use crate::error::{ApiError, ErrorBody};
-use crate::webhooks::SecretBox;
 
 /// The request header.
 pub const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");

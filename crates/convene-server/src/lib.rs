@@ -19,6 +19,7 @@ pub mod auth;
 pub mod config;
 mod connectors;
 pub mod console;
+pub mod delivery;
 pub mod dialects;
 pub mod error;
 pub mod extract;
@@ -27,7 +28,6 @@ pub mod qr;
 pub mod request_log;
 pub mod service;
 pub mod telemetry;
-pub mod webhooks;
 pub mod worker;
 
 pub use config::Config;
@@ -52,9 +52,9 @@ pub struct AppParts {
     pub store: Arc<dyn Store>,
     pub service: Service,
     /// Seals and opens webhook endpoints' secrets.
-    pub secrets: Arc<webhooks::SecretBox>,
+    pub secrets: Arc<delivery::SecretBox>,
     /// Which webhook targets may be saved.
-    pub targets: Arc<webhooks::TargetPolicy>,
+    pub targets: Arc<delivery::TargetPolicy>,
     /// What the webhook dispatcher needs besides the store.
     clock: Arc<dyn Clock>,
     /// Pages of `GET /v1/groups` as they were sent, while still current.
@@ -64,7 +64,7 @@ pub struct AppParts {
 impl AppState {
     /// Opens the store (creating and migrating it) and the sandbox world, and starts the service.
     pub async fn open(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
-        webhooks::install_tls_provider();
+        delivery::install_tls_provider();
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
         // The data directory holds the database, device keys and the secrets key: its owner's only, also when an
@@ -80,9 +80,9 @@ impl AppState {
         let (store, networks) = tokio::join!(convene_store::connect(&config.database_url), opening_networks);
         let store = store.context("opening the database")?;
         let networks = networks?;
-        let secrets = Arc::new(webhooks::SecretBox::open_or_create(&config.webhooks, &config.data_dir)?);
+        let secrets = Arc::new(delivery::SecretBox::open_or_create(&config.webhooks, &config.data_dir)?);
         let targets =
-            Arc::new(webhooks::TargetPolicy::new(&config.webhooks.allow_private_targets).map_err(anyhow::Error::msg)?);
+            Arc::new(delivery::TargetPolicy::new(&config.webhooks.allow_private_targets).map_err(anyhow::Error::msg)?);
         let service = Service::start(store.clone(), networks, clock.clone(), config.creation.clone())
             .await
             .map_err(|e| anyhow::anyhow!("{e:?}"))?;
@@ -155,7 +155,7 @@ pub async fn serve(
         tokio::spawn(async move { worker::run(service, poll, shutdown).await })
     });
     let dispatcher = if config.webhooks.enabled {
-        let dispatcher = webhooks::Dispatcher::new(
+        let dispatcher = delivery::Dispatcher::new(
             state.store.clone(),
             state.clock.clone(),
             config.webhooks.clone(),

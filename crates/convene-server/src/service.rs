@@ -27,11 +27,11 @@ pub const MAX_PARTICIPANTS_PER_REQUEST: usize = 1023;
 const MAX_NAME_CHARS: usize = 100;
 
 mod creation;
+pub mod endpoints;
 mod health;
 mod keys;
 mod outbox;
 mod reports;
-pub mod webhooks;
 
 pub use creation::{CreationConfig, CreationResult, CreationStatus, Enqueued, RetryGuard};
 pub use health::InstanceHealth;

@@ -186,7 +186,7 @@ struct Http {
 
 impl Http {
     fn new(base_url: &str, api_key: &str, id: &str) -> anyhow::Result<Self> {
-        convene_server::webhooks::install_tls_provider();
+        convene_server::delivery::install_tls_provider();
         let client = reqwest::Client::builder().timeout(REQUEST_TIMEOUT).build().context("building the HTTP client")?;
         let instance_url = format!("{}/v1/instances/{id}", base_url.trim_end_matches('/'));
         Ok(Self { client, instance_url, api_key: api_key.to_owned() })

@@ -20,7 +20,7 @@ use crate::AppState;
 use crate::auth::{AccountKey, AccountWideKey};
 use crate::error::{ApiError, ErrorBody, Result};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
-use crate::service::webhooks::{EndpointPatch, NewEndpoint};
+use crate::service::endpoints::{EndpointPatch, NewEndpoint};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()

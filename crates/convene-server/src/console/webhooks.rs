@@ -26,7 +26,7 @@ use crate::AppState;
 use crate::api::page::{Cursor, DEFAULT_LIMIT, Page, PageParams};
 use crate::api::webhooks::{delivery_id, endpoint_id};
 use crate::error::ApiError;
-use crate::service::webhooks::{EndpointPatch, NewEndpoint};
+use crate::service::endpoints::{EndpointPatch, NewEndpoint};
 
 pub const PATH: &str = "/console/webhooks";
 /// What the 403 for a key of some numbers names.

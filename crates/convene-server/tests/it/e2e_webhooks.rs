@@ -30,7 +30,7 @@ async fn deliveries(app: &TestApp, endpoint: &str, query: &str) -> Vec<Value> {
 }
 
 /// Runs the dispatcher, moving the clock to each next due attempt, until nothing is due (bounded).
-pub(crate) async fn deliver_everything(app: &TestApp, dispatcher: &convene_server::webhooks::Dispatcher) {
+pub(crate) async fn deliver_everything(app: &TestApp, dispatcher: &convene_server::delivery::Dispatcher) {
     for _ in 0..200 {
         dispatcher.deliver_due().await.expect("a dispatcher pass");
         match app.state.store.next_delivery_due().await.expect("next due") {

@@ -164,19 +164,19 @@ impl TestApp {
     /// A webhook dispatcher on this server's store and clock, with the test configuration changed by `tweak`.
     pub fn dispatcher(
         &self,
-        tweak: impl FnOnce(&mut convene_server::webhooks::WebhookConfig),
-    ) -> convene_server::webhooks::Dispatcher {
+        tweak: impl FnOnce(&mut convene_server::delivery::WebhookConfig),
+    ) -> convene_server::delivery::Dispatcher {
         self.try_dispatcher(tweak).expect("dispatcher")
     }
 
     /// `dispatcher`, or why the configuration is refused.
     pub fn try_dispatcher(
         &self,
-        tweak: impl FnOnce(&mut convene_server::webhooks::WebhookConfig),
-    ) -> anyhow::Result<convene_server::webhooks::Dispatcher> {
+        tweak: impl FnOnce(&mut convene_server::delivery::WebhookConfig),
+    ) -> anyhow::Result<convene_server::delivery::Dispatcher> {
         let mut config = self.config.webhooks.clone();
         tweak(&mut config);
-        convene_server::webhooks::Dispatcher::new(
+        convene_server::delivery::Dispatcher::new(
             self.state.store.clone(),
             Arc::new(self.clock.clone()),
             config,

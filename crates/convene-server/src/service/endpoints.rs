@@ -1,5 +1,5 @@
 //! Webhook endpoints as the API manages them: where events go, which ones, signed with which secret; their
-//! deliveries, attempt logs and replays. Sending is the dispatcher's (`crate::webhooks`).
+//! deliveries, attempt logs and replays. Sending is the dispatcher's (`crate::delivery`).
 
 use std::time::Duration;
 
@@ -11,8 +11,8 @@ use convene_core::{DbError, Timestamp};
 use uuid::Uuid;
 
 use super::{Service, not_found};
+use crate::delivery::{Secret, SecretBox, TargetPolicy};
 use crate::error::{ApiError, FieldError, Result};
-use crate::webhooks::{Secret, SecretBox, TargetPolicy};
 
 const MAX_DESCRIPTION_CHARS: usize = 500;
 /// The longest a previous secret may keep signing after a rotation.

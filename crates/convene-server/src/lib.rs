@@ -51,10 +51,10 @@ impl std::ops::Deref for AppState {
 pub struct AppParts {
     pub store: Arc<dyn Store>,
     pub service: Service,
-    /// Seals and opens webhook endpoints' secrets.
+    /// Seals what is kept secret at rest: webhook endpoints' secrets, the answers kept for Idempotency-Key replays.
     pub secrets: Arc<delivery::SecretBox>,
-    /// Which webhook targets may be saved.
-    pub targets: Arc<delivery::TargetPolicy>,
+    /// The webhook endpoints, their deliveries and replays.
+    pub endpoints: service::endpoints::WebhookEndpoints,
     /// What the webhook dispatcher needs besides the store.
     clock: Arc<dyn Clock>,
     /// Pages of `GET /v1/groups` as they were sent, while still current.
@@ -86,7 +86,14 @@ impl AppState {
         let service = Service::start(store.clone(), networks, clock.clone(), config.creation.clone())
             .await
             .map_err(|e| anyhow::anyhow!("{e:?}"))?;
-        Ok(Self(Arc::new(AppParts { store, service, secrets, targets, clock, listed_groups: Default::default() })))
+        let endpoints = service::endpoints::WebhookEndpoints::new(
+            store.clone(),
+            clock.clone(),
+            secrets.clone(),
+            targets,
+            service.events_written(),
+        );
+        Ok(Self(Arc::new(AppParts { store, service, secrets, endpoints, clock, listed_groups: Default::default() })))
     }
 
     /// `open` with the wall clock.

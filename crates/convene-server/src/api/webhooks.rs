@@ -319,7 +319,7 @@ async fn create_webhook(
         enabled: input.enabled,
         secret: input.secret,
     };
-    let (endpoint, secret) = state.service.create_webhook(new, &state.secrets, &state.targets).await?;
+    let (endpoint, secret) = state.endpoints.create(new).await?;
     Ok((StatusCode::CREATED, Json(WebhookWithSecretOut { endpoint: endpoint.into(), secret: secret.to_whsec() })))
 }
 
@@ -331,7 +331,7 @@ async fn list_webhooks(
     _key: AccountWideKey,
     ApiQuery(page): ApiQuery<PageParams>,
 ) -> Result<Json<Page<WebhookOut>>> {
-    let all = state.service.list_webhooks().await?;
+    let all = state.endpoints.list().await?;
     let page = Page::from_all(all, &page, |e| Cursor::new(e.created_at.as_millis(), Some(e.id)))?;
     Ok(Json(page.map(WebhookOut::from)))
 }
@@ -345,7 +345,7 @@ async fn get_webhook(
     _key: AccountWideKey,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<WebhookOut>> {
-    Ok(Json(state.service.webhook(endpoint_id(&id)?).await?.into()))
+    Ok(Json(state.endpoints.get(endpoint_id(&id)?).await?.into()))
 }
 
 /// Change the URL, description, event filter, or enable/disable.
@@ -366,7 +366,7 @@ async fn update_webhook(
         event_types: input.event_types,
         enabled: input.enabled,
     };
-    Ok(Json(state.service.update_webhook(endpoint_id(&id)?, patch, &state.targets).await?.into()))
+    Ok(Json(state.endpoints.update(endpoint_id(&id)?, patch).await?.into()))
 }
 
 /// Delete an endpoint with its deliveries (the events stay in the log).
@@ -378,7 +378,7 @@ async fn delete_webhook(
     _key: AccountWideKey,
     ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode> {
-    state.service.delete_webhook(endpoint_id(&id)?).await?;
+    state.endpoints.delete(endpoint_id(&id)?).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -391,7 +391,7 @@ async fn get_secret(
     _key: AccountWideKey,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<SecretOut>> {
-    let secret = state.service.webhook_secret(endpoint_id(&id)?, &state.secrets).await?;
+    let secret = state.endpoints.secret(endpoint_id(&id)?).await?;
     Ok(Json(SecretOut { secret: secret.to_whsec() }))
 }
 
@@ -409,10 +409,7 @@ async fn rotate_secret(
     ApiJson(input): ApiJson<RotateIn>,
 ) -> Result<Json<WebhookWithSecretOut>> {
     let overlap = Duration::from_secs(input.previous_valid_for_secs.unwrap_or(86_400));
-    let (endpoint, secret) = state
-        .service
-        .rotate_webhook_secret(endpoint_id(&id)?, input.secret.as_deref(), overlap, &state.secrets)
-        .await?;
+    let (endpoint, secret) = state.endpoints.rotate_secret(endpoint_id(&id)?, input.secret.as_deref(), overlap).await?;
     Ok(Json(WebhookWithSecretOut { endpoint: endpoint.into(), secret: secret.to_whsec() }))
 }
 
@@ -427,7 +424,7 @@ async fn list_deliveries(
     ApiQuery(params): ApiQuery<DeliveryListParams>,
     ApiQuery(page): ApiQuery<PageParams>,
 ) -> Result<Json<Page<DeliveryOut>>> {
-    let endpoint = state.service.webhook(endpoint_id(&id)?).await?;
+    let endpoint = state.endpoints.get(endpoint_id(&id)?).await?;
     let limit = page.limit()?;
     let query = DeliveryListQuery {
         endpoint_id: Some(endpoint.id),
@@ -436,7 +433,7 @@ async fn list_deliveries(
         before_id: page.cursor()?.map(|c| c.key),
         limit: limit + 1,
     };
-    let deliveries = state.service.deliveries(&query).await?;
+    let deliveries = state.endpoints.deliveries(&query).await?;
     let page = Page::from_lookahead(deliveries, limit, |d| Cursor::new(d.id, None).render());
     Ok(Json(page.map(|d| DeliveryOut::new(d, None))))
 }
@@ -451,7 +448,7 @@ async fn get_delivery(
     _key: AccountWideKey,
     ApiPath((id, delivery)): ApiPath<(String, String)>,
 ) -> Result<Json<DeliveryOut>> {
-    let (delivery, attempts) = state.service.delivery(endpoint_id(&id)?, delivery_id(&delivery)?).await?;
+    let (delivery, attempts) = state.endpoints.delivery(endpoint_id(&id)?, delivery_id(&delivery)?).await?;
     Ok(Json(DeliveryOut::new(delivery, Some(attempts))))
 }
 
@@ -470,7 +467,7 @@ async fn replay_delivery(
     _key: AccountWideKey,
     ApiPath((id, delivery)): ApiPath<(String, String)>,
 ) -> Result<Json<ReplayOut>> {
-    let replayed = state.service.replay(endpoint_id(&id)?, Some(delivery_id(&delivery)?), None).await?;
+    let replayed = state.endpoints.replay(endpoint_id(&id)?, Some(delivery_id(&delivery)?), None).await?;
     Ok(Json(ReplayOut { replayed }))
 }
 
@@ -485,7 +482,7 @@ async fn replay_failed(
     ApiPath(id): ApiPath<String>,
     ApiJson(input): ApiJson<ReplayIn>,
 ) -> Result<Json<ReplayOut>> {
-    let replayed = state.service.replay(endpoint_id(&id)?, None, input.since).await?;
+    let replayed = state.endpoints.replay(endpoint_id(&id)?, None, input.since).await?;
     Ok(Json(ReplayOut { replayed }))
 }
 

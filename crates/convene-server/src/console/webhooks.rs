@@ -76,12 +76,12 @@ struct Row {
 }
 
 async fn endpoints_page(state: &AppState, params: &PageParams) -> PageResult<Page<Row>> {
-    let all = state.service.list_webhooks().await?;
+    let all = state.endpoints.list().await?;
     let page = Page::from_all(all, params, |e| Cursor::new(e.created_at.as_millis(), Some(e.id)))?;
     let mut rows = Vec::with_capacity(page.items.len());
     for endpoint in page.items {
         let newest = DeliveryListQuery { endpoint_id: Some(endpoint.id), limit: 1, ..DeliveryListQuery::default() };
-        let last = state.service.deliveries(&newest).await?.into_iter().next();
+        let last = state.endpoints.deliveries(&newest).await?.into_iter().next();
         rows.push(Row { endpoint, last });
     }
     Ok(Page { items: rows, next_cursor: page.next_cursor })
@@ -278,7 +278,7 @@ async fn create(
         enabled: Some(form.enabled),
         secret: None,
     };
-    match state.service.create_webhook(new, &state.secrets, &state.targets).await {
+    match state.endpoints.create(new).await {
         Ok((endpoint, secret)) => {
             let notice = Notice::Secret { what: "Endpoint added.", secret: secret.to_whsec() };
             Ok(endpoint_page(&state, &console, endpoint.id, &DeliveriesQuery::default(), notice).await?.into_response())
@@ -347,7 +347,7 @@ async fn deliveries_page(
         before_id: params.cursor()?.map(|c| c.key),
         limit: DEFAULT_LIMIT + 1,
     };
-    let deliveries = state.service.deliveries(&list).await?;
+    let deliveries = state.endpoints.deliveries(&list).await?;
     Ok(Page::from_lookahead(deliveries, DEFAULT_LIMIT, |d| Cursor::new(d.id, None).render()))
 }
 
@@ -370,7 +370,7 @@ async fn endpoint_page(
     query: &DeliveriesQuery,
     notice: Notice,
 ) -> PageResult {
-    let endpoint = state.service.webhook(id).await?;
+    let endpoint = state.endpoints.get(id).await?;
     let form = EndpointForm::of(&endpoint);
     endpoint_page_with(state, console, &endpoint, query, notice, &form).await
 }
@@ -532,10 +532,10 @@ async fn edit(
         event_types: Some(form.event_types.clone()),
         enabled: Some(form.enabled),
     };
-    match state.service.update_webhook(id, patch, &state.targets).await {
+    match state.endpoints.update(id, patch).await {
         Ok(_) => Ok(see_other(&endpoint_path(id))),
         Err(ApiError::Validation(fields)) => {
-            let endpoint = state.service.webhook(id).await?;
+            let endpoint = state.endpoints.get(id).await?;
             let notice = Notice::Error(field_words(&fields));
             unprocessable(
                 endpoint_page_with(&state, &console, &endpoint, &DeliveriesQuery::default(), notice, &form).await?,
@@ -552,7 +552,7 @@ async fn replay_failed(
 ) -> PageResult<Response> {
     let id = endpoint_of(&console, &id)?;
     // Every failed delivery, however old: the console has no "since" (the API's `since` narrows it).
-    let replayed = state.service.replay(id, None, None).await?;
+    let replayed = state.endpoints.replay(id, None, None).await?;
     Ok(see_other(&format!("{}?replayed={replayed}", endpoint_path(id))))
 }
 
@@ -560,7 +560,7 @@ async fn replay_failed(
 
 async fn confirm_rotate(State(state): State<AppState>, console: Console, Path(id): Path<String>) -> PageResult {
     let id = endpoint_of(&console, &id)?;
-    let endpoint = state.service.webhook(id).await?;
+    let endpoint = state.endpoints.get(id).await?;
     let path = endpoint_path(id);
     let overlaps = [
         (0, "No: only the new one signs from now on"),
@@ -609,14 +609,14 @@ async fn rotate(
         "" => DEFAULT_OVERLAP_SECS,
         raw => raw.parse().map_err(|_| ApiError::field("previous_valid_for_secs", "a whole number of seconds"))?,
     };
-    let (_, secret) = state.service.rotate_webhook_secret(id, None, Duration::from_secs(secs), &state.secrets).await?;
+    let (_, secret) = state.endpoints.rotate_secret(id, None, Duration::from_secs(secs)).await?;
     let notice = Notice::Secret { what: "Secret rotated.", secret: secret.to_whsec() };
     Ok(endpoint_page(&state, &console, id, &DeliveriesQuery::default(), notice).await?.into_response())
 }
 
 async fn confirm_delete(State(state): State<AppState>, console: Console, Path(id): Path<String>) -> PageResult {
     let id = endpoint_of(&console, &id)?;
-    let endpoint = state.service.webhook(id).await?;
+    let endpoint = state.endpoints.get(id).await?;
     let path = endpoint_path(id);
     Ok(page(
         "Delete the endpoint",
@@ -643,7 +643,7 @@ async fn delete(
     Submitted { console, .. }: Submitted<Vec<(String, String)>>,
 ) -> PageResult<Response> {
     let id = endpoint_of(&console, &id)?;
-    state.service.delete_webhook(id).await?;
+    state.endpoints.delete(id).await?;
     Ok(see_other(PATH))
 }
 
@@ -656,8 +656,8 @@ async fn show_delivery(
 ) -> PageResult {
     let id = endpoint_of(&console, &id)?;
     let delivery = delivery_id(&delivery)?;
-    let endpoint = state.service.webhook(id).await?;
-    let (record, attempts) = state.service.delivery(id, delivery).await?;
+    let endpoint = state.endpoints.get(id).await?;
+    let (record, attempts) = state.endpoints.delivery(id, delivery).await?;
     let path = delivery_path(id, delivery);
     Ok(page(
         &format!("Delivery #{delivery}"),
@@ -744,7 +744,7 @@ async fn delivery_live(
     Ok(live("delivery", state, console, move |state, console| {
         let path = path.clone();
         async move {
-            let (record, attempts) = state.service.delivery(id, delivery).await.ok()?;
+            let (record, attempts) = state.endpoints.delivery(id, delivery).await.ok()?;
             Some(delivery_part(&console, &path, &record, &attempts, state.service.now()).into_string())
         }
     }))
@@ -757,6 +757,6 @@ async fn replay_one(
 ) -> PageResult<Response> {
     let id = endpoint_of(&console, &id)?;
     let delivery = delivery_id(&delivery)?;
-    state.service.replay(id, Some(delivery), None).await?;
+    state.endpoints.replay(id, Some(delivery), None).await?;
     Ok(see_other(&delivery_path(id, delivery)))
 }

@@ -1,16 +1,17 @@
-//! Webhook endpoints as the API manages them: where events go, which ones, signed with which secret; their
-//! deliveries, attempt logs and replays. Sending is the dispatcher's (`crate::delivery`).
+//! Webhook endpoints as the API and the console manage them: where events go, which ones, signed with which secret;
+//! their deliveries, attempt logs and replays. Sending is the dispatcher's (`crate::delivery`).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use convene_core::events::{
-    DeliveryAttempt, DeliveryListQuery, DeliveryRecord, DeliveryState, EventFilter, EventListQuery, EventRecord,
-    WebhookEndpoint,
+    DeliveryAttempt, DeliveryListQuery, DeliveryRecord, DeliveryState, EventFilter, WebhookEndpoint,
 };
-use convene_core::{DbError, Timestamp};
+use convene_core::{Clock, DbError, Store, Timestamp};
+use tokio::sync::Notify;
 use uuid::Uuid;
 
-use super::{Service, not_found};
+use super::not_found;
 use crate::delivery::{Secret, SecretBox, TargetPolicy};
 use crate::error::{ApiError, FieldError, Result};
 
@@ -70,15 +71,33 @@ fn parse_secret(raw: &str) -> Result<Secret> {
     Secret::parse(raw.trim()).map_err(|e| ApiError::field("secret", e))
 }
 
-impl Service {
+/// The webhook endpoints, with what managing them takes: the box that seals their secrets, the rules a target must
+/// meet, and the dispatcher's wake-up for replays.
+#[derive(Clone)]
+pub struct WebhookEndpoints {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    secrets: Arc<SecretBox>,
+    targets: Arc<TargetPolicy>,
+    dispatcher: Arc<Notify>,
+}
+
+impl WebhookEndpoints {
+    /// `dispatcher` is notified when a replay makes deliveries due again.
+    pub fn new(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        secrets: Arc<SecretBox>,
+        targets: Arc<TargetPolicy>,
+        dispatcher: Arc<Notify>,
+    ) -> Self {
+        Self { store, clock, secrets, targets, dispatcher }
+    }
+
     /// A new endpoint and its secret in clear (the only time it is shown without asking for it).
-    pub async fn create_webhook(
-        &self,
-        new: NewEndpoint,
-        secrets: &SecretBox,
-        targets: &TargetPolicy,
-    ) -> Result<(WebhookEndpoint, Secret)> {
-        let (url, filter) = checked(targets, Some(&new.url), new.description.as_deref(), new.event_types.as_deref())?;
+    pub async fn create(&self, new: NewEndpoint) -> Result<(WebhookEndpoint, Secret)> {
+        let (url, filter) =
+            checked(&self.targets, Some(&new.url), new.description.as_deref(), new.event_types.as_deref())?;
         let secret = match &new.secret {
             Some(raw) => parse_secret(raw)?,
             None => Secret::generate(),
@@ -92,7 +111,7 @@ impl Service {
             filter: filter.unwrap_or_default(),
             enabled,
             disabled_reason: (!enabled).then(|| "disabled when it was created".to_owned()),
-            secret: secrets.seal(&secret),
+            secret: self.secrets.seal(&secret),
             previous_secret: None,
             failing_since: None,
             created_at: now,
@@ -102,24 +121,19 @@ impl Service {
         Ok((endpoint, secret))
     }
 
-    pub async fn webhook(&self, id: Uuid) -> Result<WebhookEndpoint> {
+    pub async fn get(&self, id: Uuid) -> Result<WebhookEndpoint> {
         self.store.get_webhook_endpoint(id).await.map_err(|e| not_found(e, || format!("no webhook endpoint {id}")))
     }
 
-    pub async fn list_webhooks(&self) -> Result<Vec<WebhookEndpoint>> {
+    pub async fn list(&self) -> Result<Vec<WebhookEndpoint>> {
         Ok(self.store.list_webhook_endpoints().await?)
     }
 
     /// Enabling an endpoint clears why it was disabled and its failure streak; its pending deliveries resume.
-    pub async fn update_webhook(
-        &self,
-        id: Uuid,
-        patch: EndpointPatch,
-        targets: &TargetPolicy,
-    ) -> Result<WebhookEndpoint> {
+    pub async fn update(&self, id: Uuid, patch: EndpointPatch) -> Result<WebhookEndpoint> {
         let (url, filter) =
-            checked(targets, patch.url.as_deref(), patch.description.as_deref(), patch.event_types.as_deref())?;
-        let mut endpoint = self.webhook(id).await?;
+            checked(&self.targets, patch.url.as_deref(), patch.description.as_deref(), patch.event_types.as_deref())?;
+        let mut endpoint = self.get(id).await?;
         if let Some(url) = url {
             endpoint.url = url;
         }
@@ -144,22 +158,21 @@ impl Service {
         endpoint.updated_at = self.clock.now();
         self.store.update_webhook_endpoint(&endpoint).await?;
         if endpoint.enabled {
-            self.events_were_written();
+            self.dispatcher.notify_one();
         }
         Ok(endpoint)
     }
 
-    pub async fn delete_webhook(&self, id: Uuid) -> Result<()> {
+    pub async fn delete(&self, id: Uuid) -> Result<()> {
         self.store.delete_webhook_endpoint(id).await.map_err(|e| not_found(e, || format!("no webhook endpoint {id}")))
     }
 
     /// A new secret (the caller's or a generated one); the current one keeps signing beside it for `overlap`.
-    pub async fn rotate_webhook_secret(
+    pub async fn rotate_secret(
         &self,
         id: Uuid,
         new: Option<&str>,
         overlap: Duration,
-        secrets: &SecretBox,
     ) -> Result<(WebhookEndpoint, Secret)> {
         if overlap > MAX_ROTATION_OVERLAP {
             return Err(ApiError::field("previous_valid_for_secs", "at most 604800 (7 days)"));
@@ -168,9 +181,9 @@ impl Service {
             Some(raw) => parse_secret(raw)?,
             None => Secret::generate(),
         };
-        let mut endpoint = self.webhook(id).await?;
+        let mut endpoint = self.get(id).await?;
         let now = self.clock.now();
-        let previous = std::mem::replace(&mut endpoint.secret, secrets.seal(&secret));
+        let previous = std::mem::replace(&mut endpoint.secret, self.secrets.seal(&secret));
         endpoint.previous_secret = (!overlap.is_zero()).then(|| (previous, now.plus(overlap)));
         endpoint.updated_at = now;
         self.store.update_webhook_endpoint(&endpoint).await?;
@@ -178,9 +191,11 @@ impl Service {
     }
 
     /// The endpoint's current secret in clear.
-    pub async fn webhook_secret(&self, id: Uuid, secrets: &SecretBox) -> Result<Secret> {
-        let endpoint = self.webhook(id).await?;
-        secrets.unseal(&endpoint.secret).map_err(|e| ApiError::internal(anyhow::anyhow!("unsealing a secret: {e}")))
+    pub async fn secret(&self, id: Uuid) -> Result<Secret> {
+        let endpoint = self.get(id).await?;
+        self.secrets
+            .unseal(&endpoint.secret)
+            .map_err(|e| ApiError::internal(anyhow::anyhow!("unsealing a secret: {e}")))
     }
 
     pub async fn deliveries(&self, query: &DeliveryListQuery) -> Result<Vec<DeliveryRecord>> {
@@ -200,7 +215,7 @@ impl Service {
 
     /// Sends failed deliveries again: one (`delivery`), or every failed one of the endpoint since `since`.
     pub async fn replay(&self, endpoint: Uuid, delivery: Option<i64>, since: Option<Timestamp>) -> Result<u64> {
-        self.webhook(endpoint).await?;
+        self.get(endpoint).await?;
         if let Some(id) = delivery {
             let (found, _) = self.delivery(endpoint, id).await?;
             if found.state != DeliveryState::Failed {
@@ -220,12 +235,8 @@ impl Service {
             other => other?,
         };
         if replayed > 0 {
-            self.events_were_written();
+            self.dispatcher.notify_one();
         }
         Ok(replayed)
-    }
-
-    pub async fn events(&self, query: &EventListQuery) -> Result<Vec<EventRecord>> {
-        Ok(self.store.list_events(query).await?)
     }
 }

@@ -4,7 +4,7 @@
 //! Every event has the same envelope — `{id, type, timestamp, instance_id, data}` — and one `data` shape per type,
 //! defined here and published in the OpenAPI document's `webhooks`.
 
-use convene_core::events::{Change, EventRecord, EventType, NewEvent};
+use convene_core::events::{Change, EventListQuery, EventRecord, EventType, NewEvent};
 use convene_core::store::{GroupRecord, JobRecord, JobState};
 use convene_core::{GroupId, GroupJid, GroupSettings, InstanceId, InstanceState, PairingCode, PhoneNumber, Timestamp};
 use serde::Serialize;
@@ -167,6 +167,11 @@ impl Service {
             self.events_were_written();
         }
         Ok(())
+    }
+
+    /// The event log, as `query` narrows it.
+    pub async fn events(&self, query: &EventListQuery) -> Result<Vec<EventRecord>> {
+        Ok(self.store.list_events(query).await?)
     }
 
     pub(super) fn events_were_written(&self) {

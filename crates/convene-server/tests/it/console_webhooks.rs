@@ -79,13 +79,13 @@ async fn an_operator_adds_an_endpoint_sees_its_secret_once_edits_disables_rotate
     assert_eq!(bad, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(bad_html.contains("url:") && bad_html.contains(r#"value="ftp://nowhere""#), "{bad_html}");
     assert_eq!(status, StatusCode::OK, "{html}");
-    let endpoints = app.service.list_webhooks().await.unwrap();
+    let endpoints = app.state.endpoints.list().await.unwrap();
     assert_eq!(endpoints.len(), 1, "only the good one was added");
     let endpoint = &endpoints[0];
     assert_eq!(endpoint.filter.entries(), ["group.created", "instance.*"]);
     assert!(endpoint.enabled);
     let secret = shown_secret(&html).expect("the secret is shown");
-    assert_eq!(secret, app.service.webhook_secret(endpoint.id, &app.state.secrets).await.unwrap().to_whsec());
+    assert_eq!(secret, app.state.endpoints.secret(endpoint.id).await.unwrap().to_whsec());
     assert!(html.contains("Billing &lt;team&gt;"), "{html}");
     let page = format!("/console/webhooks/{}", endpoint.id);
     let (_, html, _) = browser.get(&page).await;
@@ -100,7 +100,7 @@ async fn an_operator_adds_an_endpoint_sees_its_secret_once_edits_disables_rotate
 
     // Assert
     assert_eq!((status, headers[LOCATION].to_str().unwrap()), (StatusCode::SEE_OTHER, page.as_str()));
-    let edited = app.service.webhook(endpoint.id).await.unwrap();
+    let edited = app.state.endpoints.get(endpoint.id).await.unwrap();
     assert_eq!(edited.filter.entries(), ["group.*"]);
     assert!(!edited.enabled);
     assert_eq!(edited.description, "", "an emptied description is emptied");
@@ -118,8 +118,8 @@ async fn an_operator_adds_an_endpoint_sees_its_secret_once_edits_disables_rotate
     assert_eq!(status, StatusCode::OK, "{html}");
     let rotated = shown_secret(&html).expect("the new secret is shown");
     assert_ne!(rotated, secret);
-    assert_eq!(rotated, app.service.webhook_secret(endpoint.id, &app.state.secrets).await.unwrap().to_whsec());
-    assert!(app.service.webhook(endpoint.id).await.unwrap().previous_secret.is_none());
+    assert_eq!(rotated, app.state.endpoints.secret(endpoint.id).await.unwrap().to_whsec());
+    assert!(app.state.endpoints.get(endpoint.id).await.unwrap().previous_secret.is_none());
 
     // Act: delete, after the confirmation page.
     let (status, confirm, _) = browser.get(&format!("{page}/delete")).await;
@@ -128,7 +128,7 @@ async fn an_operator_adds_an_endpoint_sees_its_secret_once_edits_disables_rotate
 
     // Assert
     assert_eq!((status, headers[LOCATION].to_str().unwrap()), (StatusCode::SEE_OTHER, "/console/webhooks"));
-    assert!(app.service.list_webhooks().await.unwrap().is_empty());
+    assert!(app.state.endpoints.list().await.unwrap().is_empty());
     assert_eq!(browser.get(&page).await.0, StatusCode::NOT_FOUND);
 }
 
@@ -259,7 +259,7 @@ async fn a_read_only_key_sees_endpoints_without_forms_and_a_key_for_some_numbers
     for (path, status) in refused {
         assert_eq!(status, StatusCode::FORBIDDEN, "{path}");
     }
-    assert_eq!(app.service.list_webhooks().await.unwrap().len(), 1, "nothing added or deleted");
+    assert_eq!(app.state.endpoints.list().await.unwrap().len(), 1, "nothing added or deleted");
     assert_eq!(app.all_pages(&format!("/v1/webhooks/{endpoint}/deliveries?state=failed")).await.len(), 1);
 
     // Act: a key for some numbers.
@@ -294,7 +294,7 @@ async fn a_form_without_the_csrf_token_adds_no_endpoint_and_replays_nothing() {
 
     // Assert
     assert_eq!((add, replay), (StatusCode::FORBIDDEN, StatusCode::FORBIDDEN));
-    assert_eq!(app.service.list_webhooks().await.unwrap().len(), 1);
+    assert_eq!(app.state.endpoints.list().await.unwrap().len(), 1);
     assert_eq!(app.all_pages(&format!("/v1/webhooks/{endpoint}/deliveries?state=failed")).await.len(), 1);
 }
 

@@ -120,7 +120,7 @@ impl AccountKey {
 
     /// `id` when the key may see it; otherwise the 404 an unknown instance gets.
     pub fn instance(&self, id: InstanceId) -> Result<InstanceId, ApiError> {
-        if self.sees(id) { Ok(id) } else { Err(ApiError::NotFound(format!("no instance {id}"))) }
+        if self.sees(id) { Ok(id) } else { Err(ApiError::no_instance(id)) }
     }
 
     /// A group lookup as the key may see it: the group when its instance is in scope. Otherwise, and for a scoped

@@ -5,7 +5,7 @@ use std::time::Duration;
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use convene_core::{ConnectorError, DbError};
+use convene_core::{ConnectorError, DbError, InstanceId};
 use serde::Serialize;
 
 pub type Result<T, E = ApiError> = std::result::Result<T, E>;
@@ -79,6 +79,20 @@ impl ApiError {
 
     pub fn internal(e: impl Into<anyhow::Error>) -> Self {
         Self::Internal(e.into())
+    }
+
+    /// The 404 of an instance that is not there, or that the caller's key does not see (the same answer, so a key
+    /// learns nothing of instances outside its scope).
+    pub fn no_instance(id: InstanceId) -> Self {
+        Self::NotFound(format!("no instance {id}"))
+    }
+
+    /// What a store error means for instance `id`: not found is [`ApiError::no_instance`].
+    pub fn for_instance(e: DbError, id: InstanceId) -> Self {
+        match e {
+            DbError::NotFound => Self::no_instance(id),
+            other => other.into(),
+        }
     }
 
     pub fn status(&self) -> StatusCode {

@@ -400,7 +400,7 @@ impl Service {
 
     /// The instance's record, or a 404 naming it.
     async fn instance_record(&self, id: InstanceId) -> Result<InstanceRecord> {
-        self.store.get_instance(id).await.map_err(|e| not_found(e, || format!("no instance {id}")))
+        self.store.get_instance(id).await.map_err(|e| ApiError::for_instance(e, id))
     }
 
     pub async fn instance(&self, id: InstanceId) -> Result<(InstanceRecord, InstanceState)> {
@@ -462,7 +462,7 @@ impl Service {
     /// Deletes the instance and its records; a real number is unlinked and its keys deleted.
     pub async fn delete_instance(&self, id: InstanceId) -> Result<()> {
         let instance = self.instance_record(id).await?;
-        self.store.delete_instance(id).await.map_err(|e| not_found(e, || format!("no instance {id}")))?;
+        self.store.delete_instance(id).await.map_err(|e| ApiError::for_instance(e, id))?;
         self.connectors.write().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&id);
         match self.drivers.of(instance.kind) {
             Some(driver) => driver.forget(id).await,

@@ -201,7 +201,7 @@ impl Service {
         self.store
             .set_instance_token_hash(id, &auth::hash_secret(&token))
             .await
-            .map_err(|e| not_found(e, || format!("no instance {id}")))?;
+            .map_err(|e| ApiError::for_instance(e, id))?;
         Ok(token)
     }
 }

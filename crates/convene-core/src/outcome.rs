@@ -149,6 +149,21 @@ impl ParticipantOutcome {
             _ => Self::Failed,
         }
     }
+
+    /// The status code WhatsApp gives for this outcome, for a report whose network gave none (the providers' dialects
+    /// show one for every participant): `from_wa_status` read the other way, with 400 for an input that is not a
+    /// number, which never reached the network, and 403 for a private invite sent after a privacy refusal.
+    pub fn wa_status(self) -> u16 {
+        match self {
+            Self::Added | Self::Removed | Self::Promoted | Self::Demoted => 200,
+            Self::InvalidNumber => 400,
+            Self::InviteSent | Self::PrivacyBlocked | Self::NotAllowed => 403,
+            Self::NotOnWhatsapp | Self::NotMember | Self::NoJoinRequest => 404,
+            Self::RecentlyLeft => 408,
+            Self::AlreadyMember => 409,
+            Self::Failed => 500,
+        }
+    }
 }
 
 /// The private-invite code WhatsApp returns with a 403 privacy refusal (`<add_request>`): sending it in a group
@@ -212,7 +227,10 @@ mod tests {
         ];
         for (change, code, want) in cases {
             assert_eq!(ParticipantOutcome::from_wa_status(change, code), want, "{change:?} {code}");
+            // And back: the code an outcome is shown with reads as the same outcome.
+            assert_eq!(ParticipantOutcome::from_wa_status(change, want.wa_status()), want, "{want:?} for {change:?}");
         }
+        assert_eq!((InvalidNumber.wa_status(), InviteSent.wa_status(), Failed.wa_status()), (400, 403, 500));
     }
 
     #[test]

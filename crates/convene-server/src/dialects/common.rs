@@ -14,7 +14,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use convene_core::store::{GroupListQuery, GroupRecord};
-use convene_core::{ConnectorError, GroupMember, InstanceId, MemberRole, PairingCode, ParticipantOutcome, PhoneNumber};
+use convene_core::{ConnectorError, GroupMember, InstanceId, MemberRole, PairingCode, PhoneNumber};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
@@ -225,18 +225,9 @@ pub(super) fn creator(members: &[GroupMember]) -> Option<&PhoneNumber> {
 }
 
 /// The WhatsApp status code a report shows: the network's own code when it gave one, else the code WhatsApp uses
-/// for that outcome (400 for an input that is not a number, which never reached the network).
+/// for that outcome.
 pub(super) fn status_code(report: &ParticipantReport) -> u16 {
-    use ParticipantOutcome as O;
-    report.code.unwrap_or(match report.outcome {
-        O::Added | O::Removed | O::Promoted | O::Demoted => 200,
-        O::InvalidNumber => 400,
-        O::InviteSent | O::PrivacyBlocked | O::NotAllowed => 403,
-        O::NotOnWhatsapp | O::NotMember | O::NoJoinRequest => 404,
-        O::RecentlyLeft => 408,
-        O::AlreadyMember => 409,
-        O::Failed => 500,
-    })
+    report.code.unwrap_or_else(|| report.outcome.wa_status())
 }
 
 // ---------- state and pairing ----------
@@ -394,9 +385,9 @@ mod tests {
             add_request: None,
             message: String::new(),
         };
-        assert_eq!(status_code(&report(ParticipantOutcome::InviteSent, Some(403))), 403);
-        assert_eq!(status_code(&report(ParticipantOutcome::Added, None)), 200);
-        assert_eq!(status_code(&report(ParticipantOutcome::InvalidNumber, None)), 400);
-        assert_eq!(status_code(&report(ParticipantOutcome::Failed, None)), 500);
+        assert_eq!(status_code(&report(convene_core::ParticipantOutcome::InviteSent, Some(403))), 403);
+        assert_eq!(status_code(&report(convene_core::ParticipantOutcome::Added, None)), 200);
+        assert_eq!(status_code(&report(convene_core::ParticipantOutcome::InvalidNumber, None)), 400);
+        assert_eq!(status_code(&report(convene_core::ParticipantOutcome::Failed, None)), 500);
     }
 }

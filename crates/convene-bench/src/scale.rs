@@ -142,7 +142,8 @@ async fn admin_key(dir: &Path) -> anyhow::Result<String> {
     let state = AppState::open(&config, Arc::new(SystemClock)).await?;
     let (secret, _) = state
         .service
-        .create_api_key("bench", convene_server::auth::KeyGrant::admin())
+        .keys()
+        .create("bench", convene_server::auth::KeyGrant::admin())
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     state.service.shutdown().await;

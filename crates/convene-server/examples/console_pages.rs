@@ -68,7 +68,7 @@ async fn main() -> anyhow::Result<()> {
     let made = service.create_group(instance_ids[0], new, convene_server::service::RetryGuard::DuplicateWindow).await?;
     println!("seeded {numbers} numbers and {groups} groups in {:.1} s", started.elapsed().as_secs_f64());
 
-    let (secret, _) = service.sign_in(&admin).await?;
+    let (secret, _) = service.keys().sign_in(&admin).await?;
     let router = convene_server::router(state, config.max_body_bytes);
     let pages = [
         ("GET /healthz (the floor)", "/healthz".to_owned()),

@@ -187,7 +187,7 @@ impl FromRequestParts<AppState> for AccountKey {
             .map(str::trim)
             .filter(|t| !t.is_empty())
             .ok_or(ApiError::Unauthorized("the Authorization header must be `Bearer <API key>`"))?;
-        let key = state.service.account_key(token).await?;
+        let key = state.service.keys().account_key(token).await?;
         parts.extensions.insert(Authenticated(key.clone()));
         Self::permit(key, &parts.method)
     }

@@ -35,7 +35,7 @@ mod reports;
 
 pub use creation::{CreationConfig, CreationResult, CreationStatus, Enqueued, RetryGuard};
 pub use health::InstanceHealth;
-pub use keys::CONSOLE_SESSION_LIFETIME;
+pub use keys::{ApiKeys, CONSOLE_SESSION_LIFETIME};
 pub use outbox::{
     EventGroup, GroupCreatedData, GroupCreationFailedData, GroupUpdatedData, InstanceData, JobStateChangedData,
     ParticipantsData,
@@ -62,8 +62,8 @@ pub struct Service {
     creation_turns: Arc<std::sync::Mutex<HashMap<InstanceId, Arc<tokio::sync::Mutex<()>>>>>,
     /// The jobs this process is running: any other job left `running` belongs to a process that is gone.
     running_here: creation::JobsRunningHere,
-    /// Valid API keys recently read (see `keys::KeyCache`).
-    keys: Arc<keys::KeyCache>,
+    /// The account's API keys and console sessions.
+    keys: keys::ApiKeys,
     /// Held while an instance's number is checked and the instance inserted.
     numbering: Arc<tokio::sync::Mutex<()>>,
 }
@@ -245,6 +245,7 @@ impl Service {
     ) -> (Self, tokio::sync::mpsc::UnboundedReceiver<(InstanceId, convene_core::ConnectorEvent)>) {
         let (drivers, reported, reports) = networks.into_parts();
         let service = Self {
+            keys: keys::ApiKeys::new(Arc::clone(&store), Arc::clone(&clock)),
             store,
             drivers: Arc::new(drivers),
             clock,
@@ -256,7 +257,6 @@ impl Service {
             reported,
             creation_turns: Arc::default(),
             running_here: Arc::default(),
-            keys: Arc::default(),
             numbering: Arc::default(),
         };
         (service, reports)
@@ -267,6 +267,11 @@ impl Service {
         for (_, driver) in self.drivers.all() {
             driver.shutdown().await;
         }
+    }
+
+    /// The account's API keys and console sessions.
+    pub fn keys(&self) -> &keys::ApiKeys {
+        &self.keys
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -847,6 +852,25 @@ fn refresh_record(record: &mut GroupRecord, metadata: &GroupMetadata) -> bool {
     record.description.clone_from(&metadata.description);
     record.settings = metadata.settings;
     before != (record.subject.clone(), record.description.clone(), record.settings)
+}
+
+/// The instances named in a request's `instance_ids`, in order. One that does not exist is a 404 naming it, as
+/// for a single creation: the request was well formed, the instance is not there.
+pub(crate) async fn existing_instances(store: &dyn Store, ids: &[InstanceId]) -> Result<Vec<InstanceRecord>> {
+    let mut instances = Vec::new();
+    let mut unknown = Vec::new();
+    for (i, id) in ids.iter().enumerate() {
+        match store.get_instance(*id).await {
+            Ok(instance) => instances.push(instance),
+            Err(convene_core::DbError::NotFound) => unknown.push(format!("instance_ids[{i}] {id}")),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if unknown.is_empty() {
+        Ok(instances)
+    } else {
+        Err(ApiError::NotFound(format!("no such instance: {}", unknown.join(", "))))
+    }
 }
 
 fn not_found(e: convene_core::DbError, what: impl FnOnce() -> String) -> ApiError {

@@ -55,7 +55,7 @@ pub async fn run(command: KeyCommand, config: &Config) -> anyhow::Result<()> {
                 Some(instances.iter().map(parse).collect::<anyhow::Result<Vec<_>>>()?)
             };
             let (secret, _) =
-                service.create_api_key(&name, KeyGrant { instance_ids, read_only }).await.map_err(failed)?;
+                service.keys().create(&name, KeyGrant { instance_ids, read_only }).await.map_err(failed)?;
             println!("{secret}");
         }
         KeyCommand::List => {
@@ -63,12 +63,12 @@ pub async fn run(command: KeyCommand, config: &Config) -> anyhow::Result<()> {
                 "{:<36}  {:<10}  {:<20}  {:<24}  {:<10}  {:<24}  LAST USED",
                 "ID", "PREFIX", "NAME", "SCOPE", "ACCESS", "CREATED"
             );
-            for key in service.list_api_keys().await.map_err(failed)? {
+            for key in service.keys().list().await.map_err(failed)? {
                 println!("{}", row(&key));
             }
         }
         KeyCommand::Revoke { id } => {
-            service.revoke_api_key(id).await.map_err(failed)?;
+            service.keys().revoke(id).await.map_err(failed)?;
             println!("revoked API key {id}");
         }
     }

@@ -60,7 +60,7 @@ async fn an_operator_signs_in_adds_a_number_pairs_one_by_qr_and_a_read_only_key_
     let state = AppState::open(&config, Arc::new(SystemClock)).await.unwrap();
     let admin_key = state.service.bootstrap(true).await.unwrap().expect("first run").api_key;
     let grant = KeyGrant { instance_ids: None, read_only: true };
-    let (reader_key, _) = state.service.create_api_key("wallboard", grant).await.unwrap();
+    let (reader_key, _) = state.service.keys().create("wallboard", grant).await.unwrap();
     let (whatsapp_number, _) =
         state.service.create_instance(convene_whatsapp::KIND, Some("Front desk phone"), None).await.unwrap();
     state.service.whatsapp().open_and_wait(whatsapp_number.id).await.unwrap();

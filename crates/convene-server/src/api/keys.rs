@@ -108,7 +108,7 @@ async fn create_key(
     ApiJson(input): ApiJson<KeyIn>,
 ) -> Result<(StatusCode, Json<KeyCreatedOut>)> {
     let grant = KeyGrant { instance_ids: input.instance_ids, read_only: input.read_only };
-    let (secret, record) = state.service.create_api_key(&input.name, grant).await?;
+    let (secret, record) = state.service.keys().create(&input.name, grant).await?;
     Ok((StatusCode::CREATED, Json(KeyCreatedOut { key: record.into(), secret })))
 }
 
@@ -120,7 +120,7 @@ async fn list_keys(
     _key: AccountWideKey,
     ApiQuery(page): ApiQuery<PageParams>,
 ) -> Result<Json<Page<KeyOut>>> {
-    let all = state.service.list_api_keys().await?;
+    let all = state.service.keys().list().await?;
     let page = Page::from_all(all, &page, |k| Cursor::new(k.created_at.as_millis(), Some(k.id)))?;
     Ok(Json(page.map(KeyOut::from)))
 }
@@ -139,7 +139,7 @@ async fn revoke_key(
     ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode> {
     let id = Uuid::parse_str(&id).map_err(|_| ApiError::NotFound(format!("no API key `{id}`")))?;
-    state.service.revoke_api_key(id).await?;
+    state.service.keys().revoke(id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -61,7 +61,7 @@ impl Console {
     /// Is the session still live (not signed out, not expired, its key not revoked)? Live streams ask before
     /// each push.
     pub async fn still_signed_in(&self, state: &AppState) -> bool {
-        matches!(state.service.console_session(&self.secret).await, Ok(Some(_)))
+        matches!(state.service.keys().console_session(&self.secret).await, Ok(Some(_)))
     }
 
     /// May this key act for the whole account (create numbers, webhooks, the sandbox world)?
@@ -97,7 +97,7 @@ async fn session(
     state: &AppState,
 ) -> Result<Option<(String, convene_core::store::ApiKeyRecord)>, ApiError> {
     let Some(secret) = session_secret(&parts.headers) else { return Ok(None) };
-    Ok(state.service.console_session(&secret).await?.map(|key| (secret, key)))
+    Ok(state.service.keys().console_session(&secret).await?.map(|key| (secret, key)))
 }
 
 /// Not signed in: pages send the browser to the sign-in page; live streams (which a browser would not follow
@@ -272,7 +272,7 @@ async fn sign_in(State(state): State<AppState>, headers: HeaderMap, body: Bytes)
     same_origin(&headers)?;
     let form: SignIn =
         serde_urlencoded::from_bytes(&body).map_err(|e| ApiError::BadRequest(format!("bad form: {e}")))?;
-    match state.service.sign_in(&form.api_key).await {
+    match state.service.keys().sign_in(&form.api_key).await {
         Ok((secret, _key)) => {
             let mut response = see_other(super::numbers::PATH);
             response
@@ -293,7 +293,7 @@ async fn sign_in(State(state): State<AppState>, headers: HeaderMap, body: Bytes)
 async fn sign_out(State(state): State<AppState>, request: Request) -> Result<Response, Rejection> {
     let headers = request.headers().clone();
     let (console, _): (Console, Vec<(String, String)>) = read_form(request, &state, false).await?;
-    state.service.sign_out(&console.secret).await?;
+    state.service.keys().sign_out(&console.secret).await?;
     let mut response = see_other(SIGN_IN_PATH);
     response.headers_mut().insert(header::SET_COOKIE, session_cookie(&headers, "", std::time::Duration::ZERO));
     Ok(response)

@@ -90,7 +90,7 @@ impl FromRequestParts<AppState> for ApiKey {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self> {
         let key = common::header_text(&parts.headers, "x-user-api-key")
             .ok_or(ApiError::Unauthorized("missing `X-User-API-Key` header (the account's API key)"))?;
-        let key = state.service.account_key(key).await?;
+        let key = state.service.keys().account_key(key).await?;
         Ok(Self(AccountKey::permit(key, &parts.method)?))
     }
 }

@@ -136,7 +136,8 @@ impl FromRequestParts<AppState> for ZapiInstance {
         // `/instances/{id}/token/{token}/{method}/…`: whether the call changes something is in its name, not its verb.
         let method = parts.uri.path().trim_start_matches('/').split('/').nth(4).unwrap_or_default();
         let changes = !READS.contains(&method);
-        let key = AccountKey::permit_call(state.service.account_key(key).await?, changes, &format!("call {method}"))?;
+        let key =
+            AccountKey::permit_call(state.service.keys().account_key(key).await?, changes, &format!("call {method}"))?;
         key.instance(instance.id)?;
         Ok(Self(instance))
     }

@@ -22,6 +22,7 @@ use convene_core::{
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::existing_instances;
 use super::outbox::{EventGroup, GroupCreatedData, GroupCreationFailedData, group_key};
 use super::{
     CreatedGroupView, GroupView, NewGroup, ParsedParticipants, ParticipantReport, Service, not_found,
@@ -312,25 +313,6 @@ impl Service {
         })
     }
 
-    /// The instances named in a request's `instance_ids`, in order. One that does not exist is a 404 naming it, as
-    /// for a single creation: the request was well formed, the instance is not there.
-    pub(crate) async fn existing_instances(&self, ids: &[InstanceId]) -> Result<Vec<InstanceRecord>> {
-        let mut instances = Vec::new();
-        let mut unknown = Vec::new();
-        for (i, id) in ids.iter().enumerate() {
-            match self.store.get_instance(*id).await {
-                Ok(instance) => instances.push(instance),
-                Err(convene_core::DbError::NotFound) => unknown.push(format!("instance_ids[{i}] {id}")),
-                Err(e) => return Err(e.into()),
-            }
-        }
-        if unknown.is_empty() {
-            Ok(instances)
-        } else {
-            Err(ApiError::NotFound(format!("no such instance: {}", unknown.join(", "))))
-        }
-    }
-
     /// Creates a group now, or refuses with 429 and the wait when the instance's pacing does not allow it yet
     /// (nothing is sent to the network then). With `RetryGuard::DuplicateWindow`, a repeat of a creation made
     /// moments ago gets that creation's answer (see `CreationConfig::duplicate_window_secs`).
@@ -461,7 +443,7 @@ impl Service {
         if !errors.is_empty() {
             return Err(ApiError::Validation(errors));
         }
-        let instances = self.existing_instances(instance_ids).await?;
+        let instances = existing_instances(self.store.as_ref(), instance_ids).await?;
         let now = self.clock.now();
         let batch_id = Uuid::now_v7();
         let mut jobs = Vec::new();

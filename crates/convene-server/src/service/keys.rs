@@ -2,15 +2,15 @@
 //! returned once and stored as SHA-256 hashes; what a key may do is `crate::auth`'s.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use convene_core::group::plain_name;
 use convene_core::store::{ApiKeyRecord, ConsoleSessionRecord};
-use convene_core::{DbError, InstanceId};
+use convene_core::{Clock, DbError, InstanceId, Store};
 use uuid::Uuid;
 
-use super::{MAX_NAME_CHARS, Service, not_found};
+use super::{MAX_NAME_CHARS, Service, existing_instances, not_found};
 use crate::auth::{self, KeyGrant};
 use crate::error::{ApiError, FieldError, Result};
 
@@ -31,7 +31,7 @@ const KEY_CACHE_MOST: usize = 1024;
 /// Valid keys recently read from the store, by secret hash, so that a request does not cost a database read for
 /// its key. Only keys that exist are kept: unknown secrets, however many are tried, are read from the store.
 #[derive(Debug, Default)]
-pub(super) struct KeyCache(Mutex<CachedKeys>);
+struct KeyCache(Mutex<CachedKeys>);
 
 #[derive(Debug, Default)]
 struct CachedKeys {
@@ -81,7 +81,19 @@ impl KeyCache {
     }
 }
 
-impl Service {
+/// The account's API keys and console sessions, with the cache that spares a request a database read for its key.
+#[derive(Clone)]
+pub struct ApiKeys {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    cache: Arc<KeyCache>,
+}
+
+impl ApiKeys {
+    pub(super) fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Self {
+        Self { store, clock, cache: Arc::default() }
+    }
+
     /// A valid account API key (native Bearer, 2Chat `X-User-API-Key`, Z-API `Client-Token`), its use recorded.
     pub async fn account_key(&self, secret: &str) -> Result<ApiKeyRecord> {
         let secret = secret.trim();
@@ -89,27 +101,27 @@ impl Service {
             return Err(ApiError::Unauthorized("unknown API key"));
         }
         let secret_hash = auth::hash_secret(secret);
-        let mut key = match self.keys.get(&secret_hash) {
+        let mut key = match self.cache.get(&secret_hash) {
             Some(key) => key,
             None => {
-                let read = self.keys.reading();
+                let read = self.cache.reading();
                 let key = self.store.find_api_key(&secret_hash).await?;
                 let key = key.ok_or(ApiError::Unauthorized("unknown API key"))?;
-                self.keys.put(read, &key);
+                self.cache.put(read, &key);
                 key
             }
         };
         let now = self.clock.now();
         if key.last_used_at.is_none_or(|last| last.until(now) >= LAST_USED_RESOLUTION) {
-            let read = self.keys.reading();
+            let read = self.cache.reading();
             match self.store.touch_api_key(key.id, now).await {
                 Ok(()) => {
                     key.last_used_at = Some(now);
-                    self.keys.put(read, &key);
+                    self.cache.put(read, &key);
                 }
                 // Revoked since it was read: refused like any unknown key.
                 Err(DbError::NotFound) => {
-                    self.keys.forget(key.id);
+                    self.cache.forget(key.id);
                     return Err(ApiError::Unauthorized("unknown API key"));
                 }
                 Err(e) => tracing::warn!(key = %key.prefix, error = %e, "could not record the API key's use"),
@@ -146,7 +158,7 @@ impl Service {
 
     /// A new account API key, stored hashed; the secret is returned once, with the record. A scope must name
     /// instances that exist (at least one).
-    pub async fn create_api_key(&self, name: &str, grant: KeyGrant) -> Result<(String, ApiKeyRecord)> {
+    pub async fn create(&self, name: &str, grant: KeyGrant) -> Result<(String, ApiKeyRecord)> {
         let mut fields = Vec::new();
         let name = plain_name(name, MAX_NAME_CHARS).unwrap_or_else(|message| {
             fields.push(FieldError::new("name", message));
@@ -167,7 +179,7 @@ impl Service {
             return Err(ApiError::Validation(fields));
         }
         if let Some(ids) = &grant.instance_ids {
-            self.existing_instances(ids).await?;
+            existing_instances(self.store.as_ref(), ids).await?;
         }
         let (secret, record) = auth::new_api_key(name, grant, self.clock.now());
         self.store.insert_api_key(&record).await?;
@@ -175,16 +187,16 @@ impl Service {
     }
 
     /// Every key, oldest first (records only: the secrets were never kept).
-    pub async fn list_api_keys(&self) -> Result<Vec<ApiKeyRecord>> {
+    pub async fn list(&self) -> Result<Vec<ApiKeyRecord>> {
         Ok(self.store.list_api_keys().await?)
     }
 
     /// Deletes a key: the next request with it is refused. The last admin key (account-wide and writable) stays,
     /// so that the API always has a key that can issue keys; `convene key create` makes one on the host anyway.
-    pub async fn revoke_api_key(&self, id: Uuid) -> Result<()> {
+    pub async fn revoke(&self, id: Uuid) -> Result<()> {
         let deleted = self.store.delete_api_key(id).await;
         // Forgotten whatever the answer: a lost reply may hide a deletion that happened.
-        self.keys.forget(id);
+        self.cache.forget(id);
         match deleted {
             Ok(()) => Ok(()),
             Err(DbError::Conflict) => Err(ApiError::Conflict(format!(
@@ -194,7 +206,9 @@ impl Service {
             Err(e) => Err(not_found(e, || format!("no API key {id}"))),
         }
     }
+}
 
+impl Service {
     /// A new token for the instance; the old one is refused from now on. The token is returned once.
     pub async fn rotate_instance_token(&self, id: InstanceId) -> Result<String> {
         let token = auth::new_instance_token();

@@ -263,7 +263,7 @@ async fn a_read_only_key_sees_no_forms_that_change_things_and_cannot_post_them()
     // Arrange
     let app = spawn_app().await;
     let grant = KeyGrant { instance_ids: None, read_only: true };
-    let (reader, _) = app.service.create_api_key("dashboard", grant).await.unwrap();
+    let (reader, _) = app.service.keys().create("dashboard", grant).await.unwrap();
     let mut browser = Browser::new(&app);
     browser.sign_in(&reader).await;
 
@@ -294,7 +294,7 @@ async fn a_key_for_some_numbers_sees_only_those_and_not_the_form_to_add_one() {
     let app = spawn_app().await;
     let (other, _) = app.service.create_instance(convene_sandbox::KIND, Some("Other"), None).await.unwrap();
     let grant = KeyGrant { instance_ids: Some(vec![InstanceId(app.instance_id)]), read_only: false };
-    let (scoped, _) = app.service.create_api_key("desk", grant).await.unwrap();
+    let (scoped, _) = app.service.keys().create("desk", grant).await.unwrap();
     let mut browser = Browser::new(&app);
     browser.sign_in(&scoped).await;
 
@@ -455,7 +455,7 @@ async fn groups_are_found_by_subject_and_number_and_a_scoped_key_finds_only_its_
 
     // Act: a key for the first number only.
     let grant = KeyGrant { instance_ids: Some(vec![InstanceId(app.instance_id)]), read_only: false };
-    let (scoped, _) = app.service.create_api_key("desk", grant).await.unwrap();
+    let (scoped, _) = app.service.keys().create("desk", grant).await.unwrap();
     let mut desk = Browser::new(&app);
     desk.sign_in(&scoped).await;
     let (_, mine, _) = desk.get("/console/groups?q=war").await;
@@ -590,7 +590,7 @@ async fn a_read_only_key_sees_a_group_but_no_form_to_change_it_and_cannot_post_o
     let created = app.create_group("War room", &["+17137157533"]).await;
     let page = format!("/console/groups/{}", created["group"]["id"].as_str().unwrap());
     let grant = KeyGrant { instance_ids: None, read_only: true };
-    let (reader, _) = app.service.create_api_key("dashboard", grant).await.unwrap();
+    let (reader, _) = app.service.keys().create("dashboard", grant).await.unwrap();
     let mut browser = Browser::new(&app);
     browser.sign_in(&reader).await;
 
@@ -730,7 +730,7 @@ async fn queued_groups_can_be_cancelled_and_a_key_for_other_numbers_cannot_see_t
     // Act + Assert: a key for another number is told there is no such batch.
     let (other, _) = app.service.create_instance(convene_sandbox::KIND, Some("Other"), None).await.unwrap();
     let grant = KeyGrant { instance_ids: Some(vec![other.id]), read_only: false };
-    let (scoped, _) = app.service.create_api_key("other desk", grant).await.unwrap();
+    let (scoped, _) = app.service.keys().create("other desk", grant).await.unwrap();
     let mut outsider = Browser::new(&app);
     outsider.sign_in(&scoped).await;
     let (status, _, _) = outsider.get(&batch).await;
@@ -838,9 +838,9 @@ async fn the_sandbox_is_for_account_wide_keys_and_a_read_only_one_only_reads_it(
     // Arrange
     let app = spawn_app().await;
     let scoped_grant = KeyGrant { instance_ids: Some(vec![InstanceId(app.instance_id)]), read_only: false };
-    let (scoped, _) = app.service.create_api_key("desk", scoped_grant).await.unwrap();
+    let (scoped, _) = app.service.keys().create("desk", scoped_grant).await.unwrap();
     let (reader, _) =
-        app.service.create_api_key("wall", KeyGrant { instance_ids: None, read_only: true }).await.unwrap();
+        app.service.keys().create("wall", KeyGrant { instance_ids: None, read_only: true }).await.unwrap();
     let mut desk = Browser::new(&app);
     desk.sign_in(&scoped).await;
     let mut wall = Browser::new(&app);

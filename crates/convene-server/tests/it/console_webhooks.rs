@@ -220,9 +220,9 @@ async fn a_read_only_key_sees_endpoints_without_forms_and_a_key_for_some_numbers
     deliver_everything(&app, &app.dispatcher(|_| {})).await;
     let delivery = app.all_pages(&format!("/v1/webhooks/{endpoint}/deliveries")).await[0]["id"].as_i64().unwrap();
     let (reader, _) =
-        app.service.create_api_key("wallboard", KeyGrant { instance_ids: None, read_only: true }).await.unwrap();
+        app.service.keys().create("wallboard", KeyGrant { instance_ids: None, read_only: true }).await.unwrap();
     let scope = KeyGrant { instance_ids: Some(vec![InstanceId(app.instance_id)]), read_only: false };
-    let (scoped, _) = app.service.create_api_key("desk", scope).await.unwrap();
+    let (scoped, _) = app.service.keys().create("desk", scope).await.unwrap();
     let page = format!("/console/webhooks/{endpoint}");
     let delivery_page = format!("{page}/deliveries/{delivery}");
 
@@ -338,7 +338,7 @@ async fn the_event_monitor_filters_by_type_and_number_and_a_key_for_some_numbers
 
     // Act: a key for the bootstrap number only.
     let scope = KeyGrant { instance_ids: Some(vec![InstanceId(app.instance_id)]), read_only: true };
-    let (scoped, _) = app.service.create_api_key("desk", scope).await.unwrap();
+    let (scoped, _) = app.service.keys().create("desk", scope).await.unwrap();
     let mut desk = Browser::new(&app);
     desk.sign_in(&scoped).await;
     let (_, seen, _) = desk.get("/console/events").await;

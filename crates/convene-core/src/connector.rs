@@ -295,9 +295,10 @@ pub struct PairingCode {
     pub expires_at: Timestamp,
 }
 
-/// Something the network told an account, delivered to the service as it happens.
+/// Something the network told an account, reported to the service as it happens (not an event of the outbox: the
+/// service turns some reports into events).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ConnectorEvent {
+pub enum ConnectorReport {
     /// The account's connection changed (a ban carries its end).
     StateChanged(InstanceState),
     /// A new QR code to scan (they rotate while pairing).
@@ -305,12 +306,12 @@ pub enum ConnectorEvent {
     /// Pairing finished: the account is now this number.
     Paired { phone: PhoneNumber },
     /// Someone (possibly this account from another device) changed a group.
-    Group { group: GroupJid, change: GroupChangeEvent, by: Option<PhoneNumber> },
+    Group { group: GroupJid, change: ReportedGroupChange, by: Option<PhoneNumber> },
 }
 
 /// A change to a group reported by the network.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum GroupChangeEvent {
+pub enum ReportedGroupChange {
     Subject(String),
     Description(Option<String>),
     Settings,
@@ -324,9 +325,9 @@ pub enum GroupChangeEvent {
     ParticipantsLeft(Vec<PhoneNumber>),
 }
 
-/// Where a connector sends its events; the service implements it.
-pub trait ConnectorEvents: Send + Sync {
-    fn emit(&self, instance: InstanceId, event: ConnectorEvent);
+/// Where a connector sends what the network reports; the service implements it.
+pub trait ConnectorReports: Send + Sync {
+    fn report(&self, instance: InstanceId, event: ConnectorReport);
 }
 
 #[cfg(test)]

@@ -16,8 +16,8 @@ pub mod store;
 
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use connector::{
-    Connector, ConnectorError, ConnectorEvent, ConnectorEvents, ConnectorKind, GroupChangeEvent, InstanceState,
-    PairingCode,
+    Connector, ConnectorError, ConnectorKind, ConnectorReport, ConnectorReports, InstanceState, PairingCode,
+    ReportedGroupChange,
 };
 pub use group::{
     Disappearing, GroupDescription, GroupMember, GroupMetadata, GroupPicture, GroupSettings, GroupSettingsPatch,

@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
 use convene_core::{
-    Clock, ConnectorError, ConnectorEvent, ConnectorEvents, GroupChangeEvent, GroupJid, InstanceId, InstanceState,
-    PhoneNumber,
+    Clock, ConnectorError, ConnectorReport, ConnectorReports, GroupJid, InstanceId, InstanceState, PhoneNumber,
+    ReportedGroupChange,
 };
 use tokio::sync::OwnedMutexGuard;
 
@@ -89,7 +89,7 @@ impl Readers {
 
 struct Listener {
     account: PhoneNumber,
-    events: Arc<dyn ConnectorEvents>,
+    events: Arc<dyn ConnectorReports>,
 }
 
 impl std::fmt::Debug for SandboxNetwork {
@@ -187,7 +187,7 @@ impl SandboxNetwork {
 
     /// Reports to `events`, as `instance`, what people do on their own in the groups `account` is a member of —
     /// as WhatsApp notifies every member's devices. A second call for the same instance replaces the first.
-    pub fn listen(&self, account: PhoneNumber, instance: InstanceId, events: Arc<dyn ConnectorEvents>) {
+    pub fn listen(&self, account: PhoneNumber, instance: InstanceId, events: Arc<dyn ConnectorReports>) {
         let mut listeners = self.listeners.lock().unwrap_or_else(PoisonError::into_inner);
         listeners.insert(instance, Listener { account, events });
     }
@@ -199,7 +199,7 @@ impl SandboxNetwork {
     /// The person leaves the group of their own accord: adding them back answers 408 for a while.
     pub async fn person_leaves(&self, jid: &GroupJid, phone: &PhoneNumber) -> Result<(), SandboxError> {
         self.mutate(Needs::group(jid), |w, env| w.person_leaves(jid, phone, env)).await?;
-        self.notify_members(jid, phone, GroupChangeEvent::ParticipantsLeft(vec![phone.clone()])).await;
+        self.notify_members(jid, phone, ReportedGroupChange::ParticipantsLeft(vec![phone.clone()])).await;
         Ok(())
     }
 
@@ -208,7 +208,7 @@ impl SandboxNetwork {
         let needs = Needs::group(jid).and_people([phone.clone()]);
         let result = self.mutate(needs, |w, env| w.accept_invite(phone, jid, env)).await?;
         if result == JoinResult::Joined {
-            self.notify_members(jid, phone, GroupChangeEvent::ParticipantsJoined(vec![phone.clone()])).await;
+            self.notify_members(jid, phone, ReportedGroupChange::ParticipantsJoined(vec![phone.clone()])).await;
         }
         Ok(result)
     }
@@ -227,19 +227,19 @@ impl SandboxNetwork {
             })
             .await?;
         if let (JoinResult::Joined, Some(jid)) = (result, jid) {
-            self.notify_members(&jid, phone, GroupChangeEvent::ParticipantsJoined(vec![phone.clone()])).await;
+            self.notify_members(&jid, phone, ReportedGroupChange::ParticipantsJoined(vec![phone.clone()])).await;
         }
         Ok(result)
     }
 
     /// Tells the listening members of `jid` (not `by` themselves) what `by` did.
-    async fn notify_members(&self, jid: &GroupJid, by: &PhoneNumber, change: GroupChangeEvent) {
+    async fn notify_members(&self, jid: &GroupJid, by: &PhoneNumber, change: ReportedGroupChange) {
         let Ok(group) = self.group(jid).await else { return };
         let listeners = self.listeners.lock().unwrap_or_else(PoisonError::into_inner);
         for (instance, listener) in listeners.iter() {
             if &listener.account != by && group.members.iter().any(|m| m.phone == listener.account) {
-                let event = ConnectorEvent::Group { group: jid.clone(), change: change.clone(), by: Some(by.clone()) };
-                listener.events.emit(*instance, event);
+                let event = ConnectorReport::Group { group: jid.clone(), change: change.clone(), by: Some(by.clone()) };
+                listener.events.report(*instance, event);
             }
         }
     }
@@ -260,7 +260,7 @@ impl SandboxNetwork {
             })
             .await?;
         if was_unreachable != self.faults().unreachable {
-            let listeners: Vec<(PhoneNumber, InstanceId, Arc<dyn ConnectorEvents>)> = self
+            let listeners: Vec<(PhoneNumber, InstanceId, Arc<dyn ConnectorReports>)> = self
                 .listeners
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
@@ -269,7 +269,7 @@ impl SandboxNetwork {
                 .collect();
             for (account, instance, events) in listeners {
                 let state = self.state(&account).await;
-                events.emit(instance, ConnectorEvent::StateChanged(state));
+                events.report(instance, ConnectorReport::StateChanged(state));
             }
         }
         Ok(())

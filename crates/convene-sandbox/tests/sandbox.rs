@@ -7,7 +7,7 @@ use sqlx::Connection as _;
 
 use convene_core::connector::{CreateGroupRequest, CreatedGroup};
 use convene_core::{
-    Clock, Connector, ConnectorError, ConnectorEvent, ConnectorEvents, CreationKey, GroupDescription, GroupJid,
+    Clock, Connector, ConnectorError, ConnectorReport, ConnectorReports, CreationKey, GroupDescription, GroupJid,
     GroupSettings, GroupSettingsPatch, GroupSubject, InstanceId, InstanceState, ManualClock, MemberRole,
     ParticipantChange, ParticipantOutcome, PhoneNumber, Timestamp,
 };
@@ -404,10 +404,10 @@ async fn fault_rates_outside_zero_to_one_are_refused() {
 
 /// Records what the network reports to the instances listening.
 #[derive(Default)]
-struct Reports(std::sync::Mutex<Vec<ConnectorEvent>>);
+struct Reports(std::sync::Mutex<Vec<ConnectorReport>>);
 
-impl ConnectorEvents for Reports {
-    fn emit(&self, _instance: InstanceId, event: ConnectorEvent) {
+impl ConnectorReports for Reports {
+    fn report(&self, _instance: InstanceId, event: ConnectorReport) {
         self.0.lock().unwrap().push(event);
     }
 }
@@ -438,7 +438,7 @@ async fn an_unreachable_network_refuses_every_call_and_reports_its_start_and_end
     assert!(w.net.groups().await.unwrap().is_empty(), "nothing was created");
     assert_eq!(
         *reports.0.lock().unwrap(),
-        [ConnectorEvent::StateChanged(state.clone()), ConnectorEvent::StateChanged(InstanceState::Connected)]
+        [ConnectorReport::StateChanged(state.clone()), ConnectorReport::StateChanged(InstanceState::Connected)]
     );
     assert_eq!(w.owner.state().await, InstanceState::Connected);
 }
@@ -526,10 +526,10 @@ async fn the_daily_allowance_counts_the_last_24_hours() {
 
 /// Collects what listening instances are told.
 #[derive(Default)]
-struct Heard(std::sync::Mutex<Vec<(convene_core::InstanceId, convene_core::ConnectorEvent)>>);
+struct Heard(std::sync::Mutex<Vec<(convene_core::InstanceId, convene_core::ConnectorReport)>>);
 
-impl convene_core::ConnectorEvents for Heard {
-    fn emit(&self, instance: convene_core::InstanceId, event: convene_core::ConnectorEvent) {
+impl convene_core::ConnectorReports for Heard {
+    fn report(&self, instance: convene_core::InstanceId, event: convene_core::ConnectorReport) {
         self.0.lock().unwrap().push((instance, event));
     }
 }
@@ -537,7 +537,7 @@ impl convene_core::ConnectorEvents for Heard {
 #[tokio::test]
 async fn members_instances_hear_people_join_by_link_and_leave() {
     // Arrange: the owner's instance (7) and an outsider's instance (8) listen.
-    use convene_core::{ConnectorEvent, GroupChangeEvent, InstanceId};
+    use convene_core::{ConnectorReport, InstanceId, ReportedGroupChange};
     let w = world().await;
     let heard = Arc::new(Heard::default());
     w.net.listen(phone(1000), InstanceId(7), heard.clone());
@@ -550,12 +550,12 @@ async fn members_instances_hear_people_join_by_link_and_leave() {
     w.net.person_leaves(&jid, &phone(1)).await.unwrap();
 
     // Assert: only the member's instance hears, in order, with who did it.
-    let group = |change| ConnectorEvent::Group { group: jid.clone(), change, by: Some(phone(1)) };
+    let group = |change| ConnectorReport::Group { group: jid.clone(), change, by: Some(phone(1)) };
     assert_eq!(
         *heard.0.lock().unwrap(),
         vec![
-            (InstanceId(7), group(GroupChangeEvent::ParticipantsJoined(vec![phone(1)]))),
-            (InstanceId(7), group(GroupChangeEvent::ParticipantsLeft(vec![phone(1)]))),
+            (InstanceId(7), group(ReportedGroupChange::ParticipantsJoined(vec![phone(1)]))),
+            (InstanceId(7), group(ReportedGroupChange::ParticipantsLeft(vec![phone(1)]))),
         ]
     );
 }

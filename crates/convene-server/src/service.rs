@@ -8,7 +8,7 @@ use convene_core::events::{Change, EventType};
 use convene_core::group::plain_name;
 use convene_core::store::{GroupListQuery, GroupPage, GroupRecord, InstanceRecord};
 use convene_core::{
-    AddRequest, Clock, Connector, ConnectorError, ConnectorEvents, ConnectorKind, GroupDescription, GroupId, GroupJid,
+    AddRequest, Clock, Connector, ConnectorError, ConnectorKind, ConnectorReports, GroupDescription, GroupId, GroupJid,
     GroupMember, GroupMetadata, GroupPicture, GroupSettingsPatch, GroupSubject, InstanceId, InstanceState,
     ParticipantChange, ParticipantOutcome, ParticipantResult, PhoneNumber, PhoneParseError, Store, Timestamp,
 };
@@ -57,7 +57,7 @@ pub struct Service {
     /// Counts event writes, for pollers waiting for the next one (Green API `receiveNotification`).
     event_writes: Arc<tokio::sync::watch::Sender<u64>>,
     /// Where connectors report what the networks tell them (see `reports`).
-    reported: Arc<dyn ConnectorEvents>,
+    reported: Arc<dyn ConnectorReports>,
     /// One creation at a time per instance, so two requests cannot both pass the pacing check.
     creation_turns: Arc<std::sync::Mutex<HashMap<InstanceId, Arc<tokio::sync::Mutex<()>>>>>,
     /// The jobs this process is running: any other job left `running` belongs to a process that is gone.
@@ -222,7 +222,7 @@ impl Service {
         let applying = service.clone();
         tokio::spawn(async move {
             while let Some((instance, event)) = reported.recv().await {
-                applying.apply_connector_event(instance, event).await;
+                applying.apply_connector_report(instance, event).await;
             }
         });
         Ok(service)
@@ -242,7 +242,7 @@ impl Service {
         networks: Networks,
         clock: Arc<dyn Clock>,
         creation: CreationConfig,
-    ) -> (Self, tokio::sync::mpsc::UnboundedReceiver<(InstanceId, convene_core::ConnectorEvent)>) {
+    ) -> (Self, tokio::sync::mpsc::UnboundedReceiver<(InstanceId, convene_core::ConnectorReport)>) {
         let (drivers, reported, reports) = networks.into_parts();
         let service = Self {
             keys: keys::ApiKeys::new(Arc::clone(&store), Arc::clone(&clock)),

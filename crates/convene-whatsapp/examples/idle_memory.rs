@@ -14,7 +14,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use convene_core::{Connector, ConnectorEvent, ConnectorEvents, InstanceId, SystemClock};
+use convene_core::{Connector, ConnectorReport, ConnectorReports, InstanceId, SystemClock};
 use convene_whatsapp::{WhatsappAccounts, WhatsappConfig};
 use whatsapp_rust::Jid;
 use whatsapp_rust::store::SqliteStore;
@@ -126,6 +126,6 @@ impl Sample {
 
 struct Discard;
 
-impl ConnectorEvents for Discard {
-    fn emit(&self, _: InstanceId, _: ConnectorEvent) {}
+impl ConnectorReports for Discard {
+    fn report(&self, _: InstanceId, _: ConnectorReport) {}
 }

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use convene_core::{
-    Clock, ConnectorError, ConnectorEvent, ConnectorEvents, InstanceId, InstanceState, PairingCode, PhoneNumber,
+    Clock, ConnectorError, ConnectorReport, ConnectorReports, InstanceId, InstanceState, PairingCode, PhoneNumber,
 };
 use whatsapp_rust::Client;
 use whatsapp_rust::bot::{Bot, BotHandle};
@@ -39,7 +39,7 @@ pub(crate) struct Account {
     db_path: PathBuf,
     connect: bool,
     clock: Arc<dyn Clock>,
-    events: Arc<dyn ConnectorEvents>,
+    events: Arc<dyn ConnectorReports>,
     status: Mutex<Status>,
     session: tokio::sync::Mutex<Option<Session>>,
     /// The client, readable without waiting on `session` (which `start` holds while building).
@@ -56,7 +56,7 @@ impl Account {
         db_path: PathBuf,
         connect: bool,
         clock: Arc<dyn Clock>,
-        events: Arc<dyn ConnectorEvents>,
+        events: Arc<dyn ConnectorReports>,
     ) -> Self {
         Self {
             id,
@@ -100,7 +100,7 @@ impl Account {
         let report = status.state.reports_change_to(&state);
         status.state = state.clone();
         if report {
-            self.events.emit(self.id, ConnectorEvent::StateChanged(state));
+            self.events.report(self.id, ConnectorReport::StateChanged(state));
         }
     }
 
@@ -281,11 +281,11 @@ impl Account {
                 let code = PairingCode { code: qr.code.clone(), expires_at };
                 self.status().qr = Some(code.clone());
                 self.set_state(InstanceState::Pairing);
-                self.events.emit(self.id, ConnectorEvent::QrReady(code));
+                self.events.report(self.id, ConnectorReport::QrReady(code));
             }
             Event::PairSuccess(paired) => {
                 if let Some(phone) = mapping::phone_of(&paired.id) {
-                    self.events.emit(self.id, ConnectorEvent::Paired { phone });
+                    self.events.report(self.id, ConnectorReport::Paired { phone });
                 }
             }
             Event::Connected(_) => {
@@ -330,7 +330,7 @@ impl Account {
                 else {
                     return;
                 };
-                self.events.emit(self.id, ConnectorEvent::Group { group, change, by });
+                self.events.report(self.id, ConnectorReport::Group { group, change, by });
             }
             _ => {}
         }

@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use convene_core::{Clock, ConnectorEvents, InstanceId};
+use convene_core::{Clock, ConnectorReports, InstanceId};
 
 use crate::account::Account;
 pub use crate::connector::WhatsappConnector;
@@ -36,12 +36,12 @@ pub struct WhatsappConfig {
 pub struct WhatsappAccounts {
     config: WhatsappConfig,
     clock: Arc<dyn Clock>,
-    events: Arc<dyn ConnectorEvents>,
+    events: Arc<dyn ConnectorReports>,
     accounts: Mutex<HashMap<InstanceId, Arc<Account>>>,
 }
 
 impl WhatsappAccounts {
-    pub fn new(config: WhatsappConfig, clock: Arc<dyn Clock>, events: Arc<dyn ConnectorEvents>) -> Arc<Self> {
+    pub fn new(config: WhatsappConfig, clock: Arc<dyn Clock>, events: Arc<dyn ConnectorReports>) -> Arc<Self> {
         Arc::new(Self { config, clock, events, accounts: Mutex::default() })
     }
 

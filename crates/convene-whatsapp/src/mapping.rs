@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use convene_core::{
-    AddRequest, ConnectorError, Disappearing, GroupChangeEvent, GroupJid, GroupMember, GroupMetadata, GroupSettings,
-    MemberRole, ParticipantChange, ParticipantResult, PhoneNumber, Timestamp,
+    AddRequest, ConnectorError, Disappearing, GroupJid, GroupMember, GroupMetadata, GroupSettings, MemberRole,
+    ParticipantChange, ParticipantResult, PhoneNumber, ReportedGroupChange, Timestamp,
 };
 use whatsapp_rust::Jid;
 use whatsapp_rust::features::{GroupError, GroupMetadata as WaGroupMetadata};
@@ -125,26 +125,26 @@ pub(crate) fn metadata(m: &WaGroupMetadata) -> Result<GroupMetadata, ConnectorEr
 
 /// A `w:gp2` notification as a group event; `None` for the kinds Convene does not report. `by` is who did it: an
 /// `add` with an invite reason is people joining on their own, a `remove` of exactly the author is a leave.
-pub(crate) fn group_change(action: &GroupNotificationAction, by: Option<&PhoneNumber>) -> Option<GroupChangeEvent> {
+pub(crate) fn group_change(action: &GroupNotificationAction, by: Option<&PhoneNumber>) -> Option<ReportedGroupChange> {
     use GroupNotificationAction as A;
     let phones = |ps: &[whatsapp_rust::wacore::stanza::groups::GroupParticipantInfo]| -> Vec<PhoneNumber> {
         ps.iter().filter_map(|p| participant_phone(&p.jid, p.phone_number.as_ref())).collect()
     };
     Some(match action {
         A::Add { participants, reason: Some(reason) } if reason.contains("invite") => {
-            GroupChangeEvent::ParticipantsJoined(phones(participants))
+            ReportedGroupChange::ParticipantsJoined(phones(participants))
         }
-        A::Add { participants, .. } => GroupChangeEvent::ParticipantsAdded(phones(participants)),
+        A::Add { participants, .. } => ReportedGroupChange::ParticipantsAdded(phones(participants)),
         A::Remove { participants, .. } if by.is_some() && phones(participants).iter().eq(by) => {
-            GroupChangeEvent::ParticipantsLeft(phones(participants))
+            ReportedGroupChange::ParticipantsLeft(phones(participants))
         }
-        A::Remove { participants, .. } => GroupChangeEvent::ParticipantsRemoved(phones(participants)),
-        A::Promote { participants } => GroupChangeEvent::ParticipantsPromoted(phones(participants)),
-        A::Demote { participants } => GroupChangeEvent::ParticipantsDemoted(phones(participants)),
-        A::Subject { subject, .. } => GroupChangeEvent::Subject(subject.clone()),
-        A::Description { description, .. } => GroupChangeEvent::Description(description.clone()),
+        A::Remove { participants, .. } => ReportedGroupChange::ParticipantsRemoved(phones(participants)),
+        A::Promote { participants } => ReportedGroupChange::ParticipantsPromoted(phones(participants)),
+        A::Demote { participants } => ReportedGroupChange::ParticipantsDemoted(phones(participants)),
+        A::Subject { subject, .. } => ReportedGroupChange::Subject(subject.clone()),
+        A::Description { description, .. } => ReportedGroupChange::Description(description.clone()),
         A::Locked { .. } | A::Unlocked | A::Announce | A::NotAnnounce | A::Ephemeral { .. } => {
-            GroupChangeEvent::Settings
+            ReportedGroupChange::Settings
         }
         _ => return None,
     })

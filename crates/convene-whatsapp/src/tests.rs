@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use convene_core::connector::CreateGroupRequest;
 use convene_core::{
-    Connector, ConnectorError, ConnectorEvent, ConnectorEvents, CreationKey, GroupChangeEvent, GroupDescription,
-    GroupSettings, GroupSubject, InstanceId, InstanceState, ManualClock, MemberRole, ParticipantChange,
-    ParticipantOutcome, PhoneNumber, Timestamp,
+    Connector, ConnectorError, ConnectorReport, ConnectorReports, CreationKey, GroupDescription, GroupSettings,
+    GroupSubject, InstanceId, InstanceState, ManualClock, MemberRole, ParticipantChange, ParticipantOutcome,
+    PhoneNumber, ReportedGroupChange, Timestamp,
 };
 use whatsapp_rust::NodeBuilder;
 use whatsapp_rust::request::IqError;
@@ -255,34 +255,34 @@ fn group_notifications_become_group_events() {
     let cases = [
         (
             NodeBuilder::new("add").children([participant(102).build(), participant(103).build()]).build(),
-            GroupChangeEvent::ParticipantsAdded(vec![phone(102), phone(103)]),
+            ReportedGroupChange::ParticipantsAdded(vec![phone(102), phone(103)]),
         ),
         (
             NodeBuilder::new("remove").children([participant(104).build()]).build(),
-            GroupChangeEvent::ParticipantsRemoved(vec![phone(104)]),
+            ReportedGroupChange::ParticipantsRemoved(vec![phone(104)]),
         ),
         (
             NodeBuilder::new("promote").children([participant(105).build()]).build(),
-            GroupChangeEvent::ParticipantsPromoted(vec![phone(105)]),
+            ReportedGroupChange::ParticipantsPromoted(vec![phone(105)]),
         ),
         (
             NodeBuilder::new("demote").children([participant(105).build()]).build(),
-            GroupChangeEvent::ParticipantsDemoted(vec![phone(105)]),
+            ReportedGroupChange::ParticipantsDemoted(vec![phone(105)]),
         ),
         (
             NodeBuilder::new("subject").attr("subject", "Renamed").attr("s_t", "1764000100").build(),
-            GroupChangeEvent::Subject("Renamed".into()),
+            ReportedGroupChange::Subject("Renamed".into()),
         ),
-        (NodeBuilder::new("announcement").build(), GroupChangeEvent::Settings),
+        (NodeBuilder::new("announcement").build(), ReportedGroupChange::Settings),
         // Through the invite link: WhatsApp says why they were added.
         (
             NodeBuilder::new("add").attr("reason", "invite").children([participant(106).build()]).build(),
-            GroupChangeEvent::ParticipantsJoined(vec![phone(106)]),
+            ReportedGroupChange::ParticipantsJoined(vec![phone(106)]),
         ),
         // The author (109, see `notification`) removing themselves is leaving.
         (
             NodeBuilder::new("remove").children([participant(109).build()]).build(),
-            GroupChangeEvent::ParticipantsLeft(vec![phone(109)]),
+            ReportedGroupChange::ParticipantsLeft(vec![phone(109)]),
         ),
     ];
     for (action, expected) in cases {
@@ -293,18 +293,18 @@ fn group_notifications_become_group_events() {
     }
 }
 
-/// Collects what an account emits.
+/// Collects what an account reports.
 #[derive(Default)]
-struct Recorder(Mutex<Vec<(InstanceId, ConnectorEvent)>>);
+struct Recorder(Mutex<Vec<(InstanceId, ConnectorReport)>>);
 
-impl ConnectorEvents for Recorder {
-    fn emit(&self, instance: InstanceId, event: ConnectorEvent) {
+impl ConnectorReports for Recorder {
+    fn report(&self, instance: InstanceId, event: ConnectorReport) {
         self.0.lock().unwrap().push((instance, event));
     }
 }
 
 impl Recorder {
-    fn events(&self) -> Vec<ConnectorEvent> {
+    fn events(&self) -> Vec<ConnectorReport> {
         self.0.lock().unwrap().iter().map(|(_, e)| e.clone()).collect()
     }
 }
@@ -328,7 +328,7 @@ fn accounts(connect: bool) -> Offline {
     let accounts = WhatsappAccounts::new(
         WhatsappConfig { data_dir: dir.path().join("whatsapp"), connect },
         Arc::new(clock.clone()),
-        Arc::clone(&events) as Arc<dyn ConnectorEvents>,
+        Arc::clone(&events) as Arc<dyn ConnectorReports>,
     );
     Offline { _dir: dir, accounts, clock, events }
 }
@@ -345,7 +345,7 @@ async fn library_events_become_instance_state() {
     let shown = c.pairing_qr().await.expect("a QR code while pairing");
     assert_eq!(shown.code, "2@abc,def,ghi,jkl");
     assert_eq!(shown.expires_at, NOW.plus(Duration::from_secs(20)));
-    assert!(o.events.events().contains(&ConnectorEvent::QrReady(shown.clone())), "each QR code is reported");
+    assert!(o.events.events().contains(&ConnectorReport::QrReady(shown.clone())), "each QR code is reported");
     o.clock.advance(Duration::from_secs(21));
     assert_eq!(c.pairing_qr().await, None, "an expired QR code is not offered");
 
@@ -367,7 +367,7 @@ async fn library_events_become_instance_state() {
     assert!(
         o.events
             .events()
-            .contains(&ConnectorEvent::StateChanged(InstanceState::TemporarilyBanned { until: Some(until) }))
+            .contains(&ConnectorReport::StateChanged(InstanceState::TemporarilyBanned { until: Some(until) }))
     );
 }
 
@@ -431,7 +431,7 @@ fn reopened(o: &Offline) -> Arc<WhatsappAccounts> {
     WhatsappAccounts::new(
         o.accounts.config().clone(),
         Arc::new(o.clock.clone()),
-        Arc::clone(&o.events) as Arc<dyn ConnectorEvents>,
+        Arc::clone(&o.events) as Arc<dyn ConnectorReports>,
     )
 }
 
@@ -484,7 +484,7 @@ async fn a_session_that_cannot_reach_whatsapp_reports_one_outage_with_the_error_
         .events()
         .into_iter()
         .filter_map(|e| match e {
-            ConnectorEvent::StateChanged(state) => Some(state),
+            ConnectorReport::StateChanged(state) => Some(state),
             _ => None,
         })
         .collect();

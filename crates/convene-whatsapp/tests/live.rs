@@ -14,15 +14,15 @@ use std::time::Duration;
 
 use convene_core::connector::CreateGroupRequest;
 use convene_core::{
-    Connector, ConnectorEvent, ConnectorEvents, CreationKey, GroupSettings, GroupSubject, InstanceId, InstanceState,
+    Connector, ConnectorReport, ConnectorReports, CreationKey, GroupSettings, GroupSubject, InstanceId, InstanceState,
     ParticipantOutcome, PhoneNumber, SystemClock,
 };
 use convene_whatsapp::{WhatsappAccounts, WhatsappConfig};
 
 struct Log;
 
-impl ConnectorEvents for Log {
-    fn emit(&self, instance: InstanceId, event: ConnectorEvent) {
+impl ConnectorReports for Log {
+    fn report(&self, instance: InstanceId, event: ConnectorReport) {
         eprintln!("instance {instance}: {event:?}");
     }
 }

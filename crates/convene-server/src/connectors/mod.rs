@@ -19,7 +19,7 @@ use anyhow::Context as _;
 use async_trait::async_trait;
 use convene_core::store::InstanceRecord;
 use convene_core::{
-    Clock, Connector, ConnectorEvent, ConnectorEvents, ConnectorKind, InstanceId, PacingPolicy, PhoneNumber, Store,
+    Clock, Connector, ConnectorKind, ConnectorReport, ConnectorReports, InstanceId, PacingPolicy, PhoneNumber, Store,
 };
 use convene_sandbox::SandboxNetwork;
 use convene_whatsapp::WhatsappAccounts;
@@ -61,7 +61,7 @@ pub(crate) trait ConnectorRegistration: Sync {
         settings: &Section,
         data_dir: Option<&Path>,
         clock: &Arc<dyn Clock>,
-        reported: &Arc<dyn ConnectorEvents>,
+        reported: &Arc<dyn ConnectorReports>,
     ) -> anyhow::Result<Arc<dyn ConnectorDriver>>;
 }
 
@@ -81,7 +81,7 @@ pub(crate) trait ConnectorDriver: Send + Sync + Any {
     async fn prepare(&self, instances: &[&InstanceRecord]);
 
     /// The instance's connection, reporting what the network tells it to `reported`; `None` when it cannot have one.
-    fn open(&self, instance: &InstanceRecord, reported: &Arc<dyn ConnectorEvents>) -> Option<Arc<dyn Connector>>;
+    fn open(&self, instance: &InstanceRecord, reported: &Arc<dyn ConnectorReports>) -> Option<Arc<dyn Connector>>;
 
     /// Forgets a deleted instance: stops hearing from it and removes what the kind keeps of it.
     async fn forget(&self, id: InstanceId) -> Result<()>;
@@ -160,8 +160,8 @@ struct OpenKind {
 /// through.
 pub struct Networks {
     kinds: Vec<OpenKind>,
-    reported: Arc<dyn ConnectorEvents>,
-    reports: mpsc::UnboundedReceiver<(InstanceId, ConnectorEvent)>,
+    reported: Arc<dyn ConnectorReports>,
+    reports: mpsc::UnboundedReceiver<(InstanceId, ConnectorReport)>,
 }
 
 impl Networks {
@@ -201,7 +201,7 @@ impl Networks {
     /// The drivers, the sink the networks report to, and the reports.
     pub(crate) fn into_parts(
         self,
-    ) -> (Drivers, Arc<dyn ConnectorEvents>, mpsc::UnboundedReceiver<(InstanceId, ConnectorEvent)>) {
+    ) -> (Drivers, Arc<dyn ConnectorReports>, mpsc::UnboundedReceiver<(InstanceId, ConnectorReport)>) {
         (Drivers { kinds: self.kinds }, self.reported, self.reports)
     }
 }

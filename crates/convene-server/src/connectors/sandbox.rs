@@ -7,7 +7,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use async_trait::async_trait;
 use convene_core::store::InstanceRecord;
-use convene_core::{Clock, Connector, ConnectorEvents, ConnectorKind, InstanceId, PhoneNumber, Store};
+use convene_core::{Clock, Connector, ConnectorKind, ConnectorReports, InstanceId, PhoneNumber, Store};
 use convene_sandbox::{SandboxConfig, SandboxNetwork};
 
 use super::{ConnectorDriver, ConnectorRegistration, Section};
@@ -55,7 +55,7 @@ impl ConnectorRegistration for Registration {
         settings: &Section,
         data_dir: Option<&Path>,
         clock: &Arc<dyn Clock>,
-        _reported: &Arc<dyn ConnectorEvents>,
+        _reported: &Arc<dyn ConnectorReports>,
     ) -> anyhow::Result<Arc<dyn ConnectorDriver>> {
         let config = Self::settings(settings).map_err(anyhow::Error::msg)?;
         let path = data_dir.map(|dir| dir.join("sandbox.db"));
@@ -114,7 +114,7 @@ impl ConnectorDriver for SandboxDriver {
         }
     }
 
-    fn open(&self, instance: &InstanceRecord, reported: &Arc<dyn ConnectorEvents>) -> Option<Arc<dyn Connector>> {
+    fn open(&self, instance: &InstanceRecord, reported: &Arc<dyn ConnectorReports>) -> Option<Arc<dyn Connector>> {
         let phone = instance.phone.as_ref()?;
         self.network.listen(phone.clone(), instance.id, Arc::clone(reported));
         Some(Arc::new(self.network.connector(phone.clone())))

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use convene_core::store::InstanceRecord;
-use convene_core::{Clock, Connector, ConnectorEvents, ConnectorKind, InstanceId, PhoneNumber, Store};
+use convene_core::{Clock, Connector, ConnectorKind, ConnectorReports, InstanceId, PhoneNumber, Store};
 use convene_whatsapp::{WhatsappAccounts, WhatsappConfig};
 use serde::Deserialize;
 
@@ -54,7 +54,7 @@ impl ConnectorRegistration for Registration {
         settings: &Section,
         data_dir: Option<&Path>,
         clock: &Arc<dyn Clock>,
-        reported: &Arc<dyn ConnectorEvents>,
+        reported: &Arc<dyn ConnectorReports>,
     ) -> anyhow::Result<Arc<dyn ConnectorDriver>> {
         let settings: WhatsappSettings = settings.deserialize()?;
         let config = match data_dir {
@@ -90,7 +90,7 @@ impl ConnectorDriver for WhatsappDriver {
     async fn prepare(&self, _instances: &[&InstanceRecord]) {}
 
     /// Starts connecting in the background; `reported` was given to the accounts when they were made.
-    fn open(&self, instance: &InstanceRecord, _reported: &Arc<dyn ConnectorEvents>) -> Option<Arc<dyn Connector>> {
+    fn open(&self, instance: &InstanceRecord, _reported: &Arc<dyn ConnectorReports>) -> Option<Arc<dyn Connector>> {
         Some(Arc::new(self.accounts.open(instance.id)))
     }
 

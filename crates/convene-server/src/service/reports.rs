@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use convene_core::events::{Change, EventType};
 use convene_core::{
-    ConnectorEvent, ConnectorEvents, GroupChangeEvent, GroupJid, InstanceId, InstanceState, PairingCode, PhoneNumber,
+    ConnectorReport, ConnectorReports, GroupJid, InstanceId, InstanceState, PairingCode, PhoneNumber,
+    ReportedGroupChange,
 };
 use tokio::sync::mpsc;
 
@@ -15,16 +16,16 @@ use super::outbox::EventGroup;
 use crate::error::{ApiError, Result};
 
 /// Connectors report from their own tasks; the service applies the events one at a time, in order.
-struct Sink(mpsc::UnboundedSender<(InstanceId, ConnectorEvent)>);
+struct Sink(mpsc::UnboundedSender<(InstanceId, ConnectorReport)>);
 
-impl ConnectorEvents for Sink {
-    fn emit(&self, instance: InstanceId, event: ConnectorEvent) {
+impl ConnectorReports for Sink {
+    fn report(&self, instance: InstanceId, event: ConnectorReport) {
         // Only fails once the service is gone (shutting down): nothing is left to apply it to.
         let _ = self.0.send((instance, event));
     }
 }
 
-pub(crate) fn channel() -> (Arc<dyn ConnectorEvents>, mpsc::UnboundedReceiver<(InstanceId, ConnectorEvent)>) {
+pub(crate) fn channel() -> (Arc<dyn ConnectorReports>, mpsc::UnboundedReceiver<(InstanceId, ConnectorReport)>) {
     let (tx, rx) = mpsc::unbounded_channel();
     (Arc::new(Sink(tx)), rx)
 }
@@ -32,16 +33,16 @@ pub(crate) fn channel() -> (Arc<dyn ConnectorEvents>, mpsc::UnboundedReceiver<(I
 impl Service {
     /// Applies one report and publishes it. A failure is logged: the report came from the network, there is no
     /// caller to tell.
-    pub async fn apply_connector_event(&self, instance: InstanceId, event: ConnectorEvent) {
+    pub async fn apply_connector_report(&self, instance: InstanceId, event: ConnectorReport) {
         let applied = match event {
-            ConnectorEvent::StateChanged(InstanceState::TemporarilyBanned { until }) => {
+            ConnectorReport::StateChanged(InstanceState::TemporarilyBanned { until }) => {
                 let until = until.unwrap_or_else(|| self.clock.now().plus(DEFAULT_BAN_PAUSE));
                 self.pause(instance, until, BAN_REASON, true).await
             }
-            ConnectorEvent::StateChanged(state) => self.publish_state(instance, state).await,
-            ConnectorEvent::QrReady(qr) => self.publish_qr(instance, qr).await,
-            ConnectorEvent::Paired { phone } => self.record_paired(instance, &phone).await,
-            ConnectorEvent::Group { group, change, by } => self.apply_group_change(instance, &group, change, by).await,
+            ConnectorReport::StateChanged(state) => self.publish_state(instance, state).await,
+            ConnectorReport::QrReady(qr) => self.publish_qr(instance, qr).await,
+            ConnectorReport::Paired { phone } => self.record_paired(instance, &phone).await,
+            ConnectorReport::Group { group, change, by } => self.apply_group_change(instance, &group, change, by).await,
         };
         if let Err(e) = applied {
             tracing::warn!(instance = %instance, error = ?e, "a network report was not applied");
@@ -97,7 +98,7 @@ impl Service {
         &self,
         instance: InstanceId,
         group: &GroupJid,
-        change: GroupChangeEvent,
+        change: ReportedGroupChange,
         by: Option<PhoneNumber>,
     ) -> Result<()> {
         tracing::info!(instance = %instance, group = %group, ?change, by = ?by, "group changed on the network");
@@ -110,25 +111,25 @@ impl Service {
             self.participants_event(event_type, about.clone(), people, by.clone())
         };
         let event = match change {
-            GroupChangeEvent::ParticipantsAdded(people) => participants(EventType::ParticipantsAdded, people)?,
-            GroupChangeEvent::ParticipantsRemoved(people) => participants(EventType::ParticipantsRemoved, people)?,
-            GroupChangeEvent::ParticipantsPromoted(people) => participants(EventType::ParticipantsPromoted, people)?,
-            GroupChangeEvent::ParticipantsDemoted(people) => participants(EventType::ParticipantsDemoted, people)?,
-            GroupChangeEvent::ParticipantsJoined(people) => participants(EventType::ParticipantsJoined, people)?,
-            GroupChangeEvent::ParticipantsLeft(people) => participants(EventType::ParticipantsLeft, people)?,
-            GroupChangeEvent::Subject(subject) => {
+            ReportedGroupChange::ParticipantsAdded(people) => participants(EventType::ParticipantsAdded, people)?,
+            ReportedGroupChange::ParticipantsRemoved(people) => participants(EventType::ParticipantsRemoved, people)?,
+            ReportedGroupChange::ParticipantsPromoted(people) => participants(EventType::ParticipantsPromoted, people)?,
+            ReportedGroupChange::ParticipantsDemoted(people) => participants(EventType::ParticipantsDemoted, people)?,
+            ReportedGroupChange::ParticipantsJoined(people) => participants(EventType::ParticipantsJoined, people)?,
+            ReportedGroupChange::ParticipantsLeft(people) => participants(EventType::ParticipantsLeft, people)?,
+            ReportedGroupChange::Subject(subject) => {
                 if let Some(r) = &mut record {
                     r.subject = subject;
                 }
                 Some(self.updated(record.as_ref(), about, "subject", by)?)
             }
-            GroupChangeEvent::Description(description) => {
+            ReportedGroupChange::Description(description) => {
                 if let Some(r) = &mut record {
                     r.description = description;
                 }
                 Some(self.updated(record.as_ref(), about, "description", by)?)
             }
-            GroupChangeEvent::Settings => {
+            ReportedGroupChange::Settings => {
                 // The notification names the setting but not every value: read them back.
                 if let (Some(r), Ok(connector)) = (&mut record, self.connector(instance)) {
                     match connector.group_metadata(group).await {

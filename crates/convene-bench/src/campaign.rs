@@ -66,8 +66,11 @@ pub async fn run(groups: usize, numbers: usize, verbose: bool) -> anyhow::Result
     .map_err(|e| anyhow::anyhow!("{e:?}"))?;
     let mut instance_ids = Vec::new();
     for _ in 0..numbers {
-        let (instance, _) =
-            service.create_instance(convene_sandbox::KIND, None, None).await.map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        let (instance, _) = service
+            .instances()
+            .create(convene_sandbox::KIND, None, None)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
         instance_ids.push(instance.id);
     }
     let subjects: Vec<String> = (0..groups).map(|i| format!("Campaign group {i:04}")).collect();

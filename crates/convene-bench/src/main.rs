@@ -153,7 +153,8 @@ async fn harness(
     let api_key = first.api_key;
     let mut numbers = vec![first.instance.expect("a bootstrap sandbox number").0.id.0];
     for i in 1..NUMBERS {
-        numbers.push(service.create_instance(convene_sandbox::KIND, Some(&format!("Bench {i}")), None).await?.0.id.0);
+        numbers
+            .push(service.instances().create(convene_sandbox::KIND, Some(&format!("Bench {i}")), None).await?.0.id.0);
     }
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);

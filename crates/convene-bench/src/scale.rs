@@ -53,7 +53,7 @@ pub async fn fill(dir: &Path, numbers: usize, groups: usize) -> anyhow::Result<(
     for chunk in (0..numbers).collect::<Vec<_>>().chunks(32) {
         let names: Vec<String> = chunk.iter().map(|i| format!("Scale {i}")).collect();
         let made = futures_util::future::join_all(
-            names.iter().map(|name| service.create_instance(convene_sandbox::KIND, Some(name), None)),
+            names.iter().map(|name| service.instances().create(convene_sandbox::KIND, Some(name), None)),
         )
         .await;
         for result in made {

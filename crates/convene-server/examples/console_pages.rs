@@ -37,7 +37,7 @@ async fn main() -> anyhow::Result<()> {
     let started = Instant::now();
     let mut instance_ids = Vec::with_capacity(numbers);
     for i in 0..numbers {
-        let (record, _) = service.create_instance(convene_sandbox::KIND, Some(&format!("Desk {i}")), None).await?;
+        let (record, _) = service.instances().create(convene_sandbox::KIND, Some(&format!("Desk {i}")), None).await?;
         instance_ids.push(record.id);
     }
     let now = service.now();

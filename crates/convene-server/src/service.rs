@@ -2,22 +2,21 @@
 //! participant parsing, outcome reporting — is written once.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use convene_core::events::{Change, EventType};
-use convene_core::group::plain_name;
 use convene_core::store::{GroupListQuery, GroupPage, GroupRecord, InstanceRecord};
 use convene_core::{
-    AddRequest, Clock, Connector, ConnectorError, ConnectorKind, ConnectorReports, GroupDescription, GroupId, GroupJid,
-    GroupMember, GroupMetadata, GroupPicture, GroupSettingsPatch, GroupSubject, InstanceId, InstanceState,
-    ParticipantChange, ParticipantOutcome, ParticipantResult, PhoneNumber, PhoneParseError, Store, Timestamp,
+    AddRequest, Clock, Connector, ConnectorError, GroupDescription, GroupId, GroupJid, GroupMember, GroupMetadata,
+    GroupPicture, GroupSettingsPatch, GroupSubject, InstanceId, ParticipantChange, ParticipantOutcome,
+    ParticipantResult, PhoneNumber, PhoneParseError, Store, Timestamp,
 };
 use convene_sandbox::SandboxNetwork;
 use convene_whatsapp::WhatsappAccounts;
 use serde::{Deserialize, Serialize};
 
 use crate::auth;
-use crate::connectors::{Drivers, Networks};
+use crate::connectors::Networks;
 use crate::error::{ApiError, FieldError, Result};
 
 /// Most participants one request may name: a group holds 1024 members, the creator included.
@@ -29,12 +28,14 @@ const MAX_NAME_CHARS: usize = 100;
 mod creation;
 pub mod endpoints;
 mod health;
+mod instances;
 mod keys;
 mod outbox;
 mod reports;
 
 pub use creation::{CreationConfig, CreationResult, CreationStatus, Enqueued, RetryGuard};
 pub use health::InstanceHealth;
+pub use instances::Instances;
 pub use keys::{ApiKeys, CONSOLE_SESSION_LIFETIME};
 pub use outbox::{
     EventGroup, GroupCreatedData, GroupCreationFailedData, GroupUpdatedData, InstanceData, JobStateChangedData,
@@ -45,10 +46,9 @@ pub(crate) use reports::channel as report_channel;
 #[derive(Clone)]
 pub struct Service {
     store: Arc<dyn Store>,
-    /// Each kind of connector's driver.
-    drivers: Arc<Drivers>,
+    /// The instances and their connections.
+    instances: Instances,
     clock: Arc<dyn Clock>,
-    connectors: Arc<RwLock<HashMap<InstanceId, Arc<dyn Connector>>>>,
     creation: Arc<CreationConfig>,
     /// Wakes the worker when jobs are queued.
     job_added: Arc<tokio::sync::Notify>,
@@ -56,16 +56,12 @@ pub struct Service {
     events_written: Arc<tokio::sync::Notify>,
     /// Counts event writes, for pollers waiting for the next one (Green API `receiveNotification`).
     event_writes: Arc<tokio::sync::watch::Sender<u64>>,
-    /// Where connectors report what the networks tell them (see `reports`).
-    reported: Arc<dyn ConnectorReports>,
     /// One creation at a time per instance, so two requests cannot both pass the pacing check.
     creation_turns: Arc<std::sync::Mutex<HashMap<InstanceId, Arc<tokio::sync::Mutex<()>>>>>,
     /// The jobs this process is running: any other job left `running` belongs to a process that is gone.
     running_here: creation::JobsRunningHere,
     /// The account's API keys and console sessions.
     keys: keys::ApiKeys,
-    /// Held while an instance's number is checked and the instance inserted.
-    numbering: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// What happened to one requested participant, keyed by what the caller sent.
@@ -215,9 +211,9 @@ impl Service {
     ) -> Result<Self> {
         let (service, mut reported) = Self::idle(store, networks, clock, creation);
         let instances = service.store.list_instances().await?;
-        service.prepare_networks(&instances).await;
+        service.instances.prepare_networks(&instances).await;
         for instance in &instances {
-            service.attach_connector(instance);
+            service.instances.attach(instance);
         }
         let applying = service.clone();
         tokio::spawn(async move {
@@ -246,27 +242,27 @@ impl Service {
         let (drivers, reported, reports) = networks.into_parts();
         let service = Self {
             keys: keys::ApiKeys::new(Arc::clone(&store), Arc::clone(&clock)),
+            instances: Instances::new(Arc::clone(&store), Arc::clone(&clock), drivers, reported),
             store,
-            drivers: Arc::new(drivers),
             clock,
-            connectors: Arc::default(),
             creation: Arc::new(creation),
             job_added: Arc::default(),
             events_written: Arc::default(),
             event_writes: Arc::new(tokio::sync::watch::Sender::new(0)),
-            reported,
             creation_turns: Arc::default(),
             running_here: Arc::default(),
-            numbering: Arc::default(),
         };
         (service, reports)
     }
 
     /// Ends every connection, flushing what the networks' libraries buffer (their stored state stays).
     pub async fn shutdown(&self) {
-        for (_, driver) in self.drivers.all() {
-            driver.shutdown().await;
-        }
+        self.instances.shutdown().await;
+    }
+
+    /// The instances and their connections.
+    pub fn instances(&self) -> &Instances {
+        &self.instances
     }
 
     /// The account's API keys and console sessions.
@@ -279,12 +275,12 @@ impl Service {
     }
 
     pub fn sandbox(&self) -> &Arc<SandboxNetwork> {
-        self.drivers.sandbox()
+        self.instances.sandbox()
     }
 
     /// The real numbers' sessions (tests reach `WhatsappAccounts::simulate` through here).
     pub fn whatsapp(&self) -> &Arc<WhatsappAccounts> {
-        self.drivers.whatsapp()
+        self.instances.whatsapp()
     }
 
     pub fn now(&self) -> Timestamp {
@@ -308,171 +304,6 @@ impl Service {
             Arc::clone(turns.entry(id).or_default())
         };
         turn.lock_owned().await
-    }
-
-    /// Readies each kind's network for its instances among `instances`, before their connections open.
-    async fn prepare_networks(&self, instances: &[InstanceRecord]) {
-        for (kind, driver) in self.drivers.all() {
-            let of_kind: Vec<&InstanceRecord> = instances.iter().filter(|i| i.kind == kind).collect();
-            if !of_kind.is_empty() {
-                driver.prepare(&of_kind).await;
-            }
-        }
-    }
-
-    fn attach_connector(&self, instance: &InstanceRecord) {
-        let connector = self.drivers.of(instance.kind).and_then(|driver| driver.open(instance, &self.reported));
-        let mut map = self.connectors.write().unwrap_or_else(std::sync::PoisonError::into_inner);
-        match connector {
-            Some(c) => map.insert(instance.id, c),
-            None => map.remove(&instance.id),
-        };
-    }
-
-    fn connector(&self, id: InstanceId) -> Result<Arc<dyn Connector>> {
-        let map = self.connectors.read().unwrap_or_else(std::sync::PoisonError::into_inner);
-        map.get(&id).cloned().ok_or_else(|| {
-            ConnectorError::NotConnected(format!("instance {id} has no connection in this build")).into()
-        })
-    }
-
-    // ---------- instances ----------
-
-    /// Creates an instance and its connection. Returns the record and the instance token (shown once).
-    pub async fn create_instance(
-        &self,
-        kind: ConnectorKind,
-        name: Option<&str>,
-        phone: Option<&str>,
-    ) -> Result<(InstanceRecord, String)> {
-        let mut errors = Vec::new();
-        let name = match name.map(|n| plain_name(n, MAX_NAME_CHARS)).transpose() {
-            Ok(name) => name,
-            Err(message) => {
-                errors.push(FieldError::new("name", message));
-                None
-            }
-        };
-        let driver = self
-            .drivers
-            .of(kind)
-            .ok_or_else(|| ApiError::field("kind", format!("choose {}", crate::connectors::kind_names_in_words())))?;
-        let phone = match phone.map(|asked| driver.check_phone(asked)) {
-            None => None,
-            Some(Ok(p)) => Some(p),
-            Some(Err(message)) => {
-                errors.push(FieldError::new("phone", message));
-                None
-            }
-        };
-        if !errors.is_empty() {
-            return Err(ApiError::Validation(errors));
-        }
-        // One number check and insert at a time, so that two creations cannot both take a number.
-        let _numbering = self.numbering.lock().await;
-        let phone = match phone {
-            Some(p) if self.store.instance_phone_taken(&p).await? => {
-                return Err(ApiError::Conflict(format!("another instance already uses {}", p.e164())));
-            }
-            Some(p) => Some(p),
-            None => driver.assign_phone(self.store.as_ref()).await?,
-        };
-        let default_name = driver.default_name(phone.as_ref());
-        let token = auth::new_instance_token();
-        let mut record = InstanceRecord {
-            id: InstanceId(0),
-            kind,
-            name: name.map_or(default_name, str::to_owned),
-            phone,
-            token_hash: auth::hash_secret(&token),
-            created_at: self.clock.now(),
-        };
-        // Random ten-digit ids; a clash is astronomically rare, so a few tries are plenty.
-        for _ in 0..8 {
-            record.id = random_instance_id();
-            match self.store.insert_instance(&record).await {
-                Ok(()) => {
-                    driver.prepare(&[&record]).await;
-                    self.attach_connector(&record);
-                    return Ok((record, token));
-                }
-                Err(convene_core::DbError::Conflict) => continue,
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Err(ApiError::internal(anyhow::anyhow!("could not find a free instance id")))
-    }
-
-    /// The instance's record, or a 404 naming it.
-    async fn instance_record(&self, id: InstanceId) -> Result<InstanceRecord> {
-        self.store.get_instance(id).await.map_err(|e| ApiError::for_instance(e, id))
-    }
-
-    pub async fn instance(&self, id: InstanceId) -> Result<(InstanceRecord, InstanceState)> {
-        let record = self.instance_record(id).await?;
-        let state = self.instance_state(id).await;
-        Ok((record, state))
-    }
-
-    pub async fn instance_state(&self, id: InstanceId) -> InstanceState {
-        match self.connector(id) {
-            Ok(c) => c.state().await,
-            Err(_) => InstanceState::Disconnected,
-        }
-    }
-
-    pub async fn list_instances(&self) -> Result<Vec<(InstanceRecord, InstanceState)>> {
-        let mut out = Vec::new();
-        for record in self.store.list_instances().await? {
-            let state = self.instance_state(record.id).await;
-            out.push((record, state));
-        }
-        Ok(out)
-    }
-
-    pub async fn instance_settings(&self, id: InstanceId) -> Result<convene_core::store::InstanceSettings> {
-        self.instance_record(id).await?;
-        Ok(self.store.instance_settings(id).await?)
-    }
-
-    /// Replaces an instance's defaults; every bad field is named.
-    pub async fn set_instance_settings(
-        &self,
-        id: InstanceId,
-        pacing: Option<convene_core::PacingPolicy>,
-        auto_invite: bool,
-        backup_admins: &[String],
-    ) -> Result<convene_core::store::InstanceSettings> {
-        let instance = self.instance_record(id).await?;
-        let mut errors = Vec::new();
-        if let Some(Err(e)) = pacing.map(|p| p.validate()) {
-            errors.push(FieldError::new("pacing", e));
-        }
-        let parsed = parse_participants("backup_admins", backup_admins, instance.phone.as_ref())
-            .map_err(|mut e| errors.append(&mut e))
-            .ok();
-        if let Some(parsed) = &parsed {
-            errors.extend(
-                parsed.invalid.iter().map(|i| FieldError::new("backup_admins", format!("`{i}` is not a valid number"))),
-            );
-        }
-        let (Some(parsed), true) = (parsed, errors.is_empty()) else {
-            return Err(ApiError::Validation(errors));
-        };
-        let settings = convene_core::store::InstanceSettings { pacing, auto_invite, backup_admins: parsed.phones() };
-        self.store.put_instance_settings(id, &settings).await?;
-        Ok(settings)
-    }
-
-    /// Deletes the instance and its records; a real number is unlinked and its keys deleted.
-    pub async fn delete_instance(&self, id: InstanceId) -> Result<()> {
-        let instance = self.instance_record(id).await?;
-        self.store.delete_instance(id).await.map_err(|e| ApiError::for_instance(e, id))?;
-        self.connectors.write().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&id);
-        match self.drivers.of(instance.kind) {
-            Some(driver) => driver.forget(id).await,
-            None => Ok(()),
-        }
     }
 
     // ---------- groups ----------
@@ -553,8 +384,8 @@ impl Service {
     /// Records a group the instance is in but Convene did not create (added by someone else, joined by link), so
     /// it can be managed like any other.
     async fn import_group(&self, instance_id: InstanceId, jid: GroupJid) -> Result<GroupRecord> {
-        self.instance_record(instance_id).await?;
-        let metadata = match self.connector(instance_id)?.group_metadata(&jid).await {
+        self.instances.record(instance_id).await?;
+        let metadata = match self.instances.connector(instance_id)?.group_metadata(&jid).await {
             Ok(m) => m,
             Err(ConnectorError::GroupNotFound) => {
                 return Err(ApiError::NotFound(format!("instance {instance_id} is not in group {jid}")));
@@ -608,7 +439,7 @@ impl Service {
         if record.left_at.is_some() {
             return Ok(GroupView { record, members: None });
         }
-        let connector = self.connector(record.instance_id)?;
+        let connector = self.instances.connector(record.instance_id)?;
         match connector.group_metadata(&record.jid).await {
             Ok(metadata) => {
                 if refresh_record(&mut record, &metadata) {
@@ -658,7 +489,7 @@ impl Service {
             // Nothing to change (as a JSON merge patch `{}`): the group as it is.
             return self.group(record).await;
         }
-        let connector = self.connector(record.instance_id)?;
+        let connector = self.instances.connector(record.instance_id)?;
         // Each part that the network accepted is recorded and published, even when a later part fails.
         let mut changed = Vec::new();
         let mut applied = async || -> Result<()> {
@@ -691,13 +522,13 @@ impl Service {
 
     pub async fn set_picture(&self, record: &GroupRecord, picture: &GroupPicture) -> Result<()> {
         self.ensure_member(record)?;
-        self.connector(record.instance_id)?.set_picture(&record.jid, picture).await?;
+        self.instances.connector(record.instance_id)?.set_picture(&record.jid, picture).await?;
         self.publish(&[self.group_updated_event(EventGroup::of(record), Some(record), &["picture"], None)?]).await
     }
 
     pub async fn leave_group(&self, mut record: GroupRecord) -> Result<GroupRecord> {
         self.ensure_member(&record)?;
-        match self.connector(record.instance_id)?.leave(&record.jid).await {
+        match self.instances.connector(record.instance_id)?.leave(&record.jid).await {
             // Already gone on the network: record it.
             Ok(()) | Err(ConnectorError::GroupNotFound) => {}
             Err(e) => return Err(e.into()),
@@ -736,7 +567,7 @@ impl Service {
         if phones.is_empty() {
             return Ok(parsed.reports(Vec::new()));
         }
-        let connector = self.connector(record.instance_id)?;
+        let connector = self.instances.connector(record.instance_id)?;
         let results = connector.change_participants(&record.jid, change, &phones).await?;
         let mut reports = parsed.reports(results);
         if change == ParticipantChange::Add && auto_invite.unwrap_or(false) {
@@ -771,34 +602,9 @@ impl Service {
         Ok(reports)
     }
 
-    // ---------- credentials of the provider dialects ----------
-
-    /// The instance named by id whose token is `token` (Green API, Z-API, Wawp); `Unauthorized` otherwise, without
-    /// saying which part was wrong.
-    pub async fn instance_by_token(&self, id: &str, token: &str) -> Result<InstanceRecord> {
-        const REFUSED: ApiError = ApiError::Unauthorized("unknown instance or wrong instance token");
-        let id = InstanceId::parse(id).ok_or(REFUSED)?;
-        match self.store.get_instance(id).await {
-            Ok(instance) if instance.token_hash == auth::hash_secret(token) => Ok(instance),
-            Ok(_) | Err(convene_core::DbError::NotFound) => Err(REFUSED),
-            Err(e) => Err(e.into()),
-        }
-    }
-
-    /// The instance whose own number is `phone` (2Chat's `from_number`).
-    pub async fn instance_by_phone(&self, phone: &str) -> Result<InstanceRecord> {
-        let phone = PhoneNumber::parse(phone).map_err(|e| ApiError::field("from_number", format!("`{phone}` {e}")))?;
-        self.store
-            .list_instances()
-            .await?
-            .into_iter()
-            .find(|i| i.phone.as_ref() == Some(&phone))
-            .ok_or_else(|| ApiError::NotFound(format!("no instance is connected with number {}", phone.e164())))
-    }
-
     pub async fn invite_link(&self, record: &GroupRecord, reset: bool) -> Result<String> {
         self.ensure_member(record)?;
-        Ok(self.connector(record.instance_id)?.invite_link(&record.jid, reset).await?)
+        Ok(self.instances.connector(record.instance_id)?.invite_link(&record.jid, reset).await?)
     }
 
     fn ensure_member(&self, record: &GroupRecord) -> Result<()> {
@@ -816,7 +622,7 @@ impl Service {
         }
         let (api_key, record) = auth::new_api_key("admin", auth::KeyGrant::admin(), self.clock.now());
         let instance = if with_instance && self.store.list_instances().await?.is_empty() {
-            Some(self.create_instance(convene_sandbox::KIND, None, None).await?)
+            Some(self.instances.create(convene_sandbox::KIND, None, None).await?)
         } else {
             None
         };

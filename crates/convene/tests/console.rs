@@ -62,7 +62,7 @@ async fn an_operator_signs_in_adds_a_number_pairs_one_by_qr_and_a_read_only_key_
     let grant = KeyGrant { instance_ids: None, read_only: true };
     let (reader_key, _) = state.service.keys().create("wallboard", grant).await.unwrap();
     let (whatsapp_number, _) =
-        state.service.create_instance(convene_whatsapp::KIND, Some("Front desk phone"), None).await.unwrap();
+        state.service.instances().create(convene_whatsapp::KIND, Some("Front desk phone"), None).await.unwrap();
     state.service.whatsapp().open_and_wait(whatsapp_number.id).await.unwrap();
     let server = common::InProcess::serve(state, config).await;
     let (service, addr) = (server.service.clone(), server.addr);
@@ -103,7 +103,7 @@ async fn an_operator_signs_in_adds_a_number_pairs_one_by_qr_and_a_read_only_key_
                 let phone = PhoneNumber::parse(PAIRED_PHONE).unwrap();
                 whatsapp.simulate(whatsapp_number.id, SimulatedEvent::Paired { phone }).unwrap();
                 // WhatsApp connects the new device after the pairing is recorded.
-                while service.instance(whatsapp_number.id).await.unwrap().0.phone.is_none() {
+                while service.instances().get(whatsapp_number.id).await.unwrap().0.phone.is_none() {
                     tokio::time::sleep(Duration::from_millis(10)).await;
                 }
                 whatsapp.simulate(whatsapp_number.id, SimulatedEvent::Connected).unwrap();

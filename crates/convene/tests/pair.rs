@@ -46,7 +46,7 @@ async fn pair_draws_each_qr_code_once_and_ends_when_paired() {
     config.worker.enabled = false;
     let state = AppState::open(&config, Arc::new(SystemClock)).await.unwrap();
     let api_key = state.service.bootstrap(false).await.unwrap().expect("first run").api_key;
-    let (instance, _token) = state.service.create_instance(convene_whatsapp::KIND, None, None).await.unwrap();
+    let (instance, _token) = state.service.instances().create(convene_whatsapp::KIND, None, None).await.unwrap();
     state.service.whatsapp().open_and_wait(instance.id).await.unwrap();
     let server = common::InProcess::serve(state, config).await;
     let (service, addr) = (server.service.clone(), server.addr);
@@ -76,7 +76,7 @@ async fn pair_draws_each_qr_code_once_and_ends_when_paired() {
         .simulate(instance.id, SimulatedEvent::Paired { phone: PhoneNumber::parse("+12015550188").unwrap() })
         .unwrap();
     // WhatsApp connects the new device after the pairing is recorded; keep that order here too.
-    while service.instance(instance.id).await.unwrap().0.phone.is_none() {
+    while service.instances().get(instance.id).await.unwrap().0.phone.is_none() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     whatsapp.simulate(instance.id, SimulatedEvent::Connected).unwrap();
@@ -106,7 +106,7 @@ async fn pair_says_why_there_is_no_qr_code_when_whatsapp_cannot_be_reached() {
     config.worker.enabled = false;
     let state = AppState::open(&config, Arc::new(SystemClock)).await.unwrap();
     let api_key = state.service.bootstrap(false).await.unwrap().expect("first run").api_key;
-    let (instance, _token) = state.service.create_instance(convene_whatsapp::KIND, None, None).await.unwrap();
+    let (instance, _token) = state.service.instances().create(convene_whatsapp::KIND, None, None).await.unwrap();
     let server = common::InProcess::serve(state, config).await;
     let addr = server.addr;
 

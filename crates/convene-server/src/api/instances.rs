@@ -171,8 +171,8 @@ async fn create_instance(
     ApiJson(input): ApiJson<InstanceIn>,
 ) -> Result<(StatusCode, Json<InstanceCreatedOut>)> {
     let (record, token) =
-        state.service.create_instance(input.kind, input.name.as_deref(), input.phone.as_deref()).await?;
-    let live = state.service.instance_state(record.id).await;
+        state.service.instances().create(input.kind, input.name.as_deref(), input.phone.as_deref()).await?;
+    let live = state.service.instances().state(record.id).await;
     let instance = InstanceOut::load(&state.service, record, live).await?;
     Ok((StatusCode::CREATED, Json(InstanceCreatedOut { instance, token })))
 }
@@ -185,7 +185,7 @@ async fn list_instances(
     key: AccountKey,
     ApiQuery(page): ApiQuery<PageParams>,
 ) -> Result<Json<Page<InstanceOut>>> {
-    let all: Vec<_> = state.service.list_instances().await?.into_iter().filter(|(r, _)| key.sees(r.id)).collect();
+    let all: Vec<_> = state.service.instances().list().await?.into_iter().filter(|(r, _)| key.sees(r.id)).collect();
     let page = Page::from_all(all, &page, |(record, _)| Cursor::new(record.id.0, None))?;
     let mut items = Vec::with_capacity(page.items.len());
     for (record, live) in page.items {
@@ -203,7 +203,7 @@ async fn get_instance(
     key: AccountKey,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<InstanceOut>> {
-    let (record, live) = state.service.instance(key.instance(parse_instance_id(&id)?)?).await?;
+    let (record, live) = state.service.instances().get(key.instance(parse_instance_id(&id)?)?).await?;
     Ok(Json(InstanceOut::load(&state.service, record, live).await?))
 }
 
@@ -216,7 +216,7 @@ async fn delete_instance(
     key: AccountKey,
     ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode> {
-    state.service.delete_instance(key.instance(parse_instance_id(&id)?)?).await?;
+    state.service.instances().delete(key.instance(parse_instance_id(&id)?)?).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -229,7 +229,7 @@ async fn get_settings(
     key: AccountKey,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<InstanceSettingsIO>> {
-    let settings = state.service.instance_settings(key.instance(parse_instance_id(&id)?)?).await?;
+    let settings = state.service.instances().settings(key.instance(parse_instance_id(&id)?)?).await?;
     Ok(Json(InstanceSettingsIO {
         pacing: settings.pacing,
         auto_invite: settings.auto_invite,
@@ -255,7 +255,7 @@ async fn put_settings(
 ) -> Result<Json<InstanceSettingsIO>> {
     let id = key.instance(parse_instance_id(&id)?)?;
     let settings =
-        state.service.set_instance_settings(id, input.pacing, input.auto_invite, &input.backup_admins).await?;
+        state.service.instances().set_settings(id, input.pacing, input.auto_invite, &input.backup_admins).await?;
     Ok(Json(InstanceSettingsIO {
         pacing: settings.pacing,
         auto_invite: settings.auto_invite,

@@ -155,7 +155,7 @@ async fn rotate_instance_token(
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<InstanceTokenOut>> {
     let id = key.instance(parse_instance_id(&id)?)?;
-    let token = state.service.rotate_instance_token(id).await?;
+    let token = state.service.instances().rotate_token(id).await?;
     Ok(Json(InstanceTokenOut { instance_id: id, token }))
 }
 

@@ -111,6 +111,6 @@ async fn logout(
 ) -> Result<Json<InstanceOut>> {
     let id = key.instance(parse_instance_id(&id)?)?;
     state.service.logout(id).await?;
-    let (record, live) = state.service.instance(id).await?;
+    let (record, live) = state.service.instances().get(id).await?;
     Ok(Json(InstanceOut::load(&state.service, record, live).await?))
 }

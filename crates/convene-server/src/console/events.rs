@@ -91,7 +91,7 @@ impl Filter {
 
 /// The numbers the key sees, by id: the filter's choices and the names the rows show.
 async fn number_names(state: &AppState, console: &Console) -> PageResult<HashMap<InstanceId, String>> {
-    let all = state.service.list_instances().await?;
+    let all = state.service.instances().list().await?;
     Ok(all
         .into_iter()
         .filter(|(record, _)| console.key.sees(record.id))

@@ -193,7 +193,7 @@ async fn show(State(state): State<AppState>, console: Console, Path(id): Path<St
 
 async fn group_page(state: &AppState, console: &Console, record: GroupRecord, notice: Notice) -> PageResult {
     let now = state.service.now();
-    let (number, _) = state.service.instance(record.instance_id).await?;
+    let (number, _) = state.service.instances().get(record.instance_id).await?;
     // The network may not answer (a number offline): the page still shows what Convene knows, and why not more.
     let (view, members_error) = match state.service.group(record.clone()).await {
         Ok(view) => (view, None),

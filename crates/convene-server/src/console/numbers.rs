@@ -64,7 +64,7 @@ impl Number {
 
     /// `load`, with the QR code drawn when there is one to scan.
     async fn load_with_qr(service: &Service, id: InstanceId, now: Timestamp) -> PageResult<Self> {
-        let (record, state) = service.instance(id).await?;
+        let (record, state) = service.instances().get(id).await?;
         let mut number = Self::load(service, record, state, now).await?;
         if pairs(number.record.kind) && matches!(number.state, InstanceState::Pairing) {
             // No QR right now is an answer the page shows ("waiting"), not an error.
@@ -79,7 +79,7 @@ impl Number {
 
 /// The numbers the key sees, without their states: for choices and names on other pages.
 pub(super) async fn visible_numbers(state: &AppState, console: &Console) -> PageResult<Vec<InstanceRecord>> {
-    let instances = state.service.list_instances().await?;
+    let instances = state.service.instances().list().await?;
     Ok(instances.into_iter().map(|(record, _)| record).filter(|record| console.key.sees(record.id)).collect())
 }
 
@@ -90,7 +90,7 @@ async fn numbers_page(
     params: &PageParams,
 ) -> PageResult<(Vec<(&'static str, u64)>, Page<Number>)> {
     let all: Vec<_> =
-        state.service.list_instances().await?.into_iter().filter(|(record, _)| console.key.sees(record.id)).collect();
+        state.service.instances().list().await?.into_iter().filter(|(record, _)| console.key.sees(record.id)).collect();
     let summary = state_counts(&InstanceHealth::of(&all));
     let page = Page::from_all(all, params, |(record, _)| Cursor::new(record.id.0, None))?;
     let now = state.service.now();
@@ -340,7 +340,7 @@ async fn create(
     console.key.account_wide("adding a number")?;
     let kind = connectors::kind_named(&form.kind)
         .ok_or_else(|| ApiError::field("kind", format!("choose {}", connectors::kind_names_in_words())))?;
-    let created = state.service.create_instance(kind, blank_to_none(&form.name), blank_to_none(&form.phone)).await;
+    let created = state.service.instances().create(kind, blank_to_none(&form.name), blank_to_none(&form.phone)).await;
     match created {
         Ok((record, token)) => {
             let notice = Notice::Created { token };
@@ -369,7 +369,7 @@ async fn show(State(state): State<AppState>, console: Console, Path(id): Path<St
 async fn number_page(state: &AppState, console: &Console, id: InstanceId, notice: Notice) -> PageResult {
     let now = state.service.now();
     let number = Number::load_with_qr(&state.service, id, now).await?;
-    let settings = state.service.instance_settings(id).await?;
+    let settings = state.service.instances().settings(id).await?;
     let record = &number.record;
     let path = number_path(id);
     Ok(page(
@@ -570,7 +570,9 @@ async fn save_settings(
         .map(str::to_owned)
         .collect();
     let saved = match form.pacing() {
-        Ok(pacing) => state.service.set_instance_settings(id, pacing, form.auto_invite.is_some(), &backup_admins).await,
+        Ok(pacing) => {
+            state.service.instances().set_settings(id, pacing, form.auto_invite.is_some(), &backup_admins).await
+        }
         Err(e) => Err(e),
     };
     match saved {
@@ -623,7 +625,7 @@ async fn logout(
 
 async fn confirm_delete(State(state): State<AppState>, console: Console, Path(id): Path<String>) -> PageResult {
     let id = console.key.instance(parse_instance_id(&id)?)?;
-    let (record, _) = state.service.instance(id).await?;
+    let (record, _) = state.service.instances().get(id).await?;
     let path = number_path(id);
     let confirm = Confirm {
         question: format!("Delete {}?", record.name),
@@ -645,6 +647,6 @@ async fn delete(
     Submitted { console, .. }: Submitted<Vec<(String, String)>>,
 ) -> PageResult<Response> {
     let id = console.key.instance(parse_instance_id(&id)?)?;
-    state.service.delete_instance(id).await?;
+    state.service.instances().delete(id).await?;
     Ok(see_other(PATH))
 }

@@ -78,7 +78,7 @@ impl FromRequestParts<AppState> for GreenInstance {
         let (Some(id), Some(token)) = (params.get("id"), params.get("token")) else {
             return Err(MISSING.into());
         };
-        let instance = state.service.instance_by_token(id, token).await?;
+        let instance = state.service.instances().by_token(id, token).await?;
         RequestNotes::instance(&parts.extensions, instance.id);
         Ok(Self(instance))
     }

@@ -98,7 +98,7 @@ impl FromRequestParts<AppState> for ApiKey {
 impl ApiKey {
     /// The instance whose number is `phone`, when the key's scope has it; otherwise the 404 an unknown number gets.
     async fn instance_by_phone(&self, state: &AppState, phone: &str) -> std::result::Result<InstanceRecord, ApiError> {
-        let instance = state.service.instance_by_phone(phone).await?;
+        let instance = state.service.instances().by_phone(phone).await?;
         if self.0.sees(instance.id) {
             return Ok(instance);
         }
@@ -533,7 +533,7 @@ impl NumberOut {
 
 /// `GET /open/whatsapp/get-numbers`: every instance, as the account's WhatsApp numbers, with its connection status.
 async fn get_numbers(State(state): State<AppState>, key: ApiKey) -> Result<Json<NumbersOut>> {
-    let instances = state.service.list_instances().await?;
+    let instances = state.service.instances().list().await?;
     let numbers = instances
         .iter()
         .filter(|(record, _)| key.0.sees(record.id))
@@ -567,7 +567,7 @@ async fn channel_status(
         }
         None => key.instance_by_phone(&state, &number).await.fields(&[("from_number", "number")])?.id,
     };
-    let (_, live) = state.service.instance(id).await?;
+    let (_, live) = state.service.instances().get(id).await?;
     let qr_code = common::current_qr(&state, id).await?.map(|qr| qr.code);
     Ok(Json(ChannelStatusOut {
         success: true,

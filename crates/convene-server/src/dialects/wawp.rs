@@ -125,7 +125,7 @@ impl FromRequest<AppState> for WawpCall {
             .or(header_token)
             .or_else(|| text(fields.get("access_token")))
             .ok_or(ApiError::Unauthorized("missing `access_token` (a query parameter or the `access-token` header)"))?;
-        let instance = state.service.instance_by_token(&id, &token).await?;
+        let instance = state.service.instances().by_token(&id, &token).await?;
         if let Some(notes) = notes {
             notes.note_instance(instance.id);
         }
@@ -476,7 +476,7 @@ struct MeOut {
 }
 
 async fn session_of(state: &AppState, instance: &InstanceRecord) -> Result<SessionOut> {
-    let live = state.service.instance_state(instance.id).await;
+    let live = state.service.instances().state(instance.id).await;
     let me = match (&live, &instance.phone) {
         (InstanceState::Connected, Some(phone)) => Some(MeOut { id: phone.c_us(), push_name: String::new() }),
         _ => None,
@@ -498,7 +498,7 @@ async fn session_of(state: &AppState, instance: &InstanceRecord) -> Result<Sessi
 /// 20 s.
 async fn session_info(State(state): State<AppState>, call: WawpCall) -> Result<Json<SessionOut>> {
     // The number may have been paired since the credentials were read: read the record again.
-    let (instance, _) = state.service.instance(call.instance.id).await?;
+    let (instance, _) = state.service.instances().get(call.instance.id).await?;
     Ok(Json(session_of(&state, &instance).await?))
 }
 
@@ -506,7 +506,7 @@ async fn session_info(State(state): State<AppState>, call: WawpCall) -> Result<J
 /// pairing starts. Sandbox instances cannot log out (409).
 async fn logout(State(state): State<AppState>, call: WawpCall) -> Result<Json<SessionOut>> {
     state.service.logout(call.instance.id).await?;
-    let (instance, _) = state.service.instance(call.instance.id).await?;
+    let (instance, _) = state.service.instances().get(call.instance.id).await?;
     Ok(Json(session_of(&state, &instance).await?))
 }
 

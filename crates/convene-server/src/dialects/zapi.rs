@@ -129,7 +129,7 @@ impl FromRequestParts<AppState> for ZapiInstance {
                 ApiError::Unauthorized("the path must be /instances/{instanceId}/token/{instanceToken}/…").into()
             );
         };
-        let instance = state.service.instance_by_token(id, token).await?;
+        let instance = state.service.instances().by_token(id, token).await?;
         RequestNotes::instance(&parts.extensions, instance.id);
         let key = common::header_text(&parts.headers, "client-token")
             .ok_or(ApiError::Unauthorized("missing `Client-Token` header (the account's API key)"))?;
@@ -500,7 +500,7 @@ fn status_of(state: &InstanceState) -> StatusOut {
 
 /// `status` (GET) → `{connected, error, smartphoneConnected}`.
 async fn status(State(state): State<AppState>, ZapiInstance(instance): ZapiInstance) -> Json<StatusOut> {
-    Json(status_of(&state.service.instance_state(instance.id).await))
+    Json(status_of(&state.service.instances().state(instance.id).await))
 }
 
 /// The QR code to scan now; 409 when the instance is not waiting for a scan (connected, starting, banned…).

@@ -194,7 +194,7 @@ impl Service {
 
     /// The instance's own policy when it has one, else its kind's default.
     fn policy_of(&self, instance: &InstanceRecord, own: Option<PacingPolicy>) -> PacingPolicy {
-        own.unwrap_or_else(|| self.drivers.default_pacing(instance.kind))
+        own.unwrap_or_else(|| self.instances.drivers.default_pacing(instance.kind))
     }
 
     /// When `instance` may next create a group under `pacing` (`now` or earlier: at once), and the network's pause
@@ -250,7 +250,7 @@ impl Service {
     ) -> Result<Option<Timestamp>> {
         let mut pool = Vec::with_capacity(instance_ids.len());
         for &id in instance_ids {
-            let instance = self.instance_record(id).await?;
+            let instance = self.instances.record(id).await?;
             pool.push(convene_core::PoolNumber {
                 policy: self.pacing_policy(&instance).await?,
                 recent: self.store.creation_attempt_times(id, now.minus(DAY)).await?,
@@ -322,9 +322,9 @@ impl Service {
         new: NewGroup,
         guard: RetryGuard,
     ) -> Result<CreatedGroupView> {
-        let instance = self.instance_record(instance_id).await?;
+        let instance = self.instances.record(instance_id).await?;
         let prepared = self.prepare(&instance, &new, "").await.map_err(ApiError::Validation)?;
-        let connector = self.connector(instance_id)?;
+        let connector = self.instances.connector(instance_id)?;
         let window = Duration::from_secs(self.creation.duplicate_window_secs);
         let dedupe_key =
             (guard == RetryGuard::DuplicateWindow && !window.is_zero()).then(|| dedupe_key(instance_id, &prepared));
@@ -423,7 +423,7 @@ impl Service {
         if record.left_at.is_some() {
             return Ok(None);
         }
-        let members = match self.connector(result.instance_id) {
+        let members = match self.instances.connector(result.instance_id) {
             Ok(connector) => connector.group_metadata(&record.jid).await.ok().map(|m| m.members),
             Err(_) => None,
         };
@@ -613,7 +613,7 @@ impl Service {
         // The instance that may create soonest.
         let mut best: Option<(Timestamp, InstanceRecord)> = None;
         for id in &job.instance_ids {
-            if self.connector(*id).is_err() {
+            if self.instances.connector(*id).is_err() {
                 continue;
             }
             let Some(known) = self.pacing_in_pass(pass, *id, now).await? else { continue };
@@ -644,7 +644,7 @@ impl Service {
                 return self.finish_job(job, JobState::Failed, Some(why)).await;
             }
         };
-        let connector = self.connector(instance.id)?;
+        let connector = self.instances.connector(instance.id)?;
         let _turn = self.creation_turn(instance.id).await;
         let _running = self.running_here(job.id);
         job.state = JobState::Running;
@@ -694,7 +694,7 @@ impl Service {
     /// Looks for the job's group on the network; records it and finishes the job when found.
     async fn reconcile(&self, job: &JobRecord, instance_id: InstanceId, stored: &StoredRequest) -> Result<bool> {
         let instance = self.store.get_instance(instance_id).await?;
-        let connector = self.connector(instance_id)?;
+        let connector = self.instances.connector(instance_id)?;
         let mut prepared = self.prepare(&instance, &stored.group, "").await.map_err(ApiError::Validation)?;
         prepared.request.key = CreationKey(job.creation_key.clone());
         let Some(metadata) = connector.find_created_group(&prepared.request, job.created_at).await? else {

@@ -41,7 +41,7 @@ impl InstanceHealth {
 impl Service {
     /// The health of the instances `visible` lets through (a key's scope).
     pub async fn instance_health(&self, visible: impl Fn(InstanceId) -> bool) -> Result<InstanceHealth> {
-        let mut instances = self.list_instances().await?;
+        let mut instances = self.instances.list().await?;
         instances.retain(|(record, _)| visible(record.id));
         Ok(InstanceHealth::of(&instances))
     }

@@ -7,10 +7,10 @@ use std::time::{Duration, Instant};
 
 use convene_core::group::plain_name;
 use convene_core::store::{ApiKeyRecord, ConsoleSessionRecord};
-use convene_core::{Clock, DbError, InstanceId, Store};
+use convene_core::{Clock, DbError, Store};
 use uuid::Uuid;
 
-use super::{MAX_NAME_CHARS, Service, existing_instances, not_found};
+use super::{MAX_NAME_CHARS, existing_instances, not_found};
 use crate::auth::{self, KeyGrant};
 use crate::error::{ApiError, FieldError, Result};
 
@@ -205,18 +205,6 @@ impl ApiKeys {
             ))),
             Err(e) => Err(not_found(e, || format!("no API key {id}"))),
         }
-    }
-}
-
-impl Service {
-    /// A new token for the instance; the old one is refused from now on. The token is returned once.
-    pub async fn rotate_instance_token(&self, id: InstanceId) -> Result<String> {
-        let token = auth::new_instance_token();
-        self.store
-            .set_instance_token_hash(id, &auth::hash_secret(&token))
-            .await
-            .map_err(|e| ApiError::for_instance(e, id))?;
-        Ok(token)
     }
 }
 

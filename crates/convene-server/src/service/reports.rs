@@ -62,7 +62,7 @@ impl Service {
             return Ok(());
         }
         tracing::info!(instance = %instance, phone = %phone, "paired");
-        let state = match self.connector(instance) {
+        let state = match self.instances.connector(instance) {
             Ok(connector) => connector.state().await,
             Err(_) => InstanceState::Connected,
         };
@@ -131,7 +131,7 @@ impl Service {
             }
             ReportedGroupChange::Settings => {
                 // The notification names the setting but not every value: read them back.
-                if let (Some(r), Ok(connector)) = (&mut record, self.connector(instance)) {
+                if let (Some(r), Ok(connector)) = (&mut record, self.instances.connector(instance)) {
                     match connector.group_metadata(group).await {
                         Ok(metadata) => r.settings = metadata.settings,
                         Err(e) => tracing::warn!(group = %group, error = %e, "settings not read back"),
@@ -167,8 +167,8 @@ impl Service {
     /// The QR code to scan now; 409 `not_pairing` when there is none, saying why: paired already, not waiting for
     /// a scan, or WhatsApp cannot be reached (what failed and when the next attempt is).
     pub async fn pairing_qr(&self, id: InstanceId) -> Result<PairingCode> {
-        self.instance_record(id).await?;
-        let connector = self.connector(id)?;
+        self.instances.record(id).await?;
+        let connector = self.instances.connector(id)?;
         if let Some(qr) = connector.pairing_qr().await {
             return Ok(qr);
         }
@@ -181,15 +181,15 @@ impl Service {
 
     /// A code to type on the phone instead of scanning.
     pub async fn request_pairing_code(&self, id: InstanceId, phone: &str) -> Result<PairingCode> {
-        self.instance_record(id).await?;
+        self.instances.record(id).await?;
         let phone = PhoneNumber::parse(phone).map_err(|e| ApiError::field("phone_number", e.to_string()))?;
-        Ok(self.connector(id)?.request_pairing_code(&phone).await?)
+        Ok(self.instances.connector(id)?.request_pairing_code(&phone).await?)
     }
 
     /// Unlinks the number and deletes its keys; the instance starts a new pairing.
     pub async fn logout(&self, id: InstanceId) -> Result<()> {
-        self.instance_record(id).await?;
-        Ok(self.connector(id)?.logout().await?)
+        self.instances.record(id).await?;
+        Ok(self.instances.connector(id)?.logout().await?)
     }
 }
 

@@ -160,7 +160,7 @@ async fn a_form_without_the_sessions_csrf_token_or_from_another_origin_changes_n
     let mut browser = Browser::new(&app);
     browser.sign_in(&app.api_key).await;
     let csrf = browser.csrf("/console/numbers").await;
-    let before = app.service.list_instances().await.unwrap().len();
+    let before = app.service.instances().list().await.unwrap().len();
 
     // Act
     let (no_token, _, _) = browser.post("/console/numbers", &[("kind", "sandbox")]).await;
@@ -181,7 +181,7 @@ async fn a_form_without_the_sessions_csrf_token_or_from_another_origin_changes_n
         (no_token, wrong_token, cross_site.status()),
         (StatusCode::FORBIDDEN, StatusCode::FORBIDDEN, StatusCode::FORBIDDEN)
     );
-    assert_eq!(app.service.list_instances().await.unwrap().len(), before, "nothing was created");
+    assert_eq!(app.service.instances().list().await.unwrap().len(), before, "nothing was created");
 }
 
 #[tokio::test]
@@ -207,13 +207,14 @@ async fn an_operator_adds_a_sandbox_number_sees_its_token_once_changes_its_setti
     let token = token.expect("the instance token is shown");
     let (record, _) = app
         .service
-        .list_instances()
+        .instances()
+        .list()
         .await
         .unwrap()
         .into_iter()
         .find(|(r, _)| r.name == "Onboarding <3")
         .expect("the number exists");
-    assert!(app.service.instance_by_token(&record.id.to_string(), &token).await.is_ok(), "the token works");
+    assert!(app.service.instances().by_token(&record.id.to_string(), &token).await.is_ok(), "the token works");
     let page = format!("/console/numbers/{}", record.id);
     let (_, html, _) = browser.get(&page).await;
     assert!(!html.contains(&token), "the token is not shown again");
@@ -237,7 +238,7 @@ async fn an_operator_adds_a_sandbox_number_sees_its_token_once_changes_its_setti
     assert_eq!(bad_status, StatusCode::UNPROCESSABLE_ENTITY, "{bad_html}");
     assert!(bad_html.contains("burst"), "the bad field is named: {bad_html}");
     assert_eq!((good_status, headers[LOCATION].to_str().unwrap()), (StatusCode::SEE_OTHER, page.as_str()));
-    let saved = app.service.instance_settings(record.id).await.unwrap();
+    let saved = app.service.instances().settings(record.id).await.unwrap();
     let pacing = saved.pacing.expect("own pacing");
     assert_eq!((pacing.min_interval_secs, pacing.burst, pacing.daily_cap), (120, 2, Some(25)));
     assert!(saved.auto_invite);
@@ -253,7 +254,7 @@ async fn an_operator_adds_a_sandbox_number_sees_its_token_once_changes_its_setti
 
     // Assert
     assert_eq!((status, headers[LOCATION].to_str().unwrap()), (StatusCode::SEE_OTHER, "/console/numbers"));
-    assert!(app.service.instance(record.id).await.is_err(), "deleted");
+    assert!(app.service.instances().get(record.id).await.is_err(), "deleted");
     let (status, _, _) = browser.get(&page).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
@@ -285,14 +286,14 @@ async fn a_read_only_key_sees_no_forms_that_change_things_and_cannot_post_them()
     assert!(html.contains("read-only"), "{html}");
     let (status, _, _) = browser.post(&format!("{page}/delete"), &[("csrf", &csrf)]).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
-    assert!(app.service.instance(InstanceId(app.instance_id)).await.is_ok(), "not deleted");
+    assert!(app.service.instances().get(InstanceId(app.instance_id)).await.is_ok(), "not deleted");
 }
 
 #[tokio::test]
 async fn a_key_for_some_numbers_sees_only_those_and_not_the_form_to_add_one() {
     // Arrange
     let app = spawn_app().await;
-    let (other, _) = app.service.create_instance(convene_sandbox::KIND, Some("Other"), None).await.unwrap();
+    let (other, _) = app.service.instances().create(convene_sandbox::KIND, Some("Other"), None).await.unwrap();
     let grant = KeyGrant { instance_ids: Some(vec![InstanceId(app.instance_id)]), read_only: false };
     let (scoped, _) = app.service.keys().create("desk", grant).await.unwrap();
     let mut browser = Browser::new(&app);
@@ -342,7 +343,7 @@ async fn the_numbers_stream_pushes_the_rows_when_a_state_changes_and_assets_are_
         .await
         .unwrap();
     assert_eq!(stream.status(), StatusCode::OK);
-    app.service.create_instance(convene_sandbox::KIND, Some("Arrives live"), None).await.unwrap();
+    app.service.instances().create(convene_sandbox::KIND, Some("Arrives live"), None).await.unwrap();
 
     // Assert: a `numbers` event names the new number.
     let mut seen = String::new();
@@ -369,7 +370,7 @@ async fn a_number_that_cannot_reach_its_network_says_why_in_the_list_and_on_its_
     let (_, page, _) = browser.get(&format!("/console/numbers/{}", app.instance_id)).await;
 
     // Assert
-    let state = app.service.instance_state(InstanceId(app.instance_id)).await;
+    let state = app.service.instances().state(InstanceId(app.instance_id)).await;
     let convene_core::InstanceState::Unreachable { error, .. } = state else { panic!("not unreachable: {state:?}") };
     let error = maud::html! { (error) }.into_string();
     assert!(list.contains("state-unreachable"), "{list}");
@@ -413,7 +414,7 @@ async fn groups_are_found_by_subject_and_number_and_a_scoped_key_finds_only_its_
     // Arrange: groups on two numbers.
     let app = spawn_app().await;
     let (other, other_token) =
-        app.service.create_instance(convene_sandbox::KIND, Some("Events desk"), None).await.unwrap();
+        app.service.instances().create(convene_sandbox::KIND, Some("Events desk"), None).await.unwrap();
     drop(other_token);
     for subject in ["INCIDENT-1 | War room", "Onboarding ACME", "incident-2 | WAR ROOM"] {
         app.create_group(subject, &["+17137157533"]).await;
@@ -627,7 +628,7 @@ async fn an_operator_previews_a_csv_batch_with_when_pacing_lets_the_last_go_queu
     // Arrange: a number paced to one creation every five minutes, and a person without WhatsApp.
     let app = spawn_app().await;
     let pacing = convene_core::PacingPolicy { min_interval_secs: 300, burst: 1, daily_cap: None };
-    app.service.set_instance_settings(InstanceId(app.instance_id), Some(pacing), false, &[]).await.unwrap();
+    app.service.instances().set_settings(InstanceId(app.instance_id), Some(pacing), false, &[]).await.unwrap();
     app.person("+18647351567", serde_json::json!({"registered": false})).await;
     let mut browser = Browser::new(&app);
     browser.sign_in(&app.api_key).await;
@@ -702,7 +703,7 @@ async fn queued_groups_can_be_cancelled_and_a_key_for_other_numbers_cannot_see_t
     // Arrange: a number allowed one creation a day, and a batch of three on it.
     let app = spawn_app().await;
     let pacing = convene_core::PacingPolicy { min_interval_secs: 0, burst: 1, daily_cap: Some(1) };
-    app.service.set_instance_settings(InstanceId(app.instance_id), Some(pacing), false, &[]).await.unwrap();
+    app.service.instances().set_settings(InstanceId(app.instance_id), Some(pacing), false, &[]).await.unwrap();
     app.create_group("Today's one", &["+17137157533"]).await;
     let mut browser = Browser::new(&app);
     browser.sign_in(&app.api_key).await;
@@ -728,7 +729,7 @@ async fn queued_groups_can_be_cancelled_and_a_key_for_other_numbers_cannot_see_t
     assert!(after.contains("3 cancelled") && !after.contains("Cancel the groups"), "{after}");
 
     // Act + Assert: a key for another number is told there is no such batch.
-    let (other, _) = app.service.create_instance(convene_sandbox::KIND, Some("Other"), None).await.unwrap();
+    let (other, _) = app.service.instances().create(convene_sandbox::KIND, Some("Other"), None).await.unwrap();
     let grant = KeyGrant { instance_ids: Some(vec![other.id]), read_only: false };
     let (scoped, _) = app.service.keys().create("other desk", grant).await.unwrap();
     let mut outsider = Browser::new(&app);

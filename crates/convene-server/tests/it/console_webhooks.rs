@@ -307,7 +307,7 @@ fn row_types(html: &str) -> Vec<String> {
 async fn the_event_monitor_filters_by_type_and_number_and_a_key_for_some_numbers_sees_only_theirs() {
     // Arrange: a group on the bootstrap number and one on another.
     let app = spawn_app().await;
-    let (other, _) = app.service.create_instance(convene_sandbox::KIND, Some("Other desk"), None).await.unwrap();
+    let (other, _) = app.service.instances().create(convene_sandbox::KIND, Some("Other desk"), None).await.unwrap();
     app.create_group("Mine", &["+17137157533"]).await;
     let body = json!({"instance_id": other.id.0, "subject": "Theirs", "participants": ["+17137157533"]});
     let (status, created) = app.post("/v1/groups", body).await;

@@ -43,12 +43,12 @@ pub(super) fn state_name(state: &InstanceState) -> &'static str {
 }
 
 async fn get_state_instance(State(state): State<AppState>, GreenInstance(instance): GreenInstance) -> Json<Value> {
-    let current = state.service.instance_state(instance.id).await;
+    let current = state.service.instances().state(instance.id).await;
     Json(json!({ "stateInstance": state_name(&current) }))
 }
 
 async fn get_status_instance(State(state): State<AppState>, GreenInstance(instance): GreenInstance) -> Json<Value> {
-    let online = state.service.instance_state(instance.id).await.is_connected();
+    let online = state.service.instances().state(instance.id).await.is_connected();
     Json(json!({ "statusInstance": if online { "online" } else { "offline" } }))
 }
 
@@ -93,7 +93,7 @@ async fn get_settings(GreenInstance(instance): GreenInstance) -> Json<Value> {
 /// As in Green, the account fields are empty unless the instance is authorized. Convene has no avatar URL or
 /// device id to give.
 async fn get_wa_settings(State(state): State<AppState>, GreenInstance(instance): GreenInstance) -> Json<Value> {
-    let current = state.service.instance_state(instance.id).await;
+    let current = state.service.instances().state(instance.id).await;
     let phone = match (&current, &instance.phone) {
         (InstanceState::Connected, Some(phone)) => phone.digits().to_owned(),
         _ => String::new(),
@@ -104,7 +104,7 @@ async fn get_wa_settings(State(state): State<AppState>, GreenInstance(instance):
 /// `qrCode` with the QR code as a base64 PNG while the instance waits for a scan (a new code about every 20 s, so
 /// clients poll); `alreadyLogged` once connected; otherwise `error`, saying why there is no code and the state.
 async fn qr(State(state): State<AppState>, GreenInstance(instance): GreenInstance) -> Result<Json<Value>, GreenError> {
-    let current = state.service.instance_state(instance.id).await;
+    let current = state.service.instances().state(instance.id).await;
     if current.is_connected() {
         return Ok(Json(json!({ "type": "alreadyLogged", "message": "instance account already authorized" })));
     }

@@ -1,0 +1,262 @@
+//! The instances: each number Convene runs, its record, settings and token, and its connection through its kind's
+//! driver. The rest of the service reaches an instance's connection through here.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use convene_core::group::plain_name;
+use convene_core::store::InstanceRecord;
+use convene_core::{
+    Clock, Connector, ConnectorError, ConnectorKind, ConnectorReports, InstanceId, InstanceState, PhoneNumber, Store,
+};
+use convene_sandbox::SandboxNetwork;
+use convene_whatsapp::WhatsappAccounts;
+
+use super::{MAX_NAME_CHARS, parse_participants, random_instance_id};
+use crate::auth;
+use crate::connectors::Drivers;
+use crate::error::{ApiError, FieldError, Result};
+
+/// The instances and their connections.
+#[derive(Clone)]
+pub struct Instances {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    /// Each kind of connector's driver.
+    pub(super) drivers: Arc<Drivers>,
+    connectors: Arc<RwLock<HashMap<InstanceId, Arc<dyn Connector>>>>,
+    /// Where connectors report what the networks tell them (see `reports`).
+    reported: Arc<dyn ConnectorReports>,
+    /// Held while an instance's number is checked and the instance inserted.
+    numbering: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl Instances {
+    pub(super) fn new(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        drivers: Drivers,
+        reported: Arc<dyn ConnectorReports>,
+    ) -> Self {
+        Self {
+            store,
+            clock,
+            drivers: Arc::new(drivers),
+            connectors: Arc::default(),
+            reported,
+            numbering: Arc::default(),
+        }
+    }
+
+    /// Ends every connection, flushing what the networks' libraries buffer (their stored state stays).
+    pub async fn shutdown(&self) {
+        for (_, driver) in self.drivers.all() {
+            driver.shutdown().await;
+        }
+    }
+
+    pub fn sandbox(&self) -> &Arc<SandboxNetwork> {
+        self.drivers.sandbox()
+    }
+
+    /// The real numbers' sessions (tests reach `WhatsappAccounts::simulate` through here).
+    pub fn whatsapp(&self) -> &Arc<WhatsappAccounts> {
+        self.drivers.whatsapp()
+    }
+
+    /// Readies each kind's network for its instances among `instances`, before their connections open.
+    pub(super) async fn prepare_networks(&self, instances: &[InstanceRecord]) {
+        for (kind, driver) in self.drivers.all() {
+            let of_kind: Vec<&InstanceRecord> = instances.iter().filter(|i| i.kind == kind).collect();
+            if !of_kind.is_empty() {
+                driver.prepare(&of_kind).await;
+            }
+        }
+    }
+
+    pub(super) fn attach(&self, instance: &InstanceRecord) {
+        let connector = self.drivers.of(instance.kind).and_then(|driver| driver.open(instance, &self.reported));
+        let mut map = self.connectors.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        match connector {
+            Some(c) => map.insert(instance.id, c),
+            None => map.remove(&instance.id),
+        };
+    }
+
+    pub(super) fn connector(&self, id: InstanceId) -> Result<Arc<dyn Connector>> {
+        let map = self.connectors.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        map.get(&id).cloned().ok_or_else(|| {
+            ConnectorError::NotConnected(format!("instance {id} has no connection in this build")).into()
+        })
+    }
+
+    /// Creates an instance and its connection. Returns the record and the instance token (shown once).
+    pub async fn create(
+        &self,
+        kind: ConnectorKind,
+        name: Option<&str>,
+        phone: Option<&str>,
+    ) -> Result<(InstanceRecord, String)> {
+        let mut errors = Vec::new();
+        let name = match name.map(|n| plain_name(n, MAX_NAME_CHARS)).transpose() {
+            Ok(name) => name,
+            Err(message) => {
+                errors.push(FieldError::new("name", message));
+                None
+            }
+        };
+        let driver = self
+            .drivers
+            .of(kind)
+            .ok_or_else(|| ApiError::field("kind", format!("choose {}", crate::connectors::kind_names_in_words())))?;
+        let phone = match phone.map(|asked| driver.check_phone(asked)) {
+            None => None,
+            Some(Ok(p)) => Some(p),
+            Some(Err(message)) => {
+                errors.push(FieldError::new("phone", message));
+                None
+            }
+        };
+        if !errors.is_empty() {
+            return Err(ApiError::Validation(errors));
+        }
+        // One number check and insert at a time, so that two creations cannot both take a number.
+        let _numbering = self.numbering.lock().await;
+        let phone = match phone {
+            Some(p) if self.store.instance_phone_taken(&p).await? => {
+                return Err(ApiError::Conflict(format!("another instance already uses {}", p.e164())));
+            }
+            Some(p) => Some(p),
+            None => driver.assign_phone(self.store.as_ref()).await?,
+        };
+        let default_name = driver.default_name(phone.as_ref());
+        let token = auth::new_instance_token();
+        let mut record = InstanceRecord {
+            id: InstanceId(0),
+            kind,
+            name: name.map_or(default_name, str::to_owned),
+            phone,
+            token_hash: auth::hash_secret(&token),
+            created_at: self.clock.now(),
+        };
+        // Random ten-digit ids; a clash is astronomically rare, so a few tries are plenty.
+        for _ in 0..8 {
+            record.id = random_instance_id();
+            match self.store.insert_instance(&record).await {
+                Ok(()) => {
+                    driver.prepare(&[&record]).await;
+                    self.attach(&record);
+                    return Ok((record, token));
+                }
+                Err(convene_core::DbError::Conflict) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(ApiError::internal(anyhow::anyhow!("could not find a free instance id")))
+    }
+
+    /// The instance's record, or a 404 naming it.
+    pub(crate) async fn record(&self, id: InstanceId) -> Result<InstanceRecord> {
+        self.store.get_instance(id).await.map_err(|e| ApiError::for_instance(e, id))
+    }
+
+    pub async fn get(&self, id: InstanceId) -> Result<(InstanceRecord, InstanceState)> {
+        let record = self.record(id).await?;
+        let state = self.state(id).await;
+        Ok((record, state))
+    }
+
+    pub async fn state(&self, id: InstanceId) -> InstanceState {
+        match self.connector(id) {
+            Ok(c) => c.state().await,
+            Err(_) => InstanceState::Disconnected,
+        }
+    }
+
+    pub async fn list(&self) -> Result<Vec<(InstanceRecord, InstanceState)>> {
+        let mut out = Vec::new();
+        for record in self.store.list_instances().await? {
+            let state = self.state(record.id).await;
+            out.push((record, state));
+        }
+        Ok(out)
+    }
+
+    pub async fn settings(&self, id: InstanceId) -> Result<convene_core::store::InstanceSettings> {
+        self.record(id).await?;
+        Ok(self.store.instance_settings(id).await?)
+    }
+
+    /// Replaces an instance's defaults; every bad field is named.
+    pub async fn set_settings(
+        &self,
+        id: InstanceId,
+        pacing: Option<convene_core::PacingPolicy>,
+        auto_invite: bool,
+        backup_admins: &[String],
+    ) -> Result<convene_core::store::InstanceSettings> {
+        let instance = self.record(id).await?;
+        let mut errors = Vec::new();
+        if let Some(Err(e)) = pacing.map(|p| p.validate()) {
+            errors.push(FieldError::new("pacing", e));
+        }
+        let parsed = parse_participants("backup_admins", backup_admins, instance.phone.as_ref())
+            .map_err(|mut e| errors.append(&mut e))
+            .ok();
+        if let Some(parsed) = &parsed {
+            errors.extend(
+                parsed.invalid.iter().map(|i| FieldError::new("backup_admins", format!("`{i}` is not a valid number"))),
+            );
+        }
+        let (Some(parsed), true) = (parsed, errors.is_empty()) else {
+            return Err(ApiError::Validation(errors));
+        };
+        let settings = convene_core::store::InstanceSettings { pacing, auto_invite, backup_admins: parsed.phones() };
+        self.store.put_instance_settings(id, &settings).await?;
+        Ok(settings)
+    }
+
+    /// Deletes the instance and its records; a real number is unlinked and its keys deleted.
+    pub async fn delete(&self, id: InstanceId) -> Result<()> {
+        let instance = self.record(id).await?;
+        self.store.delete_instance(id).await.map_err(|e| ApiError::for_instance(e, id))?;
+        self.connectors.write().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&id);
+        match self.drivers.of(instance.kind) {
+            Some(driver) => driver.forget(id).await,
+            None => Ok(()),
+        }
+    }
+
+    /// The instance named by id whose token is `token` (Green API, Z-API, Wawp); `Unauthorized` otherwise, without
+    /// saying which part was wrong.
+    pub async fn by_token(&self, id: &str, token: &str) -> Result<InstanceRecord> {
+        const REFUSED: ApiError = ApiError::Unauthorized("unknown instance or wrong instance token");
+        let id = InstanceId::parse(id).ok_or(REFUSED)?;
+        match self.store.get_instance(id).await {
+            Ok(instance) if instance.token_hash == auth::hash_secret(token) => Ok(instance),
+            Ok(_) | Err(convene_core::DbError::NotFound) => Err(REFUSED),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The instance whose own number is `phone` (2Chat's `from_number`).
+    pub async fn by_phone(&self, phone: &str) -> Result<InstanceRecord> {
+        let phone = PhoneNumber::parse(phone).map_err(|e| ApiError::field("from_number", format!("`{phone}` {e}")))?;
+        self.store
+            .list_instances()
+            .await?
+            .into_iter()
+            .find(|i| i.phone.as_ref() == Some(&phone))
+            .ok_or_else(|| ApiError::NotFound(format!("no instance is connected with number {}", phone.e164())))
+    }
+
+    /// A new token for the instance; the old one is refused from now on. The token is returned once.
+    pub async fn rotate_token(&self, id: InstanceId) -> Result<String> {
+        let token = auth::new_instance_token();
+        self.store
+            .set_instance_token_hash(id, &auth::hash_secret(&token))
+            .await
+            .map_err(|e| ApiError::for_instance(e, id))?;
+        Ok(token)
+    }
+}

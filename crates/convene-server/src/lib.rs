@@ -91,7 +91,7 @@ impl AppState {
             clock.clone(),
             secrets.clone(),
             targets,
-            service.events_written(),
+            service.outbox().dispatcher_wake(),
         );
         Ok(Self(Arc::new(AppParts { store, service, secrets, endpoints, clock, listed_groups: Default::default() })))
     }
@@ -169,7 +169,7 @@ pub async fn serve(
             state.secrets.clone(),
         )
         .map_err(|e| std::io::Error::other(format!("{e:#}")))?;
-        let (wake, shutdown) = (state.service.events_written(), shutdown.clone());
+        let (wake, shutdown) = (state.service.outbox().dispatcher_wake(), shutdown.clone());
         Some(tokio::spawn(async move { dispatcher.run(wake, shutdown).await }))
     } else {
         None

@@ -37,6 +37,7 @@ pub use creation::{CreationConfig, CreationResult, CreationStatus, Enqueued, Ret
 pub use health::InstanceHealth;
 pub use instances::Instances;
 pub use keys::{ApiKeys, CONSOLE_SESSION_LIFETIME};
+pub use outbox::Outbox;
 pub use outbox::{
     EventGroup, GroupCreatedData, GroupCreationFailedData, GroupUpdatedData, InstanceData, JobStateChangedData,
     ParticipantsData,
@@ -52,10 +53,8 @@ pub struct Service {
     creation: Arc<CreationConfig>,
     /// Wakes the worker when jobs are queued.
     job_added: Arc<tokio::sync::Notify>,
-    /// Wakes the webhook dispatcher when events are written.
-    events_written: Arc<tokio::sync::Notify>,
-    /// Counts event writes, for pollers waiting for the next one (Green API `receiveNotification`).
-    event_writes: Arc<tokio::sync::watch::Sender<u64>>,
+    /// Where events are written.
+    outbox: Outbox,
     /// One creation at a time per instance, so two requests cannot both pass the pacing check.
     creation_turns: Arc<std::sync::Mutex<HashMap<InstanceId, Arc<tokio::sync::Mutex<()>>>>>,
     /// The jobs this process is running: any other job left `running` belongs to a process that is gone.
@@ -243,12 +242,11 @@ impl Service {
         let service = Self {
             keys: keys::ApiKeys::new(Arc::clone(&store), Arc::clone(&clock)),
             instances: Instances::new(Arc::clone(&store), Arc::clone(&clock), drivers, reported),
+            outbox: Outbox::new(Arc::clone(&store), Arc::clone(&clock)),
             store,
             clock,
             creation: Arc::new(creation),
             job_added: Arc::default(),
-            events_written: Arc::default(),
-            event_writes: Arc::new(tokio::sync::watch::Sender::new(0)),
             creation_turns: Arc::default(),
             running_here: Arc::default(),
         };
@@ -292,9 +290,9 @@ impl Service {
         self.job_added.notified().await;
     }
 
-    /// Notified (`notify_one`, so a wake-up is never lost) after events are written: the webhook dispatcher waits on it.
-    pub fn events_written(&self) -> Arc<tokio::sync::Notify> {
-        Arc::clone(&self.events_written)
+    /// The outbox: the event log, Green API's notification queue, the dispatcher's wake-up.
+    pub fn outbox(&self) -> &Outbox {
+        &self.outbox
     }
 
     /// Waits for this instance's turn to create a group.
@@ -513,8 +511,8 @@ impl Service {
         let outcome = applied().await;
         if !changed.is_empty() {
             record.updated_at = self.clock.now();
-            let event = self.group_updated_event(EventGroup::of(&record), Some(&record), &changed, None)?;
-            self.commit(&[Change::UpdateGroup(&record)], &[event]).await?;
+            let event = self.outbox.group_updated_event(EventGroup::of(&record), Some(&record), &changed, None)?;
+            self.outbox.commit(&[Change::UpdateGroup(&record)], &[event]).await?;
         }
         outcome?;
         self.group(record).await
@@ -523,7 +521,9 @@ impl Service {
     pub async fn set_picture(&self, record: &GroupRecord, picture: &GroupPicture) -> Result<()> {
         self.ensure_member(record)?;
         self.instances.connector(record.instance_id)?.set_picture(&record.jid, picture).await?;
-        self.publish(&[self.group_updated_event(EventGroup::of(record), Some(record), &["picture"], None)?]).await
+        self.outbox
+            .publish(&[self.outbox.group_updated_event(EventGroup::of(record), Some(record), &["picture"], None)?])
+            .await
     }
 
     pub async fn leave_group(&self, mut record: GroupRecord) -> Result<GroupRecord> {
@@ -537,13 +537,13 @@ impl Service {
         record.left_at = Some(now);
         record.updated_at = now;
         let own = self.store.get_instance(record.instance_id).await?.phone;
-        let left = self.participants_event(
+        let left = self.outbox.participants_event(
             EventType::ParticipantsLeft,
             EventGroup::of(&record),
             own.clone().into_iter().collect(),
             own,
         )?;
-        self.commit(&[Change::UpdateGroup(&record)], &left.into_iter().collect::<Vec<_>>()).await?;
+        self.outbox.commit(&[Change::UpdateGroup(&record)], &left.into_iter().collect::<Vec<_>>()).await?;
         Ok(record)
     }
 
@@ -587,8 +587,8 @@ impl Service {
         };
         let group = EventGroup::of(record);
         let events: Vec<_> = [
-            self.participants_event(done, group.clone(), with(ParticipantOutcome::is_success), None)?,
-            self.participants_event(
+            self.outbox.participants_event(done, group.clone(), with(ParticipantOutcome::is_success), None)?,
+            self.outbox.participants_event(
                 EventType::ParticipantsInviteSent,
                 group,
                 with(|o| o == ParticipantOutcome::InviteSent),
@@ -598,7 +598,7 @@ impl Service {
         .into_iter()
         .flatten()
         .collect();
-        self.publish(&events).await?;
+        self.outbox.publish(&events).await?;
         Ok(reports)
     }
 

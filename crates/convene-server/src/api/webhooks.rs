@@ -503,7 +503,7 @@ async fn list_events(
         limit: limit + 1,
         ..Default::default()
     };
-    let events = state.service.events(&query).await?;
+    let events = state.service.outbox().events(&query).await?;
     // A scoped key reads its instances' events only: a page may then hold fewer than `limit`.
     let page = Page::from_lookahead(events, limit, |e| Cursor::new(e.seq, None).render());
     Ok(Json(page.retain(|e| key.sees_event(e.instance_id)).map(EventOut::from)))

@@ -119,7 +119,7 @@ async fn events_page(
         newest_first: true,
         ..filter.query(DEFAULT_LIMIT + 1)
     };
-    let events = state.service.events(&query).await?;
+    let events = state.service.outbox().events(&query).await?;
     let newest = events.first().map_or(0, |e| e.seq);
     let page = Page::from_lookahead(events, DEFAULT_LIMIT, |e| Cursor::new(e.seq, None).render());
     Ok((page.retain(|e| console.key.sees_event(e.instance_id)), newest))
@@ -247,7 +247,7 @@ async fn list_live(
                     return None;
                 }
                 let query = EventListQuery { after_seq: Some(last), ..filter.query(LIVE_BATCH) };
-                let events = state.service.events(&query).await.ok()?;
+                let events = state.service.outbox().events(&query).await.ok()?;
                 let Some(newest) = events.last().map(|e| e.seq) else { continue };
                 last = newest;
                 let mut seen: Vec<EventRecord> =

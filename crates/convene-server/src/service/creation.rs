@@ -364,7 +364,7 @@ impl Service {
         job.dedupe_key = dedupe_key;
         let _running = self.running_here(job.id);
         // The job's row goes in with its attempt's, in one commit.
-        let inserted = self.job_event(&job, None)?;
+        let inserted = self.outbox.job_event(&job, None)?;
         let with_job = [Change::InsertJobs(std::slice::from_ref(&job))];
         let (attempted, ended) = self
             .attempt(
@@ -402,7 +402,7 @@ impl Service {
     /// The answer a creation gave, for a repeat of it, waiting (bounded) while it is still under way; `None` when it
     /// ended without a group, or the number has left that group since (a repeat then means a new one).
     async fn answer_of(&self, mut first: JobRecord) -> Result<Option<CreatedGroupView>> {
-        let mut writes = self.event_writes.subscribe();
+        let mut writes = self.outbox.subscribe();
         let deadline = tokio::time::Instant::now() + DUPLICATE_WAIT;
         while !first.state.is_final() {
             if tokio::time::Instant::now() >= deadline {
@@ -461,8 +461,8 @@ impl Service {
         if !errors.is_empty() {
             return Err(ApiError::Validation(errors));
         }
-        let events = jobs.iter().map(|job| self.job_event(job, None)).collect::<Result<Vec<_>>>()?;
-        self.commit(&[Change::InsertJobs(&jobs)], &events).await?;
+        let events = jobs.iter().map(|job| self.outbox.job_event(job, None)).collect::<Result<Vec<_>>>()?;
+        self.outbox.commit(&[Change::InsertJobs(&jobs)], &events).await?;
         self.job_added.notify_one();
         Ok(Enqueued { batch_id, jobs })
     }
@@ -481,7 +481,7 @@ impl Service {
         }
         job.state = JobState::Cancelled;
         job.updated_at = self.clock.now();
-        self.commit(&[Change::UpdateJob(&job)], &[self.job_event(&job, Some(JobState::Queued))?]).await?;
+        self.outbox.commit(&[Change::UpdateJob(&job)], &[self.outbox.job_event(&job, Some(JobState::Queued))?]).await?;
         metrics::counter!(crate::telemetry::CREATIONS, "result" => job.state.as_str()).increment(1);
         Ok(job)
     }
@@ -496,15 +496,6 @@ impl Service {
     pub fn job_result(job: &JobRecord) -> Option<CreationResult> {
         let result = job.result.as_deref()?;
         convene_core::phone::reading_stored(|| serde_json::from_str(result)).ok()
-    }
-
-    /// The group a finished job created, read from its result without the rest of it.
-    pub(super) fn job_group_id(job: &JobRecord) -> Option<GroupId> {
-        #[derive(Deserialize)]
-        struct Named {
-            group_id: GroupId,
-        }
-        serde_json::from_str::<Named>(job.result.as_deref()?).ok().map(|named| named.group_id)
     }
 
     /// Runs every job due now, one at a time; returns how many it touched. The worker calls this in a loop, tests
@@ -550,7 +541,9 @@ impl Service {
                 job.needs_reconcile = true;
                 job.next_run_at = now;
                 job.updated_at = now;
-                self.commit(&[Change::UpdateJob(&job)], &[self.job_event(&job, Some(JobState::Running))?]).await?;
+                self.outbox
+                    .commit(&[Change::UpdateJob(&job)], &[self.outbox.job_event(&job, Some(JobState::Running))?])
+                    .await?;
                 requeued += 1;
             }
         }
@@ -652,8 +645,8 @@ impl Service {
         job.attempts += 1;
         job.updated_at = now;
         let claim = Change::ClaimJob { id: job.id, instance_id: instance.id, now };
-        match self.store.commit(&[claim], &[self.job_event(&job, Some(JobState::Queued))?]).await {
-            Ok(()) => self.events_were_written(),
+        match self.store.commit(&[claim], &[self.outbox.job_event(&job, Some(JobState::Queued))?]).await {
+            Ok(()) => self.outbox.written(),
             // Taken or cancelled meanwhile: nothing was written.
             Err(DbError::NotFound) => return Ok(()),
             Err(e) => return Err(e.into()),
@@ -686,7 +679,9 @@ impl Service {
                     }
                     _ => job.next_run_at = now.plus(self.creation.retry_delay(job.attempts, job.id)),
                 }
-                self.commit(&[Change::UpdateJob(&job)], &[self.job_event(&job, Some(JobState::Running))?]).await
+                self.outbox
+                    .commit(&[Change::UpdateJob(&job)], &[self.outbox.job_event(&job, Some(JobState::Running))?])
+                    .await
             }
         }
     }
@@ -730,7 +725,7 @@ impl Service {
         };
         let mut changes = with.to_vec();
         changes.push(Change::InsertCreationAttempt(&attempt));
-        self.commit(&changes, with_events).await?;
+        self.outbox.commit(&changes, with_events).await?;
         let (outcome, result) = match connector.create_group(request).await {
             Ok(created) => ("created", Attempted::Created(created.metadata, created.participants)),
             // The reply was lost: the group may exist. Look for it before anything else.
@@ -768,7 +763,7 @@ impl Service {
             ..attempt
         };
         if matches!(result, Attempted::Failed(_)) {
-            self.commit(&[Change::FinishCreationAttempt(&ended)], &[]).await?;
+            self.outbox.commit(&[Change::FinishCreationAttempt(&ended)], &[]).await?;
         }
         Ok((result, ended))
     }
@@ -783,9 +778,15 @@ impl Service {
         if ban && !known {
             let phone = self.store.get_instance(instance_id).await.ok().and_then(|i| i.phone);
             let state = InstanceState::TemporarilyBanned { until: Some(until) };
-            events.push(self.instance_event(EventType::InstanceTemporarilyBanned, instance_id, state, phone, None)?);
+            events.push(self.outbox.instance_event(
+                EventType::InstanceTemporarilyBanned,
+                instance_id,
+                state,
+                phone,
+                None,
+            )?);
         }
-        self.commit(&[Change::SetInstancePause { id: instance_id, pause: Some(&pause) }], &events).await
+        self.outbox.commit(&[Change::SetInstancePause { id: instance_id, pause: Some(&pause) }], &events).await
     }
 
     /// Completes a group job `job_id` created: sends private invites, makes the backup admins admins, and reports
@@ -893,7 +894,7 @@ impl Service {
     /// when it did.
     async fn finish_job(&self, job: JobRecord, state: JobState, error: Option<String>) -> Result<()> {
         let (job, events) = self.job_end(job, state, None, error)?;
-        self.commit(&[Change::UpdateJob(&job)], &events).await?;
+        self.outbox.commit(&[Change::UpdateJob(&job)], &events).await?;
         metrics::counter!(crate::telemetry::CREATIONS, "result" => state.as_str()).increment(1);
         Ok(())
     }
@@ -916,7 +917,7 @@ impl Service {
             let mut changes = vec![Change::InsertGroup(record)];
             changes.extend_from_slice(&attempt_end);
             changes.push(Change::UpdateJob(&ended));
-            self.try_commit(&changes, &events).await
+            self.outbox.try_commit(&changes, &events).await
         };
         match inserted {
             Ok(()) => {}
@@ -929,7 +930,7 @@ impl Service {
                 let mut changes = attempt_end.clone();
                 changes.push(Change::AttributeGroupCreation { id: record.id, job_id });
                 changes.push(Change::UpdateJob(&ended));
-                self.commit(&changes, &events).await?;
+                self.outbox.commit(&changes, &events).await?;
                 created.view.group.record = record;
             }
             Err(e) => return Err(e.into()),
@@ -956,7 +957,7 @@ impl Service {
             job.last_error = error;
         }
         job.updated_at = self.clock.now();
-        let mut events = vec![self.job_event(&job, Some(previous))?];
+        let mut events = vec![self.outbox.job_event(&job, Some(previous))?];
         match created {
             Some((result, record)) => {
                 let group = EventGroup::of(record);
@@ -973,8 +974,13 @@ impl Service {
                     backup_admins: result.backup_admins.clone(),
                 };
                 let key = group_key(&group.jid);
-                events.push(self.event(EventType::GroupCreated, Some(result.instance_id), key, &data)?);
-                events.extend(self.participants_event(EventType::ParticipantsInviteSent, group, invited, None)?);
+                events.push(self.outbox.event(EventType::GroupCreated, Some(result.instance_id), key, &data)?);
+                events.extend(self.outbox.participants_event(
+                    EventType::ParticipantsInviteSent,
+                    group,
+                    invited,
+                    None,
+                )?);
             }
             None if state == JobState::Failed => {
                 let subject = serde_json::from_str::<StoredRequest>(&job.request).map(|r| r.group.subject);
@@ -985,7 +991,7 @@ impl Service {
                     error: job.last_error.clone().unwrap_or_default(),
                 };
                 let key = format!("job:{}", job.id);
-                events.push(self.event(EventType::GroupCreationFailed, job.pinned_instance_id, key, &data)?);
+                events.push(self.outbox.event(EventType::GroupCreationFailed, job.pinned_instance_id, key, &data)?);
             }
             None => {}
         }

@@ -1,16 +1,21 @@
 //! The events the service publishes, and how they are written: in the same store transaction as the change that
-//! caused them (`Service::commit`), from where the webhook dispatcher and Green API's notification queue take them.
+//! caused them (`Outbox::commit`), from where the webhook dispatcher and Green API's notification queue take them.
 //!
 //! Every event has the same envelope — `{id, type, timestamp, instance_id, data}` — and one `data` shape per type,
 //! defined here and published in the OpenAPI document's `webhooks`.
 
+use std::sync::Arc;
+
 use convene_core::events::{Change, EventListQuery, EventRecord, EventType, NewEvent};
 use convene_core::store::{GroupRecord, JobRecord, JobState};
-use convene_core::{GroupId, GroupJid, GroupSettings, InstanceId, InstanceState, PairingCode, PhoneNumber, Timestamp};
+use convene_core::{
+    Clock, GroupId, GroupJid, GroupSettings, InstanceId, InstanceState, PairingCode, PhoneNumber, Store, Timestamp,
+};
 use serde::Serialize;
+use tokio::sync::{Notify, watch};
 use uuid::Uuid;
 
-use super::{ParticipantReport, Service};
+use super::ParticipantReport;
 use crate::error::{ApiError, Result};
 
 /// Every event's body: what receivers get and what the signature covers.
@@ -131,7 +136,42 @@ fn job_key(id: Uuid) -> String {
     format!("job:{id}")
 }
 
-impl Service {
+/// The group a finished job created, read from its result without the rest of it.
+fn job_group_id(job: &JobRecord) -> Option<GroupId> {
+    #[derive(serde::Deserialize)]
+    struct Named {
+        group_id: GroupId,
+    }
+    serde_json::from_str::<Named>(job.result.as_deref()?).ok().map(|named| named.group_id)
+}
+
+/// The outbox: events written in the same transaction as the change that caused them, and the wake-ups of those
+/// waiting for them (the webhook dispatcher, pollers of Green API's notification queue, a repeated creation).
+#[derive(Clone)]
+pub struct Outbox {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    /// Wakes the webhook dispatcher when events are written (`notify_one`, so a wake-up is never lost).
+    dispatcher: Arc<Notify>,
+    /// Counts event writes, for those waiting for the next one.
+    writes: Arc<watch::Sender<u64>>,
+}
+
+impl Outbox {
+    pub(super) fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Self {
+        Self { store, clock, dispatcher: Arc::default(), writes: Arc::new(watch::Sender::new(0)) }
+    }
+
+    /// Notified after events are written: the webhook dispatcher waits on it.
+    pub fn dispatcher_wake(&self) -> Arc<Notify> {
+        Arc::clone(&self.dispatcher)
+    }
+
+    /// Changes each time events are written.
+    pub(super) fn subscribe(&self) -> watch::Receiver<u64> {
+        self.writes.subscribe()
+    }
+
     /// An event stamped now.
     pub(super) fn event<T: Serialize>(
         &self,
@@ -164,7 +204,7 @@ impl Service {
             metrics::counter!(crate::telemetry::EVENTS_WRITTEN, "type" => event.event_type.as_str()).increment(1);
         }
         if !events.is_empty() {
-            self.events_were_written();
+            self.written();
         }
         Ok(())
     }
@@ -174,9 +214,10 @@ impl Service {
         Ok(self.store.list_events(query).await?)
     }
 
-    pub(super) fn events_were_written(&self) {
-        self.events_written.notify_one();
-        self.event_writes.send_modify(|n| *n = n.wrapping_add(1));
+    /// Wakes those waiting for events: some were written.
+    pub(super) fn written(&self) {
+        self.dispatcher.notify_one();
+        self.writes.send_modify(|n| *n = n.wrapping_add(1));
     }
 
     /// The instance's oldest event of the last `retention` that no poller acknowledged, waiting up to `wait` for one
@@ -188,7 +229,7 @@ impl Service {
         wait: std::time::Duration,
     ) -> Result<Option<EventRecord>> {
         let deadline = tokio::time::Instant::now() + wait;
-        let mut writes = self.event_writes.subscribe();
+        let mut writes = self.subscribe();
         loop {
             writes.mark_unchanged();
             let since = Timestamp::from_millis(self.clock.now().as_millis() - retention.as_millis() as i64);
@@ -213,7 +254,7 @@ impl Service {
     }
 
     pub(super) fn job_event(&self, job: &JobRecord, previous: Option<JobState>) -> Result<NewEvent> {
-        let group_id = Self::job_group_id(job);
+        let group_id = job_group_id(job);
         let data = JobStateChangedData {
             job_id: job.id,
             batch_id: job.batch_id,

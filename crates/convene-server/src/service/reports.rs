@@ -66,8 +66,9 @@ impl Service {
             Ok(connector) => connector.state().await,
             Err(_) => InstanceState::Connected,
         };
-        let paired = self.instance_event(EventType::InstancePaired, instance, state, Some(phone.clone()), None)?;
-        self.commit(&[Change::SetInstancePhone { id: instance, phone }], &[paired]).await
+        let paired =
+            self.outbox.instance_event(EventType::InstancePaired, instance, state, Some(phone.clone()), None)?;
+        self.outbox.commit(&[Change::SetInstancePhone { id: instance, phone }], &[paired]).await
     }
 
     /// `instance.connected`, `.disconnected`, `.unreachable` (once per outage: connectors report an outage when it
@@ -84,13 +85,13 @@ impl Service {
             InstanceState::Starting | InstanceState::Connecting | InstanceState::Pairing => return Ok(()),
         };
         let phone = self.store.get_instance(instance).await.ok().and_then(|i| i.phone);
-        self.publish(&[self.instance_event(event_type, instance, state, phone, None)?]).await
+        self.outbox.publish(&[self.outbox.instance_event(event_type, instance, state, phone, None)?]).await
     }
 
     async fn publish_qr(&self, instance: InstanceId, qr: PairingCode) -> Result<()> {
         let event =
-            self.instance_event(EventType::InstanceQrReady, instance, InstanceState::Pairing, None, Some(qr))?;
-        self.publish(&[event]).await
+            self.outbox.instance_event(EventType::InstanceQrReady, instance, InstanceState::Pairing, None, Some(qr))?;
+        self.outbox.publish(&[event]).await
     }
 
     /// Keeps our record of a group in step with changes made from a phone or another device.
@@ -108,7 +109,7 @@ impl Service {
             None => EventGroup { id: None, jid: group.clone(), instance_id: instance, subject: None },
         };
         let participants = |event_type, people: Vec<PhoneNumber>| {
-            self.participants_event(event_type, about.clone(), people, by.clone())
+            self.outbox.participants_event(event_type, about.clone(), people, by.clone())
         };
         let event = match change {
             ReportedGroupChange::ParticipantsAdded(people) => participants(EventType::ParticipantsAdded, people)?,
@@ -144,9 +145,9 @@ impl Service {
         match &mut record {
             Some(r) if events.iter().any(|e| e.event_type == EventType::GroupUpdated) => {
                 r.updated_at = self.clock.now();
-                self.commit(&[Change::UpdateGroup(r)], &events).await
+                self.outbox.commit(&[Change::UpdateGroup(r)], &events).await
             }
-            _ => self.publish(&events).await,
+            _ => self.outbox.publish(&events).await,
         }
     }
 
@@ -161,7 +162,7 @@ impl Service {
         if let Some(r) = record {
             about.subject = Some(r.subject.clone());
         }
-        self.group_updated_event(about, record, &[part], by)
+        self.outbox.group_updated_event(about, record, &[part], by)
     }
 
     /// The QR code to scan now; 409 `not_pairing` when there is none, saying why: paired already, not waiting for

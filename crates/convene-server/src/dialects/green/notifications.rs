@@ -58,7 +58,7 @@ async fn receive_notification(
             return Err(ApiError::field("receiveTimeout", "must be a whole number of seconds from 5 to 60").into());
         }
     };
-    let next = state.service.next_notification(instance.id, RETENTION, Duration::from_secs(wait)).await?;
+    let next = state.service.outbox().next_notification(instance.id, RETENTION, Duration::from_secs(wait)).await?;
     Ok(Json(match next {
         Some(event) => json!({ "receiptId": event.seq, "body": green_body(&event, &instance) }),
         None => Value::Null,
@@ -74,7 +74,7 @@ async fn delete_notification(
     let seq = receipt
         .parse::<i64>()
         .map_err(|_| ApiError::field("receiptId", format!("`{receipt}` is not a receipt id (a whole number)")))?;
-    Ok(Json(json!({ "result": state.service.acknowledge_notification(instance.id, seq).await? })))
+    Ok(Json(json!({ "result": state.service.outbox().acknowledge_notification(instance.id, seq).await? })))
 }
 
 /// One event in Green's notification shape.

@@ -1,5 +1,10 @@
-//! The group service: every API (native and, later, the provider dialects) calls this, so each rule — validation,
+//! The group service: every API (native, the provider dialects, the console) calls this, so each rule — validation,
 //! participant parsing, outcome reporting — is written once.
+//!
+//! It is in parts, each owning what it needs: [`Instances`] (records, settings, tokens, connections through each
+//! kind's driver), [`ApiKeys`] (keys and console sessions), [`Outbox`] (events, written with the change that caused
+//! them), `endpoints::WebhookEndpoints` (held beside the service, with the secret box and target policy). `Service`
+//! itself is groups and participants (here) and creation with its queue (`creation`); it reaches the parts it needs.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -21,7 +26,6 @@ use crate::error::{ApiError, FieldError, Result};
 
 /// Most participants one request may name: a group holds 1024 members, the creator included.
 pub const MAX_PARTICIPANTS_PER_REQUEST: usize = 1023;
-/// Longest instance name.
 /// The longest instance or key name.
 const MAX_NAME_CHARS: usize = 100;
 
@@ -37,9 +41,8 @@ pub use creation::{CreationConfig, CreationResult, CreationStatus, Enqueued, Ret
 pub use health::InstanceHealth;
 pub use instances::Instances;
 pub use keys::{ApiKeys, CONSOLE_SESSION_LIFETIME};
-pub use outbox::Outbox;
 pub use outbox::{
-    EventGroup, GroupCreatedData, GroupCreationFailedData, GroupUpdatedData, InstanceData, JobStateChangedData,
+    EventGroup, GroupCreatedData, GroupCreationFailedData, GroupUpdatedData, InstanceData, JobStateChangedData, Outbox,
     ParticipantsData,
 };
 pub(crate) use reports::channel as report_channel;

@@ -56,14 +56,37 @@ fn registered_kind<'de, D: serde::Deserializer<'de>>(deserializer: D) -> std::re
     connectors::kind_named(&name).ok_or_else(|| serde::de::Error::unknown_variant(&name, connectors::kind_names()))
 }
 
-/// Lists the kinds this build has as `ConnectorKind`'s values (the type itself knows no kinds).
+/// Lists the kinds this build has as the values a new instance's `kind` takes. Answers keep `ConnectorKind` a plain
+/// name: an instance a newer build made may be of a kind this build does not have, and a client reading it should not
+/// fail.
 pub fn document(openapi: &mut utoipa::openapi::OpenApi) {
     use utoipa::openapi::RefOr;
-    use utoipa::openapi::schema::Schema;
+    use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
 
+    let names = || connectors::kind_names().iter().map(|name| serde_json::Value::from(*name));
     let schemas = &mut openapi.components.get_or_insert_with(Default::default).schemas;
     if let Some(RefOr::T(Schema::Object(kind))) = schemas.get_mut("ConnectorKind") {
-        kind.enum_values = Some(connectors::kind_names().iter().map(|name| serde_json::Value::from(*name)).collect());
+        kind.description = Some(format!(
+            "The kind of network an instance is on, by name: {} in this build.",
+            connectors::kind_names_in_words()
+        ));
+    }
+    if let Some(RefOr::T(Schema::Object(instance_in))) = schemas.get_mut("InstanceIn")
+        && let Some(kind) = instance_in.properties.get_mut("kind")
+    {
+        let description = match kind {
+            RefOr::Ref(r) => Some(r.description.clone()),
+            RefOr::T(Schema::Object(o)) => o.description.clone(),
+            RefOr::T(_) => None,
+        };
+        *kind = RefOr::T(Schema::Object(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .enum_values(Some(names()))
+                .default(Some(serde_json::Value::from(convene_sandbox::KIND.as_str())))
+                .description(description)
+                .build(),
+        ));
     }
 }
 

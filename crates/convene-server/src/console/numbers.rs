@@ -124,6 +124,12 @@ pub(super) fn kind_words(kind: ConnectorKind) -> &'static str {
     connectors::registration(kind).map_or(kind.as_str(), |r| r.label())
 }
 
+/// `words` with a capital first letter, to open a line.
+fn capitalised(words: &str) -> String {
+    let mut chars = words.chars();
+    chars.next().map_or_else(String::new, |first| first.to_uppercase().chain(chars).collect())
+}
+
 /// Whether numbers of `kind` are linked by pairing a phone.
 fn pairs(kind: ConnectorKind) -> bool {
     connectors::registration(kind).is_some_and(|r| r.pairs())
@@ -259,7 +265,7 @@ fn add_form(console: &Console) -> Markup {
                 label for="kind" { "Kind" }
                 select #kind name="kind" {
                     @for (i, kind) in connectors::registrations().enumerate() {
-                        option value=(kind.kind()) selected[i == 0] { (kind.label()) " (" (kind.summary()) ")" }
+                        option value=(kind.kind()) selected[i == 0] { (capitalised(kind.label())) " (" (kind.summary()) ")" }
                     }
                 }
                 label for="name" { "Name (optional)" }

@@ -96,13 +96,15 @@ impl Config {
         }
         // Only variables naming a configuration key: others (CONVENE_LOG, CONVENE_CONFIG, a test's own) are not
         // configuration, and a file with an unknown key is still refused.
-        let env = Env::prefixed("CONVENE_")
-            .filter(|key| {
-                let top = key.as_str().split("__").next().unwrap_or_default();
-                Self::KEYS.iter().chain(connectors::kind_names()).any(|k| k.eq_ignore_ascii_case(top))
-            })
-            .split("__");
+        let env = Env::prefixed("CONVENE_").filter(|key| Self::configures(key.as_str())).split("__");
         Self::load_from(figment.merge(env))
+    }
+
+    /// Whether the variable `CONVENE_<key>` sets configuration: its first part names a top-level key or a kind's
+    /// section (`SANDBOX__SEED`, `WHATSAPP__PACING__DAILY_CAP`).
+    fn configures(key: &str) -> bool {
+        let top = key.split("__").next().unwrap_or_default();
+        Self::KEYS.iter().chain(connectors::kind_names()).any(|k| k.eq_ignore_ascii_case(top))
     }
 
     /// The seam tests use: any figment, validated.
@@ -147,6 +149,13 @@ impl Config {
         }
         self.creation.validate()?;
         self.webhooks.validate()?;
+        if let Some(unknown) = self.connectors.keys().find(|key| connectors::kind_named(key).is_none()) {
+            return Err(format!(
+                "unknown key `{unknown}`: the keys are {}, and a section for each kind of instance ({})",
+                Self::KEYS.join(", "),
+                connectors::kind_names_in_words()
+            ));
+        }
         connectors::check_sections(&self.connectors)
     }
 
@@ -183,9 +192,21 @@ mod tests {
     }
 
     #[test]
+    fn environment_variables_naming_a_key_or_a_kinds_section_are_configuration() {
+        for key in ["LISTEN", "webhooks__timeout_ms", "SANDBOX__SEED", "WHATSAPP__PACING__DAILY_CAP"] {
+            assert!(Config::configures(key), "{key}");
+        }
+        for key in ["LOG", "CONFIG", "LIVE_WHATSAPP_DB", "SANDBOXES__SEED"] {
+            assert!(!Config::configures(key), "{key}");
+        }
+    }
+
+    #[test]
     fn unknown_keys_and_unsupported_databases_are_refused() {
         let typo = Figment::from(Toml::string(default_config())).merge(Toml::string("lisen = \"x\""));
-        assert!(Config::load_from(typo).is_err());
+        let refused = Config::load_from(typo).unwrap_err().to_string();
+        assert!(refused.contains("unknown key `lisen`: the keys are listen, database_url,"), "{refused}");
+        assert!(refused.contains("each kind of instance (`sandbox` or `whatsapp`)"), "{refused}");
         let pg = Figment::from(Toml::string(default_config())).merge(Toml::string("database_url = \"mysql://x\""));
         assert!(Config::load_from(pg).unwrap_err().to_string().contains("not supported"));
         let ca = Figment::from(Toml::string(default_config()))

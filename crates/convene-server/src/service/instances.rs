@@ -105,11 +105,11 @@ impl Instances {
                 None
             }
         };
-        let driver = self
-            .drivers
-            .of(kind)
-            .ok_or_else(|| ApiError::field("kind", format!("choose {}", crate::connectors::kind_names_in_words())))?;
-        let phone = match phone.map(|asked| driver.check_phone(asked)) {
+        let driver = self.drivers.of(kind);
+        if driver.is_none() {
+            errors.push(FieldError::new("kind", format!("choose {}", crate::connectors::kind_names_in_words())));
+        }
+        let phone = match driver.zip(phone).map(|(driver, asked)| driver.check_phone(asked)) {
             None => None,
             Some(Ok(p)) => Some(p),
             Some(Err(message)) => {
@@ -117,9 +117,9 @@ impl Instances {
                 None
             }
         };
-        if !errors.is_empty() {
+        let (Some(driver), true) = (driver, errors.is_empty()) else {
             return Err(ApiError::Validation(errors));
-        }
+        };
         // One number check and insert at a time, so that two creations cannot both take a number.
         let _numbering = self.numbering.lock().await;
         let phone = match phone {
@@ -216,15 +216,21 @@ impl Instances {
         Ok(settings)
     }
 
-    /// Deletes the instance and its records; a real number is unlinked and its keys deleted.
+    /// Deletes the instance and its records; a real number is unlinked and its keys deleted. An instance of a kind
+    /// this build does not have is refused: what that kind keeps of it (a linked phone, device keys) would be left
+    /// behind with nothing to remove it.
     pub async fn delete(&self, id: InstanceId) -> Result<()> {
         let instance = self.record(id).await?;
+        let driver = self.drivers.of(instance.kind).ok_or_else(|| {
+            ApiError::Conflict(format!(
+                "instance {id} is a `{}` instance, a kind this build of Convene does not have; delete it with a build \
+                 that has, so that what that kind keeps of it is removed too",
+                instance.kind
+            ))
+        })?;
         self.store.delete_instance(id).await.map_err(|e| ApiError::for_instance(e, id))?;
         self.connectors.write().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&id);
-        match self.drivers.of(instance.kind) {
-            Some(driver) => driver.forget(id).await,
-            None => Ok(()),
-        }
+        driver.forget(id).await
     }
 
     /// The instance named by id whose token is `token` (Green API, Z-API, Wawp); `Unauthorized` otherwise, without

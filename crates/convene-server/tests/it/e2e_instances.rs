@@ -131,10 +131,11 @@ async fn instances_created_at_once_each_get_a_number_of_their_own_and_numbers_ru
     assert_eq!((phones[0].as_str(), phones[19].as_str()), ("+12015560000", "+12015560019"));
 }
 
-/// A newer build may have stored an instance of a kind this build does not have (a downgrade): it is listed, read and
-/// deleted like any other, with no connection, and creating a group on it says why instead of failing the whole list.
+/// A newer build may have stored an instance of a kind this build does not have (a downgrade): it is listed and read
+/// like any other, with no connection; creating a group on it says why instead of failing the whole list, and it is
+/// not deleted, since what its kind keeps of it would be left behind.
 #[tokio::test]
-async fn an_instance_of_a_kind_this_build_does_not_have_is_listed_disconnected_and_can_be_deleted() {
+async fn an_instance_of_a_kind_this_build_does_not_have_is_listed_disconnected_and_kept() {
     // Arrange: a `cloud` instance written as a newer build would have.
     let app = spawn_app().await;
     let record = convene_core::store::InstanceRecord {
@@ -167,9 +168,10 @@ async fn an_instance_of_a_kind_this_build_does_not_have_is_listed_disconnected_a
     assert!(status.is_client_error() || status == StatusCode::SERVICE_UNAVAILABLE, "{status} {body}");
     assert!(body.to_string().contains("no connection"), "{body}");
 
-    // And it can be deleted.
+    // Deleting it is refused with the reason, and it stays.
     let res = app.client.delete(app.url("/v1/instances/7100000001")).bearer_auth(&app.api_key).send().await.unwrap();
-    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    assert_eq!(res.status(), StatusCode::CONFLICT);
+    assert!(res.text().await.unwrap().contains("a kind this build of Convene does not have"));
     let (status, _) = app.get("/v1/instances/7100000001").await;
-    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(status, StatusCode::OK);
 }

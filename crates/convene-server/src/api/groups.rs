@@ -210,7 +210,7 @@ impl From<ParticipantAction> for ParticipantChange {
 /// looked up or imported through it), and a key scoped to one instance acts with that one.
 async fn resolve(state: &AppState, key: &AccountKey, group: &str, params: &GroupParams) -> Result<GroupRecord> {
     let instance = instance_filter(key, params.instance_id)?;
-    key.group(state.service.resolve_group(group, instance).await, group)
+    key.group(state.service.groups().resolve_group(group, instance).await, group)
 }
 
 /// Create a group. It is created even when some participants cannot be added; `participants` says who and why.
@@ -273,7 +273,7 @@ async fn list_groups(
     {
         return Ok(json_response(sent));
     }
-    let groups = state.service.list_groups(&page_key.query).await?;
+    let groups = state.service.groups().list_groups(&page_key.query).await?;
     // A scoped key lists its instances' groups: a page may then hold fewer than `limit`.
     let page = Page { items: groups.groups, next_cursor: groups.next_cursor }.retain(|g| key.sees(g.instance_id));
     let body = serde_json::to_vec(&page.map(|g| GroupOut::from_record(g, None)))
@@ -302,7 +302,7 @@ async fn get_group(
     ApiQuery(params): ApiQuery<GroupParams>,
 ) -> Result<Json<GroupOut>> {
     let record = resolve(&state, &key, &group, &params).await?;
-    Ok(Json(state.service.group(record).await?.into()))
+    Ok(Json(state.service.groups().group(record).await?.into()))
 }
 
 /// Change a group's subject, description or settings.
@@ -325,7 +325,7 @@ async fn update_group(
         description: patch.description,
         settings: patch.settings.unwrap_or_default(),
     };
-    Ok(Json(state.service.update_group(record, change).await?.into()))
+    Ok(Json(state.service.groups().update_group(record, change).await?.into()))
 }
 
 /// Leave a group. Convene keeps its record, marked with `left_at`.
@@ -340,7 +340,7 @@ async fn leave_group(
     ApiQuery(params): ApiQuery<GroupParams>,
 ) -> Result<Json<GroupOut>> {
     let record = resolve(&state, &key, &group, &params).await?;
-    let record = state.service.leave_group(record).await?;
+    let record = state.service.groups().leave_group(record).await?;
     Ok(Json(GroupOut::from_record(record, None)))
 }
 
@@ -365,8 +365,11 @@ async fn change_participants(
             ApiError::NotFound(format!("no participant action `{action}`: use add, remove, promote, demote or approve"))
         })?;
     let record = resolve(&state, &key, &group, &params).await?;
-    let participants =
-        state.service.change_participants(&record, change.into(), &input.participants, input.auto_invite).await?;
+    let participants = state
+        .service
+        .groups()
+        .change_participants(&record, change.into(), &input.participants, input.auto_invite)
+        .await?;
     Ok(Json(ParticipantsOut { participants }))
 }
 
@@ -382,7 +385,7 @@ async fn get_invite_link(
     ApiQuery(params): ApiQuery<GroupParams>,
 ) -> Result<Json<InviteLinkOut>> {
     let record = resolve(&state, &key, &group, &params).await?;
-    Ok(Json(InviteLinkOut { invite_link: state.service.invite_link(&record, false).await? }))
+    Ok(Json(InviteLinkOut { invite_link: state.service.groups().invite_link(&record, false).await? }))
 }
 
 /// Revoke the invite link and get a new one.
@@ -398,7 +401,7 @@ async fn reset_invite_link(
     ApiQuery(params): ApiQuery<GroupParams>,
 ) -> Result<Json<InviteLinkOut>> {
     let record = resolve(&state, &key, &group, &params).await?;
-    Ok(Json(InviteLinkOut { invite_link: state.service.invite_link(&record, true).await? }))
+    Ok(Json(InviteLinkOut { invite_link: state.service.groups().invite_link(&record, true).await? }))
 }
 
 /// Set the group picture: a JPEG or PNG of at most 5 MiB, sent as the raw body (`Content-Type: image/jpeg` or
@@ -421,7 +424,7 @@ async fn set_picture(
     let record = resolve(&state, &key, &group, &params).await?;
     let bytes = picture_bytes(request).await?;
     let picture = GroupPicture::parse(bytes).map_err(|m| ApiError::field("file", format!("the picture {m}")))?;
-    state.service.set_picture(&record, &picture).await?;
+    state.service.groups().set_picture(&record, &picture).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -75,7 +75,7 @@ async fn list(
         cursor: params.cursor()?.map(|c| Cursor::new(c.key, Some(c.id_or_nil())).render()),
         limit: params.limit()?,
     };
-    let found = state.service.list_groups(&query).await?;
+    let found = state.service.groups().list_groups(&query).await?;
     let groups: Vec<GroupRecord> = found.groups.into_iter().filter(|g| console.key.sees(g.instance_id)).collect();
     let names: HashMap<InstanceId, &str> = numbers.iter().map(|n| (n.id, n.name.as_str())).collect();
     let now = state.service.now();
@@ -171,7 +171,7 @@ fn disappearing_words(d: Disappearing) -> &'static str {
 /// The group named in the path, as the key may see it (a uuid or a WhatsApp id).
 async fn resolve(state: &AppState, console: &Console, reference: &str) -> PageResult<GroupRecord> {
     let instance = console.key.sole_instance();
-    Ok(console.key.group(state.service.resolve_group(reference, instance).await, reference)?)
+    Ok(console.key.group(state.service.groups().resolve_group(reference, instance).await, reference)?)
 }
 
 /// What a group's page says first, after a form.
@@ -195,14 +195,14 @@ async fn group_page(state: &AppState, console: &Console, record: GroupRecord, no
     let now = state.service.now();
     let (number, _) = state.service.instances().get(record.instance_id).await?;
     // The network may not answer (a number offline): the page still shows what Convene knows, and why not more.
-    let (view, members_error) = match state.service.group(record.clone()).await {
+    let (view, members_error) = match state.service.groups().group(record.clone()).await {
         Ok(view) => (view, None),
         Err(e) => (GroupView { record, members: None }, Some(e.to_string())),
     };
     let record = &view.record;
     let member = record.left_at.is_none();
     let invite = match (member, &members_error) {
-        (true, None) => Some(state.service.invite_link(record, false).await.map_err(|e| e.to_string())),
+        (true, None) => Some(state.service.groups().invite_link(record, false).await.map_err(|e| e.to_string())),
         _ => None,
     };
     let creation = match record.creation_job_id {
@@ -505,7 +505,7 @@ async fn edit(
     let record = resolve(&state, &console, &id).await?;
     let path = group_path(&record);
     let updated = match form.change_from(&record) {
-        Ok(change) => state.service.update_group(record.clone(), change).await.map(drop),
+        Ok(change) => state.service.groups().update_group(record.clone(), change).await.map(drop),
         Err(e) => Err(e),
     };
     match updated {
@@ -542,7 +542,7 @@ async fn change_participants(
     let participants: Vec<String> =
         form.participants.split(['\n', ',']).map(str::trim).filter(|p| !p.is_empty()).map(str::to_owned).collect();
     let auto_invite = form.auto_invite.is_some().then_some(true);
-    match state.service.change_participants(&record, change, &participants, auto_invite).await {
+    match state.service.groups().change_participants(&record, change, &participants, auto_invite).await {
         Ok(reports) => {
             Ok(group_page(&state, &console, record, Notice::Changed { change, reports }).await?.into_response())
         }
@@ -559,7 +559,7 @@ async fn reset_invite_link(
     Submitted { console, .. }: Submitted<Vec<(String, String)>>,
 ) -> PageResult<Response> {
     let record = resolve(&state, &console, &id).await?;
-    state.service.invite_link(&record, true).await?;
+    state.service.groups().invite_link(&record, true).await?;
     Ok(group_page(&state, &console, record, Notice::LinkReset).await?.into_response())
 }
 
@@ -586,7 +586,7 @@ async fn leave(
     Submitted { console, .. }: Submitted<Vec<(String, String)>>,
 ) -> PageResult<Response> {
     let record = resolve(&state, &console, &id).await?;
-    let record = state.service.leave_group(record).await?;
+    let record = state.service.groups().leave_group(record).await?;
     Ok(see_other(&group_path(&record)))
 }
 

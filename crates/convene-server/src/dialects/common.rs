@@ -209,6 +209,7 @@ pub(super) async fn current_groups(state: &AppState, instance_id: InstanceId) ->
     loop {
         let page = state
             .service
+            .groups()
             .list_groups(&GroupListQuery { instance_id: Some(instance_id), cursor, limit: 500, ..Default::default() })
             .await?;
         groups.extend(page.groups.into_iter().filter(|g| g.left_at.is_none()));

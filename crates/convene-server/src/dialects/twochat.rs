@@ -160,7 +160,7 @@ async fn resolve(
 ) -> std::result::Result<GroupRecord, ApiError> {
     let reference = group.trim();
     let reference = reference.strip_prefix("WAG").unwrap_or(reference);
-    state.service.resolve_group(reference, instance).await
+    state.service.groups().resolve_group(reference, instance).await
 }
 
 fn wag(id: GroupId) -> String {
@@ -372,7 +372,7 @@ async fn change(
     let instance = key.instance_by_phone(state, &input.from_number).await?;
     let record = resolve(state, group, Some(instance.id)).await?;
     let auto_invite = (change == ParticipantChange::Add).then_some(true);
-    Ok(state.service.change_participants(&record, change, &input.participants, auto_invite).await?)
+    Ok(state.service.groups().change_participants(&record, change, &input.participants, auto_invite).await?)
 }
 
 // ---------- reading ----------
@@ -456,7 +456,7 @@ async fn list_groups(
 /// `GET /open/whatsapp/group/{uuid}`: one group with its members.
 async fn get_group(State(state): State<AppState>, key: ApiKey, GroupParam(group): GroupParam) -> Result<Json<GetOut>> {
     let record = key.0.group(resolve(&state, &group, key.0.sole_instance()).await, &group)?;
-    let view = state.service.group(record).await?;
+    let view = state.service.groups().group(record).await?;
     let members = Some(view.members.unwrap_or_default());
     Ok(Json(GetOut { success: true, data: GroupOut::of(view.record, members) }))
 }

@@ -176,7 +176,7 @@ impl WawpCall {
         {
             id.clone_from(from_query);
         }
-        Ok(state.service.resolve_group(&id, Some(self.instance.id)).await?)
+        Ok(state.service.groups().resolve_group(&id, Some(self.instance.id)).await?)
     }
 
     fn action(&self) -> &str {
@@ -333,7 +333,7 @@ async fn create_group(State(state): State<AppState>, call: WawpCall) -> Result<J
 /// `GET /v2/groups/{id}`: the group with its members now.
 async fn get_group(State(state): State<AppState>, call: WawpCall) -> Result<Json<GroupOut>> {
     let record = call.group(&state).await?;
-    let view = state.service.group(record).await?;
+    let view = state.service.groups().group(record).await?;
     let members = view.members.unwrap_or_default();
     let owner = common::creator(&members).cloned();
     let participants = members.iter().map(member_out).collect();
@@ -402,9 +402,9 @@ async fn change_participants(
     let input: ParticipantsIn = call.input()?;
     let record = call.group(state).await?;
     let inputs: Vec<String> = input.participants.into_iter().map(ParticipantRef::into_id).collect();
-    let reports = state.service.change_participants(&record, change, &inputs, None).await?;
+    let reports = state.service.groups().change_participants(&record, change, &inputs, None).await?;
     // Roles after the change, for `isAdmin`; a failure to read them only leaves the flags false.
-    let members = state.service.group(record).await.ok().and_then(|v| v.members).unwrap_or_default();
+    let members = state.service.groups().group(record).await.ok().and_then(|v| v.members).unwrap_or_default();
     Ok(Json(
         reports
             .iter()
@@ -426,13 +426,13 @@ async fn change_participants(
 /// `GET /v2/groups/{id}/invite-code` → the invite link, a JSON string (`"https://chat.whatsapp.com/…"`).
 async fn invite_code(State(state): State<AppState>, call: WawpCall) -> Result<Json<String>> {
     let record = call.group(&state).await?;
-    Ok(Json(state.service.invite_link(&record, false).await?))
+    Ok(Json(state.service.groups().invite_link(&record, false).await?))
 }
 
 /// `POST /v2/groups/{id}/invite-code/revoke` → the new invite link; the old one stops working.
 async fn revoke_invite_code(State(state): State<AppState>, call: WawpCall) -> Result<Json<String>> {
     let record = call.group(&state).await?;
-    Ok(Json(state.service.invite_link(&record, true).await?))
+    Ok(Json(state.service.groups().invite_link(&record, true).await?))
 }
 
 // ---------- session and pairing ----------

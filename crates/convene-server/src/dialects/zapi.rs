@@ -191,7 +191,7 @@ fn zapi_group_id(jid: &GroupJid) -> String {
 }
 
 async fn resolve(state: &AppState, instance: &InstanceRecord, group: &str) -> Result<GroupRecord> {
-    Ok(state.service.resolve_group(group, Some(instance.id)).await?)
+    Ok(state.service.groups().resolve_group(group, Some(instance.id)).await?)
 }
 
 // ---------- creation ----------
@@ -235,7 +235,7 @@ async fn create_group(
     let record = created.group.record;
     // The group exists now: a failure to read its link must not turn the answer into an error (and a retry into a
     // second group).
-    let invitation_link = state.service.invite_link(&record, false).await.ok();
+    let invitation_link = state.service.groups().invite_link(&record, false).await.ok();
     Ok(Json(CreateGroupOut {
         phone: zapi_group_id(&record.jid),
         invitation_link,
@@ -319,8 +319,12 @@ async fn change(
 ) -> Result<Json<ValueOut>> {
     let record = resolve(state, instance, &input.group_id).await?;
     let auto_invite = if change == ParticipantChange::Add { input.auto_invite } else { None };
-    let reports =
-        state.service.change_participants(&record, change, &input.phones, auto_invite).await.fields(PHONE_FIELDS)?;
+    let reports = state
+        .service
+        .groups()
+        .change_participants(&record, change, &input.phones, auto_invite)
+        .await
+        .fields(PHONE_FIELDS)?;
     Ok(Json(ValueOut { value: reports.iter().all(|r| holds(change, r.outcome)) }))
 }
 
@@ -354,7 +358,7 @@ async fn update_group_name(
 ) -> Result<Json<ValueOut>> {
     let record = resolve(&state, &instance, &input.group_id).await?;
     let change = GroupChange { subject: Some(input.group_name), ..GroupChange::default() };
-    state.service.update_group(record, change).await.fields(NAME_FIELDS)?;
+    state.service.groups().update_group(record, change).await.fields(NAME_FIELDS)?;
     Ok(Json(ValueOut { value: true }))
 }
 
@@ -365,7 +369,7 @@ async fn update_group_description(
 ) -> Result<Json<ValueOut>> {
     let record = resolve(&state, &instance, &input.group_id).await?;
     let change = GroupChange { description: Some(input.group_description), ..GroupChange::default() };
-    state.service.update_group(record, change).await.fields(DESCRIPTION_FIELDS)?;
+    state.service.groups().update_group(record, change).await.fields(DESCRIPTION_FIELDS)?;
     Ok(Json(ValueOut { value: true }))
 }
 
@@ -420,8 +424,9 @@ async fn light_group_metadata(
 
 async fn metadata(state: &AppState, instance: &InstanceRecord, group: &str, link: bool) -> Result<Json<MetadataOut>> {
     let record = resolve(state, instance, group).await?;
-    let view = state.service.group(record).await?;
-    let invitation_link = if link { Some(state.service.invite_link(&view.record, false).await.ok()) } else { None };
+    let view = state.service.groups().group(record).await?;
+    let invitation_link =
+        if link { Some(state.service.groups().invite_link(&view.record, false).await.ok()) } else { None };
     let members = view.members.unwrap_or_default();
     let record = view.record;
     Ok(Json(MetadataOut {
@@ -461,7 +466,7 @@ async fn group_invitation_link(
     GroupPath(group): GroupPath,
 ) -> Result<Json<InvitationLinkOut>> {
     let record = resolve(&state, &instance, &group).await?;
-    let invitation_link = state.service.invite_link(&record, false).await?;
+    let invitation_link = state.service.groups().invite_link(&record, false).await?;
     Ok(Json(InvitationLinkOut { phone: zapi_group_id(&record.jid), invitation_link }))
 }
 
@@ -472,7 +477,7 @@ async fn redefine_invitation_link(
     GroupPath(group): GroupPath,
 ) -> Result<Json<Value>> {
     let record = resolve(&state, &instance, &group).await?;
-    let invitation_link = state.service.invite_link(&record, true).await?;
+    let invitation_link = state.service.groups().invite_link(&record, true).await?;
     Ok(Json(json!({ "invitationLink": invitation_link })))
 }
 

@@ -802,7 +802,7 @@ impl Service {
         prepared: &Prepared,
         connector: &dyn convene_core::Connector,
     ) -> Created {
-        let record = self.new_group_record(instance.id, &metadata, Some(job_id));
+        let record = self.groups.new_group_record(instance.id, &metadata, Some(job_id));
         let backup: HashSet<&PhoneNumber> = prepared.backup_admins.iter().collect();
         let requested: HashSet<&PhoneNumber> = prepared.participants.numbers.iter().map(|(_, p)| p).collect();
         let (for_backups, for_participants): (Vec<ParticipantResult>, Vec<ParticipantResult>) =
@@ -826,7 +826,7 @@ impl Service {
             })
             .collect();
         if prepared.auto_invite {
-            self.invite_refused(connector, &record, &mut reports).await;
+            self.groups.invite_refused(connector, &record, &mut reports).await;
         }
         let to_promote: Vec<PhoneNumber> = backup_reports
             .iter()
@@ -922,7 +922,7 @@ impl Service {
         match inserted {
             Ok(()) => {}
             Err(DbError::Conflict) => {
-                let mut record = self.recorded_group(created.result.instance_id, &created.result.jid).await?;
+                let mut record = self.groups.recorded_group(created.result.instance_id, &created.result.jid).await?;
                 let job_id = job.id;
                 record.creation_job_id.get_or_insert(job_id);
                 created.result.group_id = record.id;

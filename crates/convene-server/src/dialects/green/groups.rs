@@ -122,7 +122,7 @@ async fn resolve(state: &AppState, instance: &GreenInstance, group_id: &str) -> 
     if GroupJid::parse(group_id).is_none() {
         return Err(ApiError::field("groupId", "must be a group chat id such as 120363043968066561@g.us"));
     }
-    state.service.resolve_group(group_id, Some(instance.0.id)).await
+    state.service.groups().resolve_group(group_id, Some(instance.0.id)).await
 }
 
 /// `Ok(())` → `true`; a refusal → `false`; anything else (validation, credentials, pacing, outages) → an error.
@@ -147,7 +147,7 @@ async fn create_group(
         .green_fields(CREATE_FIELDS)?;
     let record = created.group.record;
     // The group exists now: failing the request over its link would only make the client create it again.
-    let group_invite_link = state.service.invite_link(&record, false).await.unwrap_or_else(|e| {
+    let group_invite_link = state.service.groups().invite_link(&record, false).await.unwrap_or_else(|e| {
         tracing::warn!(group = %record.jid, error = %e, "created a group but could not read its invite link");
         String::new()
     });
@@ -162,7 +162,7 @@ async fn update_group_name(
     let outcome = async {
         let record = resolve(&state, &instance, &input.group_id).await?;
         let change = GroupChange { subject: Some(input.group_name), ..GroupChange::default() };
-        state.service.update_group(record, change).await.map(|_| ())
+        state.service.groups().update_group(record, change).await.map(|_| ())
     };
     Ok(Json(json!({ "updateGroupName": flag(outcome.await, NAME_FIELDS)? })))
 }
@@ -173,13 +173,13 @@ async fn get_group_data(
     GreenJson(input): GreenJson<GroupIn>,
 ) -> Result<Json<GroupDataOut>, GreenError> {
     let record = resolve(&state, &instance, &input.group_id).await?;
-    let view = state.service.group(record).await?;
+    let view = state.service.groups().group(record).await?;
     let members = view.members.unwrap_or_default();
     let record = view.record;
     let own = instance.0.phone.as_ref();
     let is_admin = members.iter().any(|m| Some(&m.phone) == own && m.role.is_admin());
     let group_invite_link = if is_admin {
-        match state.service.invite_link(&record, false).await {
+        match state.service.groups().invite_link(&record, false).await {
             Ok(link) => link,
             Err(ApiError::Connector(ConnectorError::NotAdmin | ConnectorError::GroupNotFound)) => String::new(),
             Err(e) => return Err(e.into()),
@@ -222,7 +222,8 @@ async fn change_one(
 ) -> Result<bool, GreenError> {
     let outcome = async {
         let record = resolve(state, instance, &input.group_id).await?;
-        let reports = state.service.change_participants(&record, change, &[input.participant_chat_id], None).await?;
+        let reports =
+            state.service.groups().change_participants(&record, change, &[input.participant_chat_id], None).await?;
         Ok(reports.first().is_some_and(|r| r.outcome.is_success()))
     };
     match outcome.await {
@@ -280,7 +281,12 @@ async fn update_group_settings(
     };
     let outcome = async {
         let record = resolve(&state, &instance, &input.group_id).await?;
-        state.service.update_group(record, GroupChange { settings, ..GroupChange::default() }).await.map(|_| ())
+        state
+            .service
+            .groups()
+            .update_group(record, GroupChange { settings, ..GroupChange::default() })
+            .await
+            .map(|_| ())
     };
     match outcome.await {
         Ok(()) => Ok(Json(json!({ "updateGroupSettings": true }))),
@@ -307,7 +313,7 @@ async fn leave_group(
 ) -> Answer {
     let outcome = async {
         let record = resolve(&state, &instance, &input.group_id).await?;
-        state.service.leave_group(record).await.map(|_| ())
+        state.service.groups().leave_group(record).await.map(|_| ())
     };
     Ok(Json(json!({ "leaveGroup": flag(outcome.await, &[])? })))
 }
@@ -318,7 +324,7 @@ async fn set_group_picture(State(state): State<AppState>, instance: GreenInstanc
     let picture = GroupPicture::parse(bytes).map_err(|m| ApiError::field("file", format!("the picture {m}")))?;
     let outcome = async {
         let record = resolve(&state, &instance, &group_id).await?;
-        state.service.set_picture(&record, &picture).await
+        state.service.groups().set_picture(&record, &picture).await
     };
     let (done, reason) = match outcome.await {
         Ok(()) => (true, String::new()),

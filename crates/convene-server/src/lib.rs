@@ -62,7 +62,7 @@ pub struct AppParts {
 }
 
 impl AppState {
-    /// Opens the store (creating and migrating it) and the sandbox world, and starts the service.
+    /// Opens the store (creating and migrating it) and each kind's network, and starts the service.
     pub async fn open(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
         delivery::install_tls_provider();
         std::fs::create_dir_all(&config.data_dir)

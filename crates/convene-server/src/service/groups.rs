@@ -124,7 +124,7 @@ impl Groups {
 
     /// Stores a group this instance is in that Convene did not create; when a record for it is already there
     /// (written by a concurrent request), that one is returned instead of a second.
-    pub(super) async fn record_group(&self, instance_id: InstanceId, metadata: &GroupMetadata) -> Result<GroupRecord> {
+    async fn record_group(&self, instance_id: InstanceId, metadata: &GroupMetadata) -> Result<GroupRecord> {
         let record = self.new_group_record(instance_id, metadata, None);
         match self.store.commit(&[Change::InsertGroup(&record)], &[]).await {
             Ok(()) => Ok(record),

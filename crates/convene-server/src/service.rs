@@ -283,12 +283,12 @@ impl Service {
     }
 
     pub fn sandbox(&self) -> &Arc<SandboxNetwork> {
-        self.instances.sandbox()
+        self.instances.drivers.sandbox()
     }
 
     /// The real numbers' sessions (tests reach `WhatsappAccounts::simulate` through here).
     pub fn whatsapp(&self) -> &Arc<WhatsappAccounts> {
-        self.instances.whatsapp()
+        self.instances.drivers.whatsapp()
     }
 
     pub fn now(&self) -> Timestamp {

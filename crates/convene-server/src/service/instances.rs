@@ -9,8 +9,6 @@ use convene_core::store::InstanceRecord;
 use convene_core::{
     Clock, Connector, ConnectorError, ConnectorKind, ConnectorReports, InstanceId, InstanceState, PhoneNumber, Store,
 };
-use convene_sandbox::SandboxNetwork;
-use convene_whatsapp::WhatsappAccounts;
 
 use super::{MAX_NAME_CHARS, parse_participants, random_instance_id};
 use crate::auth;
@@ -53,15 +51,6 @@ impl Instances {
         for (_, driver) in self.drivers.all() {
             driver.shutdown().await;
         }
-    }
-
-    pub fn sandbox(&self) -> &Arc<SandboxNetwork> {
-        self.drivers.sandbox()
-    }
-
-    /// The real numbers' sessions (tests reach `WhatsappAccounts::simulate` through here).
-    pub fn whatsapp(&self) -> &Arc<WhatsappAccounts> {
-        self.drivers.whatsapp()
     }
 
     /// Readies each kind's network for its instances among `instances`, before their connections open.

@@ -121,6 +121,11 @@ pub fn kind_names_in_words() -> String {
     }
 }
 
+/// What a request naming a kind this build does not have is told.
+pub fn choose_a_kind() -> String {
+    format!("choose {}", kind_names_in_words())
+}
+
 /// Every kind's sections of the shipped defaults, one after another.
 pub(crate) fn default_sections() -> String {
     registrations().map(|r| format!("\n{}", r.default_config())).collect()

@@ -344,8 +344,8 @@ async fn create(
     Submitted { console, form }: Submitted<NewNumber>,
 ) -> PageResult<Response> {
     console.key.account_wide("adding a number")?;
-    let kind = connectors::kind_named(&form.kind)
-        .ok_or_else(|| ApiError::field("kind", format!("choose {}", connectors::kind_names_in_words())))?;
+    let kind =
+        connectors::kind_named(&form.kind).ok_or_else(|| ApiError::field("kind", connectors::choose_a_kind()))?;
     let created = state.service.instances().create(kind, blank_to_none(&form.name), blank_to_none(&form.phone)).await;
     match created {
         Ok((record, token)) => {

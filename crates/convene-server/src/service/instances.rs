@@ -96,7 +96,7 @@ impl Instances {
         };
         let driver = self.drivers.of(kind);
         if driver.is_none() {
-            errors.push(FieldError::new("kind", format!("choose {}", crate::connectors::kind_names_in_words())));
+            errors.push(FieldError::new("kind", crate::connectors::choose_a_kind()));
         }
         let phone = match driver.zip(phone).map(|(driver, asked)| driver.check_phone(asked)) {
             None => None,

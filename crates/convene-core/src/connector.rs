@@ -327,7 +327,7 @@ pub enum ReportedGroupChange {
 
 /// Where a connector sends what the network reports; the service implements it.
 pub trait ConnectorReports: Send + Sync {
-    fn report(&self, instance: InstanceId, event: ConnectorReport);
+    fn report(&self, instance: InstanceId, report: ConnectorReport);
 }
 
 #[cfg(test)]

@@ -85,7 +85,7 @@ else
     cargo test --locked --workspace "${outside[@]}" -- --ignored --nocapture
 fi
 
-echo "== PostgreSQL leg: the store contract and the end-to-end tests"
+echo "== PostgreSQL leg: the store contract, the device-key storage contract and the end-to-end tests"
 TEST_DATABASE_URL="${TEST_DATABASE_URL:-$(.ci/postgres.sh "${CONVENE_PG_DIR:-/tmp/convene-pg}" | tail -n 1)}"
 export TEST_DATABASE_URL
-run_tests -p convene-store -p convene-server --locked
+run_tests -p convene-store -p convene-whatsapp -p convene-server --locked

@@ -15,7 +15,7 @@ use axum::http::StatusCode;
 use axum::routing::post;
 use convene_core::events::{EventFilter, EventType, NewEvent, WebhookEndpoint};
 use convene_core::{Clock, InstanceId, Store, SystemClock};
-use convene_server::delivery::{Dispatcher, Secret, SecretBox, WebhookConfig};
+use convene_server::delivery::{Dispatcher, SealsSecrets as _, Secret, WebhookConfig, open_secret_box};
 use uuid::Uuid;
 
 /// Prints deliveries per second for `events` events over `groups` groups, then all in one group.
@@ -62,7 +62,7 @@ pub async fn run(events: usize, keys: usize, postgres: Option<&str>) -> anyhow::
 
     let mut config: WebhookConfig = toml_defaults()?;
     config.allow_private_targets = vec!["127.0.0.1".into()];
-    let secrets = Arc::new(SecretBox::open_or_create(&config, dir.path())?);
+    let secrets = Arc::new(open_secret_box(&config, dir.path())?);
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let now = clock.now();
     let endpoint = WebhookEndpoint {

@@ -6,12 +6,14 @@
 
 pub mod clock;
 pub mod connector;
+pub mod device_keys;
 pub mod events;
 pub mod group;
 pub mod ids;
 pub mod outcome;
 pub mod pacing;
 pub mod phone;
+pub mod seal;
 pub mod store;
 
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
@@ -19,6 +21,7 @@ pub use connector::{
     Connector, ConnectorError, ConnectorKind, ConnectorReport, ConnectorReports, InstanceState, PairingCode,
     ReportedGroupChange,
 };
+pub use device_keys::{DeviceKeyRow, DeviceKeyStore, DeviceKeyWrite};
 pub use group::{
     Disappearing, GroupDescription, GroupMember, GroupMetadata, GroupPicture, GroupSettings, GroupSettingsPatch,
     GroupSubject, MemberRole,
@@ -27,4 +30,5 @@ pub use ids::{CreationKey, GroupId, GroupJid, InstanceId};
 pub use outcome::{AddRequest, ParticipantChange, ParticipantOutcome, ParticipantResult};
 pub use pacing::{PacingPolicy, PoolNumber, forecast_last};
 pub use phone::{PhoneNumber, PhoneParseError};
+pub use seal::SecretBox;
 pub use store::{DbError, Store};

@@ -75,12 +75,10 @@ impl AppState {
             tracing::warn!(dir = %config.data_dir.display(), error = %e, "could not make the data directory private");
         }
         telemetry::handle();
-        // The networks' databases open while Convene's does, and all have ended before an error is returned.
-        let opening_networks = Networks::open(config, clock.clone());
-        let (store, networks) = tokio::join!(convene_store::connect(&config.database_url), opening_networks);
-        let store = store.context("opening the database")?;
-        let networks = networks?;
-        let secrets = Arc::new(delivery::SecretBox::open_or_create(&config.webhooks, &config.data_dir)?);
+        let store = convene_store::connect(&config.database_url).await.context("opening the database")?;
+        let secrets = Arc::new(delivery::open_secret_box(&config.webhooks, &config.data_dir)?);
+        // After the database: real numbers keep their device keys there, sealed with the same key.
+        let networks = Networks::open(config, store.clone(), secrets.clone(), clock.clone()).await?;
         let targets =
             Arc::new(delivery::TargetPolicy::new(&config.webhooks.allow_private_targets).map_err(anyhow::Error::msg)?);
         let service = Service::start(store.clone(), networks, clock.clone(), config.creation.clone())

@@ -1,6 +1,6 @@
-//! The `Store` port for a backend: every method calls its query in `sql`, `idempotency` or `jobs`, which run on
-//! any `Backend`. Written once here and stamped out for `SqliteStore` and `PostgresStore` by `impl_store!`, so the
-//! two cannot drift apart.
+//! The `Store` and `DeviceKeyStore` ports for a backend: every method calls its query in `sql`, `idempotency`, `jobs`,
+//! `events` or `device_keys`, which run on any `Backend`. Written once here and stamped out for `SqliteStore` and
+//! `PostgresStore` by `impl_store!`, so the two cannot drift apart.
 
 macro_rules! impl_store {
     ($backend:ty) => {
@@ -322,6 +322,49 @@ macro_rules! impl_store {
 
             async fn prune_events(&self, before: Timestamp, limit: u32) -> DbResult<u64> {
                 events::prune_events(self, before, limit).await
+            }
+        }
+
+        #[async_trait::async_trait]
+        impl convene_core::DeviceKeyStore for $backend {
+            async fn device_key(
+                &self,
+                instance: InstanceId,
+                space: &str,
+                scope: &str,
+                key: &str,
+            ) -> DbResult<Option<convene_core::DeviceKeyRow>> {
+                crate::device_keys::get(self, instance, space, scope, key).await
+            }
+
+            async fn device_keys(
+                &self,
+                instance: InstanceId,
+                space: &str,
+                scope: Option<&str>,
+            ) -> DbResult<Vec<convene_core::DeviceKeyRow>> {
+                crate::device_keys::list(self, instance, space, scope).await
+            }
+
+            async fn write_device_keys(
+                &self,
+                instance: InstanceId,
+                writes: Vec<convene_core::DeviceKeyWrite>,
+            ) -> DbResult<()> {
+                crate::device_keys::write(self, instance, writes).await
+            }
+
+            async fn delete_device_keys_numbered_up_to(
+                &self,
+                instance: InstanceId,
+                space: &str,
+                last: i64,
+            ) -> DbResult<u64> {
+                crate::device_keys::delete_numbered_up_to(self, instance, space, last).await
+            }
+
+            async fn forget_device_keys(&self, instance: InstanceId) -> DbResult<()> {
+                crate::device_keys::forget(self, instance).await
             }
         }
     };

@@ -11,6 +11,7 @@ use convene_core::{DbError, Store};
 
 mod cursor;
 mod delegate;
+mod device_keys;
 mod error;
 mod events;
 mod group_cache;

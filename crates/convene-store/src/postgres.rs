@@ -34,6 +34,7 @@ const MIGRATIONS: &[Migration] = &[
     (7, include_str!("../migrations/postgres/0007_api_key_scope.sql")),
     (8, include_str!("../migrations/postgres/0008_console_sessions.sql")),
     (9, include_str!("../migrations/postgres/0009_group_creation_job.sql")),
+    (10, include_str!("../migrations/postgres/0010_device_keys.sql")),
 ];
 
 /// The advisory lock key that migration transactions hold: "convene" in ASCII. Any process migrating a Convene

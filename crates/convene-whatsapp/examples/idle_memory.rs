@@ -1,12 +1,14 @@
 //! Memory, file descriptors and threads per idle `whatsapp` instance: each instance's client is built on its stored
-//! device state (a linked device) and not connected (`connect = false`).
+//! device state (a linked device, in Convene's database: a SQLite file, as `convene serve` keeps it by default) and
+//! not connected (`connect = false`).
 //!
 //! ```text
 //! cargo run --release -p convene-whatsapp --example idle_memory [-- 1 100 1000]
 //! ```
 //!
-//! The parent prepares the device stores; each count is then measured in a fresh process (this executable re-run with
-//! a hidden argument), so the preparation and one count's allocations do not colour the next.
+//! The parent prepares the devices; each count is then measured in a fresh process (this executable re-run with a
+//! hidden argument), so the preparation and one count's allocations do not colour the next. The measured process
+//! opens the database as the server does: its memory and descriptors count in "before", the instances' in "delta".
 
 use std::error::Error;
 use std::path::Path;
@@ -14,10 +16,11 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use convene_core::{Connector, ConnectorReport, ConnectorReports, InstanceId, SystemClock};
-use convene_whatsapp::{WhatsappAccounts, WhatsappConfig};
+use convene_core::{Connector, ConnectorReport, ConnectorReports, DeviceKeyStore, InstanceId, SecretBox, SystemClock};
+use convene_store::SqliteStore;
+use convene_whatsapp::{DeviceKeys, KeyStorage, WhatsappAccounts, WhatsappConfig};
 use whatsapp_rust::Jid;
-use whatsapp_rust::store::SqliteStore;
+use whatsapp_rust::wacore::store::traits::DeviceStore as _;
 
 type Result<T, E = Box<dyn Error>> = std::result::Result<T, E>;
 
@@ -40,8 +43,9 @@ fn main() -> Result<()> {
     for n in counts {
         let dir = tempfile::tempdir()?;
         runtime.block_on(async {
+            let storage = storage(dir.path()).await?;
             for i in 1..=n {
-                link_device(&dir.path().join(format!("{i}.db")), &format!("1201555{i:04}")).await?;
+                link_device(&storage, InstanceId(i.into()), &format!("1201555{i:04}")).await?;
             }
             Ok::<_, Box<dyn Error>>(())
         })?;
@@ -53,22 +57,28 @@ fn main() -> Result<()> {
     Ok(())
 }
 
-/// Writes a linked device's identity into a new store, as pairing would.
-async fn link_device(path: &Path, number: &str) -> Result<()> {
-    let store = SqliteStore::new(&path.to_string_lossy()).await?;
-    store.create_new_device().await?;
-    let mut device =
-        store.load_device_data_for_device(store.device_id()).await?.ok_or("no device after creating one")?;
+/// Convene's database in `dir`, and a sealing key.
+async fn storage(dir: &Path) -> Result<KeyStorage> {
+    let store = SqliteStore::connect(&format!("sqlite://{}", dir.join("convene.db").display())).await?;
+    Ok(KeyStorage { store: Arc::new(store) as Arc<dyn DeviceKeyStore>, sealer: Arc::new(SecretBox::new([7; 32])) })
+}
+
+/// Writes a linked device's identity for instance `id`, as pairing would.
+async fn link_device(storage: &KeyStorage, id: InstanceId, number: &str) -> Result<()> {
+    let keys = DeviceKeys::new(Arc::clone(&storage.store), Arc::clone(&storage.sealer), id);
+    keys.create().await?;
+    let mut device = keys.load().await?.ok_or("no device after creating one")?;
     device.pn = Some(Jid::pn(number));
-    store.save_device_data_for_device(store.device_id(), &device).await?;
+    keys.save(&device).await?;
     Ok(())
 }
 
 /// Opens the `n` prepared instances in `dir` and prints one row of the table.
 async fn measure(dir: &Path, n: u32) -> Result<()> {
+    let storage = storage(dir).await?;
     let before = Sample::now()?;
-    let config = WhatsappConfig { data_dir: dir.to_path_buf(), connect: false };
-    let accounts = WhatsappAccounts::new(config, Arc::new(SystemClock), Arc::new(Discard));
+    let config = WhatsappConfig { data_dir: dir.join("whatsapp"), connect: false };
+    let accounts = WhatsappAccounts::new(config, Some(storage), Arc::new(SystemClock), Arc::new(Discard));
     let started = Instant::now();
     let mut connectors = Vec::new();
     for i in 1..=n {

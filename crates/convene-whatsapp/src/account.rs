@@ -1,4 +1,4 @@
-//! One WhatsApp account: its session (a whatsapp-rust `Bot` on a per-instance SQLite file), its state as the
+//! One WhatsApp account: its session (a whatsapp-rust `Bot` on the instance's device keys), its state as the
 //! library's events tell it, and the pairing in progress.
 
 use std::path::PathBuf;
@@ -12,12 +12,14 @@ use convene_core::{
 use whatsapp_rust::Client;
 use whatsapp_rust::bot::{Bot, BotHandle};
 use whatsapp_rust::http::UreqHttpClient;
-use whatsapp_rust::store::SqliteStore;
 use whatsapp_rust::transport::TokioWebSocketTransportFactory;
 use whatsapp_rust::types::events::Event;
+use whatsapp_rust::wacore::store::InMemoryBackend;
+use whatsapp_rust::wacore::store::traits::Backend;
 
 use crate::dial::{Dial, LOOK_EVERY, Look, WatchedHttp, WatchedTransport, judge};
-use crate::mapping;
+use crate::keys::DeviceKeys;
+use crate::{import, mapping};
 
 /// What the account knows of itself between library events.
 #[derive(Debug)]
@@ -34,9 +36,17 @@ enum Session {
     Idle(Bot),
 }
 
+/// Where an account's device keys are kept.
+pub(crate) enum Keeping {
+    /// In Convene's database. `legacy_file` is where an earlier version kept them: imported on the first start.
+    Database { keys: Arc<DeviceKeys>, legacy_file: PathBuf },
+    /// In memory, for this session only.
+    Memory,
+}
+
 pub(crate) struct Account {
     pub(crate) id: InstanceId,
-    db_path: PathBuf,
+    keeping: Keeping,
     connect: bool,
     clock: Arc<dyn Clock>,
     events: Arc<dyn ConnectorReports>,
@@ -53,14 +63,14 @@ pub(crate) struct Account {
 impl Account {
     pub(crate) fn new(
         id: InstanceId,
-        db_path: PathBuf,
+        keeping: Keeping,
         connect: bool,
         clock: Arc<dyn Clock>,
         events: Arc<dyn ConnectorReports>,
     ) -> Self {
         Self {
             id,
-            db_path,
+            keeping,
             connect,
             clock,
             events,
@@ -156,16 +166,17 @@ impl Account {
         if session.is_some() {
             return Ok(());
         }
-        if let Some(dir) = self.db_path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-        }
-        let store = SqliteStore::new(&self.db_path.to_string_lossy())
-            .await
-            .map_err(|e| format!("cannot open {}: {e}", self.db_path.display()))?;
+        let backend: Arc<dyn Backend> = match &self.keeping {
+            Keeping::Database { keys, legacy_file } => {
+                import::import(legacy_file, keys).await?;
+                Arc::clone(keys) as Arc<dyn Backend>
+            }
+            Keeping::Memory => Arc::new(InMemoryBackend::new()),
+        };
         let account = Arc::downgrade(self);
         let dial = Arc::new(Dial::default());
         let bot = Bot::builder()
-            .with_backend(store)
+            .with_backend_arc(backend)
             .with_transport_factory(WatchedTransport {
                 inner: TokioWebSocketTransportFactory::new(),
                 dial: Arc::clone(&dial),
@@ -225,27 +236,24 @@ impl Account {
             client.logout().await;
         }
         self.stop().await;
-        let forgotten = self.forget_keys();
+        let forgotten = self.forget_keys().await;
         self.unlinking.store(false, Ordering::SeqCst);
         forgotten
     }
 
-    /// Deletes the device's database (and SQLite's side files): the keys are gone.
-    pub(crate) fn forget_keys(&self) -> Result<(), ConnectorError> {
-        for suffix in ["", "-wal", "-shm", "-journal"] {
-            let mut path = self.db_path.clone().into_os_string();
-            path.push(suffix);
+    /// Deletes the device's keys, and an earlier version's file of them or its imported backup: the keys are gone.
+    pub(crate) async fn forget_keys(&self) -> Result<(), ConnectorError> {
+        let Keeping::Database { keys, legacy_file } = &self.keeping else { return Ok(()) };
+        keys.forget().await.map_err(|e| ConnectorError::Other(format!("cannot delete the device keys: {e}")))?;
+        let backup = import::imported_name(legacy_file);
+        for path in import::with_side_files(legacy_file).into_iter().chain(import::with_side_files(&backup)) {
             match std::fs::remove_file(&path) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(ConnectorError::Other(format!("cannot delete {}: {e}", self.db_path.display()))),
+                Err(e) => return Err(ConnectorError::Other(format!("cannot delete {}: {e}", path.display()))),
             }
         }
         Ok(())
-    }
-
-    pub(crate) fn db_path(&self) -> &std::path::Path {
-        &self.db_path
     }
 
     /// The connected client, or why there is none. Fails fast: nothing waits for a connection.
@@ -315,7 +323,7 @@ impl Account {
                 let account = Arc::clone(self);
                 tokio::spawn(async move {
                     account.stop().await;
-                    if let Err(e) = account.forget_keys() {
+                    if let Err(e) = account.forget_keys().await {
                         tracing::error!(instance = %account.id, "{e}");
                     }
                     if let Err(e) = account.start().await {

@@ -2,47 +2,67 @@
 //! (the whatsapp-rust crate). Every whatsapp-rust import in Convene lives in this crate, so an upgrade of the library
 //! touches only here.
 //!
-//! Each instance keeps its device state (keys, sessions) in its own SQLite file, `<data_dir>/<instance id>.db`:
-//! a restart reuses it without pairing again, and logging out deletes it.
+//! Each instance keeps its device state (keys, sessions) in Convene's database, sealed with the server's key
+//! (`DeviceKeys`): a restart, or another node taking the number over, reuses it without pairing again, and logging
+//! out deletes it. Earlier versions kept it in a SQLite file per number, `<data_dir>/<instance id>.db`, imported on
+//! the number's first start (`import`).
 #![forbid(unsafe_code)]
 
 mod account;
 mod connector;
 mod create;
 mod dial;
+mod import;
+mod keys;
 mod mapping;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use convene_core::{Clock, ConnectorReports, InstanceId};
+use convene_core::{Clock, ConnectorReports, DeviceKeyStore, InstanceId, SecretBox};
 
 use crate::account::Account;
 pub use crate::connector::WhatsappConnector;
+pub use crate::keys::DeviceKeys;
 
 /// Real numbers over WhatsApp Web multi-device.
 pub const KIND: convene_core::ConnectorKind = convene_core::ConnectorKind::new("whatsapp");
 
-/// Where device state lives and whether to dial WhatsApp.
+/// Where earlier versions kept device state, and whether to dial WhatsApp.
 #[derive(Clone, Debug)]
 pub struct WhatsappConfig {
+    /// Where each number's SQLite file of an earlier version is looked for, to be imported.
     pub data_dir: PathBuf,
     /// `false` loads every instance's stored state without connecting (maintenance, tests, measurements).
     pub connect: bool,
 }
 
+/// Where the accounts keep their device keys: Convene's database, sealed with the server's key.
+#[derive(Clone)]
+pub struct KeyStorage {
+    pub store: Arc<dyn DeviceKeyStore>,
+    pub sealer: Arc<SecretBox>,
+}
+
 /// The process's WhatsApp accounts, one per `whatsapp` instance.
 pub struct WhatsappAccounts {
     config: WhatsappConfig,
+    /// `None`: device keys live in memory only, for this process (tests, measurements).
+    storage: Option<KeyStorage>,
     clock: Arc<dyn Clock>,
     events: Arc<dyn ConnectorReports>,
     accounts: Mutex<HashMap<InstanceId, Arc<Account>>>,
 }
 
 impl WhatsappAccounts {
-    pub fn new(config: WhatsappConfig, clock: Arc<dyn Clock>, events: Arc<dyn ConnectorReports>) -> Arc<Self> {
-        Arc::new(Self { config, clock, events, accounts: Mutex::default() })
+    pub fn new(
+        config: WhatsappConfig,
+        storage: Option<KeyStorage>,
+        clock: Arc<dyn Clock>,
+        events: Arc<dyn ConnectorReports>,
+    ) -> Arc<Self> {
+        Arc::new(Self { config, storage, clock, events, accounts: Mutex::default() })
     }
 
     pub fn config(&self) -> &WhatsappConfig {
@@ -54,9 +74,16 @@ impl WhatsappAccounts {
         let account = {
             let mut accounts = self.accounts.lock().unwrap_or_else(PoisonError::into_inner);
             Arc::clone(accounts.entry(id).or_insert_with(|| {
+                let keeping = match &self.storage {
+                    Some(storage) => account::Keeping::Database {
+                        keys: Arc::new(DeviceKeys::new(Arc::clone(&storage.store), Arc::clone(&storage.sealer), id)),
+                        legacy_file: self.config.data_dir.join(format!("{id}.db")),
+                    },
+                    None => account::Keeping::Memory,
+                };
                 Arc::new(Account::new(
                     id,
-                    self.config.data_dir.join(format!("{id}.db")),
+                    keeping,
                     self.config.connect,
                     Arc::clone(&self.clock),
                     Arc::clone(&self.events),
@@ -155,13 +182,6 @@ impl WhatsappAccounts {
         };
         account.handle_event(&event);
         Ok(())
-    }
-}
-
-impl WhatsappConnector {
-    /// Where this instance's device state is stored.
-    pub fn device_store(&self) -> &std::path::Path {
-        self.account.db_path()
     }
 }
 

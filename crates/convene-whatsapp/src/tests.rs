@@ -311,31 +311,46 @@ impl Recorder {
 
 struct Offline {
     _dir: tempfile::TempDir,
+    store: Arc<convene_store::SqliteStore>,
     accounts: Arc<WhatsappAccounts>,
     clock: ManualClock,
     events: Arc<Recorder>,
 }
 
-fn offline() -> Offline {
-    accounts(false)
+async fn offline() -> Offline {
+    accounts(false).await
+}
+
+/// The storage `convene serve` gives the accounts: Convene's database (a SQLite file here), sealed.
+fn storage(store: &Arc<convene_store::SqliteStore>) -> KeyStorage {
+    KeyStorage {
+        store: Arc::clone(store) as Arc<dyn convene_core::DeviceKeyStore>,
+        sealer: Arc::new(convene_core::SecretBox::new([3; 32])),
+    }
 }
 
 /// Accounts that dial WhatsApp (`connect`) or only load their stored state.
-fn accounts(connect: bool) -> Offline {
+async fn accounts(connect: bool) -> Offline {
     let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(
+        convene_store::SqliteStore::connect(&format!("sqlite://{}", dir.path().join("convene.db").display()))
+            .await
+            .unwrap(),
+    );
     let clock = ManualClock::new(NOW);
     let events = Arc::new(Recorder::default());
     let accounts = WhatsappAccounts::new(
         WhatsappConfig { data_dir: dir.path().join("whatsapp"), connect },
+        Some(storage(&store)),
         Arc::new(clock.clone()),
         Arc::clone(&events) as Arc<dyn ConnectorReports>,
     );
-    Offline { _dir: dir, accounts, clock, events }
+    Offline { _dir: dir, store, accounts, clock, events }
 }
 
 #[tokio::test]
 async fn library_events_become_instance_state() {
-    let o = offline();
+    let o = offline().await;
     let c = o.accounts.open_and_wait(InstanceId(1)).await.unwrap();
     assert_eq!(c.state().await, InstanceState::Disconnected);
 
@@ -373,7 +388,7 @@ async fn library_events_become_instance_state() {
 
 #[tokio::test]
 async fn a_not_connected_instance_refuses_every_operation_at_once() {
-    let o = offline();
+    let o = offline().await;
     let c = o.accounts.open_and_wait(InstanceId(2)).await.unwrap();
     let group = convene_core::GroupJid::parse("120363041234567890@g.us").unwrap();
     let started = std::time::Instant::now();
@@ -393,28 +408,50 @@ async fn a_not_connected_instance_refuses_every_operation_at_once() {
     assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
 }
 
-/// Writes a linked device's identity into an instance's store, as pairing would.
-async fn link_device(path: &std::path::Path, number: &str) {
+/// Writes a linked device's identity into a file as an earlier version kept it (whatsapp-rust's `SqliteStore`), as
+/// pairing would, with a Signal session and a LID mapping beside it.
+async fn link_device_in_a_file(path: &std::path::Path, number: &str) -> whatsapp_rust::store::SqliteStore {
+    use whatsapp_rust::wacore::store::traits::{ProtocolStore as _, SignalStore as _};
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     let store = whatsapp_rust::store::SqliteStore::new(&path.to_string_lossy()).await.unwrap();
     store.create_new_device().await.unwrap();
     let mut device = store.load_device_data_for_device(store.device_id()).await.unwrap().unwrap();
     device.pn = Some(Jid::pn(number));
     store.save_device_data_for_device(store.device_id(), &device).await.unwrap();
+    store.put_session("15550001111.0:0@s.whatsapp.net", b"a session").await.unwrap();
+    store.put_identity("15550001111.0:0@s.whatsapp.net", [5; 32]).await.unwrap();
+    let mapping = whatsapp_rust::wacore::store::traits::LidPnMappingEntry {
+        lid: "100000012345678".into(),
+        phone_number: "15550001111".into(),
+        created_at: 1,
+        updated_at: 1,
+        learning_source: "usync".into(),
+    };
+    store.put_lid_mapping(&mapping).await.unwrap();
+    store
+}
+
+/// Writes a linked device into Convene's database for `id`, as pairing through the library would.
+async fn link_device(o: &Offline, id: InstanceId, number: &str) {
+    use whatsapp_rust::wacore::store::traits::DeviceStore as _;
+    let keys =
+        DeviceKeys::new(Arc::clone(&o.store) as Arc<dyn convene_core::DeviceKeyStore>, storage(&o.store).sealer, id);
+    keys.create().await.unwrap();
+    let mut device = keys.load().await.unwrap().unwrap();
+    device.pn = Some(Jid::pn(number));
+    keys.save(&device).await.unwrap();
 }
 
 #[tokio::test]
 async fn device_state_survives_a_restart_and_logout_deletes_it() {
-    let o = offline();
-    let path = o.accounts.config().data_dir.join("3.db");
-    link_device(&path, "12015550101").await;
+    let o = offline().await;
+    link_device(&o, InstanceId(3), "12015550101").await;
 
     let c = o.accounts.open_and_wait(InstanceId(3)).await.unwrap();
-    assert_eq!(c.device_store(), path);
     assert_eq!(c.own_number().await, Some(phone(101)), "the stored identity is loaded");
     o.accounts.shutdown().await;
 
-    // A new process: the same file, no pairing.
+    // A new process: the same database, no pairing.
     let again = reopened(&o);
     let c = again.open_and_wait(InstanceId(3)).await.unwrap();
     assert_eq!(c.own_number().await, Some(phone(101)));
@@ -422,14 +459,55 @@ async fn device_state_survives_a_restart_and_logout_deletes_it() {
     c.logout().await.unwrap();
     assert_eq!(c.own_number().await, None, "a new, unpaired device after logout");
     assert_eq!(c.state().await, InstanceState::Disconnected);
-    let reopened = whatsapp_rust::store::SqliteStore::new(&path.to_string_lossy()).await.unwrap();
-    let device = reopened.load_device_data_for_device(reopened.device_id()).await.unwrap();
+    let keys = DeviceKeys::new(
+        Arc::clone(&o.store) as Arc<dyn convene_core::DeviceKeyStore>,
+        storage(&o.store).sealer,
+        InstanceId(3),
+    );
+    let device = whatsapp_rust::wacore::store::traits::DeviceStore::load(&keys).await.unwrap();
     assert!(device.is_none_or(|d| d.pn.is_none()), "the linked identity's keys are gone");
+}
+
+#[tokio::test]
+async fn an_earlier_versions_device_file_is_imported_once_kept_as_a_backup_and_deleted_with_the_keys() {
+    use whatsapp_rust::wacore::store::traits::{ProtocolStore as _, SignalStore as _};
+    let o = offline().await;
+    let file = o.accounts.config().data_dir.join("4.db");
+    let old = link_device_in_a_file(&file, "12015550104").await;
+    let identity = whatsapp_rust::wacore::store::traits::DeviceStore::load(&old).await.unwrap().unwrap().identity_key;
+    drop(old);
+
+    let c = o.accounts.open_and_wait(InstanceId(4)).await.unwrap();
+    assert_eq!(c.own_number().await, Some(phone(104)), "paired as before the upgrade");
+    let backup = crate::import::imported_name(&file);
+    assert!(!file.exists() && backup.exists(), "the file is kept as {}", backup.display());
+    o.accounts.shutdown().await;
+
+    // What the database now holds, read as the library reads it: the same device, its session and mapping.
+    let keys = DeviceKeys::new(
+        Arc::clone(&o.store) as Arc<dyn convene_core::DeviceKeyStore>,
+        storage(&o.store).sealer,
+        InstanceId(4),
+    );
+    let device = whatsapp_rust::wacore::store::traits::DeviceStore::load(&keys).await.unwrap().unwrap();
+    assert_eq!(device.identity_key.public_key, identity.public_key, "the same identity, not a new device");
+    assert_eq!(keys.get_session("15550001111.0:0@s.whatsapp.net").await.unwrap().as_deref(), Some(&b"a session"[..]));
+    assert_eq!(keys.load_identity("15550001111.0:0@s.whatsapp.net").await.unwrap(), Some([5; 32]));
+    assert_eq!(keys.get_pn_mapping("15550001111").await.unwrap().map(|m| m.lid), Some("100000012345678".into()));
+
+    // The next start reads the database; the backup is not imported again.
+    let again = reopened(&o);
+    let c = again.open_and_wait(InstanceId(4)).await.unwrap();
+    assert_eq!(c.own_number().await, Some(phone(104)));
+    again.remove(InstanceId(4)).await.unwrap();
+    assert!(!backup.exists(), "deleting the instance deletes the backup of its keys");
+    assert!(whatsapp_rust::wacore::store::traits::DeviceStore::load(&keys).await.unwrap().is_none());
 }
 
 fn reopened(o: &Offline) -> Arc<WhatsappAccounts> {
     WhatsappAccounts::new(
         o.accounts.config().clone(),
+        Some(storage(&o.store)),
         Arc::new(o.clock.clone()),
         Arc::clone(&o.events) as Arc<dyn ConnectorReports>,
     )
@@ -451,7 +529,7 @@ fn the_invite_message_carries_the_code_group_and_expiry() {
 /// code comes), there is no outage to observe and the test stops there.
 #[tokio::test]
 async fn a_session_that_cannot_reach_whatsapp_reports_one_outage_with_the_error_and_stops_when_told() {
-    let o = accounts(true);
+    let o = accounts(true).await;
     let started = std::time::Instant::now();
     let c = o.accounts.open_and_wait(InstanceId(5)).await.unwrap();
     let deadline = Duration::from_secs(30);

@@ -1,15 +1,18 @@
-//! Against real WhatsApp, with a number you paired yourself. Skipped unless `CONVENE_LIVE_WHATSAPP_DB` names a paired
-//! instance's device file (`data/whatsapp/<instance id>.db` after pairing with `convene serve`; stop that server first,
-//! one session per device) and `CONVENE_LIVE_WHATSAPP_PARTICIPANT` a number to put in a test group (it is added, then
-//! the group is left). Run with:
+//! Against real WhatsApp, with a number you paired yourself. Skipped unless `CONVENE_LIVE_WHATSAPP_INSTANCE` names a
+//! `whatsapp` instance paired with `convene serve` on its default SQLite database (`data/convene.db`, its key in
+//! `data/webhook-secrets.key`; `CONVENE_LIVE_DATA_DIR` names another data directory; stop that server first, one
+//! session per device) and `CONVENE_LIVE_WHATSAPP_PARTICIPANT` a number to put in a test group (it is added, then the
+//! group is left). Run with:
 //!
 //! ```text
-//! CONVENE_LIVE_WHATSAPP_DB=data/whatsapp/7103000001.db CONVENE_LIVE_WHATSAPP_PARTICIPANT=+15551234567 \
-//!     cargo test -p convene-whatsapp --test live -- --nocapture
+//! CONVENE_LIVE_WHATSAPP_INSTANCE=7103000001 CONVENE_LIVE_WHATSAPP_PARTICIPANT=+15551234567 \
+//!     cargo test -p convene-whatsapp --test live -- --ignored --nocapture
 //! ```
 
 use std::path::PathBuf;
 use std::sync::Arc;
+
+use base64::Engine as _;
 use std::time::Duration;
 
 use convene_core::connector::CreateGroupRequest;
@@ -17,7 +20,7 @@ use convene_core::{
     Connector, ConnectorReport, ConnectorReports, CreationKey, GroupSettings, GroupSubject, InstanceId, InstanceState,
     ParticipantOutcome, PhoneNumber, SystemClock,
 };
-use convene_whatsapp::{WhatsappAccounts, WhatsappConfig};
+use convene_whatsapp::{KeyStorage, WhatsappAccounts, WhatsappConfig};
 
 struct Log;
 
@@ -30,20 +33,30 @@ impl ConnectorReports for Log {
 // Ignored, so a run without a WhatsApp account reports it as skipped rather than passed. Run it with
 // `cargo nextest run -p convene-whatsapp --test live --run-ignored only` (or `cargo test … -- --ignored`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs a paired WhatsApp account: set CONVENE_LIVE_WHATSAPP_DB and CONVENE_LIVE_WHATSAPP_PARTICIPANT"]
+#[ignore = "needs a paired WhatsApp account: set CONVENE_LIVE_WHATSAPP_INSTANCE and CONVENE_LIVE_WHATSAPP_PARTICIPANT"]
 async fn a_paired_number_creates_reads_renames_and_leaves_a_group() {
-    let (Ok(db), Ok(participant)) =
-        (std::env::var("CONVENE_LIVE_WHATSAPP_DB"), std::env::var("CONVENE_LIVE_WHATSAPP_PARTICIPANT"))
+    let (Ok(id), Ok(participant)) =
+        (std::env::var("CONVENE_LIVE_WHATSAPP_INSTANCE"), std::env::var("CONVENE_LIVE_WHATSAPP_PARTICIPANT"))
     else {
-        panic!("set CONVENE_LIVE_WHATSAPP_DB and CONVENE_LIVE_WHATSAPP_PARTICIPANT to run against WhatsApp");
+        panic!("set CONVENE_LIVE_WHATSAPP_INSTANCE and CONVENE_LIVE_WHATSAPP_PARTICIPANT to run against WhatsApp");
     };
-    let db = PathBuf::from(db);
-    let id = db.file_stem().and_then(|s| s.to_str()).and_then(InstanceId::parse).expect("the file is <instance id>.db");
+    let id = InstanceId::parse(&id).expect("CONVENE_LIVE_WHATSAPP_INSTANCE is an instance id");
     let participant = PhoneNumber::parse(&participant).expect("CONVENE_LIVE_WHATSAPP_PARTICIPANT is a phone number");
-    let config = WhatsappConfig { data_dir: db.parent().expect("a directory").to_path_buf(), connect: true };
-    let accounts = WhatsappAccounts::new(config, Arc::new(SystemClock), Arc::new(Log));
-    let wa = accounts.open_and_wait(id).await.expect("the device store opens");
-    assert!(wa.own_number().await.is_some(), "{} is not a paired device", db.display());
+    let dir = PathBuf::from(std::env::var("CONVENE_LIVE_DATA_DIR").unwrap_or_else(|_| "data".into()));
+    let store = convene_store::connect(&format!("sqlite://{}", dir.join("convene.db").display()))
+        .await
+        .expect("the data directory holds convene.db");
+    let key = std::fs::read_to_string(dir.join("webhook-secrets.key")).expect("the data directory holds its key");
+    let key: [u8; 32] = base64::engine::general_purpose::STANDARD
+        .decode(key.trim())
+        .ok()
+        .and_then(|k| k.try_into().ok())
+        .expect("webhook-secrets.key holds 32 bytes in base64");
+    let storage = KeyStorage { store, sealer: Arc::new(convene_core::SecretBox::new(key)) };
+    let config = WhatsappConfig { data_dir: dir.join("whatsapp"), connect: true };
+    let accounts = WhatsappAccounts::new(config, Some(storage), Arc::new(SystemClock), Arc::new(Log));
+    let wa = accounts.open_and_wait(id).await.expect("the device keys open");
+    assert!(wa.own_number().await.is_some(), "instance {id} is not a paired device");
 
     for _ in 0..120 {
         if wa.state().await == InstanceState::Connected {

@@ -23,24 +23,24 @@ fn the_data_directory_and_every_file_in_it_are_for_the_owner_only() {
     std::fs::create_dir(&data).unwrap();
     std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
 
-    // Act: a first start, with a real number's device store created (it is never dialled here).
+    // Act: a first start, with a real number's device keys written (it is never dialled here).
     let server = Server::start(convene(dir.path()).env("CONVENE_WHATSAPP__CONNECT", "false"));
     let key = server.api_key();
     let (status, created) = server.call(&key, "POST", "/v1/instances", Some(&json!({"kind": "whatsapp"})));
     assert_eq!(status, 201, "{created}");
-    let device = data.join("whatsapp").join(format!("{}.db", created["id"]));
-    wait_until("the device store", Duration::from_secs(30), || device.exists());
+    let path = format!("/v1/instances/{}", created["id"]);
+    wait_until("the device keys", Duration::from_secs(30), || {
+        server.call(&key, "GET", &path, None).1["state"]["status"] == "disconnected"
+    });
 
     // Assert
     assert_eq!(mode(&data), 0o700, "the data directory");
-    assert_eq!(mode(&data.join("whatsapp")), 0o700, "the device directory");
     let files: Vec<_> = walk(&data);
     for name in
         ["convene.db", "convene.db-wal", "convene.db-shm", "sandbox.db", "sandbox.db-wal", "webhook-secrets.key"]
     {
         assert!(files.iter().any(|f| f.ends_with(name)), "{name} is among {files:?}");
     }
-    assert!(files.contains(&device), "{files:?}");
     for file in &files {
         assert_eq!(mode(file), 0o600, "{}", file.display());
     }

@@ -12,14 +12,15 @@ mod whatsapp;
 
 use std::any::Any;
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, LazyLock};
 
 use anyhow::Context as _;
 use async_trait::async_trait;
 use convene_core::store::InstanceRecord;
 use convene_core::{
-    Clock, Connector, ConnectorKind, ConnectorReport, ConnectorReports, InstanceId, PacingPolicy, PhoneNumber, Store,
+    Clock, Connector, ConnectorKind, ConnectorReport, ConnectorReports, InstanceId, PacingPolicy, PhoneNumber,
+    SecretBox, Store,
 };
 use convene_sandbox::SandboxNetwork;
 use convene_whatsapp::WhatsappAccounts;
@@ -54,15 +55,24 @@ pub(crate) trait ConnectorRegistration: Sync {
     /// Checks its section (`pacing` taken out), saying what is wrong.
     fn check(&self, settings: &Section) -> std::result::Result<(), String>;
 
-    /// Opens its network as `settings` (its section, `pacing` taken out) say, in `data_dir`; with no `data_dir`, a
-    /// network that keeps nothing and reaches nothing. What the network reports goes to `reported`.
+    /// Opens its network as `settings` (its section, `pacing` taken out) say, keeping its state where `keeping`
+    /// says; with no `keeping`, a network that keeps nothing and reaches nothing. What the network reports goes to
+    /// `reported`.
     async fn open(
         &self,
         settings: &Section,
-        data_dir: Option<&Path>,
+        keeping: Option<&Keeping>,
         clock: &Arc<dyn Clock>,
         reported: &Arc<dyn ConnectorReports>,
     ) -> anyhow::Result<Arc<dyn ConnectorDriver>>;
+}
+
+/// Where a kind's network keeps its state: files in the data directory, rows in Convene's database (real numbers'
+/// device keys), sealed with the server's key.
+pub(crate) struct Keeping {
+    pub data_dir: PathBuf,
+    pub store: Arc<dyn Store>,
+    pub sealer: Arc<SecretBox>,
 }
 
 /// What the group service needs of one kind of connector once its network is open.
@@ -170,10 +180,16 @@ pub struct Networks {
 }
 
 impl Networks {
-    /// Each kind's network as `config` says, keeping its state in the data directory (the sandbox's world, real
-    /// numbers' device keys).
-    pub async fn open(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
-        Self::open_in(config, Some(&config.data_dir), clock).await
+    /// Each kind's network as `config` says, keeping its state in the data directory (the sandbox's world) and in
+    /// `store` (real numbers' device keys, sealed by `sealer`).
+    pub async fn open(
+        config: &Config,
+        store: Arc<dyn Store>,
+        sealer: Arc<SecretBox>,
+        clock: Arc<dyn Clock>,
+    ) -> anyhow::Result<Self> {
+        let keeping = Keeping { data_dir: config.data_dir.clone(), store, sealer };
+        Self::open_in(config, Some(&keeping), clock).await
     }
 
     /// Each kind's network as `config` says, keeping nothing and reaching nothing: an empty sandbox in memory, real
@@ -187,7 +203,7 @@ impl Networks {
         Self::in_memory(&Config::for_directory(Path::new("")), clock).await
     }
 
-    async fn open_in(config: &Config, data_dir: Option<&Path>, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
+    async fn open_in(config: &Config, keeping: Option<&Keeping>, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
         let (reported, reports) = crate::service::report_channel();
         let mut kinds = Vec::new();
         for registration in registrations() {
@@ -195,7 +211,7 @@ impl Networks {
             let section = config.connectors.get(kind.as_str()).with_context(|| format!("no `{kind}` section"))?;
             let (pacing, settings) = split_section(kind, section).map_err(anyhow::Error::msg)?;
             let driver = registration
-                .open(&settings, data_dir, &clock, &reported)
+                .open(&settings, keeping, &clock, &reported)
                 .await
                 .with_context(|| format!("opening the `{kind}` network"))?;
             kinds.push(OpenKind { kind, driver, pacing });

@@ -1,7 +1,6 @@
 //! Numbers on the built-in simulated network.
 
 use std::collections::HashSet;
-use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context as _;
@@ -10,7 +9,7 @@ use convene_core::store::InstanceRecord;
 use convene_core::{Clock, Connector, ConnectorKind, ConnectorReports, InstanceId, PhoneNumber, Store};
 use convene_sandbox::{SandboxConfig, SandboxNetwork};
 
-use super::{ConnectorDriver, ConnectorRegistration, Section};
+use super::{ConnectorDriver, ConnectorRegistration, Keeping, Section};
 use crate::error::{ApiError, Result};
 
 pub(super) struct Registration;
@@ -53,12 +52,12 @@ impl ConnectorRegistration for Registration {
     async fn open(
         &self,
         settings: &Section,
-        data_dir: Option<&Path>,
+        keeping: Option<&Keeping>,
         clock: &Arc<dyn Clock>,
         _reported: &Arc<dyn ConnectorReports>,
     ) -> anyhow::Result<Arc<dyn ConnectorDriver>> {
         let config = Self::settings(settings).map_err(anyhow::Error::msg)?;
-        let path = data_dir.map(|dir| dir.join("sandbox.db"));
+        let path = keeping.map(|keeping| keeping.data_dir.join("sandbox.db"));
         let place = path
             .as_ref()
             .map_or_else(|| "an empty sandbox in memory".to_owned(), |p| format!("the sandbox world {}", p.display()));

@@ -1,15 +1,15 @@
 //! Real numbers, over WhatsApp Web multi-device (whatsapp-rust, inside `convene-whatsapp`).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use convene_core::store::InstanceRecord;
-use convene_core::{Clock, Connector, ConnectorKind, ConnectorReports, InstanceId, PhoneNumber, Store};
-use convene_whatsapp::{WhatsappAccounts, WhatsappConfig};
+use convene_core::{Clock, Connector, ConnectorKind, ConnectorReports, DeviceKeyStore, InstanceId, PhoneNumber, Store};
+use convene_whatsapp::{KeyStorage, WhatsappAccounts, WhatsappConfig};
 use serde::Deserialize;
 
-use super::{ConnectorDriver, ConnectorRegistration, Section};
+use super::{ConnectorDriver, ConnectorRegistration, Keeping, Section};
 use crate::error::Result;
 
 pub(super) struct Registration;
@@ -48,20 +48,27 @@ impl ConnectorRegistration for Registration {
         settings.deserialize::<WhatsappSettings>().map(drop).map_err(|e| e.to_string())
     }
 
-    /// Each number's device state is a SQLite file under `whatsapp/` in the data directory.
+    /// Each number's device keys are rows in Convene's database; an earlier version's file of them under
+    /// `whatsapp/` in the data directory is imported on the number's first start.
     async fn open(
         &self,
         settings: &Section,
-        data_dir: Option<&Path>,
+        keeping: Option<&Keeping>,
         clock: &Arc<dyn Clock>,
         reported: &Arc<dyn ConnectorReports>,
     ) -> anyhow::Result<Arc<dyn ConnectorDriver>> {
         let settings: WhatsappSettings = settings.deserialize()?;
-        let config = match data_dir {
-            Some(dir) => WhatsappConfig { data_dir: dir.join("whatsapp"), connect: settings.connect },
-            None => WhatsappConfig { data_dir: PathBuf::new(), connect: false },
+        let (config, storage) = match keeping {
+            Some(keeping) => (
+                WhatsappConfig { data_dir: keeping.data_dir.join("whatsapp"), connect: settings.connect },
+                Some(KeyStorage {
+                    store: Arc::clone(&keeping.store) as Arc<dyn DeviceKeyStore>,
+                    sealer: Arc::clone(&keeping.sealer),
+                }),
+            ),
+            None => (WhatsappConfig { data_dir: PathBuf::new(), connect: false }, None),
         };
-        let accounts = WhatsappAccounts::new(config, Arc::clone(clock), Arc::clone(reported));
+        let accounts = WhatsappAccounts::new(config, storage, Arc::clone(clock), Arc::clone(reported));
         Ok(Arc::new(WhatsappDriver { accounts }))
     }
 }

@@ -12,7 +12,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::{Secret, SecretBox, TargetPolicy, WebhookConfig, signature_header};
+use super::{SealsSecrets as _, Secret, SecretBox, TargetPolicy, WebhookConfig, signature_header};
 
 /// The longest a `Retry-After` may hold a delivery back.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 3600);

@@ -8,8 +8,9 @@ mod target;
 
 use serde::Deserialize;
 
+pub use convene_core::SecretBox;
 pub use dispatcher::Dispatcher;
-pub use secrets::{Secret, SecretBox, sign, signature_header};
+pub use secrets::{SealsSecrets, Secret, open_secret_box, sign, signature_header};
 pub use target::TargetPolicy;
 
 /// Makes HTTPS work for every HTTP client in the process: reqwest's rustls needs a process-wide crypto provider, and

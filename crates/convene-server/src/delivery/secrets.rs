@@ -5,8 +5,8 @@ use std::path::Path;
 use anyhow::Context as _;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
+use convene_core::SecretBox;
 use convene_core::events::SealedSecret;
-use ring::aead::{CHACHA20_POLY1305, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use ring::rand::{SecureRandom, SystemRandom};
 
 use super::WebhookConfig;
@@ -70,85 +70,38 @@ pub(super) fn key_from_base64(text: &str) -> Result<[u8; 32], String> {
     bytes.try_into().map_err(|b: Vec<u8>| format!("must be 32 bytes, not {}", b.len()))
 }
 
-/// Seals secrets with ChaCha20-Poly1305 under the server's key, so the database never holds them in clear.
-pub struct SecretBox {
-    key: LessSafeKey,
+/// The server's sealing key: `webhooks.secret_key`, or `<data_dir>/webhook-secrets.key` (created, mode 0600, on first
+/// use). It seals every secret the database keeps, not only webhooks' (the setting keeps its first name).
+pub fn open_secret_box(config: &WebhookConfig, data_dir: &Path) -> anyhow::Result<SecretBox> {
+    if !config.secret_key.is_empty() {
+        let key = key_from_base64(&config.secret_key).map_err(|e| anyhow::anyhow!("webhooks.secret_key {e}"))?;
+        return Ok(SecretBox::new(key));
+    }
+    let path = data_dir.join(KEY_FILE);
+    if path.exists() {
+        let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        let key = key_from_base64(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        return Ok(SecretBox::new(key));
+    }
+    let mut key = [0; 32];
+    SystemRandom::new().fill(&mut key).map_err(|_| anyhow::anyhow!("no random source"))?;
+    write_private(&path, &STANDARD.encode(key)).with_context(|| format!("writing {}", path.display()))?;
+    Ok(SecretBox::new(key))
 }
 
-impl std::fmt::Debug for SecretBox {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("SecretBox(…)")
-    }
+/// Sealing an endpoint's signing secret, with no context (the rows of 0004's endpoints were sealed so).
+pub trait SealsSecrets {
+    fn seal(&self, secret: &Secret) -> SealedSecret;
+    fn unseal(&self, sealed: &SealedSecret) -> Result<Secret, String>;
 }
 
-impl SecretBox {
-    pub fn new(key: [u8; 32]) -> Self {
-        Self { key: LessSafeKey::new(UnboundKey::new(&CHACHA20_POLY1305, &key).expect("a 32-byte key")) }
-    }
-
-    /// The key of `webhooks.secret_key`, or of `<data_dir>/webhook-secrets.key` (created, mode 0600, on first use).
-    pub fn open_or_create(config: &WebhookConfig, data_dir: &Path) -> anyhow::Result<Self> {
-        if !config.secret_key.is_empty() {
-            let key = key_from_base64(&config.secret_key).map_err(|e| anyhow::anyhow!("webhooks.secret_key {e}"))?;
-            return Ok(Self::new(key));
-        }
-        let path = data_dir.join(KEY_FILE);
-        if path.exists() {
-            let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-            let key = key_from_base64(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-            return Ok(Self::new(key));
-        }
-        let mut key = [0; 32];
-        SystemRandom::new().fill(&mut key).map_err(|_| anyhow::anyhow!("no random source"))?;
-        write_private(&path, &STANDARD.encode(key)).with_context(|| format!("writing {}", path.display()))?;
-        Ok(Self::new(key))
-    }
-
-    /// `v1.<base64 of nonce and ciphertext>`.
-    pub fn seal(&self, secret: &Secret) -> SealedSecret {
+impl SealsSecrets for SecretBox {
+    fn seal(&self, secret: &Secret) -> SealedSecret {
         SealedSecret(self.seal_bytes(&secret.0, b""))
     }
 
-    pub fn unseal(&self, sealed: &SealedSecret) -> Result<Secret, String> {
+    fn unseal(&self, sealed: &SealedSecret) -> Result<Secret, String> {
         self.open_bytes(&sealed.0, b"").map(Secret).map_err(|e| format!("the stored secret {e}"))
-    }
-
-    /// Seals `text` bound to `context`: it opens only with the same context, so a sealed value moved to another row
-    /// does not open there.
-    pub fn seal_text(&self, text: &str, context: &str) -> String {
-        self.seal_bytes(text.as_bytes(), context.as_bytes())
-    }
-
-    pub fn open_text(&self, sealed: &str, context: &str) -> Result<String, String> {
-        let bytes = self.open_bytes(sealed, context.as_bytes()).map_err(|e| format!("the sealed text {e}"))?;
-        String::from_utf8(bytes).map_err(|_| "the sealed text is not UTF-8".to_owned())
-    }
-
-    fn seal_bytes(&self, plain: &[u8], context: &[u8]) -> String {
-        let mut nonce = [0; NONCE_LEN];
-        SystemRandom::new().fill(&mut nonce).expect("the system's random source");
-        let mut sealed = plain.to_vec();
-        self.key
-            .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), ring::aead::Aad::from(context), &mut sealed)
-            .expect("sealing fits in memory");
-        let mut out = nonce.to_vec();
-        out.extend(sealed);
-        format!("v1.{}", STANDARD.encode(out))
-    }
-
-    fn open_bytes(&self, sealed: &str, context: &[u8]) -> Result<Vec<u8>, &'static str> {
-        let bytes = sealed
-            .strip_prefix("v1.")
-            .and_then(|b| STANDARD.decode(b).ok())
-            .filter(|b| b.len() > NONCE_LEN)
-            .ok_or("is not sealed")?;
-        let (nonce, ciphertext) = bytes.split_at(NONCE_LEN);
-        let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| "has a bad nonce")?;
-        let mut buffer = ciphertext.to_vec();
-        let plain = self.key.open_in_place(nonce, ring::aead::Aad::from(context), &mut buffer).map_err(
-            |_| "does not open with this server's key (webhooks.secret_key or the key file changed?) and context",
-        )?;
-        Ok(plain.to_vec())
     }
 }
 
@@ -200,23 +153,12 @@ mod tests {
     }
 
     #[test]
-    fn sealed_text_opens_with_its_key_and_its_context_only() {
-        let (a, b) = (SecretBox::new([1; 32]), SecretBox::new([2; 32]));
-        let sealed = a.seal_text("{\"token\":\"t0ken\"}", "key 1");
-        assert!(!sealed.contains("t0ken"));
-        assert_eq!(a.open_text(&sealed, "key 1").unwrap(), "{\"token\":\"t0ken\"}");
-        assert!(a.open_text(&sealed, "key 2").unwrap_err().contains("does not open"), "another row's context");
-        assert!(b.open_text(&sealed, "key 1").unwrap_err().contains("does not open"), "another server's key");
-        assert!(a.open_text("{\"token\":\"t0ken\"}", "key 1").unwrap_err().contains("not sealed"));
-    }
-
-    #[test]
     fn the_key_file_is_created_private_and_reused() {
         let dir = tempfile::tempdir().unwrap();
         let config: WebhookConfig = crate::Config::for_directory(dir.path()).webhooks;
-        let first = SecretBox::open_or_create(&config, dir.path()).unwrap();
+        let first = open_secret_box(&config, dir.path()).unwrap();
         let sealed = first.seal(&Secret::generate());
-        let second = SecretBox::open_or_create(&config, dir.path()).unwrap();
+        let second = open_secret_box(&config, dir.path()).unwrap();
         assert!(second.unseal(&sealed).is_ok(), "the same key after a restart");
         #[cfg(unix)]
         {

@@ -12,7 +12,7 @@ use tokio::sync::Notify;
 use uuid::Uuid;
 
 use super::not_found;
-use crate::delivery::{Secret, SecretBox, TargetPolicy};
+use crate::delivery::{SealsSecrets as _, Secret, SecretBox, TargetPolicy};
 use crate::error::{ApiError, FieldError, Result};
 
 const MAX_DESCRIPTION_CHARS: usize = 500;

@@ -186,12 +186,19 @@ async fn a_not_connected_instance_answers_503_at_once() {
 async fn logout_forgets_the_keys_and_starts_over_and_sandbox_instances_cannot() {
     let app = spawn_app().await;
     let (id, _) = new_whatsapp_instance(&app).await;
-    let device = app.dir.path().join("whatsapp").join(format!("{}.db", id.0));
-    assert!(device.exists(), "the device state is stored per instance: {}", device.display());
+    // The device is kept in Convene's database, sealed; nothing is written beside it.
+    let device = || async { app.state.store.device_keys(id, "device", None).await.unwrap() };
+    let first = device().await;
+    assert_eq!(first.len(), 1, "one device per instance");
+    assert!(first[0].value.starts_with("v1."), "sealed: {}", first[0].value);
+    assert!(!app.dir.path().join("whatsapp").exists(), "no file per number");
 
     let (status, body) = app.post(&format!("/v1/instances/{}/logout", id.0), json!({})).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["phone"], Value::Null);
+    // A new device (its identity is checked in convene-whatsapp's tests, which can open it).
+    instance_until(&app, id, |b| b["state"]["status"] == "disconnected").await;
+    assert_eq!(device().await.len(), 1);
 
     let (status, body) = app.post(&format!("/v1/instances/{}/logout", app.instance_id), json!({})).await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
@@ -200,7 +207,7 @@ async fn logout_forgets_the_keys_and_starts_over_and_sandbox_instances_cannot() 
     let res =
         app.client.delete(app.url(&format!("/v1/instances/{}", id.0))).bearer_auth(&app.api_key).send().await.unwrap();
     assert_eq!(res.status(), StatusCode::NO_CONTENT);
-    assert!(!device.exists(), "deleting the instance deletes its keys");
+    assert!(device().await.is_empty(), "deleting the instance deletes its keys");
 }
 
 /// The real library on this machine, which cannot reach WhatsApp (no internet but package registries): its first

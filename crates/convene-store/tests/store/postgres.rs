@@ -98,7 +98,9 @@ async fn replicas_starting_at_once_migrate_the_database_once() {
             .fetch_all(&PgPool::connect(&url).await.unwrap())
             .await
             .unwrap();
-        assert_eq!(versions, [1, 2, 3, 4, 5, 6, 7, 8, 9]);
+        // Each migration file once, in order.
+        let files = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/postgres")).unwrap().count();
+        assert_eq!(versions, (1..=files as i64).collect::<Vec<_>>());
         for store in &stores {
             assert_eq!(store.count_api_keys().await.unwrap(), 0);
             store.close().await;

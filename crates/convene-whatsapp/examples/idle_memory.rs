@@ -45,7 +45,8 @@ fn main() -> Result<()> {
         runtime.block_on(async {
             let storage = storage(dir.path()).await?;
             for i in 1..=n {
-                link_device(&storage, InstanceId(i.into()), &format!("1201555{i:04}")).await?;
+                // Ten thousand numbers of the 555 exchange, reused beyond (each instance is a device of its own).
+                link_device(&storage, InstanceId(i.into()), &format!("1201555{:04}", i % 10_000)).await?;
             }
             Ok::<_, Box<dyn Error>>(())
         })?;

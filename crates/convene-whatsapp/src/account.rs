@@ -19,7 +19,7 @@ use whatsapp_rust::wacore::store::traits::Backend;
 
 use crate::dial::{Dial, LOOK_EVERY, Look, WatchedHttp, WatchedTransport, judge};
 use crate::keys::DeviceKeys;
-use crate::{import, mapping};
+use crate::{KeyStorage, import, mapping};
 
 /// What the account knows of itself between library events.
 #[derive(Debug)]
@@ -39,7 +39,7 @@ enum Session {
 /// Where an account's device keys are kept.
 pub(crate) enum Keeping {
     /// In Convene's database. `legacy_file` is where an earlier version kept them: imported on the first start.
-    Database { keys: Arc<DeviceKeys>, legacy_file: PathBuf },
+    Database { storage: KeyStorage, legacy_file: PathBuf },
     /// In memory, for this session only.
     Memory,
 }
@@ -58,6 +58,9 @@ pub(crate) struct Account {
     unlinking: AtomicBool,
     /// The running session's connection attempts.
     dial: Mutex<Option<Arc<Dial>>>,
+    /// The running session's device keys (`Keeping::Database`): each session gets its own, closed when they are
+    /// deleted so that the stopped session's late writes cannot bring them back.
+    keys: Mutex<Option<Arc<DeviceKeys>>>,
 }
 
 impl Account {
@@ -79,6 +82,7 @@ impl Account {
             client: Mutex::default(),
             unlinking: AtomicBool::new(false),
             dial: Mutex::default(),
+            keys: Mutex::default(),
         }
     }
 
@@ -167,9 +171,11 @@ impl Account {
             return Ok(());
         }
         let backend: Arc<dyn Backend> = match &self.keeping {
-            Keeping::Database { keys, legacy_file } => {
-                import::import(legacy_file, keys).await?;
-                Arc::clone(keys) as Arc<dyn Backend>
+            Keeping::Database { storage, legacy_file } => {
+                let keys = Arc::new(DeviceKeys::new(Arc::clone(&storage.store), Arc::clone(&storage.sealer), self.id));
+                import::import(legacy_file, &keys).await?;
+                *self.keys.lock().unwrap_or_else(PoisonError::into_inner) = Some(Arc::clone(&keys));
+                keys as Arc<dyn Backend>
             }
             Keeping::Memory => Arc::new(InMemoryBackend::new()),
         };
@@ -243,8 +249,12 @@ impl Account {
 
     /// Deletes the device's keys, and an earlier version's file of them or its imported backup: the keys are gone.
     pub(crate) async fn forget_keys(&self) -> Result<(), ConnectorError> {
-        let Keeping::Database { keys, legacy_file } = &self.keeping else { return Ok(()) };
-        keys.forget().await.map_err(|e| ConnectorError::Other(format!("cannot delete the device keys: {e}")))?;
+        let Keeping::Database { storage, legacy_file } = &self.keeping else { return Ok(()) };
+        if let Some(keys) = self.keys.lock().unwrap_or_else(PoisonError::into_inner).take() {
+            keys.close();
+        }
+        let forgotten = storage.store.forget_device_keys(self.id).await;
+        forgotten.map_err(|e| ConnectorError::Other(format!("cannot delete the device keys: {e}")))?;
         let backup = import::imported_name(legacy_file);
         for path in import::with_side_files(legacy_file).into_iter().chain(import::with_side_files(&backup)) {
             match std::fs::remove_file(&path) {

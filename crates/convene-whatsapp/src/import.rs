@@ -1,8 +1,12 @@
 //! Device keys that earlier versions kept in a SQLite file per number (`<data_dir>/<id>.db`, whatsapp-rust's
 //! `SqliteStore`), copied into Convene's database on the number's first start, so that a paired number stays paired
 //! across the upgrade. The file is then renamed `<id>.db.imported` (with its `-wal` and `-shm`) and kept as a backup
-//! until the instance is deleted. An import cut short (a crash) runs again from the start at the next one: every
-//! write replaces what an earlier attempt wrote.
+//! until the instance is deleted. The device is written last, so an import cut short (a crash) has written no device
+//! and runs again from the start at the next one; a file found beside a device in the database (a backup restored
+//! into the data directory, say) is never imported over it: it is left where it is, with a warning.
+//!
+//! A row of the old file that the library cannot read is left behind with a warning rather than holding the number
+//! back: the library renegotiates what is missing.
 //!
 //! The library's storage has no way to list most of what it keeps, so the old file's keys are listed with rusqlite
 //! (read only); every value is read through the library's own `SqliteStore`, so its encoding stays the library's.
@@ -81,6 +85,13 @@ pub(crate) async fn import(file: &Path, keys: &DeviceKeys) -> Result<bool, Strin
         return Ok(false);
     }
     let failed = |what: &str, e: &dyn std::fmt::Display| format!("importing {} ({what}): {e}", file.display());
+    if keys.exists().await.map_err(|e| failed("looking for keys already imported", &e))? {
+        tracing::warn!(
+            file = %file.display(),
+            "the database already holds this number's device keys: the file is left as it is, not imported over them"
+        );
+        return Ok(false);
+    }
     let old = SqliteStore::new(&file.to_string_lossy()).await.map_err(|e| failed("opening it", &e))?;
     if let Some(device) = old.load().await.map_err(|e| failed("the device", &e))? {
         copy(&old, file, keys).await?;
@@ -95,8 +106,25 @@ pub(crate) async fn import(file: &Path, keys: &DeviceKeys) -> Result<bool, Strin
             Err(e) => return Err(failed("renaming it", &e)),
         }
     }
+    // The renames survive a power cut, so that the file is not found again beside its imported keys.
+    if let Some(dir) = file.parent() {
+        std::fs::File::open(dir).and_then(|dir| dir.sync_all()).map_err(|e| failed("syncing its directory", &e))?;
+    }
     tracing::info!(file = %file.display(), "imported a number's device keys into the database");
     Ok(true)
+}
+
+/// A value read from the old file, or `None` with a warning when the library cannot read it.
+fn readable<T, E: std::fmt::Display, K: std::fmt::Debug + ?Sized>(
+    file: &Path,
+    what: &str,
+    key: &K,
+    read: Result<Option<T>, E>,
+) -> Option<T> {
+    read.unwrap_or_else(|e| {
+        tracing::warn!(file = %file.display(), "left behind {what} {key:?} that cannot be read: {e}");
+        None
+    })
 }
 
 async fn copy(old: &SqliteStore, file: &Path, keys: &DeviceKeys) -> Result<(), String> {
@@ -109,7 +137,7 @@ async fn copy(old: &SqliteStore, file: &Path, keys: &DeviceKeys) -> Result<(), S
 
     let mut identities = Vec::new();
     for address in &listing.identities {
-        if let Some(key) = old.load_identity(address).await.map_err(|e| failed("an identity", &e))? {
+        if let Some(key) = readable(file, "an identity", address, old.load_identity(address).await) {
             identities.push((Arc::<str>::from(address.as_str()), key));
         }
     }
@@ -117,7 +145,7 @@ async fn copy(old: &SqliteStore, file: &Path, keys: &DeviceKeys) -> Result<(), S
 
     let mut sessions = Vec::new();
     for address in &listing.sessions {
-        if let Some(session) = old.get_session(address).await.map_err(|e| failed("a session", &e))? {
+        if let Some(session) = readable(file, "a session", address, old.get_session(address).await) {
             sessions.push((Arc::<str>::from(address.as_str()), session));
         }
     }
@@ -134,7 +162,7 @@ async fn copy(old: &SqliteStore, file: &Path, keys: &DeviceKeys) -> Result<(), S
 
     let mut sender_keys = Vec::new();
     for address in &listing.sender_keys {
-        if let Some(record) = old.get_sender_key(address).await.map_err(|e| failed("a sender key", &e))? {
+        if let Some(record) = readable(file, "a sender key", address, old.get_sender_key(address).await) {
             sender_keys.push((Arc::<str>::from(address.as_str()), record.into()));
         }
     }
@@ -145,32 +173,39 @@ async fn copy(old: &SqliteStore, file: &Path, keys: &DeviceKeys) -> Result<(), S
     let mut sync_keys = listing.sync_keys.clone();
     sync_keys.sort_by_key(|id| Some(id) == latest.as_ref());
     for id in &sync_keys {
-        if let Some(key) = old.get_sync_key(id).await.map_err(|e| failed("an app-state key", &e))? {
+        if let Some(key) = readable(file, "an app-state key", id, old.get_sync_key(id).await) {
             keys.set_sync_key(id, key).await.map_err(|e| failed("writing an app-state key", &e))?;
         }
     }
     for name in &listing.versions {
-        let version = old.get_version(name).await.map_err(|e| failed("an app-state version", &e))?;
-        keys.set_version(name, version).await.map_err(|e| failed("writing an app-state version", &e))?;
-    }
-    for (name, index_mac) in &listing.macs {
-        if let Some(value_mac) = old.get_mutation_mac(name, index_mac).await.map_err(|e| failed("a MAC", &e))? {
-            let mac = AppStateMutationMAC { index_mac: index_mac.to_vec(), value_mac };
-            keys.put_mutation_macs(name, 0, &[mac]).await.map_err(|e| failed("writing a MAC", &e))?;
+        if let Some(version) = readable(file, "an app-state version", name, old.get_version(name).await.map(Some)) {
+            keys.set_version(name, version).await.map_err(|e| failed("writing an app-state version", &e))?;
         }
     }
+    // One write per collection.
+    let mut macs: std::collections::BTreeMap<&str, Vec<AppStateMutationMAC>> = Default::default();
+    for (name, index_mac) in &listing.macs {
+        if let Some(value_mac) = readable(file, "a MAC", index_mac, old.get_mutation_mac(name, index_mac).await) {
+            macs.entry(name).or_default().push(AppStateMutationMAC { index_mac: index_mac.clone(), value_mac });
+        }
+    }
+    for (name, macs) in macs {
+        keys.put_mutation_macs(name, 0, &macs).await.map_err(|e| failed("writing MACs", &e))?;
+    }
 
-    let mappings = old.get_all_lid_mappings().await.map_err(|e| failed("LID mappings", &e))?;
+    // Oldest first: where two LIDs claim one number, the newest is the one it keeps, as the old file answered.
+    let mut mappings = old.get_all_lid_mappings().await.map_err(|e| failed("LID mappings", &e))?;
+    mappings.sort_by_key(|mapping| mapping.updated_at);
     keys.put_lid_mappings(&mappings).await.map_err(|e| failed("writing LID mappings", &e))?;
     let mut device_lists = Vec::new();
     for user in &listing.device_lists {
-        if let Some(record) = old.get_devices(user).await.map_err(|e| failed("a device list", &e))? {
+        if let Some(record) = readable(file, "a device list", user, old.get_devices(user).await) {
             device_lists.push(record);
         }
     }
     keys.update_device_lists(device_lists).await.map_err(|e| failed("writing device lists", &e))?;
     for jid in old.get_all_tc_token_jids().await.map_err(|e| failed("contact tokens", &e))? {
-        if let Some(token) = old.get_tc_token(&jid).await.map_err(|e| failed("a contact token", &e))? {
+        if let Some(token) = readable(file, "a contact token", &jid, old.get_tc_token(&jid).await) {
             keys.put_tc_token(&jid, &token).await.map_err(|e| failed("writing a contact token", &e))?;
         }
     }

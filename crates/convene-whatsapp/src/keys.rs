@@ -10,6 +10,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -70,16 +71,25 @@ pub struct DeviceKeys {
     sealer: Arc<SecretBox>,
     instance: InstanceId,
     changing: tokio::sync::Mutex<()>,
+    /// Set when the keys are deleted: a write that a stopping session still makes must not bring them back.
+    closed: AtomicBool,
 }
 
 impl DeviceKeys {
     pub fn new(store: Arc<dyn DeviceKeyStore>, sealer: Arc<SecretBox>, instance: InstanceId) -> Self {
-        Self { store, sealer, instance, changing: tokio::sync::Mutex::default() }
+        Self { store, sealer, instance, changing: tokio::sync::Mutex::default(), closed: AtomicBool::new(false) }
     }
 
-    /// Deletes every row of the instance.
-    pub async fn forget(&self) -> std::result::Result<(), DbError> {
-        self.store.forget_device_keys(self.instance).await
+    /// Refuses every write from now on; reads still answer.
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+    }
+
+    fn refuse_when_closed(&self) -> Result<()> {
+        if self.closed.load(Ordering::SeqCst) {
+            return Err(StoreError::Validation(format!("instance {}'s device keys were deleted", self.instance)));
+        }
+        Ok(())
     }
 
     /// What a row's value is sealed to: its instance, space, scope and key.
@@ -118,6 +128,7 @@ impl DeviceKeys {
     }
 
     async fn write(&self, writes: Vec<DeviceKeyWrite>) -> Result<()> {
+        self.refuse_when_closed()?;
         self.store.write_device_keys(self.instance, writes).await.map_err(database)
     }
 
@@ -130,6 +141,7 @@ impl DeviceKeys {
     }
 
     async fn delete_numbered_up_to(&self, space: &str, last: i64) -> Result<u32> {
+        self.refuse_when_closed()?;
         let deleted =
             self.store.delete_device_keys_numbered_up_to(self.instance, space, last).await.map_err(database)?;
         Ok(u32::try_from(deleted).unwrap_or(u32::MAX))
@@ -630,17 +642,26 @@ impl DeviceStore for DeviceKeys {
     }
 
     async fn load(&self) -> Result<Option<Device>> {
-        self.get_json(space::DEVICE, "", THE_DEVICE).await
+        let device: Option<Device> = self.get_json(space::DEVICE, "", THE_DEVICE).await?;
+        // Not serialized: the library's defaults, as its own stores give them back.
+        Ok(device.map(|device| Device {
+            device_props: Arc::new(whatsapp_rust::wacore::store::device::DEVICE_PROPS.clone()),
+            client_profile: whatsapp_rust::wacore::client_profile::ClientProfile::web(),
+            ..device
+        }))
     }
 
     async fn exists(&self) -> Result<bool> {
         Ok(self.row(space::DEVICE, "", THE_DEVICE).await?.is_some())
     }
 
-    /// An instance has one device: this makes it when there is none, and its id is always 1.
+    /// An instance has one device: this makes it when there is none, and its id is always 1. A new device starts
+    /// with nothing of an earlier one's (sessions, identities, pre-keys), which would not match its keys.
     async fn create(&self) -> Result<i32> {
         let _one_at_a_time = self.changing.lock().await;
         if !self.exists().await? {
+            self.refuse_when_closed()?;
+            self.store.forget_device_keys(self.instance).await.map_err(database)?;
             self.save(&Device::new()).await?;
         }
         Ok(1)

@@ -76,7 +76,7 @@ impl WhatsappAccounts {
             Arc::clone(accounts.entry(id).or_insert_with(|| {
                 let keeping = match &self.storage {
                     Some(storage) => account::Keeping::Database {
-                        keys: Arc::new(DeviceKeys::new(Arc::clone(&storage.store), Arc::clone(&storage.sealer), id)),
+                        storage: storage.clone(),
                         legacy_file: self.config.data_dir.join(format!("{id}.db")),
                     },
                     None => account::Keeping::Memory,

@@ -495,12 +495,15 @@ async fn an_earlier_versions_device_file_is_imported_once_kept_as_a_backup_and_d
     assert_eq!(keys.load_identity("15550001111.0:0@s.whatsapp.net").await.unwrap(), Some([5; 32]));
     assert_eq!(keys.get_pn_mapping("15550001111").await.unwrap().map(|m| m.lid), Some("100000012345678".into()));
 
-    // The next start reads the database; the backup is not imported again.
+    // A file found again beside the imported keys (a restored backup of the data directory) is not imported over
+    // them, and is left where it is.
+    drop(link_device_in_a_file(&file, "12015550199").await);
     let again = reopened(&o);
     let c = again.open_and_wait(InstanceId(4)).await.unwrap();
-    assert_eq!(c.own_number().await, Some(phone(104)));
+    assert_eq!(c.own_number().await, Some(phone(104)), "the database's device, not the file's");
+    assert!(file.exists() && backup.exists());
     again.remove(InstanceId(4)).await.unwrap();
-    assert!(!backup.exists(), "deleting the instance deletes the backup of its keys");
+    assert!(!backup.exists() && !file.exists(), "deleting the instance deletes the files of its keys");
     assert!(whatsapp_rust::wacore::store::traits::DeviceStore::load(&keys).await.unwrap().is_none());
 }
 

@@ -378,6 +378,9 @@ async fn the_device(b: &dyn Backend) {
     let read = b.load().await.unwrap().unwrap();
     assert_eq!((read.push_name.as_str(), read.registration_id), ("Support desk", 4242));
     assert_eq!(read.identity_key.public_key, device.identity_key.public_key, "the same identity");
+    // What is not stored comes back as the library's defaults: the props a pairing announces.
+    assert_eq!(read.device_props.os.as_deref(), Some("rust"));
+    assert!(read.device_props.history_sync_config.is_set());
 }
 
 #[tokio::test]
@@ -414,6 +417,43 @@ async fn values_are_sealed_and_open_only_in_their_own_row() {
     // Nor with another server's key.
     let other_key = DeviceKeys::new(store.clone(), Arc::new(SecretBox::new([8; 32])), INSTANCE);
     assert!(other_key.get_session("1:2@s.whatsapp.net").await.is_err());
+    store.close().await;
+}
+
+#[tokio::test]
+async fn deleted_keys_stay_deleted_whatever_the_stopped_session_still_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = sqlite(dir.path()).await;
+    let old_session = DeviceKeys::new(store.clone(), sealer(), INSTANCE);
+    old_session.create().await.unwrap();
+    old_session.put_session("1@s.whatsapp.net", b"old").await.unwrap();
+    let old_identity = old_session.load().await.unwrap().unwrap().identity_key.public_key;
+
+    // Logging out: the session's keys are closed, then deleted.
+    old_session.close();
+    store.forget_device_keys(INSTANCE).await.unwrap();
+    assert!(old_session.put_session("2@s.whatsapp.net", b"late").await.is_err(), "a late write is refused");
+    assert!(old_session.save(&old_session.load().await.unwrap().unwrap_or_default()).await.is_err());
+
+    // The next session's new device starts with nothing of the old one's, even rows written behind its back.
+    store
+        .write_device_keys(
+            INSTANCE,
+            vec![DeviceKeyWrite::Put {
+                space: "session",
+                scope: String::new(),
+                key: "3@s.whatsapp.net".into(),
+                value: "v1.stale".into(),
+                number: 0,
+            }],
+        )
+        .await
+        .unwrap();
+    let new_session = DeviceKeys::new(store.clone(), sealer(), INSTANCE);
+    new_session.create().await.unwrap();
+    assert_ne!(new_session.load().await.unwrap().unwrap().identity_key.public_key, old_identity);
+    assert_eq!(new_session.get_session("1@s.whatsapp.net").await.unwrap(), None);
+    assert!(store.device_keys(INSTANCE, "session", None).await.unwrap().is_empty(), "the stale row went with it");
     store.close().await;
 }
 

@@ -286,6 +286,17 @@ impl Account {
         self.client.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
+    /// Writes `phone` as the linked number into the stored device, as the library does when a phone links it. The
+    /// running session keeps the device it loaded; the next one (here or on another node) loads the linked device.
+    pub(crate) async fn write_linked_number(&self, phone: &PhoneNumber) -> Result<(), String> {
+        use whatsapp_rust::wacore::store::traits::DeviceStore as _;
+        let keys = self.keys.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        let keys = keys.ok_or("the session keeps its device in memory only, or has not started")?;
+        let mut device = keys.load().await.map_err(|e| e.to_string())?.ok_or("no device yet")?;
+        device.pn = Some(whatsapp_rust::Jid::pn(phone.digits()));
+        keys.save(&device).await.map_err(|e| e.to_string())
+    }
+
     pub(crate) fn own_number(&self) -> Option<PhoneNumber> {
         self.client().and_then(|c| c.pn()).and_then(|jid| mapping::phone_of(&jid))
     }

@@ -148,6 +148,17 @@ pub enum SimulatedEvent {
 }
 
 impl WhatsappAccounts {
+    /// Links the instance to `phone` as a phone scanning its code would: the library's pairing writes the linked
+    /// device into the stored keys, then reports it (`SimulatedEvent::Paired`). The running session keeps the device
+    /// it loaded; the next start, in this process or on another node, loads the linked one without pairing.
+    pub async fn simulate_pairing(&self, id: InstanceId, phone: &convene_core::PhoneNumber) -> Result<(), String> {
+        let account = self.accounts.lock().unwrap_or_else(PoisonError::into_inner).get(&id).cloned();
+        let account = account.ok_or_else(|| format!("instance {id} is not a whatsapp instance"))?;
+        account.start().await?;
+        account.write_linked_number(phone).await?;
+        self.simulate(id, SimulatedEvent::Paired { phone: phone.clone() })
+    }
+
     /// Delivers `event` to the instance's account as the library would deliver WhatsApp's report, through the same
     /// handling. Offline tests use it to pair, connect and ban an instance; nothing is sent to WhatsApp.
     pub fn simulate(&self, id: InstanceId, event: SimulatedEvent) -> Result<(), String> {

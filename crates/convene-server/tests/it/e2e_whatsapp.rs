@@ -1,9 +1,11 @@
 //! Real-number instances through the native API, offline: WhatsApp is never dialled (`whatsapp.connect = false`), and
 //! what WhatsApp would report (a QR code, a pairing, a ban) is delivered through the connector's own event handling.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use convene_core::{InstanceId, PhoneNumber, Timestamp};
+use convene_core::{Connector as _, InstanceId, PhoneNumber, Timestamp};
+use convene_server::AppState;
 use convene_whatsapp::SimulatedEvent;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -273,4 +275,26 @@ async fn a_real_number_that_cannot_reach_whatsapp_says_so_within_ten_seconds_and
     let (status, _) = app.call(reqwest::Method::DELETE, &format!("/v1/instances/{}", id.0), None).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     tokio::time::timeout(Duration::from_secs(10), app.stop()).await.expect("the server stops");
+}
+
+/// Issue 14: a number paired on one node is loaded by another from the shared database, without pairing. Node A
+/// pairs it (the simulated pairing writes the linked device as the library's does) and its server stops without
+/// shutting the session down; node B opens the same database, with its own data directory and the same sealing key.
+#[tokio::test]
+async fn a_number_paired_on_one_node_is_loaded_by_another_from_the_database_without_pairing() {
+    let key = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+    let node_a = spawn_app_with(|config| config.webhooks.secret_key = key.to_owned()).await;
+    let (id, _) = new_whatsapp_instance(&node_a).await;
+    let phone = PhoneNumber::parse("+12015550177").unwrap();
+    node_a.service.whatsapp().simulate_pairing(id, &phone).await.unwrap();
+    instance_until(&node_a, id, |b| b["phone"] == "+12015550177").await;
+
+    let other_dir = tempfile::tempdir().unwrap();
+    let mut config = node_a.config.clone();
+    config.data_dir = other_dir.path().to_owned();
+    let node_b = AppState::open(&config, Arc::new(node_a.clock.clone())).await.unwrap();
+    let number = node_b.service.whatsapp().open_and_wait(id).await.unwrap();
+    assert_eq!(number.own_number().await, Some(phone), "node B loaded the linked device: no pairing");
+    assert!(!other_dir.path().join("whatsapp").exists(), "from the database, not from a file");
+    node_b.service.shutdown().await;
 }

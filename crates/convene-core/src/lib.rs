@@ -10,6 +10,7 @@ pub mod device_keys;
 pub mod events;
 pub mod group;
 pub mod ids;
+pub mod leases;
 pub mod outcome;
 pub mod pacing;
 pub mod phone;
@@ -27,6 +28,7 @@ pub use group::{
     GroupSubject, MemberRole,
 };
 pub use ids::{CreationKey, GroupId, GroupJid, InstanceId};
+pub use leases::{Lease, LeaseStore};
 pub use outcome::{AddRequest, ParticipantChange, ParticipantOutcome, ParticipantResult};
 pub use pacing::{PacingPolicy, PoolNumber, forecast_last};
 pub use phone::{PhoneNumber, PhoneParseError};

@@ -263,10 +263,10 @@ pub enum IdempotencyClaim {
     Existing(IdempotencyRecord),
 }
 
-/// Convene's records; and, as every store is one, the connectors' device keys (`DeviceKeyStore`), so that one
-/// database holds all.
+/// Convene's records; and, as every store is one, the connectors' device keys (`DeviceKeyStore`) and the nodes'
+/// leases on numbers (`LeaseStore`), so that one database holds all.
 #[async_trait]
-pub trait Store: crate::DeviceKeyStore + Send + Sync {
+pub trait Store: crate::DeviceKeyStore + crate::LeaseStore + Send + Sync {
     async fn insert_api_key(&self, key: &ApiKeyRecord) -> DbResult<()>;
     async fn find_api_key(&self, secret_hash: &str) -> DbResult<Option<ApiKeyRecord>>;
     async fn count_api_keys(&self) -> DbResult<u64>;

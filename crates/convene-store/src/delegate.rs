@@ -1,6 +1,6 @@
-//! The `Store` and `DeviceKeyStore` ports for a backend: every method calls its query in `sql`, `idempotency`, `jobs`,
-//! `events` or `device_keys`, which run on any `Backend`. Written once here and stamped out for `SqliteStore` and
-//! `PostgresStore` by `impl_store!`, so the two cannot drift apart.
+//! The `Store`, `DeviceKeyStore` and `LeaseStore` ports for a backend: every method calls its query in `sql`,
+//! `idempotency`, `jobs`, `events`, `device_keys` or `leases`, which run on any `Backend`. Written once here and
+//! stamped out for `SqliteStore` and `PostgresStore` by `impl_store!`, so the two cannot drift apart.
 
 macro_rules! impl_store {
     ($backend:ty) => {
@@ -365,6 +365,40 @@ macro_rules! impl_store {
 
             async fn forget_device_keys(&self, instance: InstanceId) -> DbResult<()> {
                 crate::device_keys::forget(self, instance).await
+            }
+        }
+
+        #[async_trait::async_trait]
+        impl convene_core::LeaseStore for $backend {
+            async fn take_lease(
+                &self,
+                instance: InstanceId,
+                node: &str,
+                now: convene_core::Timestamp,
+                until: convene_core::Timestamp,
+            ) -> DbResult<Option<convene_core::Lease>> {
+                crate::leases::take(self, instance, node, now, until).await
+            }
+
+            async fn renew_lease(
+                &self,
+                lease: &convene_core::Lease,
+                now: convene_core::Timestamp,
+                until: convene_core::Timestamp,
+            ) -> DbResult<bool> {
+                crate::leases::renew(self, lease, now, until).await
+            }
+
+            async fn release_lease(&self, lease: &convene_core::Lease, now: convene_core::Timestamp) -> DbResult<()> {
+                crate::leases::release(self, lease, now).await
+            }
+
+            async fn leases(&self) -> DbResult<Vec<convene_core::Lease>> {
+                crate::leases::all(self).await
+            }
+
+            async fn lease_history(&self, instance: InstanceId) -> DbResult<Vec<convene_core::Lease>> {
+                crate::leases::history(self, instance).await
             }
         }
     };

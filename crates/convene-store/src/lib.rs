@@ -18,6 +18,7 @@ mod group_cache;
 mod group_commit;
 mod idempotency;
 mod jobs;
+mod leases;
 mod migrate;
 mod postgres;
 mod scratch;

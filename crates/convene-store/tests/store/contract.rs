@@ -797,6 +797,12 @@ macro_rules! every_case {
             a_released_idempotency_key_can_be_claimed_again,
             concurrent_claims_of_one_idempotency_key_have_exactly_one_winner,
             expired_idempotency_records_are_deleted_oldest_first_a_batch_at_a_time,
+            // leases on numbers
+            a_free_number_is_taken_and_held_against_other_nodes_until_it_expires,
+            a_held_lease_is_renewed_until_it_expires_and_not_after,
+            a_released_lease_is_taken_at_once_and_a_stale_release_changes_nothing,
+            every_lease_taken_is_in_the_numbers_history_in_order,
+            of_nodes_racing_for_one_free_number_exactly_one_wins,
             // pacing and the creation queue
             instance_settings_and_pauses_round_trip_without_clobbering_each_other,
             creation_attempts_are_recorded_finished_and_counted_since_a_time,
@@ -835,6 +841,7 @@ pub(crate) use every_case;
 
 pub use crate::contract_events::*;
 pub use crate::contract_jobs::*;
+pub use crate::contract_leases::*;
 
 /// Migration 9 links groups made before it to the jobs whose results name them. The statements that set up a
 /// database as an older build left it: two finished jobs (one for each of two groups) and a group no job made.

@@ -7,5 +7,6 @@ mod connect;
 mod contract;
 mod contract_events;
 mod contract_jobs;
+mod contract_leases;
 mod postgres;
 mod sqlite;

@@ -1,0 +1,19 @@
+-- Which node runs each number (issue 14): one node at a time, until expires_at (unix ms). fence grows by one each
+-- time the lease changes hands, so that a node paused past its lease finds it stale and stops.
+CREATE TABLE number_leases (
+    instance_id BIGINT  NOT NULL PRIMARY KEY,
+    node        TEXT    NOT NULL,
+    fence       BIGINT  NOT NULL,
+    acquired_at BIGINT  NOT NULL,
+    expires_at  BIGINT  NOT NULL
+);
+
+-- Every lease taken, in the transaction that takes it: who ran each number from when.
+CREATE TABLE lease_history (
+    instance_id BIGINT  NOT NULL,
+    fence       BIGINT  NOT NULL,
+    node        TEXT    NOT NULL,
+    acquired_at BIGINT  NOT NULL,
+    expires_at  BIGINT  NOT NULL,
+    PRIMARY KEY (instance_id, fence)
+);

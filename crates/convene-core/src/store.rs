@@ -408,6 +408,17 @@ pub trait Store: crate::DeviceKeyStore + crate::LeaseStore + Send + Sync {
     /// Pending deliveries to enabled endpoints with `next_attempt_at <= now`, each the oldest pending one of its
     /// (endpoint, ordering key); soonest first.
     async fn due_deliveries(&self, now: Timestamp, limit: u32) -> DbResult<Vec<DueDelivery>>;
+    /// Claims up to `limit` of the deliveries `due_deliveries` would return, for the dispatcher pass named `claim`
+    /// (unique per pass): they are not due again until `until` (when another pass may take one over, should this one
+    /// die mid-attempt), so that two passes, on one node or two, never send one delivery at once. The claimed
+    /// deliveries, oldest first.
+    async fn claim_due_deliveries(
+        &self,
+        now: Timestamp,
+        limit: u32,
+        claim: &str,
+        until: Timestamp,
+    ) -> DbResult<Vec<DueDelivery>>;
     /// The earliest `next_attempt_at` of the deliveries `due_deliveries` would return (heads of their key).
     async fn next_delivery_due(&self) -> DbResult<Option<Timestamp>>;
     /// Logs each attempt and applies its outcome to the delivery (one more attempt) and its endpoint, in order and

@@ -281,6 +281,16 @@ macro_rules! impl_store {
                 events::due_deliveries(self, now, limit).await
             }
 
+            async fn claim_due_deliveries(
+                &self,
+                now: Timestamp,
+                limit: u32,
+                claim: &str,
+                until: Timestamp,
+            ) -> DbResult<Vec<convene_core::events::DueDelivery>> {
+                events::claim_due_deliveries(self, now, limit, claim, until).await
+            }
+
             async fn next_delivery_due(&self) -> DbResult<Option<Timestamp>> {
                 events::next_delivery_due(self).await
             }

@@ -296,23 +296,73 @@ fn due_delivery(row: &dyn Columns) -> DbResult<DueDelivery> {
     })
 }
 
-pub(crate) async fn due_deliveries(db: &impl Backend, now: Timestamp, max: u32) -> DbResult<Vec<DueDelivery>> {
-    // Only the oldest pending delivery of each (endpoint, ordering key): a later one waits for it, due or not.
-    let statement = Statement::new(concat!(
-        "SELECT ",
-        delivery_columns!(),
-        ", ev.payload, ev.created_at AS event_created_at, ",
-        endpoint_columns!(),
-        " FROM webhook_deliveries d JOIN webhook_endpoints ep ON ep.id = d.endpoint_id \
-         JOIN events ev ON ev.id = d.event_id \
+/// The deliveries that are due: only the oldest pending delivery of each (endpoint, ordering key), as a later one
+/// waits for it, due or not. `$1` is now.
+macro_rules! due_delivery_ids {
+    () => {
+        "SELECT d.id FROM webhook_deliveries d JOIN webhook_endpoints ep ON ep.id = d.endpoint_id \
          WHERE d.state = 'pending' AND ep.enabled AND d.next_attempt_at <= $1 \
          AND NOT EXISTS (SELECT 1 FROM webhook_deliveries e WHERE e.endpoint_id = d.endpoint_id \
          AND e.ordering_key = d.ordering_key AND e.state = 'pending' AND e.id < d.id) \
          ORDER BY d.next_attempt_at, d.id LIMIT $2"
+    };
+}
+
+/// The `SELECT` of due deliveries with their events and endpoints, followed by the rest of the query.
+macro_rules! select_due_deliveries {
+    ($($rest:expr),+) => {
+        concat!(
+            "SELECT ",
+            delivery_columns!(),
+            ", ev.payload, ev.created_at AS event_created_at, ",
+            endpoint_columns!(),
+            " FROM webhook_deliveries d JOIN webhook_endpoints ep ON ep.id = d.endpoint_id \
+             JOIN events ev ON ev.id = d.event_id ",
+            $($rest),+
+        )
+    };
+}
+
+pub(crate) async fn due_deliveries(db: &impl Backend, now: Timestamp, max: u32) -> DbResult<Vec<DueDelivery>> {
+    let statement = Statement::new(select_due_deliveries!(
+        "WHERE d.id IN (SELECT id FROM (",
+        due_delivery_ids!(),
+        ") AS due) ORDER BY d.next_attempt_at, d.id"
     ))
     .bind(now.as_millis())
     .bind(i64::from(max.max(1)));
     db.fetch(statement, due_delivery).await
+}
+
+pub(crate) async fn claim_due_deliveries(
+    db: &impl Backend,
+    now: Timestamp,
+    max: u32,
+    claim: &str,
+    until: Timestamp,
+) -> DbResult<Vec<DueDelivery>> {
+    // One statement: of two passes claiming at once, each delivery goes to one. The outer conditions are checked
+    // again on a row another pass has just claimed (PostgreSQL re-reads it before updating), so it is skipped.
+    let take = Statement::new(concat!(
+        "UPDATE webhook_deliveries SET claimed_by = $3, next_attempt_at = $4 \
+         WHERE state = 'pending' AND next_attempt_at <= $1 AND id IN (SELECT id FROM (",
+        due_delivery_ids!(),
+        ") AS due)"
+    ))
+    .bind(now.as_millis())
+    .bind(i64::from(max.max(1)))
+    .bind(claim)
+    .bind(until.as_millis());
+    if db.execute(take).await? == 0 {
+        return Ok(Vec::new());
+    }
+    // Every delivery of this claim is due at `until`: found through the (state, next_attempt_at) index.
+    let claimed = Statement::new(select_due_deliveries!(
+        "WHERE d.state = 'pending' AND d.next_attempt_at = $1 AND d.claimed_by = $2 ORDER BY d.id"
+    ))
+    .bind(until.as_millis())
+    .bind(claim);
+    db.fetch(claimed, due_delivery).await
 }
 
 pub(crate) async fn next_delivery_due(db: &impl Backend) -> DbResult<Option<Timestamp>> {

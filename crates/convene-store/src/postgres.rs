@@ -36,6 +36,7 @@ const MIGRATIONS: &[Migration] = &[
     (9, include_str!("../migrations/postgres/0009_group_creation_job.sql")),
     (10, include_str!("../migrations/postgres/0010_device_keys.sql")),
     (11, include_str!("../migrations/postgres/0011_number_leases.sql")),
+    (12, include_str!("../migrations/postgres/0012_delivery_claims.sql")),
 ];
 
 /// The advisory lock key that migration transactions hold: "convene" in ASCII. Any process migrating a Convene

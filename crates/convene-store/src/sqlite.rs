@@ -44,6 +44,7 @@ const MIGRATIONS: &[Migration] = &[
     (9, include_str!("../migrations/sqlite/0009_group_creation_job.sql")),
     (10, include_str!("../migrations/sqlite/0010_device_keys.sql")),
     (11, include_str!("../migrations/sqlite/0011_number_leases.sql")),
+    (12, include_str!("../migrations/sqlite/0012_delivery_claims.sql")),
 ];
 
 /// The committer's page cache: 8 MiB (negative: KiB), filled only as pages are read. 32 MiB kept creation no faster

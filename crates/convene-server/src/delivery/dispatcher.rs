@@ -21,6 +21,8 @@ const LOGGED_BODY_BYTES: usize = 1024;
 /// How often the dispatcher deletes events past their retention, and how many it deletes per transaction.
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 const PRUNE_BATCH: u32 = 500;
+/// How long past its attempts' timeouts a pass keeps its deliveries claimed, for recording the answers under load.
+const CLAIM_MARGIN: Duration = Duration::from_secs(10);
 
 /// The certificate authorities in the PEM file `path` (`webhooks.ca_certificates`).
 pub(super) fn extra_roots(path: &str) -> anyhow::Result<Vec<reqwest::Certificate>> {
@@ -87,7 +89,14 @@ impl Dispatcher {
 
     /// One pass: attempts every delivery due now (up to `concurrency` at a time) and records each; how many.
     pub async fn deliver_due(&self) -> Result<usize, DbError> {
-        let due = self.store.due_deliveries(self.clock.now(), (self.config.concurrency * 4) as u32).await?;
+        // Claimed for as long as the pass's attempts may take (`concurrency` at a time, each up to `timeout_ms`) and
+        // then some: another pass, here or on another node, takes a delivery over only if this one died with it.
+        let now = self.clock.now();
+        let waves = 4;
+        let limit = (self.config.concurrency * waves) as u32;
+        let claimed_until = now.plus(Duration::from_millis(self.config.timeout_ms) * waves as u32 + CLAIM_MARGIN);
+        let claim = Uuid::new_v4().to_string();
+        let due = self.store.claim_due_deliveries(now, limit, &claim, claimed_until).await?;
         let n = due.len();
         // The attempts that have finished whenever the last recording ends are recorded together: one durable
         // transaction for many answers, which is what bounds throughput.

@@ -569,3 +569,35 @@ async fn events_past_their_retention_go_with_their_deliveries_unless_still_owed(
     app.clock.advance(Duration::from_secs(365 * 24 * 3600));
     assert_eq!(app.dispatcher(|c| c.retention_days = 0).prune().await.unwrap(), 0);
 }
+
+/// Issue 14: two dispatchers on one database, as two nodes have, deliver at the same time, and each delivery reaches
+/// the receiver once: a pass claims the deliveries it attempts.
+#[tokio::test]
+async fn two_dispatchers_on_one_database_send_each_delivery_once() {
+    // Arrange
+    let app = spawn_app().await;
+    let receiver = Receiver::start().await;
+    let (endpoint, _) = add_endpoint(&app, json!({"url": receiver.url()})).await;
+    for i in 0..12 {
+        app.create_group(&format!("Room {i}"), &["+17137157533"]).await;
+    }
+    let (one, two) = (app.dispatcher(|c| c.concurrency = 4), app.dispatcher(|c| c.concurrency = 4));
+
+    // Act: both pass at once until nothing is left.
+    for _ in 0..200 {
+        let (a, b) = tokio::join!(one.deliver_due(), two.deliver_due());
+        if a.unwrap() + b.unwrap() == 0 && app.state.store.next_delivery_due().await.unwrap().is_none() {
+            break;
+        }
+    }
+
+    // Assert
+    let owed = deliveries(&app, &endpoint, "").await;
+    assert!(owed.len() >= 24 && owed.iter().all(|d| d["state"] == "succeeded"), "{owed:?}");
+    let mut sent: Vec<String> = receiver.received().iter().map(|r| r.id().to_owned()).collect();
+    let times = sent.len();
+    sent.sort();
+    sent.dedup();
+    assert_eq!(times, sent.len(), "a delivery was sent twice");
+    assert_eq!(sent.len(), owed.len(), "every delivery once");
+}

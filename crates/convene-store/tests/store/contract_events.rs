@@ -199,6 +199,36 @@ pub async fn only_the_oldest_pending_delivery_of_each_key_is_due(store: &dyn Sto
     assert_eq!(store.get_webhook_endpoint(hook.id).await.unwrap().failing_since, None, "B's success came last");
 }
 
+pub async fn claimed_deliveries_go_to_one_pass_and_are_due_again_only_when_the_claim_ends(store: &dyn Store) {
+    // Arrange: three keys, two events of A.
+    endpoint(store, &[], true).await;
+    let events = [
+        event(EventType::GroupCreated, "A", 0),
+        event(EventType::GroupUpdated, "A", 1),
+        event(EventType::GroupCreated, "B", 2),
+        event(EventType::GroupCreated, "C", 3),
+    ];
+    store.commit(&[], &events).await.unwrap();
+
+    // Act: two passes claim at once, each up to two.
+    let (first, second) = tokio::join!(
+        store.claim_due_deliveries(at(10), 2, "pass-1", at(40_000)),
+        store.claim_due_deliveries(at(10), 2, "pass-2", at(40_000)),
+    );
+
+    // Assert: A's first, B's and C's, each to one pass; A's second still waits behind A's first.
+    let mut keys: Vec<String> =
+        first.unwrap().into_iter().chain(second.unwrap()).map(|d| d.delivery.ordering_key).collect();
+    keys.sort();
+    assert_eq!(keys, ["A", "B", "C"]);
+    assert!(store.claim_due_deliveries(at(20), 10, "pass-3", at(40_020)).await.unwrap().is_empty(), "all claimed");
+    assert!(store.due_deliveries(at(39_999), 10).await.unwrap().is_empty());
+    // A pass that died with its claim: the deliveries are due again when the claim ends.
+    let again = store.claim_due_deliveries(at(40_000), 10, "pass-4", at(80_000)).await.unwrap();
+    assert_eq!(again.len(), 3);
+    assert!(again.iter().all(|d| d.delivery.attempts == 0));
+}
+
 pub async fn an_attempt_is_logged_and_can_disable_its_endpoint(store: &dyn Store) {
     // Arrange
     let hook = endpoint(store, &[], true).await;

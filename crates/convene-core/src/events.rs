@@ -347,6 +347,10 @@ pub struct AttemptOutcome {
     pub endpoint_failing_since: Option<Timestamp>,
     /// Disables the endpoint with this reason.
     pub disable_endpoint: Option<String>,
+    /// The claim the attempt was made under (`Store::claim_due_deliveries`): the outcome is written only while the
+    /// delivery is still under it, so a pass that overran its claim (taken over meanwhile) records nothing. `None`
+    /// for a delivery that was not claimed.
+    pub claim: Option<String>,
 }
 
 #[cfg(test)]

@@ -400,13 +400,14 @@ fn attempt_statements(a: &DeliveryAttempt, outcome: &AttemptOutcome) -> Vec<Stat
     .bind(a.response_body.as_deref());
     let delivery = Statement::new(
         "UPDATE webhook_deliveries SET state = $2, attempts = attempts + 1, next_attempt_at = $3, last_error = $4, \
-         updated_at = $5 WHERE id = $1",
+         updated_at = $5 WHERE id = $1 AND COALESCE(claimed_by, '') = COALESCE($6, '')",
     )
     .bind(a.delivery_id)
     .bind(outcome.state.as_str())
     .bind(outcome.next_attempt_at.as_millis())
     .bind(outcome.last_error.as_deref())
     .bind(a.attempted_at.as_millis())
+    .bind(outcome.claim.as_deref())
     .must_change();
     let health = Statement::new(
         "UPDATE webhook_endpoints SET failing_since = $2 \

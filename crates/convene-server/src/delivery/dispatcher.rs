@@ -98,10 +98,24 @@ impl Dispatcher {
         let claim = Uuid::new_v4().to_string();
         let due = self.store.claim_due_deliveries(now, limit, &claim, claimed_until).await?;
         let n = due.len();
+        let timeout = Duration::from_millis(self.config.timeout_ms);
+        let attempt = |due: DueDelivery| {
+            let claim = claim.clone();
+            async move {
+                // An attempt that could end after the claim (a slow pass) is left for the pass that takes it over.
+                if self.clock.now().plus(timeout) > claimed_until {
+                    return None;
+                }
+                let (attempt, mut outcome) = self.attempt(due).await;
+                outcome.claim = Some(claim);
+                Some((attempt, outcome))
+            }
+        };
         // The attempts that have finished whenever the last recording ends are recorded together: one durable
         // transaction for many answers, which is what bounds throughput.
-        let mut finished = futures_util::stream::iter(due.into_iter().map(|d| self.attempt(d)))
+        let mut finished = futures_util::stream::iter(due.into_iter().map(attempt))
             .buffer_unordered(self.config.concurrency)
+            .filter_map(std::future::ready)
             .ready_chunks(self.config.concurrency);
         while let Some(attempts) = finished.next().await {
             self.record(&attempts).await?;
@@ -112,7 +126,8 @@ impl Dispatcher {
     async fn record(&self, attempts: &[(DeliveryAttempt, AttemptOutcome)]) -> Result<(), DbError> {
         let all: Vec<_> = attempts.iter().map(|(attempt, outcome)| (attempt, outcome)).collect();
         match self.store.record_delivery_attempts(&all).await {
-            // A delivery was deleted with its endpoint meanwhile: record the others one by one.
+            // A delivery was deleted with its endpoint meanwhile, or taken over by another pass after this one's claim
+            // ran out: record the others one by one.
             Err(DbError::NotFound) => {
                 for one in all {
                     match self.store.record_delivery_attempts(&[one]).await {
@@ -283,6 +298,7 @@ impl Dispatcher {
                 last_error: None,
                 endpoint_failing_since: None,
                 disable_endpoint: None,
+                claim: None,
             };
         }
         let error = answer.failure();
@@ -301,6 +317,7 @@ impl Dispatcher {
             last_error: Some(error),
             endpoint_failing_since: Some(failing_since),
             disable_endpoint: disable,
+            claim: None,
         }
     }
 

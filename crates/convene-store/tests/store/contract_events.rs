@@ -67,6 +67,7 @@ fn failed_attempt(delivery_id: i64, ms: i64, state: DeliveryState, next: i64) ->
             last_error: Some("HTTP 503".into()),
             endpoint_failing_since: Some(at(0)),
             disable_endpoint: None,
+            claim: None,
         },
     )
 }
@@ -227,6 +228,28 @@ pub async fn claimed_deliveries_go_to_one_pass_and_are_due_again_only_when_the_c
     let again = store.claim_due_deliveries(at(40_000), 10, "pass-4", at(80_000)).await.unwrap();
     assert_eq!(again.len(), 3);
     assert!(again.iter().all(|d| d.delivery.attempts == 0));
+}
+
+pub async fn a_pass_that_overran_its_claim_records_nothing_over_the_pass_that_took_it_over(store: &dyn Store) {
+    // Arrange: pass 1's claim runs out; pass 2 takes the delivery over and delivers it.
+    endpoint(store, &[], true).await;
+    store.commit(&[], &[event(EventType::GroupCreated, "A", 0)]).await.unwrap();
+    let id = store.claim_due_deliveries(at(10), 10, "pass-1", at(100)).await.unwrap()[0].delivery.id;
+    assert_eq!(store.claim_due_deliveries(at(100), 10, "pass-2", at(200)).await.unwrap()[0].delivery.id, id);
+    let (delivered, mut succeeded) = failed_attempt(id, 110, DeliveryState::Succeeded, 110);
+    succeeded.claim = Some("pass-2".into());
+    store.record_delivery_attempts(&[(&delivered, &succeeded)]).await.unwrap();
+
+    // Act: pass 1 comes back with its failure.
+    let (late, mut failed) = failed_attempt(id, 120, DeliveryState::Pending, 5000);
+    failed.claim = Some("pass-1".into());
+    let recorded = store.record_delivery_attempts(&[(&late, &failed)]).await;
+
+    // Assert: refused, and the delivery stays delivered, with one attempt logged.
+    assert!(matches!(recorded, Err(DbError::NotFound)), "{recorded:?}");
+    let delivery = store.get_delivery(id).await.unwrap();
+    assert_eq!((delivery.state, delivery.attempts), (DeliveryState::Succeeded, 1));
+    assert_eq!(store.delivery_attempts(id).await.unwrap().len(), 1);
 }
 
 pub async fn an_attempt_is_logged_and_can_disable_its_endpoint(store: &dyn Store) {

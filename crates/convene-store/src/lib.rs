@@ -28,7 +28,7 @@ mod stored;
 
 pub use cursor::parse_group_cursor;
 pub use postgres::PostgresStore;
-pub use scratch::ScratchDatabase;
+pub use scratch::{ScratchDatabase, on_scratch_database};
 pub use sqlite::SqliteStore;
 
 /// Opens the store that `url`'s scheme names: `sqlite:` (`sqlite://path/to/file.db`, `sqlite::memory:`) or

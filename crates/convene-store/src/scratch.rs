@@ -7,6 +7,27 @@ use sqlx::postgres::{PgPool, PgPoolOptions};
 use crate::error::db_err;
 use convene_core::DbError;
 
+/// Runs `test` with the URL of a fresh database on the server `TEST_DATABASE_URL` names, then drops the database, also
+/// when `test` panics (the panic then goes on). Without `TEST_DATABASE_URL`, prints that `name` was skipped on
+/// PostgreSQL and returns: the PostgreSQL leg of the suite sets it.
+pub async fn on_scratch_database<F, Fut>(name: &str, test: F)
+where
+    F: FnOnce(String) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let Some(server) = std::env::var("TEST_DATABASE_URL").ok().filter(|u| !u.is_empty()) else {
+        println!("skipped {name} on PostgreSQL: TEST_DATABASE_URL is not set");
+        return;
+    };
+    let db = ScratchDatabase::create(&server).await.expect("TEST_DATABASE_URL answers and may create databases");
+    // A task of its own, so that a panic comes back here as an error instead of skipping the drop.
+    let outcome = tokio::spawn(test(db.url().to_owned())).await;
+    db.drop_now().await.expect("the scratch database drops");
+    if let Err(e) = outcome {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}
+
 /// A database created on the server at some admin URL; dropped (with its open connections) by `drop_now` or, failing
 /// that, when it goes out of scope.
 pub struct ScratchDatabase {

@@ -8,27 +8,16 @@ use std::future::Future;
 
 use convene_core::store::{GroupListQuery, InstanceRecord};
 use convene_core::{ConnectorKind, DbError, InstanceId, PhoneNumber, Store, Timestamp};
-use convene_store::{PostgresStore, ScratchDatabase};
+use convene_store::PostgresStore;
 use sqlx::postgres::PgPool;
 
-/// Runs `test` with the URL of a fresh database, then drops the database, also when `test` panics. Without
-/// `TEST_DATABASE_URL`, prints that `name` was skipped and returns.
+/// Runs `test` on a fresh database (`convene_store::on_scratch_database`); skipped without `TEST_DATABASE_URL`.
 pub async fn on_fresh_database<F, Fut>(name: &str, test: F)
 where
     F: FnOnce(String) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    let Some(server) = std::env::var("TEST_DATABASE_URL").ok().filter(|u| !u.is_empty()) else {
-        println!("skipped {name}: TEST_DATABASE_URL is not set");
-        return;
-    };
-    let db = ScratchDatabase::create(&server).await.expect("TEST_DATABASE_URL answers and may create databases");
-    // A task of its own, so that a panic comes back here as an error instead of skipping the drop.
-    let outcome = tokio::spawn(test(db.url().to_owned())).await;
-    db.drop_now().await.unwrap();
-    if let Err(e) = outcome {
-        std::panic::resume_unwind(e.into_panic());
-    }
+    convene_store::on_scratch_database(name, test).await;
 }
 
 fn instance(id: i64) -> InstanceRecord {

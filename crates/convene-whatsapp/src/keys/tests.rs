@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use convene_core::{DeviceKeyStore, DeviceKeyWrite, InstanceId, SecretBox};
-use convene_store::{PostgresStore, ScratchDatabase, SqliteStore};
+use convene_store::{PostgresStore, SqliteStore};
 use whatsapp_rust::wacore::appstate::processor::AppStateMutationMAC;
 use whatsapp_rust::wacore::store::traits::{
     AppStateSyncKey, Backend, DeviceInfo, DeviceListRecord, LidPnMappingEntry, MsgSecretEntry, PendingInboundKey,
@@ -31,22 +31,15 @@ async fn sqlite(dir: &std::path::Path) -> Arc<SqliteStore> {
 /// Runs `case` on `DeviceKeys` over a fresh PostgreSQL database; without `TEST_DATABASE_URL`, says it was skipped.
 async fn on_postgres<F, Fut>(name: &str, case: F)
 where
-    F: FnOnce(DeviceKeys) -> Fut,
+    F: FnOnce(DeviceKeys) -> Fut + Send + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    let Some(server) = std::env::var("TEST_DATABASE_URL").ok().filter(|u| !u.is_empty()) else {
-        println!("skipped {name} on PostgreSQL: TEST_DATABASE_URL is not set");
-        return;
-    };
-    let db = ScratchDatabase::create(&server).await.expect("TEST_DATABASE_URL answers and may create databases");
-    let store = Arc::new(PostgresStore::connect(db.url()).await.unwrap());
-    // A task of its own, so that a panic comes back here as an error instead of skipping the drop.
-    let outcome = tokio::spawn(case(DeviceKeys::new(store.clone(), sealer(), INSTANCE))).await;
-    store.close().await;
-    db.drop_now().await.unwrap();
-    if let Err(e) = outcome {
-        std::panic::resume_unwind(e.into_panic());
-    }
+    convene_store::on_scratch_database(name, |url| async move {
+        let store = Arc::new(PostgresStore::connect(&url).await.unwrap());
+        case(DeviceKeys::new(store.clone(), sealer(), INSTANCE)).await;
+        store.close().await;
+    })
+    .await;
 }
 
 macro_rules! contract {

@@ -49,11 +49,12 @@ pub(crate) async fn take(
     }
     let taken = Statement::new(
         "SELECT instance_id, node, fence, acquired_at, expires_at FROM number_leases \
-         WHERE instance_id = $1 AND node = $2 AND acquired_at = $3",
+         WHERE instance_id = $1 AND node = $2 AND acquired_at = $3 AND expires_at = $4",
     )
     .bind(instance.0)
     .bind(node)
-    .bind(now.as_millis());
+    .bind(now.as_millis())
+    .bind(until.as_millis());
     Ok(db.fetch(taken, read).await?.into_iter().next())
 }
 

@@ -419,6 +419,9 @@ pub trait Store: crate::DeviceKeyStore + crate::LeaseStore + Send + Sync {
         claim: &str,
         until: Timestamp,
     ) -> DbResult<Vec<DueDelivery>>;
+    /// Makes the deliveries still under `claim` (claimed until `until`) due again at `now`: a pass that cannot record
+    /// gives back what it holds instead of leaving it until its claim ends.
+    async fn release_delivery_claim(&self, claim: &str, until: Timestamp, now: Timestamp) -> DbResult<u64>;
     /// The earliest `next_attempt_at` of the deliveries `due_deliveries` would return (heads of their key).
     async fn next_delivery_due(&self) -> DbResult<Option<Timestamp>>;
     /// Logs each attempt and applies its outcome to the delivery (one more attempt) and its endpoint, in order and

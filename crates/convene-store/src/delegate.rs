@@ -291,6 +291,10 @@ macro_rules! impl_store {
                 events::claim_due_deliveries(self, now, limit, claim, until).await
             }
 
+            async fn release_delivery_claim(&self, claim: &str, until: Timestamp, now: Timestamp) -> DbResult<u64> {
+                events::release_delivery_claim(self, claim, until, now).await
+            }
+
             async fn next_delivery_due(&self) -> DbResult<Option<Timestamp>> {
                 events::next_delivery_due(self).await
             }

@@ -365,6 +365,22 @@ pub(crate) async fn claim_due_deliveries(
     db.fetch(claimed, due_delivery).await
 }
 
+pub(crate) async fn release_delivery_claim(
+    db: &impl Backend,
+    claim: &str,
+    until: Timestamp,
+    now: Timestamp,
+) -> DbResult<u64> {
+    let release = Statement::new(
+        "UPDATE webhook_deliveries SET next_attempt_at = $3 \
+         WHERE state = 'pending' AND next_attempt_at = $2 AND claimed_by = $1",
+    )
+    .bind(claim)
+    .bind(until.as_millis())
+    .bind(now.as_millis());
+    db.execute(release).await
+}
+
 pub(crate) async fn next_delivery_due(db: &impl Backend) -> DbResult<Option<Timestamp>> {
     // A delivery waiting behind an earlier one of its key is due when that one is done, not at its own time.
     let statement = Statement::new(

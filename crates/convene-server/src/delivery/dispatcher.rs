@@ -118,7 +118,14 @@ impl Dispatcher {
             .filter_map(std::future::ready)
             .ready_chunks(self.config.concurrency);
         while let Some(attempts) = finished.next().await {
-            self.record(&attempts).await?;
+            if let Err(e) = self.record(&attempts).await {
+                // What this pass still holds (attempted or not) is due again now rather than when the claim ends.
+                let released = self.store.release_delivery_claim(&claim, claimed_until, self.clock.now()).await;
+                if let Err(release) = released {
+                    tracing::warn!(error = %release, "webhook dispatcher: giving back a claim failed: it ends by itself");
+                }
+                return Err(e);
+            }
         }
         Ok(n)
     }

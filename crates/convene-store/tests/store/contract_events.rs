@@ -228,6 +228,10 @@ pub async fn claimed_deliveries_go_to_one_pass_and_are_due_again_only_when_the_c
     let again = store.claim_due_deliveries(at(40_000), 10, "pass-4", at(80_000)).await.unwrap();
     assert_eq!(again.len(), 3);
     assert!(again.iter().all(|d| d.delivery.attempts == 0));
+    // One that gives its claim back: due again at once; giving back another's claim changes nothing.
+    assert_eq!(store.release_delivery_claim("pass-1", at(40_000), at(40_001)).await.unwrap(), 0);
+    assert_eq!(store.release_delivery_claim("pass-4", at(80_000), at(40_001)).await.unwrap(), 3);
+    assert_eq!(store.due_deliveries(at(40_001), 10).await.unwrap().len(), 3);
 }
 
 pub async fn a_pass_that_overran_its_claim_records_nothing_over_the_pass_that_took_it_over(store: &dyn Store) {

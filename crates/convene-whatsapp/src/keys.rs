@@ -164,19 +164,8 @@ fn from_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
     serde_json::from_slice(bytes).map_err(|e| StoreError::Serialization(Box::new(e)))
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 fn unhex(text: &str) -> Result<Vec<u8>> {
-    let bad = || StoreError::Validation(format!("a stored key is not hexadecimal: {text:?}"));
-    if !text.len().is_multiple_of(2) {
-        return Err(bad());
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(text.get(i..i + 2).ok_or_else(bad)?, 16).map_err(|_| bad()))
-        .collect()
+    hex::decode(text).map_err(|_| StoreError::Validation(format!("a stored key is not hexadecimal: {text:?}")))
 }
 
 fn id_of(row: &DeviceKeyRow) -> Result<u32> {
@@ -312,13 +301,13 @@ impl SignalStore for DeviceKeys {
 #[async_trait]
 impl AppSyncStore for DeviceKeys {
     async fn get_sync_key(&self, key_id: &[u8]) -> Result<Option<AppStateSyncKey>> {
-        self.get_json(space::SYNC_KEY, "", &hex(key_id)).await
+        self.get_json(space::SYNC_KEY, "", &hex::encode(key_id)).await
     }
 
     async fn set_sync_key(&self, key_id: &[u8], key: AppStateSyncKey) -> Result<()> {
         let _one_at_a_time = self.changing.lock().await;
         let latest = self.rows(space::SYNC_KEY, None).await?.iter().map(|row| row.number).max().unwrap_or(0);
-        self.put_one(space::SYNC_KEY, "", &hex(key_id), &to_json(&key)?, latest + 1).await
+        self.put_one(space::SYNC_KEY, "", &hex::encode(key_id), &to_json(&key)?, latest + 1).await
     }
 
     async fn get_version(&self, name: &str) -> Result<HashState> {
@@ -332,17 +321,18 @@ impl AppSyncStore for DeviceKeys {
     async fn put_mutation_macs(&self, name: &str, _version: u64, mutations: &[AppStateMutationMAC]) -> Result<()> {
         let writes = mutations
             .iter()
-            .map(|m| self.put(space::MUTATION_MAC, name, &hex(&m.index_mac), &m.value_mac, 0))
+            .map(|m| self.put(space::MUTATION_MAC, name, &hex::encode(&m.index_mac), &m.value_mac, 0))
             .collect();
         self.write(writes).await
     }
 
     async fn get_mutation_mac(&self, name: &str, index_mac: &[u8]) -> Result<Option<Vec<u8>>> {
-        self.get(space::MUTATION_MAC, name, &hex(index_mac)).await
+        self.get(space::MUTATION_MAC, name, &hex::encode(index_mac)).await
     }
 
     async fn delete_mutation_macs(&self, name: &str, index_macs: &[Vec<u8>]) -> Result<()> {
-        let writes = index_macs.iter().map(|m| delete(space::MUTATION_MAC, Some(name), Some(&hex(m)))).collect();
+        let writes =
+            index_macs.iter().map(|m| delete(space::MUTATION_MAC, Some(name), Some(&hex::encode(m)))).collect();
         self.write(writes).await
     }
 

@@ -58,8 +58,8 @@ pub(crate) struct Account {
     unlinking: AtomicBool,
     /// The running session's connection attempts.
     dial: Mutex<Option<Arc<Dial>>>,
-    /// The running session's device keys (`Keeping::Database`): each session gets its own, closed when they are
-    /// deleted so that the stopped session's late writes cannot bring them back.
+    /// The running session's device keys (`Keeping::Database`): each session gets its own, closed when it stops so
+    /// that its late writes can neither bring deleted keys back nor mix with the next session's.
     keys: Mutex<Option<Arc<DeviceKeys>>>,
 }
 
@@ -213,7 +213,7 @@ impl Account {
         Ok(())
     }
 
-    /// Stops the session; the stored state stays.
+    /// Stops the session; the stored state stays, and the session's keys take no more writes.
     pub(crate) async fn stop(&self) {
         let session = self.session.lock().await.take();
         *self.client.lock().unwrap_or_else(PoisonError::into_inner) = None;
@@ -225,6 +225,12 @@ impl Account {
             }
             Some(Session::Idle(bot)) => drop(bot),
             None => {}
+        }
+        // After the library's last flush: a stopped session writes nothing more (a task of the library that
+        // outlives it would otherwise write after the keys are deleted, or beside the next session's).
+        let keys = self.keys.lock().unwrap_or_else(PoisonError::into_inner).take();
+        if let Some(keys) = keys {
+            keys.close().await;
         }
     }
 
@@ -248,11 +254,9 @@ impl Account {
     }
 
     /// Deletes the device's keys, and an earlier version's file of them or its imported backup: the keys are gone.
+    /// Called once the session is stopped, so that nothing of it writes them again.
     pub(crate) async fn forget_keys(&self) -> Result<(), ConnectorError> {
         let Keeping::Database { storage, legacy_file } = &self.keeping else { return Ok(()) };
-        if let Some(keys) = self.keys.lock().unwrap_or_else(PoisonError::into_inner).take() {
-            keys.close();
-        }
         let forgotten = storage.store.forget_device_keys(self.id).await;
         forgotten.map_err(|e| ConnectorError::Other(format!("cannot delete the device keys: {e}")))?;
         let backup = import::imported_name(legacy_file);

@@ -10,7 +10,6 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -71,25 +70,35 @@ pub struct DeviceKeys {
     sealer: Arc<SecretBox>,
     instance: InstanceId,
     changing: tokio::sync::Mutex<()>,
-    /// Set when the keys are deleted: a write that a stopping session still makes must not bring them back.
-    closed: AtomicBool,
+    /// Set when the keys are deleted: a write that a stopping session still makes must not bring them back. Writes
+    /// hold it for reading while they run, so closing waits for one under way instead of letting it land after the
+    /// deletion.
+    closed: tokio::sync::RwLock<bool>,
 }
 
 impl DeviceKeys {
     pub fn new(store: Arc<dyn DeviceKeyStore>, sealer: Arc<SecretBox>, instance: InstanceId) -> Self {
-        Self { store, sealer, instance, changing: tokio::sync::Mutex::default(), closed: AtomicBool::new(false) }
+        Self {
+            store,
+            sealer,
+            instance,
+            changing: tokio::sync::Mutex::default(),
+            closed: tokio::sync::RwLock::default(),
+        }
     }
 
-    /// Refuses every write from now on; reads still answer.
-    pub fn close(&self) {
-        self.closed.store(true, Ordering::SeqCst);
+    /// Waits for the writes under way, then refuses every write from now on; reads still answer.
+    pub async fn close(&self) {
+        *self.closed.write().await = true;
     }
 
-    fn refuse_when_closed(&self) -> Result<()> {
-        if self.closed.load(Ordering::SeqCst) {
+    /// Leave to write, held for as long as the write runs; refused once closed.
+    async fn open_for_writing(&self) -> Result<tokio::sync::RwLockReadGuard<'_, bool>> {
+        let closed = self.closed.read().await;
+        if *closed {
             return Err(StoreError::Validation(format!("instance {}'s device keys were deleted", self.instance)));
         }
-        Ok(())
+        Ok(closed)
     }
 
     /// What a row's value is sealed to: its instance, space, scope and key.
@@ -128,7 +137,7 @@ impl DeviceKeys {
     }
 
     async fn write(&self, writes: Vec<DeviceKeyWrite>) -> Result<()> {
-        self.refuse_when_closed()?;
+        let _open = self.open_for_writing().await?;
         self.store.write_device_keys(self.instance, writes).await.map_err(database)
     }
 
@@ -141,7 +150,7 @@ impl DeviceKeys {
     }
 
     async fn delete_numbered_up_to(&self, space: &str, last: i64) -> Result<u32> {
-        self.refuse_when_closed()?;
+        let _open = self.open_for_writing().await?;
         let deleted =
             self.store.delete_device_keys_numbered_up_to(self.instance, space, last).await.map_err(database)?;
         Ok(u32::try_from(deleted).unwrap_or(u32::MAX))
@@ -650,9 +659,11 @@ impl DeviceStore for DeviceKeys {
     async fn create(&self) -> Result<i32> {
         let _one_at_a_time = self.changing.lock().await;
         if !self.exists().await? {
-            self.refuse_when_closed()?;
+            // Both under one leave: a closed session's late `create` must not delete the next session's rows.
+            let _open = self.open_for_writing().await?;
             self.store.forget_device_keys(self.instance).await.map_err(database)?;
-            self.save(&Device::new()).await?;
+            let device = self.put(space::DEVICE, "", THE_DEVICE, &to_json(&Device::new())?, 0);
+            self.store.write_device_keys(self.instance, vec![device]).await.map_err(database)?;
         }
         Ok(1)
     }

@@ -423,7 +423,7 @@ async fn deleted_keys_stay_deleted_whatever_the_stopped_session_still_writes() {
     let old_identity = old_session.load().await.unwrap().unwrap().identity_key.public_key;
 
     // Logging out: the session's keys are closed, then deleted.
-    old_session.close();
+    old_session.close().await;
     store.forget_device_keys(INSTANCE).await.unwrap();
     assert!(old_session.put_session("2@s.whatsapp.net", b"late").await.is_err(), "a late write is refused");
     assert!(old_session.save(&old_session.load().await.unwrap().unwrap_or_default()).await.is_err());

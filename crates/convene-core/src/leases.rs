@@ -49,6 +49,25 @@ pub trait LeaseStore: Send + Sync {
     /// Every number's current lease, expired ones included, by instance.
     async fn leases(&self) -> DbResult<Vec<Lease>>;
 
+    /// Takes for `node`, until `until`, up to `limit` numbers that nobody holds at `now` (never taken, released or
+    /// expired), lowest instance ids first, each with its history row: the leases taken. Nodes racing for the same
+    /// numbers each get their own.
+    async fn take_free_leases(&self, node: &str, now: Timestamp, until: Timestamp, limit: u32) -> DbResult<Vec<Lease>>;
+
+    /// Extends every lease `node` still holds at `now` to `until`; the leases it holds after, by instance. A lease
+    /// missing from them was lost (expired, or taken by another node).
+    async fn renew_leases(&self, node: &str, now: Timestamp, until: Timestamp) -> DbResult<Vec<Lease>>;
+
+    /// Records that `node` is alive until `until` (a heartbeat; the first one is its start).
+    async fn node_alive(&self, node: &str, now: Timestamp, until: Timestamp) -> DbResult<()>;
+
+    /// The nodes alive at `now`, by id.
+    async fn live_nodes(&self, now: Timestamp) -> DbResult<Vec<String>>;
+
+    /// `node` stops: its leases expire at `now`, so that the nodes left take its numbers at once, and it no longer
+    /// counts among the nodes alive.
+    async fn leave_cluster(&self, node: &str, now: Timestamp) -> DbResult<()>;
+
     /// Every lease ever taken on `instance`, oldest first, as it was taken (`expires_at` its first expiry; a renewed
     /// lease lasted longer, until its holder's last renewal).
     async fn lease_history(&self, instance: InstanceId) -> DbResult<Vec<Lease>>;

@@ -414,6 +414,42 @@ macro_rules! impl_store {
             async fn lease_history(&self, instance: InstanceId) -> DbResult<Vec<convene_core::Lease>> {
                 crate::leases::history(self, instance).await
             }
+
+            async fn take_free_leases(
+                &self,
+                node: &str,
+                now: convene_core::Timestamp,
+                until: convene_core::Timestamp,
+                limit: u32,
+            ) -> DbResult<Vec<convene_core::Lease>> {
+                crate::leases::take_free(self, node, now, until, limit).await
+            }
+
+            async fn renew_leases(
+                &self,
+                node: &str,
+                now: convene_core::Timestamp,
+                until: convene_core::Timestamp,
+            ) -> DbResult<Vec<convene_core::Lease>> {
+                crate::leases::renew_all(self, node, now, until).await
+            }
+
+            async fn node_alive(
+                &self,
+                node: &str,
+                now: convene_core::Timestamp,
+                until: convene_core::Timestamp,
+            ) -> DbResult<()> {
+                crate::leases::node_alive(self, node, now, until).await
+            }
+
+            async fn live_nodes(&self, now: convene_core::Timestamp) -> DbResult<Vec<String>> {
+                crate::leases::live_nodes(self, now).await
+            }
+
+            async fn leave_cluster(&self, node: &str, now: convene_core::Timestamp) -> DbResult<()> {
+                crate::leases::leave(self, node, now).await
+            }
         }
     };
 }

@@ -98,3 +98,99 @@ pub(crate) async fn history(db: &impl Backend, instance: InstanceId) -> DbResult
     .bind(instance.0);
     db.fetch(select, read).await
 }
+
+/// The leases `node` holds at `now`, by instance.
+fn held_by(node: &str, now: Timestamp) -> Statement {
+    Statement::new(
+        "SELECT instance_id, node, fence, acquired_at, expires_at FROM number_leases \
+         WHERE node = $1 AND expires_at > $2 ORDER BY instance_id",
+    )
+    .bind(node)
+    .bind(now.as_millis())
+}
+
+/// Takes, for `node`, up to `limit` instances' leases that nobody holds at `now` (never taken, released, or expired),
+/// lowest ids first, in one transaction with their history rows. Racing nodes each get their own: the upsert checks
+/// expiry again on the row as it is when it writes (PostgreSQL re-reads a row another transaction changed; SQLite
+/// writes one transaction at a time).
+pub(crate) async fn take_free(
+    db: &impl Backend,
+    node: &str,
+    now: Timestamp,
+    until: Timestamp,
+    limit: u32,
+) -> DbResult<Vec<Lease>> {
+    // `WHERE true` after the join: SQLite needs a WHERE to read the upsert's ON CONFLICT as one.
+    let take = Statement::new(
+        "INSERT INTO number_leases (instance_id, node, fence, acquired_at, expires_at) \
+         SELECT i.id, $1, 1, $2, $3 FROM instances i LEFT JOIN number_leases l ON l.instance_id = i.id \
+         WHERE l.instance_id IS NULL OR l.expires_at <= $2 ORDER BY i.id LIMIT $4 \
+         ON CONFLICT (instance_id) DO UPDATE SET node = excluded.node, fence = number_leases.fence + 1, \
+         acquired_at = excluded.acquired_at, expires_at = excluded.expires_at \
+         WHERE number_leases.expires_at <= $2",
+    )
+    .bind(node)
+    .bind(now.as_millis())
+    .bind(until.as_millis())
+    .bind(i64::from(limit));
+    let record = Statement::new(
+        "INSERT INTO lease_history (instance_id, fence, node, acquired_at, expires_at) \
+         SELECT instance_id, fence, node, acquired_at, expires_at FROM number_leases \
+         WHERE node = $1 AND acquired_at = $2 AND expires_at = $3 \
+         ON CONFLICT (instance_id, fence) DO NOTHING",
+    )
+    .bind(node)
+    .bind(now.as_millis())
+    .bind(until.as_millis());
+    db.execute_all(vec![take, record]).await?;
+    let taken = Statement::new(
+        "SELECT instance_id, node, fence, acquired_at, expires_at FROM number_leases \
+         WHERE node = $1 AND acquired_at = $2 AND expires_at = $3 ORDER BY instance_id",
+    )
+    .bind(node)
+    .bind(now.as_millis())
+    .bind(until.as_millis());
+    db.fetch(taken, read).await
+}
+
+/// Extends every lease `node` still holds at `now` to `until`; the leases it holds after.
+pub(crate) async fn renew_all(db: &impl Backend, node: &str, now: Timestamp, until: Timestamp) -> DbResult<Vec<Lease>> {
+    let renew = Statement::new("UPDATE number_leases SET expires_at = $3 WHERE node = $1 AND expires_at > $2")
+        .bind(node)
+        .bind(now.as_millis())
+        .bind(until.as_millis());
+    db.execute(renew).await?;
+    db.fetch(held_by(node, now), read).await
+}
+
+/// Records that `node` is alive until `until` (first seen at `now`), and forgets nodes gone for a day.
+pub(crate) async fn node_alive(db: &impl Backend, node: &str, now: Timestamp, until: Timestamp) -> DbResult<()> {
+    const FORGOTTEN_AFTER_MS: i64 = 24 * 3600 * 1000;
+    let alive = Statement::new(
+        "INSERT INTO cluster_nodes (node, started_at, seen_until) VALUES ($1, $2, $3) \
+         ON CONFLICT (node) DO UPDATE SET seen_until = excluded.seen_until",
+    )
+    .bind(node)
+    .bind(now.as_millis())
+    .bind(until.as_millis());
+    let forget = Statement::new("DELETE FROM cluster_nodes WHERE seen_until < $1")
+        .bind(now.as_millis().saturating_sub(FORGOTTEN_AFTER_MS));
+    db.execute_all(vec![alive, forget]).await
+}
+
+/// The nodes alive at `now`, by id.
+pub(crate) async fn live_nodes(db: &impl Backend, now: Timestamp) -> DbResult<Vec<String>> {
+    let select =
+        Statement::new("SELECT node FROM cluster_nodes WHERE seen_until > $1 ORDER BY node").bind(now.as_millis());
+    db.fetch(select, |row| Ok(row.text("node")?.to_owned())).await
+}
+
+/// `node` stops: every lease it holds expires at `now`, so that the nodes left take its numbers at once, and it is no
+/// longer counted among the nodes alive.
+pub(crate) async fn leave(db: &impl Backend, node: &str, now: Timestamp) -> DbResult<()> {
+    let release = Statement::new("UPDATE number_leases SET expires_at = $2 WHERE node = $1 AND expires_at > $2")
+        .bind(node)
+        .bind(now.as_millis());
+    let gone = Statement::new("DELETE FROM cluster_nodes WHERE node = $1").bind(node);
+    db.execute_all(vec![release, gone]).await
+}

@@ -37,6 +37,7 @@ const MIGRATIONS: &[Migration] = &[
     (10, include_str!("../migrations/postgres/0010_device_keys.sql")),
     (11, include_str!("../migrations/postgres/0011_number_leases.sql")),
     (12, include_str!("../migrations/postgres/0012_delivery_claims.sql")),
+    (13, include_str!("../migrations/postgres/0013_cluster_nodes.sql")),
 ];
 
 /// The advisory lock key that migration transactions hold: "convene" in ASCII. Any process migrating a Convene

@@ -45,6 +45,7 @@ const MIGRATIONS: &[Migration] = &[
     (10, include_str!("../migrations/sqlite/0010_device_keys.sql")),
     (11, include_str!("../migrations/sqlite/0011_number_leases.sql")),
     (12, include_str!("../migrations/sqlite/0012_delivery_claims.sql")),
+    (13, include_str!("../migrations/sqlite/0013_cluster_nodes.sql")),
 ];
 
 /// The committer's page cache: 8 MiB (negative: KiB), filled only as pages are read. 32 MiB kept creation no faster

@@ -21,7 +21,7 @@ fn api_key(name: &str, secret_hash: &str) -> ApiKeyRecord {
     }
 }
 
-fn instance(id: i64, phone: Option<&str>) -> InstanceRecord {
+pub fn instance(id: i64, phone: Option<&str>) -> InstanceRecord {
     InstanceRecord {
         id: InstanceId(id),
         kind: if phone.is_some() { ConnectorKind::new("whatsapp") } else { ConnectorKind::new("sandbox") },
@@ -803,6 +803,9 @@ macro_rules! every_case {
             a_released_lease_is_taken_at_once_and_a_stale_release_changes_nothing,
             every_lease_taken_is_in_the_numbers_history_in_order,
             of_nodes_racing_for_one_free_number_exactly_one_wins,
+            free_numbers_are_taken_in_a_batch_up_to_a_limit_and_racing_nodes_each_get_their_own,
+            a_node_renews_what_it_holds_in_one_go_and_finds_what_it_lost,
+            nodes_alive_are_those_seen_lately_and_a_node_that_leaves_frees_its_numbers_at_once,
             // pacing and the creation queue
             instance_settings_and_pauses_round_trip_without_clobbering_each_other,
             creation_attempts_are_recorded_finished_and_counted_since_a_time,

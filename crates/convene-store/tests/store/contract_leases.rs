@@ -2,7 +2,7 @@
 //! grows with each change of hands, and a history of every lease taken. Run on each backend by `sqlite.rs` and
 //! `postgres.rs` like `contract.rs`.
 
-use convene_core::{InstanceId, Store, Timestamp};
+use convene_core::{InstanceId, Lease, Store, Timestamp};
 
 use crate::contract_jobs::at;
 
@@ -74,4 +74,93 @@ pub async fn of_nodes_racing_for_one_free_number_exactly_one_wins(store: &dyn St
     let winners: Vec<_> = [a, b, c, d].into_iter().filter_map(|taken| taken.unwrap()).collect();
     assert_eq!(winners.len(), 1, "{winners:?}");
     assert_eq!(store.lease_history(NUMBER).await.unwrap(), winners);
+}
+
+/// Instances 7_103_100_000 + 0..n, stored.
+async fn numbers(store: &dyn Store, n: i64) -> Vec<InstanceId> {
+    let mut ids = Vec::new();
+    for i in 0..n {
+        let record = crate::contract::instance(7_103_100_000 + i, None);
+        store.insert_instance(&record).await.unwrap();
+        ids.push(record.id);
+    }
+    ids
+}
+
+fn instances_of(leases: &[Lease]) -> Vec<InstanceId> {
+    leases.iter().map(|lease| lease.instance).collect()
+}
+
+pub async fn free_numbers_are_taken_in_a_batch_up_to_a_limit_and_racing_nodes_each_get_their_own(store: &dyn Store) {
+    // Arrange: six numbers; one is held by c, one was released by c, one expired under c.
+    let ids = numbers(store, 6).await;
+    store.take_lease(ids[0], "node-c", at(0), until(60_000)).await.unwrap().unwrap();
+    let released = store.take_lease(ids[1], "node-c", at(0), until(60_000)).await.unwrap().unwrap();
+    store.release_lease(&released, at(500)).await.unwrap();
+    store.take_lease(ids[2], "node-c", at(0), until(1_000)).await.unwrap().unwrap();
+
+    // Act: a asks for two, lowest first.
+    let a = store.take_free_leases("node-a", at(1_000), until(16_000), 2).await.unwrap();
+
+    // Assert: the released and the expired one, each with its next fence, in the history.
+    assert_eq!(instances_of(&a), vec![ids[1], ids[2]]);
+    assert!(a.iter().all(|l| l.node == "node-a" && l.fence == 2 && l.expires_at == until(16_000)), "{a:?}");
+    assert_eq!(store.lease_history(ids[2]).await.unwrap().last(), a.last());
+
+    // Act: b and d race for the rest, asking for more than there is.
+    let (b, d) = tokio::join!(
+        store.take_free_leases("node-b", at(1_001), until(16_000), 10),
+        store.take_free_leases("node-d", at(1_001), until(16_000), 10),
+    );
+    let (b, d) = (b.unwrap(), d.unwrap());
+
+    // Assert: each free number once, to one of them; the held ones not at all.
+    let mut raced = [instances_of(&b), instances_of(&d)].concat();
+    raced.sort();
+    assert_eq!(raced, ids[3..].to_vec(), "b {b:?} d {d:?}");
+    assert_eq!(store.take_free_leases("node-e", at(1_002), until(16_000), 10).await.unwrap(), vec![]);
+    let holders: Vec<(InstanceId, String)> =
+        store.leases().await.unwrap().into_iter().map(|l| (l.instance, l.node)).collect();
+    assert_eq!(holders[0], (ids[0], "node-c".to_owned()));
+}
+
+pub async fn a_node_renews_what_it_holds_in_one_go_and_finds_what_it_lost(store: &dyn Store) {
+    // Arrange: a holds three numbers until 10 s; b takes the third once it has expired.
+    let ids = numbers(store, 3).await;
+    let held = store.take_free_leases("node-a", at(0), until(10_000), 3).await.unwrap();
+    assert_eq!(held.len(), 3);
+    assert!(store.renew_lease(&held[0], at(5_000), until(20_000)).await.unwrap());
+    assert!(store.renew_lease(&held[1], at(5_000), until(20_000)).await.unwrap());
+    store.take_lease(ids[2], "node-b", at(10_000), until(25_000)).await.unwrap().unwrap();
+
+    // Act
+    let renewed = store.renew_leases("node-a", at(12_000), until(27_000)).await.unwrap();
+
+    // Assert: the two it still held, to the new end, fences unchanged; b's untouched.
+    assert_eq!(instances_of(&renewed), ids[..2].to_vec());
+    assert!(renewed.iter().all(|l| l.expires_at == until(27_000) && l.fence == 1), "{renewed:?}");
+    assert_eq!(store.leases().await.unwrap()[2].expires_at, until(25_000));
+    // Once past its leases' end, a renews nothing.
+    assert_eq!(store.renew_leases("node-a", at(27_000), until(40_000)).await.unwrap(), vec![]);
+}
+
+pub async fn nodes_alive_are_those_seen_lately_and_a_node_that_leaves_frees_its_numbers_at_once(store: &dyn Store) {
+    // Arrange: a and b alive until 15 s; c was last seen a day and a bit before.
+    store.node_alive("node-c", at(0), until(1_000)).await.unwrap();
+    store.node_alive("node-a", at(86_402_000), until(86_415_000)).await.unwrap();
+    store.node_alive("node-b", at(86_402_000), until(86_415_000)).await.unwrap();
+    assert_eq!(store.live_nodes(at(86_402_000)).await.unwrap(), vec!["node-a", "node-b"]);
+    store.node_alive("node-a", at(86_410_000), until(86_425_000)).await.unwrap();
+    assert_eq!(store.live_nodes(at(86_415_000)).await.unwrap(), vec!["node-a"], "b was not seen again");
+    let ids = numbers(store, 2).await;
+    let held = store.take_free_leases("node-a", at(86_410_000), until(86_425_000), 2).await.unwrap();
+    assert_eq!(held.len(), 2);
+
+    // Act
+    store.leave_cluster("node-a", at(86_411_000)).await.unwrap();
+
+    // Assert: b alone is alive, and takes both numbers at once.
+    assert_eq!(store.live_nodes(at(86_411_000)).await.unwrap(), vec!["node-b"]);
+    let taken = store.take_free_leases("node-b", at(86_411_000), until(86_426_000), 5).await.unwrap();
+    assert_eq!(instances_of(&taken), ids);
 }

@@ -61,6 +61,7 @@ pub async fn run(groups: usize, numbers: usize, verbose: bool) -> anyhow::Result
         Networks::in_memory(&config, Arc::new(clock.clone())).await?,
         Arc::new(clock.clone()),
         config.creation.clone(),
+        convene_server::service::Placement::Alone,
     )
     .await
     .map_err(|e| anyhow::anyhow!("{e:?}"))?;

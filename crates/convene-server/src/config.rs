@@ -42,6 +42,8 @@ pub struct Config {
     pub webhooks: crate::delivery::WebhookConfig,
     /// The server's log (`logging`: `CONVENE_LOG` is the level filter).
     pub logging: LogConfig,
+    /// Several nodes on one PostgreSQL database: the node's id and how long its hold on a number lasts.
+    pub cluster: crate::cluster::ClusterConfig,
     /// Each kind of connector's section, by the kind's name (`[sandbox]`, `[whatsapp]`): its network's settings and
     /// its `pacing` default, read by the kind (`connectors`).
     #[serde(flatten)]
@@ -76,7 +78,7 @@ pub struct WorkerConfig {
 
 impl Config {
     /// The top-level keys besides the kinds' sections, as the environment may name them.
-    const KEYS: [&'static str; 9] = [
+    const KEYS: [&'static str; 10] = [
         "listen",
         "database_url",
         "data_dir",
@@ -86,6 +88,7 @@ impl Config {
         "worker",
         "webhooks",
         "logging",
+        "cluster",
     ];
 
     /// Defaults, then `file` if given, then the environment.
@@ -149,6 +152,7 @@ impl Config {
         }
         self.creation.validate()?;
         self.webhooks.validate()?;
+        self.cluster.validate()?;
         if let Some(unknown) = self.connectors.keys().find(|key| connectors::kind_named(key).is_none()) {
             return Err(format!(
                 "unknown key `{unknown}`: the keys are {}, and a section for each kind of instance ({})",

@@ -16,6 +16,7 @@ use utoipa_swagger_ui::SwaggerUi;
 
 pub mod api;
 pub mod auth;
+pub mod cluster;
 pub mod config;
 mod connectors;
 pub mod console;
@@ -75,13 +76,14 @@ impl AppState {
             tracing::warn!(dir = %config.data_dir.display(), error = %e, "could not make the data directory private");
         }
         telemetry::handle();
+        let placement = cluster::placement(config)?;
         let store = convene_store::connect(&config.database_url).await.context("opening the database")?;
         let secrets = Arc::new(delivery::open_secret_box(&config.webhooks, &config.data_dir)?);
         // After the database: real numbers keep their device keys there, sealed with the same key.
         let networks = Networks::open(config, store.clone(), secrets.clone(), clock.clone()).await?;
         let targets =
             Arc::new(delivery::TargetPolicy::new(&config.webhooks.allow_private_targets).map_err(anyhow::Error::msg)?);
-        let service = Service::start(store.clone(), networks, clock.clone(), config.creation.clone())
+        let service = Service::start(store.clone(), networks, clock.clone(), config.creation.clone(), placement)
             .await
             .map_err(|e| anyhow::anyhow!("{e:?}"))?;
         let endpoints = service::endpoints::WebhookEndpoints::new(
@@ -172,10 +174,14 @@ pub async fn serve(
     } else {
         None
     };
+    let leases = {
+        let (instances, shutdown) = (state.service.instances().clone(), shutdown.clone());
+        tokio::spawn(async move { instances.keep_leases(shutdown).await })
+    };
     let service = state.service.clone();
     let served = serve_api(listener, state, config, shutdown.clone()).await;
     shutdown.cancel();
-    for task in [worker, dispatcher].into_iter().flatten() {
+    for task in [worker, dispatcher, Some(leases)].into_iter().flatten() {
         let _ = task.await;
     }
     service.shutdown().await;

@@ -36,6 +36,7 @@ mod health;
 mod instances;
 mod keys;
 mod outbox;
+mod placement;
 mod reports;
 
 pub use creation::{CreationConfig, CreationResult, CreationStatus, Enqueued, RetryGuard};
@@ -47,6 +48,7 @@ pub use outbox::{
     EventGroup, GroupCreatedData, GroupCreationFailedData, GroupUpdatedData, InstanceData, JobStateChangedData, Outbox,
     ParticipantsData,
 };
+pub use placement::Placement;
 pub(crate) use reports::channel as report_channel;
 
 #[derive(Clone)]
@@ -207,20 +209,18 @@ pub struct CreatedGroupView {
 }
 
 impl Service {
-    /// Builds the service and a connector for every stored instance (real numbers start connecting in the
-    /// background), and starts applying what the networks report.
+    /// Builds the service and a connector for every stored instance this node runs (`placement`: all of them, or
+    /// those it takes leases on now; real numbers start connecting in the background), and starts applying what the
+    /// networks report. A leased node keeps its leases while `serve` runs (`Instances::keep_leases`).
     pub async fn start(
         store: Arc<dyn Store>,
         networks: Networks,
         clock: Arc<dyn Clock>,
         creation: CreationConfig,
+        placement: Placement,
     ) -> Result<Self> {
-        let (service, mut reported) = Self::idle(store, networks, clock, creation);
-        let instances = service.store.list_instances().await?;
-        service.instances.prepare_networks(&instances).await;
-        for instance in &instances {
-            service.instances.attach(instance);
-        }
+        let (service, mut reported) = Self::idle(store, networks, clock, creation, placement);
+        service.instances.open_connections().await?;
         let applying = service.clone();
         tokio::spawn(async move {
             while let Some((instance, event)) = reported.recv().await {
@@ -234,7 +234,7 @@ impl Service {
     /// no network is opened and no connector attached, so nothing is written but what the command asks.
     pub async fn offline(store: Arc<dyn Store>, clock: Arc<dyn Clock>, creation: CreationConfig) -> Result<Self> {
         let networks = Networks::offline(Arc::clone(&clock)).await.map_err(ApiError::internal)?;
-        let (service, _ignored) = Self::idle(store, networks, clock, creation);
+        let (service, _ignored) = Self::idle(store, networks, clock, creation, Placement::Alone);
         Ok(service)
     }
 
@@ -244,9 +244,10 @@ impl Service {
         networks: Networks,
         clock: Arc<dyn Clock>,
         creation: CreationConfig,
+        placement: Placement,
     ) -> (Self, tokio::sync::mpsc::UnboundedReceiver<(InstanceId, convene_core::ConnectorReport)>) {
         let (drivers, reported, reports) = networks.into_parts();
-        let instances = Instances::new(Arc::clone(&store), Arc::clone(&clock), drivers, reported);
+        let instances = Instances::new(Arc::clone(&store), Arc::clone(&clock), drivers, reported, placement);
         let outbox = Outbox::new(Arc::clone(&store), Arc::clone(&clock));
         let service = Self {
             keys: keys::ApiKeys::new(Arc::clone(&store), Arc::clone(&clock)),

@@ -14,15 +14,22 @@ pub async fn run(service: Service, poll: Duration, shutdown: CancellationToken) 
         Ok(n) => tracing::warn!(jobs = n, "jobs interrupted by a stop go back to the queue for reconciliation"),
         Err(e) => tracing::error!(error = ?e, "could not recover interrupted jobs"),
     }
+    let shares_the_database = service.instances().node().is_some();
     loop {
-        if let Err(e) = service.run_due_jobs().await {
-            tracing::error!(error = ?e, "worker pass failed");
-        }
-        // Sleep until the next job is due (at most `poll`), or until a job is queued or we are told to stop.
+        let ran = match service.run_due_jobs().await {
+            Ok(ran) => ran,
+            Err(e) => {
+                tracing::error!(error = ?e, "worker pass failed");
+                0
+            }
+        };
+        // Sleep until the next job is due (at most `poll`), or until a job is queued or we are told to stop. Jobs
+        // due that a pass left to the other nodes (their instances run there) are due still: look again in `poll`.
         let wait = match service.next_job_due().await {
             Ok(Some(at)) => service.now().until(at).min(poll),
             _ => poll,
         };
+        let wait = if shares_the_database && ran == 0 && wait.is_zero() { poll } else { wait };
         tokio::select! {
             () = shutdown.cancelled() => return,
             () = service.job_added() => {}

@@ -115,6 +115,15 @@ impl WhatsappAccounts {
         }
     }
 
+    /// Stops the instance's session, flushing what the library buffers; its stored state stays (another node runs
+    /// the number now, from the same keys).
+    pub async fn close(&self, id: InstanceId) {
+        let account = self.accounts.lock().unwrap_or_else(PoisonError::into_inner).remove(&id);
+        if let Some(account) = account {
+            account.stop().await;
+        }
+    }
+
     /// Stops every session, flushing what the library buffers; the stored state stays.
     pub async fn shutdown(&self) {
         let accounts: Vec<Arc<Account>> =

@@ -1,7 +1,8 @@
 //! One `convene serve` at a time on a data directory and on a SQLite database. A second one would write behind the
 //! first one's back: the sandbox world's journal, device keys, and (SQLite) the groups the first one keeps in memory
 //! because it writes them all. `convene migrate` takes the same locks, so a schema is not changed under a running
-//! server. The locks are the operating system's (`flock`): the kernel lets them go when the process ends, even by
+//! server. The data directory's lock also keeps its node id (`cluster`) this process's own. The locks are the operating
+//! system's (`flock`): the kernel lets them go when the process ends, even by
 //! `kill -9`, so a crash never leaves the gateway locked out.
 
 use std::fs::File;
@@ -50,7 +51,7 @@ fn lock(path: &Path, what: &str) -> anyhow::Result<File> {
         Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
             "another convene process (`serve` or `migrate`) is running on the {what} (it holds {}): one server per \
              data directory and per SQLite database; stop it first, or give this one its own data_dir and \
-             database_url",
+             database_url (several servers share one PostgreSQL database, not a SQLite file: docs/deployment.md)",
             path.display()
         ),
         Err(std::fs::TryLockError::Error(e)) => Err(e).with_context(|| format!("locking {}", path.display())),

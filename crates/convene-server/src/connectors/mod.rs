@@ -93,6 +93,9 @@ pub(crate) trait ConnectorDriver: Send + Sync + Any {
     /// The instance's connection, reporting what the network tells it to `reported`; `None` when it cannot have one.
     fn open(&self, instance: &InstanceRecord, reported: &Arc<dyn ConnectorReports>) -> Option<Arc<dyn Connector>>;
 
+    /// Closes the instance's connection in this process (another node runs it now); what the kind keeps of it stays.
+    async fn close(&self, id: InstanceId);
+
     /// Forgets a deleted instance: stops hearing from it and removes what the kind keeps of it.
     async fn forget(&self, id: InstanceId) -> Result<()>;
 

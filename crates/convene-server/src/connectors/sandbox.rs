@@ -119,6 +119,10 @@ impl ConnectorDriver for SandboxDriver {
         Some(Arc::new(self.network.connector(phone.clone())))
     }
 
+    async fn close(&self, id: InstanceId) {
+        self.network.stop_listening(id);
+    }
+
     async fn forget(&self, id: InstanceId) -> Result<()> {
         self.network.stop_listening(id);
         Ok(())

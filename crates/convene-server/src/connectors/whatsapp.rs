@@ -101,6 +101,11 @@ impl ConnectorDriver for WhatsappDriver {
         Some(Arc::new(self.accounts.open(instance.id)))
     }
 
+    /// Stops the session; its keys stay, for the node that runs the number now.
+    async fn close(&self, id: InstanceId) {
+        self.accounts.close(id).await;
+    }
+
     /// Unlinks the number and deletes its keys.
     async fn forget(&self, id: InstanceId) -> Result<()> {
         Ok(self.accounts.remove(id).await?)

@@ -508,7 +508,12 @@ impl Service {
                 "running jobs whose process is gone go back to the queue for reconciliation"
             );
         }
-        let due = self.store.due_jobs(self.clock.now(), 100).await?;
+        let mut due = Vec::new();
+        for job in self.store.due_jobs(self.clock.now(), 100).await? {
+            if self.runs_here(&job).await? {
+                due.push(job);
+            }
+        }
         let n = due.len();
         let mut pass = PassPacing::default();
         for job in due {
@@ -518,6 +523,26 @@ impl Service {
             }
         }
         Ok(n)
+    }
+
+    /// Whether this node runs `job`: one of its instances runs here (for a creation to reconcile, the one it was
+    /// made on), or none of them exists any more (and the job fails here). The others are left to their nodes.
+    async fn runs_here(&self, job: &JobRecord) -> Result<bool> {
+        let ids = match (job.needs_reconcile, &job.pinned_instance_id) {
+            (true, Some(pinned)) => std::slice::from_ref(pinned),
+            _ => &job.instance_ids[..],
+        };
+        if ids.iter().any(|id| self.instances.runs_here(*id)) {
+            return Ok(true);
+        }
+        for id in ids {
+            match self.store.get_instance(*id).await {
+                Ok(_) => return Ok(false),
+                Err(DbError::NotFound) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(true)
     }
 
     /// Jobs left `running` by no task of this process and unchanged since `idle_since` (a crash stopped this process
@@ -530,7 +555,13 @@ impl Service {
             let orphans: Vec<JobRecord> = {
                 let running = self.store.list_jobs(&query).await?;
                 let here = self.running_here.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                running.into_iter().filter(|j| j.updated_at <= idle_since && !here.contains(&j.id)).collect()
+                // A running job belongs to the node that runs its instance: another node's is not this one's to
+                // take back.
+                running
+                    .into_iter()
+                    .filter(|j| j.updated_at <= idle_since && !here.contains(&j.id))
+                    .filter(|j| j.pinned_instance_id.is_none_or(|id| self.instances.runs_here(id)))
+                    .collect()
             };
             if orphans.is_empty() {
                 return Ok(requeued);
@@ -606,6 +637,7 @@ impl Service {
         // The instance that may create soonest.
         let mut best: Option<(Timestamp, InstanceRecord)> = None;
         for id in &job.instance_ids {
+            // Run here or not at all: another node's instance is paced and used by that node.
             if self.instances.connector(*id).is_err() {
                 continue;
             }

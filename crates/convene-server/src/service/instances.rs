@@ -10,6 +10,7 @@ use convene_core::{
     Clock, Connector, ConnectorError, ConnectorKind, ConnectorReports, InstanceId, InstanceState, PhoneNumber, Store,
 };
 
+use super::placement::{Holds, Placement};
 use super::{MAX_NAME_CHARS, parse_participants, random_instance_id};
 use crate::auth;
 use crate::connectors::Drivers;
@@ -18,7 +19,7 @@ use crate::error::{ApiError, FieldError, Result};
 /// The instances and their connections.
 #[derive(Clone)]
 pub struct Instances {
-    store: Arc<dyn Store>,
+    pub(super) store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     /// Each kind of connector's driver.
     pub(super) drivers: Arc<Drivers>,
@@ -27,6 +28,10 @@ pub struct Instances {
     reported: Arc<dyn ConnectorReports>,
     /// Held while an instance's number is checked and the instance inserted.
     numbering: Arc<tokio::sync::Mutex<()>>,
+    /// Which numbers this node runs: all of them, or those it holds a lease on (`placement`).
+    pub(super) placement: Placement,
+    /// The leases this node holds, when it leases.
+    pub(super) holds: Holds,
 }
 
 impl Instances {
@@ -35,6 +40,7 @@ impl Instances {
         clock: Arc<dyn Clock>,
         drivers: Drivers,
         reported: Arc<dyn ConnectorReports>,
+        placement: Placement,
     ) -> Self {
         Self {
             store,
@@ -43,14 +49,18 @@ impl Instances {
             connectors: Arc::default(),
             reported,
             numbering: Arc::default(),
+            placement,
+            holds: Holds::default(),
         }
     }
 
-    /// Ends every connection, flushing what the networks' libraries buffer (their stored state stays).
+    /// Ends every connection, flushing what the networks' libraries buffer (their stored state stays), then leaves
+    /// the other nodes this node's numbers.
     pub async fn shutdown(&self) {
         for (_, driver) in self.drivers.all() {
             driver.shutdown().await;
         }
+        self.leave().await;
     }
 
     /// Readies each kind's network for its instances among `instances`, before their connections open.
@@ -63,6 +73,7 @@ impl Instances {
         }
     }
 
+    /// Opens the instance's connection (this node runs it).
     pub(super) fn attach(&self, instance: &InstanceRecord) {
         let connector = self.drivers.of(instance.kind).and_then(|driver| driver.open(instance, &self.reported));
         let mut map = self.connectors.write().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -72,7 +83,24 @@ impl Instances {
         };
     }
 
+    /// Closes the instance's connection here (its lease went to another node); what its kind stores of it stays.
+    pub(super) async fn close_connection(&self, id: InstanceId) {
+        let closed = self.connectors.write().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&id);
+        if let Some(driver) = closed.and_then(|connector| self.drivers.of(connector.kind())) {
+            driver.close(id).await;
+        }
+    }
+
+    /// The instance's connection, when this node runs the instance and its kind can connect it.
     pub(super) fn connector(&self, id: InstanceId) -> Result<Arc<dyn Connector>> {
+        if !self.runs_here(id) {
+            let node = self.node().unwrap_or_default();
+            return Err(ConnectorError::NotConnected(format!(
+                "instance {id} has no connection on this node ({node}): another node runs it, or will once it takes \
+                 its lease; send the request to the node that runs it (docs/deployment.md)"
+            ))
+            .into());
+        }
         let map = self.connectors.read().unwrap_or_else(std::sync::PoisonError::into_inner);
         map.get(&id).cloned().ok_or_else(|| {
             ConnectorError::NotConnected(format!("instance {id} has no connection in this build")).into()
@@ -133,6 +161,7 @@ impl Instances {
             record.id = random_instance_id();
             match self.store.insert_instance(&record).await {
                 Ok(()) => {
+                    self.hold_new(record.id).await?;
                     driver.prepare(&[&record]).await;
                     self.attach(&record);
                     return Ok((record, token));
@@ -219,6 +248,7 @@ impl Instances {
         })?;
         self.store.delete_instance(id).await.map_err(|e| ApiError::for_instance(e, id))?;
         self.connectors.write().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&id);
+        self.let_go(id).await?;
         driver.forget(id).await
     }
 

@@ -278,8 +278,7 @@ async fn a_real_number_that_cannot_reach_whatsapp_says_so_within_ten_seconds_and
 }
 
 /// Issue 14: a number paired on one node is loaded by another from the shared database, without pairing. Node A
-/// pairs it (the simulated pairing writes the linked device as the library's does) and its server stops without
-/// shutting the session down; node B opens the same database, with its own data directory and the same sealing key.
+/// pairs it (the simulated pairing writes the linked device as the library's does) and stops; node B opens the same database, with its own data directory and the same sealing key.
 #[tokio::test]
 async fn a_number_paired_on_one_node_is_loaded_by_another_from_the_database_without_pairing() {
     let key = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
@@ -289,10 +288,13 @@ async fn a_number_paired_on_one_node_is_loaded_by_another_from_the_database_with
     node_a.service.whatsapp().simulate_pairing(id, &phone).await.unwrap();
     instance_until(&node_a, id, |b| b["phone"] == "+12015550177").await;
 
+    // Node A stops (on PostgreSQL it gives its numbers up to the other nodes).
     let other_dir = tempfile::tempdir().unwrap();
     let mut config = node_a.config.clone();
     config.data_dir = other_dir.path().to_owned();
-    let node_b = AppState::open(&config, Arc::new(node_a.clock.clone())).await.unwrap();
+    let clock = node_a.clock.clone();
+    let (_dir_a, _database) = node_a.stop().await;
+    let node_b = AppState::open(&config, Arc::new(clock)).await.unwrap();
     let number = node_b.service.whatsapp().open_and_wait(id).await.unwrap();
     assert_eq!(number.own_number().await, Some(phone), "node B loaded the linked device: no pairing");
     assert!(!other_dir.path().join("whatsapp").exists(), "from the database, not from a file");

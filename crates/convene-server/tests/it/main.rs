@@ -8,6 +8,7 @@ mod dialect_twochat;
 mod dialect_wawp;
 mod dialect_whatsapp;
 mod dialect_zapi;
+mod e2e_cluster;
 mod e2e_errors;
 mod e2e_groups;
 mod e2e_hangups;

@@ -1,0 +1,228 @@
+//! Which numbers this node runs (issue 14). Alone (SQLite, where the file's lock makes it the only node): all of
+//! them. Leased (PostgreSQL): those it holds a lease on, in the database. Every fifth of the lease's length a node
+//! says it is alive, renews its leases in one statement, takes free numbers up to its fair share (the numbers over
+//! the nodes alive, rounded up) and gives up what it holds beyond it, so that a node joining gets its share and a
+//! node dying has its numbers taken by the others once its leases expire.
+//!
+//! A number's connection is open on the node holding its lease and nowhere else: opened when the lease is taken,
+//! closed when it is lost or given up. A node that was paused past its leases' end (a frozen VM) does not act for a
+//! number on waking: its hold is checked against this process's monotonic clock before every use of a connection,
+//! and its next renewal finds the lease gone and closes the connection.
+//!
+//! Lease times are wall-clock times shared by every node (their clocks must agree to well under a lease's length,
+//! as NTP keeps them); they are not the service's clock, which tests and simulations move at will.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use convene_core::store::InstanceRecord;
+use convene_core::{Clock, InstanceId, Lease, SystemClock};
+use tokio_util::sync::CancellationToken;
+
+use super::Instances;
+use crate::error::Result;
+
+/// Where a node stands among the nodes on its database.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Placement {
+    /// The only node (SQLite): it runs every number.
+    Alone,
+    /// One of the nodes on a PostgreSQL database, under the id `node`: it runs the numbers it holds a lease on.
+    Leased { node: String, lease_ttl: Duration },
+}
+
+/// A lease this node holds, and until when this process may act on it by its own monotonic clock.
+#[derive(Clone, Debug)]
+pub(super) struct Hold {
+    lease: Lease,
+    usable_until: Instant,
+}
+
+/// The leases this node holds, by instance.
+pub(super) type Holds = Arc<std::sync::Mutex<HashMap<InstanceId, Hold>>>;
+
+impl Instances {
+    /// Whether this node runs `id` now: always when alone; when leased, while it holds the number's lease.
+    pub fn runs_here(&self, id: InstanceId) -> bool {
+        match &self.placement {
+            Placement::Alone => true,
+            Placement::Leased { .. } => {
+                let holds = self.holds.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                holds.get(&id).is_some_and(|hold| hold.usable_until > Instant::now())
+            }
+        }
+    }
+
+    /// The node's id among the nodes on its database, when it shares it.
+    pub fn node(&self) -> Option<&str> {
+        match &self.placement {
+            Placement::Alone => None,
+            Placement::Leased { node, .. } => Some(node),
+        }
+    }
+
+    /// Opens the connections of the numbers this node runs: every one when alone; when leased, those it takes in
+    /// its first round.
+    pub(super) async fn open_connections(&self) -> Result<()> {
+        match &self.placement {
+            Placement::Alone => {
+                let instances = self.store.list_instances().await?;
+                self.open_all(&instances).await;
+                Ok(())
+            }
+            Placement::Leased { node, lease_ttl } => self.keep_leases_once(node, *lease_ttl).await,
+        }
+    }
+
+    /// Keeps the node's leases until `shutdown`, one round every fifth of their length. A round that fails is
+    /// logged and tried again at the next; a lease that could not be renewed in time is closed by the round that
+    /// finds it gone.
+    pub async fn keep_leases(&self, shutdown: CancellationToken) {
+        let Placement::Leased { node, lease_ttl } = &self.placement else { return };
+        let every = *lease_ttl / 5;
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(every) => {}
+            }
+            if let Err(e) = self.keep_leases_once(node, *lease_ttl).await {
+                tracing::warn!(node = %node, error = ?e, "could not keep the node's leases this round");
+            }
+        }
+    }
+
+    /// One round: alive, renew, drop what was lost or deleted, take up to the fair share, give up the surplus.
+    async fn keep_leases_once(&self, node: &str, lease_ttl: Duration) -> Result<()> {
+        let started = Instant::now();
+        let now = SystemClock.now();
+        let until = now.plus(lease_ttl);
+        self.store.node_alive(node, now, until).await?;
+        let renewed = self.store.renew_leases(node, now, until).await?;
+        let usable_until = started + lease_ttl;
+        let renewed: HashMap<InstanceId, Lease> = renewed.into_iter().map(|lease| (lease.instance, lease)).collect();
+        let instances = self.store.list_instances().await?;
+        let existing: HashSet<InstanceId> = instances.iter().map(|i| i.id).collect();
+
+        // What was lost (expired or taken, or still held under an older fence) closes; what is held again after a
+        // restart under the same id (its leases outlived the process) opens.
+        let (lost, adopted) = {
+            let mut holds = self.holds.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let lost: Vec<InstanceId> = holds
+                .iter()
+                .filter(|(id, hold)| renewed.get(id).is_none_or(|lease| lease.fence != hold.lease.fence))
+                .map(|(id, _)| *id)
+                .collect();
+            for id in &lost {
+                holds.remove(id);
+            }
+            let mut adopted = Vec::new();
+            for (id, lease) in &renewed {
+                match holds.get_mut(id) {
+                    Some(hold) => *hold = Hold { lease: lease.clone(), usable_until },
+                    None if existing.contains(id) => {
+                        holds.insert(*id, Hold { lease: lease.clone(), usable_until });
+                        adopted.push(*id);
+                    }
+                    None => {}
+                }
+            }
+            (lost, adopted)
+        };
+        for id in &lost {
+            tracing::warn!(node = %node, instance = %id, "lost the number's lease: its connection closes here");
+            self.close_connection(*id).await;
+        }
+
+        // Numbers deleted meanwhile (on any node) are given up.
+        let deleted: Vec<Lease> = {
+            let mut holds = self.holds.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let gone: Vec<InstanceId> = holds.keys().filter(|id| !existing.contains(id)).copied().collect();
+            gone.iter().filter_map(|id| holds.remove(id)).map(|hold| hold.lease).collect()
+        };
+        for lease in deleted {
+            self.close_connection(lease.instance).await;
+            self.store.release_lease(&lease, SystemClock.now()).await?;
+        }
+
+        let live = self.store.live_nodes(now).await?.len().max(1);
+        let fair = instances.len().div_ceil(live);
+        let holding = self.holds.lock().unwrap_or_else(std::sync::PoisonError::into_inner).len();
+        let mut opening = adopted;
+        if holding < fair {
+            let wanted = u32::try_from(fair - holding).unwrap_or(u32::MAX);
+            let taken = self.store.take_free_leases(node, now, until, wanted).await?;
+            let mut holds = self.holds.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            for lease in taken {
+                tracing::info!(node = %node, instance = %lease.instance, fence = lease.fence, "took the number's lease");
+                opening.push(lease.instance);
+                holds.insert(lease.instance, Hold { lease, usable_until });
+            }
+        } else if holding > fair {
+            self.give_up(holding - fair).await?;
+        }
+        let opening: HashSet<InstanceId> = opening.into_iter().collect();
+        let records: Vec<InstanceRecord> = instances.into_iter().filter(|i| opening.contains(&i.id)).collect();
+        self.open_all(&records).await;
+        Ok(())
+    }
+
+    /// Gives up `count` of the numbers held, the highest ids first, so that the nodes with fewer than their share
+    /// take them: each connection closes before its lease is released, so no two nodes run a number at once.
+    async fn give_up(&self, count: usize) -> Result<()> {
+        let surplus: Vec<Lease> = {
+            let mut holds = self.holds.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut ids: Vec<InstanceId> = holds.keys().copied().collect();
+            ids.sort_unstable_by(|a, b| b.cmp(a));
+            ids.into_iter().take(count).filter_map(|id| holds.remove(&id)).map(|hold| hold.lease).collect()
+        };
+        for lease in surplus {
+            tracing::info!(instance = %lease.instance, "giving the number's lease to a node with fewer");
+            self.close_connection(lease.instance).await;
+            self.store.release_lease(&lease, SystemClock.now()).await?;
+        }
+        Ok(())
+    }
+
+    /// Takes the lease of an instance this node just created, so that it runs here at once (the rounds balance it
+    /// later); alone, nothing to take.
+    pub(super) async fn hold_new(&self, id: InstanceId) -> Result<()> {
+        let Placement::Leased { node, lease_ttl } = &self.placement else { return Ok(()) };
+        let started = Instant::now();
+        let now = SystemClock.now();
+        if let Some(lease) = self.store.take_lease(id, node, now, now.plus(*lease_ttl)).await? {
+            let hold = Hold { lease, usable_until: started + *lease_ttl };
+            self.holds.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(id, hold);
+        }
+        Ok(())
+    }
+
+    /// Lets go of a deleted instance's lease.
+    pub(super) async fn let_go(&self, id: InstanceId) -> Result<()> {
+        let hold = self.holds.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&id);
+        if let Some(hold) = hold {
+            self.store.release_lease(&hold.lease, SystemClock.now()).await?;
+        }
+        Ok(())
+    }
+
+    /// Leaves the other nodes every number at once (on a clean stop, after the connections closed).
+    pub(super) async fn leave(&self) {
+        let Placement::Leased { node, .. } = &self.placement else { return };
+        self.holds.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clear();
+        if let Err(e) = self.store.leave_cluster(node, SystemClock.now()).await {
+            tracing::warn!(node = %node, error = ?e, "could not give up the node's leases; they end on their own");
+        }
+    }
+
+    /// Readies the networks for `instances` and opens their connections.
+    async fn open_all(&self, instances: &[InstanceRecord]) {
+        if instances.is_empty() {
+            return;
+        }
+        self.prepare_networks(instances).await;
+        for instance in instances {
+            self.attach(instance);
+        }
+    }
+}

@@ -174,7 +174,7 @@ impl InstanceState {
 }
 
 /// Everything needed to create a group.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CreateGroupRequest {
     pub subject: GroupSubject,
     pub description: Option<GroupDescription>,
@@ -184,13 +184,13 @@ pub struct CreateGroupRequest {
 }
 
 /// A created group and what happened to each requested participant.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CreatedGroup {
     pub metadata: GroupMetadata,
     pub participants: Vec<ParticipantResult>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 pub enum ConnectorError {
     #[error("the instance is not connected to WhatsApp ({0})")]
     NotConnected(String),

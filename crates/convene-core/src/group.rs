@@ -24,9 +24,23 @@ pub fn plain_name(s: &str, max: usize) -> Result<&str, String> {
 }
 
 /// A group's name: 1 to 100 characters (WhatsApp's limit), no control characters.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-#[serde(transparent)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub struct GroupSubject(String);
+
+impl TryFrom<String> for GroupSubject {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Self, String> {
+        Self::parse(&s)
+    }
+}
+
+impl From<GroupSubject> for String {
+    fn from(subject: GroupSubject) -> Self {
+        subject.0
+    }
+}
 
 impl GroupSubject {
     pub const MAX_CHARS: usize = 100;
@@ -42,9 +56,23 @@ impl GroupSubject {
 
 /// A group's description: at most 2048 characters (WhatsApp's limit), line breaks and tabs allowed but no other
 /// control characters. Empty means none.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-#[serde(transparent)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub struct GroupDescription(String);
+
+impl TryFrom<String> for GroupDescription {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Self, String> {
+        Self::parse(&s)
+    }
+}
+
+impl From<GroupDescription> for String {
+    fn from(description: GroupDescription) -> Self {
+        description.0
+    }
+}
 
 impl GroupDescription {
     pub const MAX_CHARS: usize = 2048;
@@ -172,8 +200,10 @@ pub struct GroupMetadata {
     pub members: Vec<GroupMember>,
 }
 
-/// A group picture: a JPEG or PNG image, size-checked.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A group picture: a JPEG or PNG image, size-checked. In JSON (between nodes), its bytes in base64, checked again
+/// when read.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "PictureJson", into = "PictureJson")]
 pub struct GroupPicture {
     bytes: Vec<u8>,
     format: PictureFormat,
@@ -214,6 +244,28 @@ impl GroupPicture {
 
     pub fn format(&self) -> PictureFormat {
         self.format
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct PictureJson {
+    base64: String,
+}
+
+impl TryFrom<PictureJson> for GroupPicture {
+    type Error = String;
+
+    fn try_from(json: PictureJson) -> Result<Self, String> {
+        use base64::Engine as _;
+        let bytes = base64::engine::general_purpose::STANDARD.decode(json.base64).map_err(|e| e.to_string())?;
+        Self::parse(bytes).map_err(|e| format!("the picture {e}"))
+    }
+}
+
+impl From<GroupPicture> for PictureJson {
+    fn from(picture: GroupPicture) -> Self {
+        use base64::Engine as _;
+        Self { base64: base64::engine::general_purpose::STANDARD.encode(picture.bytes) }
     }
 }
 

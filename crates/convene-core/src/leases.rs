@@ -25,6 +25,14 @@ pub struct Lease {
     pub expires_at: Timestamp,
 }
 
+/// A node alive on the database, and where the others reach it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClusterNode {
+    pub node: String,
+    /// The base URL of its API (`http://10.0.0.5:8080`).
+    pub address: String,
+}
+
 #[async_trait]
 pub trait LeaseStore: Send + Sync {
     /// Takes `instance`'s lease for `node` until `until`, when nobody holds it or its holder's lease has expired at
@@ -58,11 +66,14 @@ pub trait LeaseStore: Send + Sync {
     /// missing from them was lost (expired, or taken by another node).
     async fn renew_leases(&self, node: &str, now: Timestamp, until: Timestamp) -> DbResult<Vec<Lease>>;
 
-    /// Records that `node` is alive until `until` (a heartbeat; the first one is its start).
-    async fn node_alive(&self, node: &str, now: Timestamp, until: Timestamp) -> DbResult<()>;
+    /// Records that `node`, reached at `address`, is alive until `until` (a heartbeat; the first one is its start).
+    async fn node_alive(&self, node: &str, address: &str, now: Timestamp, until: Timestamp) -> DbResult<()>;
 
     /// The nodes alive at `now`, by id.
-    async fn live_nodes(&self, now: Timestamp) -> DbResult<Vec<String>>;
+    async fn live_nodes(&self, now: Timestamp) -> DbResult<Vec<ClusterNode>>;
+
+    /// The node alive at `now` that holds `instance`'s lease then, if any.
+    async fn lease_holder(&self, instance: InstanceId, now: Timestamp) -> DbResult<Option<ClusterNode>>;
 
     /// `node` stops: its leases expire at `now`, so that the nodes left take its numbers at once, and it no longer
     /// counts among the nodes alive.

@@ -28,7 +28,7 @@ pub use group::{
     GroupSubject, MemberRole,
 };
 pub use ids::{CreationKey, GroupId, GroupJid, InstanceId};
-pub use leases::{Lease, LeaseStore};
+pub use leases::{ClusterNode, Lease, LeaseStore};
 pub use outcome::{AddRequest, ParticipantChange, ParticipantOutcome, ParticipantResult};
 pub use pacing::{PacingPolicy, PoolNumber, forecast_last};
 pub use phone::{PhoneNumber, PhoneParseError};

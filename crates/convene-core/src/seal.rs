@@ -10,6 +10,8 @@ use ring::rand::{SecureRandom, SystemRandom};
 /// Seals and opens values with the server's 32-byte key. Sealed text is `v1.<base64 of nonce and ciphertext>`.
 pub struct SecretBox {
     key: LessSafeKey,
+    /// The same key, for tags (`tag`).
+    tags: ring::hmac::Key,
 }
 
 impl std::fmt::Debug for SecretBox {
@@ -20,7 +22,16 @@ impl std::fmt::Debug for SecretBox {
 
 impl SecretBox {
     pub fn new(key: [u8; 32]) -> Self {
-        Self { key: LessSafeKey::new(UnboundKey::new(&CHACHA20_POLY1305, &key).expect("a 32-byte key")) }
+        Self {
+            key: LessSafeKey::new(UnboundKey::new(&CHACHA20_POLY1305, &key).expect("a 32-byte key")),
+            tags: ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &key),
+        }
+    }
+
+    /// HMAC-SHA256 of `label` under the key, in hex: a secret every holder of the key can derive (the nodes on one
+    /// database prove themselves to each other with one) that reveals nothing of the key.
+    pub fn tag(&self, label: &str) -> String {
+        hex::encode(ring::hmac::sign(&self.tags, label.as_bytes()).as_ref())
     }
 
     /// Seals `text` bound to `context`.

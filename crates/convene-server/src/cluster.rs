@@ -13,7 +13,8 @@ use anyhow::Context as _;
 use serde::Deserialize;
 
 use crate::config::Config;
-use crate::service::Placement;
+use crate::service::{NodeToken, Placement};
+use convene_core::SecretBox;
 
 /// `[cluster]`: several nodes on one PostgreSQL database.
 #[derive(Clone, Debug, Deserialize)]
@@ -24,12 +25,19 @@ pub struct ClusterConfig {
     /// How long a node's hold on a number lasts without renewal: when a node dies, the others take its numbers
     /// within this (plus a fifth of it).
     pub lease_ttl_secs: u64,
+    /// The base URL the other nodes reach this one at (`http://10.0.0.5:8080`); empty: `http://` and the address it
+    /// listens on.
+    pub advertise_url: String,
 }
 
 impl ClusterConfig {
     pub(crate) fn validate(&self) -> Result<(), String> {
         if !(3..=3600).contains(&self.lease_ttl_secs) {
             return Err("cluster.lease_ttl_secs must be between 3 and 3600".into());
+        }
+        let url = &self.advertise_url;
+        if !(url.is_empty() || url.starts_with("http://") || url.starts_with("https://")) {
+            return Err("cluster.advertise_url must be an http:// or https:// URL".into());
         }
         if !self.node_id.is_empty() && !is_node_id(&self.node_id) {
             return Err("cluster.node_id must be 1 to 64 letters, digits, `.`, `_` or `-`".into());
@@ -40,6 +48,24 @@ impl ClusterConfig {
     pub fn lease_ttl(&self) -> Duration {
         Duration::from_secs(self.lease_ttl_secs)
     }
+
+    /// Where the other nodes reach a node listening on `listening`: `advertise_url`, or `http://` and the address
+    /// (a wildcard address, which nobody can call, as 127.0.0.1: nodes on one machine).
+    pub fn advertised(&self, listening: std::net::SocketAddr) -> String {
+        if !self.advertise_url.is_empty() {
+            return self.advertise_url.trim_end_matches('/').to_owned();
+        }
+        let mut address = listening;
+        if address.ip().is_unspecified() {
+            tracing::warn!(
+                listening = %listening,
+                "listening on every address: the other nodes are told 127.0.0.1; set cluster.advertise_url for \
+                 nodes on other machines"
+            );
+            address.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+        }
+        format!("http://{address}")
+    }
 }
 
 fn is_node_id(id: &str) -> bool {
@@ -47,14 +73,16 @@ fn is_node_id(id: &str) -> bool {
 }
 
 /// Where the node stands among the nodes on its database: alone on SQLite (the file's lock makes it the only one);
-/// on PostgreSQL, leasing numbers under its id.
-pub fn placement(config: &Config) -> anyhow::Result<Placement> {
+/// on PostgreSQL, leasing numbers under its id, and calling the other nodes with a token derived from the sealing key
+/// they share.
+pub fn placement(config: &Config, sealer: &SecretBox) -> anyhow::Result<Placement> {
     if config.database_url.starts_with("sqlite:") {
         return Ok(Placement::Alone);
     }
     let node =
         if config.cluster.node_id.is_empty() { node_id_in(&config.data_dir)? } else { config.cluster.node_id.clone() };
-    Ok(Placement::Leased { node, lease_ttl: config.cluster.lease_ttl() })
+    let token = NodeToken(sealer.tag(crate::service::remote::TAG_LABEL));
+    Ok(Placement::Leased { node, lease_ttl: config.cluster.lease_ttl(), token })
 }
 
 /// The node id kept in `<dir>/node-id`, made on first use: the same after a restart, so that a node killed and
@@ -87,21 +115,26 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut config = Config::for_directory(dir.path());
         config.database_url = "postgres://convene@db.example/convene".into();
-        let first = placement(&config).unwrap();
-        let Placement::Leased { node, lease_ttl } = &first else { panic!("{first:?}") };
+        let sealer = SecretBox::new([7; 32]);
+        let first = placement(&config, &sealer).unwrap();
+        let Placement::Leased { node, lease_ttl, .. } = &first else { panic!("{first:?}") };
         assert!(node.starts_with("node-") && node.len() == 17, "{node}");
         assert_eq!(*lease_ttl, Duration::from_secs(15));
-        assert_eq!(placement(&config).unwrap(), first, "the same after a restart");
+        assert_eq!(placement(&config, &sealer).unwrap(), first, "the same after a restart");
 
         config.cluster.node_id = "eu-1".into();
-        assert!(matches!(placement(&config).unwrap(), Placement::Leased { node, .. } if node == "eu-1"));
+        assert!(matches!(placement(&config, &sealer).unwrap(), Placement::Leased { node, .. } if node == "eu-1"));
         let sqlite = Config::for_directory(dir.path());
-        assert_eq!(placement(&sqlite).unwrap(), Placement::Alone);
+        assert_eq!(placement(&sqlite, &sealer).unwrap(), Placement::Alone);
     }
 
     #[test]
     fn node_ids_and_lease_lengths_out_of_range_are_refused() {
-        let config = |node_id: &str, lease_ttl_secs| ClusterConfig { node_id: node_id.into(), lease_ttl_secs };
+        let config = |node_id: &str, lease_ttl_secs| ClusterConfig {
+            node_id: node_id.into(),
+            lease_ttl_secs,
+            advertise_url: String::new(),
+        };
         assert!(config("", 15).validate().is_ok());
         assert!(config("eu-west.1_b", 3).validate().is_ok());
         assert!(config("has space", 15).validate().unwrap_err().contains("node_id"));

@@ -25,6 +25,7 @@ pub mod dialects;
 pub mod error;
 pub mod extract;
 pub mod idempotency;
+mod internal;
 pub mod qr;
 pub mod request_log;
 pub mod service;
@@ -76,9 +77,9 @@ impl AppState {
             tracing::warn!(dir = %config.data_dir.display(), error = %e, "could not make the data directory private");
         }
         telemetry::handle();
-        let placement = cluster::placement(config)?;
         let store = convene_store::connect(&config.database_url).await.context("opening the database")?;
         let secrets = Arc::new(delivery::open_secret_box(&config.webhooks, &config.data_dir)?);
+        let placement = cluster::placement(config, &secrets)?;
         // After the database: real numbers keep their device keys there, sealed with the same key.
         let networks = Networks::open(config, store.clone(), secrets.clone(), clock.clone()).await?;
         let targets =
@@ -115,7 +116,8 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
     let api = api
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), idempotency::layer))
         .merge(dialects::router())
-        .merge(console::router());
+        .merge(console::router())
+        .merge(internal::router());
     // The validator badge would call swagger.io from the reader's browser: off, so the page stays local.
     let docs = SwaggerUi::new("/docs")
         .url("/openapi.json", spec)
@@ -176,6 +178,7 @@ pub async fn serve(
     };
     let leases = {
         let (instances, shutdown) = (state.service.instances().clone(), shutdown.clone());
+        instances.advertise(config.cluster.advertised(listener.local_addr()?));
         tokio::spawn(async move { instances.keep_leases(shutdown).await })
     };
     let service = state.service.clone();

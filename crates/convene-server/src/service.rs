@@ -37,6 +37,7 @@ mod instances;
 mod keys;
 mod outbox;
 mod placement;
+pub mod remote;
 mod reports;
 
 pub use creation::{CreationConfig, CreationResult, CreationStatus, Enqueued, RetryGuard};
@@ -48,7 +49,7 @@ pub use outbox::{
     EventGroup, GroupCreatedData, GroupCreationFailedData, GroupUpdatedData, InstanceData, JobStateChangedData, Outbox,
     ParticipantsData,
 };
-pub use placement::Placement;
+pub use placement::{NodeToken, Placement};
 pub(crate) use reports::channel as report_channel;
 
 #[derive(Clone)]

@@ -437,14 +437,23 @@ macro_rules! impl_store {
             async fn node_alive(
                 &self,
                 node: &str,
+                address: &str,
                 now: convene_core::Timestamp,
                 until: convene_core::Timestamp,
             ) -> DbResult<()> {
-                crate::leases::node_alive(self, node, now, until).await
+                crate::leases::node_alive(self, node, address, now, until).await
             }
 
-            async fn live_nodes(&self, now: convene_core::Timestamp) -> DbResult<Vec<String>> {
+            async fn live_nodes(&self, now: convene_core::Timestamp) -> DbResult<Vec<convene_core::ClusterNode>> {
                 crate::leases::live_nodes(self, now).await
+            }
+
+            async fn lease_holder(
+                &self,
+                instance: InstanceId,
+                now: convene_core::Timestamp,
+            ) -> DbResult<Option<convene_core::ClusterNode>> {
+                crate::leases::holder(self, instance, now).await
             }
 
             async fn leave_cluster(&self, node: &str, now: convene_core::Timestamp) -> DbResult<()> {

@@ -3,7 +3,7 @@
 //! expired lease exactly one wins, and its history row is written in the same transaction.
 
 use convene_core::store::DbResult;
-use convene_core::{DbError, InstanceId, Lease, Timestamp};
+use convene_core::{ClusterNode, DbError, InstanceId, Lease, Timestamp};
 
 use crate::sql::{Backend, Statement};
 use crate::stored::Columns;
@@ -163,26 +163,48 @@ pub(crate) async fn renew_all(db: &impl Backend, node: &str, now: Timestamp, unt
     db.fetch(held_by(node, now), read).await
 }
 
-/// Records that `node` is alive until `until` (first seen at `now`), and forgets nodes gone for a day.
-pub(crate) async fn node_alive(db: &impl Backend, node: &str, now: Timestamp, until: Timestamp) -> DbResult<()> {
+/// Records that `node` is alive at `address` until `until` (first seen at `now`), and forgets nodes gone for a day.
+pub(crate) async fn node_alive(
+    db: &impl Backend,
+    node: &str,
+    address: &str,
+    now: Timestamp,
+    until: Timestamp,
+) -> DbResult<()> {
     const FORGOTTEN_AFTER_MS: i64 = 24 * 3600 * 1000;
     let alive = Statement::new(
-        "INSERT INTO cluster_nodes (node, started_at, seen_until) VALUES ($1, $2, $3) \
-         ON CONFLICT (node) DO UPDATE SET seen_until = excluded.seen_until",
+        "INSERT INTO cluster_nodes (node, address, started_at, seen_until) VALUES ($1, $4, $2, $3) \
+         ON CONFLICT (node) DO UPDATE SET seen_until = excluded.seen_until, address = excluded.address",
     )
     .bind(node)
     .bind(now.as_millis())
-    .bind(until.as_millis());
+    .bind(until.as_millis())
+    .bind(address);
     let forget = Statement::new("DELETE FROM cluster_nodes WHERE seen_until < $1")
         .bind(now.as_millis().saturating_sub(FORGOTTEN_AFTER_MS));
     db.execute_all(vec![alive, forget]).await
 }
 
+fn read_node(row: &dyn Columns) -> DbResult<ClusterNode> {
+    Ok(ClusterNode { node: row.text("node")?.to_owned(), address: row.text("address")?.to_owned() })
+}
+
 /// The nodes alive at `now`, by id.
-pub(crate) async fn live_nodes(db: &impl Backend, now: Timestamp) -> DbResult<Vec<String>> {
-    let select =
-        Statement::new("SELECT node FROM cluster_nodes WHERE seen_until > $1 ORDER BY node").bind(now.as_millis());
-    db.fetch(select, |row| Ok(row.text("node")?.to_owned())).await
+pub(crate) async fn live_nodes(db: &impl Backend, now: Timestamp) -> DbResult<Vec<ClusterNode>> {
+    let select = Statement::new("SELECT node, address FROM cluster_nodes WHERE seen_until > $1 ORDER BY node")
+        .bind(now.as_millis());
+    db.fetch(select, read_node).await
+}
+
+/// The live node holding `instance`'s lease at `now`.
+pub(crate) async fn holder(db: &impl Backend, instance: InstanceId, now: Timestamp) -> DbResult<Option<ClusterNode>> {
+    let select = Statement::new(
+        "SELECT n.node, n.address FROM number_leases l JOIN cluster_nodes n ON n.node = l.node \
+         WHERE l.instance_id = $1 AND l.expires_at > $2 AND n.seen_until > $2",
+    )
+    .bind(instance.0)
+    .bind(now.as_millis());
+    Ok(db.fetch(select, read_node).await?.into_iter().next())
 }
 
 /// `node` stops: every lease it holds expires at `now`, so that the nodes left take its numbers at once, and it is no

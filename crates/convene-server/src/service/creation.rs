@@ -324,7 +324,8 @@ impl Service {
     ) -> Result<CreatedGroupView> {
         let instance = self.instances.record(instance_id).await?;
         let prepared = self.prepare(&instance, &new, "").await.map_err(ApiError::Validation)?;
-        let connector = self.instances.connector(instance_id)?;
+        // This node's connection, or the node's that runs the number (refused here when no node runs it).
+        let connector = self.instances.connector(instance_id).await?;
         let window = Duration::from_secs(self.creation.duplicate_window_secs);
         let dedupe_key =
             (guard == RetryGuard::DuplicateWindow && !window.is_zero()).then(|| dedupe_key(instance_id, &prepared));
@@ -358,10 +359,13 @@ impl Service {
         }
         let stored = StoredRequest { group: new, synchronous: true };
         let mut job = self.new_job(&stored, &prepared, vec![instance_id], None, now)?;
+        job.dedupe_key = dedupe_key;
+        if !self.instances.runs_here(instance_id) {
+            return self.create_on_its_node(job).await;
+        }
         job.state = JobState::Running;
         job.pinned_instance_id = Some(instance_id);
         job.attempts = 1;
-        job.dedupe_key = dedupe_key;
         let _running = self.running_here(job.id);
         // The job's row goes in with its attempt's, in one commit.
         let inserted = self.outbox.job_event(&job, None)?;
@@ -399,6 +403,24 @@ impl Service {
         }
     }
 
+    /// A synchronous creation on a number another node runs: queued for that node's worker, which paces it with
+    /// every other creation on the number, and waited for here (each second, bounded like a repeat's wait).
+    async fn create_on_its_node(&self, job: JobRecord) -> Result<CreatedGroupView> {
+        self.outbox
+            .commit(&[Change::InsertJobs(std::slice::from_ref(&job))], &[self.outbox.job_event(&job, None)?])
+            .await?;
+        tracing::info!(job = %job.id, instance = ?job.instance_ids, "a creation handed to the node that runs its number");
+        let id = job.id;
+        match self.answer_of(job).await? {
+            Some(answer) => Ok(answer),
+            None => {
+                let ended = self.store.get_job(id).await?;
+                let why = ended.last_error.unwrap_or_else(|| "the creation ended without a group".to_owned());
+                Err(ConnectorError::Other(format!("on the node that runs the number: {why}")).into())
+            }
+        }
+    }
+
     /// The answer a creation gave, for a repeat of it, waiting (bounded) while it is still under way; `None` when it
     /// ended without a group, or the number has left that group since (a repeat then means a new one).
     async fn answer_of(&self, mut first: JobRecord) -> Result<Option<CreatedGroupView>> {
@@ -423,7 +445,7 @@ impl Service {
         if record.left_at.is_some() {
             return Ok(None);
         }
-        let members = match self.instances.connector(result.instance_id) {
+        let members = match self.instances.connector(result.instance_id).await {
             Ok(connector) => connector.group_metadata(&record.jid).await.ok().map(|m| m.members),
             Err(_) => None,
         };
@@ -638,7 +660,7 @@ impl Service {
         let mut best: Option<(Timestamp, InstanceRecord)> = None;
         for id in &job.instance_ids {
             // Run here or not at all: another node's instance is paced and used by that node.
-            if self.instances.connector(*id).is_err() {
+            if self.instances.local_connector(*id).is_err() {
                 continue;
             }
             let Some(known) = self.pacing_in_pass(pass, *id, now).await? else { continue };
@@ -669,7 +691,7 @@ impl Service {
                 return self.finish_job(job, JobState::Failed, Some(why)).await;
             }
         };
-        let connector = self.instances.connector(instance.id)?;
+        let connector = self.instances.local_connector(instance.id)?;
         let _turn = self.creation_turn(instance.id).await;
         let _running = self.running_here(job.id);
         job.state = JobState::Running;
@@ -721,7 +743,7 @@ impl Service {
     /// Looks for the job's group on the network; records it and finishes the job when found.
     async fn reconcile(&self, job: &JobRecord, instance_id: InstanceId, stored: &StoredRequest) -> Result<bool> {
         let instance = self.store.get_instance(instance_id).await?;
-        let connector = self.instances.connector(instance_id)?;
+        let connector = self.instances.local_connector(instance_id)?;
         let mut prepared = self.prepare(&instance, &stored.group, "").await.map_err(ApiError::Validation)?;
         prepared.request.key = CreationKey(job.creation_key.clone());
         let Some(metadata) = connector.find_created_group(&prepared.request, job.created_at).await? else {

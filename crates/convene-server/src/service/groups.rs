@@ -112,7 +112,7 @@ impl Groups {
     /// it can be managed like any other.
     async fn import_group(&self, instance_id: InstanceId, jid: GroupJid) -> Result<GroupRecord> {
         self.instances.record(instance_id).await?;
-        let metadata = match self.instances.connector(instance_id)?.group_metadata(&jid).await {
+        let metadata = match self.instances.connector(instance_id).await?.group_metadata(&jid).await {
             Ok(m) => m,
             Err(ConnectorError::GroupNotFound) => {
                 return Err(ApiError::NotFound(format!("instance {instance_id} is not in group {jid}")));
@@ -166,7 +166,7 @@ impl Groups {
         if record.left_at.is_some() {
             return Ok(GroupView { record, members: None });
         }
-        let connector = self.instances.connector(record.instance_id)?;
+        let connector = self.instances.connector(record.instance_id).await?;
         match connector.group_metadata(&record.jid).await {
             Ok(metadata) => {
                 if refresh_record(&mut record, &metadata) {
@@ -216,7 +216,7 @@ impl Groups {
             // Nothing to change (as a JSON merge patch `{}`): the group as it is.
             return self.group(record).await;
         }
-        let connector = self.instances.connector(record.instance_id)?;
+        let connector = self.instances.connector(record.instance_id).await?;
         // Each part that the network accepted is recorded and published, even when a later part fails.
         let mut changed = Vec::new();
         let mut applied = async || -> Result<()> {
@@ -249,7 +249,7 @@ impl Groups {
 
     pub async fn set_picture(&self, record: &GroupRecord, picture: &GroupPicture) -> Result<()> {
         self.ensure_member(record)?;
-        self.instances.connector(record.instance_id)?.set_picture(&record.jid, picture).await?;
+        self.instances.connector(record.instance_id).await?.set_picture(&record.jid, picture).await?;
         self.outbox
             .publish(&[self.outbox.group_updated_event(EventGroup::of(record), Some(record), &["picture"], None)?])
             .await
@@ -257,7 +257,7 @@ impl Groups {
 
     pub async fn leave_group(&self, mut record: GroupRecord) -> Result<GroupRecord> {
         self.ensure_member(&record)?;
-        match self.instances.connector(record.instance_id)?.leave(&record.jid).await {
+        match self.instances.connector(record.instance_id).await?.leave(&record.jid).await {
             // Already gone on the network: record it.
             Ok(()) | Err(ConnectorError::GroupNotFound) => {}
             Err(e) => return Err(e.into()),
@@ -296,7 +296,7 @@ impl Groups {
         if phones.is_empty() {
             return Ok(parsed.reports(Vec::new()));
         }
-        let connector = self.instances.connector(record.instance_id)?;
+        let connector = self.instances.connector(record.instance_id).await?;
         let results = connector.change_participants(&record.jid, change, &phones).await?;
         let mut reports = parsed.reports(results);
         if change == ParticipantChange::Add && auto_invite.unwrap_or(false) {
@@ -333,7 +333,7 @@ impl Groups {
 
     pub async fn invite_link(&self, record: &GroupRecord, reset: bool) -> Result<String> {
         self.ensure_member(record)?;
-        Ok(self.instances.connector(record.instance_id)?.invite_link(&record.jid, reset).await?)
+        Ok(self.instances.connector(record.instance_id).await?.invite_link(&record.jid, reset).await?)
     }
 
     fn ensure_member(&self, record: &GroupRecord) -> Result<()> {

@@ -8,9 +8,11 @@ use convene_core::group::plain_name;
 use convene_core::store::InstanceRecord;
 use convene_core::{
     Clock, Connector, ConnectorError, ConnectorKind, ConnectorReports, InstanceId, InstanceState, PhoneNumber, Store,
+    SystemClock,
 };
 
 use super::placement::{Holds, Placement};
+use super::remote::NodeCalls;
 use super::{MAX_NAME_CHARS, parse_participants, random_instance_id};
 use crate::auth;
 use crate::connectors::Drivers;
@@ -32,6 +34,12 @@ pub struct Instances {
     pub(super) placement: Placement,
     /// The leases this node holds, when it leases.
     pub(super) holds: Holds,
+    /// Held by a round of the lease keeper, and by a creation or deletion while it takes or gives up a lease.
+    pub(super) leasing: Arc<tokio::sync::Mutex<()>>,
+    /// Where the other nodes reach this one, once it serves.
+    pub(super) advertised: Arc<RwLock<String>>,
+    /// How this node calls the others for the numbers they run, when it shares its database.
+    calls: Option<NodeCalls>,
 }
 
 impl Instances {
@@ -42,6 +50,10 @@ impl Instances {
         reported: Arc<dyn ConnectorReports>,
         placement: Placement,
     ) -> Self {
+        let calls = match &placement {
+            Placement::Leased { token, .. } => Some(NodeCalls::new(token.0.clone())),
+            Placement::Alone => None,
+        };
         Self {
             store,
             clock,
@@ -51,6 +63,9 @@ impl Instances {
             numbering: Arc::default(),
             placement,
             holds: Holds::default(),
+            leasing: Arc::default(),
+            advertised: Arc::default(),
+            calls,
         }
     }
 
@@ -91,20 +106,50 @@ impl Instances {
         }
     }
 
-    /// The instance's connection, when this node runs the instance and its kind can connect it.
-    pub(super) fn connector(&self, id: InstanceId) -> Result<Arc<dyn Connector>> {
+    /// The instance's connection: this node's own when it runs the instance, or the one on the node that does.
+    pub(super) async fn connector(&self, id: InstanceId) -> Result<Arc<dyn Connector>> {
+        if self.runs_here(id) {
+            return self.local_connector(id);
+        }
+        let holder = match (&self.calls, self.node()) {
+            (Some(calls), Some(me)) => match self.store.lease_holder(id, SystemClock.now()).await? {
+                Some(holder) if holder.node != me && !holder.address.is_empty() => Some((calls, holder)),
+                _ => None,
+            },
+            _ => None,
+        };
+        match holder {
+            Some((calls, holder)) => {
+                let kind = self.record(id).await?.kind;
+                Ok(Arc::new(calls.connector(holder, id, kind)))
+            }
+            None => Err(self.not_run_here(id)),
+        }
+    }
+
+    /// This node's own connection to the instance, when it runs the instance and its kind can connect it.
+    pub(crate) fn local_connector(&self, id: InstanceId) -> Result<Arc<dyn Connector>> {
         if !self.runs_here(id) {
-            let node = self.node().unwrap_or_default();
-            return Err(ConnectorError::NotConnected(format!(
-                "instance {id} has no connection on this node ({node}): another node runs it, or will once it takes \
-                 its lease; send the request to the node that runs it (docs/deployment.md)"
-            ))
-            .into());
+            return Err(self.not_run_here(id));
         }
         let map = self.connectors.read().unwrap_or_else(std::sync::PoisonError::into_inner);
         map.get(&id).cloned().ok_or_else(|| {
             ConnectorError::NotConnected(format!("instance {id} has no connection in this build")).into()
         })
+    }
+
+    fn not_run_here(&self, id: InstanceId) -> ApiError {
+        let node = self.node().unwrap_or_default();
+        ConnectorError::NotConnected(format!(
+            "instance {id} has no connection on this node ({node}), and no other node runs it now; one will once it \
+             takes the number's lease (docs/deployment.md)"
+        ))
+        .into()
+    }
+
+    /// Whether `authorization` (an `Authorization` header) is another node's on this database.
+    pub(crate) fn admits_node(&self, authorization: Option<&str>) -> bool {
+        self.calls.as_ref().is_some_and(|calls| calls.admits(authorization))
     }
 
     /// Creates an instance and its connection. Returns the record and the instance token (shown once).
@@ -185,7 +230,7 @@ impl Instances {
     }
 
     pub async fn state(&self, id: InstanceId) -> InstanceState {
-        match self.connector(id) {
+        match self.connector(id).await {
             Ok(c) => c.state().await,
             Err(_) => InstanceState::Disconnected,
         }

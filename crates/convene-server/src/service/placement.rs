@@ -28,8 +28,19 @@ use crate::error::Result;
 pub enum Placement {
     /// The only node (SQLite): it runs every number.
     Alone,
-    /// One of the nodes on a PostgreSQL database, under the id `node`: it runs the numbers it holds a lease on.
-    Leased { node: String, lease_ttl: Duration },
+    /// One of the nodes on a PostgreSQL database, under the id `node`: it runs the numbers it holds a lease on, and
+    /// calls the others with `token` for theirs.
+    Leased { node: String, lease_ttl: Duration, token: NodeToken },
+}
+
+/// The secret the nodes on one database share (derived from the sealing key), kept out of logs.
+#[derive(Clone, PartialEq, Eq)]
+pub struct NodeToken(pub String);
+
+impl std::fmt::Debug for NodeToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("NodeToken(…)")
+    }
 }
 
 /// A lease this node holds, and until when this process may act on it by its own monotonic clock.
@@ -62,6 +73,11 @@ impl Instances {
         }
     }
 
+    /// Where the other nodes reach this one (its API's base URL), told the others from the next round on.
+    pub fn advertise(&self, address: String) {
+        *self.advertised.write().unwrap_or_else(std::sync::PoisonError::into_inner) = address;
+    }
+
     /// Opens the connections of the numbers this node runs: every one when alone; when leased, those it takes in
     /// its first round.
     pub(super) async fn open_connections(&self) -> Result<()> {
@@ -71,7 +87,7 @@ impl Instances {
                 self.open_all(&instances).await;
                 Ok(())
             }
-            Placement::Leased { node, lease_ttl } => self.keep_leases_once(node, *lease_ttl).await,
+            Placement::Leased { node, lease_ttl, .. } => self.keep_leases_once(node, *lease_ttl).await,
         }
     }
 
@@ -79,25 +95,29 @@ impl Instances {
     /// logged and tried again at the next; a lease that could not be renewed in time is closed by the round that
     /// finds it gone.
     pub async fn keep_leases(&self, shutdown: CancellationToken) {
-        let Placement::Leased { node, lease_ttl } = &self.placement else { return };
+        let Placement::Leased { node, lease_ttl, .. } = &self.placement else { return };
         let every = *lease_ttl / 5;
+        // At once first: the other nodes learn where this one is as soon as it serves.
         loop {
+            if let Err(e) = self.keep_leases_once(node, *lease_ttl).await {
+                tracing::warn!(node = %node, error = ?e, "could not keep the node's leases this round");
+            }
             tokio::select! {
                 () = shutdown.cancelled() => return,
                 () = tokio::time::sleep(every) => {}
-            }
-            if let Err(e) = self.keep_leases_once(node, *lease_ttl).await {
-                tracing::warn!(node = %node, error = ?e, "could not keep the node's leases this round");
             }
         }
     }
 
     /// One round: alive, renew, drop what was lost or deleted, take up to the fair share, give up the surplus.
     async fn keep_leases_once(&self, node: &str, lease_ttl: Duration) -> Result<()> {
+        // One round, creation or deletion at a time: each reads the leases and changes them after.
+        let _turn = self.leasing.lock().await;
         let started = Instant::now();
         let now = SystemClock.now();
         let until = now.plus(lease_ttl);
-        self.store.node_alive(node, now, until).await?;
+        let address = self.advertised.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        self.store.node_alive(node, &address, now, until).await?;
         let renewed = self.store.renew_leases(node, now, until).await?;
         let usable_until = started + lease_ttl;
         let renewed: HashMap<InstanceId, Lease> = renewed.into_iter().map(|lease| (lease.instance, lease)).collect();
@@ -187,7 +207,8 @@ impl Instances {
     /// Takes the lease of an instance this node just created, so that it runs here at once (the rounds balance it
     /// later); alone, nothing to take.
     pub(super) async fn hold_new(&self, id: InstanceId) -> Result<()> {
-        let Placement::Leased { node, lease_ttl } = &self.placement else { return Ok(()) };
+        let Placement::Leased { node, lease_ttl, .. } = &self.placement else { return Ok(()) };
+        let _turn = self.leasing.lock().await;
         let started = Instant::now();
         let now = SystemClock.now();
         if let Some(lease) = self.store.take_lease(id, node, now, now.plus(*lease_ttl)).await? {
@@ -199,6 +220,7 @@ impl Instances {
 
     /// Lets go of a deleted instance's lease.
     pub(super) async fn let_go(&self, id: InstanceId) -> Result<()> {
+        let _turn = self.leasing.lock().await;
         let hold = self.holds.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&id);
         if let Some(hold) = hold {
             self.store.release_lease(&hold.lease, SystemClock.now()).await?;

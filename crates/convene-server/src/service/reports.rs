@@ -62,7 +62,7 @@ impl Service {
             return Ok(());
         }
         tracing::info!(instance = %instance, phone = %phone, "paired");
-        let state = match self.instances.connector(instance) {
+        let state = match self.instances.local_connector(instance) {
             Ok(connector) => connector.state().await,
             Err(_) => InstanceState::Connected,
         };
@@ -132,7 +132,7 @@ impl Service {
             }
             ReportedGroupChange::Settings => {
                 // The notification names the setting but not every value: read them back.
-                if let (Some(r), Ok(connector)) = (&mut record, self.instances.connector(instance)) {
+                if let (Some(r), Ok(connector)) = (&mut record, self.instances.local_connector(instance)) {
                     match connector.group_metadata(group).await {
                         Ok(metadata) => r.settings = metadata.settings,
                         Err(e) => tracing::warn!(group = %group, error = %e, "settings not read back"),
@@ -169,7 +169,7 @@ impl Service {
     /// a scan, or WhatsApp cannot be reached (what failed and when the next attempt is).
     pub async fn pairing_qr(&self, id: InstanceId) -> Result<PairingCode> {
         self.instances.record(id).await?;
-        let connector = self.instances.connector(id)?;
+        let connector = self.instances.connector(id).await?;
         if let Some(qr) = connector.pairing_qr().await {
             return Ok(qr);
         }
@@ -184,13 +184,13 @@ impl Service {
     pub async fn request_pairing_code(&self, id: InstanceId, phone: &str) -> Result<PairingCode> {
         self.instances.record(id).await?;
         let phone = PhoneNumber::parse(phone).map_err(|e| ApiError::field("phone_number", e.to_string()))?;
-        Ok(self.instances.connector(id)?.request_pairing_code(&phone).await?)
+        Ok(self.instances.connector(id).await?.request_pairing_code(&phone).await?)
     }
 
     /// Unlinks the number and deletes its keys; the instance starts a new pairing.
     pub async fn logout(&self, id: InstanceId) -> Result<()> {
         self.instances.record(id).await?;
-        Ok(self.instances.connector(id)?.logout().await?)
+        Ok(self.instances.connector(id).await?.logout().await?)
     }
 }
 

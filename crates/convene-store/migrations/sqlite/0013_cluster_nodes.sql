@@ -1,7 +1,9 @@
 -- The nodes serving this database (issue 14): each running `convene serve` says it is alive until seen_until (unix
--- ms) and says so again well before then; the nodes alive share the numbers between them.
+-- ms) and says so again well before then; the nodes alive share the numbers between them, and reach each other at
+-- their address (the base URL of their API) for what a number's connection must do on the node that runs it.
 CREATE TABLE cluster_nodes (
     node       TEXT    NOT NULL PRIMARY KEY,
+    address    TEXT    NOT NULL,
     started_at INTEGER NOT NULL,
     seen_until INTEGER NOT NULL
 ) STRICT;

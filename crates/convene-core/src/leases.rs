@@ -31,6 +31,8 @@ pub struct ClusterNode {
     pub node: String,
     /// The base URL of its API (`http://10.0.0.5:8080`).
     pub address: String,
+    /// A tag of its sealing key (`SecretBox::tag`): the nodes on one database must have the same.
+    pub key_tag: String,
 }
 
 #[async_trait]
@@ -66,8 +68,9 @@ pub trait LeaseStore: Send + Sync {
     /// missing from them was lost (expired, or taken by another node).
     async fn renew_leases(&self, node: &str, now: Timestamp, until: Timestamp) -> DbResult<Vec<Lease>>;
 
-    /// Records that `node`, reached at `address`, is alive until `until` (a heartbeat; the first one is its start).
-    async fn node_alive(&self, node: &str, address: &str, now: Timestamp, until: Timestamp) -> DbResult<()>;
+    /// Records that `node` is alive until `until` (a heartbeat; the first one is its start), with its address and
+    /// key tag.
+    async fn node_alive(&self, node: &ClusterNode, now: Timestamp, until: Timestamp) -> DbResult<()>;
 
     /// The nodes alive at `now`, by id.
     async fn live_nodes(&self, now: Timestamp) -> DbResult<Vec<ClusterNode>>;

@@ -82,7 +82,8 @@ pub fn placement(config: &Config, sealer: &SecretBox) -> anyhow::Result<Placemen
     let node =
         if config.cluster.node_id.is_empty() { node_id_in(&config.data_dir)? } else { config.cluster.node_id.clone() };
     let token = NodeToken(sealer.tag(crate::service::remote::TAG_LABEL));
-    Ok(Placement::Leased { node, lease_ttl: config.cluster.lease_ttl(), token })
+    let key_tag = sealer.tag("convene: the key the nodes share, v1");
+    Ok(Placement::Leased { node, lease_ttl: config.cluster.lease_ttl(), token, key_tag })
 }
 
 /// The node id kept in `<dir>/node-id`, made on first use: the same after a restart, so that a node killed and

@@ -436,12 +436,11 @@ macro_rules! impl_store {
 
             async fn node_alive(
                 &self,
-                node: &str,
-                address: &str,
+                node: &convene_core::ClusterNode,
                 now: convene_core::Timestamp,
                 until: convene_core::Timestamp,
             ) -> DbResult<()> {
-                crate::leases::node_alive(self, node, address, now, until).await
+                crate::leases::node_alive(self, node, now, until).await
             }
 
             async fn live_nodes(&self, now: convene_core::Timestamp) -> DbResult<Vec<convene_core::ClusterNode>> {

@@ -17,11 +17,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use convene_core::store::InstanceRecord;
-use convene_core::{Clock, InstanceId, Lease, SystemClock};
+use convene_core::{Clock, ClusterNode, InstanceId, Lease, SystemClock};
 use tokio_util::sync::CancellationToken;
 
 use super::Instances;
-use crate::error::Result;
+use crate::error::{ApiError, Result};
 
 /// Where a node stands among the nodes on its database.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -30,7 +30,7 @@ pub enum Placement {
     Alone,
     /// One of the nodes on a PostgreSQL database, under the id `node`: it runs the numbers it holds a lease on, and
     /// calls the others with `token` for theirs.
-    Leased { node: String, lease_ttl: Duration, token: NodeToken },
+    Leased { node: String, lease_ttl: Duration, token: NodeToken, key_tag: String },
 }
 
 /// The secret the nodes on one database share (derived from the sealing key), kept out of logs.
@@ -87,7 +87,9 @@ impl Instances {
                 self.open_all(&instances).await;
                 Ok(())
             }
-            Placement::Leased { node, lease_ttl, .. } => self.keep_leases_once(node, *lease_ttl).await,
+            Placement::Leased { node, lease_ttl, key_tag, .. } => {
+                self.keep_leases_once(node, key_tag, *lease_ttl).await
+            }
         }
     }
 
@@ -95,11 +97,11 @@ impl Instances {
     /// logged and tried again at the next; a lease that could not be renewed in time is closed by the round that
     /// finds it gone.
     pub async fn keep_leases(&self, shutdown: CancellationToken) {
-        let Placement::Leased { node, lease_ttl, .. } = &self.placement else { return };
+        let Placement::Leased { node, lease_ttl, key_tag, .. } = &self.placement else { return };
         let every = *lease_ttl / 5;
         // At once first: the other nodes learn where this one is as soon as it serves.
         loop {
-            if let Err(e) = self.keep_leases_once(node, *lease_ttl).await {
+            if let Err(e) = self.keep_leases_once(node, key_tag, *lease_ttl).await {
                 tracing::warn!(node = %node, error = ?e, "could not keep the node's leases this round");
             }
             tokio::select! {
@@ -110,14 +112,25 @@ impl Instances {
     }
 
     /// One round: alive, renew, drop what was lost or deleted, take up to the fair share, give up the surplus.
-    async fn keep_leases_once(&self, node: &str, lease_ttl: Duration) -> Result<()> {
+    async fn keep_leases_once(&self, node: &str, key_tag: &str, lease_ttl: Duration) -> Result<()> {
         // One round, creation or deletion at a time: each reads the leases and changes them after.
         let _turn = self.leasing.lock().await;
         let started = Instant::now();
         let now = SystemClock.now();
         let until = now.plus(lease_ttl);
-        let address = self.advertised.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
-        self.store.node_alive(node, &address, now, until).await?;
+        let alive = ClusterNode {
+            node: node.to_owned(),
+            address: self.advertised.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone(),
+            key_tag: key_tag.to_owned(),
+        };
+        if let Some(other) = self.store.live_nodes(now).await?.into_iter().find(|n| n.key_tag != alive.key_tag) {
+            return Err(ApiError::Conflict(format!(
+                "node {} on this database has another sealing key than this node: every node must have the same \
+                 webhooks.secret_key (docs/deployment.md)",
+                other.node
+            )));
+        }
+        self.store.node_alive(&alive, now, until).await?;
         let renewed = self.store.renew_leases(node, now, until).await?;
         let usable_until = started + lease_ttl;
         let renewed: HashMap<InstanceId, Lease> = renewed.into_iter().map(|lease| (lease.instance, lease)).collect();

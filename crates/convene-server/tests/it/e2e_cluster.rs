@@ -21,9 +21,7 @@ struct Node {
 impl Node {
     async fn start(database: &ScratchDatabase, lease_ttl_secs: u64) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let (mut config, _) = crate::helpers::test_config(dir.path()).await;
-        config.database_url = database.url().to_owned();
-        config.cluster.lease_ttl_secs = lease_ttl_secs;
+        let config = node_config(dir.path(), database, lease_ttl_secs).await;
         let state = AppState::open(&config, Arc::new(SystemClock)).await.unwrap();
         let keeping = CancellationToken::new();
         let (instances, stop) = (state.service.instances().clone(), keeping.clone());
@@ -34,6 +32,18 @@ impl Node {
     fn running(&self, ids: &[InstanceId]) -> Vec<InstanceId> {
         ids.iter().copied().filter(|id| self.state.service.instances().runs_here(*id)).collect()
     }
+}
+
+/// The nodes' sealing key.
+const SHARED_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+
+async fn node_config(dir: &std::path::Path, database: &ScratchDatabase, lease_ttl_secs: u64) -> convene_server::Config {
+    let (mut config, _) = crate::helpers::test_config(dir).await;
+    config.database_url = database.url().to_owned();
+    config.cluster.lease_ttl_secs = lease_ttl_secs;
+    // The nodes on one database share the sealing key (device keys, and the secret they call each other with).
+    config.webhooks.secret_key = SHARED_KEY.into();
+    config
 }
 
 /// Polls `nodes` until `done` holds of how many of `ids` each runs, checking at every look that no number runs on
@@ -72,6 +82,13 @@ async fn nodes_on_one_postgresql_share_the_numbers_balance_as_they_join_and_take
         ids.push(record.id);
     }
     assert_eq!(a.running(&ids), ids, "a runs every number it made");
+
+    // A node with another sealing key is refused: it could open none of the others' sealed values.
+    let other_dir = tempfile::tempdir().unwrap();
+    let mut other = node_config(other_dir.path(), &database, TTL).await;
+    other.webhooks.secret_key = "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=".into();
+    let refused = AppState::open(&other, Arc::new(SystemClock)).await.err().expect("another key");
+    assert!(format!("{refused:#}").contains("every node must have the same webhooks.secret_key"), "{refused:#}");
 
     // Act: b joins, then c.
     let b = Node::start(&database, TTL).await;
@@ -130,13 +147,9 @@ struct ServingNode {
 impl ServingNode {
     async fn start(database: &ScratchDatabase) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let (mut config, _) = crate::helpers::test_config(dir.path()).await;
-        config.database_url = database.url().to_owned();
-        config.cluster.lease_ttl_secs = 3;
+        let mut config = node_config(dir.path(), database, 3).await;
         config.worker.enabled = true;
         config.worker.poll_ms = 100;
-        // The nodes on one database share the sealing key (device keys, and the secret they call each other with).
-        config.webhooks.secret_key = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=".into();
         let state = AppState::open(&config, Arc::new(SystemClock)).await.unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();

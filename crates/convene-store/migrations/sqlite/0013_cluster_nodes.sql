@@ -4,6 +4,9 @@
 CREATE TABLE cluster_nodes (
     node       TEXT    NOT NULL PRIMARY KEY,
     address    TEXT    NOT NULL,
+    -- A tag of the node's sealing key (an HMAC of a fixed label), so that a node started with another key than the
+    -- others' is refused: it could open none of their sealed values.
+    key_tag    TEXT    NOT NULL,
     started_at INTEGER NOT NULL,
     seen_until INTEGER NOT NULL
 ) STRICT;

@@ -147,13 +147,18 @@ pub async fn a_node_renews_what_it_holds_in_one_go_and_finds_what_it_lost(store:
 pub async fn nodes_alive_are_those_seen_lately_and_a_node_that_leaves_frees_its_numbers_at_once(store: &dyn Store) {
     // Arrange: a and b alive until 15 s; c was last seen a day and a bit before.
     let names = |nodes: Vec<ClusterNode>| nodes.into_iter().map(|n| n.node).collect::<Vec<_>>();
-    store.node_alive("node-c", "http://c", at(0), until(1_000)).await.unwrap();
-    store.node_alive("node-a", "http://a", at(86_402_000), until(86_415_000)).await.unwrap();
-    store.node_alive("node-b", "http://b", at(86_402_000), until(86_415_000)).await.unwrap();
+    let node = |name: &str, address: &str| ClusterNode {
+        node: name.into(),
+        address: address.into(),
+        key_tag: format!("tag of {name}"),
+    };
+    store.node_alive(&node("node-c", "http://c"), at(0), until(1_000)).await.unwrap();
+    store.node_alive(&node("node-a", "http://a"), at(86_402_000), until(86_415_000)).await.unwrap();
+    store.node_alive(&node("node-b", "http://b"), at(86_402_000), until(86_415_000)).await.unwrap();
     assert_eq!(names(store.live_nodes(at(86_402_000)).await.unwrap()), vec!["node-a", "node-b"]);
-    store.node_alive("node-a", "http://a2", at(86_410_000), until(86_425_000)).await.unwrap();
+    store.node_alive(&node("node-a", "http://a2"), at(86_410_000), until(86_425_000)).await.unwrap();
     let live = store.live_nodes(at(86_415_000)).await.unwrap();
-    assert_eq!(live, vec![ClusterNode { node: "node-a".into(), address: "http://a2".into() }], "b was not seen again");
+    assert_eq!(live, vec![node("node-a", "http://a2")], "b was not seen again");
     let ids = numbers(store, 2).await;
     let held = store.take_free_leases("node-a", at(86_410_000), until(86_425_000), 2).await.unwrap();
     assert_eq!(held.len(), 2);
@@ -167,7 +172,6 @@ pub async fn nodes_alive_are_those_seen_lately_and_a_node_that_leaves_frees_its_
     assert_eq!(store.lease_holder(ids[0], at(86_411_000)).await.unwrap(), None, "nobody holds it");
     let taken = store.take_free_leases("node-b", at(86_411_000), until(86_426_000), 5).await.unwrap();
     assert_eq!(instances_of(&taken), ids);
-    let b = ClusterNode { node: "node-b".into(), address: "http://b".into() };
-    assert_eq!(store.lease_holder(ids[1], at(86_412_000)).await.unwrap(), Some(b));
+    assert_eq!(store.lease_holder(ids[1], at(86_412_000)).await.unwrap(), Some(node("node-b", "http://b")));
     assert_eq!(store.lease_holder(ids[1], at(86_415_000)).await.unwrap(), None, "b was not seen again");
 }

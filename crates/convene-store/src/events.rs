@@ -92,7 +92,10 @@ fn event_statements(event: &NewEvent) -> [Statement; 2] {
 }
 
 pub(crate) async fn commit(db: &impl Backend, changes: &[Change<'_>], events: &[NewEvent]) -> DbResult<()> {
-    let mut statements: Vec<Statement> = changes.iter().flat_map(change_statements).collect();
+    // Events are read in `seq` order by readers that remember where they stopped: where the backend needs it, the
+    // transactions that write them commit in the order they took their `seq`.
+    let mut statements: Vec<Statement> = db.events_in_turn().filter(|_| !events.is_empty()).into_iter().collect();
+    statements.extend(changes.iter().flat_map(change_statements));
     statements.extend(events.iter().flat_map(event_statements));
     if statements.is_empty() {
         return Ok(());

@@ -150,6 +150,12 @@ pub(crate) trait Backend: Send + Sync {
     /// rolls everything back and fails with `DbError::NotFound`.
     async fn execute_all(&self, statements: Vec<Statement>) -> DbResult<()>;
 
+    /// What a transaction that writes events runs first, on a backend where transactions can commit in another
+    /// order than they took their events' `seq` (see `events::commit`).
+    fn events_in_turn(&self) -> Option<Statement> {
+        None
+    }
+
     /// Groups kept in memory, on a backend where this process writes every group (see `group_cache`).
     fn group_cache(&self) -> Option<&GroupCache> {
         None

@@ -478,3 +478,61 @@ pub async fn old_events_go_with_their_deliveries_and_attempts_unless_still_owed(
     assert_eq!(store.get_delivery(delivery("D")).await.unwrap().state, DeliveryState::Pending);
     assert_eq!(store.get_webhook_endpoint(hook.id).await.unwrap().id, hook.id);
 }
+
+/// Readers follow the log by `seq` (`after_seq`, Green API's receipt ids): an event must never appear below a cursor
+/// already passed. On PostgreSQL `seq` is taken at insert and transactions commit in any order, so concurrent commits
+/// are put in turn; this reader follows four writers and must see every event.
+pub async fn a_reader_following_the_log_misses_no_event_written_by_concurrent_commits(store: &dyn Store) {
+    const WRITERS: usize = 4;
+    const EACH: usize = 60;
+    let done = std::sync::atomic::AtomicUsize::new(0);
+    let write = |writer: usize| {
+        let done = &done;
+        async move {
+            for i in 0..EACH {
+                let e = event(EventType::GroupCreated, &format!("w{writer}-{i}"), 1_000 + i as i64);
+                store.commit(&[], std::slice::from_ref(&e)).await.unwrap();
+            }
+            done.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    };
+    let read = async {
+        let (mut cursor, mut seen) = (None, std::collections::HashSet::new());
+        loop {
+            let finished = done.load(std::sync::atomic::Ordering::SeqCst) == WRITERS;
+            let query = EventListQuery {
+                instance_id: None,
+                event_type: None,
+                after_seq: cursor,
+                before_seq: None,
+                newest_first: false,
+                limit: 500,
+            };
+            let page = store.list_events(&query).await.unwrap();
+            if let Some(last) = page.last() {
+                cursor = Some(last.seq);
+            }
+            seen.extend(page.into_iter().map(|e| e.id));
+            if finished {
+                return seen;
+            }
+            tokio::task::yield_now().await;
+        }
+    };
+    let (_, _, _, _, seen) = tokio::join!(write(0), write(1), write(2), write(3), read);
+    let all = store.list_events(&EventListQuery { after_seq: None, limit: 500, ..events_query() }).await.unwrap();
+    assert_eq!(all.len(), WRITERS * EACH);
+    let missed = all.iter().filter(|e| !seen.contains(&e.id)).count();
+    assert_eq!(missed, 0, "the reader passed {missed} events before they were committed");
+}
+
+fn events_query() -> EventListQuery {
+    EventListQuery {
+        instance_id: None,
+        event_type: None,
+        after_seq: None,
+        before_seq: None,
+        newest_first: false,
+        limit: 500,
+    }
+}

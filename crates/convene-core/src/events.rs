@@ -219,6 +219,12 @@ pub enum Change<'a> {
     },
     InsertJobs(&'a [JobRecord]),
     UpdateJob(&'a JobRecord),
+    /// `UpdateJob` of a job still queued as it was read (`updated_at` then `as_read`): nothing when another worker,
+    /// here or on another node, has claimed or changed it since, and the commit fails with `NotFound`.
+    UpdateJobIfQueued {
+        job: &'a JobRecord,
+        as_read: Timestamp,
+    },
     /// A creation attempt, recorded before the network is asked.
     InsertCreationAttempt(&'a CreationAttempt),
     /// An attempt's end (its `finished_at`, `outcome` and `detail`); the attempt must be recorded.

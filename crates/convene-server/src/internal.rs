@@ -1,19 +1,42 @@
 //! The routes the nodes on one database call each other on (`service::remote`); not part of the API: not in the
-//! OpenAPI document, refused to anyone without the nodes' shared token, and answered only by a node that shares its
-//! database with others.
+//! OpenAPI document, refused to anyone without the nodes' shared token (checked before the body is read), and
+//! answered only by a node that shares its database with others.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use convene_core::{ConnectorError, InstanceId};
+use convene_core::{ConnectorError, GroupPicture, InstanceId};
+use serde::Deserialize;
 
 use crate::AppState;
 use crate::service::remote::{self, ConnectorAnswer, ConnectorCall};
 
 pub fn router() -> axum::Router<AppState> {
-    axum::Router::new().route(remote::CALL_PATH, post(connector_call))
+    axum::Router::new()
+        .route(remote::CALL_PATH, post(connector_call))
+        .route(remote::FORGET_PATH, post(forget))
+        // A group picture (up to 5 MiB) travels in base64, in JSON.
+        .layer(DefaultBodyLimit::max(GroupPicture::MAX_BYTES * 4 / 3 + 64 * 1024))
+}
+
+/// What a node-to-node route refuses with.
+type Refusal = (StatusCode, String);
+
+/// 401 unless the caller is a node of this database.
+fn refuse_outsiders(state: &AppState, headers: &HeaderMap) -> Result<(), Refusal> {
+    let authorization = headers.get(header::AUTHORIZATION).and_then(|h| h.to_str().ok());
+    if state.service.instances().admits_node(authorization) {
+        Ok(())
+    } else {
+        Err((StatusCode::UNAUTHORIZED, "not a node of this database".to_owned()))
+    }
+}
+
+fn read<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Refusal> {
+    serde_json::from_slice(body).map_err(|e| (StatusCode::BAD_REQUEST, e.to_string()))
 }
 
 /// Runs a connector call on this node's own connection to the number; a number this node does not run (its lease
@@ -22,18 +45,35 @@ async fn connector_call(
     State(state): State<AppState>,
     Path(id): Path<i64>,
     headers: HeaderMap,
-    Json(call): Json<ConnectorCall>,
-) -> Response {
-    let instances = state.service.instances();
-    let authorization = headers.get(header::AUTHORIZATION).and_then(|h| h.to_str().ok());
-    if !instances.admits_node(authorization) {
-        return (StatusCode::UNAUTHORIZED, "not a node of this database").into_response();
-    }
-    let answer = match instances.local_connector(InstanceId(id)) {
+    body: Bytes,
+) -> Result<Response, Refusal> {
+    refuse_outsiders(&state, &headers)?;
+    let call: ConnectorCall = read(&body)?;
+    let answer = match state.service.instances().local_connector(InstanceId(id)) {
         Ok(connector) => remote::answer(connector.as_ref(), call).await,
         Err(_) => ConnectorAnswer::Error(ConnectorError::NotConnected(format!(
             "instance {id} is not run by the node the call was handed to (its lease moved); try again"
         ))),
     };
-    Json(answer).into_response()
+    Ok(Json(answer).into_response())
+}
+
+#[derive(Deserialize)]
+struct Forget {
+    kind: String,
+}
+
+/// Forgets an instance another node deleted: a real number's session unlinks and its keys are deleted.
+async fn forget(
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, Refusal> {
+    refuse_outsiders(&state, &headers)?;
+    let Forget { kind } = read(&body)?;
+    Ok(match state.service.instances().forget_deleted(InstanceId(id), &kind).await {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => e.into_response(),
+    })
 }

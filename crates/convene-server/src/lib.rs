@@ -178,7 +178,9 @@ pub async fn serve(
     };
     let leases = {
         let (instances, shutdown) = (state.service.instances().clone(), shutdown.clone());
-        instances.advertise(config.cluster.advertised(listener.local_addr()?));
+        if instances.node().is_some() {
+            instances.advertise(config.cluster.advertised(listener.local_addr()?));
+        }
         tokio::spawn(async move { instances.keep_leases(shutdown).await })
     };
     let service = state.service.clone();

@@ -120,7 +120,7 @@ pub(crate) async fn take_free(
     until: Timestamp,
     limit: u32,
 ) -> DbResult<Vec<Lease>> {
-    // `WHERE true` after the join: SQLite needs a WHERE to read the upsert's ON CONFLICT as one.
+    // The SELECT's own WHERE also lets SQLite read the ON CONFLICT as the upsert's, not as a join's.
     let take = Statement::new(
         "INSERT INTO number_leases (instance_id, node, fence, acquired_at, expires_at) \
          SELECT i.id, $1, 1, $2, $3 FROM instances i LEFT JOIN number_leases l ON l.instance_id = i.id \

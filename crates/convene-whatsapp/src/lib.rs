@@ -73,22 +73,7 @@ impl WhatsappAccounts {
     pub fn open(&self, id: InstanceId) -> WhatsappConnector {
         let account = {
             let mut accounts = self.accounts.lock().unwrap_or_else(PoisonError::into_inner);
-            Arc::clone(accounts.entry(id).or_insert_with(|| {
-                let keeping = match &self.storage {
-                    Some(storage) => account::Keeping::Database {
-                        storage: storage.clone(),
-                        legacy_file: self.config.data_dir.join(format!("{id}.db")),
-                    },
-                    None => account::Keeping::Memory,
-                };
-                Arc::new(Account::new(
-                    id,
-                    keeping,
-                    self.config.connect,
-                    Arc::clone(&self.clock),
-                    Arc::clone(&self.events),
-                ))
-            }))
+            Arc::clone(accounts.entry(id).or_insert_with(|| Arc::new(self.new_account(id))))
         };
         let starting = Arc::clone(&account);
         tokio::spawn(async move {
@@ -106,12 +91,25 @@ impl WhatsappAccounts {
         Ok(connector)
     }
 
-    /// Stops the instance's session and deletes its keys (the instance is being deleted).
+    /// The instance's account, not started.
+    fn new_account(&self, id: InstanceId) -> Account {
+        let keeping = match &self.storage {
+            Some(storage) => account::Keeping::Database {
+                storage: storage.clone(),
+                legacy_file: self.config.data_dir.join(format!("{id}.db")),
+            },
+            None => account::Keeping::Memory,
+        };
+        Account::new(id, keeping, self.config.connect, Arc::clone(&self.clock), Arc::clone(&self.events))
+    }
+
+    /// Stops the instance's session, unlinks it from the phone and deletes its keys (the instance is being deleted).
+    /// An instance with no session in this process (another node ran it) has its keys deleted all the same.
     pub async fn remove(&self, id: InstanceId) -> Result<(), convene_core::ConnectorError> {
         let account = self.accounts.lock().unwrap_or_else(PoisonError::into_inner).remove(&id);
         match account {
             Some(account) => account.unlink().await,
-            None => Ok(()),
+            None => self.new_account(id).forget_keys().await,
         }
     }
 

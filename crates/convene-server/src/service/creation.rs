@@ -330,7 +330,7 @@ impl Service {
         let dedupe_key =
             (guard == RetryGuard::DuplicateWindow && !window.is_zero()).then(|| dedupe_key(instance_id, &prepared));
         let mut passed_over = None;
-        let (_turn, now) = loop {
+        let (turn, now) = loop {
             let turn = self.creation_turn(instance_id).await;
             let now = self.clock.now();
             let first = match &dedupe_key {
@@ -361,8 +361,11 @@ impl Service {
         let mut job = self.new_job(&stored, &prepared, vec![instance_id], None, now)?;
         job.dedupe_key = dedupe_key;
         if !self.instances.runs_here(instance_id) {
+            // This node's turn on the number is not held while another node creates.
+            drop(turn);
             return self.create_on_its_node(job).await;
         }
+        let _turn = turn;
         job.state = JobState::Running;
         job.pinned_instance_id = Some(instance_id);
         job.attempts = 1;
@@ -636,6 +639,9 @@ impl Service {
 
     async fn run_job(&self, mut job: JobRecord, pass: &mut PassPacing) -> Result<()> {
         let now = self.clock.now();
+        // What this pass writes before it claims the job is written only if the job is still as read: on several
+        // nodes, another node's pass may have claimed it (or run it to its end) meanwhile.
+        let as_read = job.updated_at;
         let stored: StoredRequest = serde_json::from_str(&job.request).map_err(ApiError::internal)?;
         if job.needs_reconcile {
             let Some(pinned) = job.pinned_instance_id else {
@@ -658,12 +664,18 @@ impl Service {
         }
         // The instance that may create soonest.
         let mut best: Option<(Timestamp, InstanceRecord)> = None;
+        let mut elsewhere = false;
         for id in &job.instance_ids {
-            // Run here or not at all: another node's instance is paced and used by that node.
+            let Some(known) = self.pacing_in_pass(pass, *id, now).await? else { continue };
+            // Run here or not at all: another node's instance is paced and used by that node (and this one may
+            // have been handed to another node since the pass began).
+            if !self.instances.runs_here(*id) {
+                elsewhere = true;
+                continue;
+            }
             if self.instances.local_connector(*id).is_err() {
                 continue;
             }
-            let Some(known) = self.pacing_in_pass(pass, *id, now).await? else { continue };
             let paused_until = known.pause.as_ref().map(|p| p.until).filter(|until| *until > now);
             let next = known.policy.next_allowed(&known.recent, paused_until, now);
             if best.as_ref().is_none_or(|(b, _)| next < *b) {
@@ -671,13 +683,20 @@ impl Service {
             }
         }
         let Some((next, instance)) = best else {
-            return self.finish_job(job, JobState::Failed, Some("none of the job's instances exists".into())).await;
+            if elsewhere {
+                return Ok(());
+            }
+            let why = "none of the job's instances exists".to_owned();
+            return self.finish_queued_job(job, as_read, JobState::Failed, why).await;
         };
         if next > now {
             metrics::histogram!(crate::telemetry::PACING_WAIT).record(now.until(next).as_secs_f64());
             job.next_run_at = next;
             job.updated_at = now;
-            return Ok(self.store.update_job(&job).await?);
+            return match self.store.commit(&[Change::UpdateJobIfQueued { job: &job, as_read }], &[]).await {
+                Ok(()) | Err(DbError::NotFound) => Ok(()),
+                Err(e) => Err(e.into()),
+            };
         }
         // What follows may add an attempt or a pause: the next job of this pass reads this instance again.
         pass.0.remove(&instance.id);
@@ -688,7 +707,7 @@ impl Service {
             }
             Err(errors) => {
                 let why = errors.iter().map(|e| format!("{}: {}", e.field, e.message)).collect::<Vec<_>>().join("; ");
-                return self.finish_job(job, JobState::Failed, Some(why)).await;
+                return self.finish_queued_job(job, as_read, JobState::Failed, why).await;
             }
         };
         let connector = self.instances.local_connector(instance.id)?;
@@ -946,6 +965,24 @@ impl Service {
 
     /// Records the end of a job that created no group, with its events: the job's state, and the creation failed
     /// when it did.
+    /// `finish_job` for a job this pass has not claimed: nothing when it is no longer queued as read (`as_read`).
+    async fn finish_queued_job(
+        &self,
+        job: JobRecord,
+        as_read: Timestamp,
+        state: JobState,
+        error: String,
+    ) -> Result<()> {
+        let (job, events) = self.job_end(job, state, None, Some(error))?;
+        match self.outbox.try_commit(&[Change::UpdateJobIfQueued { job: &job, as_read }], &events).await {
+            Ok(()) => {}
+            Err(DbError::NotFound) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        }
+        metrics::counter!(crate::telemetry::CREATIONS, "result" => state.as_str()).increment(1);
+        Ok(())
+    }
+
     async fn finish_job(&self, job: JobRecord, state: JobState, error: Option<String>) -> Result<()> {
         let (job, events) = self.job_end(job, state, None, error)?;
         self.outbox.commit(&[Change::UpdateJob(&job)], &events).await?;

@@ -15,7 +15,7 @@ use super::placement::{Holds, Placement};
 use super::remote::NodeCalls;
 use super::{MAX_NAME_CHARS, parse_participants, random_instance_id};
 use crate::auth;
-use crate::connectors::Drivers;
+use crate::connectors::{ConnectorDriver, Drivers};
 use crate::error::{ApiError, FieldError, Result};
 
 /// The instances and their connections.
@@ -75,6 +75,7 @@ impl Instances {
         for (_, driver) in self.drivers.all() {
             driver.shutdown().await;
         }
+        self.connectors.write().unwrap_or_else(std::sync::PoisonError::into_inner).clear();
         self.leave().await;
     }
 
@@ -125,6 +126,11 @@ impl Instances {
             }
             None => Err(self.not_run_here(id)),
         }
+    }
+
+    /// Whether this process has the instance's connection open (whether or not it may use it now).
+    pub fn has_connection(&self, id: InstanceId) -> bool {
+        self.connectors.read().unwrap_or_else(std::sync::PoisonError::into_inner).contains_key(&id)
     }
 
     /// This node's own connection to the instance, when it runs the instance and its kind can connect it.
@@ -206,9 +212,7 @@ impl Instances {
             record.id = random_instance_id();
             match self.store.insert_instance(&record).await {
                 Ok(()) => {
-                    self.hold_new(record.id).await?;
-                    driver.prepare(&[&record]).await;
-                    self.attach(&record);
+                    self.open_new(&record).await?;
                     return Ok((record, token));
                 }
                 Err(convene_core::DbError::Conflict) => continue,
@@ -291,10 +295,36 @@ impl Instances {
                 instance.kind
             ))
         })?;
+        // The node that runs it, asked before the record goes (its rounds would only close the connection).
+        let runner = match (&self.calls, self.node()) {
+            (Some(calls), Some(me)) if !self.runs_here(id) => {
+                self.store.lease_holder(id, SystemClock.now()).await?.filter(|n| n.node != me).map(|n| (calls, n))
+            }
+            _ => None,
+        };
         self.store.delete_instance(id).await.map_err(|e| ApiError::for_instance(e, id))?;
+        if let Some((calls, runner)) = runner {
+            // Logged, not returned: the instance is deleted, and its keys are deleted here all the same.
+            if let Err(e) = calls.forget(&runner, id, instance.kind).await {
+                tracing::warn!(instance = %id, node = %runner.node, error = %e, "the node that ran the deleted instance was not told");
+            }
+        }
+        self.forget_here(id, driver).await
+    }
+
+    /// Forgets a deleted instance in this process: its connection, its lease, and what its kind keeps of it.
+    pub(crate) async fn forget_here(&self, id: InstanceId, driver: &dyn ConnectorDriver) -> Result<()> {
         self.connectors.write().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&id);
         self.let_go(id).await?;
         driver.forget(id).await
+    }
+
+    /// `forget_here` for another node that deleted the instance (`kind`'s, a kind this build may not have).
+    pub(crate) async fn forget_deleted(&self, id: InstanceId, kind: &str) -> Result<()> {
+        match crate::connectors::kind_named(kind).and_then(|kind| self.drivers.of(kind)) {
+            Some(driver) => self.forget_here(id, driver).await,
+            None => Ok(()),
+        }
     }
 
     /// The instance named by id whose token is `token` (Green API, Z-API, Wawp); `Unauthorized` otherwise, without

@@ -43,6 +43,10 @@ impl std::fmt::Debug for NodeToken {
     }
 }
 
+/// The most numbers one round gives up: each closes its connection first, and a round that took long would renew
+/// the leases it keeps late.
+const GIVEN_UP_PER_ROUND: usize = 8;
+
 /// A lease this node holds, and until when this process may act on it by its own monotonic clock.
 #[derive(Clone, Debug)]
 pub(super) struct Hold {
@@ -104,6 +108,9 @@ impl Instances {
             if let Err(e) = self.keep_leases_once(node, key_tag, *lease_ttl).await {
                 tracing::warn!(node = %node, error = ?e, "could not keep the node's leases this round");
             }
+            // Whatever the round did: a hold whose time is up here closes, even while the database cannot be reached
+            // (another node may be taking the number).
+            self.close_expired_holds().await;
             tokio::select! {
                 () = shutdown.cancelled() => return,
                 () = tokio::time::sleep(every) => {}
@@ -166,6 +173,8 @@ impl Instances {
             tracing::warn!(node = %node, instance = %id, "lost the number's lease: its connection closes here");
             self.close_connection(*id).await;
         }
+        let adopted: Vec<InstanceRecord> = instances.iter().filter(|i| adopted.contains(&i.id)).cloned().collect();
+        self.open_all(&adopted).await;
 
         // Numbers deleted meanwhile (on any node) are given up.
         let deleted: Vec<Lease> = {
@@ -181,23 +190,53 @@ impl Instances {
         let live = self.store.live_nodes(now).await?.len().max(1);
         let fair = instances.len().div_ceil(live);
         let holding = self.holds.lock().unwrap_or_else(std::sync::PoisonError::into_inner).len();
-        let mut opening = adopted;
         if holding < fair {
             let wanted = u32::try_from(fair - holding).unwrap_or(u32::MAX);
             let taken = self.store.take_free_leases(node, now, until, wanted).await?;
-            let mut holds = self.holds.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut opening = Vec::new();
             for lease in taken {
                 tracing::info!(node = %node, instance = %lease.instance, fence = lease.fence, "took the number's lease");
-                opening.push(lease.instance);
-                holds.insert(lease.instance, Hold { lease, usable_until });
+                // An instance made since the list was read is taken too: read it.
+                let record = match instances.iter().find(|i| i.id == lease.instance) {
+                    Some(record) => record.clone(),
+                    None => match self.store.get_instance(lease.instance).await {
+                        Ok(record) => record,
+                        Err(e) => {
+                            tracing::warn!(instance = %lease.instance, error = %e, "a number taken could not be read");
+                            self.store.release_lease(&lease, SystemClock.now()).await?;
+                            continue;
+                        }
+                    },
+                };
+                self.holds
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .insert(lease.instance, Hold { lease, usable_until });
+                opening.push(record);
             }
+            self.open_all(&opening).await;
         } else if holding > fair {
-            self.give_up(holding - fair).await?;
+            self.give_up((holding - fair).min(GIVEN_UP_PER_ROUND)).await?;
         }
-        let opening: HashSet<InstanceId> = opening.into_iter().collect();
-        let records: Vec<InstanceRecord> = instances.into_iter().filter(|i| opening.contains(&i.id)).collect();
-        self.open_all(&records).await;
         Ok(())
+    }
+
+    /// Closes the connections of the numbers whose hold has run out by this process's clock (its renewals failed).
+    async fn close_expired_holds(&self) {
+        let expired: Vec<InstanceId> = {
+            let mut holds = self.holds.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let now = Instant::now();
+            let expired: Vec<InstanceId> =
+                holds.iter().filter(|(_, hold)| hold.usable_until <= now).map(|(id, _)| *id).collect();
+            for id in &expired {
+                holds.remove(id);
+            }
+            expired
+        };
+        for id in expired {
+            tracing::warn!(instance = %id, "the number's lease ran out unrenewed: its connection closes here");
+            self.close_connection(id).await;
+        }
     }
 
     /// Gives up `count` of the numbers held, the highest ids first, so that the nodes with fewer than their share
@@ -217,17 +256,24 @@ impl Instances {
         Ok(())
     }
 
-    /// Takes the lease of an instance this node just created, so that it runs here at once (the rounds balance it
-    /// later); alone, nothing to take.
-    pub(super) async fn hold_new(&self, id: InstanceId) -> Result<()> {
-        let Placement::Leased { node, lease_ttl, .. } = &self.placement else { return Ok(()) };
+    /// Opens the connection of an instance this node just created: alone, at once; leased, once it has taken the
+    /// instance's lease, so that it runs here at once (the rounds balance it later). Another node's round may have
+    /// taken it first: that node opens it.
+    pub(super) async fn open_new(&self, record: &InstanceRecord) -> Result<()> {
+        let Placement::Leased { node, lease_ttl, .. } = &self.placement else {
+            self.open_all(std::slice::from_ref(record)).await;
+            return Ok(());
+        };
+        // Under the keeper's lock until the connection is open: a round cannot give the lease up in between.
         let _turn = self.leasing.lock().await;
         let started = Instant::now();
         let now = SystemClock.now();
-        if let Some(lease) = self.store.take_lease(id, node, now, now.plus(*lease_ttl)).await? {
-            let hold = Hold { lease, usable_until: started + *lease_ttl };
-            self.holds.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(id, hold);
-        }
+        let Some(lease) = self.store.take_lease(record.id, node, now, now.plus(*lease_ttl)).await? else {
+            return Ok(());
+        };
+        let hold = Hold { lease, usable_until: started + *lease_ttl };
+        self.holds.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(record.id, hold);
+        self.open_all(std::slice::from_ref(record)).await;
         Ok(())
     }
 

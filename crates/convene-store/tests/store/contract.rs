@@ -798,6 +798,7 @@ macro_rules! every_case {
             concurrent_claims_of_one_idempotency_key_have_exactly_one_winner,
             expired_idempotency_records_are_deleted_oldest_first_a_batch_at_a_time,
             a_reader_following_the_log_misses_no_event_written_by_concurrent_commits,
+            a_queued_jobs_update_as_read_is_refused_once_another_worker_claimed_or_changed_it,
             // leases on numbers
             a_free_number_is_taken_and_held_against_other_nodes_until_it_expires,
             a_held_lease_is_renewed_until_it_expires_and_not_after,

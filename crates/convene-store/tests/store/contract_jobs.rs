@@ -1,6 +1,7 @@
 //! The contract of the pacing and queue methods: instance settings and pauses, creation attempts, jobs. Run on
 //! each backend by `sqlite.rs` and `postgres.rs` like `contract.rs`.
 
+use convene_core::events::Change;
 use convene_core::store::{
     CreationAttempt, InstancePause, InstanceRecord, InstanceSettings, JobListQuery, JobRecord, JobState,
 };
@@ -711,4 +712,29 @@ pub async fn first_read_error(store: &dyn Store) -> Option<String> {
         assert!(matches!(e, DbError::Other(_)), "{e:?}");
         e.to_string()
     })
+}
+
+pub async fn a_queued_jobs_update_as_read_is_refused_once_another_worker_claimed_or_changed_it(store: &dyn Store) {
+    // Arrange: a queued job as one worker read it.
+    let id = instance(store, 7_300_000_777).await;
+    let read = job("as-read", &[id], at(1000), None);
+    store.insert_jobs(std::slice::from_ref(&read)).await.unwrap();
+    let mut deferred = read.clone();
+    deferred.next_run_at = at(90_000);
+    deferred.updated_at = at(2000);
+
+    // Act and assert: another worker claims it first; the deferral as read is refused and changes nothing.
+    assert!(store.claim_job(read.id, id, at(1500)).await.unwrap());
+    let refused = store.commit(&[Change::UpdateJobIfQueued { job: &deferred, as_read: read.updated_at }], &[]).await;
+    assert!(matches!(refused, Err(DbError::NotFound)), "{refused:?}");
+    let stored = store.get_job(read.id).await.unwrap();
+    assert_eq!((stored.state, stored.next_run_at), (JobState::Running, at(1000)));
+
+    // A job still as read is updated.
+    let other = job("as-read-2", &[id], at(1000), None);
+    store.insert_jobs(std::slice::from_ref(&other)).await.unwrap();
+    let mut later = other.clone();
+    later.next_run_at = at(90_000);
+    store.commit(&[Change::UpdateJobIfQueued { job: &later, as_read: other.updated_at }], &[]).await.unwrap();
+    assert_eq!(store.get_job(other.id).await.unwrap().next_run_at, at(90_000));
 }

@@ -91,7 +91,9 @@ export TEST_DATABASE_URL
 # With nextest, the workspace's build from the SQLite leg is reused (a `-p` subset would unify features differently
 # and compile everything a third time); the filter picks the same packages.
 if cargo nextest --version >/dev/null 2>&1; then
-    run_tests --workspace --locked -E 'package(convene-store) | package(convene-whatsapp) | package(convene-server)'
+    run_tests --workspace --locked \
+        -E 'package(convene-store) | package(convene-whatsapp) | package(convene-server) | binary(failover)'
 else
     run_tests -p convene-store -p convene-whatsapp -p convene-server --locked
+    run_tests -p convene --test failover --locked
 fi

@@ -4,13 +4,12 @@
 mod common;
 
 use std::collections::{HashMap, HashSet};
-use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{Server, convene, wait_until};
+use common::{Server, convene, receive, wait_until};
 use serde_json::{Value, json};
 
 /// The gateway with fast polling and one-second retries, so the test does not wait out the production schedule.
@@ -22,44 +21,6 @@ fn gateway(dir: &std::path::Path) -> Command {
         .env("CONVENE_WEBHOOKS__RETRY_SCHEDULE_SECS", format!("[{}]", ["1"; 60].join(",")))
         .env("CONVENE_WEBHOOKS__JITTER_PERCENT", "0");
     cmd
-}
-
-/// A webhook receiver on a blocking socket: records each request's `webhook-id` and answers 204.
-fn receive(listener: TcpListener, seen: Arc<Mutex<Vec<String>>>) {
-    for stream in listener.incoming() {
-        let Ok(mut stream) = stream else { continue };
-        let seen = Arc::clone(&seen);
-        std::thread::spawn(move || {
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            loop {
-                let mut id = None;
-                let mut length = 0;
-                let mut line = String::new();
-                loop {
-                    line.clear();
-                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                        return;
-                    }
-                    let lower = line.to_ascii_lowercase();
-                    if let Some(v) = lower.strip_prefix("webhook-id:") {
-                        id = Some(v.trim().to_owned());
-                    } else if let Some(v) = lower.strip_prefix("content-length:") {
-                        length = v.trim().parse().unwrap_or(0);
-                    } else if line == "\r\n" {
-                        break;
-                    }
-                }
-                let mut body = vec![0; length];
-                if reader.read_exact(&mut body).is_err() {
-                    return;
-                }
-                seen.lock().unwrap().extend(id);
-                if stream.write_all(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n").is_err() {
-                    return;
-                }
-            }
-        });
-    }
 }
 
 #[test]

@@ -229,12 +229,15 @@ pub enum Change<'a> {
     InsertCreationAttempt(&'a CreationAttempt),
     /// An attempt's end (its `finished_at`, `outcome` and `detail`); the attempt must be recorded.
     FinishCreationAttempt(&'a CreationAttempt),
-    /// Queued → running with one more attempt, as `Store::claim_job`. When the job is no longer queued the whole
-    /// commit is refused with `DbError::NotFound` and nothing is written.
+    /// Queued → running with one more attempt, as `Store::claim_job`. When the job is no longer queued, or (given
+    /// `attempts_as_read`) has been claimed since it was read with that many attempts, the whole commit is refused
+    /// with `DbError::NotFound` and nothing is written: a pass on another node that read it before cannot claim it
+    /// again after its reply was lost and it was queued back to be reconciled.
     ClaimJob {
         id: Uuid,
         instance_id: InstanceId,
         now: Timestamp,
+        attempts_as_read: Option<u32>,
     },
     SetInstancePause {
         id: InstanceId,

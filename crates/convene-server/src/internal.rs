@@ -5,7 +5,7 @@
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use convene_core::{ConnectorError, GroupPicture, InstanceId};
@@ -14,24 +14,29 @@ use serde::Deserialize;
 use crate::AppState;
 use crate::service::remote::{self, ConnectorAnswer, ConnectorCall};
 
-pub fn router() -> axum::Router<AppState> {
+pub fn router(state: AppState) -> axum::Router<AppState> {
     axum::Router::new()
         .route(remote::CALL_PATH, post(connector_call))
         .route(remote::FORGET_PATH, post(forget))
-        // A group picture (up to 5 MiB) travels in base64, in JSON.
+        // A group picture (up to 5 MiB) travels in base64, in JSON: a larger limit, for the nodes only.
         .layer(DefaultBodyLimit::max(GroupPicture::MAX_BYTES * 4 / 3 + 64 * 1024))
+        .route_layer(axum::middleware::from_fn_with_state(state, refuse_outsiders))
 }
 
 /// What a node-to-node route refuses with.
 type Refusal = (StatusCode, String);
 
-/// 401 unless the caller is a node of this database.
-fn refuse_outsiders(state: &AppState, headers: &HeaderMap) -> Result<(), Refusal> {
-    let authorization = headers.get(header::AUTHORIZATION).and_then(|h| h.to_str().ok());
+/// 401 unless the caller is a node of this database, before anything of the request's body is read.
+async fn refuse_outsiders(
+    State(state): State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let authorization = request.headers().get(header::AUTHORIZATION).and_then(|h| h.to_str().ok());
     if state.service.instances().admits_node(authorization) {
-        Ok(())
+        next.run(request).await
     } else {
-        Err((StatusCode::UNAUTHORIZED, "not a node of this database".to_owned()))
+        (StatusCode::UNAUTHORIZED, "not a node of this database").into_response()
     }
 }
 
@@ -41,13 +46,7 @@ fn read<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Refusal> {
 
 /// Runs a connector call on this node's own connection to the number; a number this node does not run (its lease
 /// moved meanwhile) is answered `not_connected`, which the calling node passes on.
-async fn connector_call(
-    State(state): State<AppState>,
-    Path(id): Path<i64>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, Refusal> {
-    refuse_outsiders(&state, &headers)?;
+async fn connector_call(State(state): State<AppState>, Path(id): Path<i64>, body: Bytes) -> Result<Response, Refusal> {
     let call: ConnectorCall = read(&body)?;
     let answer = match state.service.instances().local_connector(InstanceId(id)) {
         Ok(connector) => remote::answer(connector.as_ref(), call).await,
@@ -64,13 +63,7 @@ struct Forget {
 }
 
 /// Forgets an instance another node deleted: a real number's session unlinks and its keys are deleted.
-async fn forget(
-    State(state): State<AppState>,
-    Path(id): Path<i64>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, Refusal> {
-    refuse_outsiders(&state, &headers)?;
+async fn forget(State(state): State<AppState>, Path(id): Path<i64>, body: Bytes) -> Result<Response, Refusal> {
     let Forget { kind } = read(&body)?;
     Ok(match state.service.instances().forget_deleted(InstanceId(id), &kind).await {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),

@@ -117,7 +117,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), idempotency::layer))
         .merge(dialects::router())
         .merge(console::router())
-        .merge(internal::router());
+        .merge(internal::router(state.clone()));
     // The validator badge would call swagger.io from the reader's browser: off, so the page stays local.
     let docs = SwaggerUi::new("/docs")
         .url("/openapi.json", spec)

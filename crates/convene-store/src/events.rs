@@ -57,7 +57,9 @@ fn change_statements(change: &Change<'_>) -> Vec<Statement> {
         Change::UpdateJobIfQueued { job, as_read } => vec![jobs::update_queued_job_statement(job, *as_read)],
         Change::InsertCreationAttempt(attempt) => vec![jobs::insert_creation_attempt_statement(attempt)],
         Change::FinishCreationAttempt(attempt) => vec![jobs::finish_creation_attempt_statement(attempt)],
-        Change::ClaimJob { id, instance_id, now } => vec![jobs::claim_job_statement(*id, *instance_id, *now)],
+        Change::ClaimJob { id, instance_id, now, attempts_as_read } => {
+            vec![jobs::claim_job_statement(*id, *instance_id, *now, *attempts_as_read)]
+        }
         Change::SetInstancePause { id, pause } => vec![jobs::set_instance_pause_statement(*id, *pause)],
         Change::SetInstancePhone { id, phone } => vec![sql::set_instance_phone_statement(*id, phone)],
     }

@@ -261,18 +261,24 @@ pub(crate) async fn list_batches(
 }
 
 pub(crate) async fn claim_job(db: &impl Backend, job_id: Uuid, instance: InstanceId, now: Timestamp) -> DbResult<bool> {
-    Ok(db.execute(claim_job_statement(job_id, instance, now)).await? == 1)
+    Ok(db.execute(claim_job_statement(job_id, instance, now, None)).await? == 1)
 }
 
 /// Changes no row when the job is not queued (taken or cancelled meanwhile).
-pub(crate) fn claim_job_statement(job_id: Uuid, instance: InstanceId, now: Timestamp) -> Statement {
+pub(crate) fn claim_job_statement(
+    job_id: Uuid,
+    instance: InstanceId,
+    now: Timestamp,
+    attempts_as_read: Option<u32>,
+) -> Statement {
     Statement::new(
         "UPDATE jobs SET state = 'running', attempts = attempts + 1, pinned_instance_id = $2, updated_at = $3 \
-         WHERE id = $1 AND state = 'queued'",
+         WHERE id = $1 AND state = 'queued' AND ($4 IS NULL OR attempts = $4)",
     )
     .bind(id(job_id))
     .bind(instance.0)
     .bind(now.as_millis())
+    .bind(attempts_as_read.map(i64::from))
     .must_change()
 }
 

@@ -6,6 +6,8 @@
 //! (`pg_advisory_xact_lock`, released at commit or rollback): replicas starting at once on one database wait for each
 //! other instead of racing to create the same tables, and a migration that fails leaves nothing behind.
 
+use std::str::FromStr as _;
+
 use async_trait::async_trait;
 use convene_core::Timestamp;
 use convene_core::store::{ApiKeyRecord, DbResult, GroupListQuery, GroupPage, GroupRecord, InstanceRecord};
@@ -62,7 +64,13 @@ impl PostgresStore {
                 "a `{scheme}:` URL is not a PostgreSQL URL (expected postgres://user@host/database or postgresql://…)"
             )));
         }
-        let pool = PgPoolOptions::new().connect(url).await.map_err(db_err)?;
+        // A transaction left open by a node that froze (a paused VM) or lost its network would hold its locks until
+        // TCP gave up, hours later, and with them the event log's turn (`events_in_turn`) for every node: the server
+        // ends it after 10 s idle. A lock waited on for 15 s fails the statement rather than the node.
+        let options = sqlx::postgres::PgConnectOptions::from_str(url)
+            .map_err(db_err)?
+            .options([("idle_in_transaction_session_timeout", "10s"), ("lock_timeout", "15s")]);
+        let pool = PgPoolOptions::new().connect_with(options).await.map_err(db_err)?;
         migrate(&pool).await?;
         Ok(Self { pool })
     }

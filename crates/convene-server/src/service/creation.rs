@@ -361,7 +361,11 @@ impl Service {
         let mut job = self.new_job(&stored, &prepared, vec![instance_id], None, now)?;
         job.dedupe_key = dedupe_key;
         if !self.instances.runs_here(instance_id) {
-            // This node's turn on the number is not held while another node creates.
+            // Queued under this node's turn, so that a repeat sent here meanwhile finds it in the duplicate window;
+            // the turn is not held while another node creates.
+            self.outbox
+                .commit(&[Change::InsertJobs(std::slice::from_ref(&job))], &[self.outbox.job_event(&job, None)?])
+                .await?;
             drop(turn);
             return self.create_on_its_node(job).await;
         }
@@ -406,12 +410,9 @@ impl Service {
         }
     }
 
-    /// A synchronous creation on a number another node runs: queued for that node's worker, which paces it with
-    /// every other creation on the number, and waited for here (each second, bounded like a repeat's wait).
+    /// A synchronous creation on a number another node runs, queued (`job`) for that node's worker, which paces it
+    /// with every other creation on the number: waited for here (each second, bounded like a repeat's wait).
     async fn create_on_its_node(&self, job: JobRecord) -> Result<CreatedGroupView> {
-        self.outbox
-            .commit(&[Change::InsertJobs(std::slice::from_ref(&job))], &[self.outbox.job_event(&job, None)?])
-            .await?;
         tracing::info!(job = %job.id, instance = ?job.instance_ids, "a creation handed to the node that runs its number");
         let id = job.id;
         match self.answer_of(job).await? {
@@ -658,7 +659,11 @@ impl Service {
                     job.next_run_at = now.plus(self.creation.retry_delay(job.attempts, job.id));
                     job.last_error = Some(format!("reconciliation: {e}"));
                     job.updated_at = now;
-                    return Ok(self.store.update_job(&job).await?);
+                    // As read only: the number may have moved to a node that has reconciled it since.
+                    return match self.store.commit(&[Change::UpdateJobIfQueued { job: &job, as_read }], &[]).await {
+                        Ok(()) | Err(DbError::NotFound) => Ok(()),
+                        Err(e) => Err(e.into()),
+                    };
                 }
             }
         }
@@ -674,6 +679,9 @@ impl Service {
                 continue;
             }
             if self.instances.local_connector(*id).is_err() {
+                // Held and not open yet (a round is opening it): try again next pass. A kind this build does not
+                // have never opens.
+                elsewhere |= self.instances.drivers.of(known.instance.kind).is_some();
                 continue;
             }
             let paused_until = known.pause.as_ref().map(|p| p.until).filter(|until| *until > now);
@@ -717,7 +725,8 @@ impl Service {
         job.pinned_instance_id = Some(instance.id);
         job.attempts += 1;
         job.updated_at = now;
-        let claim = Change::ClaimJob { id: job.id, instance_id: instance.id, now };
+        let claim =
+            Change::ClaimJob { id: job.id, instance_id: instance.id, now, attempts_as_read: Some(job.attempts - 1) };
         match self.store.commit(&[claim], &[self.outbox.job_event(&job, Some(JobState::Queued))?]).await {
             Ok(()) => self.outbox.written(),
             // Taken or cancelled meanwhile: nothing was written.

@@ -128,6 +128,16 @@ impl Instances {
         }
     }
 
+    /// Forgets a deleted instance's connection here, as its kind forgets a deleted instance.
+    pub(super) async fn forget_connection(&self, id: InstanceId) {
+        let closed = self.connectors.write().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&id);
+        if let Some(driver) = closed.and_then(|connector| self.drivers.of(connector.kind()))
+            && let Err(e) = driver.forget(id).await
+        {
+            tracing::warn!(instance = %id, error = ?e, "a deleted instance was not forgotten here");
+        }
+    }
+
     /// Whether this process has the instance's connection open (whether or not it may use it now).
     pub fn has_connection(&self, id: InstanceId) -> bool {
         self.connectors.read().unwrap_or_else(std::sync::PoisonError::into_inner).contains_key(&id)
@@ -298,7 +308,8 @@ impl Instances {
         // The node that runs it, asked before the record goes (its rounds would only close the connection).
         let runner = match (&self.calls, self.node()) {
             (Some(calls), Some(me)) if !self.runs_here(id) => {
-                self.store.lease_holder(id, SystemClock.now()).await?.filter(|n| n.node != me).map(|n| (calls, n))
+                let holder = self.store.lease_holder(id, SystemClock.now()).await?;
+                holder.filter(|n| n.node != me && !n.address.is_empty()).map(|n| (calls, n))
             }
             _ => None,
         };

@@ -105,8 +105,11 @@ impl Instances {
         let every = *lease_ttl / 5;
         // At once first: the other nodes learn where this one is as soon as it serves.
         loop {
-            if let Err(e) = self.keep_leases_once(node, key_tag, *lease_ttl).await {
-                tracing::warn!(node = %node, error = ?e, "could not keep the node's leases this round");
+            // Bounded: a database that hangs rather than refuses must not keep the holds below from ending.
+            match tokio::time::timeout(*lease_ttl / 2, self.keep_leases_once(node, key_tag, *lease_ttl)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!(node = %node, error = ?e, "could not keep the node's leases this round"),
+                Err(_) => tracing::warn!(node = %node, "a round of the node's leases took too long and was cut short"),
             }
             // Whatever the round did: a hold whose time is up here closes, even while the database cannot be reached
             // (another node may be taking the number).
@@ -173,8 +176,16 @@ impl Instances {
             tracing::warn!(node = %node, instance = %id, "lost the number's lease: its connection closes here");
             self.close_connection(*id).await;
         }
-        let adopted: Vec<InstanceRecord> = instances.iter().filter(|i| adopted.contains(&i.id)).cloned().collect();
-        self.open_all(&adopted).await;
+        // Held and not open: adopted after a restart, or left so by a round cut short.
+        let unopened: Vec<InstanceRecord> = {
+            let holds = self.holds.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            instances
+                .iter()
+                .filter(|i| adopted.contains(&i.id) || (holds.contains_key(&i.id) && !self.has_connection(i.id)))
+                .cloned()
+                .collect()
+        };
+        self.open_all(&unopened).await;
 
         // Numbers deleted meanwhile (on any node) are given up.
         let deleted: Vec<Lease> = {
@@ -183,7 +194,8 @@ impl Instances {
             gone.iter().filter_map(|id| holds.remove(id)).map(|hold| hold.lease).collect()
         };
         for lease in deleted {
-            self.close_connection(lease.instance).await;
+            // Deleted for certain: forgotten, not only closed (a real number unlinks and its keys go).
+            self.forget_connection(lease.instance).await;
             self.store.release_lease(&lease, SystemClock.now()).await?;
         }
 

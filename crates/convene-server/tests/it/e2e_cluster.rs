@@ -252,6 +252,8 @@ async fn any_node_answers_for_a_number_another_node_runs_handing_it_what_the_num
     let forged =
         client.post(a.url(&path)).header("authorization", "Node guess").json(&serde_json::json!({"call": "logout"}));
     assert_eq!(forged.send().await.unwrap().status(), reqwest::StatusCode::UNAUTHORIZED);
+    let unread = client.post(a.url(&path)).header("content-type", "application/json").body("{not json");
+    assert_eq!(unread.send().await.unwrap().status(), reqwest::StatusCode::UNAUTHORIZED, "refused before reading");
     let with_key = client.post(a.url(&path)).bearer_auth(&first.api_key).json(&serde_json::json!({"call": "logout"}));
     assert_eq!(with_key.send().await.unwrap().status(), reqwest::StatusCode::UNAUTHORIZED, "an API key is not a node");
 

@@ -98,10 +98,13 @@ pub async fn a_commit_writes_the_change_and_its_events_or_neither(store: &dyn St
     let job = queued_job("commit-1", id);
     store.insert_jobs(std::slice::from_ref(&job)).await.unwrap();
     let hook = endpoint(store, &[], true).await;
-    store.commit(&[Change::ClaimJob { id: job.id, instance_id: id, now: at(1) }], &[]).await.unwrap();
+    store
+        .commit(&[Change::ClaimJob { id: job.id, instance_id: id, now: at(1), attempts_as_read: None }], &[])
+        .await
+        .unwrap();
 
     // Act: a second claim, and an update of a group that does not exist, each with an event.
-    let claim_again = Change::ClaimJob { id: job.id, instance_id: id, now: at(2) };
+    let claim_again = Change::ClaimJob { id: job.id, instance_id: id, now: at(2), attempts_as_read: None };
     let second = store.commit(&[claim_again], &[event(EventType::JobStateChanged, "job:1", 2)]).await;
     let ghost = GroupRecord {
         id: GroupId(Uuid::now_v7()),

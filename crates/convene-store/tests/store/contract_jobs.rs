@@ -730,6 +730,17 @@ pub async fn a_queued_jobs_update_as_read_is_refused_once_another_worker_claimed
     let stored = store.get_job(read.id).await.unwrap();
     assert_eq!((stored.state, stored.next_run_at), (JobState::Running, at(1000)));
 
+    // Queued back (its reply was lost), it is not claimed again by a pass that read it before the first claim.
+    let mut requeued = store.get_job(read.id).await.unwrap();
+    requeued.state = JobState::Queued;
+    requeued.needs_reconcile = true;
+    store.update_job(&requeued).await.unwrap();
+    let stale = Change::ClaimJob { id: read.id, instance_id: id, now: at(3000), attempts_as_read: Some(read.attempts) };
+    assert!(matches!(store.commit(&[stale], &[]).await, Err(DbError::NotFound)));
+    let fresh = Change::ClaimJob { id: read.id, instance_id: id, now: at(3000), attempts_as_read: Some(1) };
+    store.commit(&[fresh], &[]).await.unwrap();
+    assert_eq!(store.get_job(read.id).await.unwrap().attempts, 2);
+
     // A job still as read is updated.
     let other = job("as-read-2", &[id], at(1000), None);
     store.insert_jobs(std::slice::from_ref(&other)).await.unwrap();

@@ -336,8 +336,13 @@ pub(crate) async fn highest_instance_phone(
 }
 
 pub(crate) async fn delete_instance(db: &impl Backend, id: InstanceId) -> DbResult<()> {
-    // The instance's groups go with it: groups.instance_id is ON DELETE CASCADE.
-    changed_some(db.execute(Statement::new("DELETE FROM instances WHERE id = $1").bind(id.0)).await?)
+    // The instance's groups go with it: groups.instance_id is ON DELETE CASCADE. Its lease too (its history stays,
+    // as a record of who ran it).
+    db.execute_all(vec![
+        Statement::new("DELETE FROM instances WHERE id = $1").bind(id.0).must_change(),
+        Statement::new("DELETE FROM number_leases WHERE instance_id = $1").bind(id.0),
+    ])
+    .await
 }
 
 pub(crate) async fn set_instance_phone(db: &impl Backend, id: InstanceId, phone: &PhoneNumber) -> DbResult<()> {

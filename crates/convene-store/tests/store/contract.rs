@@ -808,6 +808,7 @@ macro_rules! every_case {
             free_numbers_are_taken_in_a_batch_up_to_a_limit_and_racing_nodes_each_get_their_own,
             a_node_renews_what_it_holds_in_one_go_and_finds_what_it_lost,
             nodes_alive_are_those_seen_lately_and_a_node_that_leaves_frees_its_numbers_at_once,
+            a_deleted_numbers_lease_goes_with_it_and_its_history_stays,
             // pacing and the creation queue
             instance_settings_and_pauses_round_trip_without_clobbering_each_other,
             creation_attempts_are_recorded_finished_and_counted_since_a_time,

@@ -175,3 +175,12 @@ pub async fn nodes_alive_are_those_seen_lately_and_a_node_that_leaves_frees_its_
     assert_eq!(store.lease_holder(ids[1], at(86_412_000)).await.unwrap(), Some(node("node-b", "http://b")));
     assert_eq!(store.lease_holder(ids[1], at(86_415_000)).await.unwrap(), None, "b was not seen again");
 }
+
+pub async fn a_deleted_numbers_lease_goes_with_it_and_its_history_stays(store: &dyn Store) {
+    let ids = numbers(store, 2).await;
+    store.take_free_leases("node-a", at(0), until(15_000), 2).await.unwrap();
+    store.delete_instance(ids[0]).await.unwrap();
+    assert_eq!(instances_of(&store.leases().await.unwrap()), vec![ids[1]]);
+    assert_eq!(store.lease_history(ids[0]).await.unwrap().len(), 1);
+    assert_eq!(instances_of(&store.renew_leases("node-a", at(1_000), until(16_000)).await.unwrap()), vec![ids[1]]);
+}

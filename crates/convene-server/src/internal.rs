@@ -18,6 +18,7 @@ pub fn router(state: AppState) -> axum::Router<AppState> {
     axum::Router::new()
         .route(remote::CALL_PATH, post(connector_call))
         .route(remote::FORGET_PATH, post(forget))
+        .route(remote::STATES_PATH, post(states))
         // A group picture (up to 5 MiB) travels in base64, in JSON: a larger limit, for the nodes only.
         .layer(DefaultBodyLimit::max(GroupPicture::MAX_BYTES * 4 / 3 + 64 * 1024))
         .route_layer(axum::middleware::from_fn_with_state(state, refuse_outsiders))
@@ -69,4 +70,16 @@ async fn forget(State(state): State<AppState>, Path(id): Path<i64>, body: Bytes)
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(e) => e.into_response(),
     })
+}
+
+/// The states of the numbers asked about that this node runs, as `[id, state]` pairs.
+async fn states(State(state): State<AppState>, body: Bytes) -> Result<Response, Refusal> {
+    let ids: Vec<i64> = read(&body)?;
+    let mut states = Vec::new();
+    for id in ids {
+        if let Ok(connector) = state.service.instances().local_connector(InstanceId(id)) {
+            states.push((id, connector.state().await));
+        }
+    }
+    Ok(Json(states).into_response())
 }

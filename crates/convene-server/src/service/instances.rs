@@ -7,8 +7,8 @@ use std::sync::{Arc, RwLock};
 use convene_core::group::plain_name;
 use convene_core::store::InstanceRecord;
 use convene_core::{
-    Clock, Connector, ConnectorError, ConnectorKind, ConnectorReports, InstanceId, InstanceState, PhoneNumber, Store,
-    SystemClock,
+    Clock, ClusterNode, Connector, ConnectorError, ConnectorKind, ConnectorReports, InstanceId, InstanceState,
+    PhoneNumber, Store, SystemClock,
 };
 
 use super::placement::{Holds, Placement};
@@ -250,10 +250,37 @@ impl Instances {
         }
     }
 
+    /// Every instance with its state. The states of the numbers other nodes run are asked of each of those nodes
+    /// in one call (a node that does not answer: its numbers are listed `disconnected`).
     pub async fn list(&self) -> Result<Vec<(InstanceRecord, InstanceState)>> {
-        let mut out = Vec::new();
-        for record in self.store.list_instances().await? {
-            let state = self.state(record.id).await;
+        let records = self.store.list_instances().await?;
+        let mut elsewhere: HashMap<InstanceId, InstanceState> = HashMap::new();
+        if let (Some(calls), Some(me)) = (&self.calls, self.node()) {
+            let now = SystemClock.now();
+            let nodes: HashMap<String, ClusterNode> =
+                self.store.live_nodes(now).await?.into_iter().map(|n| (n.node.clone(), n)).collect();
+            let mut by_node: HashMap<&str, Vec<InstanceId>> = HashMap::new();
+            let leases = self.store.leases().await?;
+            for lease in leases.iter().filter(|l| l.expires_at > now && l.node != me && !self.runs_here(l.instance)) {
+                by_node.entry(lease.node.as_str()).or_default().push(lease.instance);
+            }
+            for (node, ids) in by_node {
+                let Some(node) = nodes.get(node).filter(|n| !n.address.is_empty()) else { continue };
+                match calls.states(node, &ids).await {
+                    Ok(states) => elsewhere.extend(states.into_iter().map(|(id, state)| (InstanceId(id), state))),
+                    Err(e) => {
+                        tracing::warn!(node = %node.node, error = %e, "the states of a node's numbers were not read")
+                    }
+                }
+            }
+        }
+        let mut out = Vec::with_capacity(records.len());
+        for record in records {
+            let state = match elsewhere.remove(&record.id) {
+                Some(state) => state,
+                None if self.runs_here(record.id) => self.state(record.id).await,
+                None => InstanceState::Disconnected,
+            };
             out.push((record, state));
         }
         Ok(out)

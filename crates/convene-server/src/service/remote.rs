@@ -24,6 +24,8 @@ use serde::{Deserialize, Serialize};
 pub const CALL_PATH: &str = "/internal/v1/instances/{id}/connector";
 /// The path a node forgets a deleted instance it runs at: it unlinks a real number and deletes its keys.
 pub const FORGET_PATH: &str = "/internal/v1/instances/{id}/forget";
+/// The path a node answers the states of the numbers it runs at, many in one call (listing instances).
+pub const STATES_PATH: &str = "/internal/v1/states";
 /// The scheme of the `Authorization` header between nodes.
 pub const AUTH_SCHEME: &str = "Node";
 /// What the sealing key tags into the nodes' shared secret.
@@ -159,6 +161,29 @@ impl NodeCalls {
             .await
             .map_err(|e| e.to_string())?;
         if response.status().is_success() { Ok(()) } else { Err(format!("status {}", response.status())) }
+    }
+
+    /// The states of `instances` on `node`, which runs them; those it does not run (any more) are left out.
+    pub async fn states(
+        &self,
+        node: &ClusterNode,
+        instances: &[InstanceId],
+    ) -> Result<std::collections::HashMap<i64, InstanceState>, String> {
+        let url = format!("{}{STATES_PATH}", node.address.trim_end_matches('/'));
+        let ids: Vec<i64> = instances.iter().map(|i| i.0).collect();
+        let response = self
+            .client
+            .post(&url)
+            .header(reqwest::header::AUTHORIZATION, format!("{AUTH_SCHEME} {}", self.token))
+            .json(&ids)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        if !response.status().is_success() {
+            return Err(format!("status {}", response.status()));
+        }
+        let states: Vec<(i64, InstanceState)> = response.json().await.map_err(|e| e.to_string())?;
+        Ok(states.into_iter().collect())
     }
 
     /// The connection to `instance` (of `kind`) on `node`.

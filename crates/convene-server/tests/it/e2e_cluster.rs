@@ -246,6 +246,10 @@ async fn any_node_answers_for_a_number_another_node_runs_handing_it_what_the_num
         .await
         .unwrap();
     assert_eq!(number["state"]["status"], "connected", "{number}");
+    let listed: serde_json::Value =
+        call(reqwest::Method::GET, "/v1/instances").send().await.unwrap().json().await.unwrap();
+    let listed = listed["items"].as_array().unwrap().iter().find(|i| i["id"] == instance.id.0).cloned().unwrap();
+    assert_eq!(listed["state"]["status"], "connected", "listed through b, asked of a: {listed}");
 
     // A caller without the nodes' secret is refused at a's node-to-node route.
     let path = format!("/internal/v1/instances/{}/connector", instance.id.0);

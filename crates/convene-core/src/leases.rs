@@ -33,6 +33,8 @@ pub struct ClusterNode {
     pub address: String,
     /// A tag of its sealing key (`SecretBox::tag`): the nodes on one database must have the same.
     pub key_tag: String,
+    /// Where it runs (host and data directory): two processes alive under one id must be one too many.
+    pub home: String,
 }
 
 #[async_trait]
@@ -69,8 +71,8 @@ pub trait LeaseStore: Send + Sync {
     async fn renew_leases(&self, node: &str, now: Timestamp, until: Timestamp) -> DbResult<Vec<Lease>>;
 
     /// Records that `node` is alive until `until` (a heartbeat; the first one is its start), with its address and
-    /// key tag.
-    async fn node_alive(&self, node: &ClusterNode, now: Timestamp, until: Timestamp) -> DbResult<()>;
+    /// key tag; `false`, recording nothing, while a node under the same id in another `home` is alive.
+    async fn node_alive(&self, node: &ClusterNode, now: Timestamp, until: Timestamp) -> DbResult<bool>;
 
     /// The nodes alive at `now`, by id.
     async fn live_nodes(&self, now: Timestamp) -> DbResult<Vec<ClusterNode>>;

@@ -83,7 +83,15 @@ pub fn placement(config: &Config, sealer: &SecretBox) -> anyhow::Result<Placemen
         if config.cluster.node_id.is_empty() { node_id_in(&config.data_dir)? } else { config.cluster.node_id.clone() };
     let token = NodeToken(sealer.tag(crate::service::remote::TAG_LABEL));
     let key_tag = sealer.tag("convene: the key the nodes share, v1");
-    Ok(Placement::Leased { node, lease_ttl: config.cluster.lease_ttl(), token, key_tag })
+    Ok(Placement::Leased { node, lease_ttl: config.cluster.lease_ttl(), token, key_tag, home: home(&config.data_dir) })
+}
+
+/// Where this process runs: its host's name and its data directory. A process under the same node id with another
+/// home while this one is alive is refused (a copied data directory, a `node_id` set alike on two machines).
+fn home(data_dir: &Path) -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let dir = std::fs::canonicalize(data_dir).unwrap_or_else(|_| data_dir.to_path_buf());
+    format!("{}:{}", host.trim(), dir.display())
 }
 
 /// The node id kept in `<dir>/node-id`, made on first use: the same after a restart, so that a node killed and

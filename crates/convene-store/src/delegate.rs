@@ -439,7 +439,7 @@ macro_rules! impl_store {
                 node: &convene_core::ClusterNode,
                 now: convene_core::Timestamp,
                 until: convene_core::Timestamp,
-            ) -> DbResult<()> {
+            ) -> DbResult<bool> {
                 crate::leases::node_alive(self, node, now, until).await
             }
 

@@ -163,27 +163,36 @@ pub(crate) async fn renew_all(db: &impl Backend, node: &str, now: Timestamp, unt
     db.fetch(held_by(node, now), read).await
 }
 
-/// Records that `node` is alive until `until` (first seen at `now`), and forgets nodes gone for a day.
+/// Records that `node` is alive until `until` (first seen at `now`), unless another process under its id is alive
+/// elsewhere; forgets nodes gone for a day.
 pub(crate) async fn node_alive(
     db: &impl Backend,
     node: &ClusterNode,
     now: Timestamp,
     until: Timestamp,
-) -> DbResult<()> {
+) -> DbResult<bool> {
     const FORGOTTEN_AFTER_MS: i64 = 24 * 3600 * 1000;
     let alive = Statement::new(
-        "INSERT INTO cluster_nodes (node, address, key_tag, started_at, seen_until) VALUES ($1, $4, $5, $2, $3) \
+        "INSERT INTO cluster_nodes (node, address, key_tag, home, started_at, seen_until) \
+         VALUES ($1, $4, $5, $6, $2, $3) \
          ON CONFLICT (node) DO UPDATE SET seen_until = excluded.seen_until, address = excluded.address, \
-         key_tag = excluded.key_tag",
+         key_tag = excluded.key_tag, home = excluded.home \
+         WHERE cluster_nodes.home = excluded.home OR cluster_nodes.seen_until <= $2",
     )
     .bind(node.node.as_str())
     .bind(now.as_millis())
     .bind(until.as_millis())
     .bind(node.address.as_str())
-    .bind(node.key_tag.as_str());
+    .bind(node.key_tag.as_str())
+    .bind(node.home.as_str())
+    .must_change();
     let forget = Statement::new("DELETE FROM cluster_nodes WHERE seen_until < $1")
         .bind(now.as_millis().saturating_sub(FORGOTTEN_AFTER_MS));
-    db.execute_all(vec![alive, forget]).await
+    match db.execute_all(vec![alive, forget]).await {
+        Ok(()) => Ok(true),
+        Err(DbError::NotFound) => Ok(false),
+        Err(e) => Err(e),
+    }
 }
 
 fn read_node(row: &dyn Columns) -> DbResult<ClusterNode> {
@@ -191,20 +200,22 @@ fn read_node(row: &dyn Columns) -> DbResult<ClusterNode> {
         node: row.text("node")?.to_owned(),
         address: row.text("address")?.to_owned(),
         key_tag: row.text("key_tag")?.to_owned(),
+        home: row.text("home")?.to_owned(),
     })
 }
 
 /// The nodes alive at `now`, by id.
 pub(crate) async fn live_nodes(db: &impl Backend, now: Timestamp) -> DbResult<Vec<ClusterNode>> {
-    let select = Statement::new("SELECT node, address, key_tag FROM cluster_nodes WHERE seen_until > $1 ORDER BY node")
-        .bind(now.as_millis());
+    let select =
+        Statement::new("SELECT node, address, key_tag, home FROM cluster_nodes WHERE seen_until > $1 ORDER BY node")
+            .bind(now.as_millis());
     db.fetch(select, read_node).await
 }
 
 /// The live node holding `instance`'s lease at `now`.
 pub(crate) async fn holder(db: &impl Backend, instance: InstanceId, now: Timestamp) -> DbResult<Option<ClusterNode>> {
     let select = Statement::new(
-        "SELECT n.node, n.address, n.key_tag FROM number_leases l JOIN cluster_nodes n ON n.node = l.node \
+        "SELECT n.node, n.address, n.key_tag, n.home FROM number_leases l JOIN cluster_nodes n ON n.node = l.node \
          WHERE l.instance_id = $1 AND l.expires_at > $2 AND n.seen_until > $2",
     )
     .bind(instance.0)

@@ -30,7 +30,7 @@ pub enum Placement {
     Alone,
     /// One of the nodes on a PostgreSQL database, under the id `node`: it runs the numbers it holds a lease on, and
     /// calls the others with `token` for theirs.
-    Leased { node: String, lease_ttl: Duration, token: NodeToken, key_tag: String },
+    Leased { node: String, lease_ttl: Duration, token: NodeToken, key_tag: String, home: String },
 }
 
 /// The secret the nodes on one database share (derived from the sealing key), kept out of logs.
@@ -91,9 +91,7 @@ impl Instances {
                 self.open_all(&instances).await;
                 Ok(())
             }
-            Placement::Leased { node, lease_ttl, key_tag, .. } => {
-                self.keep_leases_once(node, key_tag, *lease_ttl).await
-            }
+            Placement::Leased { .. } => self.keep_leases_once().await,
         }
     }
 
@@ -101,12 +99,12 @@ impl Instances {
     /// logged and tried again at the next; a lease that could not be renewed in time is closed by the round that
     /// finds it gone.
     pub async fn keep_leases(&self, shutdown: CancellationToken) {
-        let Placement::Leased { node, lease_ttl, key_tag, .. } = &self.placement else { return };
+        let Placement::Leased { node, lease_ttl, .. } = &self.placement else { return };
         let every = *lease_ttl / 5;
         // At once first: the other nodes learn where this one is as soon as it serves.
         loop {
             // Bounded: a database that hangs rather than refuses must not keep the holds below from ending.
-            match tokio::time::timeout(*lease_ttl / 2, self.keep_leases_once(node, key_tag, *lease_ttl)).await {
+            match tokio::time::timeout(*lease_ttl / 2, self.keep_leases_once()).await {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => tracing::warn!(node = %node, error = ?e, "could not keep the node's leases this round"),
                 Err(_) => tracing::warn!(node = %node, "a round of the node's leases took too long and was cut short"),
@@ -122,7 +120,9 @@ impl Instances {
     }
 
     /// One round: alive, renew, drop what was lost or deleted, take up to the fair share, give up the surplus.
-    async fn keep_leases_once(&self, node: &str, key_tag: &str, lease_ttl: Duration) -> Result<()> {
+    async fn keep_leases_once(&self) -> Result<()> {
+        let Placement::Leased { node, lease_ttl, key_tag, home, .. } = &self.placement else { return Ok(()) };
+        let (node, lease_ttl) = (node.as_str(), *lease_ttl);
         // One round, creation or deletion at a time: each reads the leases and changes them after.
         let _turn = self.leasing.lock().await;
         let started = Instant::now();
@@ -131,7 +131,8 @@ impl Instances {
         let alive = ClusterNode {
             node: node.to_owned(),
             address: self.advertised.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone(),
-            key_tag: key_tag.to_owned(),
+            key_tag: key_tag.clone(),
+            home: home.clone(),
         };
         if let Some(other) = self.store.live_nodes(now).await?.into_iter().find(|n| n.key_tag != alive.key_tag) {
             return Err(ApiError::Conflict(format!(
@@ -140,7 +141,12 @@ impl Instances {
                 other.node
             )));
         }
-        self.store.node_alive(&alive, now, until).await?;
+        if !self.store.node_alive(&alive, now, until).await? {
+            return Err(ApiError::Conflict(format!(
+                "another process runs as node {node} elsewhere than here ({home}): give each node a data directory of \
+                 its own, and cluster.node_id only where it is unique (docs/deployment.md)"
+            )));
+        }
         let renewed = self.store.renew_leases(node, now, until).await?;
         let usable_until = started + lease_ttl;
         let renewed: HashMap<InstanceId, Lease> = renewed.into_iter().map(|lease| (lease.instance, lease)).collect();

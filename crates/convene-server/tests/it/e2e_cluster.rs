@@ -103,6 +103,13 @@ async fn nodes_on_one_postgresql_share_the_numbers_balance_as_they_join_and_take
     let refused = AppState::open(&other, Arc::new(SystemClock)).await.err().expect("another key");
     assert!(format!("{refused:#}").contains("every node must have the same webhooks.secret_key"), "{refused:#}");
 
+    // A second process under a's id elsewhere (a node_id set alike, a copied data directory) is refused too.
+    let twin_dir = tempfile::tempdir().unwrap();
+    let mut twin = node_config(twin_dir.path(), &database, TTL).await;
+    twin.cluster.node_id = a.state.service.instances().node().unwrap().to_owned();
+    let refused = AppState::open(&twin, Arc::new(SystemClock)).await.err().expect("a's id is taken");
+    assert!(format!("{refused:#}").contains("another process runs as node"), "{refused:#}");
+
     // Act: b joins, then c.
     let b = Node::start(&database, TTL).await;
     until_shared(&[&a, &b], &ids, Duration::from_secs(10), |n| n == [3, 3]).await;

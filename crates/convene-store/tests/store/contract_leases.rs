@@ -151,12 +151,16 @@ pub async fn nodes_alive_are_those_seen_lately_and_a_node_that_leaves_frees_its_
         node: name.into(),
         address: address.into(),
         key_tag: format!("tag of {name}"),
+        home: format!("host:/srv/{name}"),
     };
-    store.node_alive(&node("node-c", "http://c"), at(0), until(1_000)).await.unwrap();
-    store.node_alive(&node("node-a", "http://a"), at(86_402_000), until(86_415_000)).await.unwrap();
-    store.node_alive(&node("node-b", "http://b"), at(86_402_000), until(86_415_000)).await.unwrap();
+    assert!(store.node_alive(&node("node-c", "http://c"), at(0), until(1_000)).await.unwrap());
+    assert!(store.node_alive(&node("node-a", "http://a"), at(86_402_000), until(86_415_000)).await.unwrap());
+    assert!(store.node_alive(&node("node-b", "http://b"), at(86_402_000), until(86_415_000)).await.unwrap());
+    // A second process under a's id, elsewhere, is refused while a is alive.
+    let twin = ClusterNode { home: "other-host:/srv/node-a".into(), ..node("node-a", "http://twin") };
+    assert!(!store.node_alive(&twin, at(86_403_000), until(86_418_000)).await.unwrap());
     assert_eq!(names(store.live_nodes(at(86_402_000)).await.unwrap()), vec!["node-a", "node-b"]);
-    store.node_alive(&node("node-a", "http://a2"), at(86_410_000), until(86_425_000)).await.unwrap();
+    assert!(store.node_alive(&node("node-a", "http://a2"), at(86_410_000), until(86_425_000)).await.unwrap());
     let live = store.live_nodes(at(86_415_000)).await.unwrap();
     assert_eq!(live, vec![node("node-a", "http://a2")], "b was not seen again");
     let ids = numbers(store, 2).await;
@@ -174,6 +178,8 @@ pub async fn nodes_alive_are_those_seen_lately_and_a_node_that_leaves_frees_its_
     assert_eq!(instances_of(&taken), ids);
     assert_eq!(store.lease_holder(ids[1], at(86_412_000)).await.unwrap(), Some(node("node-b", "http://b")));
     assert_eq!(store.lease_holder(ids[1], at(86_415_000)).await.unwrap(), None, "b was not seen again");
+    // a gone, its id may run elsewhere.
+    assert!(store.node_alive(&twin, at(86_416_000), until(86_431_000)).await.unwrap());
 }
 
 pub async fn a_deleted_numbers_lease_goes_with_it_and_its_history_stays(store: &dyn Store) {

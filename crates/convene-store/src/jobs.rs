@@ -286,35 +286,34 @@ pub(crate) async fn update_job(db: &impl Backend, j: &JobRecord) -> DbResult<()>
     changed_some(db.execute(update_job_statement(j)).await?)
 }
 
+/// `UPDATE jobs SET` every field a worker changes, for `$1`'s job, then `$rest`.
+macro_rules! update_job {
+    ($rest:literal) => {
+        concat!(
+            "UPDATE jobs SET state = $2, pinned_instance_id = $3, next_run_at = $4, needs_reconcile = $5, \
+             last_error = $6, result = $7, updated_at = $8 WHERE id = $1",
+            $rest
+        )
+    };
+}
+
+/// `sql` (an `update_job!`) with the job's fields bound to `$1`…`$8`.
+fn bind_job_update(sql: &'static str, j: &JobRecord) -> Statement {
+    Statement::new(sql)
+        .bind(id(j.id))
+        .bind(j.state.as_str())
+        .bind(j.pinned_instance_id.map(|i| i.0))
+        .bind(j.next_run_at.as_millis())
+        .bind(j.needs_reconcile)
+        .bind(j.last_error.as_deref())
+        .bind(j.result.as_deref())
+        .bind(j.updated_at.as_millis())
+}
+
 pub(crate) fn update_queued_job_statement(j: &JobRecord, as_read: Timestamp) -> Statement {
-    Statement::new(
-        "UPDATE jobs SET state = $2, pinned_instance_id = $3, next_run_at = $4, needs_reconcile = $5, \
-         last_error = $6, result = $7, updated_at = $8 WHERE id = $1 AND state = 'queued' AND updated_at = $9",
-    )
-    .bind(id(j.id))
-    .bind(j.state.as_str())
-    .bind(j.pinned_instance_id.map(|i| i.0))
-    .bind(j.next_run_at.as_millis())
-    .bind(j.needs_reconcile)
-    .bind(j.last_error.as_deref())
-    .bind(j.result.as_deref())
-    .bind(j.updated_at.as_millis())
-    .bind(as_read.as_millis())
-    .must_change()
+    bind_job_update(update_job!(" AND state = 'queued' AND updated_at = $9"), j).bind(as_read.as_millis()).must_change()
 }
 
 pub(crate) fn update_job_statement(j: &JobRecord) -> Statement {
-    Statement::new(
-        "UPDATE jobs SET state = $2, pinned_instance_id = $3, next_run_at = $4, needs_reconcile = $5, \
-         last_error = $6, result = $7, updated_at = $8 WHERE id = $1",
-    )
-    .bind(id(j.id))
-    .bind(j.state.as_str())
-    .bind(j.pinned_instance_id.map(|i| i.0))
-    .bind(j.next_run_at.as_millis())
-    .bind(j.needs_reconcile)
-    .bind(j.last_error.as_deref())
-    .bind(j.result.as_deref())
-    .bind(j.updated_at.as_millis())
-    .must_change()
+    bind_job_update(update_job!(""), j).must_change()
 }

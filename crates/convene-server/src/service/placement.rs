@@ -134,7 +134,8 @@ impl Instances {
             key_tag: key_tag.clone(),
             home: home.clone(),
         };
-        if let Some(other) = self.store.live_nodes(now).await?.into_iter().find(|n| n.key_tag != alive.key_tag) {
+        let live_nodes = self.store.live_nodes(now).await?;
+        if let Some(other) = live_nodes.iter().find(|n| n.key_tag != alive.key_tag) {
             return Err(ApiError::Conflict(format!(
                 "node {} on this database has another sealing key than this node: every node must have the same \
                  webhooks.secret_key (docs/deployment.md)",
@@ -165,13 +166,13 @@ impl Instances {
             for id in &lost {
                 holds.remove(id);
             }
-            let mut adopted = Vec::new();
+            let mut adopted = HashSet::new();
             for (id, lease) in &renewed {
                 match holds.get_mut(id) {
                     Some(hold) => *hold = Hold { lease: lease.clone(), usable_until },
                     None if existing.contains(id) => {
                         holds.insert(*id, Hold { lease: lease.clone(), usable_until });
-                        adopted.push(*id);
+                        adopted.insert(*id);
                     }
                     None => {}
                 }
@@ -205,7 +206,8 @@ impl Instances {
             self.store.release_lease(&lease, SystemClock.now()).await?;
         }
 
-        let live = self.store.live_nodes(now).await?.len().max(1);
+        // The nodes alive as read at the round's start, this one counted once (its first round finds itself absent).
+        let live = live_nodes.iter().filter(|n| n.node != node).count() + 1;
         let fair = instances.len().div_ceil(live);
         let holding = self.holds.lock().unwrap_or_else(std::sync::PoisonError::into_inner).len();
         if holding < fair {

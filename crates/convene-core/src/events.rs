@@ -10,7 +10,7 @@ use uuid::Uuid;
 use crate::PhoneNumber;
 use crate::clock::Timestamp;
 use crate::ids::{GroupId, InstanceId};
-use crate::store::{CreationAttempt, GroupRecord, InstancePause, JobRecord};
+use crate::store::{CreationAttempt, GroupRecord, InstancePause, JobRecord, JobState};
 
 /// Every kind of event, by the name receivers see and filter on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -219,11 +219,12 @@ pub enum Change<'a> {
     },
     InsertJobs(&'a [JobRecord]),
     UpdateJob(&'a JobRecord),
-    /// `UpdateJob` of a job still queued as it was read (`updated_at` then `as_read`): nothing when another worker,
-    /// here or on another node, has claimed or changed it since, and the commit fails with `NotFound`.
-    UpdateJobIfQueued {
+    /// `UpdateJob` of a job still as it was read (in `state`, last changed at `updated_at`): nothing when another
+    /// worker, here or on another node, has claimed or changed it since, and the commit fails with `NotFound`.
+    UpdateJobAsRead {
         job: &'a JobRecord,
-        as_read: Timestamp,
+        state: JobState,
+        updated_at: Timestamp,
     },
     /// A creation attempt, recorded before the network is asked.
     InsertCreationAttempt(&'a CreationAttempt),

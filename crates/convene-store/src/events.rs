@@ -54,7 +54,9 @@ fn change_statements(change: &Change<'_>) -> Vec<Statement> {
         Change::AttributeGroupCreation { id, job_id } => vec![sql::attribute_group_creation_statement(*id, *job_id)],
         Change::InsertJobs(list) => list.iter().map(jobs::insert_job_statement).collect(),
         Change::UpdateJob(job) => vec![jobs::update_job_statement(job)],
-        Change::UpdateJobIfQueued { job, as_read } => vec![jobs::update_queued_job_statement(job, *as_read)],
+        Change::UpdateJobAsRead { job, state, updated_at } => {
+            vec![jobs::update_job_as_read_statement(job, *state, *updated_at)]
+        }
         Change::InsertCreationAttempt(attempt) => vec![jobs::insert_creation_attempt_statement(attempt)],
         Change::FinishCreationAttempt(attempt) => vec![jobs::finish_creation_attempt_statement(attempt)],
         Change::ClaimJob { id, instance_id, now, attempts_as_read } => {

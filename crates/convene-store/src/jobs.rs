@@ -310,8 +310,11 @@ fn bind_job_update(sql: &'static str, j: &JobRecord) -> Statement {
         .bind(j.updated_at.as_millis())
 }
 
-pub(crate) fn update_queued_job_statement(j: &JobRecord, as_read: Timestamp) -> Statement {
-    bind_job_update(update_job!(" AND state = 'queued' AND updated_at = $9"), j).bind(as_read.as_millis()).must_change()
+pub(crate) fn update_job_as_read_statement(j: &JobRecord, state: JobState, updated_at: Timestamp) -> Statement {
+    bind_job_update(update_job!(" AND state = $9 AND updated_at = $10"), j)
+        .bind(state.as_str())
+        .bind(updated_at.as_millis())
+        .must_change()
 }
 
 pub(crate) fn update_job_statement(j: &JobRecord) -> Statement {

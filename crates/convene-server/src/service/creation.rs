@@ -594,14 +594,19 @@ impl Service {
             }
             for mut job in orphans {
                 let now = self.clock.now();
+                let as_read = job.updated_at;
                 job.state = JobState::Queued;
                 job.needs_reconcile = true;
                 job.next_run_at = now;
                 job.updated_at = now;
-                self.outbox
-                    .commit(&[Change::UpdateJob(&job)], &[self.outbox.job_event(&job, Some(JobState::Running))?])
-                    .await?;
-                requeued += 1;
+                // As read only: the node that ran it may have finished it since (its number moved mid-creation).
+                let requeue = Change::UpdateJobAsRead { job: &job, state: JobState::Running, updated_at: as_read };
+                match self.outbox.try_commit(&[requeue], &[self.outbox.job_event(&job, Some(JobState::Running))?]).await
+                {
+                    Ok(()) => requeued += 1,
+                    Err(DbError::NotFound) => {}
+                    Err(e) => return Err(e.into()),
+                }
             }
         }
     }
@@ -660,7 +665,14 @@ impl Service {
                     job.last_error = Some(format!("reconciliation: {e}"));
                     job.updated_at = now;
                     // As read only: the number may have moved to a node that has reconciled it since.
-                    return match self.store.commit(&[Change::UpdateJobIfQueued { job: &job, as_read }], &[]).await {
+                    return match self
+                        .store
+                        .commit(
+                            &[Change::UpdateJobAsRead { job: &job, state: JobState::Queued, updated_at: as_read }],
+                            &[],
+                        )
+                        .await
+                    {
                         Ok(()) | Err(DbError::NotFound) => Ok(()),
                         Err(e) => Err(e.into()),
                     };
@@ -701,7 +713,11 @@ impl Service {
             metrics::histogram!(crate::telemetry::PACING_WAIT).record(now.until(next).as_secs_f64());
             job.next_run_at = next;
             job.updated_at = now;
-            return match self.store.commit(&[Change::UpdateJobIfQueued { job: &job, as_read }], &[]).await {
+            return match self
+                .store
+                .commit(&[Change::UpdateJobAsRead { job: &job, state: JobState::Queued, updated_at: as_read }], &[])
+                .await
+            {
                 Ok(()) | Err(DbError::NotFound) => Ok(()),
                 Err(e) => Err(e.into()),
             };
@@ -983,7 +999,11 @@ impl Service {
         error: String,
     ) -> Result<()> {
         let (job, events) = self.job_end(job, state, None, Some(error))?;
-        match self.outbox.try_commit(&[Change::UpdateJobIfQueued { job: &job, as_read }], &events).await {
+        match self
+            .outbox
+            .try_commit(&[Change::UpdateJobAsRead { job: &job, state: JobState::Queued, updated_at: as_read }], &events)
+            .await
+        {
             Ok(()) => {}
             Err(DbError::NotFound) => return Ok(()),
             Err(e) => return Err(e.into()),

@@ -725,10 +725,22 @@ pub async fn a_queued_jobs_update_as_read_is_refused_once_another_worker_claimed
 
     // Act and assert: another worker claims it first; the deferral as read is refused and changes nothing.
     assert!(store.claim_job(read.id, id, at(1500)).await.unwrap());
-    let refused = store.commit(&[Change::UpdateJobIfQueued { job: &deferred, as_read: read.updated_at }], &[]).await;
+    let refused = store
+        .commit(
+            &[Change::UpdateJobAsRead { job: &deferred, state: JobState::Queued, updated_at: read.updated_at }],
+            &[],
+        )
+        .await;
     assert!(matches!(refused, Err(DbError::NotFound)), "{refused:?}");
     let stored = store.get_job(read.id).await.unwrap();
     assert_eq!((stored.state, stored.next_run_at), (JobState::Running, at(1000)));
+
+    // A running job is put back only as read too: not by a sweep that read it before it changed.
+    let mut swept = stored.clone();
+    swept.state = JobState::Queued;
+    let stale = Change::UpdateJobAsRead { job: &swept, state: JobState::Running, updated_at: at(1) };
+    assert!(matches!(store.commit(&[stale], &[]).await, Err(DbError::NotFound)));
+    assert_eq!(store.get_job(read.id).await.unwrap().state, JobState::Running);
 
     // Queued back (its reply was lost), it is not claimed again by a pass that read it before the first claim.
     let mut requeued = store.get_job(read.id).await.unwrap();
@@ -746,6 +758,9 @@ pub async fn a_queued_jobs_update_as_read_is_refused_once_another_worker_claimed
     store.insert_jobs(std::slice::from_ref(&other)).await.unwrap();
     let mut later = other.clone();
     later.next_run_at = at(90_000);
-    store.commit(&[Change::UpdateJobIfQueued { job: &later, as_read: other.updated_at }], &[]).await.unwrap();
+    store
+        .commit(&[Change::UpdateJobAsRead { job: &later, state: JobState::Queued, updated_at: other.updated_at }], &[])
+        .await
+        .unwrap();
     assert_eq!(store.get_job(other.id).await.unwrap().next_run_at, at(90_000));
 }

@@ -33,7 +33,7 @@ pub struct ClusterNode {
     pub address: String,
     /// A tag of its sealing key (`SecretBox::tag`): the nodes on one database must have the same.
     pub key_tag: String,
-    /// Where it runs (host and data directory): two processes alive under one id must be one too many.
+    /// Where it runs (an id kept in its data directory): two processes alive under one id are one too many.
     pub home: String,
 }
 

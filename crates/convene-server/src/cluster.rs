@@ -79,35 +79,37 @@ pub fn placement(config: &Config, sealer: &SecretBox) -> anyhow::Result<Placemen
     if config.database_url.starts_with("sqlite:") {
         return Ok(Placement::Alone);
     }
-    let node =
-        if config.cluster.node_id.is_empty() { node_id_in(&config.data_dir)? } else { config.cluster.node_id.clone() };
+    let node = if config.cluster.node_id.is_empty() {
+        kept_id(&config.data_dir, "node-id", "node")?
+    } else {
+        config.cluster.node_id.clone()
+    };
     let token = NodeToken(sealer.tag(crate::service::remote::TAG_LABEL));
     let key_tag = sealer.tag("convene: the key the nodes share, v1");
-    Ok(Placement::Leased { node, lease_ttl: config.cluster.lease_ttl(), token, key_tag, home: home(&config.data_dir) })
+    Ok(Placement::Leased { node, lease_ttl: config.cluster.lease_ttl(), token, key_tag, home: home(&config.data_dir)? })
 }
 
-/// Where this process runs: its host's name and its data directory. A process under the same node id with another
-/// home while this one is alive is refused (a copied data directory, a `node_id` set alike on two machines).
-fn home(data_dir: &Path) -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-    let dir = std::fs::canonicalize(data_dir).unwrap_or_else(|_| data_dir.to_path_buf());
-    format!("{}:{}", host.trim(), dir.display())
+/// Where this process runs: its data directory, named by a random id kept there (`node-home`, made on first start),
+/// so that a restart on the same directory is at home whatever the host is called (a container made anew). A process
+/// under the same node id with another home while this one is alive is refused (one `node_id` set on two machines).
+fn home(data_dir: &Path) -> anyhow::Result<String> {
+    kept_id(data_dir, "node-home", "home")
 }
 
-/// The node id kept in `<dir>/node-id`, made on first use: the same after a restart, so that a node killed and
-/// started again takes its numbers back at once instead of waiting for its own leases to expire.
-fn node_id_in(dir: &Path) -> anyhow::Result<String> {
-    let path = dir.join("node-id");
+/// The id kept in `<dir>/<file>`, made on first use (`<prefix>-` and 12 hex digits): the node's id, the same after a
+/// restart so that a node killed and started again takes its numbers back at once; its home.
+fn kept_id(dir: &Path, file: &str, prefix: &str) -> anyhow::Result<String> {
+    let path = dir.join(file);
     match std::fs::read_to_string(&path) {
         Ok(kept) if is_node_id(kept.trim()) => return Ok(kept.trim().to_owned()),
-        Ok(_) => anyhow::bail!("{} does not hold a node id; delete it to have a new one made", path.display()),
+        Ok(_) => anyhow::bail!("{} does not hold an id; delete it to have a new one made", path.display()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(anyhow::Error::new(e).context(format!("reading {}", path.display()))),
     }
     let mut random = [0u8; 6];
     getrandom::fill(&mut random).expect("the operating system's random source is available");
-    let id = format!("node-{}", hex::encode(random));
-    let partial = dir.join("node-id.partial");
+    let id = format!("{prefix}-{}", hex::encode(random));
+    let partial = dir.join(format!("{file}.partial"));
     std::fs::write(&partial, format!("{id}\n")).with_context(|| format!("writing {}", partial.display()))?;
     File::open(&partial).and_then(|f| f.sync_all()).with_context(|| format!("syncing {}", partial.display()))?;
     std::fs::rename(&partial, &path).with_context(|| format!("writing {}", path.display()))?;

@@ -66,10 +66,10 @@ impl PostgresStore {
         }
         // A transaction left open by a node that froze (a paused VM) or lost its network would hold its locks until
         // TCP gave up, hours later, and with them the event log's turn (`events_in_turn`) for every node: the server
-        // ends it after 10 s idle. A lock waited on for 15 s fails the statement rather than the node.
+        // ends it after 10 s idle. (No lock timeout: a node waits for another's migration however long it takes.)
         let options = sqlx::postgres::PgConnectOptions::from_str(url)
             .map_err(db_err)?
-            .options([("idle_in_transaction_session_timeout", "10s"), ("lock_timeout", "15s")]);
+            .options([("idle_in_transaction_session_timeout", "10s")]);
         let pool = PgPoolOptions::new().connect_with(options).await.map_err(db_err)?;
         migrate(&pool).await?;
         Ok(Self { pool })

@@ -180,8 +180,13 @@ impl Instances {
             (lost, adopted)
         };
         for id in &lost {
-            tracing::warn!(node = %node, instance = %id, "lost the number's lease: its connection closes here");
-            self.close_connection(*id).await;
+            if existing.contains(id) {
+                tracing::warn!(node = %node, instance = %id, "lost the number's lease: its connection closes here");
+                self.close_connection(*id).await;
+            } else {
+                // Deleted (its lease went with it): forgotten, not only closed (a real number unlinks).
+                self.forget_connection(*id).await;
+            }
         }
         // Held and not open: adopted after a restart, or left so by a round cut short.
         let unopened: Vec<InstanceRecord> = {

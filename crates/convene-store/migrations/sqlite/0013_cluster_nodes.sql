@@ -7,8 +7,8 @@ CREATE TABLE cluster_nodes (
     -- A tag of the node's sealing key (an HMAC of a fixed label), so that a node started with another key than the
     -- others' is refused: it could open none of their sealed values.
     key_tag    TEXT    NOT NULL,
-    -- Where the process under this id runs (host and data directory): a second process under the same id
-    -- elsewhere, while this one is alive, is refused. A restart in the same place takes the id back at once.
+    -- Where the process under this id runs (an id kept in its data directory): a second process under the same id
+    -- elsewhere, while this one is alive, is refused. A restart on the same directory takes the id back at once.
     home       TEXT    NOT NULL,
     started_at INTEGER NOT NULL,
     seen_until INTEGER NOT NULL

@@ -112,14 +112,7 @@ impl Instances {
         if self.runs_here(id) {
             return self.local_connector(id);
         }
-        let holder = match (&self.calls, self.node()) {
-            (Some(calls), Some(me)) => match self.store.lease_holder(id, SystemClock.now()).await? {
-                Some(holder) if holder.node != me && !holder.address.is_empty() => Some((calls, holder)),
-                _ => None,
-            },
-            _ => None,
-        };
-        match holder {
+        match self.runner_elsewhere(id).await? {
             Some((calls, holder)) => {
                 let kind = self.record(id).await?.kind;
                 Ok(Arc::new(calls.connector(holder, id, kind)))
@@ -141,6 +134,14 @@ impl Instances {
     /// Whether this process has the instance's connection open (whether or not it may use it now).
     pub fn has_connection(&self, id: InstanceId) -> bool {
         self.connectors.read().unwrap_or_else(std::sync::PoisonError::into_inner).contains_key(&id)
+    }
+
+    /// The other node that runs `id` now and can be called, with how to call it; `None` alone, or when no other
+    /// node does.
+    async fn runner_elsewhere(&self, id: InstanceId) -> Result<Option<(&NodeCalls, ClusterNode)>> {
+        let (Some(calls), Some(me)) = (&self.calls, self.node()) else { return Ok(None) };
+        let holder = self.store.lease_holder(id, SystemClock.now()).await?;
+        Ok(holder.filter(|n| n.node != me && !n.address.is_empty()).map(|n| (calls, n)))
     }
 
     /// This node's own connection to the instance, when it runs the instance and its kind can connect it.
@@ -333,13 +334,7 @@ impl Instances {
             ))
         })?;
         // The node that runs it, asked before the record goes (its rounds would only close the connection).
-        let runner = match (&self.calls, self.node()) {
-            (Some(calls), Some(me)) if !self.runs_here(id) => {
-                let holder = self.store.lease_holder(id, SystemClock.now()).await?;
-                holder.filter(|n| n.node != me && !n.address.is_empty()).map(|n| (calls, n))
-            }
-            _ => None,
-        };
+        let runner = if self.runs_here(id) { None } else { self.runner_elsewhere(id).await? };
         self.store.delete_instance(id).await.map_err(|e| ApiError::for_instance(e, id))?;
         if let Some((calls, runner)) = runner {
             // Logged, not returned: the instance is deleted, and its keys are deleted here all the same.

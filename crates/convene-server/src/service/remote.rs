@@ -148,14 +148,18 @@ impl NodeCalls {
         crate::auth::sha256_hex(token.as_bytes()) == *self.token_hash
     }
 
+    /// A POST to `path` on `node` (`{id}` in it standing for `instance`), as a node of this database.
+    fn post(&self, node: &ClusterNode, path: &str, instance: Option<InstanceId>) -> reqwest::RequestBuilder {
+        let path = instance.map_or_else(|| path.to_owned(), |id| path.replace("{id}", &id.to_string()));
+        self.client
+            .post(format!("{}{path}", node.address.trim_end_matches('/')))
+            .header(reqwest::header::AUTHORIZATION, format!("{AUTH_SCHEME} {}", self.token))
+    }
+
     /// Asks `node` to forget `instance` (of `kind`), deleted: its session there unlinks and deletes its keys.
     pub async fn forget(&self, node: &ClusterNode, instance: InstanceId, kind: ConnectorKind) -> Result<(), String> {
-        let url =
-            format!("{}{}", node.address.trim_end_matches('/'), FORGET_PATH.replace("{id}", &instance.to_string()));
         let response = self
-            .client
-            .post(&url)
-            .header(reqwest::header::AUTHORIZATION, format!("{AUTH_SCHEME} {}", self.token))
+            .post(node, FORGET_PATH, Some(instance))
             .json(&serde_json::json!({ "kind": kind.as_str() }))
             .send()
             .await
@@ -169,16 +173,8 @@ impl NodeCalls {
         node: &ClusterNode,
         instances: &[InstanceId],
     ) -> Result<std::collections::HashMap<i64, InstanceState>, String> {
-        let url = format!("{}{STATES_PATH}", node.address.trim_end_matches('/'));
         let ids: Vec<i64> = instances.iter().map(|i| i.0).collect();
-        let response = self
-            .client
-            .post(&url)
-            .header(reqwest::header::AUTHORIZATION, format!("{AUTH_SCHEME} {}", self.token))
-            .json(&ids)
-            .send()
-            .await
-            .map_err(|e| e.to_string())?;
+        let response = self.post(node, STATES_PATH, None).json(&ids).send().await.map_err(|e| e.to_string())?;
         if !response.status().is_success() {
             return Err(format!("status {}", response.status()));
         }
@@ -202,20 +198,8 @@ pub struct RemoteConnector {
 
 impl RemoteConnector {
     async fn call<T: DeserializeOwned>(&self, call: ConnectorCall) -> Result<T, ConnectorError> {
-        let url = format!(
-            "{}{}",
-            self.node.address.trim_end_matches('/'),
-            CALL_PATH.replace("{id}", &self.instance.to_string())
-        );
         let changes = call.changes();
-        let sent = self
-            .calls
-            .client
-            .post(&url)
-            .header(reqwest::header::AUTHORIZATION, format!("{AUTH_SCHEME} {}", self.calls.token))
-            .json(&call)
-            .send()
-            .await;
+        let sent = self.calls.post(&self.node, CALL_PATH, Some(self.instance)).json(&call).send().await;
         let unreachable = |e: &dyn std::fmt::Display| {
             ConnectorError::NotConnected(format!("the node that runs it ({}) did not answer: {e}", self.node.node))
         };

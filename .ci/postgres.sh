@@ -3,17 +3,19 @@
 #
 #   export TEST_DATABASE_URL="$(bash .ci/postgres.sh [DATA_DIR] | tail -n 1)"
 #
-# The server listens on 127.0.0.1:55432 only, with superuser `postgres` and `trust` authentication: it is for tests,
-# never for data anyone wants to keep. DATA_DIR (default /tmp/convene-pg) holds the cluster and its log, server.log.
+# The server listens on 127.0.0.1 only, on port 55432 or, when that port is taken (a loopback connection of an
+# earlier test may hold it: it lies in the kernel's ephemeral range), the next free one of 55433-55441; with
+# superuser `postgres` and `trust` authentication: it is for tests, never for data anyone wants to keep. DATA_DIR (default /tmp/convene-pg) holds the cluster and its log, server.log.
 # PostgreSQL comes from Debian's apt, and only when no `initdb` is found on PATH or in /usr/lib/postgresql/*/bin.
-# Safe to run again: a server already answering on the port is reused, and a stopped cluster is started again.
+# Safe to run again: the cluster's own server, still running, is reused on its port; a server answering on 55432 is
+# reused too; a stopped cluster is started again.
 # PostgreSQL refuses to run as root, so as root the server runs as the system user `convene-pg`, created if missing.
 # Stop it with: pg_ctl -D DATA_DIR stop (as that user when run as root).
 set -euo pipefail
 
 data_dir="${1:-/tmp/convene-pg}"
-port=55432
-url="postgres://postgres@127.0.0.1:${port}/postgres"
+first_port=55432
+last_port=55441
 os_user=convene-pg
 
 log() { echo "postgres.sh: $*" >&2; }
@@ -46,11 +48,21 @@ fi
 
 pg_isready="$bin_dir/pg_isready"
 [[ -x "$pg_isready" ]] || pg_isready="pg_isready"
-ready() { "$pg_isready" -q -h 127.0.0.1 -p "$port" -U postgres -d postgres; }
+ready() { "$pg_isready" -q -h 127.0.0.1 -p "$1" -U postgres -d postgres; }
+url() { echo "postgres://postgres@127.0.0.1:$1/postgres"; }
 
-if ready; then
-    log "a server already answers on 127.0.0.1:${port}: reusing it"
-    echo "$url"
+# The cluster's own server, if it runs: postmaster.pid holds its port on the fourth line.
+if [[ -f "$data_dir/postmaster.pid" ]]; then
+    running_port="$(sed -n 4p "$data_dir/postmaster.pid" 2>/dev/null || true)"
+    if [[ "$running_port" =~ ^[0-9]+$ ]] && ready "$running_port"; then
+        log "the cluster in $data_dir already runs on 127.0.0.1:${running_port}: reusing it"
+        url "$running_port"
+        exit 0
+    fi
+fi
+if ready "$first_port"; then
+    log "a server already answers on 127.0.0.1:${first_port}: reusing it"
+    url "$first_port"
     exit 0
 fi
 
@@ -79,19 +91,38 @@ if [[ ! -f "$data_dir/PG_VERSION" ]]; then
     as_owner "$bin_dir/initdb" -D "$data_dir" -U postgres --auth=trust -E UTF8 --locale=C >&2
 fi
 
-log "starting the server on 127.0.0.1:${port} (log: $data_dir/server.log)"
-# No Unix socket: the tests use TCP, and a socket path would depend on the data dir's length and permissions.
-# fsync=off: nothing here needs to survive a crash, and every test creates and drops a database.
-as_owner "$bin_dir/pg_ctl" -D "$data_dir" -l "$data_dir/server.log" -w -t 30 \
-    -o "-p ${port} -c listen_addresses=127.0.0.1 -c unix_socket_directories='' -c fsync=off" start >&2 || {
+# A port is free when nothing listens on it and no socket holds it as its local address.
+port_free() { ! ss -Htan exclude time-wait "( sport = :$1 )" 2>/dev/null | grep -q .; }
+
+started=""
+for port in $(seq "$first_port" "$last_port"); do
+    if command -v ss >/dev/null 2>&1 && ! port_free "$port"; then
+        log "port $port is taken: trying the next"
+        continue
+    fi
+    log "starting the server on 127.0.0.1:${port} (log: $data_dir/server.log)"
+    # No Unix socket: the tests use TCP, and a socket path would depend on the data dir's length and permissions.
+    # fsync=off: nothing here needs to survive a crash, and every test creates and drops a database.
+    if as_owner "$bin_dir/pg_ctl" -D "$data_dir" -l "$data_dir/server.log" -w -t 30 \
+        -o "-p ${port} -c listen_addresses=127.0.0.1 -c unix_socket_directories='' -c fsync=off" start >&2; then
+        started="$port"
+        break
+    fi
+    # Taken between the check and the bind: try the next port; any other failure ends here.
+    if ! tail -n 5 "$data_dir/server.log" 2>/dev/null | grep -q "Address already in use"; then
+        break
+    fi
+    log "port $port was taken as the server started: trying the next"
+done
+if [[ -z "$started" ]]; then
     log "the server did not start; the end of its log:"
     tail -n 20 "$data_dir/server.log" >&2 || true
     exit 1
-}
+fi
 
 for _ in $(seq 1 30); do
-    if ready; then
-        echo "$url"
+    if ready "$started"; then
+        url "$started"
         exit 0
     fi
     sleep 1

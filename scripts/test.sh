@@ -85,15 +85,16 @@ else
     cargo test --locked --workspace "${outside[@]}" -- --ignored --nocapture
 fi
 
-echo "== PostgreSQL leg: the store contract, the device-key storage contract and the end-to-end tests"
+echo "== PostgreSQL leg: the store contract, the device-key storage contract, the shared sandbox and the end-to-end tests"
 TEST_DATABASE_URL="${TEST_DATABASE_URL:-$(.ci/postgres.sh "${CONVENE_PG_DIR:-/tmp/convene-pg}" | tail -n 1)}"
 export TEST_DATABASE_URL
 # With nextest, the workspace's build from the SQLite leg is reused (a `-p` subset would unify features differently
 # and compile everything a third time); the filter picks the same packages.
 if cargo nextest --version >/dev/null 2>&1; then
     run_tests --workspace --locked \
-        -E 'package(convene-store) | package(convene-whatsapp) | package(convene-server) | binary(failover)'
+        -E 'package(convene-store) | package(convene-whatsapp) | package(convene-server) | binary(failover) | binary(shared)'
 else
     run_tests -p convene-store -p convene-whatsapp -p convene-server --locked
     run_tests -p convene --test failover --locked
+    run_tests -p convene-sandbox --test shared --locked
 fi

@@ -3,15 +3,18 @@
 //! It models registered and unregistered numbers, group-add privacy (everyone / contacts / nobody), contacts and
 //! blocks, "recently left", 403 refusals carrying add-request codes that expire, invite links (with join approval),
 //! the group size limit and subject/description limits, and injected latency and faults, including "the group was
-//! created but the reply was lost". The world is kept in a database of its own, apart from Convene's, because it
-//! plays the remote side: a group it created must outlive a crash of the gateway. A change returns once it is
-//! committed, and a call reads only the rows it needs (see `store.rs`), so the world's size costs neither memory nor
-//! time per call. All randomness comes from a seeded generator kept with the world, so a run is repeatable.
+//! created but the reply was lost". The world is kept apart from Convene's tables, because it plays the remote side:
+//! a group it created must outlive a crash of the gateway. One node keeps it in a SQLite file of its own
+//! (`store.rs`); nodes on one PostgreSQL database keep it there, in a schema of its own, as one network for all of
+//! them (`shared.rs`). A change returns once it is committed, and a call reads only the rows it needs, so the world's
+//! size costs neither memory nor time per call. All randomness comes from a seeded generator kept with the world, so
+//! a run is repeatable.
 #![forbid(unsafe_code)]
 
 mod connector;
 mod legacy;
 mod network;
+mod shared;
 mod store;
 mod world;
 

@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
@@ -13,6 +13,7 @@ use convene_core::{
 use tokio::sync::OwnedMutexGuard;
 
 use crate::connector::SandboxConnector;
+use crate::shared::{self, PersonReport, Versioned};
 use crate::store::{self, GroupsNeeded, Needs};
 use crate::world::{Env, Meta, World};
 use crate::{
@@ -24,21 +25,46 @@ pub struct SandboxNetwork {
     config: SandboxConfig,
     clock: Arc<dyn Clock>,
     path: Option<PathBuf>,
-    /// The connection changes are written on, held by each change while it reads and writes the world: changes
-    /// apply one after another, and queue here rather than on the database's write lock.
-    writer: Arc<tokio::sync::Mutex<Writer>>,
-    /// Connections for reads, beside the writer's (WAL: a read sees the last commit and waits for no change). `None`
-    /// for a world in memory, which lives in the writer's one connection.
-    readers: Option<Arc<Readers>>,
+    backend: Backend,
     /// The world's small state as last committed, for reads that need nothing else (faults, limits, stats).
     meta: Arc<RwLock<Meta>>,
     /// Transactions committed so far: fewer than the changes when changes commit together.
     commits: Arc<AtomicU64>,
     /// Who hears what people do on their own (join, leave): instances by their account number.
     listeners: Mutex<BTreeMap<InstanceId, Listener>>,
+}
+
+/// Where the world is kept.
+enum Backend {
+    /// One node's world: a SQLite file of its own, or memory.
+    Local(Local),
+    /// The world in PostgreSQL, one network for every node on the database (see `shared.rs`).
+    Shared(Shared),
+}
+
+struct Local {
+    /// The connection changes are written on, held by each change while it reads and writes the world: changes
+    /// apply one after another, and queue here rather than on the database's write lock.
+    writer: Arc<tokio::sync::Mutex<Writer>>,
+    /// Connections for reads, beside the writer's (WAL: a read sees the last commit and waits for no change). `None`
+    /// for a world in memory, which lives in the writer's one connection.
+    readers: Option<Arc<Readers>>,
     /// Copies the WAL into the file beside the writer's commits; stops with the network. `None` in memory.
     _checkpointer: Option<convene_sqlite::Checkpointer>,
 }
+
+struct Shared {
+    pool: sqlx::PgPool,
+    /// This process among the nodes, so that it skips its own reports when it follows theirs.
+    origin: i64,
+    /// The version of the small state the cache holds: a later change's state is never overwritten by an earlier
+    /// one's. Written under the cache's lock.
+    version: AtomicI64,
+}
+
+/// How often a node on a shared world reads the small state (another node may have changed the faults) and the
+/// reports of what people did on other nodes.
+const FOLLOW_EVERY: Duration = Duration::from_millis(250);
 
 struct Writer {
     conn: rusqlite::Connection,
@@ -125,25 +151,59 @@ impl SandboxNetwork {
                     .map_err(|e| SandboxError::Io(format!("starting the sandbox's checkpointer: {e}")))
             })
             .transpose()?;
+        let local = Local {
+            writer: Arc::new(tokio::sync::Mutex::new(Writer { conn, batch: None })),
+            readers,
+            _checkpointer: checkpointer,
+        };
         let network = Arc::new(Self {
             config,
             clock,
             path,
-            writer: Arc::new(tokio::sync::Mutex::new(Writer { conn, batch: None })),
-            readers,
+            backend: Backend::Local(local),
             meta: Arc::new(RwLock::new(meta)),
             commits,
             listeners: Mutex::default(),
-            _checkpointer: checkpointer,
         });
-        // A world seeded unreachable starts its outage now.
-        network
-            .mutate(Needs::default(), |w, env| {
-                w.note_outage(env.now);
-                Ok::<_, SandboxError>(())
-            })
-            .await?;
+        network.start_outage().await?;
         Ok(network)
+    }
+
+    /// Opens the world kept in the PostgreSQL database at `url` (schema `sandbox`), made on the first start from
+    /// `config`: one network for every node on that database. Changes from all nodes apply in turn; what people do
+    /// is reported to members on every node, and the faults another node sets apply here within a fraction of a
+    /// second.
+    pub async fn open_shared(
+        url: &str,
+        config: SandboxConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Arc<Self>, SandboxError> {
+        config.faults.validate()?;
+        let new_world = World::new(config.seed, config.faults.clone(), config.network_limits.clone()).meta();
+        let (pool, committed) = shared::open(url, &new_world).await?;
+        let following_from = shared::latest_report(&pool).await?;
+        let shared = Shared { pool, origin: random_origin(), version: AtomicI64::new(committed.version) };
+        let network = Arc::new(Self {
+            config,
+            clock,
+            path: None,
+            backend: Backend::Shared(shared),
+            meta: Arc::new(RwLock::new(committed.meta)),
+            commits: Arc::default(),
+            listeners: Mutex::default(),
+        });
+        network.start_outage().await?;
+        tokio::spawn(follow(Arc::downgrade(&network), following_from));
+        Ok(network)
+    }
+
+    /// A world seeded unreachable starts its outage now.
+    async fn start_outage(&self) -> Result<(), SandboxError> {
+        self.mutate(Needs::default(), |w, env| {
+            w.note_outage(env.now);
+            Ok::<_, SandboxError>(())
+        })
+        .await
     }
 
     /// Makes the numbers registered WhatsApp users of the world (the accounts connectors act as), in one change.
@@ -181,7 +241,12 @@ impl SandboxNetwork {
 
     /// A page of groups, the latest created first, and how many groups there are.
     pub async fn groups_latest_first(&self, skip: u64, take: u64) -> Result<(Vec<SandboxGroup>, u64), SandboxError> {
-        let (groups, total) = self.reading(true, move |conn| store::groups_latest_first(conn, skip, take)).await?;
+        let (groups, total) = match &self.backend {
+            Backend::Local(local) => {
+                local.reading(true, move |conn| store::groups_latest_first(conn, skip, take)).await?
+            }
+            Backend::Shared(shared) => shared::groups_latest_first(&mut *shared.conn().await?, skip, take).await?,
+        };
         Ok((groups.into_iter().map(|g| g.info().clone()).collect(), total))
     }
 
@@ -232,8 +297,21 @@ impl SandboxNetwork {
         Ok(result)
     }
 
-    /// Tells the listening members of `jid` (not `by` themselves) what `by` did.
+    /// Tells the listening members of `jid` (not `by` themselves) what `by` did: here, and on a shared world on
+    /// every other node too.
     async fn notify_members(&self, jid: &GroupJid, by: &PhoneNumber, change: ReportedGroupChange) {
+        if let Backend::Shared(shared) = &self.backend {
+            let joined = matches!(change, ReportedGroupChange::ParticipantsJoined(_));
+            let report = PersonReport { group: jid.clone(), by: by.clone(), joined };
+            if let Err(e) = shared::write_report(&shared.pool, shared.origin, &report).await {
+                tracing::warn!(error = %e, group = %jid, "could not report to the other nodes what a sandbox person did");
+            }
+        }
+        self.notify_listeners(jid, by, change).await;
+    }
+
+    /// Tells the members of `jid` listening here (not `by` themselves) what `by` did.
+    async fn notify_listeners(&self, jid: &GroupJid, by: &PhoneNumber, change: ReportedGroupChange) {
         let Ok(group) = self.group(jid).await else { return };
         let listeners = self.listeners.lock().unwrap_or_else(PoisonError::into_inner);
         for (instance, listener) in listeners.iter() {
@@ -246,8 +324,13 @@ impl SandboxNetwork {
 
     /// Messages connectors sent to the person, oldest first.
     pub async fn inbox(&self, phone: &PhoneNumber) -> Result<Vec<InboxMessage>, SandboxError> {
-        let phone = phone.clone();
-        self.reading(false, move |conn| store::inbox(conn, &phone)).await
+        match &self.backend {
+            Backend::Local(local) => {
+                let phone = phone.clone();
+                local.reading(false, move |conn| store::inbox(conn, &phone)).await
+            }
+            Backend::Shared(shared) => shared::inbox(&mut *shared.conn().await?, phone).await,
+        }
     }
 
     /// Changes the faults. Switching `unreachable` on or off is reported to every listening instance, as its new
@@ -259,20 +342,27 @@ impl SandboxNetwork {
                 w.set_faults(faults.clone(), env.now).map(|()| was)
             })
             .await?;
-        if was_unreachable != self.faults().unreachable {
-            let listeners: Vec<(PhoneNumber, InstanceId, Arc<dyn ConnectorReports>)> = self
-                .listeners
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .iter()
-                .map(|(instance, l)| (l.account.clone(), *instance, Arc::clone(&l.events)))
-                .collect();
-            for (account, instance, events) in listeners {
-                let state = self.state(&account).await;
-                events.report(instance, ConnectorReport::StateChanged(state));
-            }
+        // On a shared world, the cache reports it as it takes the new state in (see `cache`): this change may reach it
+        // after another node's.
+        if matches!(self.backend, Backend::Local(_)) && was_unreachable != self.faults().unreachable {
+            self.report_states().await;
         }
         Ok(())
+    }
+
+    /// Reports to every listening instance its state as it is now.
+    async fn report_states(&self) {
+        let listeners: Vec<(PhoneNumber, InstanceId, Arc<dyn ConnectorReports>)> = self
+            .listeners
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .map(|(instance, l)| (l.account.clone(), *instance, Arc::clone(&l.events)))
+            .collect();
+        for (account, instance, events) in listeners {
+            let state = self.state(&account).await;
+            events.report(instance, ConnectorReport::StateChanged(state));
+        }
     }
 
     /// `account`'s connection: unreachable while that fault is on (or while the sandbox cannot read its database),
@@ -342,43 +432,41 @@ impl SandboxNetwork {
     /// Runs `f` on a view of the world holding what `needs` names, as last committed.
     pub(crate) async fn read<T>(&self, needs: Needs, f: impl FnOnce(&World, &Env) -> T) -> Result<T, SandboxError> {
         let meta = self.meta();
-        let bulk = matches!(needs.groups, GroupsNeeded::All);
-        let world = self.reading(bulk, move |conn| store::load(conn, meta, &needs)).await?;
+        let world = match &self.backend {
+            Backend::Local(local) => {
+                let bulk = matches!(needs.groups, GroupsNeeded::All);
+                local.reading(bulk, move |conn| store::load(conn, meta, &needs)).await?
+            }
+            Backend::Shared(shared) => shared::load(&mut *shared.conn().await?, meta, &needs).await?,
+        };
         let env = Env::new(&self.config, self.clock.now());
         Ok(f(&world, &env))
-    }
-
-    /// Runs `read` on a connection that sees the last commit: inline (a few rows by index, from the page cache), or
-    /// on a blocking thread when `bulk` (the whole world, a page of it).
-    async fn reading<T: Send + 'static>(
-        &self,
-        bulk: bool,
-        read: impl FnOnce(&rusqlite::Connection) -> Result<T, SandboxError> + Send + 'static,
-    ) -> Result<T, SandboxError> {
-        match &self.readers {
-            Some(readers) if bulk => {
-                let readers = Arc::clone(readers);
-                tokio::task::spawn_blocking(move || readers.run(read))
-                    .await
-                    .map_err(|e| SandboxError::Io(format!("reading the sandbox's database: {e}")))?
-            }
-            Some(readers) => readers.run(read),
-            // In memory, a change commits before it lets the writer go: what its connection holds is committed.
-            None => read(&self.writer.lock().await.conn),
-        }
     }
 
     /// Runs a change on a view of the world holding what `needs` names, and returns once what it touched is
     /// committed, whatever `f` returned (a failed call may still have moved the generator, and a lost reply still
     /// created its group). Changes apply one at a time, and those that queue meanwhile commit together (see
-    /// [`Batch`]). Nothing of a change is written when the database fails.
+    /// [`Batch`]); on a shared world, one after another across all nodes. Nothing of a change is written when the
+    /// database fails.
     pub(crate) async fn mutate<T, E: From<SandboxError>>(
         &self,
+        needs: Needs,
+        f: impl FnMut(&mut World, &Env) -> Result<T, E>,
+    ) -> Result<T, E> {
+        match &self.backend {
+            Backend::Local(local) => self.mutate_local(local, needs, f).await,
+            Backend::Shared(shared) => self.mutate_shared(shared, needs, f).await,
+        }
+    }
+
+    async fn mutate_local<T, E: From<SandboxError>>(
+        &self,
+        local: &Local,
         needs: Needs,
         mut f: impl FnMut(&mut World, &Env) -> Result<T, E>,
     ) -> Result<T, E> {
         let env = Env::new(&self.config, self.clock.now());
-        let mut writer = Arc::clone(&self.writer).lock_owned().await;
+        let mut writer = Arc::clone(&local.writer).lock_owned().await;
         if writer.batch.is_some() && writer.conn.is_autocommit() {
             // SQLite undid the open transaction by itself (a full disk, an I/O error): its changes are gone.
             if let Some(lost) = writer.batch.take() {
@@ -386,7 +474,7 @@ impl SandboxNetwork {
             }
         }
         if writer.batch.is_none() {
-            writer = self.begin(writer).await?;
+            writer = self.begin(local, writer).await?;
         }
         let result = match self.apply(&mut writer, &needs, &env, &mut f) {
             Ok(result) => result,
@@ -401,7 +489,7 @@ impl SandboxNetwork {
             }
         };
         let mut committed = writer.batch.as_ref().expect("a batch is open").committed.subscribe();
-        if self.readers.is_none() {
+        if local.readers.is_none() {
             // In memory there is nothing to sync: commit now.
             let batch = writer.batch.take().expect("a batch is open");
             commit(&writer.conn, batch, &self.meta, &self.commits);
@@ -417,8 +505,12 @@ impl SandboxNetwork {
 
     /// Begins a batch on the writer; with a file, on a blocking thread (another connection holding the file's write
     /// lock would make `BEGIN IMMEDIATE` wait), and with its committer queued.
-    async fn begin(&self, writer: OwnedMutexGuard<Writer>) -> Result<OwnedMutexGuard<Writer>, SandboxError> {
-        let (mut writer, begun) = match self.readers {
+    async fn begin(
+        &self,
+        local: &Local,
+        writer: OwnedMutexGuard<Writer>,
+    ) -> Result<OwnedMutexGuard<Writer>, SandboxError> {
+        let (mut writer, begun) = match local.readers {
             None => {
                 let begun = writer.conn.execute_batch("BEGIN IMMEDIATE");
                 (writer, begun)
@@ -432,8 +524,8 @@ impl SandboxNetwork {
         };
         begun.map_err(store::db_error)?;
         writer.batch = Some(Batch { changes: 0, meta: None, committed: tokio::sync::watch::Sender::new(None) });
-        if self.readers.is_some() {
-            self.commit_when_joined();
+        if local.readers.is_some() {
+            self.commit_when_joined(local);
         }
         Ok(writer)
     }
@@ -441,8 +533,8 @@ impl SandboxNetwork {
     /// Commits the batch just opened once the changes queued for the writer before this task have joined it: the
     /// task queues behind them (the writer's lock is fair). A task of its own, so that the batch is committed even
     /// when the call that opened it is dropped; the sync runs on a blocking thread, holding the writer.
-    fn commit_when_joined(&self) {
-        let (writer, meta, commits) = (Arc::clone(&self.writer), Arc::clone(&self.meta), Arc::clone(&self.commits));
+    fn commit_when_joined(&self, local: &Local) {
+        let (writer, meta, commits) = (Arc::clone(&local.writer), Arc::clone(&self.meta), Arc::clone(&self.commits));
         tokio::spawn(async move {
             let mut writer = writer.lock_owned().await;
             let Some(batch) = writer.batch.take() else { return };
@@ -490,6 +582,130 @@ impl SandboxNetwork {
             return Ok(result);
         }
     }
+
+    /// A change on a shared world: one transaction that locks the small state first, so that changes from every
+    /// node apply in turn. As on one node, a new group's id taken already (here: by a group the view did not load)
+    /// makes the change run again from the same state, drawing past it; nothing is written before that check.
+    async fn mutate_shared<T, E: From<SandboxError>>(
+        &self,
+        shared: &Shared,
+        needs: Needs,
+        mut f: impl FnMut(&mut World, &Env) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let env = Env::new(&self.config, self.clock.now());
+        let mut tx = shared.pool.begin().await.map_err(store::db_error)?;
+        let current = shared::meta(&mut tx, true).await?;
+        let mut known_taken = BTreeSet::new();
+        loop {
+            let mut world = shared::load(&mut tx, current.meta.clone(), &needs).await?;
+            world.known_taken.clone_from(&known_taken);
+            let result = f(&mut world, &env);
+            let changes = world.take_changes();
+            if let Some(taken) = shared::first_taken_id(&mut tx, &changes.created).await? {
+                known_taken.insert(taken);
+                continue;
+            }
+            let version = shared::save(&mut tx, &changes, self.config.inbox_limit).await?;
+            tx.commit().await.map_err(store::db_error)?;
+            self.commits.fetch_add(1, Ordering::Relaxed);
+            let committed = match (version, changes.meta) {
+                (Some(version), Some(meta)) => Versioned { version, meta },
+                _ => current,
+            };
+            if self.cache(shared, committed) {
+                self.report_states().await;
+            }
+            return result;
+        }
+    }
+
+    /// Keeps a shared world's small state in the cache unless the cache holds a later one. Says whether an outage
+    /// started or ended with it: the caller reports that to the instances here, once, whichever change or read of
+    /// the state brought it in.
+    fn cache(&self, shared: &Shared, committed: Versioned) -> bool {
+        let mut meta = self.meta.write().unwrap_or_else(PoisonError::into_inner);
+        if committed.version <= shared.version.load(Ordering::Relaxed) {
+            return false;
+        }
+        let flipped = meta.faults.unreachable != committed.meta.faults.unreachable;
+        shared.version.store(committed.version, Ordering::Relaxed);
+        *meta = committed.meta;
+        flipped
+    }
+}
+
+impl Local {
+    /// Runs `read` on a connection that sees the last commit: inline (a few rows by index, from the page cache), or
+    /// on a blocking thread when `bulk` (the whole world, a page of it).
+    async fn reading<T: Send + 'static>(
+        &self,
+        bulk: bool,
+        read: impl FnOnce(&rusqlite::Connection) -> Result<T, SandboxError> + Send + 'static,
+    ) -> Result<T, SandboxError> {
+        match &self.readers {
+            Some(readers) if bulk => {
+                let readers = Arc::clone(readers);
+                tokio::task::spawn_blocking(move || readers.run(read))
+                    .await
+                    .map_err(|e| SandboxError::Io(format!("reading the sandbox's database: {e}")))?
+            }
+            Some(readers) => readers.run(read),
+            // In memory, a change commits before it lets the writer go: what its connection holds is committed.
+            None => read(&self.writer.lock().await.conn),
+        }
+    }
+}
+
+impl Shared {
+    async fn conn(&self) -> Result<sqlx::pool::PoolConnection<sqlx::Postgres>, SandboxError> {
+        self.pool.acquire().await.map_err(store::db_error)
+    }
+}
+
+/// Follows a shared world while the network is open: its small state (faults another node set, reported to the
+/// instances here when an outage starts or ends) and what people did through other nodes (reported to the members
+/// listening here). A pass that fails is tried again at the next.
+async fn follow(network: std::sync::Weak<SandboxNetwork>, mut after: i64) {
+    loop {
+        tokio::time::sleep(FOLLOW_EVERY).await;
+        let Some(network) = network.upgrade() else { return };
+        let Backend::Shared(shared) = &network.backend else { return };
+        let committed = match shared.conn().await {
+            Ok(mut conn) => shared::meta(&mut conn, false).await,
+            Err(e) => Err(e),
+        };
+        match committed {
+            Ok(committed) => {
+                if network.cache(shared, committed) {
+                    network.report_states().await;
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "could not read the shared sandbox's state"),
+        }
+        match shared::reports_after(&shared.pool, after, shared.origin).await {
+            Ok((reports, last)) => {
+                after = last;
+                for report in reports {
+                    let change = if report.joined {
+                        ReportedGroupChange::ParticipantsJoined(vec![report.by.clone()])
+                    } else {
+                        ReportedGroupChange::ParticipantsLeft(vec![report.by.clone()])
+                    };
+                    network.notify_listeners(&report.group, &report.by, change).await;
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "could not read the shared sandbox's reports"),
+        }
+    }
+}
+
+/// A number telling this process apart from the other nodes on a shared world.
+fn random_origin() -> i64 {
+    use std::hash::{BuildHasher as _, Hasher as _};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
+    hasher.write_u32(std::process::id());
+    i64::from_ne_bytes(hasher.finish().to_ne_bytes())
 }
 
 /// Commits `batch` on `conn` and tells its changes how it went. The cache and the count follow the commit before the

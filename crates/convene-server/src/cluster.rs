@@ -76,7 +76,7 @@ fn is_node_id(id: &str) -> bool {
 /// on PostgreSQL, leasing numbers under its id, and calling the other nodes with a token derived from the sealing key
 /// they share.
 pub fn placement(config: &Config, sealer: &SecretBox) -> anyhow::Result<Placement> {
-    if config.database_url.starts_with("sqlite:") {
+    if !config.on_postgres() {
         return Ok(Placement::Alone);
     }
     let node = if config.cluster.node_id.is_empty() {

@@ -136,6 +136,11 @@ impl Config {
         config
     }
 
+    /// Whether Convene's database is PostgreSQL (several nodes may share it), not a SQLite file.
+    pub fn on_postgres(&self) -> bool {
+        is_postgres(&self.database_url)
+    }
+
     fn validate(&self) -> Result<(), String> {
         let scheme = self.database_url.split_once(':').map_or("", |(scheme, _)| scheme);
         if !matches!(scheme, "sqlite" | "postgres" | "postgresql") {
@@ -172,6 +177,11 @@ impl Config {
         self.connectors = sections;
         Ok(())
     }
+}
+
+/// Whether `database_url` names a PostgreSQL database.
+pub(crate) fn is_postgres(database_url: &str) -> bool {
+    database_url.starts_with("postgres:") || database_url.starts_with("postgresql:")
 }
 
 #[cfg(test)]

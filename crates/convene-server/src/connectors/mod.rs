@@ -71,6 +71,8 @@ pub(crate) trait ConnectorRegistration: Sync {
 /// device keys), sealed with the server's key.
 pub(crate) struct Keeping {
     pub data_dir: PathBuf,
+    /// Convene's database: on PostgreSQL, where the sandbox keeps the world all nodes share.
+    pub database_url: String,
     pub store: Arc<dyn Store>,
     pub sealer: Arc<SecretBox>,
 }
@@ -191,7 +193,8 @@ impl Networks {
         sealer: Arc<SecretBox>,
         clock: Arc<dyn Clock>,
     ) -> anyhow::Result<Self> {
-        let keeping = Keeping { data_dir: config.data_dir.clone(), store, sealer };
+        let keeping =
+            Keeping { data_dir: config.data_dir.clone(), database_url: config.database_url.clone(), store, sealer };
         Self::open_in(config, Some(&keeping), clock).await
     }
 

@@ -48,7 +48,8 @@ impl ConnectorRegistration for Registration {
         Self::settings(settings).map(drop)
     }
 
-    /// The world is `sandbox.db` in the data directory (an older Convene's `sandbox.json` beside it is imported).
+    /// The world is `sandbox.db` in the data directory (an older Convene's `sandbox.json` beside it is imported); on
+    /// PostgreSQL it is in Convene's database, schema `sandbox`, one network for every node on that database.
     async fn open(
         &self,
         settings: &Section,
@@ -57,12 +58,21 @@ impl ConnectorRegistration for Registration {
         _reported: &Arc<dyn ConnectorReports>,
     ) -> anyhow::Result<Arc<dyn ConnectorDriver>> {
         let config = Self::settings(settings).map_err(anyhow::Error::msg)?;
-        let path = keeping.map(|keeping| keeping.data_dir.join("sandbox.db"));
-        let place = path
-            .as_ref()
-            .map_or_else(|| "an empty sandbox in memory".to_owned(), |p| format!("the sandbox world {}", p.display()));
-        let network =
-            SandboxNetwork::open(path, config, Arc::clone(clock)).await.with_context(|| format!("opening {place}"))?;
+        let clock = Arc::clone(clock);
+        let network = match keeping {
+            Some(keeping) if crate::config::is_postgres(&keeping.database_url) => {
+                SandboxNetwork::open_shared(&keeping.database_url, config, clock)
+                    .await
+                    .context("opening the sandbox world in the PostgreSQL database (schema `sandbox`)")?
+            }
+            Some(keeping) => {
+                let path = keeping.data_dir.join("sandbox.db");
+                SandboxNetwork::open(Some(path.clone()), config, clock)
+                    .await
+                    .with_context(|| format!("opening the sandbox world {}", path.display()))?
+            }
+            None => SandboxNetwork::open(None, config, clock).await.context("opening an empty sandbox in memory")?,
+        };
         Ok(Arc::new(SandboxDriver { network }))
     }
 }

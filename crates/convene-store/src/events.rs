@@ -350,17 +350,26 @@ pub(crate) async fn claim_due_deliveries(
     until: Timestamp,
 ) -> DbResult<Vec<DueDelivery>> {
     // One statement: of two passes claiming at once, each delivery goes to one. The outer conditions are checked
-    // again on a row another pass has just claimed (PostgreSQL re-reads it before updating), so it is skipped.
-    let take = Statement::new(concat!(
-        "UPDATE webhook_deliveries SET claimed_by = $3, next_attempt_at = $4 \
-         WHERE state = 'pending' AND next_attempt_at <= $1 AND id IN (SELECT id FROM (",
-        due_delivery_ids!(),
-        ") AS due)"
-    ))
-    .bind(now.as_millis())
-    .bind(i64::from(max.max(1)))
-    .bind(claim)
-    .bind(until.as_millis());
+    // again on a row another pass has just claimed (PostgreSQL re-reads it before updating), so it is skipped. On
+    // PostgreSQL the deliveries picked are locked as they are picked, passing over those another pass holds: two
+    // passes (on two nodes) locking overlapping rows in their own orders deadlocked, failing a pass a second later.
+    let sql = if db.skips_locked_rows() {
+        concat!(
+            "UPDATE webhook_deliveries SET claimed_by = $3, next_attempt_at = $4 \
+             WHERE state = 'pending' AND next_attempt_at <= $1 AND id IN (SELECT id FROM (",
+            due_delivery_ids!(),
+            " FOR UPDATE OF d SKIP LOCKED) AS due)"
+        )
+    } else {
+        concat!(
+            "UPDATE webhook_deliveries SET claimed_by = $3, next_attempt_at = $4 \
+             WHERE state = 'pending' AND next_attempt_at <= $1 AND id IN (SELECT id FROM (",
+            due_delivery_ids!(),
+            ") AS due)"
+        )
+    };
+    let take =
+        Statement::new(sql).bind(now.as_millis()).bind(i64::from(max.max(1))).bind(claim).bind(until.as_millis());
     if db.execute(take).await? == 0 {
         return Ok(Vec::new());
     }

@@ -132,6 +132,10 @@ impl Backend for PostgresStore {
         Some(Statement::new("SELECT pg_advisory_xact_lock(7103014)"))
     }
 
+    fn skips_locked_rows(&self) -> bool {
+        true
+    }
+
     async fn execute(&self, statement: Statement) -> DbResult<u64> {
         let done = statement.query::<Postgres>().execute(&self.pool).await.map_err(db_err)?;
         Ok(done.rows_affected())

@@ -156,6 +156,12 @@ pub(crate) trait Backend: Send + Sync {
         None
     }
 
+    /// Whether a query may lock the rows it picks and pass over rows another transaction locked (`FOR UPDATE SKIP
+    /// LOCKED`): on a backend whose writers lock rows, not the whole database.
+    fn skips_locked_rows(&self) -> bool {
+        false
+    }
+
     /// Groups kept in memory, on a backend where this process writes every group (see `group_cache`).
     fn group_cache(&self) -> Option<&GroupCache> {
         None

@@ -835,6 +835,7 @@ macro_rules! every_case {
             events_fan_out_to_enabled_endpoints_whose_filter_takes_them,
             only_the_oldest_pending_delivery_of_each_key_is_due,
             claimed_deliveries_go_to_one_pass_and_are_due_again_only_when_the_claim_ends,
+            many_passes_claiming_at_once_all_succeed_and_claim_each_delivery_once,
             a_pass_that_overran_its_claim_records_nothing_over_the_pass_that_took_it_over,
             an_attempt_is_logged_and_can_disable_its_endpoint,
             failed_deliveries_replay_one_or_all_since_a_time,

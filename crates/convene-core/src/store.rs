@@ -347,6 +347,17 @@ pub trait Store: crate::DeviceKeyStore + crate::LeaseStore + Send + Sync {
     async fn find_duplicate_job(&self, dedupe_key: &str, since: Timestamp) -> DbResult<Option<JobRecord>>;
     /// Queued jobs with `next_run_at <= now`, soonest first, then oldest.
     async fn due_jobs(&self, now: Timestamp, limit: u32) -> DbResult<Vec<JobRecord>>;
+    /// `due_jobs` of the numbers `node` holds a lease on that is good at `leases_at`: the queued jobs due by `now`
+    /// naming one of them (for a creation to reconcile, the number it was made on), in the same order. So that a node
+    /// finds its own jobs behind any number of other nodes' (`leases_at` is wall-clock time, as leases are; `now` is
+    /// the service's clock).
+    async fn due_jobs_leased_by(
+        &self,
+        node: &str,
+        leases_at: Timestamp,
+        now: Timestamp,
+        limit: u32,
+    ) -> DbResult<Vec<JobRecord>>;
     /// The earliest `next_run_at` of the queued jobs.
     async fn next_job_due(&self) -> DbResult<Option<Timestamp>>;
     /// How many jobs are in each state; a state without jobs is left out.

@@ -202,6 +202,16 @@ macro_rules! impl_store {
                 jobs::due_jobs(self, now, limit).await
             }
 
+            async fn due_jobs_leased_by(
+                &self,
+                node: &str,
+                leases_at: Timestamp,
+                now: Timestamp,
+                limit: u32,
+            ) -> DbResult<Vec<JobRecord>> {
+                jobs::due_jobs_leased_by(self, node, leases_at, now, limit).await
+            }
+
             async fn next_job_due(&self) -> DbResult<Option<Timestamp>> {
                 jobs::next_job_due(self).await
             }

@@ -225,6 +225,29 @@ pub(crate) async fn due_jobs(db: &impl Backend, now: Timestamp, limit: u32) -> D
     db.fetch(statement, stored::job).await
 }
 
+pub(crate) async fn due_jobs_leased_by(
+    db: &impl Backend,
+    node: &str,
+    leases_at: Timestamp,
+    now: Timestamp,
+    limit: u32,
+) -> DbResult<Vec<JobRecord>> {
+    // A job's numbers are a space-separated list: a number is among them when ' <id> ' is in ' <list> '. The node's
+    // leases are found through their (node, expires_at) index.
+    let statement = Statement::new(select_jobs!(
+        "WHERE state = 'queued' AND next_run_at <= $1 AND EXISTS (SELECT 1 FROM number_leases l \
+         WHERE l.node = $3 AND l.expires_at > $4 AND CASE WHEN needs_reconcile AND pinned_instance_id IS NOT NULL \
+         THEN pinned_instance_id = l.instance_id \
+         ELSE (' ' || instance_ids || ' ') LIKE ('% ' || CAST(l.instance_id AS TEXT) || ' %') END) \
+         ORDER BY next_run_at, created_at, id LIMIT $2"
+    ))
+    .bind(now.as_millis())
+    .bind(i64::from(limit.max(1)))
+    .bind(node)
+    .bind(leases_at.as_millis());
+    db.fetch(statement, stored::job).await
+}
+
 pub(crate) async fn next_job_due(db: &impl Backend) -> DbResult<Option<Timestamp>> {
     let statement = Statement::new("SELECT MIN(next_run_at) AS at FROM jobs WHERE state = 'queued'");
     let rows = db.fetch(statement, |row| Ok(row.int_or_null("at")?.map(Timestamp::from_millis))).await?;

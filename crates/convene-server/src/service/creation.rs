@@ -9,6 +9,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
+use convene_core::Clock as _;
 use convene_core::connector::CreateGroupRequest;
 use convene_core::events::{Change, EventType, NewEvent};
 use convene_core::store::{
@@ -17,7 +18,7 @@ use convene_core::store::{
 use convene_core::{
     ConnectorError, CreationKey, DbError, GroupDescription, GroupId, GroupMetadata, GroupSettings, GroupSubject,
     InstanceId, InstanceState, PacingPolicy, ParticipantChange, ParticipantOutcome, ParticipantResult, PhoneNumber,
-    Timestamp,
+    SystemClock, Timestamp,
 };
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -39,6 +40,9 @@ pub(super) const BAN_REASON: &str = "temporarily banned by WhatsApp (code 103)";
 const DUPLICATE_WAIT: Duration = Duration::from_secs(60);
 /// A job left `running` by no process of ours for this long (its process died) is reconciled by the worker.
 const ORPHANED_AFTER: Duration = Duration::from_secs(60);
+
+/// The most due jobs a worker's pass reads at once (of all numbers, and of those its node holds).
+const DUE_JOBS_PER_PASS: u32 = 100;
 
 /// What guards a synchronous creation against a client's retry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -535,7 +539,7 @@ impl Service {
             );
         }
         let mut due = Vec::new();
-        for job in self.store.due_jobs(self.clock.now(), 100).await? {
+        for job in self.due_jobs().await? {
             if self.runs_here(&job).await? {
                 due.push(job);
             }
@@ -549,6 +553,21 @@ impl Service {
             }
         }
         Ok(n)
+    }
+
+    /// The jobs due now that this node may run, soonest first: the first 100 due, and, on a node among several, the
+    /// first 100 of the numbers it holds, which the others' jobs may have pushed out of the former. (The first are
+    /// still read: a job whose numbers were all deleted is failed by whichever node finds it.)
+    async fn due_jobs(&self) -> Result<Vec<JobRecord>> {
+        let now = self.clock.now();
+        let mut due = self.store.due_jobs(now, DUE_JOBS_PER_PASS).await?;
+        if let Some(node) = self.instances.node() {
+            let mine = self.store.due_jobs_leased_by(node, SystemClock.now(), now, DUE_JOBS_PER_PASS).await?;
+            let seen: HashSet<Uuid> = due.iter().map(|job| job.id).collect();
+            due.extend(mine.into_iter().filter(|job| !seen.contains(&job.id)));
+            due.sort_by_key(|job| (job.next_run_at, job.created_at, job.id));
+        }
+        Ok(due)
     }
 
     /// Whether this node runs `job`: one of its instances runs here (for a creation to reconcile, the one it was

@@ -194,6 +194,36 @@ impl ServingNode {
 }
 
 #[tokio::test]
+async fn a_node_runs_its_own_job_behind_a_hundred_and_fifty_due_jobs_of_a_number_another_node_holds() {
+    let Some(server) = std::env::var("TEST_DATABASE_URL").ok().filter(|u| !u.is_empty()) else {
+        eprintln!("skipped: needs PostgreSQL (TEST_DATABASE_URL; scripts/test.sh starts one)");
+        return;
+    };
+    let database = ScratchDatabase::create(&server).await.unwrap();
+
+    // Arrange: a and b run a number each (long leases). a's worker is not running: 150 jobs of a's number are due,
+    // queued before one of b's.
+    let a = Node::start(&database, 60).await;
+    let (on_a, _) = a.state.service.instances().create(convene_sandbox::KIND, None, None).await.unwrap();
+    let b = Node::start(&database, 60).await;
+    let (on_b, _) = b.state.service.instances().create(convene_sandbox::KIND, None, None).await.unwrap();
+    until_shared(&[&a, &b], &[on_a.id, on_b.id], Duration::from_secs(10), |n| n == [1, 1]).await;
+    assert_eq!(b.running(&[on_b.id]), [on_b.id]);
+    let group = |subject: String| NewGroup { subject, participants: vec!["+17137157533".into()], ..Default::default() };
+    let theirs: Vec<NewGroup> = (0..150).map(|i| group(format!("On a {i}"))).collect();
+    b.state.service.enqueue_groups(&[on_a.id], theirs).await.unwrap();
+    let mine = b.state.service.enqueue_groups(&[on_b.id], vec![group("On b".into())]).await.unwrap().jobs[0].id;
+
+    // Act: one pass of b's worker.
+    let ran = b.state.service.run_due_jobs().await.unwrap();
+
+    // Assert: b ran its own job, and left a's.
+    assert_eq!(ran, 1, "b finds its job behind the 150 of a's number");
+    let (job, _) = b.state.service.job(mine).await.unwrap();
+    assert_eq!(job.state, convene_core::store::JobState::Succeeded, "{job:?}");
+}
+
+#[tokio::test]
 async fn any_node_answers_for_a_number_another_node_runs_handing_it_what_the_number_must_do() {
     let Some(server) = std::env::var("TEST_DATABASE_URL").ok().filter(|u| !u.is_empty()) else {
         eprintln!("skipped: needs PostgreSQL (TEST_DATABASE_URL; scripts/test.sh starts one)");

@@ -807,6 +807,7 @@ macro_rules! every_case {
             of_nodes_racing_for_one_free_number_exactly_one_wins,
             free_numbers_are_taken_in_a_batch_up_to_a_limit_and_racing_nodes_each_get_their_own,
             a_node_renews_what_it_holds_in_one_go_and_finds_what_it_lost,
+            a_node_finds_the_jobs_of_its_numbers_behind_any_number_of_other_nodes_jobs,
             nodes_alive_are_those_seen_lately_and_a_node_that_leaves_frees_its_numbers_at_once,
             a_deleted_numbers_lease_goes_with_it_and_its_history_stays,
             // pacing and the creation queue

@@ -2,7 +2,9 @@
 //! grows with each change of hands, and a history of every lease taken. Run on each backend by `sqlite.rs` and
 //! `postgres.rs` like `contract.rs`.
 
+use convene_core::store::{JobRecord, JobState};
 use convene_core::{ClusterNode, InstanceId, Lease, Store, Timestamp};
+use uuid::Uuid;
 
 use crate::contract_jobs::at;
 
@@ -189,4 +191,52 @@ pub async fn a_deleted_numbers_lease_goes_with_it_and_its_history_stays(store: &
     assert_eq!(instances_of(&store.leases().await.unwrap()), vec![ids[1]]);
     assert_eq!(store.lease_history(ids[0]).await.unwrap().len(), 1);
     assert_eq!(instances_of(&store.renew_leases("node-a", at(1_000), until(16_000)).await.unwrap()), vec![ids[1]]);
+}
+
+pub async fn a_node_finds_the_jobs_of_its_numbers_behind_any_number_of_other_nodes_jobs(store: &dyn Store) {
+    // Arrange: a holds numbers 0 and 1 (1's lease has ended), b holds 2. 150 jobs of b's number are due first, then
+    // one of each kind a runs: naming its number among others, to reconcile on its number (naming b's too), and one
+    // to reconcile on b's number that names a's.
+    let ids = numbers(store, 3).await;
+    store.take_lease(ids[0], "node-a", at(0), until(60_000)).await.unwrap().unwrap();
+    store.take_lease(ids[1], "node-a", at(0), until(1_000)).await.unwrap().unwrap();
+    store.take_lease(ids[2], "node-b", at(0), until(60_000)).await.unwrap().unwrap();
+    let job = |instances: Vec<InstanceId>, pinned: Option<InstanceId>, due_ms: i64| JobRecord {
+        id: Uuid::now_v7(),
+        batch_id: None,
+        state: JobState::Queued,
+        instance_ids: instances,
+        pinned_instance_id: pinned,
+        request: "{}".into(),
+        creation_key: format!("ck_{}", Uuid::now_v7().simple()),
+        attempts: 0,
+        next_run_at: at(due_ms),
+        needs_reconcile: pinned.is_some(),
+        last_error: None,
+        result: None,
+        dedupe_key: None,
+        created_at: at(due_ms),
+        updated_at: at(due_ms),
+    };
+    let mut jobs: Vec<JobRecord> = (0..150).map(|i| job(vec![ids[2]], None, i)).collect();
+    let among_others = job(vec![ids[2], ids[0]], None, 200);
+    let reconcile_here = job(vec![ids[0], ids[2]], Some(ids[0]), 201);
+    let reconcile_elsewhere = job(vec![ids[0], ids[2]], Some(ids[2]), 202);
+    let lease_ended = job(vec![ids[1]], None, 203);
+    let not_due = job(vec![ids[0]], None, 5_000);
+    jobs.extend([among_others.clone(), reconcile_here.clone(), reconcile_elsewhere, lease_ended, not_due]);
+    store.insert_jobs(&jobs).await.unwrap();
+
+    // Act
+    let a = store.due_jobs_leased_by("node-a", at(2_000), at(1_000), 100).await.unwrap();
+    let b = store.due_jobs_leased_by("node-b", at(2_000), at(1_000), 200).await.unwrap();
+    let nobody = store.due_jobs_leased_by("node-c", at(2_000), at(1_000), 100).await.unwrap();
+
+    // Assert: a gets its two, soonest first, though the first 100 due are all b's.
+    let ids_of = |jobs: &[JobRecord]| jobs.iter().map(|j| j.id).collect::<Vec<_>>();
+    assert_eq!(ids_of(&a), vec![among_others.id, reconcile_here.id]);
+    assert_eq!(a[1], reconcile_here, "whole records");
+    assert_eq!(b.len(), 152, "b's 150, the one naming its number among others, the one to reconcile on it");
+    assert!(nobody.is_empty());
+    assert_eq!(store.due_jobs_leased_by("node-a", at(2_000), at(1_000), 1).await.unwrap().len(), 1, "limit");
 }

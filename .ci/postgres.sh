@@ -103,8 +103,10 @@ for port in $(seq "$first_port" "$last_port"); do
     log "starting the server on 127.0.0.1:${port} (log: $data_dir/server.log)"
     # No Unix socket: the tests use TCP, and a socket path would depend on the data dir's length and permissions.
     # fsync=off: nothing here needs to survive a crash, and every test creates and drops a database.
+    # max_connections=300: tests run two at a time, some with three nodes, each node with Convene's pool and the
+    # sandbox's.
     if as_owner "$bin_dir/pg_ctl" -D "$data_dir" -l "$data_dir/server.log" -w -t 30 \
-        -o "-p ${port} -c listen_addresses=127.0.0.1 -c unix_socket_directories='' -c fsync=off" start >&2; then
+        -o "-p ${port} -c listen_addresses=127.0.0.1 -c unix_socket_directories='' -c fsync=off -c max_connections=300" start >&2; then
         started="$port"
         break
     fi

@@ -60,6 +60,8 @@ struct Shared {
     /// The version of the small state the cache holds: a later change's state is never overwritten by an earlier
     /// one's. Written under the cache's lock.
     version: AtomicI64,
+    /// Taken by each change of this node while it waits for the world's lock and works (see `mutate_shared`).
+    turn: tokio::sync::Mutex<()>,
 }
 
 /// How often a node on a shared world reads the small state (another node may have changed the faults) and the
@@ -182,7 +184,12 @@ impl SandboxNetwork {
         let new_world = World::new(config.seed, config.faults.clone(), config.network_limits.clone()).meta();
         let (pool, committed) = shared::open(url, &new_world).await?;
         let following_from = shared::latest_report(&pool).await?;
-        let shared = Shared { pool, origin: random_origin(), version: AtomicI64::new(committed.version) };
+        let shared = Shared {
+            pool,
+            origin: random_origin(),
+            version: AtomicI64::new(committed.version),
+            turn: tokio::sync::Mutex::default(),
+        };
         let network = Arc::new(Self {
             config,
             clock,
@@ -263,19 +270,19 @@ impl SandboxNetwork {
 
     /// The person leaves the group of their own accord: adding them back answers 408 for a while.
     pub async fn person_leaves(&self, jid: &GroupJid, phone: &PhoneNumber) -> Result<(), SandboxError> {
-        self.mutate(Needs::group(jid), |w, env| w.person_leaves(jid, phone, env)).await?;
-        self.notify_members(jid, phone, ReportedGroupChange::ParticipantsLeft(vec![phone.clone()])).await;
-        Ok(())
+        let left = PersonReport { group: jid.clone(), by: phone.clone(), joined: false };
+        self.act(Needs::group(jid), |w, env| w.person_leaves(jid, phone, env).map(|()| ((), Some(left.clone())))).await
     }
 
     /// The person accepts the private invite (the add request of a 403 refusal) to the group.
     pub async fn accept_invite(&self, phone: &PhoneNumber, jid: &GroupJid) -> Result<JoinResult, SandboxError> {
         let needs = Needs::group(jid).and_people([phone.clone()]);
-        let result = self.mutate(needs, |w, env| w.accept_invite(phone, jid, env)).await?;
-        if result == JoinResult::Joined {
-            self.notify_members(jid, phone, ReportedGroupChange::ParticipantsJoined(vec![phone.clone()])).await;
-        }
-        Ok(result)
+        let joined = PersonReport { group: jid.clone(), by: phone.clone(), joined: true };
+        self.act(needs, |w, env| {
+            let result = w.accept_invite(phone, jid, env)?;
+            Ok((result, (result == JoinResult::Joined).then(|| joined.clone())))
+        })
+        .await
     }
 
     /// The person opens `https://chat.whatsapp.com/<code>` (the code or the whole link).
@@ -285,33 +292,44 @@ impl SandboxNetwork {
             groups: GroupsNeeded::InviteCode(invite_code.to_owned()),
             ..Needs::default()
         };
-        let (result, jid) = self
-            .mutate(needs, |w, env| {
-                let jid = w.group_by_invite_code(invite_code);
-                Ok::<_, SandboxError>((w.join_by_link(phone, invite_code, env)?, jid))
-            })
-            .await?;
-        if let (JoinResult::Joined, Some(jid)) = (result, jid) {
-            self.notify_members(&jid, phone, ReportedGroupChange::ParticipantsJoined(vec![phone.clone()])).await;
+        self.act(needs, |w, env| {
+            let jid = w.group_by_invite_code(invite_code);
+            let result = w.join_by_link(phone, invite_code, env)?;
+            let report = match (result, jid) {
+                (JoinResult::Joined, Some(group)) => Some(PersonReport { group, by: phone.clone(), joined: true }),
+                _ => None,
+            };
+            Ok((result, report))
+        })
+        .await
+    }
+
+    /// A change a person makes on their own, and what the members' instances hear of it: those listening here once
+    /// it is committed; on a shared world, those on the other nodes from a report written in the change's own
+    /// transaction (so that none is lost, and the reports of one group follow its changes' order).
+    async fn act<T>(
+        &self,
+        needs: Needs,
+        f: impl FnMut(&mut World, &Env) -> Result<(T, Option<PersonReport>), SandboxError>,
+    ) -> Result<T, SandboxError> {
+        let (result, report) = match &self.backend {
+            Backend::Local(local) => self.mutate_local(local, needs, f).await?,
+            Backend::Shared(shared) => self.mutate_shared(shared, needs, f, |(_, report)| report.as_ref()).await?,
+        };
+        if let Some(report) = report {
+            self.notify_listeners(&report).await;
         }
         Ok(result)
     }
 
-    /// Tells the listening members of `jid` (not `by` themselves) what `by` did: here, and on a shared world on
-    /// every other node too.
-    async fn notify_members(&self, jid: &GroupJid, by: &PhoneNumber, change: ReportedGroupChange) {
-        if let Backend::Shared(shared) = &self.backend {
-            let joined = matches!(change, ReportedGroupChange::ParticipantsJoined(_));
-            let report = PersonReport { group: jid.clone(), by: by.clone(), joined };
-            if let Err(e) = shared::write_report(&shared.pool, shared.origin, &report).await {
-                tracing::warn!(error = %e, group = %jid, "could not report to the other nodes what a sandbox person did");
-            }
-        }
-        self.notify_listeners(jid, by, change).await;
-    }
-
-    /// Tells the members of `jid` listening here (not `by` themselves) what `by` did.
-    async fn notify_listeners(&self, jid: &GroupJid, by: &PhoneNumber, change: ReportedGroupChange) {
+    /// Tells the members of the group listening here (not the person themselves) what a person did.
+    async fn notify_listeners(&self, report: &PersonReport) {
+        let PersonReport { group: jid, by, joined } = report;
+        let change = if *joined {
+            ReportedGroupChange::ParticipantsJoined(vec![by.clone()])
+        } else {
+            ReportedGroupChange::ParticipantsLeft(vec![by.clone()])
+        };
         let Ok(group) = self.group(jid).await else { return };
         let listeners = self.listeners.lock().unwrap_or_else(PoisonError::into_inner);
         for (instance, listener) in listeners.iter() {
@@ -345,13 +363,14 @@ impl SandboxNetwork {
         // On a shared world, the cache reports it as it takes the new state in (see `cache`): this change may reach it
         // after another node's.
         if matches!(self.backend, Backend::Local(_)) && was_unreachable != self.faults().unreachable {
-            self.report_states().await;
+            self.report_states(self.meta()).await;
         }
         Ok(())
     }
 
-    /// Reports to every listening instance its state as it is now.
-    async fn report_states(&self) {
+    /// Reports to every listening instance its state under `meta` (the small state whose change is reported, not
+    /// whatever the cache holds by the time each is read).
+    async fn report_states(&self, meta: Meta) {
         let listeners: Vec<(PhoneNumber, InstanceId, Arc<dyn ConnectorReports>)> = self
             .listeners
             .lock()
@@ -360,7 +379,7 @@ impl SandboxNetwork {
             .map(|(instance, l)| (l.account.clone(), *instance, Arc::clone(&l.events)))
             .collect();
         for (account, instance, events) in listeners {
-            let state = self.state(&account).await;
+            let state = self.state_in(meta.clone(), &account).await;
             events.report(instance, ConnectorReport::StateChanged(state));
         }
     }
@@ -368,7 +387,11 @@ impl SandboxNetwork {
     /// `account`'s connection: unreachable while that fault is on (or while the sandbox cannot read its database),
     /// banned while a ban runs, otherwise connected.
     pub async fn state(&self, account: &PhoneNumber) -> InstanceState {
-        match self.read(Needs::account(account), |w, env| w.state(account, env.now)).await {
+        self.state_in(self.meta(), account).await
+    }
+
+    async fn state_in(&self, meta: Meta, account: &PhoneNumber) -> InstanceState {
+        match self.read_in(meta, Needs::account(account), |w, env| w.state(account, env.now)).await {
             Ok(state) => state,
             Err(e) => InstanceState::Unreachable { error: e.to_string(), since: self.clock.now(), next_retry_at: None },
         }
@@ -431,7 +454,11 @@ impl SandboxNetwork {
 
     /// Runs `f` on a view of the world holding what `needs` names, as last committed.
     pub(crate) async fn read<T>(&self, needs: Needs, f: impl FnOnce(&World, &Env) -> T) -> Result<T, SandboxError> {
-        let meta = self.meta();
+        self.read_in(self.meta(), needs, f).await
+    }
+
+    /// `read`, with this small state.
+    async fn read_in<T>(&self, meta: Meta, needs: Needs, f: impl FnOnce(&World, &Env) -> T) -> Result<T, SandboxError> {
         let world = match &self.backend {
             Backend::Local(local) => {
                 let bulk = matches!(needs.groups, GroupsNeeded::All);
@@ -455,7 +482,7 @@ impl SandboxNetwork {
     ) -> Result<T, E> {
         match &self.backend {
             Backend::Local(local) => self.mutate_local(local, needs, f).await,
-            Backend::Shared(shared) => self.mutate_shared(shared, needs, f).await,
+            Backend::Shared(shared) => self.mutate_shared(shared, needs, f, |_| None).await,
         }
     }
 
@@ -591,8 +618,12 @@ impl SandboxNetwork {
         shared: &Shared,
         needs: Needs,
         mut f: impl FnMut(&mut World, &Env) -> Result<T, E>,
+        report_of: impl Fn(&T) -> Option<&PersonReport>,
     ) -> Result<T, E> {
         let env = Env::new(&self.config, self.clock.now());
+        // One change of this node at a time waits for the world's lock, holding one connection: the others wait
+        // here, leaving the pool's other connections to reads.
+        let _turn = shared.turn.lock().await;
         let mut tx = shared.pool.begin().await.map_err(store::db_error)?;
         let current = shared::meta(&mut tx, true).await?;
         let mut known_taken = BTreeSet::new();
@@ -606,31 +637,35 @@ impl SandboxNetwork {
                 continue;
             }
             let version = shared::save(&mut tx, &changes, self.config.inbox_limit).await?;
+            if let Some(report) = result.as_ref().ok().and_then(&report_of) {
+                shared::write_report(&mut tx, shared.origin, report).await?;
+            }
             tx.commit().await.map_err(store::db_error)?;
             self.commits.fetch_add(1, Ordering::Relaxed);
             let committed = match (version, changes.meta) {
                 (Some(version), Some(meta)) => Versioned { version, meta },
                 _ => current,
             };
-            if self.cache(shared, committed) {
-                self.report_states().await;
+            if let Some(flipped) = self.cache(shared, committed) {
+                self.report_states(flipped).await;
             }
             return result;
         }
     }
 
-    /// Keeps a shared world's small state in the cache unless the cache holds a later one. Says whether an outage
-    /// started or ended with it: the caller reports that to the instances here, once, whichever change or read of
-    /// the state brought it in.
-    fn cache(&self, shared: &Shared, committed: Versioned) -> bool {
+    /// Keeps a shared world's small state in the cache unless the cache holds a later one. Returns it when an
+    /// outage started or ended with it: the caller reports that to the instances here, once, whichever change or
+    /// read of the state brought it in. (An outage that starts and ends between two reads of another node's change
+    /// is not seen here.)
+    fn cache(&self, shared: &Shared, committed: Versioned) -> Option<Meta> {
         let mut meta = self.meta.write().unwrap_or_else(PoisonError::into_inner);
         if committed.version <= shared.version.load(Ordering::Relaxed) {
-            return false;
+            return None;
         }
         let flipped = meta.faults.unreachable != committed.meta.faults.unreachable;
         shared.version.store(committed.version, Ordering::Relaxed);
         *meta = committed.meta;
-        flipped
+        flipped.then(|| meta.clone())
     }
 }
 
@@ -676,8 +711,8 @@ async fn follow(network: std::sync::Weak<SandboxNetwork>, mut after: i64) {
         };
         match committed {
             Ok(committed) => {
-                if network.cache(shared, committed) {
-                    network.report_states().await;
+                if let Some(flipped) = network.cache(shared, committed) {
+                    network.report_states(flipped).await;
                 }
             }
             Err(e) => tracing::debug!(error = %e, "could not read the shared sandbox's state"),
@@ -686,12 +721,7 @@ async fn follow(network: std::sync::Weak<SandboxNetwork>, mut after: i64) {
             Ok((reports, last)) => {
                 after = last;
                 for report in reports {
-                    let change = if report.joined {
-                        ReportedGroupChange::ParticipantsJoined(vec![report.by.clone()])
-                    } else {
-                        ReportedGroupChange::ParticipantsLeft(vec![report.by.clone()])
-                    };
-                    network.notify_listeners(&report.group, &report.by, change).await;
+                    network.notify_listeners(&report).await;
                 }
             }
             Err(e) => tracing::debug!(error = %e, "could not read the shared sandbox's reports"),

@@ -87,7 +87,7 @@ pub(crate) async fn open(url: &str, new_world: &Meta) -> Result<(PgPool, Version
     // A node frozen inside a change holds the world's lock: PostgreSQL ends such a transaction after 10 s.
     let options =
         PgConnectOptions::from_str(url).map_err(db_error)?.options([("idle_in_transaction_session_timeout", "10s")]);
-    let pool = PgPoolOptions::new().max_connections(8).connect_with(options).await.map_err(db_error)?;
+    let pool = PgPoolOptions::new().max_connections(4).connect_with(options).await.map_err(db_error)?;
     let mut tx = pool.begin().await.map_err(db_error)?;
     sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(SCHEMA_LOCK).execute(&mut *tx).await.map_err(db_error)?;
     sqlx::raw_sql(SCHEMA).execute(&mut *tx).await.map_err(db_error)?;
@@ -339,24 +339,26 @@ async fn write_members(conn: &mut PgConnection, position: i64, group: &GroupStat
     Ok(())
 }
 
-/// Writes a report for the nodes following them, in turn with the changes (so that ids follow commits), and drops
-/// reports older than any node still needs.
-pub(crate) async fn write_report(pool: &PgPool, origin: i64, report: &PersonReport) -> Result<(), SandboxError> {
-    let mut tx = pool.begin().await.map_err(db_error)?;
-    meta(&mut tx, true).await?;
+/// Writes a report for the nodes following them, in the transaction of the change it reports (which holds the
+/// world's lock, so that ids follow commits), and drops reports older than any node still needs.
+pub(crate) async fn write_report(
+    conn: &mut PgConnection,
+    origin: i64,
+    report: &PersonReport,
+) -> Result<(), SandboxError> {
     sqlx::query("INSERT INTO sandbox.reports (origin, report) VALUES ($1, $2)")
         .bind(origin)
         .bind(to_json(report)?)
-        .execute(&mut *tx)
+        .execute(&mut *conn)
         .await
         .map_err(db_error)?;
     sqlx::query(sqlx::AssertSqlSafe(format!(
         "DELETE FROM sandbox.reports WHERE written_at < now() - interval '{REPORTS_KEPT}'"
     )))
-    .execute(&mut *tx)
+    .execute(conn)
     .await
     .map_err(db_error)?;
-    tx.commit().await.map_err(db_error)
+    Ok(())
 }
 
 /// The id of the latest report, or 0: where a node that starts begins following.

@@ -103,6 +103,7 @@ async fn two_nodes_creating_at_once_share_one_world_and_never_draw_one_group_id_
         let c = node(&url, SandboxConfig::default(), &clock).await;
         let next = c.connector(phone(2000)).create_group(&request("Later")).await.unwrap().metadata.jid;
         assert!(!made.contains(&next), "{next} was drawn before");
+        assert_eq!(c.stats().groups_created, 41, "the world's count, not a new one");
         let (page, total) = b.groups_latest_first(0, 1).await.unwrap();
         assert_eq!((page[0].jid.clone(), total), (next, 41), "the latest first, on the other node too");
     })
@@ -199,6 +200,7 @@ async fn faults_set_through_one_node_apply_on_the_other_and_its_instances_hear_t
         within_seconds!("node B's instance to hear the end", heard.all().len() >= 2);
         assert_eq!(heard.all()[1], (InstanceId(8), ConnectorReport::StateChanged(InstanceState::Connected)));
         on_b.create_group(&request("Back")).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(600)).await;
         assert_eq!(heard.all().len(), 2, "the start and the end, once each");
     })
     .await;

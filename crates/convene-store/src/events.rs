@@ -53,6 +53,9 @@ fn change_statements(change: &Change<'_>) -> Vec<Statement> {
         Change::UpdateGroup(group) => vec![sql::update_group_statement(group)],
         Change::AttributeGroupCreation { id, job_id } => vec![sql::attribute_group_creation_statement(*id, *job_id)],
         Change::InsertJobs(list) => list.iter().map(jobs::insert_job_statement).collect(),
+        Change::InsertJobUnlessDuplicate { job, since, passed_over } => {
+            vec![jobs::insert_job_unless_duplicate_statement(job, *since, *passed_over)]
+        }
         Change::UpdateJob(job) => vec![jobs::update_job_statement(job)],
         Change::UpdateJobAsRead { job, state, updated_at } => {
             vec![jobs::update_job_as_read_statement(job, *state, *updated_at)]

@@ -183,6 +183,39 @@ pub(crate) fn insert_job_statement(j: &JobRecord) -> Statement {
     .bind(j.updated_at.as_millis())
 }
 
+/// See `Change::InsertJobUnlessDuplicate`; the conditions are `find_duplicate_job`'s.
+pub(crate) fn insert_job_unless_duplicate_statement(
+    j: &JobRecord,
+    since: Timestamp,
+    passed_over: Option<Uuid>,
+) -> Statement {
+    Statement::new(
+        "INSERT INTO jobs (id, batch_id, state, instance_ids, pinned_instance_id, request, creation_key, \
+                 attempts, next_run_at, needs_reconcile, last_error, result, dedupe_key, created_at, updated_at) \
+                 SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15 \
+                 WHERE NOT EXISTS (SELECT 1 FROM jobs WHERE dedupe_key = $13 AND created_at >= $16 \
+                 AND state IN ('queued', 'running', 'succeeded') AND id <> $17)",
+    )
+    .bind(id(j.id))
+    .bind(j.batch_id.map(id))
+    .bind(j.state.as_str())
+    .bind(instance_id_list(&j.instance_ids))
+    .bind(j.pinned_instance_id.map(|i| i.0))
+    .bind(j.request.as_str())
+    .bind(j.creation_key.as_str())
+    .bind(i64::from(j.attempts))
+    .bind(j.next_run_at.as_millis())
+    .bind(j.needs_reconcile)
+    .bind(j.last_error.as_deref())
+    .bind(j.result.as_deref())
+    .bind(j.dedupe_key.as_deref())
+    .bind(j.created_at.as_millis())
+    .bind(j.updated_at.as_millis())
+    .bind(since.as_millis())
+    .bind(id(passed_over.unwrap_or(j.id)))
+    .must_change()
+}
+
 pub(crate) async fn find_duplicate_job(
     db: &impl Backend,
     dedupe_key: &str,

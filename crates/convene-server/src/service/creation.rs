@@ -334,63 +334,80 @@ impl Service {
         let dedupe_key =
             (guard == RetryGuard::DuplicateWindow && !window.is_zero()).then(|| dedupe_key(instance_id, &prepared));
         let mut passed_over = None;
-        let (turn, now) = loop {
+        let on_its_node = self.instances.runs_here(instance_id);
+        let (turn, job, recorded) = loop {
             let turn = self.creation_turn(instance_id).await;
             let now = self.clock.now();
             let first = match &dedupe_key {
                 Some(key) => self.store.find_duplicate_job(key, now.minus(window)).await?,
                 None => None,
             };
-            let Some(first) = first.filter(|f| Some(f.id) != passed_over) else { break (turn, now) };
-            drop(turn);
-            passed_over = Some(first.id);
-            if let Some(answer) = self.answer_of(first).await? {
-                tracing::info!(instance = %instance_id, group = %answer.group.record.id, "a repeated creation gets the first one's group");
-                return Ok(answer);
+            if let Some(first) = first.filter(|f| Some(f.id) != passed_over) {
+                drop(turn);
+                passed_over = Some(first.id);
+                if let Some(answer) = self.answer_of(first).await? {
+                    tracing::info!(instance = %instance_id, group = %answer.group.record.id, "a repeated creation gets the first one's group");
+                    return Ok(answer);
+                }
+                // The first ended without a group, or this number has left it since: this one goes ahead.
+                continue;
             }
-            // The first ended without a group, or this number has left it since: this one goes ahead.
+            let (next, pause) = self.next_creation_under(&instance, prepared.pacing, now).await?;
+            if next > now {
+                let why = match pause {
+                    Some(p) => format!("the network paused this number's group creation ({})", p.reason),
+                    None => "this instance's pacing policy does not allow another group yet".to_owned(),
+                };
+                return Err(ApiError::TooManyRequests {
+                    detail: format!("{why}; try again at {next}"),
+                    retry_after: Some(now.until(next)),
+                });
+            }
+            let stored = StoredRequest { group: new.clone(), synchronous: true };
+            let mut job = self.new_job(&stored, &prepared, vec![instance_id], None, now)?;
+            job.dedupe_key.clone_from(&dedupe_key);
+            if on_its_node {
+                job.state = JobState::Running;
+                job.pinned_instance_id = Some(instance_id);
+                job.attempts = 1;
+            }
+            // Among several nodes, this node's turn does not keep out the same creation sent to another node: the job
+            // goes in only if no such job went in meanwhile (the check and the insert in one transaction, in turn
+            // with the other nodes'), or the duplicate check runs again and finds it. One node (SQLite) has the turn
+            // alone, and records the job with its attempt below.
+            if self.instances.node().is_some() && dedupe_key.is_some() {
+                let insert = Change::InsertJobUnlessDuplicate { job: &job, since: now.minus(window), passed_over };
+                match self.outbox.try_commit(&[insert], &[self.outbox.job_event(&job, None)?]).await {
+                    Ok(()) => break (turn, job, true),
+                    Err(DbError::NotFound) => {
+                        drop(turn);
+                        continue;
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            break (turn, job, false);
         };
-        let (next, pause) = self.next_creation_under(&instance, prepared.pacing, now).await?;
-        if next > now {
-            let why = match pause {
-                Some(p) => format!("the network paused this number's group creation ({})", p.reason),
-                None => "this instance's pacing policy does not allow another group yet".to_owned(),
-            };
-            return Err(ApiError::TooManyRequests {
-                detail: format!("{why}; try again at {next}"),
-                retry_after: Some(now.until(next)),
-            });
-        }
-        let stored = StoredRequest { group: new, synchronous: true };
-        let mut job = self.new_job(&stored, &prepared, vec![instance_id], None, now)?;
-        job.dedupe_key = dedupe_key;
-        if !self.instances.runs_here(instance_id) {
+        if !on_its_node {
             // Queued under this node's turn, so that a repeat sent here meanwhile finds it in the duplicate window;
             // the turn is not held while another node creates.
-            self.outbox
-                .commit(&[Change::InsertJobs(std::slice::from_ref(&job))], &[self.outbox.job_event(&job, None)?])
-                .await?;
+            if !recorded {
+                self.outbox
+                    .commit(&[Change::InsertJobs(std::slice::from_ref(&job))], &[self.outbox.job_event(&job, None)?])
+                    .await?;
+            }
             drop(turn);
             return self.create_on_its_node(job).await;
         }
         let _turn = turn;
-        job.state = JobState::Running;
-        job.pinned_instance_id = Some(instance_id);
-        job.attempts = 1;
         let _running = self.running_here(job.id);
-        // The job's row goes in with its attempt's, in one commit.
+        // The job's row goes in with its attempt's, in one commit (unless it went in already, above).
         let inserted = self.outbox.job_event(&job, None)?;
         let with_job = [Change::InsertJobs(std::slice::from_ref(&job))];
-        let (attempted, ended) = self
-            .attempt(
-                &job,
-                instance_id,
-                connector.as_ref(),
-                &prepared.request,
-                &with_job,
-                std::slice::from_ref(&inserted),
-            )
-            .await?;
+        let (with_job, inserted): (&[Change<'_>], &[NewEvent]) =
+            if recorded { (&[], &[]) } else { (&with_job, std::slice::from_ref(&inserted)) };
+        let (attempted, ended) =
+            self.attempt(&job, instance_id, connector.as_ref(), &prepared.request, with_job, inserted).await?;
         match attempted {
             Attempted::Created(metadata, results) => {
                 let created =

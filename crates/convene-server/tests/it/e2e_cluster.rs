@@ -224,6 +224,47 @@ async fn a_node_runs_its_own_job_behind_a_hundred_and_fifty_due_jobs_of_a_number
 }
 
 #[tokio::test]
+async fn the_same_creation_sent_to_two_nodes_at_once_makes_one_group_in_the_duplicate_window() {
+    let Some(server) = std::env::var("TEST_DATABASE_URL").ok().filter(|u| !u.is_empty()) else {
+        eprintln!("skipped: needs PostgreSQL (TEST_DATABASE_URL; scripts/test.sh starts one)");
+        return;
+    };
+    let database = ScratchDatabase::create(&server).await.unwrap();
+
+    // Arrange: a runs the number; b answers for it.
+    let a = ServingNode::start(&database).await;
+    let first = a.node.state.service.bootstrap(true).await.unwrap().unwrap();
+    let (instance, _) = first.instance.unwrap();
+    let b = ServingNode::start(&database).await;
+    until_shared(&[&a.node, &b.node], &[instance.id], Duration::from_secs(10), |n| n == [1, 0]).await;
+    let client = reqwest::Client::new();
+
+    // Act: six creations, each sent to both nodes at once without an Idempotency-Key (a client retrying through a
+    // load balancer).
+    for i in 0..6 {
+        let body = serde_json::json!({
+            "instance_id": instance.id.0, "subject": format!("Sent twice {i}"), "participants": ["+17137157533"]
+        });
+        let send =
+            |node: &ServingNode| client.post(node.url("/v1/groups")).bearer_auth(&first.api_key).json(&body).send();
+        let (through_a, through_b) = tokio::join!(send(&a), send(&b));
+        let (through_a, through_b) = (through_a.unwrap(), through_b.unwrap());
+        let (status_a, status_b) = (through_a.status(), through_b.status());
+        let through_a: serde_json::Value = through_a.json().await.unwrap();
+        let through_b: serde_json::Value = through_b.json().await.unwrap();
+
+        // Assert: both answered with the one group.
+        assert!(status_a.is_success() && status_b.is_success(), "{status_a} {through_a} / {status_b} {through_b}");
+        assert_eq!(through_a["group"]["id"], through_b["group"]["id"], "{through_a} / {through_b}");
+    }
+    let on_network = a.node.state.service.sandbox().groups().await.unwrap();
+    assert_eq!(on_network.len(), 6, "one group each: {:?}", on_network.iter().map(|g| &g.subject).collect::<Vec<_>>());
+
+    b.stop().await;
+    a.stop().await;
+}
+
+#[tokio::test]
 async fn any_node_answers_for_a_number_another_node_runs_handing_it_what_the_number_must_do() {
     let Some(server) = std::env::var("TEST_DATABASE_URL").ok().filter(|u| !u.is_empty()) else {
         eprintln!("skipped: needs PostgreSQL (TEST_DATABASE_URL; scripts/test.sh starts one)");

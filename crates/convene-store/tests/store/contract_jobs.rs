@@ -698,6 +698,48 @@ pub async fn a_duplicate_is_the_newest_live_or_succeeded_job_with_the_key_inside
     assert_eq!(store.find_duplicate_job("dk_c", at(0)).await.unwrap(), None);
 }
 
+/// The duplicate window's check and insert in one statement, for nodes that each hold only their own turn.
+pub async fn a_keyed_job_goes_in_only_when_no_duplicate_did_and_nothing_of_the_commit_is_written_otherwise(
+    store: &dyn Store,
+) {
+    use convene_core::events::Change;
+    // Arrange: a running job with key dk_a, created at 200.
+    let with = |key: &str, created_ms| JobRecord { dedupe_key: Some(key.into()), ..queued(created_ms) };
+    let first = JobRecord { state: JobState::Running, ..with("dk_a", 200) };
+    store.insert_jobs(std::slice::from_ref(&first)).await.unwrap();
+    let insert =
+        |job, since_ms, passed_over| Change::InsertJobUnlessDuplicate { job, since: at(since_ms), passed_over };
+
+    // Act and assert: refused inside the window, with the rest of its commit.
+    let repeat = with("dk_a", 300);
+    let also = with("dk_other", 300);
+    let refused =
+        store.commit(&[Change::InsertJobs(std::slice::from_ref(&also)), insert(&repeat, 100, None)], &[]).await;
+    assert!(matches!(refused, Err(DbError::NotFound)), "{refused:?}");
+    assert!(matches!(store.get_job(repeat.id).await, Err(DbError::NotFound)));
+    assert!(matches!(store.get_job(also.id).await, Err(DbError::NotFound)), "nothing of the commit");
+    // Taken: after the window, past the job passed over, with another key, or once the first failed.
+    store.commit(&[insert(&repeat, 201, None)], &[]).await.unwrap();
+    assert_eq!(store.get_job(repeat.id).await.unwrap(), repeat);
+    let passing = with("dk_b", 300);
+    store.insert_jobs(std::slice::from_ref(&passing)).await.unwrap();
+    let past = with("dk_b", 310);
+    store.commit(&[insert(&past, 0, Some(passing.id))], &[]).await.unwrap();
+    let third = with("dk_b", 320);
+    assert!(
+        matches!(store.commit(&[insert(&third, 0, Some(passing.id))], &[]).await, Err(DbError::NotFound)),
+        "past one only"
+    );
+    store.update_job(&JobRecord { state: JobState::Failed, ..first.clone() }).await.unwrap();
+    let after_failure = with("dk_a", 400);
+    assert!(
+        matches!(store.commit(&[insert(&after_failure, 100, None)], &[]).await, Err(DbError::NotFound)),
+        "repeat runs"
+    );
+    store.update_job(&JobRecord { state: JobState::Failed, ..repeat.clone() }).await.unwrap();
+    store.commit(&[insert(&after_failure, 100, None)], &[]).await.unwrap();
+}
+
 pub async fn first_read_error(store: &dyn Store) -> Option<String> {
     let id = InstanceId(7_000_000_101);
     let errors = [

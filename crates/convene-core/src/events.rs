@@ -219,13 +219,15 @@ pub enum Change<'a> {
     },
     InsertJobs(&'a [JobRecord]),
     /// `InsertJobs` of one job carrying a `dedupe_key`, unless a job with that key created since `since` is queued,
-    /// running or succeeded (other than `passed_over`): then the whole commit is refused with `DbError::NotFound`.
+    /// running or succeeded (and, given `passed_over`, the id and creation time of a duplicate the caller decided to
+    /// go past, newer than it in `find_duplicate_job`'s order): then the whole commit is refused with
+    /// `DbError::NotFound`.
     /// The check and the insert are one statement in a transaction that writes events, which on PostgreSQL wait for
     /// each other (`Backend::events_in_turn`): of two nodes recording the same creation at once, one wins.
     InsertJobUnlessDuplicate {
         job: &'a JobRecord,
         since: Timestamp,
-        passed_over: Option<Uuid>,
+        passed_over: Option<(Uuid, Timestamp)>,
     },
     UpdateJob(&'a JobRecord),
     /// `UpdateJob` of a job still as it was read (in `state`, last changed at `updated_at`): nothing when another

@@ -342,8 +342,8 @@ pub trait Store: crate::DeviceKeyStore + crate::LeaseStore + Send + Sync {
     async fn get_job(&self, id: Uuid) -> DbResult<JobRecord>;
     /// Newest first.
     async fn list_jobs(&self, query: &JobListQuery) -> DbResult<Vec<JobRecord>>;
-    /// The newest job with `dedupe_key` created at or after `since` that is queued, running or succeeded (a failed
-    /// creation made no group, so a retry may try again).
+    /// The newest job (by `created_at`, then id) with `dedupe_key` created at or after `since` that is queued,
+    /// running or succeeded (a failed creation made no group, so a retry may try again).
     async fn find_duplicate_job(&self, dedupe_key: &str, since: Timestamp) -> DbResult<Option<JobRecord>>;
     /// Queued jobs with `next_run_at <= now`, soonest first, then oldest.
     async fn due_jobs(&self, now: Timestamp, limit: u32) -> DbResult<Vec<JobRecord>>;

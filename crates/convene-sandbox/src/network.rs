@@ -620,10 +620,10 @@ impl SandboxNetwork {
         mut f: impl FnMut(&mut World, &Env) -> Result<T, E>,
         report_of: impl Fn(&T) -> Option<&PersonReport>,
     ) -> Result<T, E> {
-        let env = Env::new(&self.config, self.clock.now());
         // One change of this node at a time waits for the world's lock, holding one connection: the others wait
-        // here, leaving the pool's other connections to reads.
+        // here, leaving the pool's other connections to reads. The time is read once it is this change's turn.
         let _turn = shared.turn.lock().await;
+        let env = Env::new(&self.config, self.clock.now());
         let mut tx = shared.pool.begin().await.map_err(store::db_error)?;
         let current = shared::meta(&mut tx, true).await?;
         let mut known_taken = BTreeSet::new();

@@ -183,18 +183,19 @@ pub(crate) fn insert_job_statement(j: &JobRecord) -> Statement {
     .bind(j.updated_at.as_millis())
 }
 
-/// See `Change::InsertJobUnlessDuplicate`; the conditions are `find_duplicate_job`'s.
+/// See `Change::InsertJobUnlessDuplicate`; the conditions and the order are `find_duplicate_job`'s, so that a job
+/// passed over there is passed over here, with every older one.
 pub(crate) fn insert_job_unless_duplicate_statement(
     j: &JobRecord,
     since: Timestamp,
-    passed_over: Option<Uuid>,
+    passed_over: Option<(Uuid, Timestamp)>,
 ) -> Statement {
     Statement::new(
         "INSERT INTO jobs (id, batch_id, state, instance_ids, pinned_instance_id, request, creation_key, \
                  attempts, next_run_at, needs_reconcile, last_error, result, dedupe_key, created_at, updated_at) \
                  SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15 \
                  WHERE NOT EXISTS (SELECT 1 FROM jobs WHERE dedupe_key = $13 AND created_at >= $16 \
-                 AND state IN ('queued', 'running', 'succeeded') AND id <> $17)",
+                 AND state IN ('queued', 'running', 'succeeded') AND (created_at > $17 OR (created_at = $17 AND id > $18)))",
     )
     .bind(id(j.id))
     .bind(j.batch_id.map(id))
@@ -212,7 +213,9 @@ pub(crate) fn insert_job_unless_duplicate_statement(
     .bind(j.created_at.as_millis())
     .bind(j.updated_at.as_millis())
     .bind(since.as_millis())
-    .bind(id(passed_over.unwrap_or(j.id)))
+    // With nothing passed over, every duplicate counts: any is newer than the start of time.
+    .bind(passed_over.map_or(i64::MIN, |(_, created_at)| created_at.as_millis()))
+    .bind(passed_over.map_or_else(String::new, |(passed, _)| id(passed)))
     .must_change()
 }
 
@@ -223,7 +226,7 @@ pub(crate) async fn find_duplicate_job(
 ) -> DbResult<Option<JobRecord>> {
     let statement = Statement::new(select_jobs!(
         "WHERE dedupe_key = $1 AND created_at >= $2 AND state IN ('queued', 'running', 'succeeded') \
-         ORDER BY created_at DESC LIMIT 1"
+         ORDER BY created_at DESC, id DESC LIMIT 1"
     ))
     .bind(dedupe_key)
     .bind(since.as_millis());
@@ -269,9 +272,10 @@ pub(crate) async fn due_jobs_leased_by(
     // leases are found through their (node, expires_at) index.
     let statement = Statement::new(select_jobs!(
         "WHERE state = 'queued' AND next_run_at <= $1 AND EXISTS (SELECT 1 FROM number_leases l \
-         WHERE l.node = $3 AND l.expires_at > $4 AND CASE WHEN needs_reconcile AND pinned_instance_id IS NOT NULL \
-         THEN pinned_instance_id = l.instance_id \
-         ELSE (' ' || instance_ids || ' ') LIKE ('% ' || CAST(l.instance_id AS TEXT) || ' %') END) \
+         WHERE l.node = $3 AND l.expires_at > $4 \
+         AND CASE WHEN jobs.needs_reconcile AND jobs.pinned_instance_id IS NOT NULL \
+         THEN jobs.pinned_instance_id = l.instance_id \
+         ELSE (' ' || jobs.instance_ids || ' ') LIKE ('% ' || CAST(l.instance_id AS TEXT) || ' %') END) \
          ORDER BY next_run_at, created_at, id LIMIT $2"
     ))
     .bind(now.as_millis())

@@ -333,18 +333,19 @@ impl Service {
         let window = Duration::from_secs(self.creation.duplicate_window_secs);
         let dedupe_key =
             (guard == RetryGuard::DuplicateWindow && !window.is_zero()).then(|| dedupe_key(instance_id, &prepared));
-        let mut passed_over = None;
-        let on_its_node = self.instances.runs_here(instance_id);
-        let (turn, job, recorded) = loop {
+        // The newest duplicate gone past (it ended without a group): it and every older one no longer count.
+        let mut passed_over: Option<(Uuid, Timestamp)> = None;
+        let mut recorded_elsewhere = 0;
+        let (turn, job, on_its_node, recorded) = loop {
             let turn = self.creation_turn(instance_id).await;
             let now = self.clock.now();
             let first = match &dedupe_key {
                 Some(key) => self.store.find_duplicate_job(key, now.minus(window)).await?,
                 None => None,
             };
-            if let Some(first) = first.filter(|f| Some(f.id) != passed_over) {
+            if let Some(first) = first.filter(|f| passed_over.is_none_or(|p| (f.created_at, f.id) > (p.1, p.0))) {
                 drop(turn);
-                passed_over = Some(first.id);
+                passed_over = Some((first.id, first.created_at));
                 if let Some(answer) = self.answer_of(first).await? {
                     tracing::info!(instance = %instance_id, group = %answer.group.record.id, "a repeated creation gets the first one's group");
                     return Ok(answer);
@@ -366,6 +367,7 @@ impl Service {
             let stored = StoredRequest { group: new.clone(), synchronous: true };
             let mut job = self.new_job(&stored, &prepared, vec![instance_id], None, now)?;
             job.dedupe_key.clone_from(&dedupe_key);
+            let on_its_node = self.instances.runs_here(instance_id);
             if on_its_node {
                 job.state = JobState::Running;
                 job.pinned_instance_id = Some(instance_id);
@@ -378,15 +380,23 @@ impl Service {
             if self.instances.node().is_some() && dedupe_key.is_some() {
                 let insert = Change::InsertJobUnlessDuplicate { job: &job, since: now.minus(window), passed_over };
                 match self.outbox.try_commit(&[insert], &[self.outbox.job_event(&job, None)?]).await {
-                    Ok(()) => break (turn, job, true),
-                    Err(DbError::NotFound) => {
+                    Ok(()) => break (turn, job, on_its_node, true),
+                    // Another node recorded the same creation meanwhile: the duplicate check finds it next. Bounded,
+                    // should the two checks ever disagree.
+                    Err(DbError::NotFound) if recorded_elsewhere < 5 => {
+                        recorded_elsewhere += 1;
                         drop(turn);
                         continue;
+                    }
+                    Err(DbError::NotFound) => {
+                        return Err(ApiError::Conflict(
+                            "the same group is being created through another node; try again in a moment".into(),
+                        ));
                     }
                     Err(e) => return Err(e.into()),
                 }
             }
-            break (turn, job, false);
+            break (turn, job, on_its_node, false);
         };
         if !on_its_node {
             // Queued under this node's turn, so that a repeat sent here meanwhile finds it in the duplicate window;

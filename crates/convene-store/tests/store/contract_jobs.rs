@@ -724,12 +724,21 @@ pub async fn a_keyed_job_goes_in_only_when_no_duplicate_did_and_nothing_of_the_c
     let passing = with("dk_b", 300);
     store.insert_jobs(std::slice::from_ref(&passing)).await.unwrap();
     let past = with("dk_b", 310);
-    store.commit(&[insert(&past, 0, Some(passing.id))], &[]).await.unwrap();
+    store.commit(&[insert(&past, 0, Some((passing.id, passing.created_at)))], &[]).await.unwrap();
     let third = with("dk_b", 320);
     assert!(
-        matches!(store.commit(&[insert(&third, 0, Some(passing.id))], &[]).await, Err(DbError::NotFound)),
+        matches!(
+            store.commit(&[insert(&third, 0, Some((passing.id, passing.created_at)))], &[]).await,
+            Err(DbError::NotFound)
+        ),
         "past one only"
     );
+    // Going past the newest duplicate goes past the older ones too, as `find_duplicate_job` would only ever show
+    // the newest.
+    let (older, newest) = (with("dk_c", 100), with("dk_c", 200));
+    store.insert_jobs(&[older, newest.clone()]).await.unwrap();
+    let after_both = with("dk_c", 300);
+    store.commit(&[insert(&after_both, 0, Some((newest.id, newest.created_at)))], &[]).await.unwrap();
     store.update_job(&JobRecord { state: JobState::Failed, ..first.clone() }).await.unwrap();
     let after_failure = with("dk_a", 400);
     assert!(

@@ -201,6 +201,10 @@ pub async fn a_node_finds_the_jobs_of_its_numbers_behind_any_number_of_other_nod
     store.take_lease(ids[0], "node-a", at(0), until(60_000)).await.unwrap().unwrap();
     store.take_lease(ids[1], "node-a", at(0), until(1_000)).await.unwrap().unwrap();
     store.take_lease(ids[2], "node-b", at(0), until(60_000)).await.unwrap().unwrap();
+    // And a number of b's whose id begins with a's first number's: its jobs are not a's.
+    let longer = crate::contract::instance(ids[0].0 * 10 + 1, None);
+    store.insert_instance(&longer).await.unwrap();
+    store.take_lease(longer.id, "node-b", at(0), until(60_000)).await.unwrap().unwrap();
     let job = |instances: Vec<InstanceId>, pinned: Option<InstanceId>, due_ms: i64| JobRecord {
         id: Uuid::now_v7(),
         batch_id: None,
@@ -224,7 +228,8 @@ pub async fn a_node_finds_the_jobs_of_its_numbers_behind_any_number_of_other_nod
     let reconcile_elsewhere = job(vec![ids[0], ids[2]], Some(ids[2]), 202);
     let lease_ended = job(vec![ids[1]], None, 203);
     let not_due = job(vec![ids[0]], None, 5_000);
-    jobs.extend([among_others.clone(), reconcile_here.clone(), reconcile_elsewhere, lease_ended, not_due]);
+    let on_longer = job(vec![longer.id], None, 204);
+    jobs.extend([among_others.clone(), reconcile_here.clone(), reconcile_elsewhere, lease_ended, not_due, on_longer]);
     store.insert_jobs(&jobs).await.unwrap();
 
     // Act
@@ -236,7 +241,11 @@ pub async fn a_node_finds_the_jobs_of_its_numbers_behind_any_number_of_other_nod
     let ids_of = |jobs: &[JobRecord]| jobs.iter().map(|j| j.id).collect::<Vec<_>>();
     assert_eq!(ids_of(&a), vec![among_others.id, reconcile_here.id]);
     assert_eq!(a[1], reconcile_here, "whole records");
-    assert_eq!(b.len(), 152, "b's 150, the one naming its number among others, the one to reconcile on it");
+    assert_eq!(
+        b.len(),
+        153,
+        "b's 150, the one naming its number among others, the one to reconcile on it, the one on its longer-id number"
+    );
     assert!(nobody.is_empty());
     assert_eq!(store.due_jobs_leased_by("node-a", at(2_000), at(1_000), 1).await.unwrap().len(), 1, "limit");
 }

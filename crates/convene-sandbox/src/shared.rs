@@ -17,11 +17,10 @@ use std::collections::BTreeMap;
 use std::str::FromStr as _;
 
 use convene_core::{GroupJid, PhoneNumber};
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 
-use crate::store::{GroupsNeeded, Needs, db_error};
+use crate::store::{GroupsNeeded, Needs, count, db_error, from_json, stored_phone, to_json};
 use crate::world::{AccountLimits, Changes, GroupState, Meta, PersonState, World};
 use crate::{InboxMessage, SandboxError};
 
@@ -100,19 +99,6 @@ pub(crate) async fn open(url: &str, new_world: &Meta) -> Result<(PgPool, Version
     let mut conn = pool.acquire().await.map_err(db_error)?;
     let meta = meta(&mut conn, false).await?;
     Ok((pool, meta))
-}
-
-fn to_json(value: &impl Serialize) -> Result<String, SandboxError> {
-    serde_json::to_string(value).map_err(db_error)
-}
-
-/// Reads what the sandbox wrote itself: numbers in it are checked for shape only.
-fn from_json<T: DeserializeOwned>(text: &str) -> Result<T, SandboxError> {
-    convene_core::phone::reading_stored(|| serde_json::from_str(text)).map_err(db_error)
-}
-
-fn stored_phone(text: &str) -> Result<PhoneNumber, SandboxError> {
-    PhoneNumber::from_stored(text).ok_or_else(|| db_error(format!("a stored number is damaged: {text:?}")))
 }
 
 /// The small state; with `lock`, locked until the transaction ends, which puts the caller's change in turn.
@@ -317,7 +303,7 @@ pub(crate) async fn save(
              (SELECT id FROM sandbox.messages WHERE recipient = $1 ORDER BY id DESC LIMIT 1 OFFSET $2)",
         )
         .bind(to.e164())
-        .bind(i64::try_from(inbox_limit).unwrap_or(i64::MAX))
+        .bind(count(inbox_limit))
         .execute(&mut *conn)
         .await
         .map_err(db_error)?;

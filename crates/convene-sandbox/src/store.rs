@@ -98,20 +98,20 @@ pub(crate) fn db_error(e: impl std::fmt::Display) -> SandboxError {
     SandboxError::Io(format!("sandbox database: {e}"))
 }
 
-fn to_json(value: &impl Serialize) -> Result<String, SandboxError> {
+pub(crate) fn to_json(value: &impl Serialize) -> Result<String, SandboxError> {
     serde_json::to_string(value).map_err(db_error)
 }
 
 /// Reads what the sandbox wrote itself: numbers in it are checked for shape only.
-fn from_json<T: DeserializeOwned>(text: &str) -> Result<T, SandboxError> {
+pub(crate) fn from_json<T: DeserializeOwned>(text: &str) -> Result<T, SandboxError> {
     convene_core::phone::reading_stored(|| serde_json::from_str(text)).map_err(db_error)
 }
 
-fn stored_phone(text: &str) -> Result<PhoneNumber, SandboxError> {
+pub(crate) fn stored_phone(text: &str) -> Result<PhoneNumber, SandboxError> {
     PhoneNumber::from_stored(text).ok_or_else(|| db_error(format!("a stored number is damaged: {text:?}")))
 }
 
-fn count(n: usize) -> i64 {
+pub(crate) fn count(n: usize) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 

@@ -160,27 +160,41 @@ pub(crate) async fn insert_jobs(db: &impl Backend, jobs: &[JobRecord]) -> DbResu
     db.execute_all(jobs.iter().map(insert_job_statement).collect()).await
 }
 
+/// The columns a new job's row is written with, and their values as `$1` to `$15` ...
+macro_rules! insert_job {
+    ($values:literal) => {
+        concat!(
+            "INSERT INTO jobs (id, batch_id, state, instance_ids, pinned_instance_id, request, creation_key, \
+             attempts, next_run_at, needs_reconcile, last_error, result, dedupe_key, created_at, updated_at) ",
+            $values
+        )
+    };
+}
+
+/// ... bound in that order.
+fn with_job_values(statement: Statement, j: &JobRecord) -> Statement {
+    statement
+        .bind(id(j.id))
+        .bind(j.batch_id.map(id))
+        .bind(j.state.as_str())
+        .bind(instance_id_list(&j.instance_ids))
+        .bind(j.pinned_instance_id.map(|i| i.0))
+        .bind(j.request.as_str())
+        .bind(j.creation_key.as_str())
+        .bind(i64::from(j.attempts))
+        .bind(j.next_run_at.as_millis())
+        .bind(j.needs_reconcile)
+        .bind(j.last_error.as_deref())
+        .bind(j.result.as_deref())
+        .bind(j.dedupe_key.as_deref())
+        .bind(j.created_at.as_millis())
+        .bind(j.updated_at.as_millis())
+}
+
 pub(crate) fn insert_job_statement(j: &JobRecord) -> Statement {
-    Statement::new(
-        "INSERT INTO jobs (id, batch_id, state, instance_ids, pinned_instance_id, request, creation_key, \
-                 attempts, next_run_at, needs_reconcile, last_error, result, dedupe_key, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
-    )
-    .bind(id(j.id))
-    .bind(j.batch_id.map(id))
-    .bind(j.state.as_str())
-    .bind(instance_id_list(&j.instance_ids))
-    .bind(j.pinned_instance_id.map(|i| i.0))
-    .bind(j.request.as_str())
-    .bind(j.creation_key.as_str())
-    .bind(i64::from(j.attempts))
-    .bind(j.next_run_at.as_millis())
-    .bind(j.needs_reconcile)
-    .bind(j.last_error.as_deref())
-    .bind(j.result.as_deref())
-    .bind(j.dedupe_key.as_deref())
-    .bind(j.created_at.as_millis())
-    .bind(j.updated_at.as_millis())
+    let statement =
+        Statement::new(insert_job!("VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"));
+    with_job_values(statement, j)
 }
 
 /// See `Change::InsertJobUnlessDuplicate`; the conditions and the order are `find_duplicate_job`'s, so that a job
@@ -190,33 +204,17 @@ pub(crate) fn insert_job_unless_duplicate_statement(
     since: Timestamp,
     passed_over: Option<(Uuid, Timestamp)>,
 ) -> Statement {
-    Statement::new(
-        "INSERT INTO jobs (id, batch_id, state, instance_ids, pinned_instance_id, request, creation_key, \
-                 attempts, next_run_at, needs_reconcile, last_error, result, dedupe_key, created_at, updated_at) \
-                 SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15 \
-                 WHERE NOT EXISTS (SELECT 1 FROM jobs WHERE dedupe_key = $13 AND created_at >= $16 \
-                 AND state IN ('queued', 'running', 'succeeded') AND (created_at > $17 OR (created_at = $17 AND id > $18)))",
-    )
-    .bind(id(j.id))
-    .bind(j.batch_id.map(id))
-    .bind(j.state.as_str())
-    .bind(instance_id_list(&j.instance_ids))
-    .bind(j.pinned_instance_id.map(|i| i.0))
-    .bind(j.request.as_str())
-    .bind(j.creation_key.as_str())
-    .bind(i64::from(j.attempts))
-    .bind(j.next_run_at.as_millis())
-    .bind(j.needs_reconcile)
-    .bind(j.last_error.as_deref())
-    .bind(j.result.as_deref())
-    .bind(j.dedupe_key.as_deref())
-    .bind(j.created_at.as_millis())
-    .bind(j.updated_at.as_millis())
-    .bind(since.as_millis())
-    // With nothing passed over, every duplicate counts: any is newer than the start of time.
-    .bind(passed_over.map_or(i64::MIN, |(_, created_at)| created_at.as_millis()))
-    .bind(passed_over.map_or_else(String::new, |(passed, _)| id(passed)))
-    .must_change()
+    let statement = Statement::new(insert_job!(
+        "SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15 \
+         WHERE NOT EXISTS (SELECT 1 FROM jobs WHERE dedupe_key = $13 AND created_at >= $16 \
+         AND state IN ('queued', 'running', 'succeeded') AND (created_at > $17 OR (created_at = $17 AND id > $18)))"
+    ));
+    with_job_values(statement, j)
+        .bind(since.as_millis())
+        // With nothing passed over, every duplicate counts: any is newer than the start of time.
+        .bind(passed_over.map_or(i64::MIN, |(_, created_at)| created_at.as_millis()))
+        .bind(passed_over.map_or_else(String::new, |(passed, _)| id(passed)))
+        .must_change()
 }
 
 pub(crate) async fn find_duplicate_job(

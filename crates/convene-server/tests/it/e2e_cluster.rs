@@ -78,13 +78,32 @@ async fn until_shared(nodes: &[&Node], ids: &[InstanceId], within: Duration, don
     }
 }
 
-#[tokio::test]
-async fn nodes_on_one_postgresql_share_the_numbers_balance_as_they_join_and_take_a_dead_nodes_after_its_lease() {
+/// A fresh database on the PostgreSQL server `TEST_DATABASE_URL` names; `None`, saying the test was skipped, without
+/// one.
+async fn scratch_database() -> Option<ScratchDatabase> {
     let Some(server) = std::env::var("TEST_DATABASE_URL").ok().filter(|u| !u.is_empty()) else {
         eprintln!("skipped: needs PostgreSQL (TEST_DATABASE_URL; scripts/test.sh starts one)");
-        return;
+        return None;
     };
-    let database = ScratchDatabase::create(&server).await.unwrap();
+    Some(ScratchDatabase::create(&server).await.unwrap())
+}
+
+/// Node a bootstraps (an API key, a sandbox number it runs), then node b joins, running none: the nodes, the key
+/// and the number.
+async fn a_runs_b_answers(
+    database: &ScratchDatabase,
+) -> (ServingNode, ServingNode, String, convene_core::store::InstanceRecord) {
+    let a = ServingNode::start(database).await;
+    let first = a.node.state.service.bootstrap(true).await.unwrap().unwrap();
+    let (instance, _) = first.instance.unwrap();
+    let b = ServingNode::start(database).await;
+    until_shared(&[&a.node, &b.node], &[instance.id], Duration::from_secs(10), |n| n == [1, 0]).await;
+    (a, b, first.api_key, instance)
+}
+
+#[tokio::test]
+async fn nodes_on_one_postgresql_share_the_numbers_balance_as_they_join_and_take_a_dead_nodes_after_its_lease() {
+    let Some(database) = scratch_database().await else { return };
     const TTL: u64 = 3;
 
     // Arrange: node a alone, with six numbers; each runs on a from its creation.
@@ -195,11 +214,7 @@ impl ServingNode {
 
 #[tokio::test]
 async fn a_node_runs_its_own_job_behind_a_hundred_and_fifty_due_jobs_of_a_number_another_node_holds() {
-    let Some(server) = std::env::var("TEST_DATABASE_URL").ok().filter(|u| !u.is_empty()) else {
-        eprintln!("skipped: needs PostgreSQL (TEST_DATABASE_URL; scripts/test.sh starts one)");
-        return;
-    };
-    let database = ScratchDatabase::create(&server).await.unwrap();
+    let Some(database) = scratch_database().await else { return };
 
     // Arrange: a and b run a number each (long leases). a's worker is not running: 150 jobs of a's number are due,
     // queued before one of b's.
@@ -225,18 +240,10 @@ async fn a_node_runs_its_own_job_behind_a_hundred_and_fifty_due_jobs_of_a_number
 
 #[tokio::test]
 async fn the_same_creation_sent_to_two_nodes_at_once_makes_one_group_in_the_duplicate_window() {
-    let Some(server) = std::env::var("TEST_DATABASE_URL").ok().filter(|u| !u.is_empty()) else {
-        eprintln!("skipped: needs PostgreSQL (TEST_DATABASE_URL; scripts/test.sh starts one)");
-        return;
-    };
-    let database = ScratchDatabase::create(&server).await.unwrap();
+    let Some(database) = scratch_database().await else { return };
 
     // Arrange: a runs the number; b answers for it.
-    let a = ServingNode::start(&database).await;
-    let first = a.node.state.service.bootstrap(true).await.unwrap().unwrap();
-    let (instance, _) = first.instance.unwrap();
-    let b = ServingNode::start(&database).await;
-    until_shared(&[&a.node, &b.node], &[instance.id], Duration::from_secs(10), |n| n == [1, 0]).await;
+    let (a, b, api_key, instance) = a_runs_b_answers(&database).await;
     let client = reqwest::Client::new();
 
     // Act: six creations, each sent to both nodes at once without an Idempotency-Key (a client retrying through a
@@ -245,8 +252,7 @@ async fn the_same_creation_sent_to_two_nodes_at_once_makes_one_group_in_the_dupl
         let body = serde_json::json!({
             "instance_id": instance.id.0, "subject": format!("Sent twice {i}"), "participants": ["+17137157533"]
         });
-        let send =
-            |node: &ServingNode| client.post(node.url("/v1/groups")).bearer_auth(&first.api_key).json(&body).send();
+        let send = |node: &ServingNode| client.post(node.url("/v1/groups")).bearer_auth(&api_key).json(&body).send();
         let (through_a, through_b) = tokio::join!(send(&a), send(&b));
         let (through_a, through_b) = (through_a.unwrap(), through_b.unwrap());
         let (status_a, status_b) = (through_a.status(), through_b.status());
@@ -266,20 +272,12 @@ async fn the_same_creation_sent_to_two_nodes_at_once_makes_one_group_in_the_dupl
 
 #[tokio::test]
 async fn any_node_answers_for_a_number_another_node_runs_handing_it_what_the_number_must_do() {
-    let Some(server) = std::env::var("TEST_DATABASE_URL").ok().filter(|u| !u.is_empty()) else {
-        eprintln!("skipped: needs PostgreSQL (TEST_DATABASE_URL; scripts/test.sh starts one)");
-        return;
-    };
-    let database = ScratchDatabase::create(&server).await.unwrap();
+    let Some(database) = scratch_database().await else { return };
 
     // Arrange: node a bootstraps (a key, a sandbox number it runs); node b joins. b does not run the number.
-    let a = ServingNode::start(&database).await;
-    let first = a.node.state.service.bootstrap(true).await.unwrap().unwrap();
-    let (instance, _) = first.instance.unwrap();
-    let b = ServingNode::start(&database).await;
-    until_shared(&[&a.node, &b.node], &[instance.id], Duration::from_secs(10), |n| n == [1, 0]).await;
+    let (a, b, api_key, instance) = a_runs_b_answers(&database).await;
     let client = reqwest::Client::new();
-    let call = |method: reqwest::Method, path: &str| client.request(method, b.url(path)).bearer_auth(&first.api_key);
+    let call = |method: reqwest::Method, path: &str| client.request(method, b.url(path)).bearer_auth(&api_key);
 
     // Act: through b, create a group on a's number, read it, add someone, read the number.
     let created = call(reqwest::Method::POST, "/v1/groups")
@@ -338,14 +336,14 @@ async fn any_node_answers_for_a_number_another_node_runs_handing_it_what_the_num
     assert_eq!(forged.send().await.unwrap().status(), reqwest::StatusCode::UNAUTHORIZED);
     let unread = client.post(a.url(&path)).header("content-type", "application/json").body("{not json");
     assert_eq!(unread.send().await.unwrap().status(), reqwest::StatusCode::UNAUTHORIZED, "refused before reading");
-    let with_key = client.post(a.url(&path)).bearer_auth(&first.api_key).json(&serde_json::json!({"call": "logout"}));
+    let with_key = client.post(a.url(&path)).bearer_auth(&api_key).json(&serde_json::json!({"call": "logout"}));
     assert_eq!(with_key.send().await.unwrap().status(), reqwest::StatusCode::UNAUTHORIZED, "an API key is not a node");
 
     // A real number deleted through the node that does not run it: the node that runs it unlinks it and its keys
     // are deleted.
     let made = client
         .post(a.url("/v1/instances"))
-        .bearer_auth(&first.api_key)
+        .bearer_auth(&api_key)
         .json(&serde_json::json!({"kind": "whatsapp"}))
         .send()
         .await
@@ -360,12 +358,8 @@ async fn any_node_answers_for_a_number_another_node_runs_handing_it_what_the_num
     runner.node.state.service.whatsapp().simulate_pairing(number, &phone).await.unwrap();
     let store = &a.node.state.store;
     assert!(!store.device_keys(number, "device", None).await.unwrap().is_empty(), "paired: a device is stored");
-    let deleted = client
-        .delete(other.url(&format!("/v1/instances/{}", number.0)))
-        .bearer_auth(&first.api_key)
-        .send()
-        .await
-        .unwrap();
+    let deleted =
+        client.delete(other.url(&format!("/v1/instances/{}", number.0))).bearer_auth(&api_key).send().await.unwrap();
     assert_eq!(deleted.status(), reqwest::StatusCode::NO_CONTENT);
     assert!(store.device_keys(number, "device", None).await.unwrap().is_empty(), "its keys are deleted");
     assert!(!runner.node.state.service.instances().has_connection(number), "its session is stopped");

@@ -725,15 +725,20 @@ impl Service {
                 }
             }
         }
-        // The instance that may create soonest.
+        // The instance here that may create soonest, and when the soonest of another node's may (its pacing is in
+        // the database too).
         let mut best: Option<(Timestamp, InstanceRecord)> = None;
+        let mut soonest_elsewhere: Option<Timestamp> = None;
         let mut elsewhere = false;
         for id in &job.instance_ids {
             let Some(known) = self.pacing_in_pass(pass, *id, now).await? else { continue };
+            let paused_until = known.pause.as_ref().map(|p| p.until).filter(|until| *until > now);
+            let next = known.policy.next_allowed(&known.recent, paused_until, now);
             // Run here or not at all: another node's instance is paced and used by that node (and this one may
             // have been handed to another node since the pass began).
             if !self.instances.runs_here(*id) {
                 elsewhere = true;
+                soonest_elsewhere = Some(soonest_elsewhere.map_or(next, |soonest| soonest.min(next)));
                 continue;
             }
             if self.instances.local_connector(*id).is_err() {
@@ -742,8 +747,6 @@ impl Service {
                 elsewhere |= self.instances.drivers.of(known.instance.kind).is_some();
                 continue;
             }
-            let paused_until = known.pause.as_ref().map(|p| p.until).filter(|until| *until > now);
-            let next = known.policy.next_allowed(&known.recent, paused_until, now);
             if best.as_ref().is_none_or(|(b, _)| next < *b) {
                 best = Some((next, known.instance.clone()));
             }
@@ -756,6 +759,12 @@ impl Service {
             return self.finish_queued_job(job, as_read, JobState::Failed, why).await;
         };
         if next > now {
+            // Not before another node's number may create: the job stays due for that node, or waits only until
+            // the soonest of all its numbers may.
+            let next = soonest_elsewhere.map_or(next, |soonest| soonest.min(next));
+            if next <= now {
+                return Ok(());
+            }
             metrics::histogram!(crate::telemetry::PACING_WAIT).record(now.until(next).as_secs_f64());
             job.next_run_at = next;
             job.updated_at = now;

@@ -239,6 +239,39 @@ async fn a_node_runs_its_own_job_behind_a_hundred_and_fifty_due_jobs_of_a_number
 }
 
 #[tokio::test]
+async fn a_job_on_numbers_of_two_nodes_waits_for_neither_nodes_pacing_when_the_other_may_create_now() {
+    let Some(database) = scratch_database().await else { return };
+
+    // Arrange: a and b run a number each; a's is paced to one creation in five minutes and has just made one.
+    let a = Node::start(&database, 60).await;
+    let (on_a, _) = a.state.service.instances().create(convene_sandbox::KIND, None, None).await.unwrap();
+    let b = Node::start(&database, 60).await;
+    let (on_b, _) = b.state.service.instances().create(convene_sandbox::KIND, None, None).await.unwrap();
+    until_shared(&[&a, &b], &[on_a.id, on_b.id], Duration::from_secs(10), |n| n == [1, 1]).await;
+    assert_eq!(a.running(&[on_a.id]), [on_a.id]);
+    let paced = convene_core::PacingPolicy { min_interval_secs: 300, burst: 1, daily_cap: None };
+    a.state.service.instances().set_settings(on_a.id, Some(paced), false, &[]).await.unwrap();
+    let group = |subject: &str| NewGroup {
+        subject: subject.into(),
+        participants: vec!["+17137157533".into()],
+        ..Default::default()
+    };
+    let guard = convene_server::service::RetryGuard::DuplicateWindow;
+    a.state.service.create_group(on_a.id, group("First on a"), guard).await.unwrap();
+
+    // Act: a job that may run on either number; a's worker passes first, then b's.
+    let queued = a.state.service.enqueue_groups(&[on_a.id, on_b.id], vec![group("Either")]).await.unwrap().jobs[0].id;
+    let ran_on_a = a.state.service.run_due_jobs().await.unwrap();
+    let ran_on_b = b.state.service.run_due_jobs().await.unwrap();
+
+    // Assert: a left it due (its number must wait five minutes; b's need not), and b ran it at once.
+    assert_eq!((ran_on_a, ran_on_b), (1, 1), "each pass read the job");
+    let (job, _) = b.state.service.job(queued).await.unwrap();
+    assert_eq!(job.state, convene_core::store::JobState::Succeeded, "{job:?}");
+    assert_eq!(job.pinned_instance_id, Some(on_b.id));
+}
+
+#[tokio::test]
 async fn the_same_creation_sent_to_two_nodes_at_once_makes_one_group_in_the_duplicate_window() {
     let Some(database) = scratch_database().await else { return };
 

@@ -94,7 +94,11 @@ struct Created {
 /// Without it every due job read every instance of its pool (four queries each), so a campaign over 40 numbers made
 /// 160 reads a job.
 #[derive(Default)]
-struct PassPacing(std::collections::HashMap<InstanceId, Option<InstancePacing>>);
+struct PassPacing {
+    known: std::collections::HashMap<InstanceId, Option<InstancePacing>>,
+    /// Jobs the pass left, still due, to other nodes whose numbers may run them sooner.
+    left_to_others: usize,
+}
 
 struct InstancePacing {
     instance: InstanceRecord,
@@ -555,8 +559,8 @@ impl Service {
         convene_core::phone::reading_stored(|| serde_json::from_str(result)).ok()
     }
 
-    /// Runs every job due now, one at a time; returns how many it touched. The worker calls this in a loop, tests
-    /// call it directly after moving the clock.
+    /// Runs every job due now, one at a time; returns how many it touched (not those it left, still due, to another
+    /// node). The worker calls this in a loop, tests call it directly after moving the clock.
     pub async fn run_due_jobs(&self) -> Result<usize> {
         let orphans = self.requeue_orphaned_jobs(self.clock.now().minus(ORPHANED_AFTER)).await?;
         if orphans > 0 {
@@ -579,7 +583,7 @@ impl Service {
                 tracing::error!(job = %id, error = ?e, "job step failed");
             }
         }
-        Ok(n)
+        Ok(n - pass.left_to_others)
     }
 
     /// The jobs due now that this node may run, soonest first: the first 100 due, and, on a node among several, the
@@ -675,7 +679,7 @@ impl Service {
         id: InstanceId,
         now: Timestamp,
     ) -> Result<Option<&'a InstancePacing>> {
-        if let std::collections::hash_map::Entry::Vacant(slot) = pass.0.entry(id) {
+        if let std::collections::hash_map::Entry::Vacant(slot) = pass.known.entry(id) {
             let known = match self.store.get_instance(id).await {
                 Ok(instance) => {
                     let policy = self.pacing_policy(&instance).await?;
@@ -686,7 +690,7 @@ impl Service {
             };
             slot.insert(known);
         }
-        Ok(pass.0.get(&id).and_then(Option::as_ref))
+        Ok(pass.known.get(&id).and_then(Option::as_ref))
     }
 
     async fn run_job(&self, mut job: JobRecord, pass: &mut PassPacing) -> Result<()> {
@@ -753,6 +757,7 @@ impl Service {
         }
         let Some((next, instance)) = best else {
             if elsewhere {
+                pass.left_to_others += 1;
                 return Ok(());
             }
             let why = "none of the job's instances exists".to_owned();
@@ -763,6 +768,7 @@ impl Service {
             // the soonest of all its numbers may.
             let next = soonest_elsewhere.map_or(next, |soonest| soonest.min(next));
             if next <= now {
+                pass.left_to_others += 1;
                 return Ok(());
             }
             metrics::histogram!(crate::telemetry::PACING_WAIT).record(now.until(next).as_secs_f64());
@@ -778,7 +784,7 @@ impl Service {
             };
         }
         // What follows may add an attempt or a pause: the next job of this pass reads this instance again.
-        pass.0.remove(&instance.id);
+        pass.known.remove(&instance.id);
         let prepared = match self.prepare(&instance, &stored.group, "").await {
             Ok(mut p) => {
                 p.request.key = CreationKey(job.creation_key.clone());

@@ -51,20 +51,12 @@ pg_isready="$bin_dir/pg_isready"
 ready() { "$pg_isready" -q -h 127.0.0.1 -p "$1" -U postgres -d postgres; }
 url() { echo "postgres://postgres@127.0.0.1:$1/postgres"; }
 
-# The cluster's own server, if it runs: postmaster.pid holds its port on the fourth line.
-if [[ -f "$data_dir/postmaster.pid" ]]; then
-    running_port="$(sed -n 4p "$data_dir/postmaster.pid" 2>/dev/null || true)"
-    if [[ "$running_port" =~ ^[0-9]+$ ]] && ready "$running_port"; then
-        log "the cluster in $data_dir already runs on 127.0.0.1:${running_port}: reusing it"
-        url "$running_port"
-        exit 0
-    fi
-fi
-if ready "$first_port"; then
-    log "a server already answers on 127.0.0.1:${first_port}: reusing it"
-    url "$first_port"
-    exit 0
-fi
+# The settings the server runs with; a running server of this cluster started without them is restarted.
+# No Unix socket: the tests use TCP, and a socket path would depend on the data dir's length and permissions.
+# fsync=off: nothing here needs to survive a crash, and every test creates and drops a database.
+# max_connections=300: tests run two at a time, some with three nodes, each node with Convene's pool and the
+# sandbox's.
+settings="-c listen_addresses=127.0.0.1 -c unix_socket_directories='' -c fsync=off -c max_connections=300"
 
 # Runs a server command as the user that owns the cluster: ourselves, or `convene-pg` when we are root.
 as_owner() {
@@ -74,6 +66,25 @@ as_owner() {
         "$@"
     fi
 }
+
+# The cluster's own server, if it runs: postmaster.pid holds its port on the fourth line.
+if [[ -f "$data_dir/postmaster.pid" ]]; then
+    running_port="$(sed -n 4p "$data_dir/postmaster.pid" 2>/dev/null || true)"
+    if [[ "$running_port" =~ ^[0-9]+$ ]] && ready "$running_port"; then
+        if grep -q "max_connections=300" "$data_dir/postmaster.opts" 2>/dev/null; then
+            log "the cluster in $data_dir already runs on 127.0.0.1:${running_port}: reusing it"
+            url "$running_port"
+            exit 0
+        fi
+        log "the cluster in $data_dir runs with older settings: restarting it"
+        as_owner "$bin_dir/pg_ctl" -D "$data_dir" -m fast -w stop >&2 || true
+    fi
+fi
+if ready "$first_port"; then
+    log "a server already answers on 127.0.0.1:${first_port}: reusing it"
+    url "$first_port"
+    exit 0
+fi
 
 if [[ "$(id -u)" -eq 0 ]] && ! id "$os_user" >/dev/null 2>&1; then
     useradd --system --no-create-home --shell /usr/sbin/nologin "$os_user"
@@ -92,7 +103,7 @@ if [[ ! -f "$data_dir/PG_VERSION" ]]; then
 fi
 
 # A port is free when nothing listens on it and no socket holds it as its local address.
-port_free() { ! ss -Htan exclude time-wait "( sport = :$1 )" 2>/dev/null | grep -q .; }
+port_free() { [[ -z "$(ss -Htan exclude time-wait "( sport = :$1 )" 2>/dev/null)" ]]; }
 
 started=""
 for port in $(seq "$first_port" "$last_port"); do
@@ -101,17 +112,15 @@ for port in $(seq "$first_port" "$last_port"); do
         continue
     fi
     log "starting the server on 127.0.0.1:${port} (log: $data_dir/server.log)"
-    # No Unix socket: the tests use TCP, and a socket path would depend on the data dir's length and permissions.
-    # fsync=off: nothing here needs to survive a crash, and every test creates and drops a database.
-    # max_connections=300: tests run two at a time, some with three nodes, each node with Convene's pool and the
-    # sandbox's.
+    logged_before="$(wc -c < "$data_dir/server.log" 2>/dev/null || echo 0)"
     if as_owner "$bin_dir/pg_ctl" -D "$data_dir" -l "$data_dir/server.log" -w -t 30 \
-        -o "-p ${port} -c listen_addresses=127.0.0.1 -c unix_socket_directories='' -c fsync=off -c max_connections=300" start >&2; then
+        -o "-p ${port} ${settings}" start >&2; then
         started="$port"
         break
     fi
-    # Taken between the check and the bind: try the next port; any other failure ends here.
-    if ! tail -n 5 "$data_dir/server.log" 2>/dev/null | grep -q "Address already in use"; then
+    # Taken between the check and the bind: try the next port; any other failure ends here. Only what this start
+    # logged is read.
+    if ! tail -c "+$((logged_before + 1))" "$data_dir/server.log" 2>/dev/null | grep -q "Address already in use"; then
         break
     fi
     log "port $port was taken as the server started: trying the next"

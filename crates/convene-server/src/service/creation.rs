@@ -96,8 +96,9 @@ struct Created {
 #[derive(Default)]
 struct PassPacing {
     known: std::collections::HashMap<InstanceId, Option<InstancePacing>>,
-    /// Jobs the pass left, still due, to other nodes whose numbers may run them sooner.
-    left_to_others: usize,
+    /// Jobs the pass left due without running or putting them off: to another node whose number may run them
+    /// sooner, or to this node's next pass once its number's connection is open.
+    left_due: usize,
 }
 
 struct InstancePacing {
@@ -559,8 +560,8 @@ impl Service {
         convene_core::phone::reading_stored(|| serde_json::from_str(result)).ok()
     }
 
-    /// Runs every job due now, one at a time; returns how many it touched (not those it left, still due, to another
-    /// node). The worker calls this in a loop, tests call it directly after moving the clock.
+    /// Runs every job due now, one at a time; returns how many it touched (not those it left due, for another node
+    /// or its next pass). The worker calls this in a loop, tests call it directly after moving the clock.
     pub async fn run_due_jobs(&self) -> Result<usize> {
         let orphans = self.requeue_orphaned_jobs(self.clock.now().minus(ORPHANED_AFTER)).await?;
         if orphans > 0 {
@@ -583,7 +584,7 @@ impl Service {
                 tracing::error!(job = %id, error = ?e, "job step failed");
             }
         }
-        Ok(n - pass.left_to_others)
+        Ok(n - pass.left_due)
     }
 
     /// The jobs due now that this node may run, soonest first: the first 100 due, and, on a node among several, the
@@ -757,7 +758,7 @@ impl Service {
         }
         let Some((next, instance)) = best else {
             if elsewhere {
-                pass.left_to_others += 1;
+                pass.left_due += 1;
                 return Ok(());
             }
             let why = "none of the job's instances exists".to_owned();
@@ -768,7 +769,7 @@ impl Service {
             // the soonest of all its numbers may.
             let next = soonest_elsewhere.map_or(next, |soonest| soonest.min(next));
             if next <= now {
-                pass.left_to_others += 1;
+                pass.left_due += 1;
                 return Ok(());
             }
             metrics::histogram!(crate::telemetry::PACING_WAIT).record(now.until(next).as_secs_f64());

@@ -101,6 +101,17 @@ async fn a_runs_b_answers(
     (a, b, first.api_key, instance)
 }
 
+/// Nodes a and b (long leases, no workers), each running a sandbox number it made: the nodes and their numbers.
+async fn a_number_each(database: &ScratchDatabase) -> (Node, Node, InstanceId, InstanceId) {
+    let a = Node::start(database, 60).await;
+    let (on_a, _) = a.state.service.instances().create(convene_sandbox::KIND, None, None).await.unwrap();
+    let b = Node::start(database, 60).await;
+    let (on_b, _) = b.state.service.instances().create(convene_sandbox::KIND, None, None).await.unwrap();
+    until_shared(&[&a, &b], &[on_a.id, on_b.id], Duration::from_secs(10), |n| n == [1, 1]).await;
+    assert_eq!((a.running(&[on_a.id]), b.running(&[on_b.id])), (vec![on_a.id], vec![on_b.id]));
+    (a, b, on_a.id, on_b.id)
+}
+
 #[tokio::test]
 async fn nodes_on_one_postgresql_share_the_numbers_balance_as_they_join_and_take_a_dead_nodes_after_its_lease() {
     let Some(database) = scratch_database().await else { return };
@@ -218,16 +229,11 @@ async fn a_node_runs_its_own_job_behind_a_hundred_and_fifty_due_jobs_of_a_number
 
     // Arrange: a and b run a number each (long leases). a's worker is not running: 150 jobs of a's number are due,
     // queued before one of b's.
-    let a = Node::start(&database, 60).await;
-    let (on_a, _) = a.state.service.instances().create(convene_sandbox::KIND, None, None).await.unwrap();
-    let b = Node::start(&database, 60).await;
-    let (on_b, _) = b.state.service.instances().create(convene_sandbox::KIND, None, None).await.unwrap();
-    until_shared(&[&a, &b], &[on_a.id, on_b.id], Duration::from_secs(10), |n| n == [1, 1]).await;
-    assert_eq!(b.running(&[on_b.id]), [on_b.id]);
+    let (_a, b, on_a, on_b) = a_number_each(&database).await;
     let group = |subject: String| NewGroup { subject, participants: vec!["+17137157533".into()], ..Default::default() };
     let theirs: Vec<NewGroup> = (0..150).map(|i| group(format!("On a {i}"))).collect();
-    b.state.service.enqueue_groups(&[on_a.id], theirs).await.unwrap();
-    let mine = b.state.service.enqueue_groups(&[on_b.id], vec![group("On b".into())]).await.unwrap().jobs[0].id;
+    b.state.service.enqueue_groups(&[on_a], theirs).await.unwrap();
+    let mine = b.state.service.enqueue_groups(&[on_b], vec![group("On b".into())]).await.unwrap().jobs[0].id;
 
     // Act: one pass of b's worker.
     let ran = b.state.service.run_due_jobs().await.unwrap();
@@ -243,24 +249,19 @@ async fn a_job_on_numbers_of_two_nodes_waits_for_neither_nodes_pacing_when_the_o
     let Some(database) = scratch_database().await else { return };
 
     // Arrange: a and b run a number each; a's is paced to one creation in five minutes and has just made one.
-    let a = Node::start(&database, 60).await;
-    let (on_a, _) = a.state.service.instances().create(convene_sandbox::KIND, None, None).await.unwrap();
-    let b = Node::start(&database, 60).await;
-    let (on_b, _) = b.state.service.instances().create(convene_sandbox::KIND, None, None).await.unwrap();
-    until_shared(&[&a, &b], &[on_a.id, on_b.id], Duration::from_secs(10), |n| n == [1, 1]).await;
-    assert_eq!(a.running(&[on_a.id]), [on_a.id]);
+    let (a, b, on_a, on_b) = a_number_each(&database).await;
     let paced = convene_core::PacingPolicy { min_interval_secs: 300, burst: 1, daily_cap: None };
-    a.state.service.instances().set_settings(on_a.id, Some(paced), false, &[]).await.unwrap();
+    a.state.service.instances().set_settings(on_a, Some(paced), false, &[]).await.unwrap();
     let group = |subject: &str| NewGroup {
         subject: subject.into(),
         participants: vec!["+17137157533".into()],
         ..Default::default()
     };
     let guard = convene_server::service::RetryGuard::DuplicateWindow;
-    a.state.service.create_group(on_a.id, group("First on a"), guard).await.unwrap();
+    a.state.service.create_group(on_a, group("First on a"), guard).await.unwrap();
 
     // Act: a job that may run on either number; a's worker passes first, then b's.
-    let queued = a.state.service.enqueue_groups(&[on_a.id, on_b.id], vec![group("Either")]).await.unwrap().jobs[0].id;
+    let queued = a.state.service.enqueue_groups(&[on_a, on_b], vec![group("Either")]).await.unwrap().jobs[0].id;
     let ran_on_a = a.state.service.run_due_jobs().await.unwrap();
     let ran_on_b = b.state.service.run_due_jobs().await.unwrap();
 
@@ -268,7 +269,7 @@ async fn a_job_on_numbers_of_two_nodes_waits_for_neither_nodes_pacing_when_the_o
     assert_eq!((ran_on_a, ran_on_b), (0, 1), "a left the job to b, due");
     let (job, _) = b.state.service.job(queued).await.unwrap();
     assert_eq!(job.state, convene_core::store::JobState::Succeeded, "{job:?}");
-    assert_eq!(job.pinned_instance_id, Some(on_b.id));
+    assert_eq!(job.pinned_instance_id, Some(on_b));
 }
 
 #[tokio::test]

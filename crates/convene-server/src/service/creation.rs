@@ -341,6 +341,7 @@ impl Service {
         // The newest duplicate gone past (it ended without a group): it and every older one no longer count.
         let mut passed_over: Option<(Uuid, Timestamp)> = None;
         let mut recorded_elsewhere = 0;
+        let stored = StoredRequest { group: new, synchronous: true };
         let (turn, job, on_its_node, recorded) = loop {
             let turn = self.creation_turn(instance_id).await;
             let now = self.clock.now();
@@ -369,7 +370,6 @@ impl Service {
                     retry_after: Some(now.until(next)),
                 });
             }
-            let stored = StoredRequest { group: new.clone(), synchronous: true };
             let mut job = self.new_job(&stored, &prepared, vec![instance_id], None, now)?;
             job.dedupe_key.clone_from(&dedupe_key);
             let on_its_node = self.instances.runs_here(instance_id);

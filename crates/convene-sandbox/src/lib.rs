@@ -12,6 +12,7 @@
 #![forbid(unsafe_code)]
 
 mod connector;
+mod group_cache;
 mod legacy;
 mod network;
 mod shared;

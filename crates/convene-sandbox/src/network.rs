@@ -13,9 +13,10 @@ use convene_core::{
 use tokio::sync::OwnedMutexGuard;
 
 use crate::connector::SandboxConnector;
+use crate::group_cache::GroupCache;
 use crate::shared::{self, PersonReport, Versioned};
 use crate::store::{self, GroupsNeeded, Needs};
-use crate::world::{Env, Meta, World};
+use crate::world::{Env, GroupState, Meta, World};
 use crate::{
     Faults, InboxMessage, JoinResult, NetworkLimits, NetworkStats, Person, PersonPatch, SandboxConfig, SandboxError,
     SandboxGroup, legacy,
@@ -51,6 +52,8 @@ struct Local {
     readers: Option<Arc<Readers>>,
     /// Copies the WAL into the file beside the writer's commits; stops with the network. `None` in memory.
     _checkpointer: Option<convene_sqlite::Checkpointer>,
+    /// Groups as last committed, for reads of one group.
+    groups: Arc<GroupCache>,
 }
 
 struct Shared {
@@ -84,6 +87,8 @@ struct Batch {
     changes: usize,
     /// The small state as the batch's latest change left it, for the cache once committed.
     meta: Option<Meta>,
+    /// The groups its changes created or changed, as they left them, for the group cache once committed.
+    groups: Vec<GroupState>,
     /// The commit's outcome, once it is known.
     committed: tokio::sync::watch::Sender<Option<Result<(), String>>>,
 }
@@ -157,6 +162,7 @@ impl SandboxNetwork {
             writer: Arc::new(tokio::sync::Mutex::new(Writer { conn, batch: None })),
             readers,
             _checkpointer: checkpointer,
+            groups: Arc::default(),
         };
         let network = Arc::new(Self {
             config,
@@ -460,10 +466,16 @@ impl SandboxNetwork {
     /// `read`, with this small state.
     async fn read_in<T>(&self, meta: Meta, needs: Needs, f: impl FnOnce(&World, &Env) -> T) -> Result<T, SandboxError> {
         let world = match &self.backend {
-            Backend::Local(local) => {
-                let bulk = matches!(needs.groups, GroupsNeeded::All);
-                local.reading(bulk, move |conn| store::load(conn, meta, &needs)).await?
-            }
+            Backend::Local(local) => match needs.only_group() {
+                Some(jid) => {
+                    let group = local.group(jid).await?;
+                    World::view(meta, BTreeMap::new(), BTreeMap::new(), group.into_iter().collect())
+                }
+                None => {
+                    let bulk = matches!(needs.groups, GroupsNeeded::All);
+                    local.reading(bulk, move |conn| store::load(conn, meta, &needs)).await?
+                }
+            },
             Backend::Shared(shared) => shared::load(&mut *shared.conn().await?, meta, &needs).await?,
         };
         let env = Env::new(&self.config, self.clock.now());
@@ -519,7 +531,7 @@ impl SandboxNetwork {
         if local.readers.is_none() {
             // In memory there is nothing to sync: commit now.
             let batch = writer.batch.take().expect("a batch is open");
-            commit(&writer.conn, batch, &self.meta, &self.commits);
+            commit(&writer.conn, batch, &self.meta, &self.commits, &local.groups);
         }
         drop(writer);
         let outcome = match committed.wait_for(Option::is_some).await {
@@ -550,7 +562,12 @@ impl SandboxNetwork {
             .map_err(|e| SandboxError::Io(format!("beginning a sandbox transaction: {e}")))?,
         };
         begun.map_err(store::db_error)?;
-        writer.batch = Some(Batch { changes: 0, meta: None, committed: tokio::sync::watch::Sender::new(None) });
+        writer.batch = Some(Batch {
+            changes: 0,
+            meta: None,
+            groups: Vec::new(),
+            committed: tokio::sync::watch::Sender::new(None),
+        });
         if local.readers.is_some() {
             self.commit_when_joined(local);
         }
@@ -562,11 +579,12 @@ impl SandboxNetwork {
     /// when the call that opened it is dropped; the sync runs on a blocking thread, holding the writer.
     fn commit_when_joined(&self, local: &Local) {
         let (writer, meta, commits) = (Arc::clone(&local.writer), Arc::clone(&self.meta), Arc::clone(&self.commits));
+        let groups = Arc::clone(&local.groups);
         tokio::spawn(async move {
             let mut writer = writer.lock_owned().await;
             let Some(batch) = writer.batch.take() else { return };
             // Should the blocking thread fail, the batch's changes hear that their commit was cut off.
-            let _ = tokio::task::spawn_blocking(move || commit(&writer.conn, batch, &meta, &commits)).await;
+            let _ = tokio::task::spawn_blocking(move || commit(&writer.conn, batch, &meta, &commits, &groups)).await;
         });
     }
 
@@ -606,6 +624,8 @@ impl SandboxNetwork {
             if let Some(meta) = changes.meta {
                 batch.meta = Some(meta);
             }
+            batch.groups.extend(changes.created);
+            batch.groups.extend(changes.groups);
             return Ok(result);
         }
     }
@@ -670,6 +690,21 @@ impl SandboxNetwork {
 }
 
 impl Local {
+    /// A group as last committed: from the cache, or read (and kept).
+    async fn group(&self, jid: &GroupJid) -> Result<Option<GroupState>, SandboxError> {
+        match self.groups.get(jid) {
+            Ok(group) => Ok(Some(group)),
+            Err(missed) => {
+                let reading = jid.clone();
+                let group = self.reading(false, move |conn| store::group(conn, &reading)).await?;
+                if let Some(group) = &group {
+                    self.groups.keep(missed, group);
+                }
+                Ok(group)
+            }
+        }
+    }
+
     /// Runs `read` on a connection that sees the last commit: inline (a few rows by index, from the page cache), or
     /// on a blocking thread when `bulk` (the whole world, a page of it).
     async fn reading<T: Send + 'static>(
@@ -740,22 +775,26 @@ fn random_origin() -> i64 {
 
 /// Commits `batch` on `conn` and tells its changes how it went. The cache and the count follow the commit before the
 /// writer is let go, so that a later batch's state is never overwritten by an earlier one's.
-fn commit(conn: &rusqlite::Connection, batch: Batch, meta: &RwLock<Meta>, commits: &AtomicU64) {
+fn commit(conn: &rusqlite::Connection, batch: Batch, meta: &RwLock<Meta>, commits: &AtomicU64, cache: &GroupCache) {
+    let Batch { meta: latest, groups, committed, .. } = batch;
     let outcome = conn.execute_batch("COMMIT").map_err(|e| e.to_string());
     match &outcome {
         Ok(()) => {
             commits.fetch_add(1, Ordering::Relaxed);
-            if let Some(latest) = batch.meta {
+            if let Some(latest) = latest {
                 *meta.write().unwrap_or_else(PoisonError::into_inner) = latest;
             }
+            cache.committed(groups);
         }
-        // A commit that failed may leave its transaction open: end it, for the next batch to begin.
-        Err(_) if !conn.is_autocommit() => {
-            let _ = conn.execute_batch("ROLLBACK");
+        Err(_) => {
+            // A commit that failed may leave its transaction open: end it, for the next batch to begin.
+            if !conn.is_autocommit() {
+                let _ = conn.execute_batch("ROLLBACK");
+            }
+            cache.failed(&groups);
         }
-        Err(_) => {}
     }
-    batch.committed.send_replace(Some(outcome));
+    committed.send_replace(Some(outcome));
 }
 
 /// Opens the world's database, importing an older world file beside it into a new one, or starting a new world.

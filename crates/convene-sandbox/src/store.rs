@@ -88,6 +88,14 @@ impl Needs {
         Self { accounts: vec![account.clone()], ..Self::default() }
     }
 
+    /// The group's id, when that group is all these name.
+    pub fn only_group(&self) -> Option<&GroupJid> {
+        match &self.groups {
+            GroupsNeeded::Jid(jid) if self.accounts.is_empty() && self.people.is_empty() => Some(jid),
+            _ => None,
+        }
+    }
+
     pub fn and_people(mut self, people: impl IntoIterator<Item = PhoneNumber>) -> Self {
         self.people.extend(people);
         self
@@ -218,6 +226,11 @@ pub(crate) fn load(conn: &Connection, meta: Meta, needs: &Needs) -> Result<World
     }
     let groups = groups(conn, &needs.groups)?;
     Ok(World::view(meta, accounts, people, groups))
+}
+
+/// One group, by its id.
+pub(crate) fn group(conn: &Connection, jid: &GroupJid) -> Result<Option<GroupState>, SandboxError> {
+    Ok(groups(conn, &GroupsNeeded::Jid(jid.clone()))?.pop())
 }
 
 fn groups(conn: &Connection, needed: &GroupsNeeded) -> Result<Vec<GroupState>, SandboxError> {

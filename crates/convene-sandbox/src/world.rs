@@ -87,6 +87,11 @@ impl GroupState {
         &self.info
     }
 
+    #[cfg(test)]
+    pub fn of(info: SandboxGroup) -> Self {
+        Self { info, add_requests: BTreeMap::new(), left_at: BTreeMap::new() }
+    }
+
     fn role(&self, phone: &PhoneNumber) -> Option<MemberRole> {
         self.info.members.iter().find(|m| &m.phone == phone).map(|m| m.role)
     }

@@ -866,3 +866,63 @@ async fn a_new_group_draws_past_an_id_another_process_took_after_the_start() {
     let jids: Vec<GroupJid> = net.groups().await.unwrap().into_iter().map(|g| g.jid).collect();
     assert_eq!(jids, [taken, created]);
 }
+
+/// A group read from the network is its last committed state, whatever reads ran beside the change: reads of one
+/// group are answered from memory (see `group_cache.rs`), and a row a read took from the database just before a
+/// commit must not stand for the group after it.
+#[tokio::test]
+async fn a_group_read_after_a_change_returned_shows_the_change_while_other_reads_race_it() {
+    // Arrange: a world on file, 4 groups, and readers reading them without pause
+    let dir = tempfile::tempdir().unwrap();
+    let net = open_at(dir.path(), SandboxConfig::default()).await;
+    let owner = net.connector(phone(1000));
+    let mut jids = Vec::new();
+    for _ in 0..4 {
+        jids.push(create(&owner, &[]).await.metadata.jid);
+    }
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut readers = tokio::task::JoinSet::new();
+    for r in 0..4 {
+        let (owner, jids, stop) = (owner.clone(), jids.clone(), Arc::clone(&stop));
+        readers.spawn(async move {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                for jid in &jids[r % 2..] {
+                    owner.group_metadata(jid).await.unwrap();
+                }
+                tokio::task::yield_now().await;
+            }
+        });
+    }
+
+    // Act: on each group, add people one at a time, reading the group after each addition
+    let mut writers = tokio::task::JoinSet::new();
+    for (g, jid) in jids.iter().enumerate() {
+        let (owner, net, jid) = (owner.clone(), Arc::clone(&net), jid.clone());
+        writers.spawn(async move {
+            for n in 0..40 {
+                let person = phone(u16::try_from(g * 100 + n).unwrap());
+                owner.change_participants(&jid, ParticipantChange::Add, std::slice::from_ref(&person)).await.unwrap();
+
+                // Assert: the addition is seen by the connector's read and the sandbox's, at once
+                let members = owner.group_metadata(&jid).await.unwrap().members;
+                assert!(members.iter().any(|m| m.phone == person), "{person} missing from {jid} after its addition");
+                assert_eq!(members.len(), n + 2, "{jid} after adding {person}");
+                assert_eq!(net.group(&jid).await.unwrap().members, members);
+            }
+        });
+    }
+    while let Some(done) = writers.join_next().await {
+        done.unwrap();
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    while let Some(done) = readers.join_next().await {
+        done.unwrap();
+    }
+
+    // Assert: what is on disk is what was read
+    let crashed = files_after_a_crash(dir.path());
+    let reopened = open_at(crashed.path(), SandboxConfig::default()).await;
+    for jid in &jids {
+        assert_eq!(reopened.group(jid).await.unwrap(), net.group(jid).await.unwrap());
+    }
+}

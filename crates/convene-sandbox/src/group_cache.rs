@@ -1,0 +1,183 @@
+//! Groups of a world kept in its own SQLite file, as last committed, held in memory: reading one group (what every
+//! `GET /v1/groups/{id}` asks the network for its members) then costs no database read and no JSON decoding.
+//!
+//! It stays exact because this process is the file's only writer (the world plays the remote side, and its file is
+//! in the data directory `convene serve` locks), and every change is written through the batch's commit:
+//! - a commit puts the new state of every group its changes created or changed into the cache, before any of them
+//!   returns (so a read that starts after a change returned sees it);
+//! - a read that missed keeps the row it read from the database only if no commit was counted meanwhile: a row read
+//!   just before a commit must not overwrite the state that commit put in;
+//! - a commit that failed drops the groups it touched (SQLite may have kept them or not).
+//!
+//! A world kept in PostgreSQL has no such cache: other nodes change it.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
+
+use convene_core::GroupJid;
+
+use crate::world::GroupState;
+
+/// Most groups kept, and most members across them: past either, the cache starts over. A group of 4 members takes
+/// about half a kilobyte, so a few megabytes at most.
+const MOST_GROUPS: usize = 4_096;
+const MOST_MEMBERS: usize = 65_536;
+
+#[derive(Debug, Default)]
+pub(crate) struct GroupCache {
+    cached: Mutex<Cached>,
+}
+
+#[derive(Debug, Default)]
+struct Cached {
+    /// Commits counted so far (failed ones too).
+    commits: u64,
+    by_jid: HashMap<GroupJid, GroupState>,
+    members: usize,
+}
+
+/// What a read that missed must show to keep the row it read: the count of commits before it read.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Missed(u64);
+
+impl GroupCache {
+    /// The group as last committed, or, when it is not kept, what to hand `keep` with the row read instead.
+    pub fn get(&self, jid: &GroupJid) -> Result<GroupState, Missed> {
+        let cached = self.lock();
+        cached.by_jid.get(jid).cloned().ok_or(Missed(cached.commits))
+    }
+
+    /// Keeps a row read from the database after `get` missed, unless a commit came between.
+    pub fn keep(&self, missed: Missed, state: &GroupState) {
+        let mut cached = self.lock();
+        if cached.commits == missed.0 {
+            cached.put(state.clone());
+        }
+    }
+
+    /// Call once a commit is done, before its changes return, with the groups they created or changed, oldest
+    /// change first.
+    pub fn committed(&self, groups: Vec<GroupState>) {
+        let mut cached = self.lock();
+        cached.commits += 1;
+        for state in groups {
+            cached.put(state);
+        }
+    }
+
+    /// Call when a commit failed, with the groups its changes touched.
+    pub fn failed(&self, groups: &[GroupState]) {
+        let mut cached = self.lock();
+        cached.commits += 1;
+        for state in groups {
+            cached.remove(&state.info().jid);
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Cached> {
+        self.cached.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Cached {
+    fn put(&mut self, state: GroupState) {
+        self.remove(&state.info().jid);
+        let members = state.info().members.len();
+        if members > MOST_MEMBERS {
+            return;
+        }
+        if self.by_jid.len() >= MOST_GROUPS || self.members + members > MOST_MEMBERS {
+            self.by_jid.clear();
+            self.members = 0;
+        }
+        self.members += members;
+        self.by_jid.insert(state.info().jid.clone(), state);
+    }
+
+    fn remove(&mut self, jid: &GroupJid) {
+        if let Some(old) = self.by_jid.remove(jid) {
+            self.members -= old.info().members.len();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use convene_core::{GroupMember, GroupSettings, MemberRole, PhoneNumber, Timestamp};
+
+    use super::*;
+    use crate::SandboxGroup;
+
+    fn group(n: u32, subject: &str, members: usize) -> GroupState {
+        let member = |m: usize| GroupMember {
+            phone: PhoneNumber::parse(&format!("+49151{m:08}")).unwrap(),
+            role: MemberRole::Member,
+        };
+        GroupState::of(SandboxGroup {
+            jid: GroupJid::parse(&format!("1203630{n:08}@g.us")).unwrap(),
+            subject: subject.to_owned(),
+            description: None,
+            creator: member(0).phone,
+            created_at: Timestamp::from_millis(1_795_000_000_000),
+            settings: GroupSettings::default(),
+            members: (0..members).map(member).collect(),
+            invite_code: String::new(),
+            creation_key: String::new(),
+            pending_join_requests: Vec::new(),
+            has_picture: false,
+        })
+    }
+
+    fn subject(cache: &GroupCache, of: &GroupState) -> Option<String> {
+        cache.get(&of.info().jid).ok().map(|g| g.info().subject.clone())
+    }
+
+    #[test]
+    fn a_row_read_before_a_commit_is_not_kept_over_what_the_commit_put_in() {
+        let cache = GroupCache::default();
+        let (before, after) = (group(1, "before", 1), group(1, "after", 1));
+        let missed = cache.get(&before.info().jid).unwrap_err();
+
+        cache.committed(vec![after.clone()]);
+        cache.keep(missed, &before);
+
+        assert_eq!(subject(&cache, &before).as_deref(), Some("after"));
+    }
+
+    #[test]
+    fn a_row_read_with_no_commit_between_is_kept_and_a_failed_commit_drops_its_groups() {
+        let cache = GroupCache::default();
+        let row = group(1, "read", 1);
+        let missed = cache.get(&row.info().jid).unwrap_err();
+        cache.keep(missed, &row);
+        assert_eq!(subject(&cache, &row).as_deref(), Some("read"));
+
+        cache.failed(&[group(1, "not committed", 1)]);
+
+        assert_eq!(subject(&cache, &row), None);
+    }
+
+    #[test]
+    fn the_latest_change_of_a_batch_wins_and_the_cache_starts_over_past_its_bounds() {
+        let cache = GroupCache::default();
+        cache.committed(vec![group(1, "first", 1), group(1, "second", 1)]);
+        assert_eq!(subject(&cache, &group(1, "", 1)).as_deref(), Some("second"));
+
+        // A group too large to keep is not kept, and leaves the others.
+        cache.committed(vec![group(2, "huge", MOST_MEMBERS + 1)]);
+        assert_eq!(subject(&cache, &group(2, "", 1)), None);
+        assert_eq!(subject(&cache, &group(1, "", 1)).as_deref(), Some("second"));
+
+        // Past the most members, it starts over with the group that did not fit.
+        cache.committed(vec![group(3, "large", MOST_MEMBERS - 1), group(4, "next", 2)]);
+        assert_eq!(subject(&cache, &group(3, "", 1)), None);
+        assert_eq!(subject(&cache, &group(4, "", 1)).as_deref(), Some("next"));
+        assert_eq!(cache.lock().members, 2);
+
+        // Past the most groups, likewise: with one held, the last of as many more starts it over.
+        let last = 10 + u32::try_from(MOST_GROUPS).unwrap() - 1;
+        cache.committed((10..=last).map(|n| group(n, "many", 1)).collect());
+        assert_eq!(cache.lock().by_jid.len(), 1);
+        assert_eq!(subject(&cache, &group(last, "", 1)).as_deref(), Some("many"));
+    }
+}

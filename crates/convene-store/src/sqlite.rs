@@ -46,6 +46,7 @@ const MIGRATIONS: &[Migration] = &[
     (11, include_str!("../migrations/sqlite/0011_number_leases.sql")),
     (12, include_str!("../migrations/sqlite/0012_delivery_claims.sql")),
     (13, include_str!("../migrations/sqlite/0013_cluster_nodes.sql")),
+    (14, include_str!("../migrations/sqlite/0014_jobs_by_state.sql")),
 ];
 
 /// The committer's page cache: 8 MiB (negative: KiB), filled only as pages are read. 32 MiB kept creation no faster
@@ -378,6 +379,44 @@ mod tests {
             let checkpoints = convene_sqlite::checkpointer_connection(options.get_filename(), asked).unwrap();
             let synchronous: i64 = checkpoints.pragma_query_value(None, "synchronous", |row| row.get(0)).unwrap();
             assert_eq!(synchronous, expected, "a checkpoint syncs as the commits do");
+        }
+    }
+
+    /// A list of jobs reads through an index in the order it returns, whichever filters it has: a walk through every
+    /// job (or a sort of them all) grows with every job ever made, and the worker lists the running ones every second.
+    #[tokio::test]
+    async fn every_list_of_jobs_reads_its_page_through_an_index_without_sorting() {
+        // Arrange: a migrated database
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("convene.db");
+        let store = SqliteStore::connect(&format!("sqlite:{}", path.display())).await.unwrap();
+        store.close().await;
+        let connection = rusqlite::Connection::open(&path).unwrap();
+        let before = Some((convene_core::Timestamp::from_millis(1_795_000_000_000), uuid::Uuid::nil()));
+        let batch = Some(uuid::Uuid::nil());
+
+        for state in [None, Some(convene_core::store::JobState::Running)] {
+            for batch_id in [None, batch] {
+                for before in [None, before] {
+                    // Act
+                    let query = convene_core::store::JobListQuery { state, batch_id, before, limit: 500 };
+                    let statement = crate::jobs::list_jobs_statement(&query);
+                    let mut explain = connection.prepare(&format!("EXPLAIN QUERY PLAN {}", statement.sql())).unwrap();
+                    statement.bind_to(&mut explain).unwrap();
+                    let mut rows = explain.raw_query();
+                    let mut plan = Vec::new();
+                    while let Some(row) = rows.next().unwrap() {
+                        plan.push(row.get::<_, String>(3).unwrap());
+                    }
+
+                    // Assert
+                    let plan = plan.join("; ");
+                    assert!(plan.contains("USING INDEX"), "{query:?}: {plan}");
+                    if batch_id.is_none() {
+                        assert!(!plan.contains("TEMP B-TREE"), "{query:?} sorts: {plan}");
+                    }
+                }
+            }
         }
     }
 

@@ -543,19 +543,25 @@ impl SandboxNetwork {
     }
 
     /// Begins a batch on the writer; with a file, on a blocking thread (another connection holding the file's write
-    /// lock would make `BEGIN IMMEDIATE` wait), and with its committer queued.
+    /// lock would make `BEGIN IMMEDIATE` wait), and with its committer queued. A change dropped while it waited for
+    /// that thread (its caller gone) let the writer go with the transaction begun and no batch: nothing is written in
+    /// it yet, and the next change takes it up.
     async fn begin(
         &self,
         local: &Local,
         writer: OwnedMutexGuard<Writer>,
     ) -> Result<OwnedMutexGuard<Writer>, SandboxError> {
+        let begin = |conn: &rusqlite::Connection| match conn.is_autocommit() {
+            true => conn.execute_batch("BEGIN IMMEDIATE"),
+            false => Ok(()),
+        };
         let (mut writer, begun) = match local.readers {
             None => {
-                let begun = writer.conn.execute_batch("BEGIN IMMEDIATE");
+                let begun = begin(&writer.conn);
                 (writer, begun)
             }
             Some(_) => tokio::task::spawn_blocking(move || {
-                let begun = writer.conn.execute_batch("BEGIN IMMEDIATE");
+                let begun = begin(&writer.conn);
                 (writer, begun)
             })
             .await
@@ -591,8 +597,7 @@ impl SandboxNetwork {
     /// One change in a savepoint of the open batch. A new group's id is drawn from the generator and checked against
     /// the database: when it is taken (by a group the view did not load), the savepoint is rolled back and the change
     /// runs again from the same state, drawing past that id, so `f` may run more than once. The database, not this
-    /// process, knows which ids are in use: nothing of the world is held in memory to start, and processes sharing
-    /// a database agree.
+    /// process, knows which ids are in use: nothing of the world is read into memory to start.
     fn apply<T, E>(
         &self,
         writer: &mut Writer,

@@ -926,3 +926,30 @@ async fn a_group_read_after_a_change_returned_shows_the_change_while_other_reads
         assert_eq!(reopened.group(jid).await.unwrap(), net.group(jid).await.unwrap());
     }
 }
+
+/// A change whose caller goes away while its transaction is being begun (a request cut off, a timeout) leaves the
+/// writer usable: the transaction it opened is taken up by the next change rather than refusing every change after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_dropped_while_their_transaction_begins_leave_the_world_writable() {
+    // Arrange
+    let dir = tempfile::tempdir().unwrap();
+    let net = open_at(dir.path(), SandboxConfig::default()).await;
+    let owner = net.connector(phone(1000));
+
+    // Act: start changes and drop them at every point of their first steps
+    for spin in 0..400_u64 {
+        let owner = owner.clone();
+        let change = tokio::spawn(async move { owner.create_group(&request(&[])).await });
+        let until = std::time::Instant::now() + Duration::from_micros(spin % 200);
+        while std::time::Instant::now() < until {
+            std::hint::spin_loop();
+        }
+        change.abort();
+        let _ = change.await;
+    }
+
+    // Assert
+    let created = tokio::time::timeout(Duration::from_secs(10), owner.create_group(&request(&[phone(1)]))).await;
+    let created = created.expect("a change after the dropped ones returns").expect("and succeeds");
+    assert_eq!(net.group(&created.metadata.jid).await.unwrap().members.len(), 2);
+}

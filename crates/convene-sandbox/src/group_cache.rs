@@ -18,10 +18,11 @@ use convene_core::GroupJid;
 
 use crate::world::GroupState;
 
-/// Most groups kept, and most members across them: past either, the cache starts over. A group of 4 members takes
-/// about half a kilobyte, so a few megabytes at most.
+/// Most groups kept, and most people named across them (members, people asking to join, who left, who got an add
+/// request): past either, groups are let go, any one first, until the new one fits. A group of 4 members takes about
+/// half a kilobyte, and a person named about 60 bytes: 6 MB at most.
 const MOST_GROUPS: usize = 4_096;
-const MOST_MEMBERS: usize = 65_536;
+const MOST_PEOPLE: usize = 65_536;
 
 #[derive(Debug, Default)]
 pub(crate) struct GroupCache {
@@ -33,7 +34,8 @@ struct Cached {
     /// Commits counted so far (failed ones too).
     commits: u64,
     by_jid: HashMap<GroupJid, GroupState>,
-    members: usize,
+    /// The people named across the groups held (see `weight`).
+    people: usize,
 }
 
 /// What a read that missed must show to keep the row it read: the count of commits before it read.
@@ -82,23 +84,29 @@ impl GroupCache {
 impl Cached {
     fn put(&mut self, state: GroupState) {
         self.remove(&state.info().jid);
-        let members = state.info().members.len();
-        if members > MOST_MEMBERS {
+        let weight = weight(&state);
+        if weight > MOST_PEOPLE {
             return;
         }
-        if self.by_jid.len() >= MOST_GROUPS || self.members + members > MOST_MEMBERS {
-            self.by_jid.clear();
-            self.members = 0;
+        while self.by_jid.len() >= MOST_GROUPS || self.people + weight > MOST_PEOPLE {
+            let Some(any) = self.by_jid.keys().next().cloned() else { break };
+            self.remove(&any);
         }
-        self.members += members;
+        self.people += weight;
         self.by_jid.insert(state.info().jid.clone(), state);
     }
 
     fn remove(&mut self, jid: &GroupJid) {
         if let Some(old) = self.by_jid.remove(jid) {
-            self.members -= old.info().members.len();
+            self.people -= weight(&old);
         }
     }
+}
+
+/// What a group holds that grows with the people in it.
+fn weight(state: &GroupState) -> usize {
+    let info = state.info();
+    info.members.len() + info.pending_join_requests.len() + state.people_remembered()
 }
 
 #[cfg(test)]
@@ -158,26 +166,30 @@ mod tests {
     }
 
     #[test]
-    fn the_latest_change_of_a_batch_wins_and_the_cache_starts_over_past_its_bounds() {
+    fn the_latest_change_of_a_batch_wins_and_groups_are_let_go_past_the_bounds() {
         let cache = GroupCache::default();
         cache.committed(vec![group(1, "first", 1), group(1, "second", 1)]);
         assert_eq!(subject(&cache, &group(1, "", 1)).as_deref(), Some("second"));
 
         // A group too large to keep is not kept, and leaves the others.
-        cache.committed(vec![group(2, "huge", MOST_MEMBERS + 1)]);
+        cache.committed(vec![group(2, "huge", MOST_PEOPLE + 1)]);
         assert_eq!(subject(&cache, &group(2, "", 1)), None);
         assert_eq!(subject(&cache, &group(1, "", 1)).as_deref(), Some("second"));
 
-        // Past the most members, it starts over with the group that did not fit.
-        cache.committed(vec![group(3, "large", MOST_MEMBERS - 1), group(4, "next", 2)]);
+        // Past the most people, groups are let go until the new one fits.
+        cache.committed(vec![group(3, "large", MOST_PEOPLE - 1), group(4, "next", 2)]);
         assert_eq!(subject(&cache, &group(3, "", 1)), None);
         assert_eq!(subject(&cache, &group(4, "", 1)).as_deref(), Some("next"));
-        assert_eq!(cache.lock().members, 2);
+        let held: usize = cache.lock().by_jid.values().map(weight).sum();
+        assert_eq!(cache.lock().people, held);
+        assert!(held <= MOST_PEOPLE);
 
-        // Past the most groups, likewise: with one held, the last of as many more starts it over.
-        let last = 10 + u32::try_from(MOST_GROUPS).unwrap() - 1;
+        // Past the most groups, one is let go for each new one, and the one just put is held.
+        let last = 10 + u32::try_from(MOST_GROUPS).unwrap() + 99;
         cache.committed((10..=last).map(|n| group(n, "many", 1)).collect());
-        assert_eq!(cache.lock().by_jid.len(), 1);
+        assert_eq!(cache.lock().by_jid.len(), MOST_GROUPS);
+        let held: usize = cache.lock().by_jid.values().map(weight).sum();
+        assert_eq!(cache.lock().people, held);
         assert_eq!(subject(&cache, &group(last, "", 1)).as_deref(), Some("many"));
     }
 }

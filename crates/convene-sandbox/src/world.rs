@@ -87,6 +87,11 @@ impl GroupState {
         &self.info
     }
 
+    /// People the group remembers besides its members: those who got an add request, and those who left.
+    pub fn people_remembered(&self) -> usize {
+        self.add_requests.len() + self.left_at.len()
+    }
+
     #[cfg(test)]
     pub fn of(info: SandboxGroup) -> Self {
         Self { info, add_requests: BTreeMap::new(), left_at: BTreeMap::new() }

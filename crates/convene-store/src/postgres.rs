@@ -40,7 +40,7 @@ const MIGRATIONS: &[Migration] = &[
     (11, include_str!("../migrations/postgres/0011_number_leases.sql")),
     (12, include_str!("../migrations/postgres/0012_delivery_claims.sql")),
     (13, include_str!("../migrations/postgres/0013_cluster_nodes.sql")),
-    (14, include_str!("../migrations/postgres/0014_jobs_by_state.sql")),
+    (14, include_str!("../migrations/postgres/0014_job_lists.sql")),
 ];
 
 /// The advisory lock key that migration transactions hold: "convene" in ASCII. Any process migrating a Convene

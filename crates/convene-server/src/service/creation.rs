@@ -626,23 +626,25 @@ impl Service {
     /// or another one that ran them) go back to the queue, to be reconciled before anything is tried again. The
     /// worker calls this on start for every running job, and then on each pass for those idle past `ORPHANED_AFTER`.
     pub async fn requeue_orphaned_jobs(&self, idle_since: Timestamp) -> Result<u64> {
-        let query = JobListQuery { state: Some(JobState::Running), batch_id: None, before: None, limit: 500 };
+        const PAGE: u32 = 500;
+        let mut query = JobListQuery { state: Some(JobState::Running), batch_id: None, before: None, limit: PAGE };
         let mut requeued = 0;
         loop {
-            let orphans: Vec<JobRecord> = {
+            let (orphans, last_page): (Vec<JobRecord>, bool) = {
                 let running = self.store.list_jobs(&query).await?;
+                // Page by page, newest first: jobs running here or busy may fill a page, and an orphan may be older.
+                query.before = running.last().map(|job| (job.created_at, job.id));
+                let last_page = running.len() < PAGE as usize;
                 let here = self.running_here.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
                 // A running job belongs to the node that runs its instance: another node's is not this one's to
                 // take back.
-                running
+                let orphans = running
                     .into_iter()
                     .filter(|j| j.updated_at <= idle_since && !here.contains(&j.id))
                     .filter(|j| j.pinned_instance_id.is_none_or(|id| self.instances.runs_here(id)))
-                    .collect()
+                    .collect();
+                (orphans, last_page)
             };
-            if orphans.is_empty() {
-                return Ok(requeued);
-            }
             for mut job in orphans {
                 let now = self.clock.now();
                 let as_read = job.updated_at;
@@ -658,6 +660,9 @@ impl Service {
                     Err(DbError::NotFound) => {}
                     Err(e) => return Err(e.into()),
                 }
+            }
+            if last_page {
+                return Ok(requeued);
             }
         }
     }

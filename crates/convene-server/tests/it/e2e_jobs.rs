@@ -419,3 +419,35 @@ async fn an_unpaced_instance_is_never_refused_however_the_clock_moves_during_the
         }
     }
 }
+
+#[tokio::test]
+async fn a_job_left_running_is_put_back_behind_more_running_jobs_than_a_page_holds() {
+    // Arrange: 500 jobs running and busy (changed just now), and an older one left running an hour ago
+    let app = spawn_app().await;
+    let (_, queued) = app.post("/v1/jobs/groups", batch(&[app.instance_id], &["Template".to_owned()])).await;
+    let store = app.service.store().clone();
+    let template = store.get_job(queued["jobs"][0]["id"].as_str().unwrap().parse().unwrap()).await.unwrap();
+    let now = convene_core::Clock::now(&app.clock);
+    let an_hour_ago = now.minus(Duration::from_secs(3600));
+    let running = |at: convene_core::Timestamp| convene_core::store::JobRecord {
+        id: uuid::Uuid::now_v7(),
+        batch_id: None,
+        state: convene_core::store::JobState::Running,
+        creation_key: uuid::Uuid::now_v7().simple().to_string(),
+        created_at: at,
+        updated_at: at,
+        ..template.clone()
+    };
+    let left = running(an_hour_ago);
+    let busy: Vec<_> = (0..500).map(|_| running(now)).collect();
+    store.insert_jobs(std::slice::from_ref(&left)).await.unwrap();
+    store.insert_jobs(&busy).await.unwrap();
+
+    // Act
+    let requeued = app.service.requeue_orphaned_jobs(now.minus(Duration::from_secs(60))).await.unwrap();
+
+    // Assert
+    assert_eq!(requeued, 1);
+    let job = store.get_job(left.id).await.unwrap();
+    assert_eq!((job.state, job.needs_reconcile), (convene_core::store::JobState::Queued, true));
+}

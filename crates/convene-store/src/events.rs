@@ -555,24 +555,11 @@ macro_rules! prunable {
     };
 }
 
-/// The first `max` events `prune_events` may delete, read no further than the first event at or after `before`:
-/// events are written in time order, so the walk stops there instead of going through every recent event (all of
-/// them, each hour, when none is old). One written out of order, older than an event before it, waits for the next
-/// prune.
-pub(crate) fn oldest_prunable(before: Timestamp, max: u32) -> Statement {
-    Statement::new(concat!(
-        "SELECT seq FROM events WHERE seq < COALESCE((SELECT seq FROM events WHERE created_at >= $1 ORDER BY seq \
-         LIMIT 1), $3) AND ",
-        prunable!(),
-        " ORDER BY seq LIMIT $2"
-    ))
-    .bind(before.as_millis())
-    .bind(limit(max))
-    .bind(i64::MAX)
-}
-
 pub(crate) async fn prune_events(db: &impl Backend, before: Timestamp, max: u32) -> DbResult<u64> {
-    let seqs = db.fetch(oldest_prunable(before, max), |row| row.int("seq")).await?;
+    let oldest = Statement::new(concat!("SELECT seq FROM events WHERE ", prunable!(), " ORDER BY seq LIMIT $2"))
+        .bind(before.as_millis())
+        .bind(limit(max));
+    let seqs = db.fetch(oldest, |row| row.int("seq")).await?;
     let Some(&last) = seqs.last() else { return Ok(0) };
     // Bounded by the last seq read, the three deletes remove the same events (and what hangs off them), in one go.
     macro_rules! these_events {

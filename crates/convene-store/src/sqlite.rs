@@ -423,31 +423,6 @@ mod tests {
         }
     }
 
-    /// The hourly prune reads events only up to the first recent one: without that bound it walked every event, the
-    /// recent ones included, each hour.
-    #[tokio::test]
-    async fn the_prune_reads_events_up_to_the_first_recent_one_only() {
-        // Arrange
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("convene.db");
-        let store = SqliteStore::connect(&format!("sqlite:{}", path.display())).await.unwrap();
-        store.close().await;
-        let connection = rusqlite::Connection::open(&path).unwrap();
-
-        // Act
-        let statement = crate::events::oldest_prunable(convene_core::Timestamp::from_millis(1_795_000_000_000), 100);
-        let mut explain = connection.prepare(&format!("EXPLAIN QUERY PLAN {}", statement.sql())).unwrap();
-        statement.bind_to(&mut explain).unwrap();
-        let mut rows = explain.raw_query();
-        let mut plan = Vec::new();
-        while let Some(row) = rows.next().unwrap() {
-            plan.push(row.get::<_, String>(3).unwrap());
-        }
-
-        // Assert
-        assert!(plan.iter().any(|step| step == "SEARCH events USING INTEGER PRIMARY KEY (rowid<?)"), "{plan:?}");
-    }
-
     #[tokio::test]
     async fn what_was_committed_reaches_the_database_file_without_waiting_for_the_wal_to_fill() {
         // Arrange: a store on a file, and a write far smaller than the 1,000 pages after which SQLite would copy the

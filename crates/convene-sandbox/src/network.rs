@@ -543,9 +543,10 @@ impl SandboxNetwork {
     }
 
     /// Begins a batch on the writer; with a file, on a blocking thread (another connection holding the file's write
-    /// lock would make `BEGIN IMMEDIATE` wait), and with its committer queued. A change dropped while it waited for
-    /// that thread (its caller gone) let the writer go with the transaction begun and no batch: nothing is written in
-    /// it yet, and the next change takes it up.
+    /// lock would make `BEGIN IMMEDIATE` wait), and with its committer queued. A transaction open with no batch is
+    /// undone first: a change dropped while it waited for that thread (its caller gone) let the writer go with the
+    /// transaction begun, and a `ROLLBACK` that failed after an error would leave a batch's writes in one, which no
+    /// later commit may keep (their changes were told they failed).
     async fn begin(
         &self,
         local: &Local,
@@ -553,7 +554,7 @@ impl SandboxNetwork {
     ) -> Result<OwnedMutexGuard<Writer>, SandboxError> {
         let begin = |conn: &rusqlite::Connection| match conn.is_autocommit() {
             true => conn.execute_batch("BEGIN IMMEDIATE"),
-            false => Ok(()),
+            false => conn.execute_batch("ROLLBACK; BEGIN IMMEDIATE"),
         };
         let (mut writer, begun) = match local.readers {
             None => {

@@ -836,8 +836,8 @@ async fn deleting_the_database_starts_a_new_world() {
     assert!(open_at(dir.path(), SandboxConfig::default()).await.groups().await.unwrap().is_empty(), "and it stays new");
 }
 
-/// The database, not the process, knows which group ids are taken: a group another process sharing the database
-/// wrote after this one started (here: copied in with SQL) is never given the same id again.
+/// The database, not the process, knows which group ids are taken: a group written into the file after this
+/// process started, behind its back (here: copied in with SQL), is never given the same id again.
 #[tokio::test]
 async fn a_new_group_draws_past_an_id_another_process_took_after_the_start() {
     let (elsewhere, shared, control) =

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 
 use crate::store::{GroupsNeeded, Needs, count, db_error, from_json, stored_phone, to_json};
-use crate::world::{AccountLimits, Changes, GroupState, Meta, PersonState, World};
+use crate::world::{Changes, GroupState, Meta, World};
 use crate::{InboxMessage, SandboxError};
 
 /// Taken while the tables are made, so that nodes starting together do not race `CREATE TABLE IF NOT EXISTS`.
@@ -133,34 +133,32 @@ pub(crate) async fn first_taken_id(
 
 /// The view of the world a call with these needs works on.
 pub(crate) async fn load(conn: &mut PgConnection, meta: Meta, needs: &Needs) -> Result<World, SandboxError> {
-    let mut accounts = BTreeMap::new();
-    if !needs.accounts.is_empty() {
-        let numbers: Vec<String> = needs.accounts.iter().map(PhoneNumber::e164).collect();
-        let rows: Vec<(String, String)> =
-            sqlx::query_as("SELECT phone, state FROM sandbox.accounts WHERE phone = ANY($1)")
-                .bind(numbers)
-                .fetch_all(&mut *conn)
-                .await
-                .map_err(db_error)?;
-        for (phone, state) in rows {
-            accounts.insert(stored_phone(&phone)?, from_json::<AccountLimits>(&state)?);
-        }
-    }
-    let mut people = BTreeMap::new();
-    if !needs.people.is_empty() {
-        let numbers: Vec<String> = needs.people.iter().map(PhoneNumber::e164).collect();
-        let rows: Vec<(String, String)> =
-            sqlx::query_as("SELECT phone, state FROM sandbox.people WHERE phone = ANY($1)")
-                .bind(numbers)
-                .fetch_all(&mut *conn)
-                .await
-                .map_err(db_error)?;
-        for (phone, state) in rows {
-            people.insert(stored_phone(&phone)?, from_json::<PersonState>(&state)?);
-        }
-    }
+    let accounts =
+        states_by_phone(conn, "SELECT phone, state FROM sandbox.accounts WHERE phone = ANY($1)", &needs.accounts)
+            .await?;
+    let people =
+        states_by_phone(conn, "SELECT phone, state FROM sandbox.people WHERE phone = ANY($1)", &needs.people).await?;
     let groups = groups(conn, &needs.groups).await?;
     Ok(World::view(meta, accounts, people, groups))
+}
+
+/// The states `select` reads (phone and state, of the numbers bound as `$1`) of these numbers, by number.
+async fn states_by_phone<T: serde::de::DeserializeOwned>(
+    conn: &mut PgConnection,
+    select: &'static str,
+    numbers: &[PhoneNumber],
+) -> Result<BTreeMap<PhoneNumber, T>, SandboxError> {
+    let mut states = BTreeMap::new();
+    if numbers.is_empty() {
+        return Ok(states);
+    }
+    let numbers: Vec<String> = numbers.iter().map(PhoneNumber::e164).collect();
+    let rows: Vec<(String, String)> =
+        sqlx::query_as(select).bind(numbers).fetch_all(&mut *conn).await.map_err(db_error)?;
+    for (phone, state) in rows {
+        states.insert(stored_phone(&phone)?, from_json::<T>(&state)?);
+    }
+    Ok(states)
 }
 
 async fn groups(conn: &mut PgConnection, needed: &GroupsNeeded) -> Result<Vec<GroupState>, SandboxError> {

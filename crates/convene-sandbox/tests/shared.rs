@@ -28,6 +28,15 @@ async fn node(url: &str, config: SandboxConfig, clock: &Arc<ManualClock>) -> Arc
     SandboxNetwork::open_shared(url, config, Arc::clone(clock) as _).await.unwrap()
 }
 
+/// Two nodes on the world at `url`, the second started once the first has.
+async fn two_nodes(
+    url: &str,
+    config: SandboxConfig,
+    clock: &Arc<ManualClock>,
+) -> (Arc<SandboxNetwork>, Arc<SandboxNetwork>) {
+    (node(url, config.clone(), clock).await, node(url, config, clock).await)
+}
+
 fn request(subject: &str) -> CreateGroupRequest {
     CreateGroupRequest {
         subject: GroupSubject::parse(subject).unwrap(),
@@ -136,8 +145,7 @@ async fn what_a_person_does_through_one_node_reaches_members_instances_on_the_ot
     on_scratch_database("what_a_person_does", |url| async move {
         // Arrange: the owner's instance listens on node A; an outsider's instance on node B.
         let clock = clock();
-        let (a, b) =
-            (node(&url, SandboxConfig::default(), &clock).await, node(&url, SandboxConfig::default(), &clock).await);
+        let (a, b) = two_nodes(&url, SandboxConfig::default(), &clock).await;
         let (heard_a, heard_b) = (Arc::new(Heard::default()), Arc::new(Heard::default()));
         a.listen(phone(1000), InstanceId(7), heard_a.clone());
         b.listen(phone(3000), InstanceId(8), heard_b.clone());
@@ -174,8 +182,7 @@ async fn what_a_person_does_through_one_node_reaches_members_instances_on_the_ot
 async fn faults_set_through_one_node_apply_on_the_other_and_its_instances_hear_the_outage() {
     on_scratch_database("faults_set_through_one_node", |url| async move {
         let clock = clock();
-        let (a, b) =
-            (node(&url, SandboxConfig::default(), &clock).await, node(&url, SandboxConfig::default(), &clock).await);
+        let (a, b) = two_nodes(&url, SandboxConfig::default(), &clock).await;
         let heard = Arc::new(Heard::default());
         b.listen(phone(2000), InstanceId(8), heard.clone());
         let on_b = b.connector(phone(2000));
@@ -211,7 +218,7 @@ async fn an_inbox_on_a_shared_world_keeps_its_latest_messages_up_to_the_limit() 
     on_scratch_database("an_inbox_on_a_shared_world", |url| async move {
         let clock = clock();
         let config = SandboxConfig { inbox_limit: 3, ..SandboxConfig::default() };
-        let (a, b) = (node(&url, config.clone(), &clock).await, node(&url, config, &clock).await);
+        let (a, b) = two_nodes(&url, config, &clock).await;
         for n in 0..5 {
             let through = if n % 2 == 0 { &a } else { &b };
             through.connector(phone(1000)).send_text(&phone(1), &format!("message {n}")).await.unwrap();

@@ -106,7 +106,7 @@ macro_rules! impl_store {
             }
 
             fn group_listing_count(&self) -> Option<u64> {
-                sql::Backend::group_cache(self).and_then(crate::group_cache::GroupCache::listing_count)
+                sql::Backend::row_caches(self).and_then(|c| c.groups.listing_count())
             }
 
             async fn update_group(&self, group: &GroupRecord) -> DbResult<()> {

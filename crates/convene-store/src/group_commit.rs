@@ -31,7 +31,7 @@ use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::error::{other, sqlite_err};
-use crate::group_cache::GroupCache;
+use crate::row_cache::RowCaches;
 use crate::sql::Statement;
 
 /// Most callers' writes in one transaction, so that a long queue does not hold the write lock for long.
@@ -62,8 +62,8 @@ pub(crate) struct Committer {
 
 impl Committer {
     /// A committer on `connection`, which is its own, with its checkpoints on `checkpoints`, another connection to
-    /// the same file; it tells `groups` what it committed.
-    pub(crate) fn start(connection: Connection, checkpoints: Connection, groups: Arc<GroupCache>) -> DbResult<Self> {
+    /// the same file; it tells `caches` what it committed.
+    pub(crate) fn start(connection: Connection, checkpoints: Connection, caches: Arc<RowCaches>) -> DbResult<Self> {
         connection.set_prepared_statement_cache_capacity(STATEMENTS_KEPT);
         let (messages, queue) = mpsc::unbounded_channel();
         let committed = Arc::new(AtomicU64::new(0));
@@ -72,7 +72,7 @@ impl Committer {
         let counter = Arc::clone(&committed);
         std::thread::Builder::new()
             .name("convene-committer".into())
-            .spawn(move || serve(connection, queue, &counter, &groups, checkpointer))
+            .spawn(move || serve(connection, queue, &counter, &caches, checkpointer))
             .map_err(|e| other(format!("cannot start the database's committer: {e}")))?;
         Ok(Self { messages, committed })
     }
@@ -104,7 +104,7 @@ fn serve(
     connection: Connection,
     mut queue: mpsc::UnboundedReceiver<Message>,
     committed: &AtomicU64,
-    groups: &GroupCache,
+    caches: &RowCaches,
     checkpointer: Checkpointer,
 ) {
     let mut batch = Vec::new();
@@ -114,7 +114,7 @@ fn serve(
             match message {
                 Message::Write(write) => batch.push(write),
                 Message::Close(done) => {
-                    commit_batch(&connection, &mut batch, committed, groups);
+                    commit_batch(&connection, &mut batch, committed, caches);
                     checkpointer.stop();
                     drop(connection);
                     let _ = done.send(());
@@ -122,21 +122,21 @@ fn serve(
                 }
             }
         }
-        commit_batch(&connection, &mut batch, committed, groups);
+        commit_batch(&connection, &mut batch, committed, caches);
     }
     checkpointer.stop();
 }
 
 /// Commits the writes in `batch` together and answers each; leaves `batch` empty.
-fn commit_batch(connection: &Connection, batch: &mut Vec<Write>, committed: &AtomicU64, groups: &GroupCache) {
+fn commit_batch(connection: &Connection, batch: &mut Vec<Write>, committed: &AtomicU64, caches: &RowCaches) {
     if batch.is_empty() {
         return;
     }
-    let changing = groups.writing(batch.iter().flat_map(|write| &write.statements));
+    let changing = caches.writing(batch.iter().flat_map(|write| &write.statements));
     let mut commits = 0;
     let outcomes = commit(connection, batch, &mut commits);
     committed.fetch_add(commits, Ordering::Relaxed);
-    groups.written(changing);
+    caches.written(changing);
     for (write, outcome) in batch.drain(..).zip(outcomes) {
         let _ = write.done.send(outcome);
     }

@@ -7,6 +7,7 @@ use convene_core::store::{
 use convene_core::{InstanceId, PhoneNumber, Timestamp};
 use uuid::Uuid;
 
+use crate::row_cache;
 use crate::sql::{Backend, Statement, changed_some, one};
 use crate::stored;
 
@@ -36,12 +37,15 @@ macro_rules! select_jobs {
 }
 
 pub(crate) async fn instance_settings(db: &impl Backend, instance: InstanceId) -> DbResult<InstanceSettings> {
-    let statement = Statement::new(
-        "SELECT pacing_min_interval_secs, pacing_burst, pacing_daily_cap, auto_invite, backup_admins \
-         FROM instance_settings WHERE instance_id = $1",
-    )
-    .bind(instance.0);
-    Ok(db.fetch(statement, stored::instance_settings).await?.into_iter().next().unwrap_or_default())
+    row_cache::read_through(db.row_caches().map(|c| &c.instances.settings), instance, || async {
+        let statement = Statement::new(
+            "SELECT pacing_min_interval_secs, pacing_burst, pacing_daily_cap, auto_invite, backup_admins \
+             FROM instance_settings WHERE instance_id = $1",
+        )
+        .bind(instance.0);
+        Ok(db.fetch(statement, stored::instance_settings).await?.into_iter().next().unwrap_or_default())
+    })
+    .await
 }
 
 pub(crate) async fn put_instance_settings(
@@ -85,9 +89,13 @@ pub(crate) fn set_instance_pause_statement(instance: InstanceId, p: Option<&Inst
 }
 
 pub(crate) async fn instance_pause(db: &impl Backend, instance: InstanceId) -> DbResult<Option<InstancePause>> {
-    let statement = Statement::new("SELECT paused_until, pause_reason FROM instance_settings WHERE instance_id = $1")
-        .bind(instance.0);
-    Ok(db.fetch(statement, stored::instance_pause).await?.into_iter().next().flatten())
+    row_cache::read_through(db.row_caches().map(|c| &c.instances.pauses), instance, || async {
+        let statement =
+            Statement::new("SELECT paused_until, pause_reason FROM instance_settings WHERE instance_id = $1")
+                .bind(instance.0);
+        Ok(db.fetch(statement, stored::instance_pause).await?.into_iter().next().flatten())
+    })
+    .await
 }
 
 pub(crate) async fn insert_creation_attempt(db: &impl Backend, a: &CreationAttempt) -> DbResult<()> {

@@ -14,7 +14,7 @@ use sqlx::{Database, Encode, Type};
 
 use crate::cursor::{GroupCursor, page_size};
 use crate::error::other;
-use crate::group_cache::GroupCache;
+use crate::row_cache::{self, RowCaches};
 use crate::stored::{self, Columns};
 
 /// One value bound to a placeholder. Text is copied: the drivers copy it into their own buffers anyway.
@@ -162,8 +162,8 @@ pub(crate) trait Backend: Send + Sync {
         false
     }
 
-    /// Groups kept in memory, on a backend where this process writes every group (see `group_cache`).
-    fn group_cache(&self) -> Option<&GroupCache> {
+    /// Rows kept in memory, on a backend where this process writes every row (see `row_cache`).
+    fn row_caches(&self) -> Option<&RowCaches> {
         None
     }
 }
@@ -314,8 +314,11 @@ pub(crate) async fn insert_instance(db: &impl Backend, instance: &InstanceRecord
 }
 
 pub(crate) async fn get_instance(db: &impl Backend, id: InstanceId) -> DbResult<InstanceRecord> {
-    let statement = Statement::new(select_instances!("WHERE id = $1")).bind(id.0);
-    one(db.fetch(statement, stored::instance).await?)
+    row_cache::read_through(db.row_caches().map(|c| &c.instances.records), id, || async {
+        let statement = Statement::new(select_instances!("WHERE id = $1")).bind(id.0);
+        one(db.fetch(statement, stored::instance).await?)
+    })
+    .await
 }
 
 pub(crate) async fn list_instances(db: &impl Backend) -> DbResult<Vec<InstanceRecord>> {
@@ -391,17 +394,11 @@ pub(crate) fn insert_group_statement(group: &GroupRecord) -> Statement {
 }
 
 pub(crate) async fn get_group(db: &impl Backend, id: GroupId) -> DbResult<GroupRecord> {
-    let cache = db.group_cache();
-    if let Some(group) = cache.and_then(|c| c.get(id)) {
-        return Ok(group);
-    }
-    let changes = cache.map(GroupCache::reading);
-    let statement = Statement::new(select_groups!("WHERE id = $1")).bind(group_id(id));
-    let group = one(db.fetch(statement, stored::group).await?)?;
-    if let (Some(cache), Some(changes)) = (cache, changes) {
-        cache.put(changes, &group);
-    }
-    Ok(group)
+    row_cache::read_through(db.row_caches().map(|c| &c.groups.rows), id, || async {
+        let statement = Statement::new(select_groups!("WHERE id = $1")).bind(group_id(id));
+        one(db.fetch(statement, stored::group).await?)
+    })
+    .await
 }
 
 pub(crate) async fn find_groups_by_jid(

@@ -24,11 +24,11 @@ use uuid::Uuid;
 
 use crate::error::{db_err, other, sqlite_err};
 use crate::events;
-use crate::group_cache::GroupCache;
 use crate::group_commit::Committer;
 use crate::idempotency;
 use crate::jobs;
 use crate::migrate::{Migration, refuse_newer};
+use crate::row_cache::RowCaches;
 use crate::sql::{self, Backend, ReadRow, Statement};
 use crate::stored::SqliteRow;
 
@@ -72,7 +72,7 @@ pub struct SqliteStore {
     pool: SqlitePool,
     committer: Committer,
     readers: Arc<Readers>,
-    groups: Arc<GroupCache>,
+    caches: Arc<RowCaches>,
     /// Where an in-memory database is kept, removed when the last clone of the store is dropped.
     _temporary: Option<Arc<tempfile::TempDir>>,
 }
@@ -117,18 +117,18 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal);
         let pool = SqlitePoolOptions::new().connect_with(options.clone()).await.map_err(db_err)?;
         migrate(&pool).await?;
-        let groups = Arc::new(GroupCache::default());
+        let caches = Arc::new(RowCaches::default());
         let committer = Committer::start(
             committer_connection(&options, pragma)?,
             convene_sqlite::checkpointer_connection(options.get_filename(), pragma).map_err(sqlite_err)?,
-            Arc::clone(&groups),
+            Arc::clone(&caches),
         )?;
         let readers = Arc::new(Readers {
             path: options.get_filename().to_path_buf(),
             turns: Arc::new(Semaphore::new(READERS)),
             idle: Mutex::default(),
         });
-        Ok(Self { pool, committer, readers, groups, _temporary: temporary })
+        Ok(Self { pool, committer, readers, caches, _temporary: temporary })
     }
 
     /// Transactions the committer has committed so far: fewer than the writes when writes share commits.
@@ -305,8 +305,8 @@ impl Backend for SqliteStore {
         self.committer.write(statements).await.map(drop)
     }
 
-    fn group_cache(&self) -> Option<&GroupCache> {
-        Some(&self.groups)
+    fn row_caches(&self) -> Option<&RowCaches> {
+        Some(&self.caches)
     }
 }
 

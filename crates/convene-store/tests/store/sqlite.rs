@@ -173,16 +173,19 @@ async fn a_job_settings_or_attempt_value_that_no_longer_parses_is_an_error_namin
     seed_rows_to_corrupt(&db.store).await;
     let raw = db.raw().await;
 
+    // A row changed behind the store's back is read from memory by a store that read it before (a number's
+    // settings and pause are kept: src/row_cache.rs), so each edit is read by a store opened after it.
+    let opened = async || SqliteStore::connect(&url(&db.path)).await.unwrap();
     for (edit, column, repair) in CORRUPTIONS {
         sqlx::raw_sql(*edit).execute(&raw).await.unwrap();
 
         // Act
-        let error = first_read_error(&db.store).await;
+        let error = first_read_error(&opened().await).await;
 
         // Assert
         assert!(error.as_deref().is_some_and(|e| e.contains(column)), "expected an error naming {column}: {error:?}");
         sqlx::raw_sql(*repair).execute(&raw).await.unwrap();
-        assert_eq!(first_read_error(&db.store).await, None, "repaired after {column}");
+        assert_eq!(first_read_error(&opened().await).await, None, "repaired after {column}");
     }
 }
 
@@ -362,14 +365,75 @@ async fn a_group_is_read_from_memory_until_a_commit_may_have_changed_it() {
 }
 
 #[tokio::test]
-async fn nothing_but_a_statement_naming_groups_or_instances_changes_a_group() {
-    // The group cache counts the statements that name `groups` or `instances` (src/group_cache.rs): no trigger may
-    // change a group behind them, and no foreign key but the instance's may reach into `groups`.
+async fn a_numbers_record_settings_and_pause_are_read_from_memory_until_a_commit_may_have_changed_them() {
+    // Arrange: a number with settings and a pause, each read once; then the rows changed behind the store's back
+    // (only `convene serve` writes them on SQLite, so this is how the test tells a read from memory from a read of
+    // the file).
+    use convene_core::store::{InstancePause, InstanceSettings};
+    let db = TestDb::new().await;
+    let id = InstanceId(7_103_000_001);
+    db.store.insert_instance(&instance(id.0)).await.unwrap();
+    let settings = InstanceSettings { auto_invite: true, ..Default::default() };
+    db.store.put_instance_settings(id, &settings).await.unwrap();
+    let pause = InstancePause { until: Timestamp::from_millis(1_795_000_060_000), reason: "rate-overlimit".into() };
+    db.store.set_instance_pause(id, Some(&pause)).await.unwrap();
+    let read = async || {
+        let record = db.store.get_instance(id).await.unwrap();
+        let settings = db.store.instance_settings(id).await.unwrap();
+        let pause = db.store.instance_pause(id).await.unwrap();
+        (record.name, settings.auto_invite, pause.map(|p| p.reason))
+    };
+    assert_eq!(read().await, ("main".into(), true, Some("rate-overlimit".into())));
+    let raw = db.raw().await;
+    sqlx::query("UPDATE instances SET name = 'behind'").execute(&raw).await.unwrap();
+    sqlx::query("UPDATE instance_settings SET auto_invite = 0, pause_reason = 'behind'").execute(&raw).await.unwrap();
+
+    // Act + Assert: from memory while nothing that may change them was committed through the store; groups, jobs
+    // and another number's rows change none of them.
+    let group = crate::contract::group(id.0, 1, 1);
+    db.store.insert_group(&group).await.unwrap();
+    db.store.update_group(&group).await.unwrap();
+    assert_eq!(read().await, ("main".into(), true, Some("rate-overlimit".into())), "read from memory");
+
+    // Settings or a pause, even another number's, and the next reads of settings and pause are from the file; the
+    // record stays in memory.
+    db.store.insert_instance(&instance(7_103_000_002)).await.unwrap();
+    assert_eq!(db.store.get_instance(id).await.unwrap().name, "behind", "a write naming instances");
+    sqlx::query("UPDATE instances SET name = 'behind again'").execute(&raw).await.unwrap();
+    db.store.set_instance_pause(InstanceId(7_103_000_002), None).await.unwrap();
+    assert_eq!(read().await, ("behind".into(), false, Some("behind".into())));
+
+    // The store's own writes are read back at once.
+    let resumed = InstancePause { until: Timestamp::from_millis(1), reason: "over".into() };
+    db.store.set_instance_pause(id, Some(&resumed)).await.unwrap();
+    assert_eq!(db.store.instance_pause(id).await.unwrap(), Some(resumed));
+    db.store.put_instance_settings(id, &settings).await.unwrap();
+    assert!(db.store.instance_settings(id).await.unwrap().auto_invite);
+
+    // Deleting the number takes its settings along: what was read from memory is gone too.
+    db.store.delete_instance(id).await.unwrap();
+    assert!(matches!(db.store.get_instance(id).await, Err(DbError::NotFound)));
+    assert_eq!(db.store.instance_settings(id).await.unwrap(), InstanceSettings::default());
+    assert_eq!(db.store.instance_pause(id).await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn nothing_but_a_statement_naming_a_kept_rows_table_or_instances_changes_the_row() {
+    // The row caches count the statements that name `groups`, `instances` or `instance_settings` (src/row_cache.rs):
+    // no trigger may change a row behind them, and no foreign key but the instance's may reach into `groups` or
+    // `instance_settings`.
     let db = TestDb::new().await;
     let raw = db.raw().await;
     let triggers: Vec<String> =
         sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'trigger'").fetch_all(&raw).await.unwrap();
-    let parents: Vec<String> =
-        sqlx::query_scalar("SELECT \"table\" FROM pragma_foreign_key_list('groups')").fetch_all(&raw).await.unwrap();
-    assert_eq!((triggers, parents), (Vec::<String>::new(), vec!["instances".to_owned()]));
+    let parents = async |table: &str| -> Vec<String> {
+        sqlx::query_scalar("SELECT \"table\" FROM pragma_foreign_key_list($1)")
+            .bind(table)
+            .fetch_all(&raw)
+            .await
+            .unwrap()
+    };
+    assert_eq!(triggers, Vec::<String>::new());
+    assert_eq!(parents("groups").await, ["instances"]);
+    assert_eq!(parents("instance_settings").await, ["instances"]);
 }

@@ -176,7 +176,7 @@ async fn harness(
     let trivial = load(seconds, connections, |_, _| client.get(format!("{base}/healthz")).send()).await?;
     let raw_sqlite = match &scratch {
         Some(database) => raw_postgres_transactions(database.url(), seconds, connections).await?,
-        None => raw_sqlite_transactions(dir.path(), seconds).await?,
+        None => raw_sqlite_transactions(&dir.path().join("raw.db"), seconds).await?,
     };
 
     let sequence = Arc::new(AtomicUsize::new(0));
@@ -235,6 +235,11 @@ async fn harness(
         load(seconds, connections.max(32), create_on(|n| n)).await?;
     }
     let groups_before = sequence.load(Ordering::Relaxed);
+    // The storage's limit again, just before: whether the disk itself was slower then than at the start.
+    let raw_again = match &scratch {
+        Some(database) => raw_postgres_transactions(database.url(), seconds, connections).await?,
+        None => raw_sqlite_transactions(&dir.path().join("raw-again.db"), seconds).await?,
+    };
     let create_after = load(seconds, connections, create_on(|n| n)).await?;
 
     shutdown.cancel();
@@ -294,6 +299,12 @@ async fn harness(
     );
     latency_row("GET one group at half its rate (open loop)", &get_one_half, 5.0);
     latency_row("list 50 groups at half its rate (open loop)", &list_fifty_half, 5.0);
+    let engine_again = if on_postgres { "raw PostgreSQL transactions" } else { "raw SQLite FULL transactions" };
+    println!(
+        "| {engine_again} again, just before the next figure | {raw_again:.0} | | | {sqlite_limit} (at the start) | \
+         {:.2} | — |",
+        raw_again / raw_sqlite
+    );
     row(
         &format!("create a group, {NUMBERS} numbers, after {groups_before} groups exist"),
         &create_after,
@@ -437,9 +448,9 @@ fn print_timeline(times: &[(Duration, Duration)]) {
 
 /// Transactions a second that raw SQLite commits writing a group row and three participant rows, with Convene's
 /// settings (WAL, `synchronous = FULL`), one after another for `seconds`.
-async fn raw_sqlite_transactions(dir: &std::path::Path, seconds: Duration) -> anyhow::Result<f64> {
+async fn raw_sqlite_transactions(file: &std::path::Path, seconds: Duration) -> anyhow::Result<f64> {
     let options = SqliteConnectOptions::new()
-        .filename(dir.join("raw.db"))
+        .filename(file)
         .create_if_missing(true)
         .journal_mode(SqliteJournalMode::Wal)
         .synchronous(SqliteSynchronous::Full);

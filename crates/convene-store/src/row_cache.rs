@@ -1,6 +1,6 @@
 //! Rows read from SQLite, kept in memory so that reading them costs no database round trip (each is a hop to a
 //! blocking thread and back): groups by id (the largest cost of `GET /v1/groups/{id}` in convene-bench), and each
-//! number's record, settings and pause (read by every creation and every read of a group).
+//! number's record, settings and pause (read by every creation).
 //!
 //! Each kind stays exact by counting, like a sequence lock. Before a batch with a statement that may change a kept
 //! row of that kind, the committer makes its count odd; after the commit, and before any of its writers hears back,
@@ -13,7 +13,8 @@
 //! `GroupCache::listing_count`.
 //!
 //! That holds while this process is SQLite's only writer: `convene serve` takes the file for itself, `convene
-//! migrate` refuses to run beside it, and `convene key` writes keys only. PostgreSQL, which several nodes may share,
+//! migrate` refuses to run beside it, and `convene key` writes keys only (a newer build's would first apply its
+//! migrations, which is why none may rewrite the rows kept here). PostgreSQL, which several nodes may share,
 //! has no such cache.
 
 use std::collections::HashMap;

@@ -371,8 +371,9 @@ async fn a_numbers_record_settings_and_pause_are_read_from_memory_until_a_commit
     // the file).
     use convene_core::store::{InstancePause, InstanceSettings};
     let db = TestDb::new().await;
-    let id = InstanceId(7_103_000_001);
+    let (id, other) = (InstanceId(7_103_000_001), InstanceId(7_103_000_002));
     db.store.insert_instance(&instance(id.0)).await.unwrap();
+    db.store.insert_instance(&instance(other.0)).await.unwrap();
     let settings = InstanceSettings { auto_invite: true, ..Default::default() };
     db.store.put_instance_settings(id, &settings).await.unwrap();
     let pause = InstancePause { until: Timestamp::from_millis(1_795_000_060_000), reason: "rate-overlimit".into() };
@@ -385,22 +386,22 @@ async fn a_numbers_record_settings_and_pause_are_read_from_memory_until_a_commit
     };
     assert_eq!(read().await, ("main".into(), true, Some("rate-overlimit".into())));
     let raw = db.raw().await;
-    sqlx::query("UPDATE instances SET name = 'behind'").execute(&raw).await.unwrap();
+    sqlx::query("UPDATE instances SET name = 'behind' WHERE id = $1").bind(id.0).execute(&raw).await.unwrap();
     sqlx::query("UPDATE instance_settings SET auto_invite = 0, pause_reason = 'behind'").execute(&raw).await.unwrap();
 
-    // Act + Assert: from memory while nothing that may change them was committed through the store; groups, jobs
-    // and another number's rows change none of them.
+    // Act + Assert: from memory while nothing that may change them was committed through the store; writes of
+    // groups change none of them.
     let group = crate::contract::group(id.0, 1, 1);
     db.store.insert_group(&group).await.unwrap();
     db.store.update_group(&group).await.unwrap();
     assert_eq!(read().await, ("main".into(), true, Some("rate-overlimit".into())), "read from memory");
 
-    // Settings or a pause, even another number's, and the next reads of settings and pause are from the file; the
-    // record stays in memory.
-    db.store.insert_instance(&instance(7_103_000_002)).await.unwrap();
-    assert_eq!(db.store.get_instance(id).await.unwrap().name, "behind", "a write naming instances");
-    sqlx::query("UPDATE instances SET name = 'behind again'").execute(&raw).await.unwrap();
-    db.store.set_instance_pause(InstanceId(7_103_000_002), None).await.unwrap();
+    // Another number's pause, and the next reads of settings and pauses are from the file; records stay in memory.
+    db.store.set_instance_pause(other, None).await.unwrap();
+    assert_eq!(read().await, ("main".into(), false, Some("behind".into())));
+
+    // Another number's record, and the next reads of records are from the file too.
+    db.store.set_instance_token_hash(other, "rotated").await.unwrap();
     assert_eq!(read().await, ("behind".into(), false, Some("behind".into())));
 
     // The store's own writes are read back at once.
@@ -420,8 +421,8 @@ async fn a_numbers_record_settings_and_pause_are_read_from_memory_until_a_commit
 #[tokio::test]
 async fn nothing_but_a_statement_naming_a_kept_rows_table_or_instances_changes_the_row() {
     // The row caches count the statements that name `groups`, `instances` or `instance_settings` (src/row_cache.rs):
-    // no trigger may change a row behind them, and no foreign key but the instance's may reach into `groups` or
-    // `instance_settings`.
+    // no trigger may change a row behind them, no foreign key but the instance's may reach into `groups` or
+    // `instance_settings`, and none into `instances`.
     let db = TestDb::new().await;
     let raw = db.raw().await;
     let triggers: Vec<String> =
@@ -436,4 +437,5 @@ async fn nothing_but_a_statement_naming_a_kept_rows_table_or_instances_changes_t
     assert_eq!(triggers, Vec::<String>::new());
     assert_eq!(parents("groups").await, ["instances"]);
     assert_eq!(parents("instance_settings").await, ["instances"]);
+    assert_eq!(parents("instances").await, Vec::<String>::new());
 }

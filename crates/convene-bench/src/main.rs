@@ -3,7 +3,8 @@
 //! markdown table: each figure beside the limit it is held to, measured in the same run on the same machine — the
 //! trivial endpoint (`GET /healthz`) through the same HTTP stack, and raw database transactions writing what one
 //! creation writes (a group row and three participant rows; SQLite in WAL with `synchronous = FULL`, PostgreSQL with
-//! its defaults) — then the campaign, webhook deliveries, and memory and start with many numbers and groups.
+//! its defaults) — then the campaign, webhook deliveries, and memory and start with many numbers and groups. Creation
+//! after the prefill is held to creation in empty worlds (a new server each turn), measured in turns with it.
 //!
 //! Throughput is measured closed-loop: each connection sends its next request when the answer to the last has come,
 //! so those latencies are at full load. The latency targets are measured open-loop at a fixed rate (half the load),
@@ -34,6 +35,12 @@ use tokio_util::sync::CancellationToken;
 
 /// Sandbox numbers the "many numbers" creation figure spreads over.
 const NUMBERS: usize = 16;
+
+/// Turns in which creation after the prefill and creation in an empty world are measured, one after the other.
+const CREATION_TURNS: usize = 3;
+
+/// Creation in a new empty world before its turn is measured.
+const WARM_UP: Duration = Duration::from_secs(1);
 
 /// A figure: how many operations a second, and how long they took.
 struct Load {
@@ -136,37 +143,10 @@ async fn harness(
     postgres: Option<&str>,
     (scale_numbers, scale_groups): (u64, u64),
 ) -> anyhow::Result<()> {
-    let dir = tempfile::tempdir()?;
-    let mut config = Config::for_directory(dir.path());
-    config.bootstrap_sandbox_instance = true;
-    let scratch = match postgres {
-        Some(server) => Some(convene_store::ScratchDatabase::create(server).await?),
-        None => None,
-    };
-    if let Some(database) = &scratch {
-        config.database_url = database.url().to_owned();
-    }
-    let engine = if scratch.is_some() { "PostgreSQL" } else { "SQLite" };
-    let state = AppState::open(&config, Arc::new(SystemClock)).await?;
-    let service = state.service.clone();
-    let first = service.bootstrap(true).await?.expect("a fresh data directory");
-    let api_key = first.api_key;
-    let mut numbers = vec![first.instance.expect("a bootstrap sandbox number").0.id.0];
-    for i in 1..NUMBERS {
-        numbers
-            .push(service.instances().create(convene_sandbox::KIND, Some(&format!("Bench {i}")), None).await?.0.id.0);
-    }
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let base = format!("http://{}", listener.local_addr()?);
-    let shutdown = CancellationToken::new();
-    let server = tokio::spawn({
-        let shutdown = shutdown.clone();
-        async move { convene_server::serve(listener, state, &config, shutdown).await }
-    });
-    // Every figure keeps to its connections, each kept open between requests. An answer that does not come within
-    // a minute fails the run instead of holding it up: the harness stops by itself.
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(60)).build()?;
-    let bearer = format!("Bearer {api_key}");
+    let server = BenchServer::start(postgres).await?;
+    let (client, base, bearer) = (&server.client, &server.base, &server.bearer);
+    let on_postgres = server.scratch.is_some();
+    let engine = if on_postgres { "PostgreSQL" } else { "SQLite" };
     println!(
         "convene-bench: {} s a figure, {connections} connections, 127.0.0.1, {engine} + sandbox",
         seconds.as_secs()
@@ -174,23 +154,11 @@ async fn harness(
 
     // The limits first: the trivial endpoint over the same HTTP stack, and raw transactions on the same engine.
     let trivial = load(seconds, connections, |_, _| client.get(format!("{base}/healthz")).send()).await?;
-    let raw_sqlite = match &scratch {
-        Some(database) => raw_postgres_transactions(database.url(), seconds, connections).await?,
-        None => raw_sqlite_transactions(&dir.path().join("raw.db"), seconds).await?,
-    };
+    let raw_sqlite = server.raw_transactions("raw", seconds, connections).await?;
 
-    let sequence = Arc::new(AtomicUsize::new(0));
     let create_on = |pick: fn(usize) -> usize| {
-        let (client, base, bearer, numbers, sequence) = (&client, &base, &bearer, &numbers, Arc::clone(&sequence));
-        move |_: usize, _: usize| {
-            let n = sequence.fetch_add(1, Ordering::Relaxed);
-            let body = json!({
-                "instance_id": numbers[pick(n) % numbers.len()],
-                "subject": format!("Bench group {n}"),
-                "participants": [format!("+1713715{:04}", n % 10_000), "+18647351567", "+447700176576"],
-            });
-            client.post(format!("{base}/v1/groups")).header("authorization", bearer).json(&body).send()
-        }
+        let server = &server;
+        move |_: usize, _: usize| server.create(pick)
     };
     let create_one = load(seconds, connections, create_on(|_| 0)).await?;
     let create_many = load(seconds, connections, create_on(|n| n)).await?;
@@ -200,10 +168,10 @@ async fn harness(
         let create = create_on(|n| n);
         load_at_rate(seconds, connections, half_target_rate, |i| create(0, i)).await?
     };
-    let groups = sequence.load(Ordering::Relaxed);
+    let groups = server.created.load(Ordering::Relaxed);
     // Reads spread over the first 1,000 groups (every one of them is read several times a figure).
     let listed: serde_json::Value =
-        client.get(format!("{base}/v1/groups?limit=200")).header("authorization", &bearer).send().await?.json().await?;
+        client.get(format!("{base}/v1/groups?limit=200")).header("authorization", bearer).send().await?.json().await?;
     let ids: Vec<String> = listed["items"]
         .as_array()
         .map(|items| items.iter().filter_map(|g| g["id"].as_str().map(str::to_owned)).collect())
@@ -212,10 +180,10 @@ async fn harness(
     let group_path =
         |connection: usize, i: usize| format!("{base}/v1/groups/{}", ids[(i * 31 + connection) % ids.len()]);
     let get_one = load(seconds, connections, |connection, i| {
-        client.get(group_path(connection, i)).header("authorization", &bearer).send()
+        client.get(group_path(connection, i)).header("authorization", bearer).send()
     })
     .await?;
-    let list_fifty_page = || client.get(format!("{base}/v1/groups?limit=50")).header("authorization", &bearer).send();
+    let list_fifty_page = || client.get(format!("{base}/v1/groups?limit=50")).header("authorization", bearer).send();
     let list_fifty = load(seconds, connections, |_, _| list_fifty_page()).await?;
     // The same page while one connection creates groups: every creation adds a group, so the page is kept only
     // until the next commit.
@@ -225,30 +193,39 @@ async fn harness(
     );
     let (list_fifty_creating, creating) = (list_fifty_creating?, creating?);
     let get_one_half = load_at_rate(seconds, connections, get_one.per_second / 2.0, |i| {
-        client.get(group_path(0, i)).header("authorization", &bearer).send()
+        client.get(group_path(0, i)).header("authorization", bearer).send()
     })
     .await?;
     let list_fifty_half =
         load_at_rate(seconds, connections, list_fifty.per_second / 2.0, |_| list_fifty_page()).await?;
     // Creation again, once more groups exist: the sandbox's and the database's costs must not grow with them.
-    while sequence.load(Ordering::Relaxed) < prefill {
+    while server.created.load(Ordering::Relaxed) < prefill {
         load(seconds, connections.max(32), create_on(|n| n)).await?;
     }
-    let groups_before = sequence.load(Ordering::Relaxed);
+    let groups_before = server.created.load(Ordering::Relaxed);
     // The storage's limit again, just before: whether the disk itself was slower then than at the start.
-    let raw_again = match &scratch {
-        Some(database) => raw_postgres_transactions(database.url(), seconds, connections).await?,
-        None => raw_sqlite_transactions(&dir.path().join("raw-again.db"), seconds).await?,
-    };
-    let create_after = load(seconds, connections, create_on(|n| n)).await?;
-
-    shutdown.cancel();
-    server.await??;
-    service.shutdown().await;
-    let on_postgres = scratch.is_some();
-    if let Some(database) = scratch {
-        database.drop_now().await.ok();
+    let raw_again = server.raw_transactions("raw-again", seconds, connections).await?;
+    // Creation in this world and in empty ones, in turns of the same length over the same half minute: measured a
+    // minute and a half apart instead, the same build's ratio read 0.70 to 1.22 from run to run. Each turn in an
+    // empty world is on a server of its own, warmed up first (its first commits grow new files), and the order
+    // (empty first, then this world first, then empty first) cancels a steady drift of the machine's speed.
+    let (mut after_prefill, mut in_empty) = (Turns::default(), Turns::default());
+    let mut empty_groups = 0;
+    for turn in 0..CREATION_TURNS {
+        let empty = BenchServer::start(postgres).await?;
+        load(WARM_UP, connections, |_, _| empty.create(|n| n)).await?;
+        let mut turns = [(&server, &mut after_prefill), (&empty, &mut in_empty)];
+        if turn % 2 == 0 {
+            turns.reverse();
+        }
+        for (world, times) in turns {
+            times.add(load_times(seconds, connections, |_, _| world.create(|n| n)).await?);
+        }
+        empty_groups = empty_groups.max(empty.created.load(Ordering::Relaxed));
+        empty.stop().await?;
     }
+    let (create_after, create_empty) = (after_prefill.into_load(), in_empty.into_load());
+    server.stop().await?;
 
     // The other parts, each on its own data.
     let campaign = campaign::run(1000, 40, false).await?;
@@ -306,10 +283,19 @@ async fn harness(
         raw_again / raw_sqlite
     );
     row(
-        &format!("create a group, {NUMBERS} numbers, after {groups_before} groups exist"),
+        &format!(
+            "create a group, {NUMBERS} numbers, after {groups_before} groups exist ({CREATION_TURNS} turns of {} s; \
+             at the start: {:.0}/s)",
+            seconds.as_secs(),
+            create_many.per_second
+        ),
         &create_after,
-        &format!("the same, before: {:.0}/s", create_many.per_second),
-        create_many.per_second,
+        &format!(
+            "the same in empty worlds, in turns with it: {:.0}/s (a new server each turn, up to {empty_groups} \
+             groups)",
+            create_empty.per_second
+        ),
+        create_empty.per_second,
         "≥ 0.9 (at 100,000)",
     );
     println!(
@@ -341,9 +327,138 @@ async fn harness(
     Ok(())
 }
 
+/// `convene serve`'s server in this process, on a fresh data directory (or a scratch PostgreSQL database), with
+/// `NUMBERS` sandbox numbers and a client for its API.
+struct BenchServer {
+    client: reqwest::Client,
+    base: String,
+    bearer: String,
+    numbers: Vec<i64>,
+    /// Creations asked of this server so far; the count numbers each one's subject and first participant.
+    created: AtomicUsize,
+    service: convene_server::Service,
+    shutdown: CancellationToken,
+    serving: tokio::task::JoinHandle<std::io::Result<()>>,
+    scratch: Option<convene_store::ScratchDatabase>,
+    dir: tempfile::TempDir,
+}
+
+impl BenchServer {
+    async fn start(postgres: Option<&str>) -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let mut config = Config::for_directory(dir.path());
+        config.bootstrap_sandbox_instance = true;
+        let scratch = match postgres {
+            Some(server) => Some(convene_store::ScratchDatabase::create(server).await?),
+            None => None,
+        };
+        if let Some(database) = &scratch {
+            config.database_url = database.url().to_owned();
+        }
+        let state = AppState::open(&config, Arc::new(SystemClock)).await?;
+        let service = state.service.clone();
+        let first = service.bootstrap(true).await?.expect("a fresh data directory");
+        let mut numbers = vec![first.instance.expect("a bootstrap sandbox number").0.id.0];
+        for i in 1..NUMBERS {
+            numbers.push(
+                service.instances().create(convene_sandbox::KIND, Some(&format!("Bench {i}")), None).await?.0.id.0,
+            );
+        }
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let base = format!("http://{}", listener.local_addr()?);
+        let shutdown = CancellationToken::new();
+        let serving = tokio::spawn({
+            let shutdown = shutdown.clone();
+            async move { convene_server::serve(listener, state, &config, shutdown).await }
+        });
+        // Every figure keeps to its connections, each kept open between requests. An answer that does not come
+        // within a minute fails the run instead of holding it up: the harness stops by itself.
+        let client = reqwest::Client::builder().timeout(Duration::from_secs(60)).build()?;
+        let bearer = format!("Bearer {}", first.api_key);
+        Ok(Self {
+            client,
+            base,
+            bearer,
+            numbers,
+            created: AtomicUsize::new(0),
+            service,
+            shutdown,
+            serving,
+            scratch,
+            dir,
+        })
+    }
+
+    /// The next creation asked of this server: the n-th goes to number `pick(n)`.
+    fn create(
+        &self,
+        pick: fn(usize) -> usize,
+    ) -> impl std::future::Future<Output = reqwest::Result<reqwest::Response>> + Send + use<> {
+        let n = self.created.fetch_add(1, Ordering::Relaxed);
+        let body = json!({
+            "instance_id": self.numbers[pick(n) % self.numbers.len()],
+            "subject": format!("Bench group {n}"),
+            "participants": [format!("+1713715{:04}", n % 10_000), "+18647351567", "+447700176576"],
+        });
+        self.client.post(format!("{}/v1/groups", self.base)).header("authorization", &self.bearer).json(&body).send()
+    }
+
+    /// Raw transactions a second on this server's engine: on SQLite in a new file `name`.db beside the server's
+    /// files, on PostgreSQL in new tables of its scratch database.
+    async fn raw_transactions(&self, name: &str, seconds: Duration, connections: usize) -> anyhow::Result<f64> {
+        match &self.scratch {
+            Some(database) => raw_postgres_transactions(database.url(), seconds, connections).await,
+            None => raw_sqlite_transactions(&self.dir.path().join(format!("{name}.db")), seconds).await,
+        }
+    }
+
+    /// Stops the server and its service, drops its scratch database and removes its data directory.
+    async fn stop(self) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        self.serving.await??;
+        self.service.shutdown().await;
+        if let Some(database) = self.scratch {
+            database.drop_now().await.ok();
+        }
+        Ok(())
+    }
+}
+
+/// Answer times gathered over several turns of `load_times`, and the time they took together.
+#[derive(Default)]
+struct Turns {
+    times: Vec<Duration>,
+    elapsed: Duration,
+}
+
+impl Turns {
+    fn add(&mut self, (times, elapsed): (Vec<Duration>, Duration)) {
+        self.times.extend(times);
+        self.elapsed += elapsed;
+    }
+
+    fn into_load(self) -> Load {
+        Load::of(self.times, self.elapsed)
+    }
+}
+
 /// Runs `request` from `connections` tasks for `seconds`, each waiting for its answer before the next; every answer
 /// must be a success.
 async fn load<F, Fut>(seconds: Duration, connections: usize, request: F) -> anyhow::Result<Load>
+where
+    F: Fn(usize, usize) -> Fut,
+    Fut: std::future::Future<Output = reqwest::Result<reqwest::Response>>,
+{
+    let (times, elapsed) = load_times(seconds, connections, request).await?;
+    Ok(Load::of(times, elapsed))
+}
+
+/// `load`'s answer times, and how long it ran.
+async fn load_times<F, Fut>(
+    seconds: Duration,
+    connections: usize,
+    request: F,
+) -> anyhow::Result<(Vec<Duration>, Duration)>
 where
     F: Fn(usize, usize) -> Fut,
     Fut: std::future::Future<Output = reqwest::Result<reqwest::Response>>,
@@ -371,7 +486,7 @@ where
     for times in futures_util::future::join_all(tasks).await {
         all.extend(times?);
     }
-    Ok(Load::of(all, started.elapsed()))
+    Ok((all, started.elapsed()))
 }
 
 /// Sends `request` at a fixed `rate` for `seconds` whatever the answers' pace (open loop), so the latencies are those
@@ -491,8 +606,10 @@ async fn raw_sqlite_transactions(file: &std::path::Path, seconds: Duration) -> a
 /// connections at once (PostgreSQL shares a flush between concurrent commits), for `seconds`.
 async fn raw_postgres_transactions(url: &str, seconds: Duration, connections: usize) -> anyhow::Result<f64> {
     let pool = sqlx::postgres::PgPoolOptions::new().max_connections(connections as u32).connect(url).await?;
+    // Dropped first: measured again later in the run, the tables start empty, as SQLite's new file does.
     sqlx::raw_sql(
-        "CREATE TABLE raw_groups (id TEXT PRIMARY KEY, instance_id BIGINT NOT NULL, jid TEXT NOT NULL, \
+        "DROP TABLE IF EXISTS raw_groups, raw_participants; \
+         CREATE TABLE raw_groups (id TEXT PRIMARY KEY, instance_id BIGINT NOT NULL, jid TEXT NOT NULL, \
          subject TEXT NOT NULL, created_at BIGINT NOT NULL); \
          CREATE TABLE raw_participants (group_id TEXT NOT NULL, phone TEXT NOT NULL, outcome TEXT NOT NULL)",
     )

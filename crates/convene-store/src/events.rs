@@ -371,6 +371,18 @@ pub(crate) async fn claim_due_deliveries(
             ") AS due)"
         )
     };
+    // Whether any delivery is due at all, read first: the claim is a write, which on SQLite takes a turn of the one
+    // committer that every creation waits for, and a pass runs after every commit with events, endpoints or not
+    // (convene-bench: the claim's temporary table for `IN` was a tenth of the committer's samples). A delivery that
+    // falls due after this read is claimed by the next pass, which the commit that made it due wakes.
+    let any_due = Statement::new(
+        "SELECT next_attempt_at AS due FROM webhook_deliveries \
+         WHERE state = 'pending' AND next_attempt_at <= $1 LIMIT 1",
+    )
+    .bind(now.as_millis());
+    if db.fetch(any_due, |row| row.int("due")).await?.is_empty() {
+        return Ok(Vec::new());
+    }
     let take =
         Statement::new(sql).bind(now.as_millis()).bind(i64::from(max.max(1))).bind(claim).bind(until.as_millis());
     if db.execute(take).await? == 0 {

@@ -439,3 +439,18 @@ async fn nothing_but_a_statement_naming_a_kept_rows_table_or_instances_changes_t
     assert_eq!(parents("instance_settings").await, ["instances"]);
     assert_eq!(parents("instances").await, Vec::<String>::new());
 }
+
+#[tokio::test]
+async fn a_delivery_pass_with_nothing_due_takes_no_turn_of_the_committer() {
+    // Arrange: no delivery is due (the webhook dispatcher passes after every commit with events, endpoints or not)
+    let db = TestDb::new().await;
+    let before = db.store.transactions_committed();
+
+    // Act
+    let now = Timestamp::from_millis(1_000_000);
+    let claimed = db.store.claim_due_deliveries(now, 64, "a pass", Timestamp::from_millis(2_000_000)).await.unwrap();
+
+    // Assert: nothing claimed, and no transaction on the committer that every creation waits for
+    assert!(claimed.is_empty(), "{claimed:?}");
+    assert_eq!(db.store.transactions_committed(), before);
+}

@@ -371,16 +371,15 @@ pub(crate) async fn claim_due_deliveries(
             ") AS due)"
         )
     };
-    // Whether any delivery is due at all, read first: the claim is a write, which on SQLite takes a turn of the one
-    // committer that every creation waits for, and a pass runs after every commit with events, endpoints or not
-    // (convene-bench: the claim's temporary table for `IN` was a tenth of the committer's samples). A delivery that
-    // falls due after this read is claimed by the next pass, which the commit that made it due wakes.
-    let any_due = Statement::new(
-        "SELECT next_attempt_at AS due FROM webhook_deliveries \
-         WHERE state = 'pending' AND next_attempt_at <= $1 LIMIT 1",
-    )
-    .bind(now.as_millis());
-    if db.fetch(any_due, |row| row.int("due")).await?.is_empty() {
+    // Whether the claim would take anything, read first: the claim is a write, which on SQLite takes a turn of the
+    // one committer that every creation waits for, and a pass runs after every commit with events, endpoints or not
+    // (convene-bench: the claim's temporary table for `IN` was a tenth of the committer's samples). Read and claim
+    // compare with the same `now` and choose the same rows, so the claim could take nothing the read missed but what
+    // was committed in between: a new event's delivery, a replay or a re-enabled endpoint (each wakes this node's
+    // dispatcher), a claim given back, or a write on another node. None is lost: after a pass that claims nothing,
+    // the dispatcher reads `next_delivery_due`, which finds such a delivery due and starts the next pass at once.
+    let would_claim = Statement::new(due_delivery_ids!()).bind(now.as_millis()).bind(1_i64);
+    if db.fetch(would_claim, |row| row.int("id")).await?.is_empty() {
         return Ok(Vec::new());
     }
     let take =

@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use crate::contract_jobs::{at, instance};
 
-fn event(event_type: EventType, key: &str, ms: i64) -> NewEvent {
+pub(crate) fn event(event_type: EventType, key: &str, ms: i64) -> NewEvent {
     let id = Uuid::now_v7();
     NewEvent {
         id,
@@ -24,7 +24,7 @@ fn event(event_type: EventType, key: &str, ms: i64) -> NewEvent {
     }
 }
 
-async fn endpoint(store: &dyn Store, filter: &[&str], enabled: bool) -> WebhookEndpoint {
+pub(crate) async fn endpoint(store: &dyn Store, filter: &[&str], enabled: bool) -> WebhookEndpoint {
     let e = WebhookEndpoint {
         id: Uuid::now_v7(),
         url: "https://example.com/hook".into(),

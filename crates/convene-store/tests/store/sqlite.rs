@@ -3,9 +3,13 @@
 
 use std::path::{Path, PathBuf};
 
+use convene_core::events::EventType;
 use convene_core::store::{GroupListQuery, InstanceRecord};
 use convene_core::{ConnectorKind, DbError, InstanceId, Store, Timestamp};
 use convene_store::SqliteStore;
+
+use crate::contract_events::{endpoint, event};
+use crate::contract_jobs::at;
 use sqlx::sqlite::SqlitePool;
 use tempfile::TempDir;
 
@@ -441,16 +445,26 @@ async fn nothing_but_a_statement_naming_a_kept_rows_table_or_instances_changes_t
 }
 
 #[tokio::test]
-async fn a_delivery_pass_with_nothing_due_takes_no_turn_of_the_committer() {
-    // Arrange: no delivery is due (the webhook dispatcher passes after every commit with events, endpoints or not)
+async fn a_delivery_pass_takes_a_turn_of_the_committer_only_when_it_has_something_to_claim() {
+    // Arrange: the webhook dispatcher passes after every commit with events, endpoints or not
     let db = TestDb::new().await;
+    let store: &dyn Store = &db.store;
+    let none_yet = db.store.transactions_committed();
+    let empty = store.claim_due_deliveries(at(1_000), 64, "a pass", at(90_000)).await.unwrap();
+    assert!(empty.is_empty(), "{empty:?}");
+    assert_eq!(db.store.transactions_committed(), none_yet, "a pass with no delivery at all commits nothing");
+    endpoint(store, &[], true).await;
+    store.commit(&[], &[event(EventType::GroupCreated, "A", 5_000)]).await.unwrap();
     let before = db.store.transactions_committed();
 
-    // Act
-    let now = Timestamp::from_millis(1_000_000);
-    let claimed = db.store.claim_due_deliveries(now, 64, "a pass", Timestamp::from_millis(2_000_000)).await.unwrap();
+    // Act: a pass just before the delivery is due, then one when it is
+    let early = store.claim_due_deliveries(at(4_999), 64, "early", at(90_000)).await.unwrap();
+    let after_early = db.store.transactions_committed();
+    let due = store.claim_due_deliveries(at(5_000), 64, "due", at(90_000)).await.unwrap();
 
-    // Assert: nothing claimed, and no transaction on the committer that every creation waits for
-    assert!(claimed.is_empty(), "{claimed:?}");
-    assert_eq!(db.store.transactions_committed(), before);
+    // Assert: no transaction on the committer that every creation waits for until there is something to claim
+    assert!(early.is_empty(), "{early:?}");
+    assert_eq!(after_early, before, "a pass with nothing due commits nothing");
+    assert_eq!(due.len(), 1);
+    assert!(db.store.transactions_committed() > after_early, "the claim itself is a write");
 }

@@ -7,11 +7,11 @@ use convene_core::events::EventType;
 use convene_core::store::{GroupListQuery, InstanceRecord};
 use convene_core::{ConnectorKind, DbError, InstanceId, Store, Timestamp};
 use convene_store::SqliteStore;
+use sqlx::sqlite::SqlitePool;
+use tempfile::TempDir;
 
 use crate::contract_events::{endpoint, event};
 use crate::contract_jobs::at;
-use sqlx::sqlite::SqlitePool;
-use tempfile::TempDir;
 
 /// A store on its own temporary file, removed when this is dropped.
 struct TestDb {

@@ -25,13 +25,44 @@ fn phone_list(phones: &[PhoneNumber]) -> String {
     phones.iter().map(PhoneNumber::digits).collect::<Vec<_>>().join(" ")
 }
 
+/// The columns `stored::job` reads.
+macro_rules! job_columns {
+    () => {
+        "id, batch_id, state, instance_ids, pinned_instance_id, request, creation_key, attempts, next_run_at, \
+         needs_reconcile, last_error, result, dedupe_key, created_at, updated_at"
+    };
+}
+
 /// The `SELECT` list that `stored::job` reads, followed by the rest of the query.
 macro_rules! select_jobs {
     ($rest:literal) => {
+        concat!("SELECT ", job_columns!(), " FROM jobs ", $rest)
+    };
+}
+
+/// `SELECT $columns` of the jobs with the duplicate window's key `$key` created at or after `$since` (placeholders)
+/// that are queued, running or succeeded, searched through `jobs_by_dedupe_window` (migration 0015) in each 10 s of
+/// the window, from `since`'s to the newest job's.
+/// - `created_at / 10000` is that index's expression word for word, or neither engine would use it.
+/// - The buckets are joined to the jobs `CROSS JOIN`, which SQLite takes as the order of the loops: as `IN (…)`,
+///   without statistics, it preferred `jobs_by_state`, a walk through every job of the window.
+/// - The buckets end two hours past `since`, beyond any window (`CreationConfig` allows an hour), so that a job
+///   stamped years ahead by a wrong clock cannot make each lookup walk the years between.
+macro_rules! duplicates_in_window {
+    ($columns:expr, $key:literal, $since:literal) => {
         concat!(
-            "SELECT id, batch_id, state, instance_ids, pinned_instance_id, request, creation_key, attempts, ",
-            "next_run_at, needs_reconcile, last_error, result, dedupe_key, created_at, updated_at FROM jobs ",
-            $rest
+            "WITH RECURSIVE window_buckets(bucket) AS (SELECT ",
+            $since,
+            " / 10000 UNION ALL SELECT bucket + 1 FROM window_buckets WHERE bucket < (SELECT MAX(created_at) FROM jobs) \
+             / 10000 AND bucket < ",
+            $since,
+            " / 10000 + 720) SELECT ",
+            $columns,
+            " FROM window_buckets CROSS JOIN jobs WHERE created_at / 10000 = bucket AND dedupe_key = ",
+            $key,
+            " AND created_at >= ",
+            $since,
+            " AND state IN ('queued', 'running', 'succeeded')"
         )
     };
 }
@@ -170,11 +201,11 @@ pub(crate) async fn insert_jobs(db: &impl Backend, jobs: &[JobRecord]) -> DbResu
 
 /// The columns a new job's row is written with, and their values as `$1` to `$15` ...
 macro_rules! insert_job {
-    ($values:literal) => {
+    ($($values:expr),+) => {
         concat!(
             "INSERT INTO jobs (id, batch_id, state, instance_ids, pinned_instance_id, request, creation_key, \
              attempts, next_run_at, needs_reconcile, last_error, result, dedupe_key, created_at, updated_at) ",
-            $values
+            $($values),+
         )
     };
 }
@@ -213,9 +244,9 @@ pub(crate) fn insert_job_unless_duplicate_statement(
     passed_over: Option<(Uuid, Timestamp)>,
 ) -> Statement {
     let statement = Statement::new(insert_job!(
-        "SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15 \
-         WHERE NOT EXISTS (SELECT 1 FROM jobs WHERE dedupe_key = $13 AND created_at >= $16 \
-         AND state IN ('queued', 'running', 'succeeded') AND (created_at > $17 OR (created_at = $17 AND id > $18)))"
+        "SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15 WHERE NOT EXISTS (",
+        duplicates_in_window!("1", "$13", "$16"),
+        " AND (created_at > $17 OR (created_at = $17 AND id > $18)))"
     ));
     with_job_values(statement, j)
         .bind(since.as_millis())
@@ -230,13 +261,16 @@ pub(crate) async fn find_duplicate_job(
     dedupe_key: &str,
     since: Timestamp,
 ) -> DbResult<Option<JobRecord>> {
-    let statement = Statement::new(select_jobs!(
-        "WHERE dedupe_key = $1 AND created_at >= $2 AND state IN ('queued', 'running', 'succeeded') \
-         ORDER BY created_at DESC, id DESC LIMIT 1"
+    Ok(db.fetch(find_duplicate_job_statement(dedupe_key, since), stored::job).await?.into_iter().next())
+}
+
+pub(crate) fn find_duplicate_job_statement(dedupe_key: &str, since: Timestamp) -> Statement {
+    Statement::new(concat!(
+        duplicates_in_window!(job_columns!(), "$1", "$2"),
+        " ORDER BY created_at DESC, id DESC LIMIT 1"
     ))
     .bind(dedupe_key)
-    .bind(since.as_millis());
-    Ok(db.fetch(statement, stored::job).await?.into_iter().next())
+    .bind(since.as_millis())
 }
 
 pub(crate) async fn get_job(db: &impl Backend, job_id: Uuid) -> DbResult<JobRecord> {

@@ -41,6 +41,7 @@ const MIGRATIONS: &[Migration] = &[
     (12, include_str!("../migrations/postgres/0012_delivery_claims.sql")),
     (13, include_str!("../migrations/postgres/0013_cluster_nodes.sql")),
     (14, include_str!("../migrations/postgres/0014_job_lists.sql")),
+    (15, include_str!("../migrations/postgres/0015_duplicate_window_by_time.sql")),
 ];
 
 /// The advisory lock key that migration transactions hold: "convene" in ASCII. Any process migrating a Convene

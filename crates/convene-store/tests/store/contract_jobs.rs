@@ -698,6 +698,33 @@ pub async fn a_duplicate_is_the_newest_live_or_succeeded_job_with_the_key_inside
     assert_eq!(store.find_duplicate_job("dk_c", at(0)).await.unwrap(), None);
 }
 
+/// The window is searched ten seconds at a time (`jobs_by_dedupe_window`): a duplicate is found in whichever of them
+/// it was made, up to the newest job's, and by the check-and-insert as by the lookup.
+pub async fn a_duplicate_is_found_in_any_ten_seconds_of_a_long_window(store: &dyn Store) {
+    use convene_core::events::Change;
+    // Arrange: `at(0)` begins ten seconds of their own; a window from 5 s, keyed jobs from before it to 2 minutes.
+    let with = |key: &str, state, created_ms| JobRecord { dedupe_key: Some(key.into()), state, ..queued(created_ms) };
+    let before = with("dk_w", JobState::Succeeded, 4_999);
+    let first_seconds = with("dk_w", JobState::Succeeded, 9_999);
+    let later = with("dk_w", JobState::Running, 64_321);
+    let newest = with("dk_x", JobState::Succeeded, 119_999);
+    store.insert_jobs(&[before, first_seconds.clone(), later.clone(), newest.clone()]).await.unwrap();
+
+    // Act and assert: in the newest job's ten seconds, and in the window's first and middle ones.
+    assert_eq!(store.find_duplicate_job("dk_x", at(5_000)).await.unwrap(), Some(newest.clone()));
+    assert_eq!(store.find_duplicate_job("dk_w", at(5_000)).await.unwrap(), Some(later.clone()));
+    store.insert_jobs(&[queued(125_000)]).await.unwrap();
+    store.update_job(&JobRecord { state: JobState::Failed, ..later.clone() }).await.unwrap();
+    assert_eq!(store.find_duplicate_job("dk_w", at(5_000)).await.unwrap(), Some(first_seconds));
+    assert_eq!(store.find_duplicate_job("dk_w", at(10_000)).await.unwrap(), None, "older than the window");
+    assert_eq!(store.find_duplicate_job("dk_x", at(119_999)).await.unwrap(), Some(newest));
+    let repeat = with("dk_x", JobState::Running, 126_000);
+    let insert = Change::InsertJobUnlessDuplicate { job: &repeat, since: at(6_000), passed_over: None };
+    assert!(matches!(store.commit(&[insert], &[]).await, Err(DbError::NotFound)), "the check finds it too");
+    let insert = Change::InsertJobUnlessDuplicate { job: &repeat, since: at(120_000), passed_over: None };
+    store.commit(&[insert], &[]).await.unwrap();
+}
+
 /// The duplicate window's check and insert in one statement, for nodes that each hold only their own turn.
 pub async fn a_keyed_job_goes_in_only_when_no_duplicate_did_and_nothing_of_the_commit_is_written_otherwise(
     store: &dyn Store,

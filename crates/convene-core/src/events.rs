@@ -218,7 +218,8 @@ pub enum Change<'a> {
         job_id: Uuid,
     },
     InsertJobs(&'a [JobRecord]),
-    /// `InsertJobs` of one job carrying a `dedupe_key`, unless a job with that key created since `since` is queued,
+    /// `InsertJobs` of one job carrying a `dedupe_key`, unless a job with that key created since `since` (as
+    /// `find_duplicate_job` finds it) is queued,
     /// running or succeeded (and, given `passed_over`, the id and creation time of a duplicate the caller decided to
     /// go past, newer than it in `find_duplicate_job`'s order): then the whole commit is refused with
     /// `DbError::NotFound`.

@@ -265,6 +265,15 @@ pub enum IdempotencyClaim {
 
 /// Convene's records; and, as every store is one, the connectors' device keys (`DeviceKeyStore`) and the nodes'
 /// leases on numbers (`LeaseStore`), so that one database holds all.
+/// The longest duplicate window (`creation.duplicate_window_secs`): a creation repeated by a client retrying after a
+/// timeout comes within minutes.
+pub const DUPLICATE_WINDOW_MAX_SECS: u64 = 3600;
+
+/// How far past the start of a duplicate window a store looks for a duplicate: the longest window, and as long again
+/// for a job stamped by a node whose clock runs ahead. A bound, so that a job stamped years ahead by a wrong clock
+/// does not make each lookup search the years between (see `convene-store`'s `duplicates_in_window!`).
+pub const DUPLICATE_SEARCH_SECS: u64 = 2 * DUPLICATE_WINDOW_MAX_SECS;
+
 #[async_trait]
 pub trait Store: crate::DeviceKeyStore + crate::LeaseStore + Send + Sync {
     async fn insert_api_key(&self, key: &ApiKeyRecord) -> DbResult<()>;
@@ -343,7 +352,8 @@ pub trait Store: crate::DeviceKeyStore + crate::LeaseStore + Send + Sync {
     /// Newest first.
     async fn list_jobs(&self, query: &JobListQuery) -> DbResult<Vec<JobRecord>>;
     /// The newest job (by `created_at`, then id) with `dedupe_key` created at or after `since` that is queued,
-    /// running or succeeded (a failed creation made no group, so a retry may try again).
+    /// running or succeeded (a failed creation made no group, so a retry may try again). A job stamped
+    /// [`DUPLICATE_SEARCH_SECS`] or more after `since` may be missed.
     async fn find_duplicate_job(&self, dedupe_key: &str, since: Timestamp) -> DbResult<Option<JobRecord>>;
     /// Queued jobs with `next_run_at <= now`, soonest first, then oldest.
     async fn due_jobs(&self, now: Timestamp, limit: u32) -> DbResult<Vec<JobRecord>>;

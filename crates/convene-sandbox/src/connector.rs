@@ -96,7 +96,7 @@ impl Connector for SandboxConnector {
 
     async fn invite_link(&self, group: &GroupJid, reset: bool) -> Result<String, ConnectorError> {
         self.network.reach().await?;
-        self.network.mutate(Needs::group(group), |w, env| w.invite_link(&self.account, group, reset, env.now)).await
+        self.network.mutate(Needs::group(group), |w, env| w.invite_link(&self.account, group, reset, env)).await
     }
 
     async fn set_subject(&self, group: &GroupJid, subject: &GroupSubject) -> Result<(), ConnectorError> {

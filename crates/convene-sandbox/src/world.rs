@@ -66,7 +66,8 @@ impl Rng {
     /// A group's invite code: 22 letters and digits, as WhatsApp's; the first 6 are the second it was made, in base 62
     /// with digits in ASCII's order, and the other 16 are drawn at random (95 bits). Drawn whole, each new code went
     /// to a page anywhere in the index of every code ever made (`groups_by_invite_code`), and at 100,000 groups
-    /// nearly every creation wrote a page of its own there; codes that begin with the time go to the index's end.
+    /// nearly every creation wrote a page of its own there; codes that begin with the time go to the index's end (on
+    /// SQLite, which orders text byte by byte; a shared world's PostgreSQL orders it by its collation, near enough).
     fn invite_code(&mut self, now: Timestamp) -> String {
         const DIGITS: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
         let mut second = u64::try_from(now.as_millis() / 1000).unwrap_or(0);
@@ -837,14 +838,14 @@ impl World {
         account: &PhoneNumber,
         jid: &GroupJid,
         reset: bool,
-        now: Timestamp,
+        env: &Env<'_>,
     ) -> Result<String, ConnectorError> {
         if reset {
             self.inject_error()?;
         }
         let i = self.admin_group(jid, account)?;
         if reset {
-            let code = self.rng.invite_code(now);
+            let code = self.rng.invite_code(env.now);
             self.group_mut(i).info.invite_code = code;
         }
         Ok(format!("https://chat.whatsapp.com/{}", self.groups[i].info.invite_code))

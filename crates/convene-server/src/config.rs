@@ -234,12 +234,16 @@ mod tests {
             .merge(Toml::string("[creation.whatsapp_pacing]\nmin_interval_secs = 600"));
         let refused = Config::load_from(moved).unwrap_err().to_string();
         assert!(refused.contains("`creation.whatsapp_pacing` is now `whatsapp.pacing`"), "{refused}");
-        let long = |secs: u64| {
+    }
+
+    #[test]
+    fn a_duplicate_window_longer_than_an_hour_is_refused() {
+        let window = |secs: u64| {
             let window = format!("[creation]\nduplicate_window_secs = {secs}");
             Config::load_from(Figment::from(Toml::string(default_config())).merge(Toml::string(&window)))
         };
-        assert!(long(3600).is_ok());
-        let refused = long(3601).unwrap_err().to_string();
+        assert!(window(3600).is_ok());
+        let refused = window(3601).unwrap_err().to_string();
         assert!(refused.contains("creation.duplicate_window_secs is at most 3600"), "{refused}");
     }
 }

@@ -46,15 +46,14 @@ macro_rules! select_jobs {
 /// - `created_at / 10000` is that index's expression word for word, or neither engine would use it.
 /// - The buckets are joined to the jobs `CROSS JOIN`, which SQLite takes as the order of the loops: as `IN (…)`,
 ///   without statistics, it preferred `jobs_by_state`, a walk through every job of the window.
-/// - The buckets end two hours past `since`, beyond any window (`CreationConfig` allows an hour), so that a job
-///   stamped years ahead by a wrong clock cannot make each lookup walk the years between.
+/// - The buckets end 720 past `since`'s: `DUPLICATE_SEARCH_SECS` (checked below).
 macro_rules! duplicates_in_window {
     ($columns:expr, $key:literal, $since:literal) => {
         concat!(
             "WITH RECURSIVE window_buckets(bucket) AS (SELECT ",
             $since,
-            " / 10000 UNION ALL SELECT bucket + 1 FROM window_buckets WHERE bucket < (SELECT MAX(created_at) FROM jobs) \
-             / 10000 AND bucket < ",
+            " / 10000 UNION ALL SELECT bucket + 1 FROM window_buckets \
+             WHERE bucket < (SELECT MAX(created_at) FROM jobs) / 10000 AND bucket < ",
             $since,
             " / 10000 + 720) SELECT ",
             $columns,
@@ -66,6 +65,8 @@ macro_rules! duplicates_in_window {
         )
     };
 }
+
+const _: () = assert!(720 * 10 == convene_core::store::DUPLICATE_SEARCH_SECS, "the buckets of `duplicates_in_window!`");
 
 pub(crate) async fn instance_settings(db: &impl Backend, instance: InstanceId) -> DbResult<InstanceSettings> {
     row_cache::read_through(db.row_caches().map(|c| &c.instances.settings), instance, || async {

@@ -436,29 +436,51 @@ mod tests {
         store.close().await;
         let connection = rusqlite::Connection::open(&path).unwrap();
         let since = convene_core::Timestamp::from_millis(1_795_000_000_000);
-        let statement = crate::jobs::find_duplicate_job_statement("dk", since);
+        let job = convene_core::store::JobRecord {
+            id: uuid::Uuid::nil(),
+            batch_id: None,
+            state: convene_core::store::JobState::Running,
+            instance_ids: vec![convene_core::InstanceId(7_000_000_001)],
+            pinned_instance_id: None,
+            request: "{}".into(),
+            creation_key: "ck".into(),
+            attempts: 1,
+            next_run_at: since,
+            needs_reconcile: false,
+            last_error: None,
+            result: None,
+            dedupe_key: Some("dk".into()),
+            created_at: since,
+            updated_at: since,
+        };
+        let statements = [
+            crate::jobs::find_duplicate_job_statement("dk", since),
+            crate::jobs::insert_job_unless_duplicate_statement(&job, since, None),
+        ];
 
-        // Act
-        let mut explain = connection.prepare(&format!("EXPLAIN QUERY PLAN {}", statement.sql())).unwrap();
-        statement.bind_to(&mut explain).unwrap();
-        let mut rows = explain.raw_query();
-        let mut plan = Vec::new();
-        while let Some(row) = rows.next().unwrap() {
-            plan.push(row.get::<_, String>(3).unwrap());
+        for statement in statements {
+            // Act
+            let mut explain = connection.prepare(&format!("EXPLAIN QUERY PLAN {}", statement.sql())).unwrap();
+            statement.bind_to(&mut explain).unwrap();
+            let mut rows = explain.raw_query();
+            let mut plan = Vec::new();
+            while let Some(row) = rows.next().unwrap() {
+                plan.push(row.get::<_, String>(3).unwrap());
+            }
+
+            // Assert: jobs are searched by both columns of the index, and only the newest job is read besides (for
+            // where the buckets end).
+            let mut jobs: Vec<_> = plan.iter().filter(|step| step.contains(" jobs ")).collect();
+            jobs.sort();
+            assert_eq!(
+                jobs,
+                [
+                    "SEARCH jobs USING COVERING INDEX jobs_newest_first",
+                    "SEARCH jobs USING INDEX jobs_by_dedupe_window (<expr>=? AND dedupe_key=?)",
+                ],
+                "{plan:?}"
+            );
         }
-
-        // Assert: jobs are searched by both columns of the index, and only the newest job is read besides (for
-        // where the buckets end).
-        let mut jobs: Vec<_> = plan.iter().filter(|step| step.contains(" jobs ")).collect();
-        jobs.sort();
-        assert_eq!(
-            jobs,
-            [
-                "SEARCH jobs USING COVERING INDEX jobs_newest_first",
-                "SEARCH jobs USING INDEX jobs_by_dedupe_window (<expr>=? AND dedupe_key=?)",
-            ],
-            "{plan:?}"
-        );
     }
 
     #[tokio::test]

@@ -129,10 +129,6 @@ pub struct CreationConfig {
     pub duplicate_window_secs: u64,
 }
 
-/// The longest duplicate window: a lookup searches the jobs of each 10 s of its window (see the store's
-/// `jobs_by_dedupe_window`), and its buckets end two hours past its start.
-const MAX_DUPLICATE_WINDOW_SECS: u64 = 3600;
-
 impl CreationConfig {
     pub fn validate(&self) -> std::result::Result<(), String> {
         if self.max_attempts == 0 {
@@ -141,10 +137,11 @@ impl CreationConfig {
         if self.retry_schedule_secs.is_empty() {
             return Err("creation.retry_schedule_secs must name at least one wait".into());
         }
-        if self.duplicate_window_secs > MAX_DUPLICATE_WINDOW_SECS {
+        let longest = convene_core::store::DUPLICATE_WINDOW_MAX_SECS;
+        if self.duplicate_window_secs > longest {
             return Err(format!(
-                "creation.duplicate_window_secs is at most {MAX_DUPLICATE_WINDOW_SECS} (an hour): it covers a client \
-                 retrying after a timeout"
+                "creation.duplicate_window_secs is at most {longest} (an hour): it covers a client retrying after a \
+                 timeout"
             ));
         }
         Ok(())

@@ -723,6 +723,11 @@ pub async fn a_duplicate_is_found_in_any_ten_seconds_of_a_long_window(store: &dy
     assert!(matches!(store.commit(&[insert], &[]).await, Err(DbError::NotFound)), "the check finds it too");
     let insert = Change::InsertJobUnlessDuplicate { job: &repeat, since: at(120_000), passed_over: None };
     store.commit(&[insert], &[]).await.unwrap();
+    // A job stamped up to `DUPLICATE_SEARCH_SECS` after the window's start (a node's clock ahead) is found too.
+    let search_ms = i64::try_from(convene_core::store::DUPLICATE_SEARCH_SECS).unwrap() * 1000;
+    let ahead = with("dk_y", JobState::Succeeded, search_ms - 1);
+    store.insert_jobs(std::slice::from_ref(&ahead)).await.unwrap();
+    assert_eq!(store.find_duplicate_job("dk_y", at(0)).await.unwrap(), Some(ahead));
 }
 
 /// The duplicate window's check and insert in one statement, for nodes that each hold only their own turn.

@@ -468,3 +468,30 @@ async fn a_delivery_pass_takes_a_turn_of_the_committer_only_when_it_has_somethin
     assert_eq!(due.len(), 1);
     assert!(db.store.transactions_committed() > after_early, "the claim itself is a write");
 }
+
+/// Nor does what the claim would pass over: a backlog left to an endpoint since disabled, and a delivery waiting
+/// behind its key's head while a pass holds the head. Read on the due deliveries alone, either would bring the write
+/// back after every commit for as long as it lasted.
+#[tokio::test]
+async fn a_delivery_pass_commits_nothing_for_a_disabled_endpoints_backlog_or_a_delivery_behind_its_keys_head() {
+    // Arrange: two events of one key for two endpoints, one of them since disabled; the head of the key claimed
+    let db = TestDb::new().await;
+    let store: &dyn Store = &db.store;
+    let kept = endpoint(store, &[], true).await;
+    let disabled = endpoint(store, &[], true).await;
+    let events = [event(EventType::GroupCreated, "A", 1_000), event(EventType::GroupCreated, "A", 2_000)];
+    store.commit(&[], &events).await.unwrap();
+    let off = convene_core::events::WebhookEndpoint { enabled: false, disabled_reason: Some("off".into()), ..disabled };
+    store.update_webhook_endpoint(&off).await.unwrap();
+    let head = store.claim_due_deliveries(at(3_000), 64, "first", at(90_000)).await.unwrap();
+    let claimed: Vec<_> = head.iter().map(|d| (d.delivery.endpoint_id, d.delivery.event_id)).collect();
+    assert_eq!(claimed, [(kept.id, events[0].id)]);
+    let before = db.store.transactions_committed();
+
+    // Act
+    let next = store.claim_due_deliveries(at(3_000), 64, "second", at(90_000)).await.unwrap();
+
+    // Assert
+    assert!(next.is_empty(), "{next:?}");
+    assert_eq!(db.store.transactions_committed(), before, "the pass committed nothing");
+}

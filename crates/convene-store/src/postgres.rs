@@ -42,6 +42,7 @@ const MIGRATIONS: &[Migration] = &[
     (13, include_str!("../migrations/postgres/0013_cluster_nodes.sql")),
     (14, include_str!("../migrations/postgres/0014_job_lists.sql")),
     (15, include_str!("../migrations/postgres/0015_duplicate_window_by_time.sql")),
+    (16, include_str!("../migrations/postgres/0016_jobs_partial_indexes.sql")),
 ];
 
 /// The advisory lock key that migration transactions hold: "convene" in ASCII. Any process migrating a Convene

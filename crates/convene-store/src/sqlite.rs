@@ -48,6 +48,7 @@ const MIGRATIONS: &[Migration] = &[
     (13, include_str!("../migrations/sqlite/0013_cluster_nodes.sql")),
     (14, include_str!("../migrations/sqlite/0014_job_lists.sql")),
     (15, include_str!("../migrations/sqlite/0015_duplicate_window_by_time.sql")),
+    (16, include_str!("../migrations/sqlite/0016_jobs_partial_indexes.sql")),
 ];
 
 /// The committer's page cache: 8 MiB (negative: KiB), filled only as pages are read. 32 MiB kept creation no faster
@@ -422,6 +423,39 @@ mod tests {
                 assert_eq!(plan.len(), 1, "{query:?} sorts: {plan:?}");
             }
         }
+    }
+
+    /// The queue is read through `jobs_due`, which holds queued jobs only (migration 0016): a synchronous creation,
+    /// never queued, writes nothing there.
+    #[tokio::test]
+    async fn the_queue_is_read_through_its_index_of_queued_jobs() {
+        // Arrange: a migrated database
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("convene.db");
+        let store = SqliteStore::connect(&format!("sqlite:{}", path.display())).await.unwrap();
+        store.close().await;
+        let connection = rusqlite::Connection::open(&path).unwrap();
+        let now = convene_core::Timestamp::from_millis(1_795_000_000_000);
+        let statements = [crate::jobs::due_jobs_statement(now, 10), crate::jobs::next_job_due_statement()];
+
+        for statement in statements {
+            // Act
+            let mut explain = connection.prepare(&format!("EXPLAIN QUERY PLAN {}", statement.sql())).unwrap();
+            statement.bind_to(&mut explain).unwrap();
+            let mut rows = explain.raw_query();
+            let mut plan = Vec::new();
+            while let Some(row) = rows.next().unwrap() {
+                plan.push(row.get::<_, String>(3).unwrap());
+            }
+
+            // Assert
+            let searched = plan[0].starts_with("SEARCH jobs USING ") && plan[0].contains("INDEX jobs_due (state=?");
+            assert!(searched, "{}: {plan:?}", statement.sql());
+        }
+        let partial: String = connection
+            .query_row("SELECT sql FROM sqlite_schema WHERE name = 'jobs_due'", [], |row| row.get(0))
+            .unwrap();
+        assert!(partial.ends_with("WHERE state = 'queued'"), "{partial}");
     }
 
     /// The duplicate window's lookup searches its key in each ten seconds of the window: by the key first, each new

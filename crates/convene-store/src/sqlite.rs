@@ -384,17 +384,35 @@ mod tests {
         }
     }
 
+    /// A new database file with every migration run, and a connection to it (the directory goes with the first).
+    async fn migrated_database() -> (tempfile::TempDir, rusqlite::Connection) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("convene.db");
+        let store = SqliteStore::connect(&format!("sqlite:{}", path.display())).await.unwrap();
+        store.close().await;
+        let connection = rusqlite::Connection::open(&path).unwrap();
+        (dir, connection)
+    }
+
+    /// SQLite's plan for `statement` with its values bound: each step's detail, in order.
+    fn query_plan(connection: &rusqlite::Connection, statement: &Statement) -> Vec<String> {
+        let mut explain = connection.prepare(&format!("EXPLAIN QUERY PLAN {}", statement.sql())).unwrap();
+        statement.bind_to(&mut explain).unwrap();
+        let mut rows = explain.raw_query();
+        let mut plan = Vec::new();
+        while let Some(row) = rows.next().unwrap() {
+            plan.push(row.get::<_, String>(3).unwrap());
+        }
+        plan
+    }
+
     /// A list of jobs seeks its filter through an index that holds the jobs in the order it returns them, or, without
     /// a filter, walks that order from its end: a walk through every job (or a sort of them all) grows with every job
     /// ever made, and the worker lists the running ones every second. A batch's jobs are few: they may be sorted.
     #[tokio::test]
     async fn every_list_of_jobs_reads_its_page_through_an_index() {
         // Arrange: a migrated database
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("convene.db");
-        let store = SqliteStore::connect(&format!("sqlite:{}", path.display())).await.unwrap();
-        store.close().await;
-        let connection = rusqlite::Connection::open(&path).unwrap();
+        let (_dir, connection) = migrated_database().await;
         let running = Some(convene_core::store::JobState::Running);
         let batch = Some(uuid::Uuid::nil());
         let expected = [
@@ -409,13 +427,7 @@ mod tests {
             let before = Some((convene_core::Timestamp::from_millis(1_795_000_000_000), uuid::Uuid::nil()));
             let query = convene_core::store::JobListQuery { state, batch_id, before, limit: 500 };
             let statement = crate::jobs::list_jobs_statement(&query);
-            let mut explain = connection.prepare(&format!("EXPLAIN QUERY PLAN {}", statement.sql())).unwrap();
-            statement.bind_to(&mut explain).unwrap();
-            let mut rows = explain.raw_query();
-            let mut plan = Vec::new();
-            while let Some(row) = rows.next().unwrap() {
-                plan.push(row.get::<_, String>(3).unwrap());
-            }
+            let plan = query_plan(&connection, &statement);
 
             // Assert
             assert!(plan[0].starts_with(start), "{query:?}: {plan:?}");
@@ -430,23 +442,13 @@ mod tests {
     #[tokio::test]
     async fn the_queue_is_read_through_its_index_of_queued_jobs() {
         // Arrange: a migrated database
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("convene.db");
-        let store = SqliteStore::connect(&format!("sqlite:{}", path.display())).await.unwrap();
-        store.close().await;
-        let connection = rusqlite::Connection::open(&path).unwrap();
+        let (_dir, connection) = migrated_database().await;
         let now = convene_core::Timestamp::from_millis(1_795_000_000_000);
         let statements = [crate::jobs::due_jobs_statement(now, 10), crate::jobs::next_job_due_statement()];
 
         for statement in statements {
             // Act
-            let mut explain = connection.prepare(&format!("EXPLAIN QUERY PLAN {}", statement.sql())).unwrap();
-            statement.bind_to(&mut explain).unwrap();
-            let mut rows = explain.raw_query();
-            let mut plan = Vec::new();
-            while let Some(row) = rows.next().unwrap() {
-                plan.push(row.get::<_, String>(3).unwrap());
-            }
+            let plan = query_plan(&connection, &statement);
 
             // Assert
             let searched = plan[0].starts_with("SEARCH jobs USING ") && plan[0].contains("INDEX jobs_due (state=?");
@@ -464,11 +466,7 @@ mod tests {
     #[tokio::test]
     async fn the_duplicate_window_is_searched_by_time_then_key() {
         // Arrange: a migrated database
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("convene.db");
-        let store = SqliteStore::connect(&format!("sqlite:{}", path.display())).await.unwrap();
-        store.close().await;
-        let connection = rusqlite::Connection::open(&path).unwrap();
+        let (_dir, connection) = migrated_database().await;
         let since = convene_core::Timestamp::from_millis(1_795_000_000_000);
         let job = convene_core::store::JobRecord {
             id: uuid::Uuid::nil(),
@@ -494,13 +492,7 @@ mod tests {
 
         for statement in statements {
             // Act
-            let mut explain = connection.prepare(&format!("EXPLAIN QUERY PLAN {}", statement.sql())).unwrap();
-            statement.bind_to(&mut explain).unwrap();
-            let mut rows = explain.raw_query();
-            let mut plan = Vec::new();
-            while let Some(row) = rows.next().unwrap() {
-                plan.push(row.get::<_, String>(3).unwrap());
-            }
+            let plan = query_plan(&connection, &statement);
 
             // Assert: jobs are searched by both columns of the index, and only the newest job is read besides (for
             // where the buckets end).

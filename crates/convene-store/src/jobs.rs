@@ -317,7 +317,8 @@ pub(crate) async fn due_jobs(db: &impl Backend, now: Timestamp, limit: u32) -> D
 }
 
 /// `state = 'queued'` as a constant, as in every query of the queue: `jobs_due` holds queued jobs only (migration
-/// 0016), and an engine uses such an index only for a query that names its condition.
+/// 0016), and the store's SQLite connections (which plan a statement once, whatever is bound) and PostgreSQL's generic
+/// plans use such an index only for a query that names its condition.
 pub(crate) fn due_jobs_statement(now: Timestamp, limit: u32) -> Statement {
     Statement::new(select_jobs!(
         "WHERE state = 'queued' AND next_run_at <= $1 ORDER BY next_run_at, created_at, id LIMIT $2"
@@ -333,9 +334,13 @@ pub(crate) async fn due_jobs_leased_by(
     now: Timestamp,
     limit: u32,
 ) -> DbResult<Vec<JobRecord>> {
+    db.fetch(due_jobs_leased_by_statement(node, leases_at, now, limit), stored::job).await
+}
+
+pub(crate) fn due_jobs_leased_by_statement(node: &str, leases_at: Timestamp, now: Timestamp, limit: u32) -> Statement {
     // A job's numbers are a space-separated list: a number is among them when ' <id> ' is in ' <list> '. The node's
     // leases are found through their (node, expires_at) index.
-    let statement = Statement::new(select_jobs!(
+    Statement::new(select_jobs!(
         "WHERE state = 'queued' AND next_run_at <= $1 AND EXISTS (SELECT 1 FROM number_leases l \
          WHERE l.node = $3 AND l.expires_at > $4 \
          AND CASE WHEN jobs.needs_reconcile AND jobs.pinned_instance_id IS NOT NULL \
@@ -346,8 +351,7 @@ pub(crate) async fn due_jobs_leased_by(
     .bind(now.as_millis())
     .bind(i64::from(limit.max(1)))
     .bind(node)
-    .bind(leases_at.as_millis());
-    db.fetch(statement, stored::job).await
+    .bind(leases_at.as_millis())
 }
 
 pub(crate) async fn next_job_due(db: &impl Backend) -> DbResult<Option<Timestamp>> {

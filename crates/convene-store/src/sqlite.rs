@@ -384,13 +384,15 @@ mod tests {
         }
     }
 
-    /// A new database file with every migration run, and a connection to it (the directory goes with the first).
+    /// A new database file with every migration run, and a connection to it that plans as the store's do (once,
+    /// whatever values are bound); the directory goes with the first.
     async fn migrated_database() -> (tempfile::TempDir, rusqlite::Connection) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("convene.db");
         let store = SqliteStore::connect(&format!("sqlite:{}", path.display())).await.unwrap();
         store.close().await;
         let connection = rusqlite::Connection::open(&path).unwrap();
+        plan_without_bound_values(&connection).unwrap();
         (dir, connection)
     }
 
@@ -444,7 +446,11 @@ mod tests {
         // Arrange: a migrated database
         let (_dir, connection) = migrated_database().await;
         let now = convene_core::Timestamp::from_millis(1_795_000_000_000);
-        let statements = [crate::jobs::due_jobs_statement(now, 10), crate::jobs::next_job_due_statement()];
+        let statements = [
+            crate::jobs::due_jobs_statement(now, 10),
+            crate::jobs::due_jobs_leased_by_statement("node", now, now, 10),
+            crate::jobs::next_job_due_statement(),
+        ];
 
         for statement in statements {
             // Act

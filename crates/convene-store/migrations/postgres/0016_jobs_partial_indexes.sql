@@ -1,8 +1,12 @@
 -- The queue's index holds queued jobs only, and the batches' index jobs of a batch only: every query that reads
--- them asks for `state = 'queued'` or a batch, and a synchronous creation (running, then succeeded, in no batch) no
--- longer writes either of them, three times for the queue's (its entry moved with each change of state).
+-- them asks for `state = 'queued'` or a batch, and a synchronous creation run on its own node (running, then
+-- succeeded, in no batch) no longer writes either of them, three times for the queue's (its entry moved with each
+-- change of state).
+-- The queue's index starts with `next_run_at`, not `state` as on SQLite: PostgreSQL drops from the search a condition
+-- the index's own guarantees, so on `(state, next_run_at, …)` it searched by nothing and walked every queued job
+-- until it had enough due ones. SQLite, without statistics, takes the index only as `(state, next_run_at, …)`.
 
 DROP INDEX jobs_due;
-CREATE INDEX jobs_due ON jobs (state, next_run_at, created_at) WHERE state = 'queued';
+CREATE INDEX jobs_due ON jobs (next_run_at, created_at) WHERE state = 'queued';
 DROP INDEX jobs_by_batch;
 CREATE INDEX jobs_by_batch ON jobs (batch_id) WHERE batch_id IS NOT NULL;

@@ -483,6 +483,12 @@ async fn a_delivery_pass_commits_nothing_for_a_disabled_endpoints_backlog_or_a_d
     store.commit(&[], &events).await.unwrap();
     let off = convene_core::events::WebhookEndpoint { enabled: false, disabled_reason: Some("off".into()), ..disabled };
     store.update_webhook_endpoint(&off).await.unwrap();
+    let backlog = convene_core::events::DeliveryListQuery {
+        endpoint_id: Some(off.id),
+        limit: 500,
+        ..convene_core::events::DeliveryListQuery::default()
+    };
+    assert_eq!(store.list_deliveries(&backlog).await.unwrap().len(), 2, "the disabled endpoint keeps its backlog");
     let head = store.claim_due_deliveries(at(3_000), 64, "first", at(90_000)).await.unwrap();
     let claimed: Vec<_> = head.iter().map(|d| (d.delivery.endpoint_id, d.delivery.event_id)).collect();
     assert_eq!(claimed, [(kept.id, events[0].id)]);

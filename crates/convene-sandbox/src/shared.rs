@@ -90,12 +90,16 @@ pub(crate) async fn open(url: &str, new_world: &Meta) -> Result<(PgPool, Version
     let mut tx = pool.begin().await.map_err(db_error)?;
     sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(SCHEMA_LOCK).execute(&mut *tx).await.map_err(db_error)?;
     sqlx::raw_sql(SCHEMA).execute(&mut *tx).await.map_err(db_error)?;
+    tx.commit().await.map_err(db_error)?;
+    // After the tables' transaction, not in it: `CREATE INDEX IF NOT EXISTS` locks its table against writes until
+    // the transaction ends, and a node changing the world updates the small state's row before it writes those
+    // tables, so waiting here for that row's update to end deadlocked with it (a node starting while others created
+    // groups).
     sqlx::query("INSERT INTO sandbox.meta (id, version, state) VALUES (1, 0, $1) ON CONFLICT (id) DO NOTHING")
         .bind(to_json(new_world)?)
-        .execute(&mut *tx)
+        .execute(&pool)
         .await
         .map_err(db_error)?;
-    tx.commit().await.map_err(db_error)?;
     let mut conn = pool.acquire().await.map_err(db_error)?;
     let meta = meta(&mut conn, false).await?;
     Ok((pool, meta))

@@ -15,6 +15,7 @@ use convene_core::{
 };
 use convene_sandbox::{Faults, InboxKind, SandboxConfig, SandboxNetwork};
 use convene_store::on_scratch_database;
+use sqlx::Connection as _;
 
 fn phone(n: u16) -> PhoneNumber {
     PhoneNumber::parse(&format!("+1713715{n:04}")).unwrap()
@@ -115,6 +116,44 @@ async fn two_nodes_creating_at_once_share_one_world_and_never_draw_one_group_id_
         assert_eq!(c.stats().groups_created, 41, "the world's count, not a new one");
         let (page, total) = b.groups_latest_first(0, 1).await.unwrap();
         assert_eq!((page[0].jid.clone(), total), (next, 41), "the latest first, on the other node too");
+    })
+    .await;
+}
+
+/// A node starting while another is in the middle of a change: the change has written the world's small state and
+/// then writes the groups' table. The starting node used to make the tables and then wait for that row in one
+/// transaction, holding the lock `CREATE INDEX IF NOT EXISTS` takes on the groups' table: the change then waited
+/// for it, and PostgreSQL ended one of the two as a deadlock (seen once in the three-node failover test).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_starts_while_another_is_in_the_middle_of_a_change() {
+    on_scratch_database("a_node_starts_mid_change", |url| async move {
+        // Arrange: a world, and a change under way on it that holds the small state's row
+        let clock = clock();
+        let _first = node(&url, SandboxConfig::default(), &clock).await;
+        let mut change = sqlx::PgConnection::connect(&url).await.unwrap();
+        sqlx::query("BEGIN").execute(&mut change).await.unwrap();
+        sqlx::query("SELECT state FROM sandbox.meta WHERE id = 1 FOR UPDATE").execute(&mut change).await.unwrap();
+        sqlx::query("UPDATE sandbox.meta SET version = version + 1 WHERE id = 1").execute(&mut change).await.unwrap();
+
+        // Act: a node starts; meanwhile the change writes a group and ends
+        let starting = tokio::spawn({
+            let url = url.clone();
+            async move { SandboxNetwork::open_shared(&url, SandboxConfig::default(), clock as _).await.map(|_| ()) }
+        });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let written = sqlx::query(
+            "INSERT INTO sandbox.groups (jid, invite_code, creator, creation_key, state) \
+             VALUES ('120363000000000001@g.us', 'code', '+17137150001', 'key', '{}')",
+        )
+        .execute(&mut change)
+        .await;
+        let ended = sqlx::query("ROLLBACK").execute(&mut change).await;
+
+        // Assert: neither was ended as a deadlock
+        assert!(written.is_ok(), "the change's write: {written:?}");
+        ended.unwrap();
+        let started = tokio::time::timeout(Duration::from_secs(10), starting).await.unwrap().unwrap();
+        assert!(started.is_ok(), "the node's start: {started:?}");
     })
     .await;
 }

@@ -263,8 +263,6 @@ pub enum IdempotencyClaim {
     Existing(IdempotencyRecord),
 }
 
-/// Convene's records; and, as every store is one, the connectors' device keys (`DeviceKeyStore`) and the nodes'
-/// leases on numbers (`LeaseStore`), so that one database holds all.
 /// The longest duplicate window (`creation.duplicate_window_secs`): a creation repeated by a client retrying after a
 /// timeout comes within minutes.
 pub const DUPLICATE_WINDOW_MAX_SECS: u64 = 3600;
@@ -274,6 +272,8 @@ pub const DUPLICATE_WINDOW_MAX_SECS: u64 = 3600;
 /// does not make each lookup search the years between (see `convene-store`'s `duplicates_in_window!`).
 pub const DUPLICATE_SEARCH_SECS: u64 = 2 * DUPLICATE_WINDOW_MAX_SECS;
 
+/// Convene's records; and, as every store is one, the connectors' device keys (`DeviceKeyStore`) and the nodes'
+/// leases on numbers (`LeaseStore`), so that one database holds all.
 #[async_trait]
 pub trait Store: crate::DeviceKeyStore + crate::LeaseStore + Send + Sync {
     async fn insert_api_key(&self, key: &ApiKeyRecord) -> DbResult<()>;

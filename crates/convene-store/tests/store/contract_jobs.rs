@@ -191,6 +191,11 @@ fn queued(created_ms: i64) -> JobRecord {
     }
 }
 
+/// A synchronous creation's job with the duplicate window's key `key`, in `state`.
+fn keyed(key: &str, state: JobState, created_ms: i64) -> JobRecord {
+    JobRecord { dedupe_key: Some(key.into()), state, ..queued(created_ms) }
+}
+
 /// The order `list_jobs` promises: `created_at`, then id, both descending.
 fn newest_first(mut jobs: Vec<JobRecord>) -> Vec<JobRecord> {
     jobs.sort_by_key(|j| std::cmp::Reverse((j.created_at, j.id.hyphenated().to_string())));
@@ -681,12 +686,11 @@ pub async fn an_attempt_that_was_not_sent_uses_no_pacing_budget(store: &dyn Stor
 
 pub async fn a_duplicate_is_the_newest_live_or_succeeded_job_with_the_key_inside_the_window(store: &dyn Store) {
     // Arrange
-    let with = |key: &str, state, created_ms| JobRecord { dedupe_key: Some(key.into()), state, ..queued(created_ms) };
-    let old = with("dk_a", JobState::Succeeded, 100);
-    let newer = with("dk_a", JobState::Running, 200);
-    let failed = with("dk_a", JobState::Failed, 300);
-    let cancelled = with("dk_a", JobState::Cancelled, 310);
-    let other_key = with("dk_b", JobState::Succeeded, 400);
+    let old = keyed("dk_a", JobState::Succeeded, 100);
+    let newer = keyed("dk_a", JobState::Running, 200);
+    let failed = keyed("dk_a", JobState::Failed, 300);
+    let cancelled = keyed("dk_a", JobState::Cancelled, 310);
+    let other_key = keyed("dk_b", JobState::Succeeded, 400);
     let unkeyed = queued(500);
     store.insert_jobs(&[old, newer.clone(), failed, cancelled, other_key.clone(), unkeyed]).await.unwrap();
 
@@ -703,11 +707,10 @@ pub async fn a_duplicate_is_the_newest_live_or_succeeded_job_with_the_key_inside
 pub async fn a_duplicate_is_found_in_any_ten_seconds_of_a_long_window(store: &dyn Store) {
     use convene_core::events::Change;
     // Arrange: `at(0)` begins ten seconds of their own; a window from 5 s, keyed jobs from before it to 2 minutes.
-    let with = |key: &str, state, created_ms| JobRecord { dedupe_key: Some(key.into()), state, ..queued(created_ms) };
-    let before = with("dk_w", JobState::Succeeded, 4_999);
-    let first_seconds = with("dk_w", JobState::Succeeded, 9_999);
-    let later = with("dk_w", JobState::Running, 64_321);
-    let newest = with("dk_x", JobState::Succeeded, 119_999);
+    let before = keyed("dk_w", JobState::Succeeded, 4_999);
+    let first_seconds = keyed("dk_w", JobState::Succeeded, 9_999);
+    let later = keyed("dk_w", JobState::Running, 64_321);
+    let newest = keyed("dk_x", JobState::Succeeded, 119_999);
     store.insert_jobs(&[before, first_seconds.clone(), later.clone(), newest.clone()]).await.unwrap();
 
     // Act and assert: in the newest job's ten seconds, and in the window's first and middle ones.
@@ -718,14 +721,14 @@ pub async fn a_duplicate_is_found_in_any_ten_seconds_of_a_long_window(store: &dy
     assert_eq!(store.find_duplicate_job("dk_w", at(5_000)).await.unwrap(), Some(first_seconds));
     assert_eq!(store.find_duplicate_job("dk_w", at(10_000)).await.unwrap(), None, "older than the window");
     assert_eq!(store.find_duplicate_job("dk_x", at(119_999)).await.unwrap(), Some(newest));
-    let repeat = with("dk_x", JobState::Running, 126_000);
+    let repeat = keyed("dk_x", JobState::Running, 126_000);
     let insert = Change::InsertJobUnlessDuplicate { job: &repeat, since: at(6_000), passed_over: None };
     assert!(matches!(store.commit(&[insert], &[]).await, Err(DbError::NotFound)), "the check finds it too");
     let insert = Change::InsertJobUnlessDuplicate { job: &repeat, since: at(120_000), passed_over: None };
     store.commit(&[insert], &[]).await.unwrap();
     // A job stamped up to `DUPLICATE_SEARCH_SECS` after the window's start (a node's clock ahead) is found too.
     let search_ms = i64::try_from(convene_core::store::DUPLICATE_SEARCH_SECS).unwrap() * 1000;
-    let ahead = with("dk_y", JobState::Succeeded, search_ms - 1);
+    let ahead = keyed("dk_y", JobState::Succeeded, search_ms - 1);
     store.insert_jobs(std::slice::from_ref(&ahead)).await.unwrap();
     assert_eq!(store.find_duplicate_job("dk_y", at(0)).await.unwrap(), Some(ahead));
 }

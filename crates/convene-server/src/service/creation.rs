@@ -347,14 +347,21 @@ impl Service {
             (guard == RetryGuard::DuplicateWindow && !window.is_zero()).then(|| dedupe_key(instance_id, &prepared));
         // The newest duplicate gone past (it ended without a group): it and every older one no longer count.
         let mut passed_over: Option<(Uuid, Timestamp)> = None;
-        let mut recorded_elsewhere = 0;
+        // A creation goes ahead without looking for a duplicate first: its job goes in only if none is in the window
+        // (`Change::InsertJobUnlessDuplicate`, checked by the commit that records the job, with the pages it reads
+        // already in the writer's cache). The duplicate is looked up, on a read connection, once that commit has
+        // found one, and before pacing refuses, so that a repeat gets the first one's answer even while the number
+        // may not create. (Looked up first, every creation paid a read whose cache every commit empties: it cost
+        // creation a quarter of its rate, and grew with the database; convene-bench.)
+        let mut look_first = false;
+        let mut found_on_commit = 0;
         let stored = StoredRequest { group: new, synchronous: true };
-        let (turn, job, on_its_node, recorded) = loop {
+        let (turn, job, running, attempt) = loop {
             let turn = self.creation_turn(instance_id).await;
             let now = self.clock.now();
-            let first = match &dedupe_key {
-                Some(key) => self.store.find_duplicate_job(key, now.minus(window)).await?,
-                None => None,
+            let first = match (&dedupe_key, look_first) {
+                (Some(key), true) => self.store.find_duplicate_job(key, now.minus(window)).await?,
+                _ => None,
             };
             if let Some(first) = first.filter(|f| passed_over.is_none_or(|p| (f.created_at, f.id) > (p.1, p.0))) {
                 drop(turn);
@@ -368,6 +375,10 @@ impl Service {
             }
             let (next, pause) = self.next_creation_under(&instance, prepared.pacing, now).await?;
             if next > now {
+                if dedupe_key.is_some() && !look_first {
+                    look_first = true;
+                    continue;
+                }
                 let why = match pause {
                     Some(p) => format!("the network paused this number's group creation ({})", p.reason),
                     None => "this instance's pacing policy does not allow another group yet".to_owned(),
@@ -385,51 +396,43 @@ impl Service {
                 job.pinned_instance_id = Some(instance_id);
                 job.attempts = 1;
             }
-            // Among several nodes, this node's turn does not keep out the same creation sent to another node: the job
-            // goes in only if no such job went in meanwhile (the check and the insert in one transaction, in turn
-            // with the other nodes'), or the duplicate check runs again and finds it. One node (SQLite) has the turn
-            // alone, and records the job with its attempt below.
-            if self.instances.node().is_some() && dedupe_key.is_some() {
-                let insert = Change::InsertJobUnlessDuplicate { job: &job, since: now.minus(window), passed_over };
-                match self.outbox.try_commit(&[insert], &[self.outbox.job_event(&job, None)?]).await {
-                    Ok(()) => break (turn, job, on_its_node, true),
-                    // Another node recorded the same creation meanwhile: the duplicate check finds it next. Bounded,
-                    // should the two checks ever disagree.
-                    Err(DbError::NotFound) if recorded_elsewhere < 5 => {
-                        recorded_elsewhere += 1;
-                        drop(turn);
-                        continue;
-                    }
-                    Err(DbError::NotFound) => {
-                        return Err(ApiError::Conflict(
-                            "the same group is being created through another node; try again in a moment".into(),
-                        ));
-                    }
-                    Err(e) => return Err(e.into()),
+            // Under this number's turn on this node. Among several nodes the turn does not keep out the same creation
+            // sent to another node: there the check and the insert, one statement in a transaction that writes
+            // events, take turns with the other nodes' (see `Change::InsertJobUnlessDuplicate`).
+            let insert = match &dedupe_key {
+                Some(_) => Change::InsertJobUnlessDuplicate { job: &job, since: now.minus(window), passed_over },
+                None => Change::InsertJobs(std::slice::from_ref(&job)),
+            };
+            let inserted = self.outbox.job_event(&job, None)?;
+            let running = on_its_node.then(|| self.running_here(job.id));
+            // On this node, the job's row goes in with its attempt's, in one commit; a job for another node's number
+            // is queued for that node, under this node's turn, so that a repeat sent here meanwhile finds it.
+            let recorded = match on_its_node {
+                true => self.record_attempt(&job, instance_id, &[insert], &[inserted]).await.map(Some),
+                false => self.outbox.try_commit(&[insert], &[inserted]).await.map(|()| None),
+            };
+            match recorded {
+                Ok(attempt) => break (turn, job, running, attempt),
+                // A duplicate is in the window: the lookup finds it next. Bounded, should the two ever disagree.
+                Err(DbError::NotFound) if found_on_commit < 5 => {
+                    found_on_commit += 1;
+                    look_first = true;
                 }
+                Err(DbError::NotFound) => {
+                    return Err(ApiError::Conflict(
+                        "the same group is being created through another node; try again in a moment".into(),
+                    ));
+                }
+                Err(e) => return Err(e.into()),
             }
-            break (turn, job, on_its_node, false);
         };
-        if !on_its_node {
-            // Queued under this node's turn, so that a repeat sent here meanwhile finds it in the duplicate window;
-            // the turn is not held while another node creates.
-            if !recorded {
-                self.outbox
-                    .commit(&[Change::InsertJobs(std::slice::from_ref(&job))], &[self.outbox.job_event(&job, None)?])
-                    .await?;
-            }
+        let Some(attempt) = attempt else {
+            // The creation is the other node's to run; the turn is not held while it does.
             drop(turn);
             return self.create_on_its_node(job).await;
-        }
-        let _turn = turn;
-        let _running = self.running_here(job.id);
-        // The job's row goes in with its attempt's, in one commit (unless it went in already, above).
-        let inserted = self.outbox.job_event(&job, None)?;
-        let with_job = [Change::InsertJobs(std::slice::from_ref(&job))];
-        let (with_job, inserted): (&[Change<'_>], &[NewEvent]) =
-            if recorded { (&[], &[]) } else { (&with_job, std::slice::from_ref(&inserted)) };
-        let (attempted, ended) =
-            self.attempt(&job, instance_id, connector.as_ref(), &prepared.request, with_job, inserted).await?;
+        };
+        let (_turn, _running) = (turn, running);
+        let (attempted, ended) = self.attempt(&job, attempt, connector.as_ref(), &prepared.request).await?;
         match attempted {
             Attempted::Created(metadata, results) => {
                 let created =
@@ -823,8 +826,8 @@ impl Service {
             Err(DbError::NotFound) => return Ok(()),
             Err(e) => return Err(e.into()),
         }
-        let (attempted, ended) =
-            self.attempt(&job, instance.id, connector.as_ref(), &prepared.request, &[], &[]).await?;
+        let attempt = self.record_attempt(&job, instance.id, &[], &[]).await?;
+        let (attempted, ended) = self.attempt(&job, attempt, connector.as_ref(), &prepared.request).await?;
         match attempted {
             Attempted::Created(metadata, results) => {
                 let created =
@@ -873,19 +876,16 @@ impl Service {
         Ok(true)
     }
 
-    /// One network attempt, recorded before it is made, in one commit with `with` and `with_events` (a synchronous
-    /// creation's job row). A lost reply is looked for at once; limits pause the instance. Returns how it went and
-    /// the attempt's end: recorded here when it failed, and left to the caller to commit with the group's record and
-    /// the job's end when it created one (a crash before that leaves the job to be reconciled).
-    async fn attempt(
+    /// Records a network attempt on `instance_id` before it is made, in one commit with `with` and `with_events` (a
+    /// synchronous creation's job row). The store's error is kept for the caller: a duplicate found by that commit
+    /// (`NotFound`) is an answer to it.
+    async fn record_attempt(
         &self,
         job: &JobRecord,
         instance_id: InstanceId,
-        connector: &dyn convene_core::Connector,
-        request: &CreateGroupRequest,
         with: &[Change<'_>],
         with_events: &[NewEvent],
-    ) -> Result<(Attempted, CreationAttempt)> {
+    ) -> std::result::Result<CreationAttempt, DbError> {
         let attempt = CreationAttempt {
             id: Uuid::now_v7(),
             instance_id,
@@ -897,7 +897,22 @@ impl Service {
         };
         let mut changes = with.to_vec();
         changes.push(Change::InsertCreationAttempt(&attempt));
-        self.outbox.commit(&changes, with_events).await?;
+        self.outbox.try_commit(&changes, with_events).await?;
+        Ok(attempt)
+    }
+
+    /// The network attempt `record_attempt` recorded. A lost reply is looked for at once; limits pause the instance.
+    /// Returns how it went and the attempt's end: recorded here when it failed, and left to the caller to commit with
+    /// the group's record and the job's end when it created one (a crash before that leaves the job to be
+    /// reconciled).
+    async fn attempt(
+        &self,
+        job: &JobRecord,
+        attempt: CreationAttempt,
+        connector: &dyn convene_core::Connector,
+        request: &CreateGroupRequest,
+    ) -> Result<(Attempted, CreationAttempt)> {
+        let instance_id = attempt.instance_id;
         let (outcome, result) = match connector.create_group(request).await {
             Ok(created) => ("created", Attempted::Created(created.metadata, created.participants)),
             // The reply was lost: the group may exist. Look for it before anything else.

@@ -200,6 +200,28 @@ async fn another_subject_other_people_a_key_or_the_end_of_the_window_make_a_new_
 }
 
 #[tokio::test]
+async fn a_repeat_while_pacing_holds_the_number_back_gets_the_first_group_not_a_429() {
+    // Arrange: one group every five minutes, and one made just now.
+    let app = spawn_app().await;
+    let settings = json!({"pacing": {"min_interval_secs": 300, "burst": 1}});
+    let (status, body) = app.put(&format!("/v1/instances/{}/settings", app.instance_id), settings).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let first = app.create_group("Paced", &["+17137157533"]).await;
+
+    // Act
+    let body = json!({"instance_id": app.instance_id, "subject": "Paced", "participants": ["+17137157533"]});
+    let (repeat_status, repeat) = app.post("/v1/groups", body).await;
+    let other = json!({"instance_id": app.instance_id, "subject": "Not a repeat", "participants": ["+17137157533"]});
+    let (other_status, _) = app.post("/v1/groups", other).await;
+
+    // Assert: the repeat is answered from the first creation; a new one waits for pacing.
+    assert_eq!(repeat_status, StatusCode::CREATED, "{repeat}");
+    assert_eq!(repeat["group"]["id"], first["group"]["id"]);
+    assert_eq!(other_status, StatusCode::TOO_MANY_REQUESTS);
+    the_one_group(&app, InstanceId(app.instance_id), "Paced").await;
+}
+
+#[tokio::test]
 async fn a_repeat_after_the_number_left_the_first_group_makes_a_new_one() {
     // Arrange
     let app = spawn_app().await;

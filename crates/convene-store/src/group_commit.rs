@@ -7,11 +7,12 @@
 //! all, a failed one does not undo another caller's, and no caller hears success before the commit that holds its
 //! writes has returned.
 //!
-//! Writes seldom fail (a row taken meanwhile, a duplicate key), so a batch runs without a savepoint per write: a
-//! savepoint keeps the original of every page its write changes, which cost 8% of a creation's samples. When one does
-//! fail, the transaction is undone and the batch written again, each write in a savepoint of its own this time, so
-//! that a failed one is undone alone and the rest still commit together, with one sync. (Written in parts around
-//! each failure instead, a batch with many refused writes took a commit for nearly each of its writes.)
+//! Writes seldom fail (a row taken meanwhile, a duplicate key, a repeat caught in the duplicate window), so a batch
+//! runs without a savepoint per write: a savepoint keeps the original of every page its write changes, which cost 8%
+//! of a creation's samples. When one does fail, the transaction is undone and the batch written again, each write in
+//! a savepoint of its own this time, so that a failed one is undone alone and the rest still commit together, with
+//! one sync. (Written in parts around each failure instead, a batch with many refused writes took a commit for nearly
+//! each of its writes.)
 //!
 //! The committer works on its connection synchronously through rusqlite, on a thread of its own, rather than through
 //! sqlx: sqlx runs each statement as a round trip to its connection's worker thread, and a batch was a dozen

@@ -351,8 +351,8 @@ impl Service {
         // (`Change::InsertJobUnlessDuplicate`, checked by the commit that records the job, with the pages it reads
         // already in the writer's cache). The duplicate is looked up, on a read connection, once that commit has
         // found one, and before pacing refuses, so that a repeat gets the first one's answer even while the number
-        // may not create. (Looked up first, every creation paid a read whose cache every commit empties: it cost
-        // creation a quarter of its rate, and grew with the database; convene-bench.)
+        // may not create. (Looked up first, every creation paid a read whose page cache every commit empties: 65-90 us
+        // in an empty world, 130-170 us at 100,000 groups; convene-bench.)
         let mut look_first = false;
         let mut found_on_commit = 0;
         let stored = StoredRequest { group: new, synchronous: true };
@@ -420,7 +420,7 @@ impl Service {
                 }
                 Err(DbError::NotFound) => {
                     return Err(ApiError::Conflict(
-                        "the same group is being created through another node; try again in a moment".into(),
+                        "the same group is being created by another request; try again in a moment".into(),
                     ));
                 }
                 Err(e) => return Err(e.into()),

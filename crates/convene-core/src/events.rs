@@ -223,8 +223,9 @@ pub enum Change<'a> {
     /// running or succeeded (and, given `passed_over`, the id and creation time of a duplicate the caller decided to
     /// go past, newer than it in `find_duplicate_job`'s order): then the whole commit is refused with
     /// `DbError::NotFound`.
-    /// The check and the insert are one statement in a transaction that writes events, which on PostgreSQL wait for
-    /// each other (`Backend::events_in_turn`): of two nodes recording the same creation at once, one wins.
+    /// The check and the insert are one statement in a transaction that, on PostgreSQL, waits for its turn with the
+    /// others that check or write events (`Backend::events_in_turn`), events or not: of two nodes recording the same
+    /// creation at once, one wins.
     InsertJobUnlessDuplicate {
         job: &'a JobRecord,
         since: Timestamp,

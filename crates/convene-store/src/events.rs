@@ -99,10 +99,17 @@ fn event_statements(event: &NewEvent) -> [Statement; 2] {
     [insert, fan_out]
 }
 
+/// Whether a commit waits for its turn with the others that do (`Backend::events_in_turn`): one that writes events,
+/// which are read in `seq` order by readers that remember where they stopped, so they must commit in the order they
+/// took their `seq`; and one that checks for a duplicate creation and inserts it, which two nodes must not do at once
+/// (each would find none). The check does not rely on its callers also writing an event.
+fn takes_turn(changes: &[Change<'_>], events: &[NewEvent]) -> bool {
+    !events.is_empty() || changes.iter().any(|change| matches!(change, Change::InsertJobUnlessDuplicate { .. }))
+}
+
 pub(crate) async fn commit(db: &impl Backend, changes: &[Change<'_>], events: &[NewEvent]) -> DbResult<()> {
-    // Events are read in `seq` order by readers that remember where they stopped: where the backend needs it, the
-    // transactions that write them commit in the order they took their `seq`.
-    let mut statements: Vec<Statement> = db.events_in_turn().filter(|_| !events.is_empty()).into_iter().collect();
+    let mut statements: Vec<Statement> =
+        db.events_in_turn().filter(|_| takes_turn(changes, events)).into_iter().collect();
     statements.extend(changes.iter().flat_map(change_statements));
     statements.extend(events.iter().flat_map(event_statements));
     if statements.is_empty() {

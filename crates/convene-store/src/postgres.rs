@@ -129,7 +129,8 @@ async fn migrate(pool: &PgPool) -> DbResult<()> {
 impl Backend for PostgresStore {
     /// One event-writing transaction at a time, by a transaction-scoped advisory lock (any number, Convene's own):
     /// `seq` is taken at insert, so two transactions writing events at once could commit in the other order, and a
-    /// reader following the log by `seq` would pass the later one's event before the earlier one committed. Taken
+    /// reader following the log by `seq` would pass the later one's event before the earlier one committed. The
+    /// duplicate window's check-and-insert takes it too, so that two nodes cannot both find no duplicate. Taken
     /// first in the transaction, before any row lock, so that it cannot deadlock with them.
     fn events_in_turn(&self) -> Option<Statement> {
         Some(Statement::new("SELECT pg_advisory_xact_lock(7103014)"))

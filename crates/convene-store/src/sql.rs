@@ -150,8 +150,8 @@ pub(crate) trait Backend: Send + Sync {
     /// rolls everything back and fails with `DbError::NotFound`.
     async fn execute_all(&self, statements: Vec<Statement>) -> DbResult<()>;
 
-    /// What a transaction that writes events runs first, on a backend where transactions can commit in another
-    /// order than they took their events' `seq` (see `events::commit`).
+    /// What a transaction that writes events (or checks for a duplicate creation) runs first, on a backend where
+    /// transactions can commit in another order than they took their events' `seq` (see `events::takes_turn`).
     fn events_in_turn(&self) -> Option<Statement> {
         None
     }

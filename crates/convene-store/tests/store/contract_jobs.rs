@@ -192,7 +192,7 @@ fn queued(created_ms: i64) -> JobRecord {
 }
 
 /// A synchronous creation's job with the duplicate window's key `key`, in `state`.
-fn keyed(key: &str, state: JobState, created_ms: i64) -> JobRecord {
+pub(crate) fn keyed(key: &str, state: JobState, created_ms: i64) -> JobRecord {
     JobRecord { dedupe_key: Some(key.into()), state, ..queued(created_ms) }
 }
 

@@ -98,6 +98,40 @@ async fn replicas_starting_at_once_migrate_the_database_once() {
     .await;
 }
 
+/// Two nodes recording the same creation at once must not both find no duplicate: the check-and-insert waits for the
+/// turn the event log's writers take, also in a commit that writes no event of its own.
+#[tokio::test]
+async fn a_duplicate_check_that_writes_no_event_still_waits_for_its_turn() {
+    use convene_core::events::Change;
+    use convene_core::store::JobState;
+
+    on_fresh_database("a_duplicate_check_that_writes_no_event_still_waits_for_its_turn", |url| async move {
+        // Arrange: another transaction holds the turn.
+        let store = PostgresStore::connect(&url).await.unwrap();
+        let raw = PgPool::connect(&url).await.unwrap();
+        let mut holder = raw.begin().await.unwrap();
+        sqlx::query("SELECT pg_advisory_xact_lock(7103014)").execute(&mut *holder).await.unwrap();
+        let job = crate::contract_jobs::keyed("dk_turn", JobState::Running, 1_000);
+
+        // Act
+        let since = Timestamp::from_millis(0);
+        let insert = [Change::InsertJobUnlessDuplicate { job: &job, since, passed_over: None }];
+        let commit = store.commit(&insert, &[]);
+        tokio::pin!(commit);
+        let while_held = tokio::time::timeout(std::time::Duration::from_millis(500), &mut commit).await;
+        holder.commit().await.unwrap();
+        let after = tokio::time::timeout(std::time::Duration::from_secs(10), &mut commit).await;
+
+        // Assert
+        assert!(while_held.is_err(), "the check went ahead while another transaction held the turn: {while_held:?}");
+        after.expect("the check goes ahead once the turn is free").unwrap();
+        assert_eq!(store.get_job(job.id).await.unwrap(), job);
+        raw.close().await;
+        store.close().await;
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn a_url_for_another_database_is_refused() {
     // Act

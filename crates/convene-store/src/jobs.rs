@@ -41,23 +41,23 @@ macro_rules! select_jobs {
 }
 
 /// `SELECT $columns` of the jobs with the duplicate window's key `$key` created at or after `$since` (placeholders)
-/// that are queued, running or succeeded, searched through `jobs_by_dedupe_window` (migration 0015) in each 10 s of
+/// that are queued, running or succeeded, searched through `jobs_by_dedupe_window` (migration 0017) in each minute of
 /// the window, from `since`'s to the newest job's.
-/// - `created_at / 10000` is that index's expression word for word, or neither engine would use it.
+/// - `created_at / 60000` is that index's expression word for word, or neither engine would use it.
 /// - The buckets are joined to the jobs `CROSS JOIN`, which SQLite takes as the order of the loops: as `IN (…)`,
 ///   without statistics, it preferred `jobs_by_state`, a walk through every job of the window.
-/// - The buckets end 720 past `since`'s: `DUPLICATE_SEARCH_SECS` (checked below).
+/// - The buckets end 120 past `since`'s: `DUPLICATE_SEARCH_SECS` (checked below).
 macro_rules! duplicates_in_window {
     ($columns:expr, $key:literal, $since:literal) => {
         concat!(
             "WITH RECURSIVE window_buckets(bucket) AS (SELECT ",
             $since,
-            " / 10000 UNION ALL SELECT bucket + 1 FROM window_buckets \
-             WHERE bucket < (SELECT MAX(created_at) FROM jobs) / 10000 AND bucket < ",
+            " / 60000 UNION ALL SELECT bucket + 1 FROM window_buckets \
+             WHERE bucket < (SELECT MAX(created_at) FROM jobs) / 60000 AND bucket < ",
             $since,
-            " / 10000 + 720) SELECT ",
+            " / 60000 + 120) SELECT ",
             $columns,
-            " FROM window_buckets CROSS JOIN jobs WHERE created_at / 10000 = bucket AND dedupe_key = ",
+            " FROM window_buckets CROSS JOIN jobs WHERE created_at / 60000 = bucket AND dedupe_key = ",
             $key,
             " AND created_at >= ",
             $since,
@@ -66,7 +66,7 @@ macro_rules! duplicates_in_window {
     };
 }
 
-const _: () = assert!(720 * 10 == convene_core::store::DUPLICATE_SEARCH_SECS, "the buckets of `duplicates_in_window!`");
+const _: () = assert!(120 * 60 == convene_core::store::DUPLICATE_SEARCH_SECS, "the buckets of `duplicates_in_window!`");
 
 pub(crate) async fn instance_settings(db: &impl Backend, instance: InstanceId) -> DbResult<InstanceSettings> {
     row_cache::read_through(db.row_caches().map(|c| &c.instances.settings), instance, || async {

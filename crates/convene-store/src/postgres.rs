@@ -43,6 +43,7 @@ const MIGRATIONS: &[Migration] = &[
     (14, include_str!("../migrations/postgres/0014_job_lists.sql")),
     (15, include_str!("../migrations/postgres/0015_duplicate_window_by_time.sql")),
     (16, include_str!("../migrations/postgres/0016_jobs_partial_indexes.sql")),
+    (17, include_str!("../migrations/postgres/0017_duplicate_window_by_minute.sql")),
 ];
 
 /// The advisory lock key that migration transactions hold: "convene" in ASCII. Any process migrating a Convene
@@ -164,3 +165,79 @@ impl Backend for PostgresStore {
 }
 
 crate::delegate::impl_store!(PostgresStore);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The duplicate window's lookup and check search `jobs_by_dedupe_window` by both its columns on PostgreSQL too:
+    /// the statements' bucket expression must be the index's word for word, or the planner walks every keyed job by
+    /// the index's second column alone (as it does on an empty table: the test fills one and gathers statistics).
+    #[tokio::test]
+    async fn the_duplicate_window_is_searched_through_its_index() {
+        crate::on_scratch_database("the_duplicate_window_is_searched_through_its_index", |url| async move {
+            // Arrange: a migrated database
+            let store = PostgresStore::connect(&url).await.unwrap();
+            let mut connection = store.pool.acquire().await.unwrap();
+            let since = convene_core::Timestamp::from_millis(1_795_000_000_000);
+            let job = convene_core::store::JobRecord {
+                id: uuid::Uuid::nil(),
+                batch_id: None,
+                state: convene_core::store::JobState::Running,
+                instance_ids: vec![convene_core::InstanceId(7_000_000_001)],
+                pinned_instance_id: None,
+                request: "{}".into(),
+                creation_key: "ck".into(),
+                attempts: 1,
+                next_run_at: since,
+                needs_reconcile: false,
+                last_error: None,
+                result: None,
+                dedupe_key: Some("dk".into()),
+                created_at: since,
+                updated_at: since,
+            };
+            // Five minutes of keyed jobs, 20 a second, each key its own, with statistics.
+            let keyed: Vec<_> = (0..6000_i64)
+                .map(|n| convene_core::store::JobRecord {
+                    id: uuid::Uuid::now_v7(),
+                    creation_key: format!("ck{n}"),
+                    dedupe_key: Some(format!("{n:064x}")),
+                    created_at: convene_core::Timestamp::from_millis(since.as_millis() - 300_000 + n * 50),
+                    ..job.clone()
+                })
+                .collect();
+            for chunk in keyed.chunks(500) {
+                crate::jobs::insert_jobs(&store, chunk).await.unwrap();
+            }
+            sqlx::query("ANALYZE jobs").execute(&mut *connection).await.unwrap();
+            let window_start = convene_core::Timestamp::from_millis(since.as_millis() - 120_000);
+            let statements = [
+                crate::jobs::find_duplicate_job_statement("dk", window_start),
+                crate::jobs::insert_job_unless_duplicate_statement(&job, window_start, None),
+            ];
+
+            for statement in statements {
+                // Act
+                let explain = statement.prefixed("EXPLAIN");
+                let plan: Vec<String> = explain
+                    .query::<Postgres>()
+                    .fetch_all(&mut *connection)
+                    .await
+                    .unwrap()
+                    .iter()
+                    .map(|row| sqlx::Row::get(row, 0))
+                    .collect();
+
+                // Assert
+                let searched = plan.iter().any(|step| {
+                    step.contains("Index Cond: (((created_at / 60000) = ") && step.contains("(dedupe_key = ")
+                });
+                assert!(searched, "{}: {plan:#?}", explain.sql());
+            }
+            drop(connection);
+            store.close().await;
+        })
+        .await;
+    }
+}

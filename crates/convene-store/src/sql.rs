@@ -18,6 +18,7 @@ use crate::row_cache::{self, RowCaches};
 use crate::stored::{self, Columns};
 
 /// One value bound to a placeholder. Text is copied: the drivers copy it into their own buffers anyway.
+#[derive(Clone)]
 pub(crate) enum Arg {
     Text(Option<String>),
     Int(Option<i64>),
@@ -92,6 +93,13 @@ impl Statement {
     pub(crate) fn bind(mut self, value: impl Into<Arg>) -> Self {
         self.args.push(value.into());
         self
+    }
+
+    /// The same statement with its values, its text after `prefix` (`EXPLAIN`): for tests of query plans.
+    #[cfg(test)]
+    pub(crate) fn prefixed(&self, prefix: &str) -> Self {
+        let sql: &'static str = Box::leak(format!("{prefix} {}", self.sql).into_boxed_str());
+        Self { sql, args: self.args.clone(), must_change: self.must_change }
     }
 
     /// The statement as a sqlx query on `DB`. Values are bound as `Option`s so that a NULL keeps its type: PostgreSQL

@@ -49,6 +49,7 @@ const MIGRATIONS: &[Migration] = &[
     (14, include_str!("../migrations/sqlite/0014_job_lists.sql")),
     (15, include_str!("../migrations/sqlite/0015_duplicate_window_by_time.sql")),
     (16, include_str!("../migrations/sqlite/0016_jobs_partial_indexes.sql")),
+    (17, include_str!("../migrations/sqlite/0017_duplicate_window_by_minute.sql")),
 ];
 
 /// The committer's page cache: 8 MiB (negative: KiB), filled only as pages are read. 32 MiB kept creation no faster
@@ -466,7 +467,7 @@ mod tests {
         assert!(partial.ends_with("WHERE state = 'queued'"), "{partial}");
     }
 
-    /// The duplicate window's lookup searches its key in each ten seconds of the window: by the key first, each new
+    /// The duplicate window's lookup searches its key in each minute of the window: by the key first, each new
     /// key (a hash) went to a page anywhere in an index of every key ever made, and the checkpoints copied a page
     /// for nearly every creation once 100,000 groups existed (convene-bench).
     #[tokio::test]

@@ -831,7 +831,7 @@ macro_rules! every_case {
             deleting_an_instance_keeps_its_jobs_and_the_other_instances_records,
             an_attempt_that_was_not_sent_uses_no_pacing_budget,
             a_duplicate_is_the_newest_live_or_succeeded_job_with_the_key_inside_the_window,
-            a_duplicate_is_found_in_any_ten_seconds_of_a_long_window,
+            a_duplicate_is_found_in_any_minute_of_a_long_window,
             a_keyed_job_goes_in_only_when_no_duplicate_did_and_nothing_of_the_commit_is_written_otherwise,
             // events and webhook deliveries
             a_commit_writes_the_change_and_its_events_or_neither,

@@ -702,18 +702,19 @@ pub async fn a_duplicate_is_the_newest_live_or_succeeded_job_with_the_key_inside
     assert_eq!(store.find_duplicate_job("dk_c", at(0)).await.unwrap(), None);
 }
 
-/// The window is searched ten seconds at a time (`jobs_by_dedupe_window`): a duplicate is found in whichever of them
-/// it was made, up to the newest job's, and by the check-and-insert as by the lookup.
-pub async fn a_duplicate_is_found_in_any_ten_seconds_of_a_long_window(store: &dyn Store) {
+/// The window is searched a minute at a time (`jobs_by_dedupe_window`): a duplicate is found in whichever of them it
+/// was made, up to the newest job's, and by the check-and-insert as by the lookup.
+pub async fn a_duplicate_is_found_in_any_minute_of_a_long_window(store: &dyn Store) {
     use convene_core::events::Change;
-    // Arrange: `at(0)` begins ten seconds of their own; a window from 5 s, keyed jobs from before it to 2 minutes.
+    // Arrange: a window from 5 s, which is 45 s into a minute (`at(20_000)` begins the next), and keyed jobs from
+    // before it (in the same minute) to 2 minutes.
     let before = keyed("dk_w", JobState::Succeeded, 4_999);
     let first_seconds = keyed("dk_w", JobState::Succeeded, 9_999);
     let later = keyed("dk_w", JobState::Running, 64_321);
     let newest = keyed("dk_x", JobState::Succeeded, 119_999);
     store.insert_jobs(&[before, first_seconds.clone(), later.clone(), newest.clone()]).await.unwrap();
 
-    // Act and assert: in the newest job's ten seconds, and in the window's first and middle ones.
+    // Act and assert: in the newest job's minute, and in the window's first and middle ones.
     assert_eq!(store.find_duplicate_job("dk_x", at(5_000)).await.unwrap(), Some(newest.clone()));
     assert_eq!(store.find_duplicate_job("dk_w", at(5_000)).await.unwrap(), Some(later.clone()));
     store.insert_jobs(&[queued(125_000)]).await.unwrap();

@@ -397,8 +397,8 @@ impl Service {
                 job.attempts = 1;
             }
             // Under this number's turn on this node. Among several nodes the turn does not keep out the same creation
-            // sent to another node: there the check and the insert, one statement in a transaction that writes
-            // events, take turns with the other nodes' (see `Change::InsertJobUnlessDuplicate`).
+            // sent to another node: there the check and the insert, one statement, take turns with the other nodes'
+            // in the event log's turn, which the store takes for them (see `Change::InsertJobUnlessDuplicate`).
             let insert = match &dedupe_key {
                 Some(_) => Change::InsertJobUnlessDuplicate { job: &job, since: now.minus(window), passed_over },
                 None => Change::InsertJobs(std::slice::from_ref(&job)),

@@ -118,12 +118,24 @@ async fn a_duplicate_check_that_writes_no_event_still_waits_for_its_turn() {
         let insert = [Change::InsertJobUnlessDuplicate { job: &job, since, passed_over: None }];
         let commit = store.commit(&insert, &[]);
         tokio::pin!(commit);
-        let while_held = tokio::time::timeout(std::time::Duration::from_millis(500), &mut commit).await;
+        // Until the server shows the commit waiting for the lock, or the commit ends without having waited.
+        let waiting = async {
+            let waiters = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted";
+            while sqlx::query_scalar::<_, i64>(waiters).fetch_one(&raw).await.unwrap() == 0 {
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+        };
+        let while_held = tokio::select! {
+            done = &mut commit => Err(format!("the check went ahead while another transaction held the turn: {done:?}")),
+            waited = tokio::time::timeout(std::time::Duration::from_secs(10), waiting) => {
+                waited.map_err(|_| "the check neither waited nor went ahead within 10 s".to_owned())
+            }
+        };
         holder.commit().await.unwrap();
         let after = tokio::time::timeout(std::time::Duration::from_secs(10), &mut commit).await;
 
         // Assert
-        assert!(while_held.is_err(), "the check went ahead while another transaction held the turn: {while_held:?}");
+        while_held.unwrap();
         after.expect("the check goes ahead once the turn is free").unwrap();
         assert_eq!(store.get_job(job.id).await.unwrap(), job);
         raw.close().await;

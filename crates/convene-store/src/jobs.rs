@@ -257,6 +257,28 @@ pub(crate) fn insert_job_unless_duplicate_statement(
         .must_change()
 }
 
+/// A running job made at `since` with the duplicate window's key `key`: the statements' plans are tested with it.
+#[cfg(test)]
+pub(crate) fn running_job_keyed(key: &str, since: Timestamp) -> JobRecord {
+    JobRecord {
+        id: Uuid::nil(),
+        batch_id: None,
+        state: JobState::Running,
+        instance_ids: vec![InstanceId(7_000_000_001)],
+        pinned_instance_id: None,
+        request: "{}".into(),
+        creation_key: "ck".into(),
+        attempts: 1,
+        next_run_at: since,
+        needs_reconcile: false,
+        last_error: None,
+        result: None,
+        dedupe_key: Some(key.into()),
+        created_at: since,
+        updated_at: since,
+    }
+}
+
 pub(crate) async fn find_duplicate_job(
     db: &impl Backend,
     dedupe_key: &str,

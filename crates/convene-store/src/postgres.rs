@@ -180,23 +180,7 @@ mod tests {
             let store = PostgresStore::connect(&url).await.unwrap();
             let mut connection = store.pool.acquire().await.unwrap();
             let since = convene_core::Timestamp::from_millis(1_795_000_000_000);
-            let job = convene_core::store::JobRecord {
-                id: uuid::Uuid::nil(),
-                batch_id: None,
-                state: convene_core::store::JobState::Running,
-                instance_ids: vec![convene_core::InstanceId(7_000_000_001)],
-                pinned_instance_id: None,
-                request: "{}".into(),
-                creation_key: "ck".into(),
-                attempts: 1,
-                next_run_at: since,
-                needs_reconcile: false,
-                last_error: None,
-                result: None,
-                dedupe_key: Some("dk".into()),
-                created_at: since,
-                updated_at: since,
-            };
+            let job = crate::jobs::running_job_keyed("dk", since);
             // Five minutes of keyed jobs, 20 a second, each key its own, with statistics.
             let keyed: Vec<_> = (0..6000_i64)
                 .map(|n| convene_core::store::JobRecord {

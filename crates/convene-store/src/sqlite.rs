@@ -475,23 +475,7 @@ mod tests {
         // Arrange: a migrated database
         let (_dir, connection) = migrated_database().await;
         let since = convene_core::Timestamp::from_millis(1_795_000_000_000);
-        let job = convene_core::store::JobRecord {
-            id: uuid::Uuid::nil(),
-            batch_id: None,
-            state: convene_core::store::JobState::Running,
-            instance_ids: vec![convene_core::InstanceId(7_000_000_001)],
-            pinned_instance_id: None,
-            request: "{}".into(),
-            creation_key: "ck".into(),
-            attempts: 1,
-            next_run_at: since,
-            needs_reconcile: false,
-            last_error: None,
-            result: None,
-            dedupe_key: Some("dk".into()),
-            created_at: since,
-            updated_at: since,
-        };
+        let job = crate::jobs::running_job_keyed("dk", since);
         let statements = [
             crate::jobs::find_duplicate_job_statement("dk", since),
             crate::jobs::insert_job_unless_duplicate_statement(&job, since, None),

@@ -219,11 +219,15 @@ async fn harness(
             turns.reverse();
         }
         for (world, times) in turns {
-            times.add(load_times(seconds, connections, |_, _| world.create(|n| n)).await?);
+            let cpu_before = process_cpu();
+            let turn = load_times(seconds, connections, |_, _| world.create(|n| n)).await?;
+            let cpu = cpu_before.zip(process_cpu()).and_then(|(before, after)| after.checked_sub(before));
+            times.add(turn, cpu);
         }
         empty_groups = empty_groups.max(empty.created.load(Ordering::Relaxed));
         empty.stop().await?;
     }
+    let cpu_per_creation = (after_prefill.cpu_per_answer(), in_empty.cpu_per_answer());
     let (create_after, create_empty) = (after_prefill.into_load(), in_empty.into_load());
     server.stop().await?;
 
@@ -292,8 +296,17 @@ async fn harness(
         &create_after,
         &format!(
             "the same in empty worlds, in turns with it: {:.0}/s (a new server each turn, up to {empty_groups} \
-             groups)",
-            create_empty.per_second
+             groups{})",
+            create_empty.per_second,
+            match cpu_per_creation {
+                (Some(after), Some(empty)) => format!(
+                    "; the bench process's CPU per creation, client and servers: {} µs here, {} µs in the empty \
+                     worlds",
+                    after.as_micros(),
+                    empty.as_micros()
+                ),
+                _ => String::new(),
+            }
         ),
         create_empty.per_second,
         "≥ 0.9 (at 100,000)",
@@ -424,22 +437,49 @@ impl BenchServer {
     }
 }
 
-/// Answer times gathered over several turns of `load_times`, and the time they took together.
+/// Answer times gathered over several turns of `load_times`, the time they took together, and the CPU time this
+/// process spent in them.
 #[derive(Default)]
 struct Turns {
     times: Vec<Duration>,
     elapsed: Duration,
+    cpu: Duration,
+    /// A turn whose CPU time could not be read (off Linux).
+    cpu_unread: bool,
 }
 
 impl Turns {
-    fn add(&mut self, (times, elapsed): (Vec<Duration>, Duration)) {
+    /// Adds a turn and the process's CPU time in it.
+    fn add(&mut self, (times, elapsed): (Vec<Duration>, Duration), cpu: Option<Duration>) {
         self.times.extend(times);
         self.elapsed += elapsed;
+        match cpu {
+            Some(cpu) => self.cpu += cpu,
+            None => self.cpu_unread = true,
+        }
+    }
+
+    /// The process's CPU time per answer over the turns.
+    fn cpu_per_answer(&self) -> Option<Duration> {
+        let answers = u32::try_from(self.times.len()).ok().filter(|n| *n > 0)?;
+        (!self.cpu_unread).then(|| self.cpu / answers)
     }
 
     fn into_load(self) -> Load {
         Load::of(self.times, self.elapsed)
     }
+}
+
+/// The CPU time this process has used, in all its threads (user and system), from `/proc/self/stat`, whose times
+/// are in USER_HZ ticks: 100 a second on Linux (`sysconf(_SC_CLK_TCK)`, fixed for this interface). `None` off Linux.
+fn process_cpu() -> Option<Duration> {
+    const TICKS_PER_SECOND: u64 = 100;
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields 14 and 15 (utime, stime), counted after the command's name, which may hold spaces but ends at the last
+    // parenthesis.
+    let mut fields = stat.rsplit_once(')')?.1.split_whitespace().skip(11);
+    let ticks = fields.next()?.parse::<u64>().ok()? + fields.next()?.parse::<u64>().ok()?;
+    Some(Duration::from_millis(ticks * 1000 / TICKS_PER_SECOND))
 }
 
 /// Runs `request` from `connections` tasks for `seconds`, each waiting for its answer before the next; every answer
@@ -647,4 +687,43 @@ async fn raw_postgres_transactions(url: &str, seconds: Duration, connections: us
     let rate = done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64();
     pool.close().await;
     Ok(rate)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    #[cfg_attr(not(target_os = "linux"), ignore = "reads /proc/self/stat, which Linux has")]
+    fn the_process_cpu_time_grows_with_the_work_this_process_does() {
+        // Arrange
+        let start = process_cpu().expect("/proc/self/stat is read");
+        let deadline = Instant::now() + Duration::from_secs(20);
+
+        // Act: spin until 200 ms more of CPU time is read, or the deadline.
+        let mut spins = 0u64;
+        let mut read = start;
+        while read < start + Duration::from_millis(200) && Instant::now() < deadline {
+            for _ in 0..100_000 {
+                spins = std::hint::black_box(spins.wrapping_add(1));
+            }
+            read = process_cpu().unwrap();
+        }
+
+        // Assert
+        assert!(read >= start + Duration::from_millis(200), "read {read:?} after {start:?}");
+    }
+
+    #[test]
+    fn cpu_per_answer_is_the_turns_cpu_over_their_answers_and_unknown_if_a_turn_could_not_be_read() {
+        let answers = |n: usize| (vec![Duration::from_millis(1); n], Duration::from_secs(1));
+        let mut turns = Turns::default();
+        turns.add(answers(3), Some(Duration::from_millis(30)));
+        turns.add(answers(1), Some(Duration::from_millis(10)));
+        assert_eq!(turns.cpu_per_answer(), Some(Duration::from_millis(10)));
+
+        turns.add(answers(1), None);
+        assert_eq!(turns.cpu_per_answer(), None);
+        assert_eq!(Turns::default().cpu_per_answer(), None, "no answers");
+    }
 }

@@ -220,14 +220,18 @@ async fn harness(
         }
         for (world, times) in turns {
             let cpu_before = process_cpu();
-            let turn = load_times(seconds, connections, |_, _| world.create(|n| n)).await?;
+            let answers = load_times(seconds, connections, |_, _| world.create(|n| n)).await?;
             let cpu = cpu_before.zip(process_cpu()).and_then(|(before, after)| after.checked_sub(before));
-            times.add(turn, cpu);
+            times.add(answers, cpu);
         }
         empty_groups = empty_groups.max(empty.created.load(Ordering::Relaxed));
         empty.stop().await?;
     }
-    let cpu_per_creation = (after_prefill.cpu_per_answer(), in_empty.cpu_per_answer());
+    // On PostgreSQL most of a creation's CPU is the database server's, in processes of its own.
+    let cpu_per_creation = match on_postgres {
+        false => (after_prefill.cpu_per_answer(), in_empty.cpu_per_answer()),
+        true => (None, None),
+    };
     let (create_after, create_empty) = (after_prefill.into_load(), in_empty.into_load());
     server.stop().await?;
 
@@ -300,8 +304,8 @@ async fn harness(
             create_empty.per_second,
             match cpu_per_creation {
                 (Some(after), Some(empty)) => format!(
-                    "; the bench process's CPU per creation, client and servers: {} µs here, {} µs in the empty \
-                     worlds",
+                    "; the bench process's CPU per creation, client and servers: {} µs at {groups_before} groups, \
+                     {} µs in the empty worlds",
                     after.as_micros(),
                     empty.as_micros()
                 ),
@@ -444,7 +448,7 @@ struct Turns {
     times: Vec<Duration>,
     elapsed: Duration,
     cpu: Duration,
-    /// A turn whose CPU time could not be read (off Linux).
+    /// Whether a turn's CPU time could not be read (off Linux, or a reading that went backwards).
     cpu_unread: bool,
 }
 
@@ -473,10 +477,13 @@ impl Turns {
 /// The CPU time this process has used, in all its threads (user and system), from `/proc/self/stat`, whose times
 /// are in USER_HZ ticks: 100 a second on Linux (`sysconf(_SC_CLK_TCK)`, fixed for this interface). `None` off Linux.
 fn process_cpu() -> Option<Duration> {
+    cpu_time_of_stat(&std::fs::read_to_string("/proc/self/stat").ok()?)
+}
+
+/// The user and system time in a `/proc/<pid>/stat` line: its fields 14 and 15 (utime, stime), counted after the
+/// command's name, which may hold spaces and parentheses but ends at the line's last parenthesis.
+fn cpu_time_of_stat(stat: &str) -> Option<Duration> {
     const TICKS_PER_SECOND: u64 = 100;
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    // Fields 14 and 15 (utime, stime), counted after the command's name, which may hold spaces but ends at the last
-    // parenthesis.
     let mut fields = stat.rsplit_once(')')?.1.split_whitespace().skip(11);
     let ticks = fields.next()?.parse::<u64>().ok()? + fields.next()?.parse::<u64>().ok()?;
     Some(Duration::from_millis(ticks * 1000 / TICKS_PER_SECOND))
@@ -715,15 +722,29 @@ mod tests {
     }
 
     #[test]
-    fn cpu_per_answer_is_the_turns_cpu_over_their_answers_and_unknown_if_a_turn_could_not_be_read() {
+    fn the_cpu_time_is_read_from_the_fields_after_the_name_in_user_hz_ticks() {
+        // A name holding ") " and digits; utime 250 and stime 30 ticks, cutime and cstime (children) left out.
+        let stat = "42 (a) 7 8) R 1 42 42 0 -1 4194304 10 0 0 0 250 30 999 999 20 0 3 0 100 1000 200";
+
+        assert_eq!(cpu_time_of_stat(stat), Some(Duration::from_millis(2800)));
+        assert_eq!(cpu_time_of_stat("42 (a) R 1"), None, "a line cut short");
+    }
+
+    #[test]
+    fn cpu_per_answer_is_the_turns_cpu_over_all_their_answers_and_unknown_if_a_turn_could_not_be_read() {
+        // Arrange: 30 ms over 3 answers, then 30 ms over 1 (the mean of the two turns' own figures would be 20 ms).
         let answers = |n: usize| (vec![Duration::from_millis(1); n], Duration::from_secs(1));
         let mut turns = Turns::default();
         turns.add(answers(3), Some(Duration::from_millis(30)));
-        turns.add(answers(1), Some(Duration::from_millis(10)));
-        assert_eq!(turns.cpu_per_answer(), Some(Duration::from_millis(10)));
+        turns.add(answers(1), Some(Duration::from_millis(30)));
 
+        // Act
+        let per_answer = turns.cpu_per_answer();
         turns.add(answers(1), None);
-        assert_eq!(turns.cpu_per_answer(), None);
+
+        // Assert
+        assert_eq!(per_answer, Some(Duration::from_millis(15)));
+        assert_eq!(turns.cpu_per_answer(), None, "a turn whose CPU time was not read");
         assert_eq!(Turns::default().cpu_per_answer(), None, "no answers");
     }
 }

@@ -9,8 +9,8 @@
 //!   just before a commit must not overwrite the state that commit put in;
 //! - a commit that failed drops the groups it touched (SQLite may have kept them or not).
 //!
-//! Past its bounds it lets go of the group read or put least recently: the groups being read stay, however many
-//! others are created meanwhile. (Letting go of an arbitrary one instead, the first in the map's order, made the
+//! Past its bounds it lets go of the group read or put least recently: a group read again before 4,096 others were
+//! used stays, however many others are created or read meanwhile. (Letting go of an arbitrary one instead, the first in the map's order, made the
 //! groups convene-bench reads push each other out: 55% of its reads missed at 4,096 groups held.)
 //!
 //! A world kept in PostgreSQL has no such cache: other nodes change it.
@@ -204,6 +204,26 @@ mod tests {
         let held: usize = cache.lock().by_jid.iter().map(|(_, g)| weight(g)).sum();
         assert_eq!(cache.lock().people, held);
         assert_eq!(subject(&cache, &group(last, "", 1)).as_deref(), Some("many"));
+    }
+
+    #[test]
+    fn groups_read_after_a_miss_do_not_push_each_other_out() {
+        let cache = GroupCache::default();
+        let most = u32::try_from(MOST_GROUPS).unwrap();
+        cache.committed((0..most).map(|n| group(n, "old", 1)).collect());
+        // As convene-bench reads 200 groups made long before: each miss reads the row and keeps it.
+        let read = || (most..most + 200).map(|n| group(n, "read", 1));
+        for row in read() {
+            let missed = cache.get(&row.info().jid).unwrap_err();
+            cache.keep(missed, &row);
+        }
+
+        let missed_again = read().filter(|row| cache.get(&row.info().jid).is_err()).count();
+
+        assert_eq!(missed_again, 0);
+        let cached = cache.lock();
+        let held: usize = cached.by_jid.iter().map(|(_, g)| weight(g)).sum();
+        assert_eq!((cached.by_jid.len(), cached.people), (MOST_GROUPS, held));
     }
 
     #[test]

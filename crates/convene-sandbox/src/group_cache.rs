@@ -10,8 +10,9 @@
 //! - a commit that failed drops the groups it touched (SQLite may have kept them or not).
 //!
 //! Past its bounds it lets go of the group read or put least recently: a group read again before 4,096 others were
-//! used stays, however many others are created or read meanwhile. (Letting go of an arbitrary one instead, the first in the map's order, made the
-//! groups convene-bench reads push each other out: 55% of its reads missed at 4,096 groups held.)
+//! used stays, however many others are created or read meanwhile. (Letting go of an arbitrary one instead, the first
+//! in the map's order, made the groups convene-bench reads push each other out: 55% of its reads missed at 4,096
+//! groups held.)
 //!
 //! A world kept in PostgreSQL has no such cache: other nodes change it.
 

@@ -324,9 +324,9 @@ mod tests {
     #[test]
     fn sqlite_is_built_with_a_page_cache_of_its_own_for_each_connection() {
         // Built with SQLITE_ENABLE_MEMORY_MANAGEMENT (libsqlite3-sys's bundled default, which `.cargo/config.toml`
-        // undoes), the page caches of every connection in the process share one pool: the committer kept 17,000
-        // pages against its 1,982 while other connections' went unused, and every commit that renumbered a page
-        // walked its grown hash table (convene-bench; docs/performance.md, "Growth, the shared page cache").
+        // undoes), the page caches of every connection in the process share one pool: the committer took over pages
+        // the other connections had not used lately, 17,000 against its 1,982, and every commit that renumbered a
+        // page walked its grown hash table (convene-bench; docs/performance.md, "Growth, the shared page cache").
         let connection = rusqlite::Connection::open_in_memory().unwrap();
 
         let options: Vec<String> = connection
@@ -339,8 +339,7 @@ mod tests {
 
         // The bundled library (built with API_ARMOR), which sqlx links for this crate, not the system's.
         assert!(options.iter().any(|o| o == "ENABLE_API_ARMOR"), "{options:?}");
-        // A target directory built before `.cargo/config.toml` said so may keep the old library: `cargo clean -p
-        // libsqlite3-sys` rebuilds it.
+        // A LIBSQLITE3_FLAGS set in the environment replaces `.cargo/config.toml`'s: it must keep the `-U`.
         assert!(!options.iter().any(|o| o == "ENABLE_MEMORY_MANAGEMENT"), "{options:?}");
     }
 

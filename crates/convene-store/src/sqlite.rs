@@ -323,10 +323,8 @@ mod tests {
 
     #[test]
     fn sqlite_is_built_with_a_page_cache_of_its_own_for_each_connection() {
-        // Built with SQLITE_ENABLE_MEMORY_MANAGEMENT (libsqlite3-sys's bundled default, which `.cargo/config.toml`
-        // undoes), the page caches of every connection in the process share one pool: the committer took over pages
-        // the other connections had not used lately, 17,000 against its 1,982, and every commit that renumbered a
-        // page walked its grown hash table (convene-bench; docs/performance.md, "Growth, the shared page cache").
+        // Why SQLite is built without SQLITE_ENABLE_MEMORY_MANAGEMENT (a page cache pooled across connections):
+        // `.cargo/config.toml`.
         let connection = rusqlite::Connection::open_in_memory().unwrap();
 
         let options: Vec<String> = connection

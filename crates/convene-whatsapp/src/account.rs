@@ -215,7 +215,22 @@ impl Account {
 
     /// Stops the session; the stored state stays, and the session's keys take no more writes.
     pub(crate) async fn stop(&self) {
-        let session = self.session.lock().await.take();
+        let mut session = self.session.lock().await;
+        self.stop_holding(&mut session).await;
+    }
+
+    /// Stops the session and deletes the device's keys, holding the session's lock throughout: a start waiting
+    /// meanwhile (`open`'s, say) would otherwise load the keys about to be deleted, and its session would run on the
+    /// old identity, its keys writing them back.
+    async fn stop_and_forget_keys(&self) -> Result<(), ConnectorError> {
+        let mut session = self.session.lock().await;
+        self.stop_holding(&mut session).await;
+        self.forget_keys().await
+    }
+
+    /// [`Account::stop`], for a caller that holds the session's lock.
+    async fn stop_holding(&self, session: &mut Option<Session>) {
+        let session = session.take();
         *self.client.lock().unwrap_or_else(PoisonError::into_inner) = None;
         *self.dial.lock().unwrap_or_else(PoisonError::into_inner) = None;
         match session {
@@ -247,8 +262,7 @@ impl Account {
         if let Some(client) = self.client() {
             client.logout().await;
         }
-        self.stop().await;
-        let forgotten = self.forget_keys().await;
+        let forgotten = self.stop_and_forget_keys().await;
         self.unlinking.store(false, Ordering::SeqCst);
         forgotten
     }
@@ -347,8 +361,7 @@ impl Account {
                 // The phone unlinked this device: its keys are useless. Start a fresh pairing off this task.
                 let account = Arc::clone(self);
                 tokio::spawn(async move {
-                    account.stop().await;
-                    if let Err(e) = account.forget_keys().await {
+                    if let Err(e) = account.stop_and_forget_keys().await {
                         tracing::error!(instance = %account.id, "{e}");
                     }
                     if let Err(e) = account.start().await {

@@ -310,7 +310,7 @@ impl Recorder {
 }
 
 struct Offline {
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     store: Arc<convene_store::SqliteStore>,
     accounts: Arc<WhatsappAccounts>,
     clock: ManualClock,
@@ -345,7 +345,7 @@ async fn accounts(connect: bool) -> Offline {
         Arc::new(clock.clone()),
         Arc::clone(&events) as Arc<dyn ConnectorReports>,
     );
-    Offline { _dir: dir, store, accounts, clock, events }
+    Offline { dir, store, accounts, clock, events }
 }
 
 #[tokio::test]
@@ -459,6 +459,43 @@ async fn device_state_survives_a_restart_and_logout_deletes_it() {
     c.logout().await.unwrap();
     assert_eq!(c.own_number().await, None, "a new, unpaired device after logout");
     assert_eq!(c.state().await, InstanceState::Disconnected);
+    let keys = DeviceKeys::new(
+        Arc::clone(&o.store) as Arc<dyn convene_core::DeviceKeyStore>,
+        storage(&o.store).sealer,
+        InstanceId(3),
+    );
+    let device = whatsapp_rust::wacore::store::traits::DeviceStore::load(&keys).await.unwrap();
+    assert!(device.is_none_or(|d| d.pn.is_none()), "the linked identity's keys are gone");
+}
+
+/// A start asked for while a logout deletes the keys (`open`'s, which runs in the background) waits for the
+/// deletion: it used to load the keys about to be deleted, so that the number came back up as the old identity.
+#[tokio::test]
+async fn a_start_asked_for_during_a_logout_comes_up_as_a_new_device() {
+    let o = offline().await;
+    link_device(&o, InstanceId(3), "12015550101").await;
+    let c = o.accounts.open_and_wait(InstanceId(3)).await.unwrap();
+    assert_eq!(c.own_number().await, Some(phone(101)));
+
+    // Another connection holds the database's write lock, so the logout's deletion of the keys waits for it.
+    let holder = rusqlite::Connection::open(o.dir.path().join("convene.db")).unwrap();
+    holder.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let logout = tokio::spawn({
+        let c = c.clone();
+        async move { c.logout().await }
+    });
+    // The session is stopped (no client any more) and the keys are not deleted yet: ask for a start then.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while c.own_number().await.is_some() {
+        assert!(std::time::Instant::now() < deadline, "the logout did not stop the session");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    drop(o.accounts.open(InstanceId(3)));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    holder.execute_batch("COMMIT").unwrap();
+    logout.await.unwrap().unwrap();
+
+    assert_eq!(c.own_number().await, None, "a new, unpaired device after logout");
     let keys = DeviceKeys::new(
         Arc::clone(&o.store) as Arc<dyn convene_core::DeviceKeyStore>,
         storage(&o.store).sealer,

@@ -51,8 +51,12 @@ pub(crate) struct Account {
     clock: Arc<dyn Clock>,
     events: Arc<dyn ConnectorReports>,
     status: Mutex<Status>,
+    /// The running session. Its lock is held while a session starts, while one stops (to the library's last flush),
+    /// and from unlinking a device to its new session's start, so that no start comes in between.
     session: tokio::sync::Mutex<Option<Session>>,
-    /// The client, readable without waiting on `session` (which `start` holds while building).
+    /// Set once the account is closed or removed here: a start waiting meanwhile, or asked for later, does nothing.
+    retired: AtomicBool,
+    /// The client, readable without waiting on `session`.
     client: Mutex<Option<Arc<Client>>>,
     /// Set while we unlink the device ourselves, so the library's `LoggedOut` for it does not start a new session.
     unlinking: AtomicBool,
@@ -79,6 +83,7 @@ impl Account {
             events,
             status: Mutex::new(Status { state: InstanceState::Starting, qr: None }),
             session: tokio::sync::Mutex::default(),
+            retired: AtomicBool::new(false),
             client: Mutex::default(),
             unlinking: AtomicBool::new(false),
             dial: Mutex::default(),
@@ -164,10 +169,16 @@ impl Account {
         settled
     }
 
-    /// Opens the stored device state (a new device when there is none) and starts the session.
+    /// Opens the stored device state (a new device when there is none) and starts the session, unless one runs or
+    /// the account is retired.
     pub(crate) async fn start(self: &Arc<Self>) -> Result<(), String> {
         let mut session = self.session.lock().await;
-        if session.is_some() {
+        self.start_locked(&mut session).await
+    }
+
+    /// [`Account::start`], for a caller that holds the session's lock.
+    async fn start_locked(self: &Arc<Self>, session: &mut Option<Session>) -> Result<(), String> {
+        if session.is_some() || self.retired.load(Ordering::SeqCst) {
             return Ok(());
         }
         let backend: Arc<dyn Backend> = match &self.keeping {
@@ -216,20 +227,16 @@ impl Account {
     /// Stops the session; the stored state stays, and the session's keys take no more writes.
     pub(crate) async fn stop(&self) {
         let mut session = self.session.lock().await;
-        self.stop_holding(&mut session).await;
+        self.stop_locked(&mut session).await;
     }
 
-    /// Stops the session and deletes the device's keys, holding the session's lock throughout: a start waiting
-    /// meanwhile (`open`'s, say) would otherwise load the keys about to be deleted, and its session would run on the
-    /// old identity, its keys writing them back.
-    async fn stop_and_forget_keys(&self) -> Result<(), ConnectorError> {
-        let mut session = self.session.lock().await;
-        self.stop_holding(&mut session).await;
-        self.forget_keys().await
+    /// Keeps every start from now on, and any waiting, from running a session here: the account is closed or removed.
+    pub(crate) fn retire(&self) {
+        self.retired.store(true, Ordering::SeqCst);
     }
 
     /// [`Account::stop`], for a caller that holds the session's lock.
-    async fn stop_holding(&self, session: &mut Option<Session>) {
+    async fn stop_locked(&self, session: &mut Option<Session>) {
         let session = session.take();
         *self.client.lock().unwrap_or_else(PoisonError::into_inner) = None;
         *self.dial.lock().unwrap_or_else(PoisonError::into_inner) = None;
@@ -251,24 +258,34 @@ impl Account {
 
     /// Unlinks the device, deletes its keys and starts over with a new device (a new pairing).
     pub(crate) async fn logout(self: &Arc<Self>) -> Result<(), ConnectorError> {
-        self.unlink().await?;
+        let mut session = self.session.lock().await;
+        self.unlink_locked(&mut session).await?;
         self.set_state(InstanceState::LoggedOut);
-        self.start().await.map_err(ConnectorError::Other)
+        self.start_locked(&mut session).await.map_err(ConnectorError::Other)
     }
 
     /// Tells WhatsApp to unlink the device (when it can), stops the session and deletes the keys.
     pub(crate) async fn unlink(&self) -> Result<(), ConnectorError> {
+        let mut session = self.session.lock().await;
+        self.unlink_locked(&mut session).await
+    }
+
+    /// [`Account::unlink`], for a caller that holds the session's lock: a start let in before the keys are deleted
+    /// (`open`'s, which runs in the background) would load them, and its session would run on the old identity.
+    async fn unlink_locked(&self, session: &mut Option<Session>) -> Result<(), ConnectorError> {
         self.unlinking.store(true, Ordering::SeqCst);
         if let Some(client) = self.client() {
             client.logout().await;
         }
-        let forgotten = self.stop_and_forget_keys().await;
+        self.stop_locked(session).await;
+        let forgotten = self.forget_keys().await;
         self.unlinking.store(false, Ordering::SeqCst);
         forgotten
     }
 
     /// Deletes the device's keys, and an earlier version's file of them or its imported backup: the keys are gone.
-    /// Called once the session is stopped, so that nothing of it writes them again.
+    /// Called with the session stopped and its lock held (or on an account never started), so that nothing of it
+    /// writes them again and no start loads them meanwhile.
     pub(crate) async fn forget_keys(&self) -> Result<(), ConnectorError> {
         let Keeping::Database { storage, legacy_file } = &self.keeping else { return Ok(()) };
         let forgotten = storage.store.forget_device_keys(self.id).await;
@@ -361,10 +378,14 @@ impl Account {
                 // The phone unlinked this device: its keys are useless. Start a fresh pairing off this task.
                 let account = Arc::clone(self);
                 tokio::spawn(async move {
-                    if let Err(e) = account.stop_and_forget_keys().await {
-                        tracing::error!(instance = %account.id, "{e}");
-                    }
-                    if let Err(e) = account.start().await {
+                    let mut session = account.session.lock().await;
+                    account.stop_locked(&mut session).await;
+                    // With the keys still there, a new session would come up as the identity just unlinked.
+                    let started = match account.forget_keys().await {
+                        Ok(()) => account.start_locked(&mut session).await,
+                        Err(e) => Err(e.to_string()),
+                    };
+                    if let Err(e) = started {
                         tracing::error!(instance = %account.id, "{e}");
                     }
                 });

@@ -108,7 +108,10 @@ impl WhatsappAccounts {
     pub async fn remove(&self, id: InstanceId) -> Result<(), convene_core::ConnectorError> {
         let account = self.accounts.lock().unwrap_or_else(PoisonError::into_inner).remove(&id);
         match account {
-            Some(account) => account.unlink().await,
+            Some(account) => {
+                account.retire();
+                account.unlink().await
+            }
             None => self.new_account(id).forget_keys().await,
         }
     }
@@ -118,6 +121,7 @@ impl WhatsappAccounts {
     pub async fn close(&self, id: InstanceId) {
         let account = self.accounts.lock().unwrap_or_else(PoisonError::into_inner).remove(&id);
         if let Some(account) = account {
+            account.retire();
             account.stop().await;
         }
     }
@@ -127,6 +131,7 @@ impl WhatsappAccounts {
         let accounts: Vec<Arc<Account>> =
             self.accounts.lock().unwrap_or_else(PoisonError::into_inner).values().cloned().collect();
         for account in accounts {
+            account.retire();
             account.stop().await;
         }
     }

@@ -496,6 +496,7 @@ async fn a_start_asked_for_during_a_logout_comes_up_as_a_new_device() {
     logout.await.unwrap().unwrap();
 
     assert_eq!(c.own_number().await, None, "a new, unpaired device after logout");
+    assert_eq!(c.state().await, InstanceState::Disconnected, "the new session's state, not the logout's");
     let keys = DeviceKeys::new(
         Arc::clone(&o.store) as Arc<dyn convene_core::DeviceKeyStore>,
         storage(&o.store).sealer,
@@ -503,6 +504,20 @@ async fn a_start_asked_for_during_a_logout_comes_up_as_a_new_device() {
     );
     let device = whatsapp_rust::wacore::store::traits::DeviceStore::load(&keys).await.unwrap();
     assert!(device.is_none_or(|d| d.pn.is_none()), "the linked identity's keys are gone");
+}
+
+/// A closed account starts no session again: not a start that was waiting when it closed (`open`'s), nor one
+/// asked for later through a connector still held. Another node runs the number from the same keys by then.
+#[tokio::test]
+async fn a_closed_account_starts_no_session_again() {
+    let o = offline().await;
+    link_device(&o, InstanceId(5), "12015550105").await;
+    let c = o.accounts.open_and_wait(InstanceId(5)).await.unwrap();
+    assert_eq!(c.own_number().await, Some(phone(105)));
+
+    o.accounts.close(InstanceId(5)).await;
+    c.account.start().await.unwrap();
+    assert_eq!(c.own_number().await, None, "no session runs on the closed account");
 }
 
 #[tokio::test]

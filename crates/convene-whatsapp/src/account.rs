@@ -52,9 +52,11 @@ pub(crate) struct Account {
     events: Arc<dyn ConnectorReports>,
     status: Mutex<Status>,
     /// The running session. Its lock is held while a session starts, while one stops (to the library's last flush),
-    /// and from unlinking a device to its new session's start, so that no start comes in between.
+    /// and from unlinking a device to deleting its keys (on logout, to the new session's start), so that no start
+    /// comes in between.
     session: tokio::sync::Mutex<Option<Session>>,
-    /// Set once the account is closed or removed here: a start waiting meanwhile, or asked for later, does nothing.
+    /// Set once the account is closed, removed or shut down here: a start waiting meanwhile, or asked for later,
+    /// does nothing.
     retired: AtomicBool,
     /// The client, readable without waiting on `session`.
     client: Mutex<Option<Arc<Client>>>,
@@ -230,7 +232,8 @@ impl Account {
         self.stop_locked(&mut session).await;
     }
 
-    /// Keeps every start from now on, and any waiting, from running a session here: the account is closed or removed.
+    /// Keeps every start from now on, and any waiting, from running a session here: the account is closed, removed or
+    /// shut down.
     pub(crate) fn retire(&self) {
         self.retired.store(true, Ordering::SeqCst);
     }

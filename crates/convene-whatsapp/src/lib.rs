@@ -128,8 +128,9 @@ impl WhatsappAccounts {
 
     /// Stops every session, flushing what the library buffers; the stored state stays.
     pub async fn shutdown(&self) {
+        // Out of the map, as `close` does: an `open` afterwards gets an account of its own, not a retired one.
         let accounts: Vec<Arc<Account>> =
-            self.accounts.lock().unwrap_or_else(PoisonError::into_inner).values().cloned().collect();
+            self.accounts.lock().unwrap_or_else(PoisonError::into_inner).drain().map(|(_, account)| account).collect();
         for account in accounts {
             account.retire();
             account.stop().await;

@@ -457,12 +457,17 @@ async fn device_state_survives_a_restart_and_logout_deletes_it() {
     assert_eq!(c.own_number().await, Some(phone(101)));
 
     c.logout().await.unwrap();
+    assert_logged_out_as_a_new_device(&o, &c).await;
+}
+
+/// After a logout: a new, unpaired device runs, and the linked identity's keys are gone from the database.
+async fn assert_logged_out_as_a_new_device(o: &Offline, c: &WhatsappConnector) {
     assert_eq!(c.own_number().await, None, "a new, unpaired device after logout");
-    assert_eq!(c.state().await, InstanceState::Disconnected);
+    assert_eq!(c.state().await, InstanceState::Disconnected, "the new session's state, not the logout's");
     let keys = DeviceKeys::new(
         Arc::clone(&o.store) as Arc<dyn convene_core::DeviceKeyStore>,
         storage(&o.store).sealer,
-        InstanceId(3),
+        c.account.id,
     );
     let device = whatsapp_rust::wacore::store::traits::DeviceStore::load(&keys).await.unwrap();
     assert!(device.is_none_or(|d| d.pn.is_none()), "the linked identity's keys are gone");
@@ -484,7 +489,7 @@ async fn a_start_asked_for_during_a_logout_comes_up_as_a_new_device() {
         let c = c.clone();
         async move { c.logout().await }
     });
-    // The session is stopped (no client any more) and the keys are not deleted yet: ask for a start then.
+    // The session is stopping (its client is gone) and the keys are not deleted yet: ask for a start then.
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     while c.own_number().await.is_some() {
         assert!(std::time::Instant::now() < deadline, "the logout did not stop the session");
@@ -494,20 +499,11 @@ async fn a_start_asked_for_during_a_logout_comes_up_as_a_new_device() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     holder.execute_batch("COMMIT").unwrap();
     logout.await.unwrap().unwrap();
-
-    assert_eq!(c.own_number().await, None, "a new, unpaired device after logout");
-    assert_eq!(c.state().await, InstanceState::Disconnected, "the new session's state, not the logout's");
-    let keys = DeviceKeys::new(
-        Arc::clone(&o.store) as Arc<dyn convene_core::DeviceKeyStore>,
-        storage(&o.store).sealer,
-        InstanceId(3),
-    );
-    let device = whatsapp_rust::wacore::store::traits::DeviceStore::load(&keys).await.unwrap();
-    assert!(device.is_none_or(|d| d.pn.is_none()), "the linked identity's keys are gone");
+    assert_logged_out_as_a_new_device(&o, &c).await;
 }
 
-/// A closed account starts no session again: not a start that was waiting when it closed (`open`'s), nor one
-/// asked for later through a connector still held. Another node runs the number from the same keys by then.
+/// A closed account starts no session again, even when asked through a connector still held: another node runs
+/// the number from the same keys by then.
 #[tokio::test]
 async fn a_closed_account_starts_no_session_again() {
     let o = offline().await;
